@@ -1,0 +1,32 @@
+# The two quickstart commands: `make run` and `make test`. Each creates .venv with only
+# Python (>= 3.11) and pip, installs dlpipe into it, then runs.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+SPEC   ?= specs/image-classification.yaml
+PYTEST_ARGS ?=
+
+.PHONY: install run test test-fast bench clean
+
+$(BIN)/dlpipe: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $@
+
+install: $(BIN)/dlpipe
+
+run: install            ## train, evaluate and export the digits CNN on bundled data
+	$(BIN)/dlpipe run $(SPEC)
+
+test: install           ## the whole test suite (what CI runs)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+test-fast: install      ## seconds: no training, no TensorFlow
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+bench: install          ## benchmarks; results go to docs/benchmarks.md by hand
+	$(BIN)/python benchmarks/validate_speed.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info runs

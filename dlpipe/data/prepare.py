@@ -1,0 +1,255 @@
+"""From a spec's `data` and `prepare` sections to arrays ready for training.
+
+Resolves the features (listed, or inferred from the columns), checks every value, encodes
+labels, splits, and computes normalization statistics on the training split only. The
+statistics go into the model (dlpipe/architectures/inputs.py), never applied here, so the
+exported model takes raw data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dlpipe.data.sources import load_source
+from dlpipe.data.splits import split_indices
+from dlpipe.data.table import Table
+from dlpipe.errors import DataError
+from dlpipe.spec.base import did_you_mean
+from dlpipe.spec.spec import Spec
+
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass
+class FeatureInfo:
+    name: str
+    """The column's name in the data."""
+    input_name: str
+    """The model input's name: the column name made safe for SavedModel signatures."""
+    type: str
+    shape: tuple[int, ...]
+    normalization: str = "none"
+    mean: np.ndarray | None = None
+    """Per-column (numerical) or per-channel (image) affine normalization: (x - mean) / std."""
+    std: np.ndarray | None = None
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "input": self.input_name, "type": self.type,
+                "shape": list(self.shape), "normalization": self.normalization}
+
+
+@dataclass
+class Split:
+    x: dict[str, np.ndarray]
+    y: np.ndarray
+    rows: np.ndarray
+    """Source row indices (0-based), for messages and reports."""
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass
+class PreparedData:
+    features: list[FeatureInfo]
+    target: str
+    task: str
+    class_names: list[str] | None
+    splits: dict[str, Split]
+    fingerprint: str
+    origin: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "origin": self.origin,
+            "fingerprint": self.fingerprint,
+            "task": self.task,
+            "target": self.target,
+            "class_names": self.class_names,
+            "features": [f.describe() for f in self.features],
+            "split_sizes": {name: len(split) for name, split in self.splits.items()},
+        }
+
+
+def input_names(names: list[str]) -> list[str]:
+    """Column names → unique names valid for Keras inputs and SavedModel signatures."""
+    out: list[str] = []
+    for name in names:
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "feature"
+        candidate, n = safe, 2
+        while candidate in out:
+            candidate, n = f"{safe}_{n}", n + 1
+        out.append(candidate)
+    return out
+
+
+def prepare(spec: Spec, base_dir: Path, located) -> PreparedData:
+    """`located(path, message)` builds a SpecError pointing at the spec's line for `path`."""
+    table = load_source(spec.data.source, base_dir)
+    if len(table) == 0:
+        raise DataError(f"{table.origin}: the dataset is empty")
+    target = _check_target(spec, table, located)
+    features = _resolve_features(spec, table, target, located)
+    y, class_names = _labels(spec, table, target)
+    fractions = {"train": spec.data.split.train, "validation": spec.data.split.validation,
+                 "test": spec.data.split.test}
+    index = split_indices(len(table), fractions, spec.seed, y if spec.data.split.stratify else None)
+    for name in ("train", "test"):
+        if len(index[name]) == 0:
+            raise located(("data", "split", name), f"the {name} split of {len(table)} examples is empty")
+    splits = {
+        name: Split({f.input_name: _column(table, f) [rows] for f in features}, y[rows], rows)
+        for name, rows in index.items()
+    }
+    _fit_normalization(spec, features, splits["train"])
+    return PreparedData(features=features, target=target, task=spec.task, class_names=class_names,
+                        splits=splits, fingerprint=_fingerprint(spec, table), origin=table.origin)
+
+
+def _check_target(spec: Spec, table: Table, located) -> str:
+    target = spec.data.target.name
+    if target not in table.columns:
+        hint = did_you_mean(target, table.columns) or f"; columns are: {_list(table.columns)}"
+        raise located(("data", "target", "name"), f"no column {target!r} in {table.origin}{hint}")
+    return target
+
+
+def _list(names, limit: int = 12) -> str:
+    names = list(names)
+    shown = ", ".join(names[:limit])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+
+
+def _resolve_features(spec: Spec, table: Table, target: str, located) -> list[FeatureInfo]:
+    if spec.data.features:
+        declared = [(f.name, f.type, ("data", "features", i, "name")) for i, f in enumerate(spec.data.features)]
+        for name, _, path in declared:
+            if name not in table.columns:
+                hint = did_you_mean(name, table.columns) or f"; columns are: {_list(table.columns)}"
+                raise located(path, f"no column {name!r} in {table.origin}{hint}")
+    else:
+        declared = []
+        for name, values in table.columns.items():
+            if name == target:
+                continue
+            kind = "image" if values.ndim >= 3 else "numerical"
+            if values.dtype.kind not in "iufb":
+                raise located(("data",), f"column {name!r} of {table.origin} holds text; list the "
+                              "features you want under data.features (text and categorical "
+                              "features are not supported yet)")
+            declared.append((name, kind, ("data",)))
+    names = input_names([name for name, _, _ in declared])
+    features = []
+    for (name, kind, path), input_name in zip(declared, names):
+        values = table.columns[name]
+        if kind == "numerical":
+            _check_numbers(table, name)
+            if values.ndim != 1:
+                raise located(path, f"column {name!r} holds arrays of shape {values.shape[1:]}, not numbers; "
+                              "declare it as type image")
+            shape: tuple[int, ...] = (1,)
+        else:
+            if values.ndim == 3:
+                values = table.columns[name] = values[..., np.newaxis]
+            if values.ndim != 4:
+                raise located(path, f"column {name!r} is not an image column (shape {values.shape[1:]})")
+            _check_numbers(table, name)
+            shape = tuple(int(d) for d in values.shape[1:])
+        norm = spec.prepare.normalization.get(name) or spec.prepare.normalization.get(kind)
+        features.append(FeatureInfo(name, input_name, kind, shape,
+                                    normalization=norm.type if norm else "none"))
+    unused = set(spec.prepare.normalization) - {f.name for f in features} - {"numerical", "image"}
+    for key in sorted(unused):
+        hint = did_you_mean(key, [f.name for f in features])
+        raise located(("prepare", "normalization", key), f"{key!r} is not a feature{hint}")
+    return features
+
+
+def _check_numbers(table: Table, name: str) -> None:
+    values = table.columns[name]
+    if values.dtype.kind not in "iufb":
+        for row, value in enumerate(values):
+            try:
+                float(value)
+            except (TypeError, ValueError):
+                raise DataError(f"{table.origin}: row {row + table.row_offset}, column {name!r}: "
+                                f"expected a number, got {value!r}") from None
+        values = table.columns[name] = values.astype(np.float32)
+    if values.dtype.kind == "f":
+        flat = values.reshape(len(values), -1)
+        bad = ~np.isfinite(flat).all(axis=1)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            what = "a missing value (NaN)" if np.isnan(flat[row]).any() else "an infinite value"
+            raise DataError(f"{table.origin}: row {row + table.row_offset}, column {name!r}: {what}; "
+                            f"{int(bad.sum())} row(s) in all (imputation is not supported yet: clean them)")
+
+
+def _column(table: Table, feature: FeatureInfo) -> np.ndarray:
+    values = table.columns[feature.name].astype(np.float32, copy=False)
+    return values.reshape(len(values), 1) if feature.type == "numerical" else values
+
+
+def _labels(spec: Spec, table: Table, target: str) -> tuple[np.ndarray, list[str] | None]:
+    values = table.columns[target]
+    if spec.task == "regression":
+        _check_numbers(table, target)
+        return table.columns[target].astype(np.float32), None
+    names = spec.data.target.class_names or table.class_names.get(target)
+    if names is not None:
+        if values.dtype.kind not in "iu":
+            raise DataError(f"{table.origin}: column {target!r}: class_names need integer labels 0..{len(names) - 1}")
+        bad = np.flatnonzero((values < 0) | (values >= len(names)))
+        if len(bad):
+            row = int(bad[0])
+            raise DataError(f"{table.origin}: row {row + table.row_offset}, column {target!r}: label "
+                            f"{values[row]!r} has no class name (class_names lists {len(names)})")
+        return values.astype(np.int64), list(names)
+    if values.dtype.kind == "f" and not np.isfinite(values).all():
+        row = int(np.flatnonzero(~np.isfinite(values))[0])
+        raise DataError(f"{table.origin}: row {row + table.row_offset}, column {target!r}: missing label")
+    labels = values.astype(str) if values.dtype.kind not in "iub" else values
+    classes, codes = np.unique(labels, return_inverse=True)
+    if len(classes) < 2:
+        raise DataError(f"{table.origin}: column {target!r} has a single class ({classes[0]!r}); "
+                        "classification needs at least two")
+    return codes.astype(np.int64), [str(c) for c in classes]
+
+
+def _fit_normalization(spec: Spec, features: list[FeatureInfo], train: Split) -> None:
+    for feature in features:
+        values = train.x[feature.input_name].astype(np.float64)
+        if feature.normalization == "none":
+            continue
+        norm = spec.prepare.normalization.get(feature.name) or spec.prepare.normalization.get(feature.type)
+        axes = tuple(range(values.ndim - 1))  # per column (numerical) / per channel (image)
+        if norm.type == "zscore":
+            mean, std = values.mean(axis=axes), values.std(axis=axes)
+        elif norm.type == "minmax":
+            mean, std = values.min(axis=axes), values.max(axis=axes) - values.min(axis=axes)
+        else:  # rescale: x * scale + offset  ==  (x - (-offset / scale)) / (1 / scale)
+            mean = np.full(values.shape[-1], -norm.offset / norm.scale)
+            std = np.full(values.shape[-1], 1.0 / norm.scale)
+        # A constant column would divide by zero: leave it unscaled (only centred).
+        feature.mean, feature.std = mean, np.where(std == 0, 1.0, std)
+
+
+def _fingerprint(spec: Spec, table: Table) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(table.columns):
+        values = np.ascontiguousarray(table.columns[name])
+        digest.update(name.encode())
+        digest.update(str(values.dtype).encode() + str(values.shape).encode())
+        digest.update(values.tobytes() if values.dtype != object else "\x1f".join(map(str, values)).encode())
+    sections = {"data": spec.data.model_dump(mode="json"), "prepare": spec.prepare.model_dump(mode="json"),
+                "seed": spec.seed}
+    digest.update(json.dumps(sections, sort_keys=True).encode())
+    return "sha256:" + digest.hexdigest()

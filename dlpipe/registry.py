@@ -1,0 +1,138 @@
+"""Every name a spec may use, mapped to the object that implements it.
+
+A table maps a name to `"module:attribute"`. `names(kind)` answers without importing
+anything, so the spec layer can check names while `dlpipe validate` stays free of
+TensorFlow; `load(kind, name)` imports the module only when a stage needs the object.
+A test resolves every entry, so a table cannot drift from the code it names.
+
+Adding an architecture, metric, exporter or dataset: one new module + one line here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import MappingProxyType
+
+_KERAS_OPTIMIZERS = {
+    "adam": "keras.optimizers:Adam",
+    "adamw": "keras.optimizers:AdamW",
+    "sgd": "keras.optimizers:SGD",
+    "rmsprop": "keras.optimizers:RMSprop",
+    "adagrad": "keras.optimizers:Adagrad",
+    "adadelta": "keras.optimizers:Adadelta",
+    "adamax": "keras.optimizers:Adamax",
+    "nadam": "keras.optimizers:Nadam",
+    "ftrl": "keras.optimizers:Ftrl",
+    "lion": "keras.optimizers:Lion",
+    "lamb": "keras.optimizers:Lamb",
+}
+
+_KERAS_ACTIVATIONS = {
+    name: f"keras.activations:{name}"
+    for name in (
+        "relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "silu", "swish", "mish",
+        "sigmoid", "hard_sigmoid", "tanh", "softmax", "softplus", "softsign", "exponential",
+        "linear",
+    )
+}
+
+_KERAS_INITIALIZERS = {
+    "glorot_uniform": "keras.initializers:GlorotUniform",
+    "glorot_normal": "keras.initializers:GlorotNormal",
+    # "xavier" is what many papers call Glorot's scheme.
+    "xavier_uniform": "keras.initializers:GlorotUniform",
+    "xavier_normal": "keras.initializers:GlorotNormal",
+    "he_uniform": "keras.initializers:HeUniform",
+    "he_normal": "keras.initializers:HeNormal",
+    "lecun_uniform": "keras.initializers:LecunUniform",
+    "lecun_normal": "keras.initializers:LecunNormal",
+    "orthogonal": "keras.initializers:Orthogonal",
+    "random_normal": "keras.initializers:RandomNormal",
+    "random_uniform": "keras.initializers:RandomUniform",
+    "truncated_normal": "keras.initializers:TruncatedNormal",
+    "zeros": "keras.initializers:Zeros",
+    "ones": "keras.initializers:Ones",
+}
+
+_KERAS_LOSSES = {
+    "binary_crossentropy": "keras.losses:BinaryCrossentropy",
+    "categorical_crossentropy": "keras.losses:CategoricalCrossentropy",
+    "sparse_categorical_crossentropy": "keras.losses:SparseCategoricalCrossentropy",
+    "binary_focal_crossentropy": "keras.losses:BinaryFocalCrossentropy",
+    "categorical_focal_crossentropy": "keras.losses:CategoricalFocalCrossentropy",
+    "mse": "keras.losses:MeanSquaredError",
+    "mae": "keras.losses:MeanAbsoluteError",
+    "huber": "keras.losses:Huber",
+    "log_cosh": "keras.losses:LogCosh",
+}
+
+_TABLES: dict[str, dict[str, str]] = {
+    "optimizer": _KERAS_OPTIMIZERS,
+    "activation": _KERAS_ACTIVATIONS,
+    "initializer": _KERAS_INITIALIZERS,
+    "loss": _KERAS_LOSSES,
+    "dataset": {
+        "digits": "dlpipe.data.builtin:load_digits",
+        "iris": "dlpipe.data.builtin:load_iris",
+        "wine": "dlpipe.data.builtin:load_wine",
+        "breast_cancer": "dlpipe.data.builtin:load_breast_cancer",
+        "diabetes": "dlpipe.data.builtin:load_diabetes",
+    },
+    "architecture": {
+        "mlp": "dlpipe.architectures.mlp:build",
+        "cnn": "dlpipe.architectures.cnn:build",
+    },
+    "metric:classification": {
+        "accuracy": "dlpipe.metrics.classification:accuracy",
+        "precision_macro": "dlpipe.metrics.classification:precision_macro",
+        "recall_macro": "dlpipe.metrics.classification:recall_macro",
+        "f1_macro": "dlpipe.metrics.classification:f1_macro",
+        "f1_micro": "dlpipe.metrics.classification:f1_micro",
+        "f1_weighted": "dlpipe.metrics.classification:f1_weighted",
+        "roc_auc": "dlpipe.metrics.classification:roc_auc",
+        "log_loss": "dlpipe.metrics.classification:log_loss",
+    },
+    "metric:regression": {
+        "mae": "dlpipe.metrics.regression:mae",
+        "mse": "dlpipe.metrics.regression:mse",
+        "rmse": "dlpipe.metrics.regression:rmse",
+        "r2": "dlpipe.metrics.regression:r2",
+    },
+    "exporter": {
+        "keras": "dlpipe.exporters.keras_file:FORMAT",
+        "saved_model": "dlpipe.exporters.saved_model:FORMAT",
+    },
+    "pipeline": {
+        "supervised": "dlpipe.pipelines.supervised:run",
+    },
+}
+
+TABLES = MappingProxyType({kind: MappingProxyType(t) for kind, t in _TABLES.items()})
+
+
+def kinds() -> tuple[str, ...]:
+    return tuple(TABLES)
+
+
+def names(kind: str) -> tuple[str, ...]:
+    """The names of one kind, in registration order; imports nothing."""
+    try:
+        return tuple(TABLES[kind])
+    except KeyError:
+        raise KeyError(f"unknown registry kind {kind!r}; known: {', '.join(TABLES)}") from None
+
+
+def target(kind: str, name: str) -> str:
+    """`"module:attribute"` for a name, with a did-you-mean when the name is unknown."""
+    table = TABLES[kind]
+    if name not in table:
+        from dlpipe.spec.base import did_you_mean
+
+        raise KeyError(f"unknown {kind} {name!r}{did_you_mean(name, table)}")
+    return table[name]
+
+
+def load(kind: str, name: str):
+    """Import and return the object registered under `name`."""
+    module_name, _, attribute = target(kind, name).partition(":")
+    return getattr(importlib.import_module(module_name), attribute)

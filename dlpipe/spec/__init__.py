@@ -1,0 +1,42 @@
+"""The spec layer: YAML → a validated `Spec`. Never imports TensorFlow or Keras."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from dlpipe.errors import Problem, SpecError
+from dlpipe.spec.loader import Document, apply_overrides, parse, read
+from dlpipe.spec.spec import Spec
+from dlpipe.spec.validation import locate, validate_document
+
+__all__ = ["Spec", "SpecError", "Problem", "load_spec", "load_document", "check_files", "json_schema"]
+
+
+def load_document(path: str | Path, overrides: Sequence[str] = ()) -> tuple[Spec, Document]:
+    """Read, override and validate one spec file; keep positions for later located errors."""
+    doc = read(path)
+    apply_overrides(doc, overrides)
+    return validate_document(doc), doc
+
+
+def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> Spec:
+    return load_document(path, overrides)[0]
+
+
+def check_files(paths: Sequence[str | Path], overrides: Sequence[str] = ()) -> list[Problem]:
+    """Every problem of every file (an empty list when all are valid)."""
+    problems: list[Problem] = []
+    for path in paths:
+        try:
+            load_document(path, overrides)
+        except SpecError as err:
+            problems.extend(err.problems)
+    return problems
+
+
+def json_schema() -> dict:
+    schema = Spec.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "dlpipe spec"
+    return schema

@@ -1,0 +1,107 @@
+"""Checks that span several fields (task ↔ loss ↔ metrics ↔ monitor ↔ split).
+
+Each check returns (path, message) pairs; all of them are collected, none stops the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from dlpipe import registry
+from dlpipe.spec.spec import Spec
+
+Found = Iterator[tuple[tuple, str]]
+
+_LOSSES = {
+    "classification": {"binary_crossentropy", "categorical_crossentropy",
+                       "sparse_categorical_crossentropy", "binary_focal_crossentropy",
+                       "categorical_focal_crossentropy"},
+    "regression": {"mse", "mae", "huber", "log_cosh"},
+}
+# The metric Keras tracks during training, beside the loss (usable by early_stopping).
+TRAINING_METRIC = {"classification": "accuracy", "regression": "mae"}
+FEATURE_TYPES = ("numerical", "image")
+
+
+def check_split(spec: Spec) -> Found:
+    split = spec.data.split
+    total = split.train + split.validation + split.test
+    if abs(total - 1.0) > 1e-9:
+        yield (("data", "split"),
+               f"train + validation + test must be 1, got {split.train:g} + "
+               f"{split.validation:g} + {split.test:g} = {total:g}")
+    if split.stratify and spec.task != "classification":
+        yield (("data", "split", "stratify"), f"stratify needs task classification, not {spec.task}")
+
+
+def check_target(spec: Spec) -> Found:
+    if spec.data.target is None:
+        yield (("data",), f"missing required key 'target' (task {spec.task} learns from labels)")
+    elif spec.data.target.class_names is not None and spec.task != "classification":
+        yield (("data", "target", "class_names"), "class_names needs task classification")
+    names = [f.name for f in spec.data.features]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            yield (("data", "features", i, "name"), f"feature {name!r} is listed twice")
+        if spec.data.target is not None and name == spec.data.target.name:
+            yield (("data", "features", i, "name"), f"{name!r} is the target; it cannot also be a feature")
+
+
+def check_loss(spec: Spec) -> Found:
+    loss = spec.training.loss
+    if loss != "auto" and loss not in _LOSSES[spec.task]:
+        fits = ", ".join(sorted(_LOSSES[spec.task]))
+        yield (("training", "loss"), f"loss {loss!r} does not fit task {spec.task}; use auto or one of {fits}")
+
+
+def check_metrics(spec: Spec) -> Found:
+    fitting = registry.names(f"metric:{spec.task}")
+    for i, name in enumerate(spec.evaluation.metrics or []):
+        if name not in fitting:
+            yield (("evaluation", "metrics", i),
+                   f"metric {name!r} does not fit task {spec.task}; choose from {', '.join(fitting)}")
+
+
+def check_early_stopping(spec: Spec) -> Found:
+    stopping = spec.training.early_stopping
+    if stopping is None:
+        return
+    known = ["loss", TRAINING_METRIC[spec.task]]
+    known += [f"val_{name}" for name in known]
+    if stopping.monitor not in known:
+        from dlpipe.spec.base import did_you_mean
+
+        hint = did_you_mean(stopping.monitor, known) or f"; choose from {', '.join(known)}"
+        yield (("training", "early_stopping", "monitor"), f"cannot monitor {stopping.monitor!r}{hint}")
+    elif stopping.monitor.startswith("val_") and spec.data.split.validation == 0:
+        yield (("training", "early_stopping", "monitor"),
+               f"monitoring {stopping.monitor!r} needs a validation split; data.split.validation is 0")
+
+
+def check_normalization(spec: Spec) -> Found:
+    if not spec.data.features:
+        return  # features are inferred from the data; names are checked when it is read
+    names = {f.name for f in spec.data.features}
+    for key in spec.prepare.normalization:
+        if key not in names and key not in FEATURE_TYPES:
+            from dlpipe.spec.base import did_you_mean
+
+            hint = did_you_mean(key, [*names, *FEATURE_TYPES])
+            yield (("prepare", "normalization", key),
+                   f"{key!r} is neither a feature nor a feature type{hint}")
+
+
+def check_architecture(spec: Spec) -> Found:
+    if spec.model.type == "cnn" and spec.data.features:
+        images = [f for f in spec.data.features if f.type == "image"]
+        if len(images) != 1 or len(spec.data.features) != 1:
+            yield (("model", "type"), "a cnn takes exactly one feature, of type image; "
+                   f"data.features has {len(images)} image and {len(spec.data.features) - len(images)} other")
+
+
+CHECKS = (check_split, check_target, check_loss, check_metrics, check_early_stopping,
+          check_normalization, check_architecture)
+
+
+def run_checks(spec: Spec) -> list[tuple[tuple, str]]:
+    return [found for check in CHECKS for found in check(spec)]

@@ -1,0 +1,76 @@
+"""The `data` section: where examples come from, which columns are features and target,
+and how they are split."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import Field
+
+from dlpipe.spec.base import Name, PositiveInt, StrictModel
+
+
+class BuiltinSource(StrictModel):
+    """A dataset shipped inside an installed package; nothing is downloaded."""
+
+    type: Literal["builtin"]
+    name: Name("dataset")
+    """digits (8×8 images, 10 classes), iris, wine, breast_cancer (binary), diabetes
+    (regression): scikit-learn's bundled copies."""
+
+
+class CsvSource(StrictModel):
+    """A CSV file with a header row; a relative path is resolved against the spec's folder."""
+
+    type: Literal["csv"]
+    path: str
+    delimiter: str = ","
+
+
+Source = Annotated[Union[BuiltinSource, CsvSource], Field(discriminator="type")]
+
+
+class NumericalFeature(StrictModel):
+    """A number per example (continuous or discrete)."""
+
+    name: str
+    type: Literal["numerical"]
+
+
+class ImageFeature(StrictModel):
+    """An image per example (height × width × channels)."""
+
+    name: str
+    type: Literal["image"]
+
+
+Feature = Annotated[Union[NumericalFeature, ImageFeature], Field(discriminator="type")]
+
+
+class Target(StrictModel):
+    """The column to predict."""
+
+    name: str
+    class_names: list[str] | None = None
+    """Names for the classes 0..K-1 of an integer label (classification); by default
+    the dataset's own names, or the labels themselves."""
+
+
+class Split(StrictModel):
+    """Fractions of the examples for each split; seeded by the spec's `seed`."""
+
+    train: Annotated[float, Field(gt=0, lt=1)] = 0.8
+    validation: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    test: Annotated[float, Field(gt=0, lt=1)] = 0.1
+    stratify: bool | None = None
+    """Keep class proportions equal across splits; defaults to true for classification."""
+
+
+class Data(StrictModel):
+    source: Source
+    features: list[Feature] = []
+    """Input columns. Empty: every column except the target, numbers as numerical."""
+    target: Target | None = None
+    split: Split = Split()
+    shuffle_buffer: PositiveInt | None = None
+    """Examples held by the training shuffle; default: the whole training split."""

@@ -1,0 +1,32 @@
+"""The `evaluation` section: which metrics, on which splits."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, WithJsonSchema
+
+from dlpipe import registry
+from dlpipe.spec.base import StrictModel, did_you_mean, unknown_name
+
+METRIC_NAMES = tuple(
+    name for kind in registry.kinds() if kind.startswith("metric:") for name in registry.names(kind)
+)
+
+
+def _check_metric(name: str) -> str:
+    if name not in METRIC_NAMES:
+        hint = did_you_mean(name, METRIC_NAMES) or f"; choose from {', '.join(METRIC_NAMES)}"
+        raise unknown_name("metric", name, hint)
+    return name
+
+
+Metric = Annotated[str, AfterValidator(_check_metric),
+                   WithJsonSchema({"type": "string", "enum": list(METRIC_NAMES)})]
+
+
+class Evaluation(StrictModel):
+    metrics: list[Metric] | None = None
+    """Names as in metrics.json; by default accuracy and f1_macro for classification,
+    mae, mse, rmse and r2 for regression."""
+    splits: list[Literal["validation", "test"]] = ["validation", "test"]

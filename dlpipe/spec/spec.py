@@ -1,0 +1,58 @@
+"""The whole spec: one document describing data, model, training, evaluation, export."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from dlpipe.spec.base import StrictModel
+from dlpipe.spec.data import Data
+from dlpipe.spec.evaluation import Evaluation
+from dlpipe.spec.export import Export
+from dlpipe.spec.model import Model
+from dlpipe.spec.prepare import Prepare
+from dlpipe.spec.training import Training
+
+Task = Literal["classification", "regression"]
+
+DEFAULT_METRICS: dict[str, list[str]] = {
+    "classification": ["accuracy", "f1_macro"],
+    "regression": ["mae", "mse", "rmse", "r2"],
+}
+
+# Which pipeline in pipelines/ runs each task.
+PIPELINES: dict[str, str] = {"classification": "supervised", "regression": "supervised"}
+
+
+class Spec(StrictModel):
+    """A dlpipe spec. `dlpipe schema` prints this model as JSON Schema."""
+
+    version: Literal[1] = 1
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")]
+    """Names the run directory (runs/<name>-<time>): letters, digits, '_', '-', '.'."""
+    description: str = ""
+    """One line shown by `dlpipe templates` and in the model card."""
+    task: Task
+    seed: Annotated[int, Field(ge=0, lt=2**31)] = 42
+    """Seeds splits, shuffling, initial weights; with it a CPU run is bit-for-bit repeatable."""
+    data: Data
+    prepare: Prepare = Prepare()
+    model: Model
+    training: Training = Training()
+    evaluation: Evaluation = Evaluation()
+    export: Export = Export()
+
+    @model_validator(mode="after")
+    def _fill_task_defaults(self) -> "Spec":
+        # Defaults that depend on the task are written into the spec itself, so that the
+        # resolved spec.yaml of a run shows every value that was used.
+        if self.evaluation.metrics is None:
+            object.__setattr__(self.evaluation, "metrics", list(DEFAULT_METRICS[self.task]))
+        if self.data.split.stratify is None:
+            object.__setattr__(self.data.split, "stratify", self.task == "classification")
+        return self
+
+    @property
+    def pipeline(self) -> str:
+        return PIPELINES[self.task]

@@ -1,0 +1,55 @@
+"""The spec templates shipped with dlpipe (the repository's specs/ folder)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from dlpipe.errors import DlpipeError
+
+
+def templates_dir() -> Path:
+    """specs/ as installed (dlpipe/specs), or the source tree's specs/ beside dlpipe/."""
+    try:
+        import dlpipe.specs as installed
+
+        return Path(next(iter(installed.__path__)))
+    except ImportError:
+        return Path(__file__).resolve().parent.parent / "specs"
+
+
+def names() -> list[str]:
+    return sorted(p.stem for p in templates_dir().glob("*.yaml"))
+
+
+def path(name: str) -> Path:
+    candidate = templates_dir() / f"{name.removesuffix('.yaml')}.yaml"
+    if not candidate.is_file():
+        from dlpipe.spec.base import did_you_mean
+
+        hint = did_you_mean(name, names()) or f"; choose from {', '.join(names())}"
+        raise DlpipeError(f"unknown template {name!r}{hint}")
+    return candidate
+
+
+def describe(name: str) -> str:
+    """The template's `description` line."""
+    data = yaml.safe_load(path(name).read_text(encoding="utf-8")) or {}
+    return str(data.get("description", "")).strip()
+
+
+def write(name: str, dest: Path, force: bool = False) -> Path:
+    """Copy a template to `dest` (a file, or a folder to put `<name>.yaml` in); its first
+    line, the command that runs it, is rewritten to name the new path."""
+    source = path(name)
+    target = dest / source.name if dest.is_dir() else dest
+    if target.exists() and not force:
+        raise DlpipeError(f"{target}: already exists (use --force to overwrite)")
+    lines = source.read_text(encoding="utf-8").splitlines(keepends=True)
+    if lines and lines[0].startswith("# dlpipe run "):
+        lines[0] = f"# dlpipe run {target}\n"
+    from dlpipe.rundir import atomic_write_text
+
+    atomic_write_text(target, "".join(lines))
+    return target

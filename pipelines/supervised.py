@@ -1,6 +1,7 @@
 """Supervised learning — classification and regression — read top to bottom.
 
     data      read the source, check every value, split, fit normalization on train
+    setup     import TensorFlow, seed everything, turn on op determinism
     build     inputs (normalization inside) → architecture → head; compile
     train     fit on tf.data; history.csv; model.keras
     evaluate  the spec's metrics on validation and test → metrics.json
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import sys
 
-import numpy as np
 
 from dlpipe import registry
 from dlpipe.rundir import atomic_path, atomic_write_json, atomic_write_text
@@ -20,14 +20,6 @@ from dlpipe.rundir import atomic_path, atomic_write_json, atomic_write_text
 def run(ctx) -> None:
     spec, run_dir = ctx.spec, ctx.run_dir
 
-    with run_dir.stage("setup"):
-        from dlpipe.training.determinism import configure
-
-        environment = configure(spec.seed)
-        run_dir.update(deterministic=environment["deterministic"], device=environment["device"],
-                       backend=environment["backend"],
-                       versions={**run_dir.record["versions"], **environment["versions"]})
-
     with run_dir.stage("data"):
         from dlpipe.data.prepare import prepare
 
@@ -35,6 +27,14 @@ def run(ctx) -> None:
         atomic_write_json(run_dir.path("data.json"), data.describe())
         run_dir.update(data_fingerprint=data.fingerprint)
         n_classes = len(data.class_names) if data.class_names else None
+
+    with run_dir.stage("setup"):
+        from dlpipe.training.determinism import configure
+
+        environment = configure(spec.seed)
+        run_dir.update(deterministic=environment["deterministic"], device=environment["device"],
+                       backend=environment["backend"],
+                       versions={**run_dir.record["versions"], **environment["versions"]})
 
     with run_dir.stage("build"):
         from dlpipe.architectures.assemble import build_model

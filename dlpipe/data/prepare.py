@@ -141,7 +141,7 @@ def _resolve_features(spec: Spec, table: Table, target: str, located) -> list[Fe
             if name == target:
                 continue
             kind = "image" if values.ndim >= 3 else "numerical"
-            if values.dtype.kind not in "iufb":
+            if values.dtype.kind not in "iufb" and not _mostly_numbers(values):
                 raise located(("data",), f"column {name!r} of {table.origin} holds text; list the "
                               "features you want under data.features (text and categorical "
                               "features are not supported yet)")
@@ -171,6 +171,15 @@ def _resolve_features(spec: Spec, table: Table, target: str, located) -> list[Fe
         hint = did_you_mean(key, [f.name for f in features])
         raise located(("prepare", "normalization", key), f"{key!r} is not a feature{hint}")
     return features
+
+
+def _mostly_numbers(values: np.ndarray) -> bool:
+    """A text column whose values are mostly numbers is a numeric column with typos
+    (reported by row later), not a text feature."""
+    import pandas as pd
+
+    present = pd.Series(values).dropna()
+    return len(present) > 0 and pd.to_numeric(present, errors="coerce").notna().mean() > 0.5
 
 
 def _check_numbers(table: Table, name: str) -> None:

@@ -1,0 +1,122 @@
+"""End to end: the two foundation templates, run in full, through the CLI in-process.
+
+These train real models (about 20 s each on 2 cores) and check the user contract: the
+accuracy targets, every run-directory file, byte-identical reruns, and export parity.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from dlpipe.cli import main
+from dlpipe.spec import load_spec
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parent.parent
+CONTRACT_FILES = ["spec.yaml", "run.json", "metrics.json", "history.csv", "model.keras",
+                  "export/verification.json", "export/keras/model.keras", "export/saved_model/saved_model.pb"]
+
+
+def run_cli(*args: str) -> Path:
+    result = CliRunner().invoke(main, ["run", *args])
+    assert result.exit_code == 0, result.output
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def image_run(tmp_path_factory) -> Path:
+    return run_cli(str(ROOT / "specs/image-classification.yaml"), "--out", str(tmp_path_factory.mktemp("img") / "run"))
+
+
+@pytest.fixture(scope="module")
+def tabular_run(tmp_path_factory) -> Path:
+    return run_cli(str(ROOT / "specs/tabular-classification.yaml"), "--out", str(tmp_path_factory.mktemp("tab") / "run"))
+
+
+def metrics(run: Path) -> dict:
+    return json.loads((run / "metrics.json").read_text())
+
+
+def test_image_classification_reaches_097(image_run):
+    assert metrics(image_run)["test"]["accuracy"] >= 0.97
+
+
+def test_tabular_classification_reaches_095(tabular_run):
+    assert metrics(tabular_run)["test"]["accuracy"] >= 0.95
+
+
+@pytest.mark.parametrize("which", ["image_run", "tabular_run"])
+def test_run_directory_holds_the_contract(which, request):
+    run = request.getfixturevalue(which)
+    for name in CONTRACT_FILES:
+        assert (run / name).is_file(), name
+    record = json.loads((run / "run.json").read_text())
+    assert record["status"] == "completed" and record["error"] is None
+    assert set(record["stages"]) == {"data", "setup", "build", "train", "evaluate", "export"}
+    assert all(s["status"] == "completed" and s["seconds"] >= 0 for s in record["stages"].values())
+    assert record["deterministic"] is True and record["seed"] == 42
+    assert record["data_fingerprint"].startswith("sha256:")
+    assert {"dlpipe", "python", "tensorflow", "keras"} <= set(record["versions"])
+    assert not list(run.glob("**/.*.tmp*")) and not (run / ".lock").exists()
+    # The resolved spec is complete and valid: loading it gives back the same spec.
+    resolved = load_spec(run / "spec.yaml")
+    assert resolved.model_dump() == yaml.safe_load((run / "spec.yaml").read_text())
+    header, *rows = (run / "history.csv").read_text().splitlines()
+    assert header.split(",")[:2] == ["epoch", "accuracy"] and len(rows) >= 1
+
+
+@pytest.mark.parametrize("which", ["image_run", "tabular_run"])
+def test_exports_match_the_trained_model(which, request):
+    run = request.getfixturevalue(which)
+    verification = json.loads((run / "export/verification.json").read_text())
+    assert set(verification) == {"keras", "saved_model"}
+    for result in verification.values():
+        assert result["passed"] and result["max_abs_diff"] <= 1e-4 and result["agreement"] == 1.0
+        assert result["samples"] > 0
+
+
+def test_saved_model_serves_raw_named_inputs(tabular_run):
+    import keras
+    import tensorflow as tf
+
+    from sklearn.datasets import load_breast_cancer
+
+    model = keras.saving.load_model(tabular_run / "model.keras")
+    serve = tf.saved_model.load(str(tabular_run / "export/saved_model")).signatures["serving_default"]
+    bunch = load_breast_cancer()
+    names = json.loads((tabular_run / "data.json").read_text())["features"]
+    assert [f["name"] for f in names] == list(bunch.feature_names)
+    raw = {f["input"]: bunch.data[:5, i : i + 1].astype("float32") for i, f in enumerate(names)}
+    assert set(serve.structured_input_signature[1]) == set(raw)  # e.g. "mean_radius"
+    served = next(iter(serve(**{k: tf.constant(v) for k, v in raw.items()}).values())).numpy()
+    np.testing.assert_allclose(served, model.predict(raw, verbose=0), atol=1e-6)
+
+
+def test_normalization_uses_training_statistics_only(tabular_run):
+    import keras
+
+    from dlpipe.data.prepare import prepare
+
+    spec = load_spec(tabular_run / "spec.yaml")
+    data = prepare(spec, ROOT, located=None)
+    model = keras.saving.load_model(tabular_run / "model.keras")
+    layer = model.get_layer("mean_radius_zscore")
+    train = data.splits["train"].x["mean_radius"].astype("float64")
+    everything = np.concatenate([s.x["mean_radius"] for s in data.splits.values()]).astype("float64")
+    assert np.allclose(np.asarray(layer.mean).ravel(), train.mean(), rtol=1e-6)
+    assert np.allclose(np.sqrt(np.asarray(layer.variance)).ravel(), train.std(), rtol=1e-5)
+    assert not np.isclose(train.mean(), everything.mean(), rtol=1e-6)  # the check can tell them apart
+
+
+def test_same_spec_twice_gives_byte_identical_metrics(tmp_path):
+    spec = str(ROOT / "specs/image-classification.yaml")
+    first = run_cli(spec, "--set", "training.epochs=2", "--out", str(tmp_path / "a"))
+    second = run_cli(spec, "--set", "training.epochs=2", "--out", str(tmp_path / "b"))
+    assert (first / "metrics.json").read_bytes() == (second / "metrics.json").read_bytes()
+    assert (first / "history.csv").read_bytes() == (second / "history.csv").read_bytes()

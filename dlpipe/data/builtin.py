@@ -8,7 +8,7 @@ from dlpipe.data.table import Table
 
 
 def _frame(bunch, name: str, target: str = "target") -> Table:
-    columns = {n: np.asarray(bunch.data[:, i], dtype=np.float32) for i, n in enumerate(bunch.feature_names)}
+    columns = {str(n): np.asarray(bunch.data[:, i], dtype=np.float32) for i, n in enumerate(bunch.feature_names)}
     columns[target] = np.asarray(bunch.target)
     names = {target: [str(n) for n in bunch.target_names]} if hasattr(bunch, "target_names") else {}
     return Table(columns, origin=f"builtin:{name}", class_names=names)

@@ -118,6 +118,11 @@ def _check_target(spec: Spec, table: Table, located) -> str:
     target = spec.data.target.name
     if target not in table.columns:
         hint = did_you_mean(target, table.columns) or f"; columns are: {_list(table.columns)}"
+        if len(table.columns) == 1:
+            (header,) = table.columns
+            seen = [d for d in (";", "\t", "|", ",") if d in header]
+            if seen:
+                hint = f"; the header {header!r} looks delimited by {seen[0]!r}: set data.source.delimiter"
         raise located(("data", "target", "name"), f"no column {target!r} in {table.origin}{hint}")
     return target
 
@@ -160,7 +165,8 @@ def _resolve_features(spec: Spec, table: Table, target: str, located) -> list[Fe
             if values.ndim == 3:
                 values = table.columns[name] = values[..., np.newaxis]
             if values.ndim != 4:
-                raise located(path, f"column {name!r} is not an image column (shape {values.shape[1:]})")
+                what = "one number per row" if values.ndim == 1 else f"arrays of shape {values.shape[1:]}"
+                raise located(path, f"column {name!r} holds {what}, not images (height × width × channels)")
             _check_numbers(table, name)
             shape = tuple(int(d) for d in values.shape[1:])
         norm = spec.prepare.normalization.get(name) or spec.prepare.normalization.get(kind)
@@ -220,7 +226,7 @@ def _labels(spec: Spec, table: Table, target: str) -> tuple[np.ndarray, list[str
         if len(bad):
             row = int(bad[0])
             raise DataError(f"{table.origin}: row {row + table.row_offset}, column {target!r}: label "
-                            f"{values[row]!r} has no class name (class_names lists {len(names)})")
+                            f"{values[row].item()!r} has no class name (class_names lists {len(names)})")
         return values.astype(np.int64), list(names)
     if values.dtype.kind == "f" and not np.isfinite(values).all():
         row = int(np.flatnonzero(~np.isfinite(values))[0])
@@ -228,7 +234,7 @@ def _labels(spec: Spec, table: Table, target: str) -> tuple[np.ndarray, list[str
     labels = values.astype(str) if values.dtype.kind not in "iub" else values
     classes, codes = np.unique(labels, return_inverse=True)
     if len(classes) < 2:
-        raise DataError(f"{table.origin}: column {target!r} has a single class ({classes[0]!r}); "
+        raise DataError(f"{table.origin}: column {target!r} has a single class ({classes[0].item()!r}); "
                         "classification needs at least two")
     return codes.astype(np.int64), [str(c) for c in classes]
 

@@ -29,6 +29,8 @@ def load_source(source, base_dir: Path) -> Table:
 def _load_csv(path: Path, delimiter: str) -> Table:
     import pandas as pd
 
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory, not a CSV file")
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     try:

@@ -141,3 +141,33 @@ def test_each_trial_number_has_its_own_seed(tmp_path):
     assert len(set(rates)) == 6
     again = run_study(spec, dims, 6)[1]
     assert again == drawn
+
+
+@pytest.mark.parametrize("pruner, expected", [
+    ("{type: none}", ("NopPruner", {})),
+    ("{type: median, startup_trials: 3, warmup_epochs: 2}",
+     ("MedianPruner", {"_n_startup_trials": 3, "_n_warmup_steps": 2})),
+    ("{type: hyperband, min_epochs: 2, reduction_factor: 4}",
+     ("HyperbandPruner", {"_min_resource": 2, "_max_resource": 7, "_reduction_factor": 4})),
+])
+def test_pruners_follow_the_spec(tmp_path, pruner, expected):
+    from dlpipe.tuning.study import make_pruner
+
+    path = tmp_path / "spec.yaml"
+    path.write_text(SPEC.replace("SAMPLER", "random").replace("  search:", f"  pruner: {pruner}\n  search:")
+                    + "training: {epochs: 7}\n")
+    spec = load_spec(path)
+    made = make_pruner(spec.tuning, spec)
+    name, attributes = expected
+    assert type(made).__name__ == name
+    assert {k: getattr(made, k) for k in attributes} == attributes
+
+
+def test_hyperband_measures_epochs_itself_when_they_are_searched(tmp_path):
+    from dlpipe.tuning.study import make_pruner
+
+    path = tmp_path / "spec.yaml"
+    path.write_text(SPEC.replace("SAMPLER", "random").replace("  search:", "  pruner: {type: hyperband}\n  search:")
+                    + "    training.epochs: {type: int, low: 2, high: 8}\n")
+    spec = load_spec(path)
+    assert make_pruner(spec.tuning, spec)._max_resource == "auto"

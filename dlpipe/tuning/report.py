@@ -145,7 +145,7 @@ h1{font-size:1.5rem;margin-bottom:.2rem}h2{font-size:1.15rem;margin-top:2rem}
 table{border-collapse:collapse;margin:.5rem 0}td,th{padding:.25rem .6rem;border-bottom:1px solid #ddd;
 text-align:left;vertical-align:top}th{background:#f4f4f4}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .muted{color:#777}.bar{background:#4c78a8;height:.8rem;display:inline-block}
-tr.best td{background:#eef5ff}code{background:#f4f4f4;padding:0 .2rem}
+tr.best td{background:#eef5ff}code{background:#f4f4f4;padding:0 .2rem}td a{white-space:nowrap}
 """
 
 _COLOR = {"complete": "#4c78a8", "pruned": "#aaaaaa", "fail": "#e45756", "running": "#f58518",

@@ -84,7 +84,8 @@ def tune(spec_path: str | Path, *, overrides: Sequence[str] = (), trials: int | 
             _echo(f"tune: every point of the grid ({len(sampler._all_grids)}) has been tried; "
                   "nothing to run")
         else:
-            _echo(f"tune: study {name!r} in {shown_url}: {trials} trial(s), "
+            until = f" (no new one after {timeout:g} s)" if timeout else ""
+            _echo(f"tune: study {name!r} in {shown_url}: {trials} trial(s){until}, "
                   f"{tuning.sampler.type} sampler, {tuning.pruner.type} pruner, "
                   f"{tuning.objective.direction} validation {tuning.objective.metric}")
             study.optimize(objective, n_trials=trials, timeout=timeout, catch=(DlpipeError,),
@@ -102,6 +103,11 @@ def tune(spec_path: str | Path, *, overrides: Sequence[str] = (), trials: int | 
 
 
 # Storage and study -------------------------------------------------------------------------
+
+
+# The module SQLAlchemy imports for a URL → the package that provides it.
+_DRIVERS = {"psycopg": "psycopg[binary]", "psycopg2": "psycopg2-binary", "pymysql": "pymysql",
+            "MySQLdb": "mysqlclient", "mysql": "mysql-connector-python"}
 
 
 def open_storage(url: str):
@@ -129,9 +135,10 @@ def open_storage(url: str):
         try:
             return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs), shown
         except ImportError as err:
-            cause = err.__cause__ or err
-            raise DlpipeError(f"storage {shown}: the database driver is not installed ({cause}); "
-                              "e.g. pip install psycopg2-binary (PostgreSQL) or pymysql (MySQL)") from None
+            missing = getattr(err.__cause__ or err, "name", None) or str(err.__cause__ or err)
+            package = _DRIVERS.get(missing, missing)
+            raise DlpipeError(f"storage {shown}: its database driver is not installed (no module "
+                              f"{missing!r}); pip install {package!r}") from None
         except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as err:
             if attempt == 9:
                 raise DlpipeError(f"storage {shown}: {_first_line(err)}") from None

@@ -97,6 +97,36 @@ def run(spec: str, overrides: tuple[str, ...], out: str | None) -> None:
 
 
 @main.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=_SET_HELP)
+@click.option("--trials", type=click.IntRange(min=1), default=None,
+              help="Trials this command runs (default: tuning.trials). A rerun adds as many more.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
+              help="Start no trial after this many seconds (default: tuning.timeout).")
+@click.option("--storage", default=None, metavar="URL",
+              help="Optuna storage shared by every worker of the study: sqlite:///PATH, "
+                   "postgresql://USER:PASSWORD@HOST/DB, mysql+pymysql://USER:PASSWORD@HOST/DB. "
+                   "Default: study.db in the study directory.")
+@click.option("--study-name", default=None, help="Default: the spec's name.")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Study directory (default: runs/<name>-tune); rerunning continues the study.")
+def tune(spec: str, overrides: tuple[str, ...], trials: int | None, timeout: float | None,
+         storage: str | None, study_name: str | None, out: str | None) -> None:
+    """Search hyperparameters of SPEC: each trial is a `dlpipe run` with some keys changed.
+
+    The keys, their ranges, the objective, sampler (grid, random, bayesian) and pruner
+    come from the spec's `tuning` section; without one, the learning rate, dropout and
+    batch size are searched. Writes best.yaml (run it to repeat the best trial),
+    study.json, trials.csv and report.html into the study directory and prints it.
+    """
+    from dlpipe.tuning import tune as run_tuning
+
+    study_dir = run_tuning(spec, overrides=overrides, trials=trials, timeout=timeout, storage=storage,
+                           study_name=study_name, out=out, command=["dlpipe", *sys.argv[1:]])
+    click.echo(str(study_dir))
+
+
+@main.command()
 def templates() -> None:
     """List the spec templates, one line each."""
     from dlpipe import templates as shipped

@@ -7,7 +7,7 @@ interrupted.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -28,6 +28,8 @@ class Context:
     run_dir: RunDir
     base_dir: Path
     """The spec file's folder: relative data paths are resolved against it."""
+    callbacks: list = field(default_factory=list)
+    """Extra Keras callbacks for training (dlpipe tune reports each epoch to its pruner)."""
 
     def located(self, path: tuple, message: str) -> SpecError:
         """An error about the data that points at the spec line responsible for it."""
@@ -40,13 +42,13 @@ def dump_spec(spec: Spec) -> str:
 
 
 def run_spec(spec_path: str | Path, *, overrides: Sequence[str] = (), out: str | Path | None = None,
-             command: list[str] | None = None) -> Path:
+             command: list[str] | None = None, callbacks: Sequence = ()) -> Path:
     spec, document = load_document(spec_path, overrides)
     run_dir = RunDir.create(Path(out) if out else RunDir.default_path(spec.name))
     try:
         run_dir.start(seed=spec.seed, command=list(command or []), spec_file=str(Path(spec_path).resolve()))
         atomic_write_text(run_dir.path("spec.yaml"), dump_spec(spec))
-        context = Context(spec, document, run_dir, Path(spec_path).resolve().parent)
+        context = Context(spec, document, run_dir, Path(spec_path).resolve().parent, list(callbacks))
         registry.load("pipeline", spec.pipeline)(context)
     except KeyboardInterrupt:
         run_dir.finish("interrupted", "interrupted (SIGINT)")

@@ -47,7 +47,7 @@ def run(ctx) -> None:
     with run_dir.stage("train"):
         from dlpipe.training.fit import train
 
-        history = train(model, spec, data)
+        history = train(model, spec, data, callbacks=ctx.callbacks)
         atomic_write_text(run_dir.path("history.csv"), history_csv(history))
         with atomic_path(run_dir.path("model.keras")) as tmp:
             model.save(tmp)

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 from dlpipe import registry
 from dlpipe.spec.spec import Spec
+from dlpipe.spec.tuning import check_tuning
 
 Found = Iterator[tuple[tuple, str]]
 
@@ -100,7 +101,7 @@ def check_architecture(spec: Spec) -> Found:
 
 
 CHECKS = (check_split, check_target, check_loss, check_metrics, check_early_stopping,
-          check_normalization, check_architecture)
+          check_normalization, check_architecture, check_tuning)
 
 
 def run_checks(spec: Spec) -> list[tuple[tuple, str]]:

@@ -13,6 +13,7 @@ from dlpipe.spec.export import Export
 from dlpipe.spec.model import Model
 from dlpipe.spec.prepare import Prepare
 from dlpipe.spec.training import Training
+from dlpipe.spec.tuning import Tuning, resolve as resolve_tuning
 
 Task = Literal["classification", "regression"]
 
@@ -42,6 +43,8 @@ class Spec(StrictModel):
     training: Training = Training()
     evaluation: Evaluation = Evaluation()
     export: Export = Export()
+    tuning: Tuning | None = None
+    """Hyperparameter search for `dlpipe tune`; `dlpipe run` ignores it."""
 
     @model_validator(mode="after")
     def _fill_task_defaults(self) -> "Spec":
@@ -51,6 +54,8 @@ class Spec(StrictModel):
             object.__setattr__(self.evaluation, "metrics", list(DEFAULT_METRICS[self.task]))
         if self.data.split.stratify is None:
             object.__setattr__(self.data.split, "stratify", self.task == "classification")
+        if self.tuning is not None:
+            object.__setattr__(self, "tuning", resolve_tuning(self))
         return self
 
     @property

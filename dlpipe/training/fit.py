@@ -14,7 +14,7 @@ def verbosity(progress: str) -> int:
     return {"bar": 1, "epoch": 2, "none": 0}[progress]
 
 
-def train(model, spec, data) -> dict[str, list[float]]:
+def train(model, spec, data, callbacks=()) -> dict[str, list[float]]:
     import keras
 
     training = spec.training
@@ -23,7 +23,7 @@ def train(model, spec, data) -> dict[str, list[float]]:
                             seed=spec.seed, shuffle_buffer=spec.data.shuffle_buffer)
     val_ds = (make_dataset(validation.x, validation.y, batch_size=training.batch_size, shuffle=False,
                            seed=spec.seed) if len(validation) else None)
-    callbacks = [keras.callbacks.TerminateOnNaN()]
+    callbacks = [keras.callbacks.TerminateOnNaN(), *callbacks]
     if training.early_stopping:
         stop = training.early_stopping
         callbacks.append(keras.callbacks.EarlyStopping(

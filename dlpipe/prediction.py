@@ -147,11 +147,10 @@ def _check_columns(path: Path, interface: dict, columns) -> dict[str, str]:
 def _read_csv(path: Path, interface: dict) -> list[dict]:
     import pandas as pd
 
-    text = [e["name"] for e in interface["inputs"] if e["type"] == "categorical"]
-    text += [e["input"] for e in interface["inputs"] if e["type"] == "categorical"]
     try:
-        # Categories stay text exactly as written ("007" is not 7).
-        frame = pd.read_csv(path, dtype={name: str for name in text}, keep_default_na=True)
+        # Read as training read its CSV (dlpipe/data/sources.py), so that a category turns
+        # into the same text: a column of integers gives "7" for 007 in both.
+        frame = pd.read_csv(path)
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as err:

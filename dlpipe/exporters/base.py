@@ -7,6 +7,7 @@ import contextlib
 import importlib.util
 import os
 import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,7 @@ class Artifact:
     """What a user of this artifact must know (its quantization, a pre-step), for the card."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class ExportJob:
     """What a writer may need beyond the model."""
 
@@ -39,6 +40,21 @@ class ExportJob:
     """Training-split examples by input name (int8 calibration)."""
     interface: dict[str, Any]
     """Inputs, output and class names, as in the model card (dlpipe/exporters/model_card.py)."""
+    _saved: dict[int, tuple[Any, Path]] = field(default_factory=dict, repr=False)
+
+    def saved_model(self, model) -> Path:
+        """`model` as a SavedModel in scratch space, exported once and shared by every format
+        made from it (saved_model, onnx, tflite): tracing is most of an export's time."""
+        if id(model) not in self._saved:
+            path = Path(tempfile.mkdtemp(prefix="dlpipe-export-")) / "saved_model"
+            model.export(str(path), format="tf_saved_model", verbose=False)
+            self._saved[id(model)] = (model, path)  # holding the model keeps its id unique
+        return self._saved[id(model)][1]
+
+    def cleanup(self) -> None:
+        for _, path in self._saved.values():
+            shutil.rmtree(path.parent, ignore_errors=True)
+        self._saved.clear()
 
 
 @dataclass(frozen=True)

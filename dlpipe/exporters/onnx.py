@@ -21,10 +21,13 @@ OPSET = 17
 
 
 def write(model, directory: Path, job: ExportJob | None = None) -> list[Artifact]:
-    with tempfile.TemporaryDirectory(prefix="dlpipe-onnx-") as scratch:
-        saved_model = Path(scratch, "saved_model")
-        model.export(str(saved_model), format="tf_saved_model", verbose=False)
-        proto = convert_saved_model(saved_model)
+    if job is None:
+        with tempfile.TemporaryDirectory(prefix="dlpipe-onnx-") as scratch:
+            saved_model = Path(scratch, "saved_model")
+            model.export(str(saved_model), format="tf_saved_model", verbose=False)
+            proto = convert_saved_model(saved_model)
+    else:
+        proto = convert_saved_model(job.saved_model(model))
     with atomic_dir(directory) as tmp:
         tmp.mkdir()
         (tmp / "model.onnx").write_bytes(proto.SerializeToString())

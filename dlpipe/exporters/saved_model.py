@@ -9,6 +9,7 @@ folder alone is enough for `dlpipe predict`.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +21,10 @@ INTERFACE = Path("assets", "dlpipe_interface.json")
 
 def write(model, directory: Path, job: ExportJob | None = None) -> list[Artifact]:
     with atomic_dir(directory) as tmp:  # export/saved_model/ is the SavedModel itself
-        model.export(str(tmp), format="tf_saved_model", verbose=False)
-        if job is not None:
+        if job is None:
+            model.export(str(tmp), format="tf_saved_model", verbose=False)
+        else:
+            shutil.copytree(job.saved_model(model), tmp)
             (tmp / INTERFACE).parent.mkdir(exist_ok=True)
             (tmp / INTERFACE).write_text(json.dumps(job.interface, indent=2) + "\n", encoding="utf-8")
     return [Artifact("saved_model", directory, {"signature": "serving_default"})]

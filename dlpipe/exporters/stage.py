@@ -82,21 +82,24 @@ def export_model(model, spec, data, export_dir: Path, *, formats: Sequence[str] 
     results = {key: entry for key, entry in _previous(export_dir).items()
                if key.split("/")[0] not in formats and entry.get("path") and (export_dir / entry["path"]).exists()}
     unwritten = []
-    for name in formats:
-        export_format = registry.load("exporter", name)
-        try:
-            artifacts = export_format.write(model, export_dir / name, job)
-        except StageError as err:
-            message = str(err).removeprefix("export: ")
-            results[name] = {"format": name, "path": None, "passed": False, "error": message}
-            unwritten.append(message)
-            continue
-        for artifact in artifacts:
-            entry = {"format": name, "path": artifact.path.relative_to(export_dir).as_posix(), **artifact.notes}
-            if options.verify != "off":
-                entry.update(_verify(export_format, artifact, inputs, reference, classifier,
-                                     options.tolerance_for(artifact.key)))
-            results[artifact.key] = entry
+    try:
+        for name in formats:
+            export_format = registry.load("exporter", name)
+            try:
+                artifacts = export_format.write(model, export_dir / name, job)
+            except StageError as err:
+                message = str(err).removeprefix("export: ")
+                results[name] = {"format": name, "path": None, "passed": False, "error": message}
+                unwritten.append(message)
+                continue
+            for artifact in artifacts:
+                entry = {"format": name, "path": artifact.path.relative_to(export_dir).as_posix(), **artifact.notes}
+                if options.verify != "off":
+                    entry.update(_verify(export_format, artifact, inputs, reference, classifier,
+                                         options.tolerance_for(artifact.key)))
+                results[artifact.key] = entry
+    finally:
+        job.cleanup()
 
     atomic_write_json(export_dir / VERIFICATION, results)
     card = build_card(spec, interface, data, metrics, results, int(model.count_params()))

@@ -20,7 +20,6 @@ that reaches anything but one such lookup is refused with the layer's name.
 from __future__ import annotations
 
 import json
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -35,10 +34,8 @@ LOOKUP_FILE = "lookup.json"
 def write(model, directory: Path, job: ExportJob) -> list[Artifact]:
     inference, vocabularies = without_string_lookups(model)
     modes = list(job.options.tflite.quantization)
-    with tempfile.TemporaryDirectory(prefix="dlpipe-tflite-") as scratch:
-        saved_model = Path(scratch, "saved_model")
-        inference.export(str(saved_model), format="tf_saved_model", verbose=False)
-        files = {mode: convert(saved_model, mode, _calibration(job.representative, vocabularies)) for mode in modes}
+    saved_model = job.saved_model(inference)
+    files = {mode: convert(saved_model, mode, _calibration(job.representative, vocabularies)) for mode in modes}
     with atomic_dir(directory) as tmp:
         tmp.mkdir()
         for mode, content in files.items():

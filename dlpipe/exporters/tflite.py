@@ -7,9 +7,9 @@
     int8      weights and activations int8 (TFLITE_BUILTINS_INT8 only), activation ranges
               calibrated on training-split examples; inputs and outputs stay float32
 
-Text inputs: TFLite converts a StringLookup but the file fails at run time for some batch
-sizes (RESHAPE: "num_input_elements != num_output_elements"), which a verification on one
-batch size would not catch. So the lookup is moved out of the file as a documented
+Text inputs: TFLite converts a StringLookup but the file fails at run time when its first
+call has batch size 1 (RESHAPE: "num_input_elements != num_output_elements") and works
+for other batch sizes, which a verification on one batch would not catch. So the lookup is moved out of the file as a documented
 pre-step: the .tflite takes each categorical input as int64 indices, and lookup.json
 lists, per input, the vocabulary whose positions are those indices (anything not listed
 is index 0, the out-of-vocabulary bucket). `lookup_indices` is that pre-step; the
@@ -146,9 +146,17 @@ def load(path: Path):
     lookup_file = Path(path).parent / LOOKUP_FILE
     vocabularies = json.loads(lookup_file.read_text(encoding="utf-8")) if lookup_file.is_file() else {}
 
+    dtypes = {name: details["dtype"] for name, details in runner.get_input_details().items()}
+
     def predict(inputs: dict[str, np.ndarray]) -> np.ndarray:
-        feed = {name: lookup_indices(values, vocabularies[name]) if name in vocabularies
-                else np.ascontiguousarray(values, dtype=np.float32) for name, values in inputs.items()}
+        feed = {}
+        for name, values in inputs.items():
+            if name in vocabularies:
+                feed[name] = lookup_indices(values, vocabularies[name])
+            elif dtypes[name] in (np.bytes_, np.object_, np.str_):  # a file that kept its text input
+                feed[name] = np.asarray(values).astype(str).astype(np.bytes_)
+            else:
+                feed[name] = np.ascontiguousarray(values, dtype=dtypes[name])
         (output,) = runner(**feed).values()
         return np.array(output)
 

@@ -318,9 +318,10 @@ def _cell(value) -> str:
 
 
 def predict_file(model_path: str | Path, input_path: str | Path, out: str | Path | None = None,
-                 batch_size: int = 256, log: TextIO = sys.stderr) -> int:
+                 batch_size: int = 256, log: TextIO | None = None) -> int:
     """Predict every example of `input_path`; write CSV/JSONL to `out` (by its suffix) or
-    CSV to stdout. Returns the number of examples."""
+    CSV to stdout; progress and warnings go to `log` (stderr). Returns the number of examples."""
+    log = log or sys.stderr
     # TensorFlow's C++ start-up notices (CPU features, CUDA probing) are noise here.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if out is not None and Path(out).suffix.lower() not in OUTPUT_SUFFIXES:

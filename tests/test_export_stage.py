@@ -70,15 +70,35 @@ def test_model_card_describes_the_run():
     assert card["data"]["split_sizes"] == {"train": 398, "validation": 57, "test": 114}
     assert card["metrics"] == read(root / "metrics.json")
     assert card["exports"] == read(root / "export" / "verification.json")
-    assert card["intended_use"] is None
+    assert card["intended_use"].startswith("A teaching example of tabular classification")
     assert {"dlpipe", "python", "tensorflow", "keras", "onnxruntime", "ai-edge-litert"} <= set(card["versions"])
     markdown = (root / "export" / "model_card.md").read_text(encoding="utf-8")
     for heading in ("# Model card: breast-cancer-mlp", "## Intended use", "## Inputs", "## Data",
                     "## Metrics", "## Exports", "## Versions"):
         assert heading in markdown
-    assert "Not stated in the spec (`export.intended_use`)" in markdown
+    assert "## Intended use\n\nA teaching example of tabular classification on a small public dataset" in markdown
     assert "| mean radius | `mean_radius` | numerical | float32 | (1,) | zscore |" in markdown
     assert "| tflite/int8 | `tflite/model_int8.tflite` | yes |" in markdown
+
+
+def test_model_card_says_when_the_intended_use_is_not_stated():
+    from dlpipe.exporters.model_card import render_markdown
+
+    card = {"name": "m", "description": "", "intended_use": None, "task": "regression", "target": "y",
+            "output": {"units": 1, "activation": "linear", "meaning": "the predicted value of 'y'"},
+            "class_names": None, "inputs": [{"name": "x", "input": "x", "type": "numerical", "dtype": "float32",
+                                             "shape": [1], "normalization": "none", "value_range": [0.0, 2.5]}],
+            "data": {"origin": "a.csv", "fingerprint": "sha256:0", "split_sizes": {"train": 8, "test": 2}},
+            "training": {"architecture": "mlp", "parameters": 1234, "epochs": 3, "batch_size": 4,
+                         "optimizer": "adam", "seed": 1},
+            "metrics": {"test": {"mae": 0.5}}, "versions": {"dlpipe": "0.1.0"},
+            "exports": {"keras": {"path": "keras/model.keras"}}}
+    markdown = render_markdown(card)
+    assert "## Intended use\n\nNot stated in the spec (`export.intended_use`)." in markdown
+    assert "| x | `x` | numerical | float32 | (1,) | none | 0 … 2.5 |" in markdown
+    assert "| mae | 0.5 |" in markdown
+    assert "| keras | `keras/model.keras` | not checked | – | – |  |  |" in markdown
+    assert "mlp with 1,234 parameters; up to 3 epochs, batch size 4, adam, seed 1." in markdown
 
 
 @pytest.mark.slow

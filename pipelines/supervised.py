@@ -14,7 +14,6 @@ import sys
 
 import numpy as np
 
-from dlpipe import registry
 from dlpipe.rundir import atomic_path, atomic_write_json, atomic_write_text
 
 

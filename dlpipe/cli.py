@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from dlpipe import __version__
+from dlpipe import registry
 from dlpipe.errors import EXIT_FAILED, DlpipeError, SpecError
 
 _SET_HELP = "Override a spec key, e.g. --set training.epochs=5 (VALUE is YAML). Repeatable."
@@ -124,6 +125,53 @@ def tune(spec: str, overrides: tuple[str, ...], trials: int | None, timeout: flo
     study_dir = run_tuning(spec, overrides=overrides, trials=trials, timeout=timeout, storage=storage,
                            study_name=study_name, out=out, command=["dlpipe", *sys.argv[1:]])
     click.echo(str(study_dir))
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
+@click.option("--format", "formats", multiple=True, type=click.Choice(registry.names("exporter")),
+              help="Export only this format (repeatable); default: the spec's export.formats.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override an export.* key, e.g. --set export.tflite.quantization=[float32,int8].")
+def export(run_dir: str, formats: tuple[str, ...], overrides: tuple[str, ...]) -> None:
+    """Export RUN_DIR's trained model again, without training.
+
+    Loads RUN_DIR/model.keras, rebuilds the data from RUN_DIR/spec.yaml (held-out
+    examples to verify on, training examples to calibrate int8), then writes, verifies
+    and describes each format exactly as `dlpipe run` does: export/<format>/,
+    export/verification.json, export/model_card.md and .json.
+    """
+    from dlpipe.exporters.stage import export_run
+
+    results = export_run(run_dir, formats=formats or None, overrides=overrides)
+    for key, entry in results.items():
+        verdict = {True: "verified", False: "FAILED", None: "not verified"}[entry.get("passed")]
+        numbers = "".join(f"  {name.replace('_', ' ')} {entry[name]:.3g}" for name in ("max_abs_diff", "agreement")
+                          if name in entry)
+        click.echo(f"{key:<16} {verdict:<12} {entry.get('path') or entry.get('error')}{numbers}")
+
+
+@main.command()
+@click.argument("model", type=click.Path(exists=True))
+@click.argument("input", type=click.Path(exists=True))
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Write here; .csv or .jsonl chooses the format. Default: CSV on stdout.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Examples run at once.")
+def predict(model: str, input: str, out: str | None, batch_size: int) -> None:
+    """Predict INPUT with MODEL: class names and probabilities, or values.
+
+    \b
+    MODEL  a run directory, an export directory, a SavedModel folder or a .keras file
+    INPUT  raw data as in training: a .csv or .jsonl file (a column or key per input),
+           or image files (a file or a folder); images are converted to the model's
+           channels and size and mapped onto the training images' value range
+    """
+    from dlpipe.prediction import predict_file
+
+    count = predict_file(model, input, out, batch_size=batch_size)
+    if out:
+        click.echo(f"wrote {count} predictions to {out}", err=True)
 
 
 @main.command()

@@ -101,6 +101,8 @@ _TABLES: dict[str, dict[str, str]] = {
     "exporter": {
         "keras": "dlpipe.exporters.keras_file:FORMAT",
         "saved_model": "dlpipe.exporters.saved_model:FORMAT",
+        "tflite": "dlpipe.exporters.tflite:FORMAT",
+        "onnx": "dlpipe.exporters.onnx:FORMAT",
     },
     "pipeline": {
         "supervised": "dlpipe.pipelines.supervised:run",

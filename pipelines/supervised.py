@@ -5,15 +5,14 @@
     build     inputs (normalization inside) → architecture → head; compile
     train     fit on tf.data; history.csv; model.keras
     evaluate  the spec's metrics on validation and test → metrics.json
-    export    each format written, loaded back with its own runtime, compared → verification.json
+    export    each format written, loaded back with its own runtime, compared → verification.json,
+              model card
 """
 
 from __future__ import annotations
 
 import sys
 
-
-from dlpipe import registry
 from dlpipe.rundir import atomic_path, atomic_write_json, atomic_write_text
 
 
@@ -29,9 +28,11 @@ def run(ctx) -> None:
         n_classes = len(data.class_names) if data.class_names else None
 
     with run_dir.stage("setup"):
+        from dlpipe.exporters.stage import check_available
         from dlpipe.training.determinism import configure
 
         environment = configure(spec.seed)
+        check_available(spec.export.formats)  # a missing extra fails now, not after training
         run_dir.update(deterministic=environment["deterministic"], device=environment["device"],
                        backend=environment["backend"],
                        versions={**run_dir.record["versions"], **environment["versions"]})
@@ -53,37 +54,23 @@ def run(ctx) -> None:
             model.save(tmp)
 
     with run_dir.stage("evaluate"):
+        from dlpipe.data.pipeline import predict
         from dlpipe.metrics.evaluate import scores
 
         metrics = {}
         for name in spec.evaluation.splits:
             split = data.splits[name]
             if len(split):
-                output = model.predict(split.x, batch_size=1024, verbose=0)
+                output = predict(model, split.x)
                 metrics[name] = scores(spec.task, spec.evaluation.metrics, split.y, output, n_classes)
         atomic_write_json(run_dir.path("metrics.json"), metrics)
         summary = ", ".join(f"{k} {v:.4f}" for k, v in metrics.get("test", {}).items())
         print(f"[dlpipe] test: {summary}", file=sys.stderr, flush=True)
 
     with run_dir.stage("export"):
-        from dlpipe.exporters.verify import check, compare
+        from dlpipe.exporters.stage import export_model
 
-        test = data.splits["test"]
-        count = min(spec.export.samples, len(test))
-        inputs = {name: values[:count] for name, values in test.x.items()}
-        reference = model.predict(inputs, batch_size=1024, verbose=0)
-        results = {}
-        for name in spec.export.formats:
-            export_format = registry.load("exporter", name)
-            path = export_format.write(model, run_dir.path("export", name))
-            results[name] = {"path": str(path.relative_to(run_dir.root))}
-            if spec.export.verify != "off":
-                exported = export_format.load(path)(inputs)
-                results[name].update(compare(reference, exported, classifier=spec.task == "classification"))
-        warnings = [] if spec.export.verify == "off" else check(results, spec.export.tolerance, spec.export.verify)
-        atomic_write_json(run_dir.path("export", "verification.json"), results)
-        for warning in warnings:
-            print(f"[dlpipe] warning: export {warning}", file=sys.stderr, flush=True)
+        export_model(model, spec, data, run_dir.path("export"), metrics=metrics)
 
 
 def history_csv(history: dict[str, list[float]]) -> str:

@@ -1,7 +1,8 @@
 """Model inputs: one named input per feature, raw values in, normalization inside.
 
-Normalization statistics were fitted on the training split (dlpipe/data/prepare.py); here
-they become constant layers, so `model.keras` and every export take raw data.
+Normalization statistics and category vocabularies were fitted on the training split
+(dlpipe/data/prepare.py); here they become constant layers, so `model.keras` and every
+export take raw data: numbers, pixels, category names as text.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ def build_inputs(features) -> tuple[dict[str, keras.KerasTensor], dict[str, kera
     """(inputs by input name, normalized tensors by input name)."""
     inputs, encoded = {}, {}
     for feature in features:
+        if feature.type == "categorical":
+            inputs[feature.input_name], encoded[feature.input_name] = categorical_input(feature)
+            continue
         tensor = keras.Input(shape=feature.shape, name=feature.input_name, dtype="float32")
         inputs[feature.input_name] = tensor
         if feature.normalization == "none" or feature.mean is None:
@@ -28,6 +32,21 @@ def build_inputs(features) -> tuple[dict[str, keras.KerasTensor], dict[str, kera
                 axis=-1, mean=feature.mean.astype(np.float32), variance=np.square(feature.std).astype(np.float32),
                 name=f"{feature.input_name}_{feature.normalization}")(tensor)
     return inputs, encoded
+
+
+def categorical_input(feature) -> tuple[keras.KerasTensor, keras.KerasTensor]:
+    """Text in → index (0 = out of vocabulary) → one-hot vector or embedding.
+
+    The lookup is the only layer that sees the string input; exporters rely on that to
+    move it out of models whose runtime cannot run it (dlpipe/exporters/tflite.py)."""
+    tensor = keras.Input(shape=(1,), name=feature.input_name, dtype="string")
+    index = keras.layers.StringLookup(vocabulary=list(feature.vocabulary), num_oov_indices=1,
+                                      name=f"{feature.input_name}_lookup")(tensor)
+    size = len(feature.vocabulary) + 1
+    if feature.encoding == "embedding":
+        vectors = keras.layers.Embedding(size, feature.embedding_dim, name=f"{feature.input_name}_embedding")(index)
+        return tensor, keras.layers.Flatten(name=f"{feature.input_name}_flatten")(vectors)
+    return tensor, keras.layers.CategoryEncoding(size, output_mode="one_hot", name=f"{feature.input_name}_one_hot")(index)
 
 
 def _scalar_or_list(values: np.ndarray):

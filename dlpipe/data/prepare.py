@@ -39,10 +39,18 @@ class FeatureInfo:
     mean: np.ndarray | None = None
     """Per-column (numerical) or per-channel (image) affine normalization: (x - mean) / std."""
     std: np.ndarray | None = None
+    vocabulary: list[str] | None = None
+    """Categorical: the known categories; index 0 inside the model is the out-of-vocabulary bucket."""
+    encoding: str | None = None
+    """Categorical: one_hot or embedding."""
+    embedding_dim: int | None = None
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "input": self.input_name, "type": self.type,
-                "shape": list(self.shape), "normalization": self.normalization}
+        out = {"name": self.name, "input": self.input_name, "type": self.type,
+               "shape": list(self.shape), "normalization": self.normalization}
+        if self.type == "categorical":
+            out.update(vocabulary=self.vocabulary, encoding=self.encoding, embedding_dim=self.embedding_dim)
+        return out
 
 
 @dataclass
@@ -110,6 +118,7 @@ def prepare(spec: Spec, base_dir: Path, located) -> PreparedData:
         for name, rows in index.items()
     }
     _fit_normalization(spec, features, splits["train"])
+    _fit_vocabularies(spec, features, splits["train"])
     return PreparedData(features=features, target=target, task=spec.task, class_names=class_names,
                         splits=splits, fingerprint=_fingerprint(spec, table), origin=table.origin)
 
@@ -148,19 +157,22 @@ def _resolve_features(spec: Spec, table: Table, target: str, located) -> list[Fe
             kind = "image" if values.ndim >= 3 else "numerical"
             if values.dtype.kind not in "iufb" and not _mostly_numbers(values):
                 raise located(("data",), f"column {name!r} of {table.origin} holds text; list the "
-                              "features you want under data.features (text and categorical "
-                              "features are not supported yet)")
+                              "features you want under data.features (a category per row: "
+                              f"{{name: {name}, type: categorical}})")
             declared.append((name, kind, ("data",)))
     names = input_names([name for name, _, _ in declared])
     features = []
     for (name, kind, path), input_name in zip(declared, names):
         values = table.columns[name]
-        if kind == "numerical":
+        if kind == "categorical":
+            _check_categories(table, name)
+            shape: tuple[int, ...] = (1,)
+        elif kind == "numerical":
             _check_numbers(table, name)
             if values.ndim != 1:
                 raise located(path, f"column {name!r} holds arrays of shape {values.shape[1:]}, not numbers; "
                               "declare it as type image")
-            shape: tuple[int, ...] = (1,)
+            shape = (1,)
         else:
             if values.ndim == 3:
                 values = table.columns[name] = values[..., np.newaxis]
@@ -170,8 +182,14 @@ def _resolve_features(spec: Spec, table: Table, target: str, located) -> list[Fe
             _check_numbers(table, name)
             shape = tuple(int(d) for d in values.shape[1:])
         norm = spec.prepare.normalization.get(name) or spec.prepare.normalization.get(kind)
-        features.append(FeatureInfo(name, input_name, kind, shape,
-                                    normalization=norm.type if norm else "none"))
+        info = FeatureInfo(name, input_name, kind, shape, normalization=norm.type if norm else "none")
+        if kind == "categorical":
+            declared_feature = next(f for f in spec.data.features if f.name == name)
+            info.normalization = "none"
+            info.vocabulary = declared_feature.vocabulary
+            info.encoding = declared_feature.encoding
+            info.embedding_dim = declared_feature.embedding_dim or (8 if info.encoding == "embedding" else None)
+        features.append(info)
     unused = set(spec.prepare.normalization) - {f.name for f in features} - {"numerical", "image"}
     for key in sorted(unused):
         hint = did_you_mean(key, [f.name for f in features])
@@ -208,7 +226,28 @@ def _check_numbers(table: Table, name: str) -> None:
                             f"{int(bad.sum())} row(s) in all (imputation is not supported yet: clean them)")
 
 
+def _check_categories(table: Table, name: str) -> None:
+    """Categories become text: the model's input is a string, whatever the column held."""
+    values = table.columns[name]
+    if values.dtype.kind == "f":
+        missing = np.flatnonzero(np.isnan(values))
+    else:
+        missing = np.flatnonzero([_is_missing(v) for v in values])
+    if len(missing):
+        row = int(missing[0])
+        raise DataError(f"{table.origin}: row {row + table.row_offset}, column {name!r}: a missing value; "
+                        f"{len(missing)} row(s) in all (imputation is not supported yet: clean them)")
+    table.columns[name] = np.array([str(v) for v in values], dtype=object)
+
+
+def _is_missing(value) -> bool:
+    # None (JSON null), NaN (pandas' empty cell), pandas.NA (nullable columns)
+    return value is None or (isinstance(value, float) and value != value) or type(value).__name__ == "NAType"
+
+
 def _column(table: Table, feature: FeatureInfo) -> np.ndarray:
+    if feature.type == "categorical":
+        return table.columns[feature.name].reshape(-1, 1)
     values = table.columns[feature.name].astype(np.float32, copy=False)
     return values.reshape(len(values), 1) if feature.type == "numerical" else values
 
@@ -241,9 +280,9 @@ def _labels(spec: Spec, table: Table, target: str) -> tuple[np.ndarray, list[str
 
 def _fit_normalization(spec: Spec, features: list[FeatureInfo], train: Split) -> None:
     for feature in features:
-        values = train.x[feature.input_name].astype(np.float64)
         if feature.normalization == "none":
             continue
+        values = train.x[feature.input_name].astype(np.float64)
         norm = spec.prepare.normalization.get(feature.name) or spec.prepare.normalization.get(feature.type)
         axes = tuple(range(values.ndim - 1))  # per column (numerical) / per channel (image)
         if norm.type == "zscore":
@@ -255,6 +294,12 @@ def _fit_normalization(spec: Spec, features: list[FeatureInfo], train: Split) ->
             std = np.full(values.shape[-1], 1.0 / norm.scale)
         # A constant column would divide by zero: leave it unscaled (only centred).
         feature.mean, feature.std = mean, np.where(std == 0, 1.0, std)
+
+
+def _fit_vocabularies(spec: Spec, features: list[FeatureInfo], train: Split) -> None:
+    for feature in features:
+        if feature.type == "categorical" and feature.vocabulary is None:
+            feature.vocabulary = sorted(set(train.x[feature.input_name].ravel().tolist()))
 
 
 def _fingerprint(spec: Spec, table: Table) -> str:

@@ -1,10 +1,17 @@
-"""What an export format provides: a writer and a way to run what it wrote."""
+"""What an export format provides: a writer, a way to run what it wrote with the format's
+own runtime, and the modules it needs (its extra)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import contextlib
+import importlib.util
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -12,9 +19,85 @@ Predict = Callable[[dict[str, np.ndarray]], np.ndarray]
 
 
 @dataclass(frozen=True)
+class Artifact:
+    """One file or folder an exporter wrote, verified on its own."""
+
+    key: str
+    """Its entry in verification.json and the model card: the format's name, or
+    `tflite/<mode>` for each TFLite quantization mode."""
+    path: Path
+    notes: dict[str, Any] = field(default_factory=dict)
+    """What a user of this artifact must know (its quantization, a pre-step), for the card."""
+
+
+@dataclass
+class ExportJob:
+    """What a writer may need beyond the model."""
+
+    options: Any
+    """The spec's `export` section (dlpipe.spec.export.Export)."""
+    representative: dict[str, np.ndarray]
+    """Training-split examples by input name (int8 calibration)."""
+    interface: dict[str, Any]
+    """Inputs, output and class names, as in the model card (dlpipe/exporters/model_card.py)."""
+    _saved: dict[int, tuple[Any, Path]] = field(default_factory=dict, repr=False)
+
+    def saved_model(self, model) -> Path:
+        """`model` as a SavedModel in scratch space, exported once and shared by every format
+        made from it (saved_model, onnx, tflite): tracing is most of an export's time."""
+        if id(model) not in self._saved:
+            path = Path(tempfile.mkdtemp(prefix="dlpipe-export-")) / "saved_model"
+            model.export(str(path), format="tf_saved_model", verbose=False)
+            self._saved[id(model)] = (model, path)  # holding the model keeps its id unique
+        return self._saved[id(model)][1]
+
+    def cleanup(self) -> None:
+        for _, path in self._saved.values():
+            shutil.rmtree(path.parent, ignore_errors=True)
+        self._saved.clear()
+
+
+@dataclass(frozen=True)
 class ExportFormat:
     name: str
-    write: Callable[..., Path]
-    """write(model, directory) → the artifact's path; writes atomically."""
+    write: Callable[[Any, Path, ExportJob], list[Artifact]]
+    """write(model, directory, job) → the artifacts; the directory is replaced atomically."""
     load: Callable[[Path], Predict]
     """load(path) → predict(inputs by name) using the format's own runtime, not the model."""
+    requires: tuple[str, ...] = ()
+    """Modules the format imports, beyond dlpipe's own dependencies."""
+    extra: str | None = None
+    """The dlpipe extra that installs `requires`."""
+
+    def missing(self) -> list[str]:
+        """The required modules that cannot be imported here."""
+        return [name for name in self.requires if importlib.util.find_spec(name) is None]
+
+
+@contextlib.contextmanager
+def atomic_dir(target: Path) -> Iterator[Path]:
+    """A fresh temporary folder path beside `target` (not created); if the block succeeds it
+    takes `target`'s place, replacing an earlier export there."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    old = target.with_name(f".{target.name}.{os.getpid()}.old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        yield tmp
+        if target.exists():
+            os.replace(target, old)
+        try:
+            os.replace(tmp, target)
+        except BaseException:
+            if old.exists():
+                os.replace(old, target)  # keep the earlier export rather than none
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def as_text(values: np.ndarray) -> np.ndarray:
+    """A text column as a numpy array of Python str (what tf.constant and onnxruntime take)."""
+    return np.asarray(values).astype(str).astype(object)

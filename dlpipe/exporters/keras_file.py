@@ -4,24 +4,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
-from dlpipe.exporters.base import ExportFormat
+from dlpipe.exporters.base import Artifact, ExportFormat, ExportJob
 from dlpipe.rundir import atomic_path
 
 
-def write(model, directory: Path) -> Path:
+def write(model, directory: Path, job: ExportJob | None = None) -> list[Artifact]:
     target = directory / "model.keras"
     with atomic_path(target) as tmp:
         model.save(tmp)
-    return target
+    return [Artifact("keras", target)]
 
 
 def load(path: Path):
     import keras
 
+    from dlpipe.data.pipeline import predict
+
     model = keras.saving.load_model(path, safe_mode=True, compile=False)
-    return lambda inputs: np.asarray(model.predict(inputs, verbose=0))
+    return lambda inputs: predict(model, inputs)
 
 
 FORMAT = ExportFormat("keras", write, load)

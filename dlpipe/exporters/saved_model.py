@@ -1,21 +1,33 @@
 """TensorFlow SavedModel with a `serving_default` signature over the raw, named inputs
-(normalization inside), loaded back with `tf.saved_model.load` — no Keras involved."""
+(normalization and category lookups inside), loaded back with `tf.saved_model.load` — no
+Keras involved.
+
+assets/dlpipe_interface.json describes the inputs, output and class names, so that the
+folder alone is enough for `dlpipe predict`.
+"""
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 
-from dlpipe.exporters.base import ExportFormat
-from dlpipe.rundir import atomic_path
+from dlpipe.exporters.base import Artifact, ExportFormat, ExportJob, as_text, atomic_dir
+
+INTERFACE = Path("assets", "dlpipe_interface.json")
 
 
-def write(model, directory: Path) -> Path:
-    target = directory  # export/saved_model/ is the SavedModel itself
-    with atomic_path(target) as tmp:
-        model.export(str(tmp), format="tf_saved_model", verbose=False)
-    return target
+def write(model, directory: Path, job: ExportJob | None = None) -> list[Artifact]:
+    with atomic_dir(directory) as tmp:  # export/saved_model/ is the SavedModel itself
+        if job is None:
+            model.export(str(tmp), format="tf_saved_model", verbose=False)
+        else:
+            shutil.copytree(job.saved_model(model), tmp)
+            (tmp / INTERFACE).parent.mkdir(exist_ok=True)
+            (tmp / INTERFACE).write_text(json.dumps(job.interface, indent=2) + "\n", encoding="utf-8")
+    return [Artifact("saved_model", directory, {"signature": "serving_default"})]
 
 
 def load(path: Path):
@@ -24,8 +36,9 @@ def load(path: Path):
     serve = tf.saved_model.load(str(path)).signatures["serving_default"]
 
     def predict(inputs: dict[str, np.ndarray]) -> np.ndarray:
-        outputs = serve(**{name: tf.constant(value) for name, value in inputs.items()})
-        (output,) = outputs.values()
+        tensors = {name: tf.constant(as_text(value) if value.dtype == object else value)
+                   for name, value in inputs.items()}
+        (output,) = serve(**tensors).values()
         return output.numpy()
 
     return predict

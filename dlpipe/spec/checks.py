@@ -100,8 +100,43 @@ def check_architecture(spec: Spec) -> Found:
                    f"data.features has {len(images)} image and {len(spec.data.features) - len(images)} other")
 
 
+def check_categorical(spec: Spec) -> Found:
+    for i, feature in enumerate(spec.data.features):
+        if feature.type != "categorical":
+            continue
+        if feature.embedding_dim is not None and feature.encoding != "embedding":
+            yield (("data", "features", i, "embedding_dim"),
+                   f"embedding_dim needs encoding embedding, not {feature.encoding}")
+        for j, value in enumerate(feature.vocabulary or []):
+            if value in feature.vocabulary[:j]:
+                yield (("data", "features", i, "vocabulary", j), f"{value!r} is listed twice")
+        if feature.name in spec.prepare.normalization:
+            yield (("prepare", "normalization", feature.name),
+                   f"{feature.name!r} is categorical: it is encoded ({feature.encoding}), not normalized")
+
+
+def check_export(spec: Spec) -> Found:
+    from dlpipe.spec.export import tolerance_problem
+
+    export = spec.export
+    for field, values in (("formats", export.formats), ("quantization", export.tflite.quantization)):
+        path = ("export", field) if field == "formats" else ("export", "tflite", field)
+        for i, value in enumerate(values):
+            if value in values[:i]:
+                yield ((*path, i), f"{value!r} is listed twice")
+    for key, tolerance in export.tolerance.items():
+        if tolerance.max_abs_diff is None and tolerance.agreement is None:
+            yield (("export", "tolerance", key), "give max_abs_diff, agreement or both")
+        elif tolerance.agreement is not None and spec.task != "classification":
+            yield (("export", "tolerance", key, "agreement"), f"agreement needs task classification, not {spec.task}")
+    for key in dict.fromkeys(export.keys()):
+        problem = tolerance_problem(export, key, spec.task)
+        if problem:
+            yield problem
+
+
 CHECKS = (check_split, check_target, check_loss, check_metrics, check_early_stopping,
-          check_normalization, check_architecture, check_tuning)
+          check_normalization, check_architecture, check_categorical, check_export, check_tuning)
 
 
 def run_checks(spec: Spec) -> list[tuple[tuple, str]]:

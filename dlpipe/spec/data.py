@@ -44,7 +44,23 @@ class ImageFeature(StrictModel):
     type: Literal["image"]
 
 
-Feature = Annotated[Union[NumericalFeature, ImageFeature], Field(discriminator="type")]
+class CategoricalFeature(StrictModel):
+    """One of a set of categories per example (a plan, a country code). The model takes the
+    raw value as text; a lookup inside the model turns it into an index."""
+
+    name: str
+    type: Literal["categorical"]
+    vocabulary: Annotated[list[str], Field(min_length=1)] | None = None
+    """The known categories. Default: every value of the training split, sorted. Any other
+    value (in later data too) falls into one shared out-of-vocabulary bucket."""
+    encoding: Literal["one_hot", "embedding"] = "one_hot"
+    """one_hot: one 0/1 input per category (a few categories); embedding: a learned vector
+    of `embedding_dim` numbers per category (many categories)."""
+    embedding_dim: PositiveInt | None = None
+    """Length of each category's vector with `encoding: embedding` (default 8)."""
+
+
+Feature = Annotated[Union[NumericalFeature, ImageFeature, CategoricalFeature], Field(discriminator="type")]
 
 
 class Target(StrictModel):

@@ -1,20 +1,114 @@
-"""The `export` section: formats to write and how strictly to verify each one."""
+"""The `export` section: formats to write, how strictly to verify each one, and what the
+model card says the model is for."""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field, WithJsonSchema
 
-from dlpipe.spec.base import Name, PositiveFloat, PositiveInt, StrictModel
+from dlpipe import registry
+from dlpipe.spec.base import Name, PositiveFloat, PositiveInt, StrictModel, did_you_mean, unknown_name
+
+QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
+QUANTIZED = ("dynamic", "int8")
+"""Modes whose weights are integers: judged by class agreement, not by absolute difference."""
+
+Quantization = Literal["float32", "float16", "dynamic", "int8"]
+
+
+class TFLite(StrictModel):
+    """TensorFlow Lite (LiteRT) files, one per quantization mode, each verified on its own."""
+
+    quantization: Annotated[list[Quantization], Field(min_length=1)] = ["float32"]
+    """float32: the model as trained. float16: weights stored as float16 (half the size).
+    dynamic: weights stored as int8, computed in float. int8: weights and activations int8,
+    calibrated on `representative_samples` training examples (inputs and outputs stay
+    float32). Writes export/tflite/model_<mode>.tflite for each."""
+    representative_samples: Annotated[PositiveInt, Field(le=10_000)] = 200
+    """Training-split examples (seeded draw) that calibrate int8 activation ranges."""
+
+
+class Tolerance(StrictModel):
+    """When an export counts as computing what the trained model computes. Every bound
+    given must hold; an entry replaces the default for its key as a whole."""
+
+    max_abs_diff: PositiveFloat | None = None
+    """Largest absolute difference allowed between an output of the export and the model."""
+    agreement: Annotated[float, Field(gt=0, le=1)] | None = None
+    """Smallest fraction of examples on which the export predicts the model's class
+    (classifiers only)."""
+
+
+DEFAULT_TOLERANCES: dict[str, Tolerance] = {
+    "keras": Tolerance(max_abs_diff=1e-4),
+    "saved_model": Tolerance(max_abs_diff=1e-4),
+    "onnx": Tolerance(max_abs_diff=1e-4),
+    "tflite/float32": Tolerance(max_abs_diff=1e-4),
+    # float16 weights carry ~3 significant digits: the breast-cancer MLP's probabilities
+    # moved by 5e-3.
+    "tflite/float16": Tolerance(max_abs_diff=1e-2),
+    # Integer weights move probabilities by a few percent; what must survive is the class.
+    "tflite/dynamic": Tolerance(agreement=0.97),
+    "tflite/int8": Tolerance(agreement=0.97),
+}
+
+
+def export_keys(formats, quantization) -> list[str]:
+    """The entries of verification.json: one per format, one per TFLite mode."""
+    keys = []
+    for name in formats:
+        keys += [f"tflite/{mode}" for mode in quantization] if name == "tflite" else [name]
+    return keys
+
+
+def _check_tolerance_key(key: str) -> str:
+    known = [*registry.names("exporter"), *(f"tflite/{mode}" for mode in QUANTIZATIONS)]
+    if key not in known:
+        hint = did_you_mean(key, known) or f"; choose from {', '.join(known)}"
+        raise unknown_name("export format", key, hint)
+    return key
+
+
+ToleranceKey = Annotated[str, AfterValidator(_check_tolerance_key),
+                         WithJsonSchema({"type": "string", "description": "a format, or tflite/<mode>"})]
 
 
 class Export(StrictModel):
     formats: list[Name("exporter", "export format")] = ["keras", "saved_model"]
-    """Each format is loaded back with its own runtime and compared with the trained model."""
+    """Each format is loaded back with its own runtime and compared with the trained model:
+    keras (Keras), saved_model (tf.saved_model), tflite (LiteRT; extra `tflite`), onnx
+    (onnxruntime; extra `onnx`)."""
     verify: Literal["error", "warn", "off"] = "error"
-    """What a format outside `tolerance` does: fail the run, warn, or skip checking."""
-    tolerance: PositiveFloat = 1e-4
-    """Largest absolute difference allowed between the export's and the model's outputs."""
-    samples: Annotated[PositiveInt, Field(le=100_000)] = 64
-    """Held-out (test split) examples used for the comparison."""
+    """What an export outside its tolerance does: fail the run, warn, or skip checking."""
+    tolerance: dict[ToleranceKey, Tolerance] = {}
+    """Per format (`onnx`), per TFLite mode (`tflite/int8`) or for every TFLite mode
+    (`tflite`). Defaults: max_abs_diff 1e-4 for keras, saved_model, onnx and tflite/float32;
+    1e-2 for tflite/float16; agreement 0.97 for tflite/dynamic and tflite/int8
+    (a regression model has no classes: give those a max_abs_diff)."""
+    samples: Annotated[PositiveInt, Field(le=100_000)] = 256
+    """Held-out (test split) examples used for the comparison (all of them when fewer)."""
+    tflite: TFLite = TFLite()
+    intended_use: str = ""
+    """What the model is for, and what it is not for: the model card's first section."""
+
+    def keys(self, formats=None) -> list[str]:
+        return export_keys(self.formats if formats is None else formats, self.tflite.quantization)
+
+    def tolerance_for(self, key: str) -> Tolerance:
+        """The spec's entry for `key`, else for its format, else the default."""
+        fmt = key.split("/")[0]
+        return self.tolerance.get(key) or self.tolerance.get(fmt) or DEFAULT_TOLERANCES[key]
+
+
+def tolerance_problem(export: Export, key: str, task: str) -> tuple[tuple, str] | None:
+    """(spec path, message) when the tolerance for `key` cannot judge a model of `task`."""
+    tolerance = export.tolerance_for(key)
+    if task == "classification" or tolerance.agreement is None:
+        return None
+    given = key if key in export.tolerance else key.split("/")[0]
+    if given in export.tolerance:
+        return ("export", "tolerance", given, "agreement"), f"agreement needs task classification, not {task}"
+    return (("export", "tflite", "quantization"),
+            f"{key} is judged by class agreement by default, which a {task} model has not; "
+            f"set export.tolerance: {{{key}: {{max_abs_diff: ...}}}}")

@@ -50,10 +50,14 @@ class Spec(StrictModel):
     def _fill_task_defaults(self) -> "Spec":
         # Defaults that depend on the task are written into the spec itself, so that the
         # resolved spec.yaml of a run shows every value that was used.
+        # Copies, not in-place: a section left out is one default instance shared by every
+        # Spec, and filling it in place leaked one spec's task into the next one's.
         if self.evaluation.metrics is None:
-            object.__setattr__(self.evaluation, "metrics", list(DEFAULT_METRICS[self.task]))
+            object.__setattr__(self, "evaluation",
+                               self.evaluation.model_copy(update={"metrics": list(DEFAULT_METRICS[self.task])}))
         if self.data.split.stratify is None:
-            object.__setattr__(self.data.split, "stratify", self.task == "classification")
+            object.__setattr__(self.data, "split",
+                               self.data.split.model_copy(update={"stratify": self.task == "classification"}))
         if self.tuning is not None:
             object.__setattr__(self, "tuning", resolve_tuning(self))
         return self

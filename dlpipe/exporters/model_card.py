@@ -1,0 +1,144 @@
+"""The model card: export/model_card.json for programs (`dlpipe predict` reads it) and
+export/model_card.md for people. Both say the same: what the model is for, what it takes,
+what it returns, what it learned from, how well it did, and which exports compute it."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+from importlib import metadata
+from typing import Any
+
+import numpy as np
+
+from dlpipe import __version__
+
+CARD_VERSION = 1
+PACKAGES = ("tensorflow", "keras", "numpy", "scikit-learn", "onnx", "onnxruntime", "tf2onnx", "ai-edge-litert")
+
+
+def describe_interface(spec, data, model) -> dict[str, Any]:
+    """What a caller must send and gets back: the part of the card `dlpipe predict` needs."""
+    train = data.splits["train"]
+    inputs = []
+    for feature in data.features:
+        entry: dict[str, Any] = {
+            "name": feature.name, "input": feature.input_name, "type": feature.type,
+            "dtype": "string" if feature.type == "categorical" else "float32",
+            "shape": list(feature.shape), "normalization": feature.normalization,
+        }
+        if feature.type == "categorical":
+            entry.update(vocabulary=list(feature.vocabulary), encoding=feature.encoding,
+                         out_of_vocabulary="any other value shares one bucket")
+        else:
+            values = train.x[feature.input_name]
+            entry["value_range"] = [float(values.min()), float(values.max())]
+        inputs.append(entry)
+    units = int(model.outputs[0].shape[-1])
+    if spec.task == "regression":
+        output = {"units": units, "activation": "linear", "meaning": f"the predicted value of {data.target!r}"}
+    elif units == 1:
+        output = {"units": 1, "activation": "sigmoid",
+                  "meaning": f"the probability of class {data.class_names[1]!r} (1 minus it: {data.class_names[0]!r})"}
+    else:
+        output = {"units": units, "activation": "softmax", "meaning": "one probability per class, in class_names order"}
+    return {"name": spec.name, "task": spec.task, "target": data.target, "inputs": inputs,
+            "output": output, "class_names": data.class_names}
+
+
+def versions() -> dict[str, str]:
+    found = {"dlpipe": __version__, "python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def build_card(spec, interface: dict, data, metrics: dict | None, exports: dict, parameters: int) -> dict:
+    return {
+        "model_card_version": CARD_VERSION,
+        "name": spec.name,
+        "description": spec.description,
+        "intended_use": spec.export.intended_use or None,
+        "created": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        **{key: interface[key] for key in ("task", "target", "inputs", "output", "class_names")},
+        "data": {"origin": data.origin, "fingerprint": data.fingerprint,
+                 "split_sizes": {name: len(split) for name, split in data.splits.items()}},
+        "training": {"architecture": spec.model.type, "parameters": parameters, "epochs": spec.training.epochs,
+                     "batch_size": spec.training.batch_size, "optimizer": spec.training.optimizer.type,
+                     "seed": spec.seed},
+        "metrics": metrics or {},
+        "exports": exports,
+        "versions": versions(),
+    }
+
+
+def render_markdown(card: dict) -> str:
+    lines = [f"# Model card: {card['name']}", ""]
+    if card["description"]:
+        lines += [card["description"], ""]
+    lines += ["## Intended use", "", card["intended_use"] or
+              "Not stated in the spec (`export.intended_use`). Judge from the data and metrics below "
+              "whether it fits your use.", ""]
+    lines += ["## Task and output", "", f"Task: {card['task']}; target column `{card['target']}`.",
+              f"Output: {card['output']['units']} value(s), {card['output']['activation']}: {card['output']['meaning']}."]
+    if card["class_names"]:
+        lines.append("Classes (index: name): " + ", ".join(f"{i}: `{n}`" for i, n in enumerate(card["class_names"])) + ".")
+    lines += ["", "## Inputs", "",
+              "Raw values, as in the training data: normalization and category lookups are inside the model.", "",
+              "| column | input | type | dtype | shape per example | preprocessing inside | values seen in training |",
+              "|---|---|---|---|---|---|---|"]
+    for entry in card["inputs"]:
+        if entry["type"] == "categorical":
+            seen = _cell(", ".join(entry["vocabulary"]), 80) + " (any other: one out-of-vocabulary bucket)"
+            inside = f"lookup → {entry['encoding']}"
+        else:
+            low, high = entry["value_range"]
+            seen, inside = f"{low:.6g} … {high:.6g}", entry["normalization"]
+        lines.append(f"| {entry['name']} | `{entry['input']}` | {entry['type']} | {entry['dtype']} | "
+                     f"{tuple(entry['shape'])} | {inside} | {seen} |")
+    data = card["data"]
+    sizes = ", ".join(f"{name} {size}" for name, size in data["split_sizes"].items())
+    lines += ["", "## Data", "", f"Source: `{data['origin']}`; splits: {sizes}.",
+              f"Fingerprint: `{data['fingerprint']}` (same data and spec give the same fingerprint).", ""]
+    training = card["training"]
+    lines += ["## Training", "", f"{training['architecture']} with {training['parameters']:,} parameters; "
+              f"up to {training['epochs']} epochs, batch size {training['batch_size']}, "
+              f"{training['optimizer']}, seed {training['seed']}.", ""]
+    lines += ["## Metrics", ""]
+    if card["metrics"]:
+        splits = list(card["metrics"])
+        names = list(dict.fromkeys(name for split in splits for name in card["metrics"][split]))
+        lines += ["| metric | " + " | ".join(splits) + " |", "|---" * (len(splits) + 1) + "|"]
+        for name in names:
+            cells = [_number(card["metrics"][split].get(name)) for split in splits]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    else:
+        lines.append("No metrics were recorded.")
+    lines += ["", "## Exports", "",
+              "Each export was loaded with its own runtime and run on held-out examples; its outputs "
+              "are compared with the trained model's.", "",
+              "| export | path | verified | max abs diff | class agreement | tolerance | notes |",
+              "|---|---|---|---|---|---|---|"]
+    for key, entry in card["exports"].items():
+        verified = {True: "yes", False: "**no**", None: "not checked"}[entry.get("passed")]
+        tolerance = ", ".join(f"{k} {v:g}" for k, v in (entry.get("tolerance") or {}).items() if v is not None)
+        notes = "; ".join(str(entry[k]) for k in ("quantization", "pre_step", "error") if entry.get(k))
+        lines.append(f"| {key} | `{entry['path']}` | {verified} | {_number(entry.get('max_abs_diff'))} | "
+                     f"{_number(entry.get('agreement'))} | {tolerance} | {_cell(notes, 200)} |")
+    lines += ["", "Predict from this folder: `dlpipe predict <this folder> rows.csv --out predictions.csv`.", "",
+              "## Versions", "", ", ".join(f"{name} {version}" for name, version in card["versions"].items()) + ".", ""]
+    return "\n".join(lines)
+
+
+def _number(value) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.4g}" if isinstance(value, float) and not np.isnan(value) else str(value)
+
+
+def _cell(text: str, limit: int) -> str:
+    text = text.replace("|", "\\|")
+    return text if len(text) <= limit else text[:limit - 1] + "…"

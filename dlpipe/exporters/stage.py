@@ -1,0 +1,193 @@
+"""The export stage: each format written, loaded back with its own runtime, compared with
+the trained model on held-out examples; then export/verification.json and the model card.
+
+`dlpipe run` calls `export_model` after training. `dlpipe export RUN_DIR` calls
+`export_run`, which loads model.keras, rebuilds the data from the run's spec (held-out
+examples to compare on, training examples to calibrate int8) and calls the same function.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from dlpipe import registry
+from dlpipe.errors import DataError, DlpipeError, SpecError, StageError
+from dlpipe.exporters.base import ExportJob
+from dlpipe.rundir import atomic_write_json, atomic_write_text
+
+VERIFICATION = "verification.json"
+CARD_JSON = "model_card.json"
+CARD_MARKDOWN = "model_card.md"
+
+
+def check_available(formats: Sequence[str], stage: str = "setup") -> None:
+    """Fail before training when a format's extra is not installed."""
+    problems = []
+    for name in formats:
+        export_format = registry.load("exporter", name)
+        missing = export_format.missing()
+        if missing:
+            problems.append(f"export format {name} needs the {export_format.extra} extra: "
+                            f"pip install 'dlpipe[{export_format.extra}]' (cannot import {', '.join(missing)})")
+    if problems:
+        raise StageError(stage, "; ".join(problems))
+
+
+def held_out(spec, data) -> dict[str, np.ndarray]:
+    """The first `export.samples` test-split examples, by input name."""
+    test = data.splits["test"]
+    count = min(spec.export.samples, len(test))
+    return {name: values[:count] for name, values in test.x.items()}
+
+
+def representative(spec, data) -> dict[str, np.ndarray]:
+    """A seeded draw of training-split examples (never validation or test) for int8 calibration."""
+    train = data.splits["train"]
+    count = min(spec.export.tflite.representative_samples, len(train))
+    rows = np.sort(np.random.default_rng(spec.seed).permutation(len(train))[:count])
+    return {name: values[rows] for name, values in train.x.items()}
+
+
+def export_model(model, spec, data, export_dir: Path, *, formats: Sequence[str] | None = None,
+                 metrics: dict | None = None) -> dict:
+    """Export `model` to `formats` (default: the spec's) under `export_dir`; returns the
+    verification results. Entries of formats not exported this time are kept when their
+    files still exist (`dlpipe export --format` re-exports some). Raises StageError when a
+    format cannot be written, or (verify: error) when an export is outside its tolerance."""
+    from dlpipe.data.pipeline import predict
+    from dlpipe.exporters.model_card import build_card, describe_interface, render_markdown
+    from dlpipe.spec.export import tolerance_problem
+    from dlpipe.spec.loader import format_path
+
+    options = spec.export
+    formats = list(dict.fromkeys(options.formats if formats is None else formats))
+    check_available(formats, "export")
+    for key in options.keys(formats):
+        problem = tolerance_problem(options, key, spec.task)
+        if problem:
+            raise StageError("export", f"{format_path(problem[0])}: {problem[1]}")
+    export_dir = Path(export_dir)
+    interface = describe_interface(spec, data, model)
+    inputs = held_out(spec, data)
+    reference = predict(model, inputs)
+    job = ExportJob(options, representative(spec, data), interface)
+    classifier = spec.task == "classification"
+
+    results = {key: entry for key, entry in _previous(export_dir).items()
+               if key.split("/")[0] not in formats and entry.get("path") and (export_dir / entry["path"]).exists()}
+    unwritten = []
+    try:
+        for name in formats:
+            export_format = registry.load("exporter", name)
+            try:
+                artifacts = export_format.write(model, export_dir / name, job)
+            except StageError as err:
+                message = str(err).removeprefix("export: ")
+                results[name] = {"format": name, "path": None, "passed": False, "error": message}
+                unwritten.append(message)
+                continue
+            for artifact in artifacts:
+                entry = {"format": name, "path": artifact.path.relative_to(export_dir).as_posix(), **artifact.notes}
+                if options.verify != "off":
+                    entry.update(_verify(export_format, artifact, inputs, reference, classifier,
+                                         options.tolerance_for(artifact.key)))
+                results[artifact.key] = entry
+    finally:
+        job.cleanup()
+
+    atomic_write_json(export_dir / VERIFICATION, results)
+    card = build_card(spec, interface, data, metrics, results, int(model.count_params()))
+    atomic_write_json(export_dir / CARD_JSON, card)
+    atomic_write_text(export_dir / CARD_MARKDOWN, render_markdown(card))
+
+    failures = [f"{key}: {'; '.join(entry['problems'])}" for key, entry in results.items()
+                if entry.get("problems") and key.split("/")[0] in formats]
+    failures += [f"{key}: {entry['error']}" for key, entry in results.items()
+                 if entry.get("error") and entry.get("path") and key.split("/")[0] in formats]
+    if unwritten or (failures and options.verify == "error"):
+        raise StageError("export", "; ".join(unwritten + failures) + f" (see {export_dir / VERIFICATION})")
+    for failure in failures:
+        print(f"[dlpipe] warning: export {failure}", file=sys.stderr, flush=True)
+    return results
+
+
+def _previous(export_dir: Path) -> dict:
+    try:
+        return json.loads((export_dir / VERIFICATION).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _verify(export_format, artifact, inputs, reference, classifier: bool, tolerance) -> dict:
+    from dlpipe.exporters.verify import judge, run_and_compare
+
+    entry = {"tolerance": tolerance.model_dump(exclude_none=True)}
+    try:
+        result = run_and_compare(export_format.load(artifact.path), inputs, reference, classifier)
+    except Exception as err:  # whatever the runtime raises: the artifact does not run
+        _remove(artifact.path)
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        return {**entry, "passed": False,
+                "error": f"fails when run ({type(err).__name__}: {first}); the file was removed"}
+    problems = judge(result, tolerance)
+    return {**entry, **result, "passed": not problems, "problems": problems}
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def export_run(run_path: str | Path, *, formats: Sequence[str] | None = None,
+               overrides: Sequence[str] = ()) -> dict:
+    """Re-export a finished run without training: `dlpipe export RUN_DIR`. `overrides` may
+    change `export.*` keys only (the model and its data are fixed)."""
+    from dlpipe.rundir import RunDir
+    from dlpipe.spec import load_document, locate
+
+    root = Path(run_path)
+    for needed in ("spec.yaml", "model.keras"):
+        if not (root / needed).is_file():
+            raise DlpipeError(f"{root}: no {needed}; is this a run directory of a run that finished training?")
+    for override in overrides:
+        if not override.strip().startswith("export."):
+            raise DlpipeError(f"--set {override}: dlpipe export may change export.* keys only")
+    spec, document = load_document(root / "spec.yaml", overrides)
+    record = _json(root / "run.json")
+    # Relative data paths were relative to the spec file the run started from.
+    base_dir = Path(record["spec_file"]).parent if record.get("spec_file") else root
+
+    run_dir = RunDir(root)
+    run_dir._lock()
+    try:
+        from dlpipe.data.prepare import prepare
+        from dlpipe.training.determinism import configure
+
+        configure(spec.seed)
+        data = prepare(spec, base_dir, lambda path, message: SpecError([locate(document, path, message)]))
+        trained_on = record.get("data_fingerprint")
+        if trained_on and trained_on != data.fingerprint:
+            raise DataError(f"{data.origin}: the data differs from what {root} trained on (fingerprint "
+                            f"{data.fingerprint[:19]}…, the run's {trained_on[:19]}…); retrain instead")
+        import keras
+
+        model = keras.saving.load_model(root / "model.keras", safe_mode=True, compile=False)
+        metrics = _json(root / "metrics.json") or None
+        return export_model(model, spec, data, root / "export", formats=formats, metrics=metrics)
+    finally:
+        run_dir.unlock()
+
+
+def _json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}

@@ -1,0 +1,353 @@
+"""`dlpipe predict MODEL INPUT`: raw data in, class names and probabilities (or values) out.
+
+MODEL is a run directory (its model.keras), an export directory (its SavedModel, else its
+.keras), a SavedModel folder or a .keras file. What the model takes and returns comes from
+the model card (export/model_card.json) or, for a SavedModel on its own, from
+assets/dlpipe_interface.json: input names, types, vocabularies, class names.
+
+INPUT is raw data, as in the training data:
+    *.csv            one row per example, a column per input (by column or input name)
+    *.jsonl          one JSON object per line, same keys; images as nested lists
+    image or folder  PNG, JPEG, BMP or GIF files (a folder: every such file below it, sorted)
+                     for a model with one image input. Each image is converted to the
+                     input's channels (RGB → grayscale by luminance), resized to its height
+                     and width (area averaging when shrinking, bilinear when enlarging), and
+                     its 0..255 pixel values are mapped linearly onto the value range the
+                     training images had (the card's value_range: 0..16 for the digits
+                     template). Polarity is not changed: the digits data has bright ink on a
+                     dark background, so draw digits that way.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from dlpipe.errors import DataError, DlpipeError
+from dlpipe.rundir import atomic_path
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+OUTPUT_SUFFIXES = (".csv", ".jsonl", ".ndjson")
+
+
+@dataclass
+class Model:
+    path: Path
+    kind: str
+    """saved_model or keras: the runtime that runs it."""
+    interface: dict[str, Any]
+    warning: str | None = None
+
+    def predictor(self):
+        if self.kind == "saved_model":
+            from dlpipe.exporters.saved_model import load
+        else:
+            from dlpipe.exporters.keras_file import load
+        return load(self.path)
+
+
+def locate_model(path: str | Path) -> Model:
+    """Find the model and its interface for a run dir, export dir, SavedModel or .keras."""
+    path = Path(path)
+    if path.is_file() and path.suffix == ".keras":
+        kind, model = "keras", path
+        cards = [path.parent / "model_card.json", path.parent / "export" / "model_card.json",
+                 path.parent.parent / "model_card.json"]
+    elif (path / "saved_model.pb").is_file():
+        kind, model = "saved_model", path
+        cards = [path / "assets" / "dlpipe_interface.json", path.parent / "model_card.json"]
+    elif (path / "model_card.json").is_file():
+        cards = [path / "model_card.json"]
+        if (path / "saved_model" / "saved_model.pb").is_file():
+            kind, model = "saved_model", path / "saved_model"
+        elif (path / "keras" / "model.keras").is_file():
+            kind, model = "keras", path / "keras" / "model.keras"
+        else:
+            raise DlpipeError(f"{path}: an export directory without saved_model/ or keras/; "
+                              "`dlpipe predict` runs those two (re-export with --format saved_model)")
+    elif (path / "model.keras").is_file():
+        kind, model = "keras", path / "model.keras"
+        cards = [path / "export" / "model_card.json"]
+    else:
+        raise DlpipeError(f"{path}: not a run directory, an export directory, a SavedModel or a .keras file")
+    for card in cards:
+        if card.is_file():
+            interface = _read_json(card)
+            break
+    else:
+        raise DlpipeError(f"{path}: no model card (model_card.json) beside the model; write one with "
+                          "`dlpipe export RUN_DIR`")
+    entry = (interface.get("exports") or {}).get(kind) or {}
+    warning = f"the {kind} export failed its verification (see verification.json)" \
+        if entry.get("passed") is False else None
+    return Model(model, kind, interface, warning)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise DlpipeError(f"{path}: cannot read: {err}") from None
+
+
+# Inputs ----------------------------------------------------------------------------------
+
+@dataclass
+class Examples:
+    """Raw examples, converted to model inputs one batch at a time."""
+
+    count: int
+    batch: Any
+    """batch(start, stop) → inputs by input name."""
+    labels: list[str] | None = None
+    """A name per example (image files), written beside its prediction."""
+    label_name: str = "file"
+
+
+def read_examples(path: str | Path, interface: dict) -> Examples:
+    path = Path(path)
+    if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
+        return _images(path, interface)
+    if path.suffix.lower() == ".csv":
+        return _rows(path, _read_csv(path, interface), interface)
+    if path.suffix.lower() in (".jsonl", ".ndjson"):
+        return _rows(path, _read_jsonl(path), interface)
+    raise DataError(f"{path}: unknown input kind; use .csv, .jsonl, an image ({', '.join(IMAGE_SUFFIXES)}) "
+                    "or a folder of images")
+
+
+def _column_for(entry: dict, columns) -> str | None:
+    for name in (entry["name"], entry["input"]):
+        if name in columns:
+            return name
+    return None
+
+
+def _check_columns(path: Path, interface: dict, columns) -> dict[str, str]:
+    found, missing = {}, []
+    for entry in interface["inputs"]:
+        column = _column_for(entry, columns)
+        if column is None:
+            missing.append(entry["name"])
+        else:
+            found[entry["input"]] = column
+    if missing:
+        raise DataError(f"{path}: no column {missing[0]!r}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+                        + f"; the model takes: {', '.join(e['name'] for e in interface['inputs'])}")
+    return found
+
+
+def _read_csv(path: Path, interface: dict) -> list[dict]:
+    import pandas as pd
+
+    try:
+        # Read as training read its CSV (dlpipe/data/sources.py), so that a category turns
+        # into the same text: a column of integers gives "7" for 007 in both.
+        frame = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: the file is empty") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: cannot parse as CSV: {str(err).strip().splitlines()[0]}") from None
+    images = [e["name"] for e in interface["inputs"] if e["type"] == "image"]
+    if images:
+        raise DataError(f"{path}: input {images[0]!r} is an image; give image files, a folder or JSONL")
+    _check_columns(path, interface, frame.columns)
+    return frame.to_dict(orient="records")
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    records = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError as err:
+                raise DataError(f"{path}: line {number}: not JSON: {err}") from None
+            if not isinstance(record, dict):
+                raise DataError(f"{path}: line {number}: expected a JSON object, got {type(record).__name__}")
+            records.append(record)
+    return records
+
+
+def _rows(path: Path, records: list[dict], interface: dict) -> Examples:
+    if not records:
+        raise DataError(f"{path}: no rows")
+    # Row numbers as a person sees them: CSV counts the header line.
+    first_row = 2 if path.suffix.lower() == ".csv" else 1
+    columns = _check_columns(path, interface, records[0])
+
+    def batch(start: int, stop: int) -> dict[str, np.ndarray]:
+        out = {}
+        for entry in interface["inputs"]:
+            values = []
+            for offset, record in enumerate(records[start:stop]):
+                where = f"{path}: {'row' if first_row == 2 else 'line'} {start + offset + first_row}"
+                values.append(_value(record.get(columns[entry["input"]]), entry, where))
+            out[entry["input"]] = np.stack(values) if entry["type"] != "categorical" \
+                else np.array(values, dtype=object).reshape(-1, 1)
+        return out
+
+    return Examples(len(records), batch)
+
+
+def _value(raw, entry: dict, where: str):
+    name = entry["name"]
+    if raw is None or (isinstance(raw, float) and raw != raw):
+        raise DataError(f"{where}, column {name!r}: a missing value")
+    if entry["type"] == "categorical":
+        return str(raw)
+    try:
+        array = np.asarray(raw, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise DataError(f"{where}, column {name!r}: expected a number, got {raw!r}") from None
+    shape = tuple(entry["shape"])
+    if array.size != int(np.prod(shape)):
+        raise DataError(f"{where}, column {name!r}: expected {int(np.prod(shape))} value(s) "
+                        f"(shape {shape}), got {array.size}")
+    if not np.isfinite(array).all():
+        raise DataError(f"{where}, column {name!r}: a missing or infinite value")
+    return array.reshape(shape)
+
+
+def _images(path: Path, interface: dict) -> Examples:
+    inputs = interface["inputs"]
+    if len(inputs) != 1 or inputs[0]["type"] != "image":
+        raise DataError(f"{path}: image files need a model with one image input; this one takes "
+                        f"{', '.join(e['name'] + ' (' + e['type'] + ')' for e in inputs)}")
+    entry = inputs[0]
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise DataError(f"{path}: no image files ({', '.join(IMAGE_SUFFIXES)}) in the folder")
+        labels = [p.relative_to(path).as_posix() for p in files]
+    else:
+        files, labels = [path], [path.name]
+
+    def batch(start: int, stop: int) -> dict[str, np.ndarray]:
+        return {entry["input"]: np.stack([load_image(f, entry) for f in files[start:stop]])}
+
+    return Examples(len(files), batch, labels)
+
+
+def load_image(path: Path, entry: dict) -> np.ndarray:
+    """One image file → the model's raw input (see the module's docstring)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import tensorflow as tf
+
+    height, width, channels = entry["shape"]
+    try:
+        image = tf.io.decode_image(tf.io.read_file(str(path)), expand_animations=False)
+    except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError):
+        raise DataError(f"{path}: cannot decode as an image") from None
+    scale = 65535.0 if image.dtype == tf.uint16 else 255.0
+    image = tf.cast(image, tf.float32) / scale
+    if image.shape[-1] in (2, 4):
+        image = image[..., :-1]  # drop alpha
+    if channels == 1 and image.shape[-1] == 3:
+        image = tf.image.rgb_to_grayscale(image)
+    elif channels == 3 and image.shape[-1] == 1:
+        image = tf.image.grayscale_to_rgb(image)
+    if tuple(image.shape[:2]) != (height, width):
+        shrinking = image.shape[0] >= height and image.shape[1] >= width
+        image = tf.image.resize(image, (height, width), method="area" if shrinking else "bilinear",
+                                antialias=shrinking)
+    low, high = entry.get("value_range") or (0.0, 1.0)
+    return (low + image.numpy() * (high - low)).astype(np.float32)
+
+
+# Outputs ---------------------------------------------------------------------------------
+
+def probabilities(interface: dict, output: np.ndarray) -> np.ndarray:
+    """The model's output as one probability per class (a sigmoid's p becomes [1 - p, p])."""
+    output = np.asarray(output, dtype=np.float64).reshape(len(output), -1)
+    if output.shape[1] == 1 and interface["output"]["activation"] == "sigmoid":
+        return np.concatenate([1.0 - output, output], axis=1)
+    return output
+
+
+def records(interface: dict, output: np.ndarray, labels: list[str] | None, label_name: str) -> list[dict]:
+    out = []
+    if interface["task"] == "classification":
+        classes = interface["class_names"]
+        probs = probabilities(interface, output)
+        for i, row in enumerate(probs):
+            record = {"prediction": classes[int(row.argmax())],
+                      "probabilities": {name: float(p) for name, p in zip(classes, row)}}
+            out.append(record)
+    else:
+        values = np.asarray(output, dtype=np.float64).reshape(len(output), -1)
+        out = [{"prediction": float(row[0]) if len(row) == 1 else [float(v) for v in row]} for row in values]
+    if labels is not None:
+        out = [{label_name: label, **record} for label, record in zip(labels, out)]
+    return out
+
+
+class Writer:
+    """CSV or JSON lines, one record per example."""
+
+    def __init__(self, handle: TextIO, fmt: str, interface: dict, labelled: bool, label_name: str):
+        self.handle, self.fmt = handle, fmt
+        if fmt == "csv":
+            header = ([label_name] if labelled else []) + ["prediction"]
+            if interface["task"] == "classification":
+                header += [f"probability_{name}" for name in interface["class_names"]]
+            self.csv = csv.writer(handle, lineterminator="\n")
+            self.csv.writerow(header)
+
+    def write(self, rows: list[dict]) -> None:
+        for row in rows:
+            if self.fmt == "jsonl":
+                self.handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+                continue
+            cells = [_cell(v) for k, v in row.items() if k != "probabilities"]
+            cells += [_cell(p) for p in row.get("probabilities", {}).values()]
+            self.csv.writerow(cells)
+
+
+def _cell(value) -> str:
+    return f"{value:.9g}" if isinstance(value, float) else str(value)
+
+
+def predict_file(model_path: str | Path, input_path: str | Path, out: str | Path | None = None,
+                 batch_size: int = 256, log: TextIO | None = None) -> int:
+    """Predict every example of `input_path`; write CSV/JSONL to `out` (by its suffix) or
+    CSV to stdout; progress and warnings go to `log` (stderr). Returns the number of examples."""
+    log = log or sys.stderr
+    # TensorFlow's C++ start-up notices (CPU features, CUDA probing) are noise here.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if out is not None and Path(out).suffix.lower() not in OUTPUT_SUFFIXES:
+        raise DlpipeError(f"--out {out}: the suffix chooses the format; use .csv or .jsonl")
+    model = locate_model(model_path)
+    examples = read_examples(input_path, model.interface)
+    if model.warning:
+        print(f"[dlpipe] warning: {model.warning}", file=log, flush=True)
+    fmt = "csv" if out is None or Path(out).suffix.lower() == ".csv" else "jsonl"
+    run = model.predictor()
+    if out is None:
+        _predict_into(sys.stdout, fmt, model, examples, run, batch_size, log)
+    else:
+        with atomic_path(Path(out)) as tmp, open(tmp, "w", encoding="utf-8", newline="") as handle:
+            _predict_into(handle, fmt, model, examples, run, batch_size, log)
+    return examples.count
+
+
+def _predict_into(handle, fmt, model, examples, run, batch_size, log) -> None:
+    writer = Writer(handle, fmt, model.interface, examples.labels is not None, examples.label_name)
+    batches = range(0, examples.count, batch_size)
+    every = max(1, len(batches) // 20)  # at most ~20 progress lines
+    for number, start in enumerate(batches, start=1):
+        stop = min(start + batch_size, examples.count)
+        output = run(examples.batch(start, stop))
+        labels = examples.labels[start:stop] if examples.labels is not None else None
+        writer.write(records(model.interface, output, labels, examples.label_name))
+        if len(batches) > 1 and (number % every == 0 or stop == examples.count):
+            print(f"[dlpipe] predict: {stop}/{examples.count} examples", file=log, flush=True)

@@ -1,0 +1,52 @@
+"""Trained runs shared by the export and prediction tests: each is trained once per pytest
+session (training dominates their cost), in a folder removed at exit. Not a test module."""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import shutil
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+ALL_FORMATS = "export.formats=[keras,saved_model,tflite,onnx]"
+
+_BASE = Path(tempfile.mkdtemp(prefix="dlpipe-test-runs-"))
+atexit.register(shutil.rmtree, _BASE, ignore_errors=True)
+
+
+def _run(spec: Path, name: str, overrides: list[str]) -> Path:
+    import pytest
+
+    from dlpipe.runner import run_spec
+
+    # These runs export every format: without the extras (`pip install -e .[onnx,tflite]`)
+    # the tests that need them are skipped, not failed.
+    for module in ("onnx", "onnxruntime", "tf2onnx", "ai_edge_litert"):
+        pytest.importorskip(module)
+
+    return run_spec(spec, overrides=overrides, out=_BASE / name, command=["pytest", name])
+
+
+@functools.cache
+def tabular() -> Path:
+    """The tabular-classification template as shipped (50 epochs of a small MLP: seconds),
+    all four formats; TFLite float32 and int8 (each TFLite mode of this 30-input model
+    takes ~3 s to convert; the digits run covers all four modes)."""
+    return _run(ROOT / "specs" / "tabular-classification.yaml", "tabular",
+                [ALL_FORMATS, "export.tflite.quantization=[float32,int8]"])
+
+
+@functools.cache
+def digits() -> Path:
+    """The image-classification template, 10 epochs instead of up to 40, all formats and modes."""
+    return _run(ROOT / "specs" / "image-classification.yaml", "digits",
+                ["training.epochs=10", ALL_FORMATS, "export.tflite.quantization=[float32,float16,dynamic,int8]"])
+
+
+@functools.cache
+def churn() -> Path:
+    """Text categorical inputs (tests/fixtures/churn.yaml): keras, saved_model, tflite, onnx."""
+    return _run(FIXTURES / "churn.yaml", "churn", [])

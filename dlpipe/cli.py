@@ -6,7 +6,6 @@ answer in a fraction of a second. Stages import Keras when they run.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -64,17 +63,21 @@ def validate(specs: tuple[str, ...], overrides: tuple[str, ...], fmt: str) -> No
     Exit code 0 when all are valid, 1 otherwise. Nothing is trained or imported beyond
     the spec layer, so this is fast enough for an editor hook or a pre-commit check.
     """
+    import json
+
     from dlpipe.spec import check_files
 
-    problems = check_files(specs, overrides)
+    # One file at a time: a problem in a --set override is located at `--set`, not at
+    # the file, yet makes that file invalid.
+    found = {spec: check_files([spec], overrides) for spec in specs}
+    problems = [problem for spec in specs for problem in found[spec]]
     if fmt == "json":
         click.echo(json.dumps([p.to_dict() for p in problems], indent=2))
     else:
         for problem in problems:
             click.echo(str(problem), err=True)
-        bad = {p.file for p in problems}
         for spec in specs:
-            if spec not in bad:
+            if not found[spec]:
                 click.echo(f"{spec}: valid")
     if problems:
         sys.exit(EXIT_FAILED)
@@ -200,6 +203,8 @@ def init(template: str, dest: str, force: bool) -> None:
 @main.command()
 def schema() -> None:
     """Print the spec's JSON Schema (for editors and other tools)."""
+    import json
+
     from dlpipe.spec import json_schema
 
     click.echo(json.dumps(json_schema(), indent=2))

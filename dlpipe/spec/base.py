@@ -1,6 +1,7 @@
 """Building blocks every spec section uses: a strict model, registry-checked names."""
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: Pydantic would parse every field annotation
+# from its string at import, a cost `dlpipe validate` pays on each run.
 
 import difflib
 from collections.abc import Iterable
@@ -12,6 +13,46 @@ from pydantic_core import PydanticCustomError
 from dlpipe import registry
 
 
+def _docstrings_in(klass: type) -> dict[str, str]:
+    """`{field: text}` for each `name: type` line of a class body followed by a string."""
+    import ast
+    import inspect
+    import textwrap
+
+    try:
+        body = ast.parse(textwrap.dedent(inspect.getsource(klass))).body[0].body
+    except (OSError, TypeError, SyntaxError):
+        return {}
+    return {
+        node.target.id: inspect.cleandoc(following.value.value)
+        for node, following in zip(body, body[1:])
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+        and isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant)
+        and isinstance(following.value.value, str)
+    }
+
+
+def _attribute_docstrings(cls: type) -> dict[str, str]:
+    """Docstrings of cls's fields, each from the class that declares it last."""
+    found: dict[str, str] = {}
+    nearer: set[str] = set()  # fields (re)declared by a class nearer to cls
+    for klass in cls.__mro__:
+        if issubclass(klass, StrictModel):
+            found.update({k: v for k, v in _docstrings_in(klass).items() if k not in nearer})
+        nearer |= set(vars(klass).get("__annotations__", {}))
+    return found
+
+
+def _describe_fields(schema: dict, cls: type) -> None:
+    # Field docstrings are read from the source only when a JSON Schema is made. Pydantic's
+    # use_attribute_docstrings reads them for every class at import, the largest cost of the
+    # spec layer in `dlpipe validate` (docs/benchmarks.md).
+    properties = schema.get("properties", {})
+    for name, text in _attribute_docstrings(cls).items():
+        if name in properties:
+            properties[name].setdefault("description", text)
+
+
 class StrictModel(BaseModel):
     """A spec section: unknown keys are errors, values are not coerced ("3" is not 3)."""
 
@@ -20,7 +61,7 @@ class StrictModel(BaseModel):
         strict=True,
         frozen=True,
         validate_default=False,
-        use_attribute_docstrings=True,
+        json_schema_extra=_describe_fields,  # attribute docstrings → descriptions
     )
 
 
@@ -31,9 +72,10 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
 
 
 def unknown_name(what: str, name: str, hint: str) -> PydanticCustomError:
-    # Pydantic formats messages with {placeholders}: escape the braces a name may contain.
-    message = f"unknown {what} {name!r}{hint}".replace("{", "{{").replace("}", "}}")
-    return PydanticCustomError("unknown_name", message)
+    # Pydantic fills {placeholders} from the context and never un-doubles "{{": pass the
+    # message as a context value so that braces in a name are shown as typed.
+    message = f"unknown {what} {name!r}{hint}"
+    return PydanticCustomError("unknown_name", "{message}", {"message": message})
 
 
 def _check_name(kind: str, what: str):

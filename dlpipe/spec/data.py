@@ -1,7 +1,8 @@
 """The `data` section: where examples come from, which columns are features and target,
 and how they are split."""
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: Pydantic would parse every field annotation
+# from its string at import, a cost `dlpipe validate` pays on each run.
 
 from typing import Annotated, Literal, Union
 

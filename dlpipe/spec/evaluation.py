@@ -1,6 +1,7 @@
 """The `evaluation` section: which metrics, on which splits."""
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: Pydantic would parse every field annotation
+# from its string at import, a cost `dlpipe validate` pays on each run.
 
 from typing import Annotated, Literal
 

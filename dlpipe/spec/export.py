@@ -1,7 +1,8 @@
 """The `export` section: formats to write, how strictly to verify each one, and what the
 model card says the model is for."""
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: Pydantic would parse every field annotation
+# from its string at import, a cost `dlpipe validate` pays on each run.
 
 from typing import Annotated, Literal
 

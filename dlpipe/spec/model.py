@@ -3,7 +3,8 @@
 Model code lives in dlpipe/architectures; here are only the choices a spec may make.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: Pydantic would parse every field annotation
+# from its string at import, a cost `dlpipe validate` pays on each run.
 
 from typing import Annotated, Literal, Union
 

@@ -1,7 +1,8 @@
 """The `prepare` section: transformations fitted on the training split and kept inside
 the trained model, so that exports and predictions see raw data."""
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: Pydantic would parse every field annotation
+# from its string at import, a cost `dlpipe validate` pays on each run.
 
 from typing import Annotated, Literal, Union
 

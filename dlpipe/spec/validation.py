@@ -20,8 +20,12 @@ def validate_document(doc: Document) -> Spec:
     try:
         spec = Spec.model_validate(doc.data)
     except ValidationError as err:
-        problems = doc.problems + [_problem(doc, e) for e in err.errors(include_url=False)]
-        raise SpecError(_unique_sorted(problems)) from None
+        found = [_problem(doc, e) for e in err.errors(include_url=False)]
+        # A value the loader refused (a YAML tag) reads as None; its own problem, at the same
+        # place, already says why: "expected an integer, got None" there would be noise.
+        refused = {(p.file, p.line, p.column, p.path) for p in doc.problems}
+        found = [p for p in found if (p.file, p.line, p.column, p.path) not in refused]
+        raise SpecError(_unique_sorted(doc.problems + found)) from None
     problems = doc.problems + [locate(doc, path, message) for path, message in run_checks(spec)]
     if problems:
         raise SpecError(_unique_sorted(problems))

@@ -4,8 +4,9 @@
     setup     import TensorFlow, seed everything, turn on op determinism
     build     inputs (normalization inside) → architecture → head; compile
     train     fit on tf.data; history.csv; model.keras
-    evaluate  the spec's metrics on validation and test → metrics.json
+    evaluate  the spec's metrics on validation and test → metrics.json, evaluation/, plots/
     export    each format written, loaded back with its own runtime, compared → verification.json
+    report    learning curves and one self-contained page → report.html
 """
 
 from __future__ import annotations
@@ -53,17 +54,9 @@ def run(ctx) -> None:
             model.save(tmp)
 
     with run_dir.stage("evaluate"):
-        from dlpipe.metrics.evaluate import scores
+        from dlpipe.metrics.evaluate import evaluate
 
-        metrics = {}
-        for name in spec.evaluation.splits:
-            split = data.splits[name]
-            if len(split):
-                output = model.predict(split.x, batch_size=1024, verbose=0)
-                metrics[name] = scores(spec.task, spec.evaluation.metrics, split.y, output, n_classes)
-        atomic_write_json(run_dir.path("metrics.json"), metrics)
-        summary = ", ".join(f"{k} {v:.4f}" for k, v in metrics.get("test", {}).items())
-        print(f"[dlpipe] test: {summary}", file=sys.stderr, flush=True)
+        evaluate(model, spec, data, run_dir.root, spec.evaluation.splits)
 
     with run_dir.stage("export"):
         from dlpipe.exporters.verify import check, compare
@@ -84,6 +77,11 @@ def run(ctx) -> None:
         atomic_write_json(run_dir.path("export", "verification.json"), results)
         for warning in warnings:
             print(f"[dlpipe] warning: export {warning}", file=sys.stderr, flush=True)
+
+    with run_dir.stage("report"):
+        from dlpipe.report import write_report
+
+        write_report(run_dir.root, model=model)
 
 
 def history_csv(history: dict[str, list[float]]) -> str:

@@ -81,12 +81,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None) -> Evaluat
     def located(path: tuple, message: str) -> SpecError:
         return SpecError([locate(document, path, message)])
 
-    from dlpipe.training.determinism import configure
-
-    configure(spec.seed)
-    import keras
-
-    model = keras.saving.load_model(run_root / "model.keras", safe_mode=True, compile=False)
+    # The data first: a bad CSV is reported before TensorFlow is imported (seconds).
     if data is None:
         from dlpipe.data.prepare import prepare
 
@@ -100,6 +95,12 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None) -> Evaluat
         prepared = labeled_csv(Path(data), spec, _read_json(run_root / "data.json"))
         splits = [NEW_DATA]
 
+    from dlpipe.training.determinism import configure
+
+    configure(spec.seed)
+    import keras
+
+    model = keras.saving.load_model(run_root / "model.keras", safe_mode=True, compile=False)
     from dlpipe.metrics.evaluate import evaluate
     from dlpipe.report import write_report
 

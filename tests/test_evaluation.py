@@ -17,8 +17,6 @@ from click.testing import CliRunner
 from dlpipe.cli import main
 from report_page import Page, assert_every_metric_shown
 
-pytestmark = pytest.mark.slow
-
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("*.yaml"))
 EPOCHS = "training.epochs=2"
@@ -53,6 +51,7 @@ EXPECTED_PLOTS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", RUNS)
 def test_report_shows_every_metric_and_is_self_contained(run_of, name):
     run = run_of(name)
@@ -80,6 +79,7 @@ def test_report_shows_every_metric_and_is_self_contained(run_of, name):
     assert f"{record['parameters']:,} parameters" in html
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [r for r in RUNS if r != "regression"])
 def test_classification_artifacts_agree_with_metrics(run_of, name):
     run = run_of(name)
@@ -97,6 +97,7 @@ def test_classification_artifacts_agree_with_metrics(run_of, name):
             assert np.mean([c["f1"] for c in per_class]) == pytest.approx(metrics[split]["f1_macro"], abs=1e-12)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")
 @pytest.mark.parametrize("name", RUNS)
 def test_report_in_a_headless_browser(run_of, name, tmp_path):
@@ -126,6 +127,17 @@ def one_line_error(result) -> str:
     return result.stderr.strip().splitlines()[-1]
 
 
+def test_evaluate_needs_a_trained_run(tmp_path):
+    """Checked before anything heavy is imported: one line, exit code 1."""
+    result, _ = evaluate_cli(str(tmp_path / "nowhere"))
+    assert one_line_error(result) == f"error: {tmp_path / 'nowhere'}: no such run directory"
+    (tmp_path / "spec.yaml").write_text("name: x\n")
+    (tmp_path / "run.json").write_text('{"status": "failed"}')
+    result, _ = evaluate_cli(str(tmp_path))
+    assert one_line_error(result) == f"error: {tmp_path}: not a trained dlpipe run: no model.keras (run status: failed)"
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("name", RUNS)
 def test_evaluate_reproduces_the_run_without_touching_it(run_of, name):
     run = run_of(name)
@@ -143,6 +155,7 @@ def test_evaluate_reproduces_the_run_without_touching_it(run_of, name):
     assert json.loads((folder / "evaluation.json").read_text())["splits"] == ["validation", "test"]
 
 
+@pytest.mark.slow
 def test_evaluate_on_new_labeled_csv(run_of, tmp_path):
     """The run's test rows written as a CSV, labels as indices or as class names, give the
     run's test metrics exactly; a missing column or an unknown label is a one-line error."""
@@ -180,6 +193,7 @@ def test_evaluate_on_new_labeled_csv(run_of, tmp_path):
 # Feature extractors for FID ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_layer_extractor_of_a_saved_model(tmp_path):
     """Features = a named layer's output, checked against numpy on the layer's weights;
     an unknown layer is named with a did-you-mean."""
@@ -206,6 +220,7 @@ def test_layer_extractor_of_a_saved_model(tmp_path):
         layer_extractor(tmp_path / "model.keras", "feature")
 
 
+@pytest.mark.slow
 def test_inception_extractor_from_a_weights_file(tmp_path):
     """A user-supplied InceptionV3 weights file (here: a randomly initialized network's,
     saved) gives that network's pooled features; gray images are repeated over RGB."""

@@ -178,6 +178,26 @@ def predict(model: str, input: str, out: str | None, batch_size: int) -> None:
 
 
 @main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--data", "data", type=click.Path(dir_okay=False), default=None,
+              help="A CSV of new labeled examples (the run's feature and target columns). "
+                   "Default: the run's validation and test splits, rebuilt from its spec.")
+def evaluate(run_dir: str, data: str | None) -> None:
+    """Evaluate the trained model of RUN_DIR again, without training.
+
+    Prints the metrics, then the folder holding them (RUN_DIR/evaluations/<time>/, with
+    metrics.json and report.html); the run's own metrics.json is left as it is.
+    """
+    from dlpipe.evaluation import evaluate_run
+
+    result = evaluate_run(run_dir, data)
+    for split, values in result.metrics.items():
+        for name, value in values.items():
+            click.echo(f"{split}\t{name}\t{value:.6g}")
+    click.echo(str(result.folder))
+
+
+@main.command()
 def templates() -> None:
     """List the spec templates, one line each."""
     from dlpipe import templates as shipped

@@ -91,12 +91,30 @@ _TABLES: dict[str, dict[str, str]] = {
         "f1_weighted": "dlpipe.metrics.classification:f1_weighted",
         "roc_auc": "dlpipe.metrics.classification:roc_auc",
         "log_loss": "dlpipe.metrics.classification:log_loss",
+        "precision_micro": "dlpipe.metrics.classification:precision_micro",
+        "precision_weighted": "dlpipe.metrics.classification:precision_weighted",
+        "recall_micro": "dlpipe.metrics.classification:recall_micro",
+        "recall_weighted": "dlpipe.metrics.classification:recall_weighted",
+        "top_3_accuracy": "dlpipe.metrics.classification:top_3_accuracy",
+        "top_5_accuracy": "dlpipe.metrics.classification:top_5_accuracy",
     },
     "metric:regression": {
         "mae": "dlpipe.metrics.regression:mae",
         "mse": "dlpipe.metrics.regression:mse",
         "rmse": "dlpipe.metrics.regression:rmse",
         "r2": "dlpipe.metrics.regression:r2",
+        "mape": "dlpipe.metrics.regression:mape",
+    },
+    # (ground_truth, predictions) per image → a number; see dlpipe/metrics/detection.py.
+    "metric:detection": {
+        "map": "dlpipe.metrics.detection:map_50_95",
+        "map_50": "dlpipe.metrics.detection:map_50",
+        "map_75": "dlpipe.metrics.detection:map_75",
+    },
+    # fid(real_features, generated_features), inception_score(probabilities).
+    "metric:generative": {
+        "fid": "dlpipe.metrics.generative:fid",
+        "inception_score": "dlpipe.metrics.generative:inception_score",
     },
     "exporter": {
         "keras": "dlpipe.exporters.keras_file:FORMAT",

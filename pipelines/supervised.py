@@ -4,9 +4,10 @@
     setup     import TensorFlow, seed everything, turn on op determinism
     build     inputs (normalization inside) → architecture → head; compile
     train     fit on tf.data; history.csv; model.keras
-    evaluate  the spec's metrics on validation and test → metrics.json
+    evaluate  the spec's metrics on validation and test → metrics.json, evaluation/, plots/
     export    each format written, loaded back with its own runtime, compared → verification.json,
               model card
+    report    learning curves and one self-contained page → report.html
 """
 
 from __future__ import annotations
@@ -54,23 +55,19 @@ def run(ctx) -> None:
             model.save(tmp)
 
     with run_dir.stage("evaluate"):
-        from dlpipe.data.pipeline import predict
-        from dlpipe.metrics.evaluate import scores
+        from dlpipe.metrics.evaluate import evaluate
 
-        metrics = {}
-        for name in spec.evaluation.splits:
-            split = data.splits[name]
-            if len(split):
-                output = predict(model, split.x)
-                metrics[name] = scores(spec.task, spec.evaluation.metrics, split.y, output, n_classes)
-        atomic_write_json(run_dir.path("metrics.json"), metrics)
-        summary = ", ".join(f"{k} {v:.4f}" for k, v in metrics.get("test", {}).items())
-        print(f"[dlpipe] test: {summary}", file=sys.stderr, flush=True)
+        metrics = evaluate(model, spec, data, run_dir.root, spec.evaluation.splits)
 
     with run_dir.stage("export"):
         from dlpipe.exporters.stage import export_model
 
         export_model(model, spec, data, run_dir.path("export"), metrics=metrics)
+
+    with run_dir.stage("report"):
+        from dlpipe.report import write_report
+
+        write_report(run_dir.root, model=model)
 
 
 def history_csv(history: dict[str, list[float]]) -> str:

@@ -20,7 +20,8 @@ from dlpipe.spec import load_spec
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
 CONTRACT_FILES = ["spec.yaml", "run.json", "metrics.json", "history.csv", "model.keras",
-                  "export/verification.json", "export/keras/model.keras", "export/saved_model/saved_model.pb"]
+                  "export/verification.json", "export/keras/model.keras", "export/saved_model/saved_model.pb",
+                  "report.html"]
 
 
 def run_cli(*args: str) -> Path:
@@ -58,7 +59,7 @@ def test_run_directory_holds_the_contract(which, request):
         assert (run / name).is_file(), name
     record = json.loads((run / "run.json").read_text())
     assert record["status"] == "completed" and record["error"] is None
-    assert set(record["stages"]) == {"data", "setup", "build", "train", "evaluate", "export"}
+    assert set(record["stages"]) == {"data", "setup", "build", "train", "evaluate", "export", "report"}
     assert all(s["status"] == "completed" and s["seconds"] >= 0 for s in record["stages"].values())
     assert record["deterministic"] is True and record["seed"] == 42
     assert record["data_fingerprint"].startswith("sha256:")

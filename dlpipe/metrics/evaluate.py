@@ -1,10 +1,29 @@
-"""Compute a spec's metrics on each evaluated split."""
+"""The evaluation stage: predict each split, compute the spec's metrics, keep the evidence.
+
+One function, `evaluate`, serves both `dlpipe run` (pipelines/supervised.py) and
+`dlpipe evaluate` (dlpipe/evaluation.py). It writes, under its output folder:
+
+    metrics.json                          {split: {metric: number}}
+    evaluation/<split>/confusion_matrix.json, per_class.json     (classification)
+    plots/confusion_matrix.png, roc_curve.png, pr_curve.png, misclassified.png
+    plots/residuals.png                   (regression)
+
+Plots describe the last evaluated split (the test split in a run).
+"""
 
 from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
 from dlpipe import registry
+from dlpipe.data.pipeline import predict
+from dlpipe.rundir import atomic_write_json
+
+MISCLASSIFIED_SHOWN = 16
 
 
 def probabilities(model_output: np.ndarray, n_classes: int) -> np.ndarray:
@@ -19,3 +38,66 @@ def probabilities(model_output: np.ndarray, n_classes: int) -> np.ndarray:
 def scores(task: str, names: list[str], y: np.ndarray, output: np.ndarray, n_classes: int | None) -> dict:
     prediction = probabilities(output, n_classes) if task == "classification" else np.asarray(output).reshape(-1)
     return {name: registry.load(f"metric:{task}", name)(y, prediction) for name in names}
+
+
+def evaluate(model, spec, data, out: Path, splits: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Metrics of `model` on each named split of `data` (a PreparedData); writes
+    metrics.json, the per-split artifacts and the plots under `out`."""
+    n_classes = len(data.class_names) if data.class_names else None
+    metrics, last = {}, None
+    for name in splits:
+        split = data.splits[name]
+        if not len(split):
+            continue
+        output = predict(model, split.x)  # through tf.data when inputs hold text
+        metrics[name] = scores(spec.task, spec.evaluation.metrics, split.y, output, n_classes)
+        if spec.task == "classification":
+            _classification_artifacts(out / "evaluation" / name, split.y, probabilities(output, n_classes),
+                                      data.class_names)
+        last = (name, split, output)
+    atomic_write_json(out / "metrics.json", metrics)
+    if last is not None:
+        _plots(out / "plots", spec.task, data, *last)
+    for name, values in metrics.items():
+        summary = ", ".join(f"{k} {v:.4f}" for k, v in values.items())
+        print(f"[dlpipe] {name}: {summary}", file=sys.stderr, flush=True)
+    return metrics
+
+
+def _classification_artifacts(folder: Path, y: np.ndarray, proba: np.ndarray, class_names: list[str]) -> None:
+    from dlpipe.metrics.classification import confusion, normalized, per_class
+
+    counts = confusion(y, proba)
+    atomic_write_json(folder / "confusion_matrix.json", {
+        "classes": list(class_names),
+        "counts": counts.tolist(),
+        "normalized": normalized(counts).tolist(),
+        "note": "rows: true class, columns: predicted class; normalized divides each row by its total",
+    })
+    atomic_write_json(folder / "per_class.json", per_class(counts, class_names))
+
+
+def _plots(folder: Path, task: str, data, split_name: str, split, output: np.ndarray) -> None:
+    from dlpipe.report import plots
+
+    if task == "regression":
+        plots.residuals(split.y, output, folder / "residuals.png", split_name)
+        return
+    from dlpipe.metrics.classification import confusion, predicted
+
+    names = data.class_names
+    proba = probabilities(output, len(names))
+    plots.confusion_matrix(confusion(split.y, proba), names, folder / "confusion_matrix.png", split_name)
+    if len(names) == 2:
+        plots.roc_curve(split.y, proba[:, 1], folder / "roc_curve.png", split_name, names[1])
+        plots.pr_curve(split.y, proba[:, 1], folder / "pr_curve.png", split_name, names[1])
+    images = [f for f in data.features if f.type == "image"]
+    guess = predicted(proba)
+    wrong = np.flatnonzero(guess != split.y)
+    if images and len(wrong):
+        # The most confident mistakes first: they say most about what the model learned.
+        wrong = wrong[np.argsort(-proba[wrong, guess[wrong]], kind="stable")][:MISCLASSIFIED_SHOWN]
+        captions = [f"{names[split.y[i]]} → {names[guess[i]]} ({proba[i, guess[i]]:.2f})" for i in wrong]
+        plots.image_grid(split.x[images[0].input_name][wrong], captions, folder / "misclassified.png",
+                         f"Misclassified ({split_name}, {len(np.flatnonzero(guess != split.y))} of {len(split)}): "
+                         "true → predicted (probability)")

@@ -1,0 +1,190 @@
+"""Metrics for generated samples: Fréchet distance (FID) and Inception Score.
+
+FID compares two sets of feature vectors (real and generated samples passed through the
+same network) by the Gaussians with their means and covariances:
+
+    FID = |μ₁ - μ₂|² + tr Σ₁ + tr Σ₂ - 2 tr (Σ₁ Σ₂)^½
+
+The trace of the matrix square root is not taken from a general square root of the
+non-symmetric product Σ₁Σ₂ (scipy.linalg.sqrtm, which squares the condition number and
+returns complex round-off). With any factors F₁ᵀF₁ = Σ₁ and F₂ᵀF₂ = Σ₂, the eigenvalues of
+Σ₁Σ₂ are the squared singular values of F₁F₂ᵀ, so
+
+    tr (Σ₁ Σ₂)^½ = the sum of the singular values of F₁ F₂ᵀ.
+
+From samples, F is the centred sample matrix / √(N - 1) whenever N ≤ D (fewer samples than
+feature dimensions: 2,048 for InceptionV3), so a singular covariance is never formed, and
+the result is exact to round-off; with more samples F = Σ^½ by a symmetric
+eigen-decomposition, eigenvalues below the numerical-rank cutoff set to 0. For 50 samples
+of 2,048 unit-variance dimensions and the same samples shifted by d, this gives |d|² to
+~5e-13; the trace of sqrtm(Σ₁Σ₂) is off by ~6e-4 there. The result is clipped at 0 (FID
+is a squared distance).
+
+Features come from an extractor: `layer_extractor` (a layer of a Keras model, e.g. the
+classifier trained by another dlpipe run) or `inception_extractor` (InceptionV3's pooled
+features, from a weights file the user supplies: nothing is downloaded).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from dlpipe.errors import DataError
+
+Extractor = Callable[[np.ndarray], np.ndarray]
+
+
+def statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and covariance (unbiased, N - 1) of N feature vectors."""
+    features = _matrix(features)
+    return features.mean(axis=0), np.atleast_2d(np.cov(features, rowvar=False))
+
+
+def _matrix(features: np.ndarray) -> np.ndarray:
+    features = np.asarray(features, dtype=np.float64)
+    features = features.reshape(len(features), -1)
+    if len(features) < 2:
+        raise DataError(f"FID needs at least 2 samples per set, got {len(features)}")
+    if not np.isfinite(features).all():
+        raise DataError("FID: the features hold NaN or infinite values")
+    return features
+
+
+def _sqrt_psd(matrix: np.ndarray) -> np.ndarray:
+    """The symmetric square root of a covariance. Eigenvalues below the numerical rank
+    cutoff (largest · size · machine epsilon, as numpy.linalg.matrix_rank) are round-off
+    from a singular matrix and become 0, so they add nothing to the trace."""
+    values, vectors = np.linalg.eigh((matrix + matrix.T) / 2)
+    cutoff = max(values.max(initial=0.0), 0.0) * len(values) * np.finfo(np.float64).eps
+    values = np.where(values > cutoff, values, 0.0)
+    return (vectors * np.sqrt(values)) @ vectors.T
+
+
+def _factor(features: np.ndarray) -> np.ndarray:
+    """F with Fᵀ F = the covariance: the centred samples themselves when there are no more
+    of them than dimensions (exact, and the usual case for FID), else Σ^½."""
+    n, dimensions = features.shape
+    if n <= dimensions:
+        return (features - features.mean(axis=0)) / np.sqrt(n - 1)
+    return _sqrt_psd(np.atleast_2d(np.cov(features, rowvar=False)))
+
+
+def _distance(shift: np.ndarray, factor_1: np.ndarray, factor_2: np.ndarray) -> float:
+    # tr (Σ₁Σ₂)^½ = the sum of the singular values (nuclear norm) of F₁ F₂ᵀ.
+    cross = np.linalg.svd(factor_1 @ factor_2.T, compute_uv=False).sum()
+    distance = shift @ shift + np.sum(factor_1 ** 2) + np.sum(factor_2 ** 2) - 2 * cross
+    return max(float(distance), 0.0)
+
+
+def frechet_distance(mu_1: np.ndarray, sigma_1: np.ndarray, mu_2: np.ndarray, sigma_2: np.ndarray) -> float:
+    """FID from precomputed statistics (means and covariances)."""
+    mu_1, mu_2 = np.atleast_1d(np.asarray(mu_1, dtype=np.float64)), np.atleast_1d(np.asarray(mu_2, dtype=np.float64))
+    sigma_1, sigma_2 = np.atleast_2d(np.asarray(sigma_1, dtype=np.float64)), np.atleast_2d(np.asarray(sigma_2, dtype=np.float64))
+    if mu_1.shape != mu_2.shape or sigma_1.shape != sigma_2.shape or sigma_1.shape != mu_1.shape * 2:
+        raise ValueError(f"statistics do not fit: means {mu_1.shape} and {mu_2.shape}, "
+                         f"covariances {sigma_1.shape} and {sigma_2.shape}")
+    return _distance(mu_1 - mu_2, _sqrt_psd(sigma_1), _sqrt_psd(sigma_2))
+
+
+def fid(real_features: np.ndarray, generated_features: np.ndarray) -> float:
+    """Fréchet distance between the Gaussian statistics of two sets of features (N × D)."""
+    real, generated = _matrix(real_features), _matrix(generated_features)
+    if real.shape[1] != generated.shape[1]:
+        raise DataError(f"FID: real features have {real.shape[1]} dimensions, generated ones {generated.shape[1]}")
+    return _distance(real.mean(axis=0) - generated.mean(axis=0), _factor(real), _factor(generated))
+
+
+def inception_score(probabilities: np.ndarray, splits: int = 1) -> float:
+    """exp(E_x KL(p(y|x) ‖ p(y))) from a classifier's class probabilities (N × K), averaged
+    over `splits` equal parts (the original paper used 10). 1 when every sample gets the
+    same distribution; K when predictions are one-hot and spread evenly over K classes."""
+    p = np.asarray(probabilities, dtype=np.float64)
+    if p.ndim != 2 or len(p) < splits or splits < 1:
+        raise DataError(f"inception score: expected N × K probabilities with N ≥ splits ({splits}), "
+                        f"got shape {p.shape}")
+    scores = []
+    for part in np.array_split(p, splits):
+        marginal = np.broadcast_to(part.mean(axis=0, keepdims=True), part.shape)
+        # 0 · log 0 = 0: a class a sample gives no probability adds nothing (log 1 - log 1).
+        positive = part > 0
+        log_ratio = np.log(np.where(positive, part, 1)) - np.log(np.where(positive, marginal, 1))
+        scores.append(np.exp((part * log_ratio).sum(axis=1).mean()))
+    return float(np.mean(scores))
+
+
+# Feature extractors ---------------------------------------------------------------------
+
+
+def _batched(model, batch_size: int) -> Extractor:
+    def extract(images: np.ndarray) -> np.ndarray:
+        features = model.predict(np.asarray(images, dtype=np.float32), batch_size=batch_size, verbose=0)
+        return np.asarray(features, dtype=np.float64).reshape(len(images), -1)
+
+    return extract
+
+
+def layer_extractor(model_path: str | Path, layer: str, batch_size: int = 256) -> Extractor:
+    """Features = the output of `layer` of a saved Keras model (a `model.keras` file or a
+    run directory holding one), flattened. The model must take one input."""
+    import keras
+
+    path = Path(model_path)
+    if path.is_dir():
+        path = path / "model.keras"
+    if not path.is_file():
+        raise DataError(f"{path}: no such model file")
+    model = keras.saving.load_model(path, safe_mode=True, compile=False)
+    names = [item.name for item in model.layers]
+    if layer not in names:
+        from dlpipe.spec.base import did_you_mean
+
+        hint = did_you_mean(layer, names) or f"; layers are: {', '.join(names)}"
+        raise DataError(f"{path}: no layer {layer!r}{hint}")
+    if len(model.inputs) != 1:
+        raise DataError(f"{path}: the model takes {len(model.inputs)} inputs; a feature extractor needs one")
+    return _batched(keras.Model(model.inputs, model.get_layer(layer).output), batch_size)
+
+
+def inception_extractor(weights: str | Path, image_size: int = 299, batch_size: int = 32) -> Extractor:
+    """InceptionV3's 2,048 average-pooled features, the network FID was defined with.
+
+    `weights`: a file of InceptionV3 weights without the top (classification) layers, e.g.
+    Keras' `inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5`. Images (N × H × W × C,
+    C = 1 or 3, values 0..255) are resized to `image_size` and scaled to [-1, 1] as
+    InceptionV3 expects; gray images are repeated over three channels.
+    """
+    import keras
+
+    path = Path(weights)
+    if not path.is_file():
+        raise DataError(f"{path}: no such weights file (InceptionV3 weights are not downloaded; "
+                        "give the path of a file you have)")
+    try:
+        network = keras.applications.InceptionV3(include_top=False, weights=str(path), pooling="avg",
+                                                 input_shape=(image_size, image_size, 3))
+    except ValueError as err:
+        raise DataError(f"{path}: not InceptionV3 weights without the top layers: {err}") from None
+    inputs = keras.Input(shape=(None, None, 3), name="images")
+    x = keras.layers.Resizing(image_size, image_size, name="resize")(inputs)
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="scale")(x)
+    model = keras.Model(inputs, network(x))
+
+    def extract(images: np.ndarray) -> np.ndarray:
+        images = np.asarray(images, dtype=np.float32)
+        if images.ndim == 3:
+            images = images[..., np.newaxis]
+        if images.ndim != 4 or images.shape[-1] not in (1, 3):
+            raise DataError(f"InceptionV3 features need images N × H × W × 1 or 3, got shape {images.shape}")
+        if images.shape[-1] == 1:
+            images = np.repeat(images, 3, axis=-1)
+        return _batched(model, batch_size)(images)
+
+    return extract
+
+
+def fid_from_samples(real: np.ndarray, generated: np.ndarray, extractor: Extractor) -> float:
+    """FID between two sets of samples, both passed through the same extractor."""
+    return fid(extractor(real), extractor(generated))

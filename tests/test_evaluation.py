@@ -1,0 +1,242 @@
+"""The evaluation stage, report.html and `dlpipe evaluate` on real runs of every template
+(2 epochs), plus a regression run; the FID feature extractors on real saved models."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from dlpipe.cli import main
+from report_page import Page, assert_every_metric_shown
+
+ROOT = Path(__file__).resolve().parent.parent
+SPECS = sorted((ROOT / "specs").glob("*.yaml"))
+EPOCHS = "training.epochs=2"
+# No regression template exists yet: the tabular template on scikit-learn's diabetes data.
+REGRESSION = (ROOT / "specs" / "tabular-classification.yaml",
+              ["task=regression", "data.source.name=diabetes", "data.split.stratify=false",
+               "evaluation.metrics=[mae, mse, rmse, r2, mape]", "name=diabetes-mlp"])
+RUNS = [spec.stem for spec in SPECS] + ["regression"]
+
+
+@pytest.fixture(scope="module")
+def run_of(tmp_path_factory):
+    """name → the run directory of that template, trained once for the whole module."""
+    from dlpipe.runner import run_spec
+
+    done: dict[str, Path] = {}
+    base = tmp_path_factory.mktemp("runs")
+
+    def get(name: str) -> Path:
+        if name not in done:
+            spec, overrides = REGRESSION if name == "regression" else (ROOT / "specs" / f"{name}.yaml", [])
+            done[name] = run_spec(spec, overrides=[*overrides, EPOCHS], out=base / name)
+        return done[name]
+
+    return get
+
+
+EXPECTED_PLOTS = {
+    "breast-cancer-mlp": {"learning_curves", "confusion_matrix", "roc_curve", "pr_curve"},
+    "digits-cnn": {"learning_curves", "confusion_matrix", "misclassified"},
+    "diabetes-mlp": {"learning_curves", "residuals"},
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", RUNS)
+def test_report_shows_every_metric_and_is_self_contained(run_of, name):
+    run = run_of(name)
+    record = json.loads((run / "run.json").read_text())
+    assert record["status"] == "completed" and record["stages"]["report"]["status"] == "completed"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert set(metrics) == {"validation", "test"}
+    html = (run / "report.html").read_text(encoding="utf-8")
+    page = Page(html)
+    assert assert_every_metric_shown(page, metrics) >= 8
+    assert page.headings[:2] == ["Metrics", "Plots"]
+    assert {"Spec", "Data", "Model", "Export verification", "Run"} <= set(page.headings)
+    assert not page.external and "script" not in page.tags and "link" not in page.tags
+    spec_name = yaml.safe_load((run / "spec.yaml").read_text())["name"]
+    plots = {p.stem for p in (run / "plots").glob("*.png")}
+    assert plots == EXPECTED_PLOTS.get(spec_name, plots)
+    assert len(page.images) == len(plots)
+    for src in page.images:
+        assert src.startswith("data:image/png;base64,")
+        assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    # The export verification and the model's parameter count are on the page.
+    verification = json.loads((run / "export" / "verification.json").read_text())
+    for fmt in verification:
+        assert f"<td>{fmt}</td>" in html
+    assert f"{record['parameters']:,} parameters" in html
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [r for r in RUNS if r != "regression"])
+def test_classification_artifacts_agree_with_metrics(run_of, name):
+    run = run_of(name)
+    metrics = json.loads((run / "metrics.json").read_text())
+    sizes = json.loads((run / "data.json").read_text())["split_sizes"]
+    for split in ("validation", "test"):
+        matrix = json.loads((run / "evaluation" / split / "confusion_matrix.json").read_text())
+        counts = np.array(matrix["counts"])
+        assert counts.sum() == sizes[split]
+        assert np.trace(counts) / counts.sum() == pytest.approx(metrics[split]["accuracy"], abs=1e-12)
+        np.testing.assert_allclose(np.array(matrix["normalized"]).sum(axis=1)[counts.sum(axis=1) > 0], 1.0)
+        per_class = json.loads((run / "evaluation" / split / "per_class.json").read_text())
+        assert [c["support"] for c in per_class] == counts.sum(axis=1).tolist()
+        if "f1_macro" in metrics[split]:
+            assert np.mean([c["f1"] for c in per_class]) == pytest.approx(metrics[split]["f1_macro"], abs=1e-12)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")
+@pytest.mark.parametrize("name", RUNS)
+def test_report_in_a_headless_browser(run_of, name, tmp_path):
+    """What chromium renders (the DOM after parsing) holds every number of metrics.json."""
+    run = run_of(name)
+    result = subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path}",
+         "--dump-dom", (run / "report.html").resolve().as_uri()],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    page = Page(result.stdout)
+    assert_every_metric_shown(page, json.loads((run / "metrics.json").read_text()))
+    assert "Export verification" in page.headings
+
+
+# dlpipe evaluate ---------------------------------------------------------------------------
+
+
+def evaluate_cli(*args: str):
+    """(result, stdout lines): metrics as `split<TAB>name<TAB>value`, then the folder."""
+    result = CliRunner().invoke(main, ["evaluate", *args])
+    return result, result.stdout.strip().splitlines()
+
+
+def one_line_error(result) -> str:
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    return result.stderr.strip().splitlines()[-1]
+
+
+def test_evaluate_needs_a_trained_run(tmp_path):
+    """Checked before anything heavy is imported: one line, exit code 1."""
+    result, _ = evaluate_cli(str(tmp_path / "nowhere"))
+    assert one_line_error(result) == f"error: {tmp_path / 'nowhere'}: no such run directory"
+    (tmp_path / "spec.yaml").write_text("name: x\n")
+    (tmp_path / "run.json").write_text('{"status": "failed"}')
+    result, _ = evaluate_cli(str(tmp_path))
+    assert one_line_error(result) == f"error: {tmp_path}: not a trained dlpipe run: no model.keras (run status: failed)"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", RUNS)
+def test_evaluate_reproduces_the_run_without_touching_it(run_of, name):
+    run = run_of(name)
+    before = {p: p.read_bytes() for p in (run / "metrics.json", run / "report.html")}
+    result, lines = evaluate_cli(str(run))
+    assert result.exit_code == 0, result.output
+    folder = Path(lines[-1])
+    assert folder.parent == run / "evaluations"
+    again = json.loads((folder / "metrics.json").read_text())
+    assert again == json.loads((run / "metrics.json").read_text())  # the same model, data and split: same numbers
+    printed = {(s, n): float(v) for s, n, v in (line.split("\t") for line in lines[:-1])}
+    assert printed == {(s, n): pytest.approx(v, rel=1e-5, nan_ok=True) for s, vs in again.items() for n, v in vs.items()}
+    assert {p: p.read_bytes() for p in before} == before
+    assert_every_metric_shown(Page((folder / "report.html").read_text()), again)
+    assert json.loads((folder / "evaluation.json").read_text())["splits"] == ["validation", "test"]
+
+
+@pytest.mark.slow
+def test_evaluate_on_new_labeled_csv(run_of, tmp_path):
+    """The run's test rows written as a CSV, labels as indices or as class names, give the
+    run's test metrics exactly; a missing column or an unknown label is a one-line error."""
+    from sklearn.datasets import load_breast_cancer
+
+    from dlpipe.data.prepare import prepare
+    from dlpipe.spec import load_spec
+
+    run = run_of("tabular-classification")
+    rows = prepare(load_spec(run / "spec.yaml"), run, None).splits["test"].rows
+    frame = load_breast_cancer(as_frame=True).frame
+    test_rows = frame.iloc[rows].sample(frac=1.0, random_state=0)  # order does not matter
+    expected = json.loads((run / "metrics.json").read_text())["test"]
+    for labels in ("indices", "names"):
+        table = test_rows if labels == "indices" else test_rows.assign(
+            target=test_rows["target"].map({0: "malignant", 1: "benign"}))
+        table.to_csv(tmp_path / f"{labels}.csv", index=False)
+        result, lines = evaluate_cli(str(run), "--data", str(tmp_path / f"{labels}.csv"))
+        assert result.exit_code == 0, result.output
+        got = json.loads((Path(lines[-1]) / "metrics.json").read_text())
+        assert set(got) == {"data"}
+        assert got["data"] == pytest.approx(expected, abs=1e-9)
+        assert (Path(lines[-1]) / "report.html").is_file()
+
+    test_rows.drop(columns=["mean radius"]).to_csv(tmp_path / "missing.csv", index=False)
+    result, _ = evaluate_cli(str(run), "--data", str(tmp_path / "missing.csv"))
+    assert one_line_error(result) == (f"error: {tmp_path / 'missing.csv'}: no column 'mean radius'; "
+                                      "did you mean 'worst radius'?")
+    test_rows.assign(target=["maybe"] + ["benign"] * (len(test_rows) - 1)).to_csv(tmp_path / "label.csv", index=False)
+    result, _ = evaluate_cli(str(run), "--data", str(tmp_path / "label.csv"))
+    assert one_line_error(result) == (f"error: {tmp_path / 'label.csv'}: row 2, column 'target': label 'maybe' "
+                                     "is not one of the run's classes (malignant, benign)")
+
+
+# Feature extractors for FID ------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_layer_extractor_of_a_saved_model(tmp_path):
+    """Features = a named layer's output, checked against numpy on the layer's weights;
+    an unknown layer is named with a did-you-mean."""
+    import keras
+
+    from dlpipe.errors import DataError
+    from dlpipe.metrics.generative import fid, layer_extractor
+
+    inputs = keras.Input(shape=(6, 6, 1), name="image")
+    flat = keras.layers.Flatten(name="flat")(inputs)
+    hidden = keras.layers.Dense(5, activation="relu", name="features")(flat)
+    outputs = keras.layers.Dense(3, activation="softmax", name="output")(hidden)
+    model = keras.Model(inputs, outputs)
+    model.save(tmp_path / "model.keras")
+
+    images = np.random.default_rng(0).uniform(0, 1, (40, 6, 6, 1)).astype(np.float32)
+    extract = layer_extractor(tmp_path, "features")  # a run directory holding model.keras
+    kernel, bias = model.get_layer("features").get_weights()
+    expected = np.maximum(images.reshape(40, -1) @ kernel + bias, 0)
+    np.testing.assert_allclose(extract(images), expected, atol=1e-5)
+    assert fid(extract(images), extract(images)) == pytest.approx(0.0, abs=1e-9)
+    assert fid(extract(images), extract(images + 3.0)) > 1.0
+    with pytest.raises(DataError, match=r"model.keras: no layer 'feature'; did you mean 'features'\?"):
+        layer_extractor(tmp_path / "model.keras", "feature")
+
+
+@pytest.mark.slow
+def test_inception_extractor_from_a_weights_file(tmp_path):
+    """A user-supplied InceptionV3 weights file (here: a randomly initialized network's,
+    saved) gives that network's pooled features; gray images are repeated over RGB."""
+    import keras
+
+    from dlpipe.errors import DataError
+    from dlpipe.metrics.generative import inception_extractor
+
+    size = 75  # InceptionV3's smallest input; FID proper uses 299
+    network = keras.applications.InceptionV3(include_top=False, weights=None, pooling="avg",
+                                             input_shape=(size, size, 3))
+    network.save_weights(tmp_path / "inception.weights.h5")
+    gray = np.random.default_rng(1).uniform(0, 255, (3, size, size, 1)).astype(np.float32)
+    features = inception_extractor(tmp_path / "inception.weights.h5", image_size=size)(gray)
+    expected = network.predict(np.repeat(gray, 3, axis=-1) / 127.5 - 1.0, verbose=0)
+    assert features.shape == (3, 2048)
+    np.testing.assert_allclose(features, expected, atol=1e-5)
+    with pytest.raises(DataError, match="no such weights file"):
+        inception_extractor(tmp_path / "missing.h5")

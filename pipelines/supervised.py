@@ -12,8 +12,6 @@
 
 from __future__ import annotations
 
-import sys
-
 from dlpipe.rundir import atomic_path, atomic_write_json, atomic_write_text
 
 

@@ -11,6 +11,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from dlpipe import registry
 from dlpipe.cli import main
 from dlpipe.spec import Spec, SpecError, load_spec
 from dlpipe.spec.tuning import LogUniform, Uniform, grid_size, grid_values
@@ -250,8 +251,8 @@ def test_objective_must_be_computed_and_fit_the_task(tmp_path):
     ]
     path = write_spec(tmp_path, "tuning: {objective: {metric: mse}}\n")
     assert [p.split(": ", 1)[1] for p in problems(path)] == [
-        "tuning.objective.metric: metric 'mse' does not fit task classification; choose from accuracy, "
-        "precision_macro, recall_macro, f1_macro, f1_micro, f1_weighted, roc_auc, log_loss"]
+        "tuning.objective.metric: metric 'mse' does not fit task classification; choose from "
+        + ", ".join(registry.names("metric:classification"))]
     path = write_spec(tmp_path, "tuning: {objective: {split: test}}\n")
     assert problems(path) == [
         f"{path}:9:29: tuning.objective.split: expected 'validation', got 'test'"]

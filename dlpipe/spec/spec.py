@@ -47,10 +47,14 @@ class Spec(StrictModel):
     def _fill_task_defaults(self) -> "Spec":
         # Defaults that depend on the task are written into the spec itself, so that the
         # resolved spec.yaml of a run shows every value that was used.
+        # Copies: a section left out is the class's one shared default object, and setting
+        # a value on it would leak into every later spec.
         if self.evaluation.metrics is None:
-            object.__setattr__(self.evaluation, "metrics", list(DEFAULT_METRICS[self.task]))
+            evaluation = self.evaluation.model_copy(update={"metrics": list(DEFAULT_METRICS[self.task])})
+            object.__setattr__(self, "evaluation", evaluation)
         if self.data.split.stratify is None:
-            object.__setattr__(self.data.split, "stratify", self.task == "classification")
+            split = self.data.split.model_copy(update={"stratify": self.task == "classification"})
+            object.__setattr__(self.data, "split", split)
         return self
 
     @property

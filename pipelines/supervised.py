@@ -40,7 +40,7 @@ def run(ctx) -> None:
         from dlpipe.architectures.assemble import build_model
         from dlpipe.training.compile import compile_model
 
-        model = build_model(spec, data)
+        model = build_model(spec, data, ctx.located)
         compile_model(model, spec, n_classes)
         run_dir.update(parameters=int(model.count_params()))
 
@@ -60,7 +60,8 @@ def run(ctx) -> None:
             split = data.splits[name]
             if len(split):
                 output = model.predict(split.x, batch_size=1024, verbose=0)
-                metrics[name] = scores(spec.task, spec.evaluation.metrics, split.y, output, n_classes)
+                metrics[name] = scores(spec.task, spec.evaluation.metrics, split.y, output, n_classes,
+                                       multi_label=spec.data.target.multi_label)
         atomic_write_json(run_dir.path("metrics.json"), metrics)
         summary = ", ".join(f"{k} {v:.4f}" for k, v in metrics.get("test", {}).items())
         print(f"[dlpipe] test: {summary}", file=sys.stderr, flush=True)

@@ -53,7 +53,10 @@ class Spec(StrictModel):
             evaluation = self.evaluation.model_copy(update={"metrics": list(DEFAULT_METRICS[self.task])})
             object.__setattr__(self, "evaluation", evaluation)
         if self.data.split.stratify is None:
-            split = self.data.split.model_copy(update={"stratify": self.task == "classification"})
+            # Stratifying needs one class per example: not per-step or multi-label targets.
+            several = getattr(self.model, "return_sequences", False) or (
+                self.data.target is not None and self.data.target.multi_label)
+            split = self.data.split.model_copy(update={"stratify": self.task == "classification" and not several})
             object.__setattr__(self.data, "split", split)
         return self
 

@@ -19,10 +19,14 @@ NonNegative = Annotated[float, Field(ge=0)]
 
 
 class Head(StrictModel):
-    """Layers between the architecture's features and the output. The output layer itself
-    follows from the task: sigmoid for two classes, softmax for more, linear for regression."""
+    """Layers between the architecture's features and the output. Features the architecture
+    does not read (a number beside a cnn's image) are concatenated to its output first: with
+    `units`, this is the combiner MLP where several inputs meet. The output layer follows
+    from the task and target: sigmoid for two classes, softmax for more, K sigmoids for
+    multi-label, linear for numbers; per step when the architecture returns sequences."""
 
     units: list[PositiveInt] = []
+    """Width of each dense layer before the output."""
     activation: Activation = "relu"
     dropout: Probability = 0.0
 

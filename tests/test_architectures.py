@@ -428,12 +428,52 @@ def test_each_layer_starts_from_its_own_random_weights(tmp_path):
     assert second.shape == third.shape and not np.allclose(second, third)
 
 
+VARIANTS = {
+    "transformer_post_norm_last": order("v1", "  {type: transformer, blocks: 2, heads: 2, key_dim: 4, model_dim: 8, "
+                                        "feed_forward: 8, norm: post, positions: none, pooling: last, causal: true}"),
+    "transformer_series_max": order("v2", "  {type: transformer, blocks: 1, heads: 1, key_dim: 4, model_dim: 8, "
+                                    "feed_forward: 8, positions: sinusoidal, pooling: max}", feature="signal"),
+    "vit_mean_post_norm": digits("v3", "  {type: vit, patch_size: 4, blocks: 1, heads: 1, key_dim: 4, model_dim: 8, "
+                                 "feed_forward: 8, pooling: mean, norm: post}"),
+    "simple_rnn_stacked": order("v4", "  {type: rnn, cell: simple, units: [8, 4], bidirectional: true, dropout: 0.1, "
+                                "l2: 0.001}", feature="signal"),
+    "conv_autoencoder": digits("v5", "  {type: autoencoder, encoder: conv, filters: [4, 8], latent: 3}"),
+    "autoencoder_no_reconstruction": digits("v6", "  {type: autoencoder, units: [8], latent: 3, "
+                                            "reconstruction_weight: 0.0}"),
+    "graph_attention": order("v7", """\
+  type: graph
+  nodes:
+    - {name: project, layer: Dense, args: {units: 8, kernel_initializer: he_normal, kernel_regularizer: {type: l2, l2: 0.01}}, inputs: [signal]}
+    - {name: attend, layer: MultiHeadAttention, args: {num_heads: 2, key_dim: 4}, inputs: [project, project]}
+    - {name: residual, layer: Add, inputs: [project, attend]}
+    - {name: norm, layer: LayerNormalization, inputs: [residual]}
+    - {name: pool, layer: GlobalAveragePooling1D, inputs: [norm]}""", feature="signal"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_variants_build_run_and_round_trip(name, tmp_path):
+    import keras
+
+    model = build_spec(VARIANTS[name], ROOT)
+    from dlpipe.data.builtin import load_digits, load_order_pairs
+
+    names = [tensor.name for tensor in model.inputs]
+    table = load_digits() if "image" in names else load_order_pairs()
+    x = {key: table.columns[key][:8].astype("int32" if key == "tokens" else "float32") for key in names}
+    output = model.predict(x, verbose=0)
+    assert np.isfinite(output).all() and len(output) == 8
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True, compile=False)
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), output)
+
+
 def test_every_layer_and_regularizer_name_resolves():
     import keras
 
     from dlpipe import registry
 
-    for kind in ("layer", "regularizer", "architecture", "dataset"):
+    for kind in ("layer", "regularizer", "activation", "initializer", "architecture", "dataset"):
         for name in registry.names(kind):
             assert registry.load(kind, name) is not None, (kind, name)
     assert all(issubclass(registry.load("layer", n), keras.layers.Layer) for n in registry.names("layer"))

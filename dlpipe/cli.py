@@ -57,7 +57,9 @@ def main(ctx: click.Context, debug: bool) -> None:
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=_SET_HELP)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="text: FILE:LINE:COL: key: message per problem; json: a list of problems.")
-def validate(specs: tuple[str, ...], overrides: tuple[str, ...], fmt: str) -> None:
+@click.option("--deep", is_flag=True, help="Also read the data and build the model (imports TensorFlow): "
+              "layers, output shapes, parameter count; shape mismatches become located problems.")
+def validate(specs: tuple[str, ...], overrides: tuple[str, ...], fmt: str, deep: bool) -> None:
     """Check SPEC files and report every problem of every file at once.
 
     Exit code 0 when all are valid, 1 otherwise. Nothing is trained or imported beyond
@@ -71,6 +73,10 @@ def validate(specs: tuple[str, ...], overrides: tuple[str, ...], fmt: str) -> No
     # the file, yet makes that file invalid.
     found = {spec: check_files([spec], overrides) for spec in specs}
     problems = [problem for spec in specs for problem in found[spec]]
+    if deep:
+        from dlpipe.architectures.deep import deep_check
+
+        problems += deep_check(specs, overrides, echo=click.echo if fmt == "text" else None)
     if fmt == "json":
         click.echo(json.dumps([p.to_dict() for p in problems], indent=2))
     else:

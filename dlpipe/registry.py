@@ -66,10 +66,46 @@ _KERAS_LOSSES = {
     "log_cosh": "keras.losses:LogCosh",
 }
 
+_KERAS_REGULARIZERS = {
+    "l1": "keras.regularizers:L1",
+    "l2": "keras.regularizers:L2",
+    "l1_l2": "keras.regularizers:L1L2",
+    "orthogonal": "keras.regularizers:OrthogonalRegularizer",
+}
+
+# Layers a `graph` model may name; `dlpipe validate` checks names against this table
+# without importing Keras. Keys are Keras's own class names.
+_KERAS_LAYERS = {
+    name: f"keras.layers:{name}"
+    for name in (
+        # core
+        "Dense", "EinsumDense", "Embedding", "Identity", "Activation", "Dropout",
+        "SpatialDropout1D", "SpatialDropout2D", "GaussianNoise", "GaussianDropout",
+        "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax",
+        # shape
+        "Flatten", "Reshape", "Permute", "RepeatVector", "Cropping1D", "Cropping2D",
+        "ZeroPadding1D", "ZeroPadding2D", "UpSampling1D", "UpSampling2D",
+        # convolution and pooling
+        "Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose", "SeparableConv1D",
+        "SeparableConv2D", "DepthwiseConv1D", "DepthwiseConv2D", "MaxPooling1D", "MaxPooling2D",
+        "AveragePooling1D", "AveragePooling2D", "GlobalMaxPooling1D", "GlobalMaxPooling2D",
+        "GlobalAveragePooling1D", "GlobalAveragePooling2D",
+        # normalization
+        "BatchNormalization", "LayerNormalization", "GroupNormalization", "UnitNormalization",
+        # recurrent and attention
+        "SimpleRNN", "LSTM", "GRU", "ConvLSTM1D", "ConvLSTM2D", "MultiHeadAttention",
+        "GroupQueryAttention", "Attention", "AdditiveAttention",
+        # merge
+        "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate", "Dot",
+    )
+}
+
 _TABLES: dict[str, dict[str, str]] = {
     "optimizer": _KERAS_OPTIMIZERS,
     "activation": _KERAS_ACTIVATIONS,
     "initializer": _KERAS_INITIALIZERS,
+    "regularizer": _KERAS_REGULARIZERS,
+    "layer": _KERAS_LAYERS,
     "loss": _KERAS_LOSSES,
     "dataset": {
         "digits": "dlpipe.data.builtin:load_digits",
@@ -77,10 +113,16 @@ _TABLES: dict[str, dict[str, str]] = {
         "wine": "dlpipe.data.builtin:load_wine",
         "breast_cancer": "dlpipe.data.builtin:load_breast_cancer",
         "diabetes": "dlpipe.data.builtin:load_diabetes",
+        "order_pairs": "dlpipe.data.builtin:load_order_pairs",
     },
     "architecture": {
         "mlp": "dlpipe.architectures.mlp:build",
         "cnn": "dlpipe.architectures.cnn:build",
+        "rnn": "dlpipe.architectures.rnn:build",
+        "transformer": "dlpipe.architectures.transformer:build",
+        "vit": "dlpipe.architectures.vit:build",
+        "autoencoder": "dlpipe.architectures.autoencoder:build",
+        "graph": "dlpipe.architectures.graph:build",
     },
     "metric:classification": {
         "accuracy": "dlpipe.metrics.classification:accuracy",

@@ -40,7 +40,7 @@ def run(ctx) -> None:
         from dlpipe.architectures.assemble import build_model
         from dlpipe.training.compile import compile_model
 
-        model = build_model(spec, data)
+        model = build_model(spec, data, ctx.located)
         compile_model(model, spec, n_classes)
         run_dir.update(parameters=int(model.count_params()))
 

@@ -1,17 +1,36 @@
-"""Spec + prepared data → one Keras model: inputs → normalization → architecture → head."""
+"""Spec + prepared data → one Keras model: inputs → normalization → architecture →
+combiner → head. A spec that cannot be built becomes a located SpecError."""
 
 from __future__ import annotations
 
 import keras
 
 from dlpipe import registry
-from dlpipe.architectures import heads
+from dlpipe.architectures import BuildProblem, heads
+from dlpipe.architectures import layers as _layers  # noqa: F401  registers dlpipe's layers for load_model
 from dlpipe.architectures.inputs import build_inputs
+from dlpipe.errors import Problem, SpecError
 
 
-def build_model(spec, data) -> keras.Model:
+def build_model(spec, data, located=None) -> keras.Model:
+    """`located(path, message)` → SpecError pointing at the spec's line (Context.located);
+    without it the error names the spec path only."""
+    try:
+        return _build(spec, data)
+    except BuildProblem as problem:
+        if located is None:
+            from dlpipe.spec.loader import format_path
+
+            raise SpecError([Problem("spec", 0, 0, format_path(problem.path), problem.message)]) from problem
+        raise located(problem.path, problem.message) from problem
+
+
+def _build(spec, data) -> keras.Model:
     inputs, encoded = build_inputs(data.features)
     body = registry.load("architecture", spec.model.type)(spec.model, encoded)
+    x = heads.combine(body, encoded, getattr(spec.model, "embedding_dim", 16))
     n_classes = len(data.class_names) if data.class_names else None
-    outputs = heads.attach(body, spec.model.head, spec.task, n_classes)
+    target_shape = tuple(int(d) for d in data.splits["train"].y.shape[1:])
+    outputs = heads.attach(x, spec.model.head, spec.task, n_classes, target_shape,
+                           multi_label=spec.data.target.multi_label)
     return keras.Model(inputs, outputs, name=spec.name.replace("-", "_").replace(".", "_"))

@@ -1,15 +1,15 @@
-"""2-D convolutional network over one image feature."""
+"""2-D convolutional network over one image feature (other features join in the head)."""
 
 from __future__ import annotations
 
 import keras
 
+from dlpipe.architectures.inputs import Encoded, initializer as _initializer, one_image
 from dlpipe.spec.model import CNN
 
 
-def build(spec: CNN, encoded: dict[str, keras.KerasTensor]) -> keras.KerasTensor:
-    (x,) = encoded.values()  # the spec layer and data stage guarantee one image feature
-    from dlpipe.architectures.mlp import _initializer
+def build(spec: CNN, encoded: Encoded) -> keras.KerasTensor:
+    x = one_image(encoded, "cnn")
 
     for b, block in enumerate(spec.blocks):
         shortcut = x

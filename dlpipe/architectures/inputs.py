@@ -3,6 +3,10 @@
 Normalization statistics and category vocabularies were fitted on the training split
 (dlpipe/data/prepare.py); here they become constant layers, so `model.keras` and every
 export take raw data: numbers, pixels, category names as text.
+
+An architecture `take`s the features it reads from `Encoded` (a cnn its image, an rnn its
+sequences); the features left over join the architecture's output in the head (concat,
+then the head's dense layers): that is how several inputs meet.
 """
 
 from __future__ import annotations
@@ -10,15 +14,40 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from dlpipe.architectures import BuildProblem
 
-def build_inputs(features) -> tuple[dict[str, keras.KerasTensor], dict[str, keras.KerasTensor]]:
+
+class Encoded:
+    """Normalized input tensors by input name, with what is known of each feature."""
+
+    def __init__(self, tensors: dict[str, keras.KerasTensor], features: dict):
+        self.tensors = tensors
+        self.features = features
+        self.taken: set[str] = set()
+
+    def take(self, *types: str) -> dict[str, keras.KerasTensor]:
+        """The tensors of features of these types (all when none given), marked as read."""
+        chosen = {name: t for name, t in self.tensors.items()
+                  if name not in self.taken and (not types or self.features[name].type in types)}
+        self.taken.update(chosen)
+        return chosen
+
+    def rest(self) -> dict[str, keras.KerasTensor]:
+        return {name: t for name, t in self.tensors.items() if name not in self.taken}
+
+    def __len__(self) -> int:
+        return len(self.tensors)
+
+
+def build_inputs(features) -> tuple[dict[str, keras.KerasTensor], Encoded]:
     """(inputs by input name, normalized tensors by input name)."""
     inputs, encoded = {}, {}
     for feature in features:
         if feature.type == "categorical":
             inputs[feature.input_name], encoded[feature.input_name] = categorical_input(feature)
             continue
-        tensor = keras.Input(shape=feature.shape, name=feature.input_name, dtype="float32")
+        tensor = keras.Input(shape=feature.shape, name=feature.input_name,
+                             dtype=getattr(feature, "dtype", "float32"))
         inputs[feature.input_name] = tensor
         if feature.normalization == "none" or feature.mean is None:
             encoded[feature.input_name] = tensor
@@ -31,7 +60,7 @@ def build_inputs(features) -> tuple[dict[str, keras.KerasTensor], dict[str, kera
             encoded[feature.input_name] = keras.layers.Normalization(
                 axis=-1, mean=feature.mean.astype(np.float32), variance=np.square(feature.std).astype(np.float32),
                 name=f"{feature.input_name}_{feature.normalization}")(tensor)
-    return inputs, encoded
+    return inputs, Encoded(encoded, {f.input_name: f for f in features})
 
 
 def categorical_input(feature) -> tuple[keras.KerasTensor, keras.KerasTensor]:
@@ -58,3 +87,63 @@ def flat_concat(tensors: list[keras.KerasTensor]) -> keras.KerasTensor:
     """Flatten every feature and concatenate them into one vector per example."""
     flat = [t if len(t.shape) == 2 else keras.layers.Flatten()(t) for t in tensors]
     return flat[0] if len(flat) == 1 else keras.layers.Concatenate(name="features")(flat)
+
+
+def flat_features(encoded: Encoded, tensors: dict[str, keras.KerasTensor], embedding_dim: int,
+                  name: str = "features") -> keras.KerasTensor | None:
+    """One vector per example from several features: numbers, images and numeric
+    sequences flattened; token ids embedded and averaged over positions (a bag of
+    embeddings, blind to order). None when there are no tensors."""
+    flat = []
+    for input_name, tensor in tensors.items():
+        if encoded.features[input_name].type == "tokens":
+            tensor = token_embedding(encoded, input_name, tensor, embedding_dim)
+            tensor = keras.layers.GlobalAveragePooling1D(name=f"{input_name}_bag")(tensor)
+        elif len(tensor.shape) > 2:
+            tensor = keras.layers.Flatten(name=f"{input_name}_flat")(tensor)
+        flat.append(tensor)
+    if len(flat) > 1:
+        return keras.layers.Concatenate(name=name)(flat)
+    return flat[0] if flat else None
+
+
+def token_embedding(encoded: Encoded, input_name: str, tensor, width: int) -> keras.KerasTensor:
+    vocabulary = encoded.features[input_name].vocabulary_size
+    return keras.layers.Embedding(vocabulary, width, name=f"{input_name}_embedding")(tensor)
+
+
+def sequence_inputs(encoded: Encoded, embedding_dim: int) -> keras.KerasTensor:
+    """The sequence and token features (all of them, taken), as one batch × steps × channels
+    tensor: token ids embedded, then every sequence joined along the channels."""
+    parts = []
+    for input_name, tensor in encoded.take("sequence", "tokens").items():
+        if encoded.features[input_name].type == "tokens":
+            tensor = token_embedding(encoded, input_name, tensor, embedding_dim)
+        parts.append(tensor)
+    lengths = {encoded.features[name].shape[0] for name in encoded.taken
+               if encoded.features[name].type in ("sequence", "tokens")}
+    if len(lengths) > 1:
+        raise BuildProblem(("data", "features"), "sequence features are joined step by step and need one "
+                           f"length; they have {', '.join(map(str, sorted(lengths)))} steps")
+    if not parts:
+        raise BuildProblem(("model", "type"), "this architecture reads sequence or tokens features; there are none")
+    return parts[0] if len(parts) == 1 else keras.layers.Concatenate(name="sequences")(parts)
+
+
+def one_image(encoded: Encoded, architecture: str) -> keras.KerasTensor:
+    images = encoded.take("image")
+    if len(images) != 1:
+        raise BuildProblem(("model", "type"), f"a {architecture} reads exactly one image feature; "
+                           f"the data has {len(images)}")
+    return next(iter(images.values()))
+
+
+def initializer(name: str):
+    """A new initializer object per layer: Keras repeats an unseeded instance's values."""
+    from dlpipe import registry
+
+    return registry.load("initializer", name)()
+
+
+def l1_l2(l1: float, l2: float):
+    return keras.regularizers.L1L2(l1=l1, l2=l2) if (l1 or l2) else None

@@ -1,29 +1,23 @@
-"""Multi-layer perceptron on the concatenation of all features."""
+"""Multi-layer perceptron on all features: numbers, flattened images and sequences, and
+token ids as a bag of embeddings."""
 
 from __future__ import annotations
 
 import keras
 
-from dlpipe.architectures.inputs import flat_concat
+from dlpipe.architectures.inputs import Encoded, flat_features, initializer, l1_l2
 from dlpipe.spec.model import MLP
 
 
-def build(spec: MLP, encoded: dict[str, keras.KerasTensor]) -> keras.KerasTensor:
-    x = flat_concat(list(encoded.values()))
-    regularizer = keras.regularizers.L1L2(l1=spec.l1, l2=spec.l2) if (spec.l1 or spec.l2) else None
-    initializer = _initializer(spec.kernel_initializer)
+def build(spec: MLP, encoded: Encoded) -> keras.KerasTensor:
+    x = flat_features(encoded, encoded.take(), spec.embedding_dim)
+    regularizer = l1_l2(spec.l1, spec.l2)
     for i, units in enumerate(spec.units):
-        x = keras.layers.Dense(units, kernel_initializer=initializer, kernel_regularizer=regularizer,
-                               use_bias=not spec.batch_norm, name=f"dense_{i}")(x)
+        x = keras.layers.Dense(units, kernel_initializer=initializer(spec.kernel_initializer),
+                               kernel_regularizer=regularizer, use_bias=not spec.batch_norm, name=f"dense_{i}")(x)
         if spec.batch_norm:
             x = keras.layers.BatchNormalization(name=f"batch_norm_{i}")(x)
         x = keras.layers.Activation(spec.activation, name=f"{spec.activation}_{i}")(x)
         if spec.dropout:
             x = keras.layers.Dropout(spec.dropout, name=f"dropout_{i}")(x)
     return x
-
-
-def _initializer(name: str):
-    from dlpipe import registry
-
-    return registry.load("initializer", name)()

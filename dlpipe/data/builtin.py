@@ -52,3 +52,42 @@ def load_diabetes() -> Table:
     table = _frame(bunch, "diabetes")
     table.columns["target"] = table.columns["target"].astype(np.float32)
     return table
+
+
+def load_order_pairs(n: int = 2000, steps: int = 16, seed: int = 0) -> Table:
+    """Generated (seed 0: the same rows every time): does pattern A come before pattern B?
+
+    Each of the `n` sequences of `steps` holds pattern A and pattern B once, at random,
+    non-overlapping places; `label` is 1 when A starts before B (about half the rows).
+    Counting what occurs cannot tell the classes apart — only order can. Columns:
+
+    - `tokens`: ids 0..9; A is the pair (1, 2), B the pair (3, 4); every other step is drawn
+      from 0 and 5..9, so A and B occur nowhere else.
+    - `signal`: the same events as steps × 2 channels of Gaussian noise (σ 0.5); A adds a
+      bump of 1.5 to channel 0 on its two steps, B to channel 1.
+    - `a_seen`: per step, 1 from the end of A on (a many-to-many target).
+    - `positions`: where A and B start, as fractions of the length (a 2-output regression target).
+    """
+    rng = np.random.default_rng(seed)
+    noise_ids = np.array([0, 5, 6, 7, 8, 9])
+    tokens = noise_ids[rng.integers(0, len(noise_ids), size=(n, steps))]
+    signal = rng.normal(0.0, 0.5, size=(n, steps, 2)).astype(np.float32)
+    a_seen = np.zeros((n, steps), dtype=np.int64)
+    starts = np.zeros((n, 2), dtype=np.int64)
+    for row in range(n):
+        # Two non-overlapping 2-step slots: choose the pair of starts uniformly.
+        while True:
+            a, b = rng.integers(0, steps - 1, size=2)
+            if abs(a - b) >= 2:
+                break
+        tokens[row, a:a + 2] = (1, 2)
+        tokens[row, b:b + 2] = (3, 4)
+        signal[row, a:a + 2, 0] += 1.5
+        signal[row, b:b + 2, 1] += 1.5
+        a_seen[row, a + 1:] = 1
+        starts[row] = (a, b)
+    return Table({"tokens": tokens.astype(np.int64), "signal": signal, "a_seen": a_seen,
+                  "positions": (starts / steps).astype(np.float32),
+                  "label": (starts[:, 0] < starts[:, 1]).astype(np.int64)},
+                 origin="builtin:order_pairs",
+                 class_names={"label": ["B first", "A first"], "a_seen": ["not yet", "seen"]})

@@ -22,6 +22,7 @@ from dlpipe.data.splits import split_indices
 from dlpipe.data.table import Table
 from dlpipe.errors import DataError
 from dlpipe.spec.base import did_you_mean
+from dlpipe.spec.checks import FEATURE_TYPES
 from dlpipe.spec.spec import Spec
 
 SPLITS = ("train", "validation", "test")
@@ -44,12 +45,20 @@ class FeatureInfo:
     encoding: str | None = None
     """Categorical: one_hot or embedding."""
     embedding_dim: int | None = None
+    vocabulary_size: int | None = None
+    """Tokens only: ids are 0..vocabulary_size-1."""
+
+    @property
+    def dtype(self) -> str:
+        return "int32" if self.type == "tokens" else "float32"
 
     def describe(self) -> dict[str, Any]:
         out = {"name": self.name, "input": self.input_name, "type": self.type,
                "shape": list(self.shape), "normalization": self.normalization}
         if self.type == "categorical":
             out.update(vocabulary=self.vocabulary, encoding=self.encoding, embedding_dim=self.embedding_dim)
+        if self.vocabulary_size is not None:
+            out["vocabulary_size"] = self.vocabulary_size
         return out
 
 
@@ -171,8 +180,10 @@ def _resolve_features(spec: Spec, table: Table, target: str, located) -> list[Fe
             _check_numbers(table, name)
             if values.ndim != 1:
                 raise located(path, f"column {name!r} holds arrays of shape {values.shape[1:]}, not numbers; "
-                              "declare it as type image")
-            shape = (1,)
+                              "declare it under data.features as type image, sequence or tokens")
+            shape: tuple[int, ...] = (1,)
+        elif kind in ("sequence", "tokens"):
+            shape = _sequence_shape(spec, table, name, kind, path, located)
         else:
             if values.ndim == 3:
                 values = table.columns[name] = values[..., np.newaxis]
@@ -182,6 +193,9 @@ def _resolve_features(spec: Spec, table: Table, target: str, located) -> list[Fe
             _check_numbers(table, name)
             shape = tuple(int(d) for d in values.shape[1:])
         norm = spec.prepare.normalization.get(name) or spec.prepare.normalization.get(kind)
+        if kind == "tokens" and norm is not None and norm.type != "none":
+            key = name if name in spec.prepare.normalization else kind
+            raise located(("prepare", "normalization", key), f"{name!r} holds token ids; they cannot be normalized")
         info = FeatureInfo(name, input_name, kind, shape, normalization=norm.type if norm else "none")
         if kind == "categorical":
             declared_feature = next(f for f in spec.data.features if f.name == name)
@@ -189,12 +203,47 @@ def _resolve_features(spec: Spec, table: Table, target: str, located) -> list[Fe
             info.vocabulary = declared_feature.vocabulary
             info.encoding = declared_feature.encoding
             info.embedding_dim = declared_feature.embedding_dim or (8 if info.encoding == "embedding" else None)
+        if kind == "tokens":
+            info.vocabulary_size = _vocabulary_size(spec, table, name, path, located)
         features.append(info)
-    unused = set(spec.prepare.normalization) - {f.name for f in features} - {"numerical", "image"}
+    unused = set(spec.prepare.normalization) - {f.name for f in features} - set(FEATURE_TYPES)
     for key in sorted(unused):
         hint = did_you_mean(key, [f.name for f in features])
         raise located(("prepare", "normalization", key), f"{key!r} is not a feature{hint}")
     return features
+
+
+def _sequence_shape(spec: Spec, table: Table, name: str, kind: str, path: tuple, located) -> tuple[int, ...]:
+    """(steps, channels) of a numeric sequence, (steps,) of token ids."""
+    values = table.columns[name]
+    if kind == "sequence" and values.ndim == 2:
+        values = table.columns[name] = values[..., np.newaxis]  # one channel
+    wanted = 3 if kind == "sequence" else 2
+    if values.ndim != wanted:
+        layout = "steps × channels" if kind == "sequence" else "steps"
+        raise located(path, f"column {name!r} holds values of shape {values.shape[1:]}; a {kind} feature "
+                      f"needs one array of {layout} per example")
+    _check_numbers(table, name)
+    return tuple(int(d) for d in table.columns[name].shape[1:])
+
+
+def _vocabulary_size(spec: Spec, table: Table, name: str, path: tuple, located) -> int:
+    values = table.columns[name]
+    if values.dtype.kind == "f" and not np.all(values == np.round(values)):
+        row = int(np.flatnonzero((values != np.round(values)).any(axis=1))[0])
+        raise DataError(f"{table.origin}: row {row + table.row_offset}, column {name!r}: token ids must be "
+                        "whole numbers")
+    low, high = int(values.min()), int(values.max())
+    if low < 0:
+        row = int(np.flatnonzero((values < 0).any(axis=1))[0])
+        raise DataError(f"{table.origin}: row {row + table.row_offset}, column {name!r}: negative token id {low}")
+    declared = next(f.vocabulary_size for f in spec.data.features if f.name == name)
+    if declared is None:
+        return high + 1  # from every row: an id first seen in the test split still has an embedding
+    if high >= declared:
+        raise located(path[:-1] + ("vocabulary_size",),
+                      f"column {name!r} holds token id {high}, outside vocabulary_size {declared}")
+    return declared
 
 
 def _mostly_numbers(values: np.ndarray) -> bool:
@@ -248,7 +297,7 @@ def _is_missing(value) -> bool:
 def _column(table: Table, feature: FeatureInfo) -> np.ndarray:
     if feature.type == "categorical":
         return table.columns[feature.name].reshape(-1, 1)
-    values = table.columns[feature.name].astype(np.float32, copy=False)
+    values = table.columns[feature.name].astype(feature.dtype, copy=False)
     return values.reshape(len(values), 1) if feature.type == "numerical" else values
 
 
@@ -257,25 +306,53 @@ def _labels(spec: Spec, table: Table, target: str) -> tuple[np.ndarray, list[str
     if spec.task == "regression":
         _check_numbers(table, target)
         return table.columns[target].astype(np.float32), None
+    if spec.data.target.multi_label:
+        return _multi_label(spec, table, target)
+    if values.ndim > 1 and not getattr(spec.model, "return_sequences", False):
+        raise DataError(f"{table.origin}: column {target!r} holds {values.shape[1:]} labels per example; "
+                        "set data.target.multi_label (any of K classes) or model.return_sequences "
+                        "(one class per step)")
     names = spec.data.target.class_names or table.class_names.get(target)
     if names is not None:
         if values.dtype.kind not in "iu":
             raise DataError(f"{table.origin}: column {target!r}: class_names need integer labels 0..{len(names) - 1}")
-        bad = np.flatnonzero((values < 0) | (values >= len(names)))
+        outside = ((values < 0) | (values >= len(names))).reshape(len(values), -1)
+        bad = np.flatnonzero(outside.any(axis=1))
         if len(bad):
             row = int(bad[0])
+            label = values.reshape(len(values), -1)[row][outside[row]][0].item()
             raise DataError(f"{table.origin}: row {row + table.row_offset}, column {target!r}: label "
-                            f"{values[row].item()!r} has no class name (class_names lists {len(names)})")
+                            f"{label!r} has no class name (class_names lists {len(names)})")
         return values.astype(np.int64), list(names)
     if values.dtype.kind == "f" and not np.isfinite(values).all():
         row = int(np.flatnonzero(~np.isfinite(values))[0])
         raise DataError(f"{table.origin}: row {row + table.row_offset}, column {target!r}: missing label")
     labels = values.astype(str) if values.dtype.kind not in "iub" else values
     classes, codes = np.unique(labels, return_inverse=True)
+    codes = codes.reshape(values.shape)  # per-step labels keep their steps
     if len(classes) < 2:
         raise DataError(f"{table.origin}: column {target!r} has a single class ({classes[0].item()!r}); "
                         "classification needs at least two")
     return codes.astype(np.int64), [str(c) for c in classes]
+
+
+def _multi_label(spec: Spec, table: Table, target: str) -> tuple[np.ndarray, list[str]]:
+    values = table.columns[target]
+    if values.ndim != 2:
+        raise DataError(f"{table.origin}: column {target!r}: multi_label needs K indicators (0 or 1) per "
+                        f"example, got values of shape {values.shape[1:]}")
+    _check_numbers(table, target)
+    values = table.columns[target]
+    bad = np.flatnonzero(~np.isin(values, (0, 1)).all(axis=1))
+    if len(bad):
+        row = int(bad[0])
+        raise DataError(f"{table.origin}: row {row + table.row_offset}, column {target!r}: multi-label "
+                        f"indicators must be 0 or 1, got {values[row].tolist()}")
+    k = values.shape[1]
+    names = spec.data.target.class_names or table.class_names.get(target) or [str(i) for i in range(k)]
+    if len(names) != k:
+        raise DataError(f"{table.origin}: column {target!r} holds {k} indicators but {len(names)} class names")
+    return values.astype(np.float32), list(names)
 
 
 def _fit_normalization(spec: Spec, features: list[FeatureInfo], train: Split) -> None:

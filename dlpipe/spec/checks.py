@@ -21,7 +21,7 @@ _LOSSES = {
 }
 # The metric Keras tracks during training, beside the loss (usable by early_stopping).
 TRAINING_METRIC = {"classification": "accuracy", "regression": "mae"}
-FEATURE_TYPES = ("numerical", "image")
+FEATURE_TYPES = ("numerical", "image", "sequence", "tokens")
 
 
 def check_split(spec: Spec) -> Found:
@@ -92,12 +92,44 @@ def check_normalization(spec: Spec) -> Found:
                    f"{key!r} is neither a feature nor a feature type{hint}")
 
 
+# Feature types each architecture reads itself; the rest join in the head (the combiner).
+_READS = {"cnn": ("image",), "vit": ("image",), "rnn": ("sequence", "tokens"),
+          "transformer": ("sequence", "tokens")}
+
+
 def check_architecture(spec: Spec) -> Found:
-    if spec.model.type == "cnn" and spec.data.features:
-        images = [f for f in spec.data.features if f.type == "image"]
-        if len(images) != 1 or len(spec.data.features) != 1:
-            yield (("model", "type"), "a cnn takes exactly one feature, of type image; "
-                   f"data.features has {len(images)} image and {len(spec.data.features) - len(images)} other")
+    model, features = spec.model, spec.data.features
+    if features and model.type in _READS:
+        kinds = _READS[model.type]
+        read = [f for f in features if f.type in kinds]
+        one = model.type in ("cnn", "vit")
+        if (len(read) != 1) if one else not read:
+            wanted = "exactly one feature" if one else "at least one feature"
+            yield (("model", "type"), f"a {model.type} reads {wanted} of type {' or '.join(kinds)}; "
+                   f"data.features has {len(read)}")
+    if model.type == "autoencoder" and model.encoder == "conv" and features:
+        images = [f for f in features if f.type == "image"]
+        if len(images) != 1:
+            yield (("model", "encoder"), "a conv autoencoder reads exactly one feature of type image; "
+                   f"data.features has {len(images)}")
+    if spec.data.target is not None and spec.data.target.multi_label and spec.task != "classification":
+        yield (("data", "target", "multi_label"), "multi_label needs task classification")
+    elif spec.data.target is not None and spec.data.target.multi_label and spec.training.loss not in (
+            "auto", "binary_crossentropy", "binary_focal_crossentropy"):
+        yield (("training", "loss"), f"multi-label targets need a binary loss (one sigmoid per class), "
+               f"not {spec.training.loss!r}; use auto, binary_crossentropy or binary_focal_crossentropy")
+    per_step = getattr(model, "return_sequences", False)
+    if per_step and spec.data.target is not None and spec.data.target.multi_label:
+        yield (("data", "target", "multi_label"), "multi_label and model.return_sequences cannot be combined")
+    if spec.data.split.stratify and (per_step or (spec.data.target and spec.data.target.multi_label)):
+        yield (("data", "split", "stratify"), "stratify needs one class per example; "
+               "the target holds several (per step or multi-label)")
+    if model.type == "graph":
+        from dlpipe.spec.model import graph_problems
+
+        names = [f.name for f in features] if features else None
+        for path, message in graph_problems(model, names):
+            yield ("model", *path), message
 
 
 def check_categorical(spec: Spec) -> Found:

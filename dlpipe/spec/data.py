@@ -17,7 +17,8 @@ class BuiltinSource(StrictModel):
     type: Literal["builtin"]
     name: Name("dataset")
     """digits (8×8 images, 10 classes), iris, wine, breast_cancer (binary), diabetes
-    (regression): scikit-learn's bundled copies."""
+    (regression): scikit-learn's bundled copies. order_pairs: generated (fixed seed), does
+    pattern A come before pattern B in a sequence — as token ids and as a 2-channel signal."""
 
 
 class CsvSource(StrictModel):
@@ -28,7 +29,15 @@ class CsvSource(StrictModel):
     delimiter: str = ","
 
 
-Source = Annotated[Union[BuiltinSource, CsvSource], Field(discriminator="type")]
+class NpzSource(StrictModel):
+    """A NumPy `.npz` file: each array is a column, all with the same first dimension (the
+    examples). Arrays keep their shape, so a column can hold sequences or images."""
+
+    type: Literal["npz"]
+    path: str
+
+
+Source = Annotated[Union[BuiltinSource, CsvSource, NpzSource], Field(discriminator="type")]
 
 
 class NumericalFeature(StrictModel):
@@ -61,13 +70,37 @@ class CategoricalFeature(StrictModel):
     """Length of each category's vector with `encoding: embedding` (default 8)."""
 
 
-Feature = Annotated[Union[NumericalFeature, ImageFeature, CategoricalFeature], Field(discriminator="type")]
+
+class SequenceFeature(StrictModel):
+    """A numeric sequence per example: time steps × channels (a column of 2-D arrays, or
+    of 1-D arrays for one channel). Normalization, if any, is per channel."""
+
+    name: str
+    type: Literal["sequence"]
+
+
+class TokensFeature(StrictModel):
+    """A sequence of integer token ids per example (0 ≤ id < vocabulary_size); the model
+    learns an embedding for them. Sequences have one fixed length; 0 is an ordinary id."""
+
+    name: str
+    type: Literal["tokens"]
+    vocabulary_size: PositiveInt | None = None
+    """Number of distinct ids (largest id + 1); default: from the data, all rows."""
+
+
+
+Feature = Annotated[Union[NumericalFeature, ImageFeature, CategoricalFeature, SequenceFeature, TokensFeature],
+                    Field(discriminator="type")]
 
 
 class Target(StrictModel):
     """The column to predict."""
 
     name: str
+    multi_label: bool = False
+    """The column holds K indicators (0 or 1) per example: any number of the K classes may
+    apply (K sigmoid outputs, binary cross-entropy)."""
     class_names: list[str] | None = None
     """Names for the classes 0..K-1 of an integer label (classification); by default
     the dataset's own names, or the labels themselves."""

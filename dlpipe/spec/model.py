@@ -6,20 +6,28 @@ Model code lives in dlpipe/architectures; here are only the choices a spec may m
 # No `from __future__ import annotations` here: Pydantic would parse every field annotation
 # from its string at import, a cost `dlpipe validate` pays on each run.
 
-from typing import Annotated, Literal, Union
+import re
+from collections.abc import Iterator
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field
+from pydantic import AfterValidator, Field, WithJsonSchema
 
-from dlpipe.spec.base import Activation, Initializer, PositiveInt, Probability, StrictModel
+from dlpipe import registry
+from dlpipe.spec.base import (Activation, Initializer, PositiveInt, Probability, StrictModel,
+                              did_you_mean, unknown_name)
 
 NonNegative = Annotated[float, Field(ge=0)]
 
 
 class Head(StrictModel):
-    """Layers between the architecture's features and the output. The output layer itself
-    follows from the task: sigmoid for two classes, softmax for more, linear for regression."""
+    """Layers between the architecture's features and the output. Features the architecture
+    does not read (a number beside a cnn's image) are concatenated to its output first: with
+    `units`, this is the combiner MLP where several inputs meet. The output layer follows
+    from the task and target: sigmoid for two classes, softmax for more, K sigmoids for
+    multi-label, linear for numbers; per step when the architecture returns sequences."""
 
     units: list[PositiveInt] = []
+    """Width of each dense layer before the output."""
     activation: Activation = "relu"
     dropout: Probability = 0.0
 
@@ -36,6 +44,9 @@ class MLP(StrictModel):
     l1: NonNegative = 0.0
     l2: NonNegative = 0.0
     kernel_initializer: Initializer = "glorot_uniform"
+    embedding_dim: PositiveInt = 16
+    """Token features are embedded and averaged over their positions (a bag of embeddings,
+    blind to order); numeric sequences are flattened."""
     head: Head = Head()
 
 
@@ -56,7 +67,7 @@ class ConvBlock(StrictModel):
 
 
 class CNN(StrictModel):
-    """2-D convolution blocks over one image feature."""
+    """2-D convolution blocks over one image feature; other features join in the head."""
 
     type: Literal["cnn"]
     blocks: Annotated[list[ConvBlock], Field(min_length=1)]
@@ -66,4 +77,284 @@ class CNN(StrictModel):
     head: Head = Head()
 
 
-Model = Annotated[Union[MLP, CNN], Field(discriminator="type")]
+class RNN(StrictModel):
+    """Recurrent layers over the sequence features, joined along their channels (token ids
+    pass through an embedding first); other features join in the head."""
+
+    type: Literal["rnn"]
+    cell: Literal["lstm", "gru", "simple"] = "lstm"
+    units: Annotated[list[PositiveInt], Field(min_length=1)] = [64]
+    """Width of each stacked recurrent layer; its length is the depth."""
+    bidirectional: bool = False
+    """Read each sequence forwards and backwards; the two states are concatenated."""
+    dropout: Probability = 0.0
+    """Dropout on the inputs of each recurrent layer."""
+    return_sequences: bool = False
+    """Many-to-many: one output per time step (the target holds a value per step).
+    Otherwise many-to-one: the last layer's final state feeds the head."""
+    embedding_dim: PositiveInt = 32
+    """Width of the learned embedding of token features."""
+    l1: NonNegative = 0.0
+    l2: NonNegative = 0.0
+    kernel_initializer: Initializer = "glorot_uniform"
+    head: Head = Head()
+
+
+class _Encoder(StrictModel):
+    """Settings shared by the transformer encoder blocks of `transformer` and `vit`."""
+
+    type: str
+    blocks: PositiveInt = 2
+    """Number of encoder blocks (self-attention, then a feed-forward network)."""
+    heads: PositiveInt = 4
+    """Attention heads per block."""
+    key_dim: PositiveInt = 16
+    """Width of each head's queries and keys."""
+    model_dim: PositiveInt = 64
+    """Width of the vector kept for each position (embeddings, projections, block outputs)."""
+    feed_forward: PositiveInt = 128
+    """Width of the hidden layer of each block's feed-forward network."""
+    activation: Activation = "gelu"
+    """Activation of the feed-forward network."""
+    dropout: Probability = 0.1
+    """Dropout on attention weights and after attention and feed-forward."""
+    norm: Literal["pre", "post"] = "pre"
+    """Layer normalization before each sub-layer (pre, more stable) or after the residual
+    sum (post, as in the original Transformer)."""
+    positions: Literal["learned", "sinusoidal", "none"] = "learned"
+    """Position information added to each position's vector: trained, or the fixed sine
+    and cosine table of the original Transformer."""
+    kernel_initializer: Initializer = "glorot_uniform"
+
+
+class Transformer(_Encoder):
+    """A transformer encoder over the sequence features: token ids are embedded, numeric
+    time steps projected to `model_dim`. Other features join in the head."""
+
+    type: Literal["transformer"]
+    pooling: Literal["mean", "max", "last"] = "mean"
+    """How the positions are summarised into one vector for a per-example output."""
+    return_sequences: bool = False
+    """One output per position (the target holds a value per step) instead of pooling."""
+    causal: bool = False
+    """Each position attends only to itself and earlier positions."""
+    head: Head = Head()
+
+
+class ViT(_Encoder):
+    """Vision transformer: one image feature cut into square patches, each projected to
+    `model_dim`, then transformer encoder blocks."""
+
+    type: Literal["vit"]
+    patch_size: PositiveInt = 4
+    """Side of the square patches, in pixels; must divide the image's height and width."""
+    pooling: Literal["class_token", "mean"] = "class_token"
+    """Summarise the patches through a learned class token prepended to them, or by their mean."""
+    head: Head = Head()
+
+
+class Autoencoder(StrictModel):
+    """Encoder → latent → decoder. The head reads the latent vector; the decoder's
+    reconstruction error (of the normalized inputs) is added to the loss. The encoder is a
+    sub-model named `encoder` (`model.get_layer("encoder")` gives embeddings)."""
+
+    type: Literal["autoencoder"]
+    encoder: Literal["dense", "conv"] = "dense"
+    """dense: on all features flattened; conv: on one image feature."""
+    units: Annotated[list[PositiveInt], Field(min_length=1)] = [128, 64]
+    """dense: widths of the encoder's layers; the decoder mirrors them."""
+    filters: Annotated[list[PositiveInt], Field(min_length=1)] = [16, 32]
+    """conv: filters of the encoder's stride-2 convolutions; the decoder mirrors them with
+    transposed convolutions."""
+    latent: PositiveInt = 16
+    """Size of the embedding between encoder and decoder."""
+    activation: Activation = "relu"
+    kernel_initializer: Initializer = "glorot_uniform"
+    reconstruction_weight: NonNegative = 1.0
+    """Weight of the mean squared reconstruction error in the training loss; 0 trains the
+    encoder through the head alone."""
+    head: Head = Head()
+
+
+# Layers that take a list of tensors (`inputs` of two or more nodes or features).
+MERGE_LAYERS = frozenset({"Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum",
+                          "Concatenate", "Dot"})
+# Layers that take several tensors as separate arguments or a list: (query, value[, key]).
+ATTENTION_LAYERS = frozenset({"MultiHeadAttention", "GroupQueryAttention", "Attention",
+                              "AdditiveAttention"})
+_IMPORT_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _check_layer(name: str) -> str:
+    if ":" in name:
+        if not _IMPORT_PATH.match(name):
+            raise unknown_name("layer", name, "; a layer from user code is written module.path:ClassName")
+        return name
+    known = registry.names("layer")
+    if name not in known:
+        raise unknown_name("layer", name, did_you_mean(name, known) or
+                           "; use a Keras layer name such as Dense or Conv2D, or module.path:ClassName")
+    return name
+
+
+LayerName = Annotated[str, AfterValidator(_check_layer),
+                      WithJsonSchema({"type": "string", "description": "a Keras layer name (" +
+                                      ", ".join(registry.names("layer")) + ") or module.path:ClassName"})]
+NodeName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")]
+
+
+class Node(StrictModel):
+    """One layer of a graph: a Keras layer by name, its arguments, and what it reads."""
+
+    name: NodeName
+    """Names the node's output for other nodes' `inputs`, and the layer in the model."""
+    layer: LayerName
+    """A Keras layer (Dense, Conv2D, LSTM, Add, Concatenate, MultiHeadAttention...) or a
+    layer class from user code, `module.path:ClassName`, whose module is in `allow_imports`."""
+    args: dict[str, Any] = {}
+    """Keyword arguments of the layer, as in Keras (`{units: 32, activation: relu}`).
+    Activation, initializer and regularizer names resolve through dlpipe's tables."""
+    inputs: Annotated[list[str], Field(min_length=1)]
+    """Names of features (data.features) or of other nodes. Merge layers (Add,
+    Concatenate...) take two or more; attention layers take query, value and optionally key."""
+
+
+class Graph(StrictModel):
+    """A free layer graph: nodes wired by name into a directed acyclic graph, written in
+    any order. The output node's tensor feeds the head."""
+
+    type: Literal["graph"]
+    nodes: Annotated[list[Node], Field(min_length=1)]
+    output: str | None = None
+    """The node whose output feeds the head; default: the last node listed."""
+    allow_imports: list[str] = []
+    """Python modules whose layer classes nodes may use (`module.path:ClassName`). Nothing
+    outside Keras is ever imported unless its module is listed here."""
+    head: Head = Head()
+
+
+def graph_problems(graph: Graph, features: list[str] | None) -> Iterator[tuple[tuple, str]]:
+    """Located problems of a graph, paths relative to the graph: unknown or duplicate names,
+    cycles, arity, imports not allowed, unknown activation/initializer/regularizer names.
+    `features`: the listed feature names, or None when features are inferred from the data
+    (then a name that is no node is checked when the model is built)."""
+    names = [node.name for node in graph.nodes]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            yield ("nodes", i, "name"), f"node name {name!r} is used twice"
+        elif features and name in features:
+            yield ("nodes", i, "name"), f"{name!r} is a feature's name; give the node another"
+    known = set(names) | set(features or ())
+    for i, node in enumerate(graph.nodes):
+        for j, source in enumerate(node.inputs):
+            if source == node.name:
+                yield ("nodes", i, "inputs", j), f"node {node.name!r} reads its own output"
+            elif source not in known and features is not None:
+                hint = did_you_mean(source, known) or f"; known: {', '.join(sorted(known))}"
+                yield ("nodes", i, "inputs", j), f"unknown input {source!r}{hint}"
+        yield from _arity(node, i)
+        yield from _argument_names(node, i)
+        if ":" in node.layer:
+            module = node.layer.partition(":")[0]
+            if module not in graph.allow_imports:
+                yield (("nodes", i, "layer"),
+                       f"layer {node.layer!r} comes from user code; importing {module!r} is not "
+                       f"allowed unless model.allow_imports lists it")
+    if graph.output is not None and graph.output not in names:
+        yield ("output",), f"unknown node {graph.output!r}{did_you_mean(graph.output, names)}"
+    cycle = find_cycle(graph)
+    if cycle:
+        # Shown in the direction data flows, from the node listed first.
+        flow = cycle[::-1]
+        start = min(range(len(flow)), key=lambda k: names.index(flow[k]))
+        flow = flow[start:] + flow[:start]
+        yield (("nodes", names.index(flow[0]), "inputs"),
+               "the graph has a cycle: " + " → ".join([*flow, flow[0]]) + " (each node feeds the next)")
+
+
+def _arity(node: Node, i: int) -> Iterator[tuple[tuple, str]]:
+    count = len(node.inputs)
+    if node.layer in ("Subtract", "Dot") and count != 2:
+        yield ("nodes", i, "inputs"), f"{node.layer} takes exactly 2 inputs, got {count}"
+    elif node.layer in MERGE_LAYERS and count < 2:
+        yield ("nodes", i, "inputs"), f"{node.layer} merges 2 or more inputs, got {count}"
+    elif node.layer in ATTENTION_LAYERS and count not in (2, 3):
+        yield ("nodes", i, "inputs"), f"{node.layer} takes query, value and optionally key (2 or 3 inputs), got {count}"
+    elif node.layer not in MERGE_LAYERS | ATTENTION_LAYERS and ":" not in node.layer and count != 1:
+        yield ("nodes", i, "inputs"), f"{node.layer} takes 1 input, got {count}; merge them first (Concatenate, Add...)"
+
+
+def _argument_names(node: Node, i: int) -> Iterator[tuple[tuple, str]]:
+    """Names that Keras would resolve itself are checked here against dlpipe's tables, so
+    that `validate` catches them without importing Keras."""
+    for key, value in node.args.items():
+        if key == "name":
+            yield ("nodes", i, "args", "name"), "the layer is named after its node; remove args.name"
+            continue
+        kind = ("activation" if key in ("activation", "recurrent_activation") else
+                "initializer" if key.endswith("_initializer") else
+                "regularizer" if key.endswith("_regularizer") else None)
+        if kind is None or value is None:
+            continue
+        name = value.get("type") if kind == "regularizer" and isinstance(value, dict) else value
+        path = ("nodes", i, "args", key) + (("type",) if isinstance(value, dict) else ())
+        if not isinstance(name, str):
+            shape = "a name or {type: name, ...}" if kind == "regularizer" else "a name"
+            yield path, f"expected {shape}, got {value!r}"
+        elif name not in registry.names(kind):
+            known = registry.names(kind)
+            yield path, f"unknown {kind} {name!r}" + (did_you_mean(name, known) or f"; choose from {', '.join(known)}")
+
+
+def find_cycle(graph: Graph) -> list[str] | None:
+    """The node names along one cycle, or None when the graph is acyclic."""
+    reads = {node.name: [s for s in node.inputs] for node in graph.nodes}
+    state: dict[str, int] = {}  # 1 visiting, 2 done
+    stack: list[str] = []
+
+    def visit(name: str) -> list[str] | None:
+        state[name] = 1
+        stack.append(name)
+        for source in reads.get(name, ()):
+            if source not in reads or source == name:
+                continue
+            if state.get(source) == 1:
+                return stack[stack.index(source):]
+            if source not in state:
+                found = visit(source)
+                if found:
+                    return found
+        stack.pop()
+        state[name] = 2
+        return None
+
+    for node in graph.nodes:
+        if node.name not in state:
+            found = visit(node.name)
+            if found:
+                return found
+    return None
+
+
+def topological_order(graph: Graph) -> list[int]:
+    """Node indices in an order where each node comes after the nodes it reads (listed
+    order among independent nodes). The graph must be acyclic."""
+    index = {node.name: i for i, node in enumerate(graph.nodes)}
+    done: set[int] = set()
+    order: list[int] = []
+
+    def visit(i: int) -> None:
+        if i in done:
+            return
+        done.add(i)
+        for source in graph.nodes[i].inputs:
+            if source in index and index[source] != i:
+                visit(index[source])
+        order.append(i)
+
+    for i in range(len(graph.nodes)):
+        visit(i)
+    return order
+
+
+Model = Annotated[Union[MLP, CNN, RNN, Transformer, ViT, Autoencoder, Graph], Field(discriminator="type")]

@@ -51,14 +51,17 @@ class Spec(StrictModel):
     def _fill_task_defaults(self) -> "Spec":
         # Defaults that depend on the task are written into the spec itself, so that the
         # resolved spec.yaml of a run shows every value that was used.
-        # Copies, not in-place: a section left out is one default instance shared by every
-        # Spec, and filling it in place leaked one spec's task into the next one's.
+        # Copies: a section left out is the class's one shared default object, and setting
+        # a value on it would leak into every later spec.
         if self.evaluation.metrics is None:
-            object.__setattr__(self, "evaluation",
-                               self.evaluation.model_copy(update={"metrics": list(DEFAULT_METRICS[self.task])}))
+            evaluation = self.evaluation.model_copy(update={"metrics": list(DEFAULT_METRICS[self.task])})
+            object.__setattr__(self, "evaluation", evaluation)
         if self.data.split.stratify is None:
-            object.__setattr__(self.data, "split",
-                               self.data.split.model_copy(update={"stratify": self.task == "classification"}))
+            # Stratifying needs one class per example: not per-step or multi-label targets.
+            several = getattr(self.model, "return_sequences", False) or (
+                self.data.target is not None and self.data.target.multi_label)
+            split = self.data.split.model_copy(update={"stratify": self.task == "classification" and not several})
+            object.__setattr__(self.data, "split", split)
         if self.tuning is not None:
             object.__setattr__(self, "tuning", resolve_tuning(self))
         return self

@@ -1,0 +1,88 @@
+"""The few layers Keras does not have, written with keras.ops only (any backend).
+
+They are registered under the package name `dlpipe`, so `model.keras` files that use them
+load with `safe_mode=True` once this module is imported (importing
+dlpipe.architectures.assemble does it).
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+
+def sinusoidal_table(length: int, width: int) -> np.ndarray:
+    """The fixed positions of "Attention Is All You Need": sin on even, cos on odd columns,
+    wavelengths from 2π to 10000·2π."""
+    position = np.arange(length)[:, np.newaxis]
+    rate = 1.0 / np.power(10000.0, (2 * (np.arange(width) // 2)) / width)
+    angles = position * rate[np.newaxis, :]
+    return np.where(np.arange(width) % 2 == 0, np.sin(angles), np.cos(angles)).astype(np.float32)
+
+
+@keras.saving.register_keras_serializable(package="dlpipe")
+class PositionEmbedding(keras.layers.Layer):
+    """Adds a vector per position to a batch × steps × width input: learned, or the fixed
+    sinusoidal table."""
+
+    def __init__(self, kind: str = "learned", **kwargs):
+        super().__init__(**kwargs)
+        if kind not in ("learned", "sinusoidal"):
+            raise ValueError(f"PositionEmbedding kind must be 'learned' or 'sinusoidal', got {kind!r}")
+        self.kind = kind
+
+    def build(self, input_shape):
+        length, width = input_shape[-2], input_shape[-1]
+        if self.kind == "learned":
+            init = keras.initializers.RandomNormal(stddev=0.02)
+        else:
+            init = keras.initializers.Constant(sinusoidal_table(length, width))
+        self.positions = self.add_weight(shape=(length, width), initializer=init,
+                                         trainable=self.kind == "learned", name="positions")
+
+    def call(self, inputs):
+        return inputs + ops.cast(self.positions, inputs.dtype)[None, :, :]
+
+    def get_config(self):
+        return {**super().get_config(), "kind": self.kind}
+
+
+@keras.saving.register_keras_serializable(package="dlpipe")
+class ClassToken(keras.layers.Layer):
+    """Prepends one learned vector to every sequence (ViT's class token): steps + 1 out."""
+
+    def build(self, input_shape):
+        self.token = self.add_weight(shape=(1, 1, input_shape[-1]), initializer="zeros", name="token")
+
+    def call(self, inputs):
+        token = ops.broadcast_to(ops.cast(self.token, inputs.dtype),
+                                 (ops.shape(inputs)[0], 1, ops.shape(inputs)[-1]))
+        return ops.concatenate([token, inputs], axis=1)
+
+    def compute_output_shape(self, input_shape):
+        steps = None if input_shape[1] is None else input_shape[1] + 1
+        return (input_shape[0], steps, input_shape[2])
+
+
+@keras.saving.register_keras_serializable(package="dlpipe")
+class ReconstructionLoss(keras.layers.Layer):
+    """Takes [latent, reconstruction, original]; while training, adds weight × mean squared
+    reconstruction error to the model's loss. Returns the latent unchanged."""
+
+    def __init__(self, weight: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.weight = float(weight)
+
+    def call(self, inputs, training=None):
+        latent, reconstruction, original = inputs
+        if training and self.weight:
+            error = ops.mean(ops.square(ops.cast(reconstruction, "float32") - ops.cast(original, "float32")))
+            self.add_loss(self.weight * error)
+        return latent
+
+    def compute_output_shape(self, input_shapes):
+        return input_shapes[0]
+
+    def get_config(self):
+        return {**super().get_config(), "weight": self.weight}

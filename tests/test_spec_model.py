@@ -91,9 +91,9 @@ def test_sequence_architectures_need_a_sequence_feature():
     found = problems(spec_text("type: rnn", dataset="iris", features="[{name: sepal length (cm), type: numerical}]",
                                target="target"))
     assert found == ["s.yaml:8:9: model.type: a rnn reads at least one feature of type sequence or tokens; "
-                     "data.features has 0"]
+                     "data.features has 0 of that type"]
     found = problems(spec_text("type: vit", features="[{name: tokens, type: tokens}]"))
-    assert found == ["s.yaml:8:9: model.type: a vit reads exactly one feature of type image; data.features has 0"]
+    assert found == ["s.yaml:8:9: model.type: a vit reads exactly one feature of type image; data.features has 0 of that type"]
 
 
 def test_cnn_takes_side_features_into_the_head():

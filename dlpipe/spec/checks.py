@@ -106,12 +106,12 @@ def check_architecture(spec: Spec) -> Found:
         if (len(read) != 1) if one else not read:
             wanted = "exactly one feature" if one else "at least one feature"
             yield (("model", "type"), f"a {model.type} reads {wanted} of type {' or '.join(kinds)}; "
-                   f"data.features has {len(read)}")
+                   f"data.features has {len(read)} of that type")
     if model.type == "autoencoder" and model.encoder == "conv" and features:
         images = [f for f in features if f.type == "image"]
         if len(images) != 1:
             yield (("model", "encoder"), "a conv autoencoder reads exactly one feature of type image; "
-                   f"data.features has {len(images)}")
+                   f"data.features has {len(images)} of that type")
     if spec.data.target is not None and spec.data.target.multi_label and spec.task != "classification":
         yield (("data", "target", "multi_label"), "multi_label needs task classification")
     elif spec.data.target is not None and spec.data.target.multi_label and spec.training.loss not in (

@@ -72,11 +72,13 @@ def validate(specs: tuple[str, ...], overrides: tuple[str, ...], fmt: str, deep:
     # One file at a time: a problem in a --set override is located at `--set`, not at
     # the file, yet makes that file invalid.
     found = {spec: check_files([spec], overrides) for spec in specs}
-    problems = [problem for spec in specs for problem in found[spec]]
     if deep:
         from dlpipe.architectures.deep import deep_check
 
-        problems += deep_check(specs, overrides, echo=click.echo if fmt == "text" else None)
+        for spec in specs:
+            if not found[spec]:  # building needs a valid spec
+                found[spec] = deep_check([spec], overrides, echo=click.echo if fmt == "text" else None)
+    problems = [problem for spec in specs for problem in found[spec]]
     if fmt == "json":
         click.echo(json.dumps([p.to_dict() for p in problems], indent=2))
     else:

@@ -11,8 +11,11 @@ from sklearn import metrics as sk
 
 
 def _float64(y, prediction) -> tuple[np.ndarray, np.ndarray]:
-    return (np.asarray(y, dtype=np.float64).reshape(-1),
-            np.asarray(prediction, dtype=np.float64).reshape(-1))
+    """Both as float64, the prediction in the labels' shape. Several outputs per example
+    (N × K) stay apart: each metric is computed per output, then averaged, as scikit-learn
+    does; flattening them would pool outputs of different scales into one number."""
+    y = np.asarray(y, dtype=np.float64)
+    return y, np.asarray(prediction, dtype=np.float64).reshape(y.shape)
 
 
 def mae(y: np.ndarray, prediction: np.ndarray) -> float:

@@ -108,6 +108,12 @@ def check_checkpoints(spec: Spec) -> Found:
         yield from _check_monitor(spec, monitor, ("training", "checkpoints", "monitor"))
 
 
+def check_jit_compile(spec: Spec) -> Found:
+    if spec.training.jit_compile is True and spec.training.deterministic is True:
+        yield (("training", "jit_compile"), "XLA cannot compile under op determinism (Keras turns it off): "
+               "set training.deterministic to false or auto, or jit_compile to false or auto")
+
+
 def check_class_weight(spec: Spec) -> Found:
     if spec.training.class_weight is not None and spec.task != "classification":
         yield (("training", "class_weight"), f"class_weight needs task classification, not {spec.task}")
@@ -147,7 +153,7 @@ def check_architecture(spec: Spec) -> Found:
 
 CHECKS = (check_split, check_target, check_loss, check_metrics, check_early_stopping,
           check_normalization, check_architecture, check_optimizer, check_schedule, check_checkpoints,
-          check_class_weight, check_sample_weight)
+          check_class_weight, check_sample_weight, check_jit_compile)
 
 
 def run_checks(spec: Spec) -> list[tuple[tuple, str]]:

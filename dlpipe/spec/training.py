@@ -319,9 +319,10 @@ class Training(StrictModel):
     mixed_bfloat16 where it is supported (compute capability 8+), else mixed_float16."""
     jit_compile: Literal["auto", True, False] = "auto"
     """Compile the training step with XLA. `auto`: on a GPU only (slower on a CPU)."""
-    deterministic: bool = True
+    deterministic: Literal["auto", True, False] = "auto"
     """TensorFlow op determinism: with `seed`, reruns on the same hardware give the same bits.
-    Some GPU ops are slower (or refuse to run) under it."""
+    Keras turns XLA off under it, and some GPU ops are slower. `auto`: on unless the step is
+    compiled with XLA (so: on for CPU runs, off for GPU runs)."""
     strategy: Literal["auto", "none", "mirrored", "multi_worker"] = "auto"
     """`mirrored`: one process, every local GPU (or logical CPU device); `multi_worker`: one
     process per worker, described by the TF_CONFIG environment variable. `auto`:

@@ -27,7 +27,8 @@ def configure(seed: int, training=None) -> dict:
     strategy = distribute.strategy(kind)
 
     keras.utils.set_random_seed(seed)
-    deterministic = training.deterministic if training else True
+    jit = resolve_jit(training.jit_compile if training else False, gpus)
+    deterministic = resolve_deterministic(training.deterministic if training else "auto", jit)
     if deterministic:
         tf.config.experimental.enable_op_determinism()
     else:
@@ -43,7 +44,7 @@ def configure(seed: int, training=None) -> dict:
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
         "training": {
             "precision": precision,
-            "jit_compile": resolve_jit(training.jit_compile if training else False, gpus),
+            "jit_compile": jit,
             "strategy": kind,
             "replicas": strategy.num_replicas_in_sync if strategy is not None else 1,
             "workers": distribute.cluster().tasks if kind == "multi_worker" else 1,
@@ -62,6 +63,12 @@ def resolve_precision(value: str, gpus=None) -> str:
 
     capabilities = [tf.config.experimental.get_device_details(g).get("compute_capability", (0, 0)) for g in gpus]
     return "mixed_bfloat16" if all(tuple(c) >= (8, 0) for c in capabilities) else "mixed_float16"
+
+
+def resolve_deterministic(value, jit: bool) -> bool:
+    """`auto`: op determinism unless the step is compiled with XLA (Keras turns XLA off
+    under determinism: not every XLA op has a deterministic kernel)."""
+    return not jit if value == "auto" else bool(value)
 
 
 def resolve_jit(value, gpus=None) -> bool:

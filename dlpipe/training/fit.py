@@ -17,6 +17,12 @@ from dlpipe.training import checkpoints, distribute
 from dlpipe.training.inputs import evaluation_dataset, steps_per_epoch, training_dataset
 
 
+def gpus() -> list:
+    import tensorflow as tf
+
+    return tf.config.list_physical_devices("GPU")
+
+
 def verbosity(progress: str) -> int:
     """Keras verbose: a bar on a terminal, one line per epoch otherwise."""
     if progress == "auto":
@@ -32,6 +38,7 @@ def train(model, spec, data, *, run_dir=None, located=None, callbacks=None) -> d
     are extra Keras callbacks, run after dlpipe's own.
     """
     from dlpipe.training.compile import compile_model
+    from dlpipe.training.determinism import resolve_jit
     from dlpipe.training.weights import example_weights
 
     training = spec.training
@@ -40,6 +47,9 @@ def train(model, spec, data, *, run_dir=None, located=None, callbacks=None) -> d
     strategy = distribute.strategy(kind)
     replica = model if strategy is None else distribute.replicate(
         model, strategy, lambda copy: compile_model(copy, spec, n_classes))
+    if run_dir is not None:  # what Keras made of the request (it turns XLA off under op determinism)
+        jit = bool(replica.jit_compile) if kind != "multi_worker" else resolve_jit(training.jit_compile, gpus())
+        run_dir.update(training={**run_dir.record.get("training", {}), "jit_compile": jit})
     writes = run_dir is not None and (kind != "multi_worker" or distribute.cluster().chief)
     directory = run_dir.path("checkpoints") if writes else None
 

@@ -54,7 +54,7 @@ def run_spec(spec_path: str | Path, *, overrides: Sequence[str] = (), out: str |
     root = Path(out) if out else RunDir.default_path(spec.name)
     chief = writes_run_directory(spec.training.strategy)
     if not chief:
-        return _train_as_worker(spec, document, spec_path, root)
+        return _train_as_worker(spec, document, spec_path, root, resume)
     resuming = resume and RunDir.holds_run(root)
     run_dir = RunDir.reopen(root) if resuming else RunDir.create(root)
     if resuming:
@@ -117,9 +117,10 @@ def _first_difference(a, b, path: str = ""):
     return None if a == b else (path, a, b)
 
 
-def _train_as_worker(spec: Spec, document: Document, spec_path: str | Path, root: Path) -> Path:
+def _train_as_worker(spec: Spec, document: Document, spec_path: str | Path, root: Path, resume: bool) -> Path:
     """A non-chief worker of a multi-worker run: it trains in lockstep with the others and
-    writes nothing to the run directory (the chief does); its scratch folder is removed."""
+    writes nothing to the run directory (the chief does); its scratch folder is removed.
+    To resume, it reads the chief's last checkpoint where `root` is on a shared filesystem."""
     import shutil
     import sys
     import tempfile
@@ -129,6 +130,10 @@ def _train_as_worker(spec: Spec, document: Document, spec_path: str | Path, root
     scratch = Path(tempfile.mkdtemp(prefix="dlpipe-worker-"))
     try:
         run_dir = RunDir.create(scratch)
+        last = root / "checkpoints" / "last.npz"
+        if resume and last.is_file():
+            run_dir.path("checkpoints").mkdir()
+            shutil.copyfile(last, run_dir.path("checkpoints", "last.npz"))
         run_dir.start(seed=spec.seed, command=[], spec_file=str(Path(spec_path).resolve()))
         context = Context(spec, document, run_dir, Path(spec_path).resolve().parent, chief=False)
         registry.load("pipeline", spec.pipeline)(context)

@@ -139,3 +139,31 @@ def test_configure_records_determinism_and_bfloat16():
         assert keras.mixed_precision.global_policy().name == "float32"
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+def test_progress_bar_on_a_terminal_one_line_per_epoch_otherwise(monkeypatch):
+    import sys
+
+    from dlpipe.training.fit import verbosity
+
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    assert verbosity("auto") == 1
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: False)
+    assert verbosity("auto") == 2
+    assert [verbosity(p) for p in ("bar", "epoch", "none")] == [1, 2, 0]
+
+
+@pytest.mark.slow
+def test_tensorboard_is_skipped_with_a_notice_without_the_package(monkeypatch, tmp_path, capsys):
+    pytest.importorskip("keras")
+    import importlib.util
+
+    from dlpipe.training import callbacks
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name, *a))
+    assert callbacks.tensorboard(tmp_path / "logs") is None
+    assert capsys.readouterr().err == (
+        "[dlpipe] notice: TensorBoard logs skipped: the tensorboard package is not installed "
+        "(pip install 'dlpipe[tensorboard]', or set training.tensorboard: false)\n")
+    assert not (tmp_path / "logs").exists()

@@ -111,5 +111,8 @@ def replicate(model, strategy, compile_replica):
     with strategy.scope():
         replica = keras.models.clone_model(model)
         compile_replica(replica)
+        # Optimizer variables must be made under the strategy too (a resume assigns them
+        # before training would have built them).
+        replica.optimizer.build(replica.trainable_variables)
     copy_variables(model, replica)
     return replica

@@ -50,17 +50,24 @@ def train(model, spec, data, *, run_dir=None, located=None, callbacks=None) -> d
     if run_dir is not None:  # what Keras made of the request (it turns XLA off under op determinism)
         jit = bool(replica.jit_compile) if kind != "multi_worker" else resolve_jit(training.jit_compile, gpus())
         run_dir.update(training={**run_dir.record.get("training", {}), "jit_compile": jit})
+    # The other workers of a multi-worker run write nothing, but resume like the chief: the
+    # runner copies the chief's last checkpoint into their scratch folder.
     writes = run_dir is not None and (kind != "multi_worker" or distribute.cluster().chief)
-    directory = run_dir.path("checkpoints") if writes else None
+    checkpoint_dir = run_dir.path("checkpoints") if run_dir is not None else None
+    directory = checkpoint_dir if writes else None
 
     train_split = data.splits["train"]
     steps = steps_per_epoch(len(train_split), training.batch_size)
     run = _Callbacks.create(spec, steps, directory, run_dir.path("logs") if writes else None,
                             has_validation=len(data.splits["validation"]) > 0, extra=callbacks or [])
     first_epoch = 0
-    if directory is not None and (directory / "last.npz").exists():
-        first_epoch = run.resume(replica, directory / "last.npz")
+    if checkpoint_dir is not None and (checkpoint_dir / "last.npz").exists():
+        first_epoch = run.resume(replica, checkpoint_dir / "last.npz")
         run_dir.update(resumed_from_epoch=first_epoch)
+    if kind == "multi_worker":
+        from dlpipe.training.multi_worker import check_same_start
+
+        check_same_start(strategy, first_epoch, run.finished)
 
     if not run.finished:
         weights = example_weights(spec, data, located)

@@ -100,6 +100,32 @@ def fit_multi_worker(model, strategy, spec, n_classes: int | None, inputs: dict,
     callback_list.on_train_end(logs)
 
 
+def check_same_start(strategy, first_epoch: int, finished: bool) -> None:
+    """Every worker must resume from the same checkpoint, or their collectives would never
+    meet. Only the chief writes checkpoints; the others see them where the run directory
+    is on a filesystem they share (the runner copies it for them)."""
+    import tensorflow as tf
+
+    from dlpipe.errors import StageError
+
+    here = float(first_epoch * 2 + int(finished))
+
+    @tf.function
+    def agree():
+        # Made inside the replica function, the value gets the replica's device, which the
+        # collective needs; a tensor passed in from outside has none.
+        value = strategy.run(lambda: tf.constant(here, tf.float64))
+        return (strategy.reduce("SUM", value, axis=None),
+                strategy.reduce("SUM", strategy.run(lambda v: v * v, args=(value,)), axis=None))
+
+    total, squares = (float(v) for v in agree())
+    # Only SUM and MEAN exist as all-reduce ops: n·Σv² = (Σv)² exactly when all v are equal.
+    if strategy.num_replicas_in_sync * squares != total * total:
+        raise StageError("train", f"the workers would resume from different points (this one after "
+                         f"{first_epoch} epochs); resuming a multi-worker run needs its run directory (--out) "
+                         "on a filesystem every worker sees, given to every worker")
+
+
 def _evaluate(evaluate_batch, dataset, metric_name: str) -> dict[str, float]:
     sums = np.zeros(3)
     regularization = 0.0

@@ -216,3 +216,22 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
     assert record["status"] == "failed" and record["error"] == error[0].removeprefix("error: ")
     assert all(np.isfinite(a).all() for a in kept.model)
     assert not (out / "model.keras").exists()
+
+
+def test_categorical_losses_take_integer_labels_and_binary_losses_need_two_classes(tmp_path):
+    """Labels stay class indices; categorical cross-entropy and focal loss one-hot them. A
+    binary loss on three classes is a located error before any training."""
+    from dlpipe.errors import SpecError
+
+    spec = tmp_path / "iris.yaml"
+    spec.write_text(SPEC.replace("breast_cancer", "iris").replace("epochs: 4", "epochs: 3"))
+    model, history, data = train_spec(spec, "training.loss=categorical_focal_crossentropy")
+    test = data.splits["test"]
+    assert np.mean(np.argmax(model.predict(test.x, verbose=0), axis=1) == test.y) > 0.8
+    assert history["loss"][-1] < history["loss"][0]
+    with pytest.raises(SpecError) as caught:
+        train_spec(spec, "training.loss=binary_crossentropy")
+    assert str(caught.value) == (f"--set:1:15: training.loss: the data has 3 classes, so the model ends in a "
+                                 "softmax; binary_crossentropy does not fit it: use auto, "
+                                 "sparse_categorical_crossentropy, categorical_crossentropy or "
+                                 "categorical_focal_crossentropy")

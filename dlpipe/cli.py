@@ -96,7 +96,9 @@ def validate(specs: tuple[str, ...], overrides: tuple[str, ...], fmt: str, deep:
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=_SET_HELP)
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Run directory (default: runs/<name>-<YYYYmmdd-HHMMSS>).")
-def run(spec: str, overrides: tuple[str, ...], out: str | None) -> None:
+@click.option("--resume", is_flag=True,
+              help="Continue the interrupted run in --out from its last checkpoint (a fresh run if there is none).")
+def run(spec: str, overrides: tuple[str, ...], out: str | None, resume: bool) -> None:
     """Run every stage of SPEC: data, build, train, evaluate, export.
 
     Prints the run directory; everything the run produced is in it (metrics.json,
@@ -104,7 +106,7 @@ def run(spec: str, overrides: tuple[str, ...], out: str | None) -> None:
     """
     from dlpipe.runner import run_spec
 
-    run_dir = run_spec(spec, overrides=overrides, out=out, command=["dlpipe", *sys.argv[1:]])
+    run_dir = run_spec(spec, overrides=overrides, out=out, command=["dlpipe", *sys.argv[1:]], resume=resume)
     click.echo(str(run_dir))
 
 

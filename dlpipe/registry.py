@@ -25,6 +25,8 @@ _KERAS_OPTIMIZERS = {
     "ftrl": "keras.optimizers:Ftrl",
     "lion": "keras.optimizers:Lion",
     "lamb": "keras.optimizers:Lamb",
+    "adafactor": "keras.optimizers:Adafactor",
+    "muon": "keras.optimizers:Muon",
 }
 
 _KERAS_ACTIVATIONS = {

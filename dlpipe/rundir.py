@@ -112,6 +112,26 @@ class RunDir:
         run_dir._lock()
         return run_dir
 
+    @classmethod
+    def holds_run(cls, root: Path | str) -> bool:
+        return (Path(root) / "run.json").is_file()
+
+    @classmethod
+    def reopen(cls, root: Path | str) -> "RunDir":
+        """An interrupted run's folder, locked again, with its run.json loaded (for --resume)."""
+        root = Path(root)
+        run_dir = cls(root)
+        run_dir._lock()
+        try:
+            run_dir.record = json.loads((root / "run.json").read_text())
+        except (OSError, ValueError) as err:
+            run_dir.unlock()
+            raise DlpipeError(f"{root}: cannot resume: run.json is unreadable ({err})") from None
+        if run_dir.record.get("status") == "completed":
+            run_dir.unlock()
+            raise DlpipeError(f"{root}: the run already completed; nothing to resume")
+        return run_dir
+
     def _lock(self) -> None:
         lock = self.root / self.LOCK
         try:
@@ -152,6 +172,13 @@ class RunDir:
             "error": None,
         }
         self.save_record()
+
+    def resume(self, *, command: list[str]) -> None:
+        """Mark a reopened run as running again; run.json keeps what earlier attempts wrote."""
+        resumed = self.record.get("resumed") or []
+        resumed.append({"at": _dt.datetime.now().astimezone().isoformat(timespec="seconds"), "command": command,
+                        "previous_status": self.record.get("status"), "previous_error": self.record.get("error")})
+        self.update(status="running", finished=None, error=None, resumed=resumed)
 
     def update(self, **fields: Any) -> None:
         self.record.update(fields)

@@ -30,6 +30,8 @@ class Context:
     """The spec file's folder: relative data paths are resolved against it."""
     callbacks: list = field(default_factory=list)
     """Extra Keras callbacks for training (dlpipe tune reports each epoch to its pruner)."""
+    chief: bool = True
+    """False on the other workers of a multi-worker run: they train, and write nothing."""
 
     def located(self, path: tuple, message: str) -> SpecError:
         """An error about the data that points at the spec line responsible for it."""
@@ -42,13 +44,34 @@ def dump_spec(spec: Spec) -> str:
 
 
 def run_spec(spec_path: str | Path, *, overrides: Sequence[str] = (), out: str | Path | None = None,
-             command: list[str] | None = None, callbacks: Sequence = ()) -> Path:
+             command: list[str] | None = None, resume: bool = False, callbacks: Sequence = ()) -> Path:
+    """Run a spec into `out` (default runs/<name>-<time>). With `resume`, continue the
+    interrupted run in `out` from its last checkpoint; an empty or missing `out` starts
+    afresh, so a job script can always pass it."""
+    from dlpipe.training.distribute import writes_run_directory
+
     spec, document = load_document(spec_path, overrides)
-    run_dir = RunDir.create(Path(out) if out else RunDir.default_path(spec.name))
+    if resume and out is None:
+        raise DlpipeError("--resume needs --out DIR: the run directory to continue")
+    root = Path(out) if out else RunDir.default_path(spec.name)
+    chief = writes_run_directory(spec.training.strategy)
+    if not chief:
+        return _train_as_worker(spec, document, spec_path, root, resume)
+    resuming = resume and RunDir.holds_run(root)
+    run_dir = RunDir.reopen(root) if resuming else RunDir.create(root)
+    if resuming:
+        try:
+            _check_same_spec(run_dir, spec)
+        except DlpipeError:
+            run_dir.unlock()  # the interrupted run stays as it was
+            raise
     try:
-        run_dir.start(seed=spec.seed, command=list(command or []), spec_file=str(Path(spec_path).resolve()))
-        atomic_write_text(run_dir.path("spec.yaml"), dump_spec(spec))
-        context = Context(spec, document, run_dir, Path(spec_path).resolve().parent, list(callbacks))
+        if resuming:
+            run_dir.resume(command=list(command or []))
+        else:
+            run_dir.start(seed=spec.seed, command=list(command or []), spec_file=str(Path(spec_path).resolve()))
+            atomic_write_text(run_dir.path("spec.yaml"), dump_spec(spec))
+        context = Context(spec, document, run_dir, Path(spec_path).resolve().parent, callbacks=list(callbacks))
         registry.load("pipeline", spec.pipeline)(context)
     except KeyboardInterrupt:
         run_dir.finish("interrupted", "interrupted (SIGINT)")
@@ -64,3 +87,60 @@ def run_spec(spec_path: str | Path, *, overrides: Sequence[str] = (), out: str |
     finally:
         run_dir.unlock()
     return run_dir.root
+
+
+def _check_same_spec(run_dir: RunDir, spec: Spec) -> None:
+    """A resumed run must continue the spec it started with."""
+    try:
+        before = yaml.safe_load(run_dir.path("spec.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        raise DlpipeError(f"{run_dir.root}: cannot resume: spec.yaml is missing or unreadable") from None
+    now = spec.model_dump(mode="json")
+    difference = _first_difference(before, now)
+    if difference is not None:
+        key, old, new = difference
+        raise DlpipeError(f"{run_dir.root}: cannot resume with a different spec: {key} was {old!r}, is now "
+                          f"{new!r}; use the run's spec.yaml, or start a new run")
+
+
+def _first_difference(a, b, path: str = ""):
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in list(a) + [k for k in b if k not in a]:
+            found = _first_difference(a.get(key), b.get(key), f"{path}.{key}" if path else str(key))
+            if found is not None:
+                return found
+        return None
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b)):
+            found = _first_difference(x, y, f"{path}[{i}]")
+            if found is not None:
+                return found
+        return None
+    return None if a == b else (path, a, b)
+
+
+def _train_as_worker(spec: Spec, document: Document, spec_path: str | Path, root: Path, resume: bool) -> Path:
+    """A non-chief worker of a multi-worker run: it trains in lockstep with the others and
+    writes nothing to the run directory (the chief does); its scratch folder is removed.
+    To resume, it reads the chief's last checkpoint where `root` is on a shared filesystem."""
+    import shutil
+    import sys
+    import tempfile
+
+    from dlpipe.training.distribute import cluster
+
+    scratch = Path(tempfile.mkdtemp(prefix="dlpipe-worker-"))
+    try:
+        run_dir = RunDir.create(scratch)
+        last = root / "checkpoints" / "last.npz"
+        if resume and last.is_file():
+            run_dir.path("checkpoints").mkdir()
+            shutil.copyfile(last, run_dir.path("checkpoints", "last.npz"))
+        run_dir.start(seed=spec.seed, command=[], spec_file=str(Path(spec_path).resolve()))
+        context = Context(spec, document, run_dir, Path(spec_path).resolve().parent, chief=False)
+        registry.load("pipeline", spec.pipeline)(context)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    print(f"[dlpipe] {cluster().name}: training done; the chief writes the run directory", file=sys.stderr,
+          flush=True)
+    return root

@@ -3,7 +3,8 @@
     data      read the source, check every value, split, fit normalization on train
     setup     import TensorFlow, seed everything, turn on op determinism
     build     inputs (normalization inside) → architecture → head; compile
-    train     fit on tf.data; history.csv; model.keras
+    train     fit on tf.data (or the multi-worker loop); checkpoints/ each epoch, resumed
+              from when present; history.csv; model.keras
     evaluate  the spec's metrics on validation and test → metrics.json, evaluation/, plots/
     export    each format written, loaded back with its own runtime, compared → verification.json,
               model card
@@ -30,10 +31,10 @@ def run(ctx) -> None:
         from dlpipe.exporters.stage import check_available
         from dlpipe.training.determinism import configure
 
-        environment = configure(spec.seed)
+        environment = configure(spec.seed, spec.training)
         check_available(spec.export.formats)  # a missing extra fails now, not after training
         run_dir.update(deterministic=environment["deterministic"], device=environment["device"],
-                       backend=environment["backend"],
+                       backend=environment["backend"], training=environment["training"],
                        versions={**run_dir.record["versions"], **environment["versions"]})
 
     with run_dir.stage("build"):
@@ -41,13 +42,15 @@ def run(ctx) -> None:
         from dlpipe.training.compile import compile_model
 
         model = build_model(spec, data, ctx.located)
-        compile_model(model, spec, n_classes)
+        compile_model(model, spec, n_classes, ctx.located)
         run_dir.update(parameters=int(model.count_params()))
 
     with run_dir.stage("train"):
         from dlpipe.training.fit import train
 
-        history = train(model, spec, data, callbacks=ctx.callbacks)
+        history = train(model, spec, data, run_dir=run_dir, located=ctx.located, callbacks=ctx.callbacks)
+        if not ctx.chief:
+            return  # another worker of a multi-worker run: the chief evaluates, exports, writes
         atomic_write_text(run_dir.path("history.csv"), history_csv(history))
         with atomic_path(run_dir.path("model.keras")) as tmp:
             model.save(tmp)

@@ -68,6 +68,8 @@ class Split:
     y: np.ndarray
     rows: np.ndarray
     """Source row indices (0-based), for messages and reports."""
+    weight: np.ndarray | None = None
+    """Each example's weight in the training loss (`training.sample_weight`), if any."""
 
     def __len__(self) -> int:
         return len(self.y)
@@ -122,8 +124,10 @@ def prepare(spec: Spec, base_dir: Path, located) -> PreparedData:
     for name in ("train", "test"):
         if len(index[name]) == 0:
             raise located(("data", "split", name), f"the {name} split of {len(table)} examples is empty")
+    weights = _sample_weights(spec, table, located)
     splits = {
-        name: Split({f.input_name: _column(table, f) [rows] for f in features}, y[rows], rows)
+        name: Split({f.input_name: _column(table, f) [rows] for f in features}, y[rows], rows,
+                    None if weights is None else weights[rows])
         for name, rows in index.items()
     }
     _fit_normalization(spec, features, splits["train"])
@@ -161,7 +165,7 @@ def _resolve_features(spec: Spec, table: Table, target: str, located) -> list[Fe
     else:
         declared = []
         for name, values in table.columns.items():
-            if name == target:
+            if name in (target, spec.training.sample_weight):
                 continue
             kind = "image" if values.ndim >= 3 else "numerical"
             if values.dtype.kind not in "iufb" and not _mostly_numbers(values):
@@ -253,6 +257,22 @@ def _mostly_numbers(values: np.ndarray) -> bool:
 
     present = pd.Series(values).dropna()
     return len(present) > 0 and pd.to_numeric(present, errors="coerce").notna().mean() > 0.5
+
+
+def _sample_weights(spec: Spec, table: Table, located) -> np.ndarray | None:
+    name = spec.training.sample_weight
+    if name is None:
+        return None
+    if name not in table.columns:
+        hint = did_you_mean(name, table.columns) or f"; columns are: {_list(table.columns)}"
+        raise located(("training", "sample_weight"), f"no column {name!r} in {table.origin}{hint}")
+    _check_numbers(table, name)
+    weights = table.columns[name].astype(np.float32)
+    if weights.ndim != 1 or (weights < 0).any():
+        row = int(np.flatnonzero(weights < 0)[0]) if weights.ndim == 1 else 0
+        raise DataError(f"{table.origin}: row {row + table.row_offset}, column {name!r}: a sample weight "
+                        "must be a number >= 0")
+    return weights
 
 
 def _check_numbers(table: Table, name: str) -> None:

@@ -65,18 +65,70 @@ def check_metrics(spec: Spec) -> Found:
 
 def check_early_stopping(spec: Spec) -> Found:
     stopping = spec.training.early_stopping
-    if stopping is None:
-        return
+    if stopping is not None:
+        yield from _check_monitor(spec, stopping.monitor, ("training", "early_stopping", "monitor"))
+
+
+def _check_monitor(spec: Spec, monitor: str, path: tuple) -> Found:
     known = ["loss", TRAINING_METRIC[spec.task]]
     known += [f"val_{name}" for name in known]
-    if stopping.monitor not in known:
+    if monitor not in known:
         from dlpipe.spec.base import did_you_mean
 
-        hint = did_you_mean(stopping.monitor, known) or f"; choose from {', '.join(known)}"
-        yield (("training", "early_stopping", "monitor"), f"cannot monitor {stopping.monitor!r}{hint}")
-    elif stopping.monitor.startswith("val_") and spec.data.split.validation == 0:
-        yield (("training", "early_stopping", "monitor"),
-               f"monitoring {stopping.monitor!r} needs a validation split; data.split.validation is 0")
+        hint = did_you_mean(monitor, known) or f"; choose from {', '.join(known)}"
+        yield (path, f"cannot monitor {monitor!r}{hint}")
+    elif monitor.startswith("val_") and spec.data.split.validation == 0:
+        yield (path, f"monitoring {monitor!r} needs a validation split; data.split.validation is 0")
+
+
+def check_optimizer(spec: Spec) -> Found:
+    optimizer = spec.training.optimizer
+    clipping = [key for key in ("clipnorm", "clipvalue", "global_clipnorm") if getattr(optimizer, key) is not None]
+    if len(clipping) > 1:
+        yield (("training", "optimizer", clipping[1]),
+               f"set one of clipnorm, clipvalue, global_clipnorm; {clipping[0]} is set too")
+
+
+def check_schedule(spec: Spec) -> Found:
+    schedule = spec.training.schedule
+    path = ("training", "schedule")
+    if schedule is None:
+        return
+    if schedule.type == "piecewise" and len(schedule.factors) != len(schedule.boundaries):
+        yield (path + ("factors",), f"expected one factor per boundary ({len(schedule.boundaries)}), "
+               f"got {len(schedule.factors)}")
+    if schedule.type == "cosine" and schedule.restarts is not None and schedule.decay_epochs is None:
+        yield (path + ("restarts",), "restarts need decay_epochs (the length of the first cycle)")
+    if schedule.type == "reduce_on_plateau":
+        yield from _check_monitor(spec, schedule.monitor, path + ("monitor",))
+
+
+def check_checkpoints(spec: Spec) -> Found:
+    monitor = spec.training.checkpoints.monitor
+    if monitor != "auto":
+        yield from _check_monitor(spec, monitor, ("training", "checkpoints", "monitor"))
+
+
+def check_jit_compile(spec: Spec) -> Found:
+    if spec.training.jit_compile is True and spec.training.deterministic is True:
+        yield (("training", "jit_compile"), "XLA cannot compile under op determinism (Keras turns it off): "
+               "set training.deterministic to false or auto, or jit_compile to false or auto")
+
+
+def check_class_weight(spec: Spec) -> Found:
+    if spec.training.class_weight is not None and spec.task != "classification":
+        yield (("training", "class_weight"), f"class_weight needs task classification, not {spec.task}")
+
+
+def check_sample_weight(spec: Spec) -> Found:
+    column = spec.training.sample_weight
+    if column is None:
+        return
+    if spec.data.target is not None and column == spec.data.target.name:
+        yield (("training", "sample_weight"), f"{column!r} is the target; it cannot also be the sample weight")
+    if column in [f.name for f in spec.data.features]:
+        yield (("training", "sample_weight"), f"{column!r} is listed in data.features; a weight column "
+               "cannot also be a feature")
 
 
 def check_normalization(spec: Spec) -> Found:
@@ -168,7 +220,9 @@ def check_export(spec: Spec) -> Found:
 
 
 CHECKS = (check_split, check_target, check_loss, check_metrics, check_early_stopping,
-          check_normalization, check_architecture, check_categorical, check_export, check_tuning)
+          check_normalization, check_architecture, check_categorical, check_export, check_tuning,
+          check_optimizer, check_schedule, check_checkpoints, check_class_weight, check_sample_weight,
+          check_jit_compile)
 
 
 def run_checks(spec: Spec) -> list[tuple[tuple, str]]:

@@ -1,18 +1,27 @@
-"""The `training` section: optimizer, loss, batch size, epochs, early stopping."""
+"""The `training` section: optimizer and learning-rate schedule, loss and weights, batch size,
+epochs, early stopping, checkpoints, precision, XLA and distribution."""
 
 # No `from __future__ import annotations` here: Pydantic would parse every field annotation
 # from its string at import, a cost `dlpipe validate` pays on each run.
 
 from typing import Annotated, Literal, Union
 
-from pydantic import AfterValidator, Field, WithJsonSchema
+from pydantic import AfterValidator, BeforeValidator, Discriminator, Field, Tag, WithJsonSchema
+from pydantic_core import PydanticCustomError
 
 from dlpipe import registry
-from dlpipe.spec.base import PositiveFloat, PositiveInt, Probability, StrictModel, _check_name
+from dlpipe.spec.base import (Fraction, PositiveFloat, PositiveInt, Probability, StrictModel, _check_name,
+                              did_you_mean)
+
+NonNegative = Annotated[float, Field(ge=0)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
 
 
 class _Optimizer(StrictModel):
     learning_rate: PositiveFloat = 1e-3
+    """The base learning rate; `training.schedule` shapes it over the epochs."""
+    weight_decay: NonNegative | None = None
+    """Decoupled weight decay: each step also subtracts learning_rate × weight_decay × weight."""
     clipnorm: PositiveFloat | None = None
     """Clip each gradient to this L2 norm."""
     clipvalue: PositiveFloat | None = None
@@ -50,6 +59,8 @@ class RMSprop(_Optimizer):
     rho: Probability = 0.9
     momentum: Probability = 0.0
     epsilon: PositiveFloat = 1e-7
+    centered: bool = False
+    """Normalise by the gradient's variance rather than its second moment."""
 
 
 class Adagrad(_Optimizer):
@@ -58,7 +69,179 @@ class Adagrad(_Optimizer):
     epsilon: PositiveFloat = 1e-7
 
 
-Optimizer = Annotated[Union[Adam, AdamW, SGD, RMSprop, Adagrad], Field(discriminator="type")]
+class Adadelta(_Optimizer):
+    type: Literal["adadelta"]
+    rho: Probability = 0.95
+    epsilon: PositiveFloat = 1e-7
+
+
+class Adafactor(_Optimizer):
+    """Factored second moments: memory grows with rows + columns, not rows × columns."""
+
+    type: Literal["adafactor"]
+    beta_2_decay: Annotated[float, Field(lt=0)] = -0.8
+    epsilon_1: PositiveFloat = 1e-30
+    epsilon_2: PositiveFloat = 1e-3
+    clip_threshold: PositiveFloat = 1.0
+    relative_step: bool = True
+    """Cap the step at 1/sqrt(iteration) (the rate then starts high and decays)."""
+
+
+class Adamax(_Optimizer):
+    type: Literal["adamax"]
+    beta_1: Probability = 0.9
+    beta_2: Probability = 0.999
+    epsilon: PositiveFloat = 1e-7
+
+
+class Nadam(_Optimizer):
+    type: Literal["nadam"]
+    beta_1: Probability = 0.9
+    beta_2: Probability = 0.999
+    epsilon: PositiveFloat = 1e-7
+
+
+class Ftrl(_Optimizer):
+    type: Literal["ftrl"]
+    learning_rate_power: Annotated[float, Field(le=0)] = -0.5
+    initial_accumulator_value: NonNegative = 0.1
+    l1_regularization_strength: NonNegative = 0.0
+    l2_regularization_strength: NonNegative = 0.0
+    l2_shrinkage_regularization_strength: NonNegative = 0.0
+    beta: NonNegative = 0.0
+
+
+class Lion(_Optimizer):
+    """Sign of an interpolated momentum: use a 3–10× smaller learning rate than Adam."""
+
+    type: Literal["lion"]
+    learning_rate: PositiveFloat = 1e-4
+    beta_1: Probability = 0.9
+    beta_2: Probability = 0.99
+
+
+class Lamb(_Optimizer):
+    """Adam with a per-layer trust ratio, for large batches."""
+
+    type: Literal["lamb"]
+    beta_1: Probability = 0.9
+    beta_2: Probability = 0.999
+    epsilon: PositiveFloat = 1e-7
+
+
+class Muon(_Optimizer):
+    """Orthogonalised momentum for matrices (Newton–Schulz); AdamW for the other weights."""
+
+    type: Literal["muon"]
+    weight_decay: NonNegative | None = 0.004
+    momentum: Probability = 0.95
+    nesterov: bool = True
+    ns_steps: PositiveInt = 5
+    """Newton–Schulz iterations per step."""
+    adam_beta_1: Probability = 0.9
+    adam_beta_2: Probability = 0.999
+    adam_weight_decay: NonNegative = 0.004
+    adam_lr_ratio: PositiveFloat = 1.0
+    """The Adam part's learning rate as a multiple of `learning_rate`."""
+    epsilon: PositiveFloat = 1e-7
+    rms_rate: PositiveFloat = 0.2
+
+
+Optimizer = Annotated[
+    Union[Adam, AdamW, SGD, RMSprop, Adagrad, Adadelta, Adafactor, Adamax, Nadam, Ftrl, Lion, Lamb, Muon],
+    Field(discriminator="type"),
+]
+
+
+class _Schedule(StrictModel):
+    warmup_epochs: NonNegative = 0.0
+    """Raise the rate linearly from `warmup_start` × learning_rate to learning_rate over this
+    many epochs (fractions allowed; updated every step). The schedule starts when warmup ends."""
+    warmup_start: Fraction = 0.0
+    """The first warmup step's rate, as a fraction of learning_rate."""
+
+
+class Constant(_Schedule):
+    """learning_rate throughout (after the warmup, if any)."""
+
+    type: Literal["constant"]
+
+
+class Step(_Schedule):
+    """learning_rate × factor^k after k × `every` epochs."""
+
+    type: Literal["step"]
+    every: PositiveFloat
+    """Epochs between two reductions."""
+    factor: PositiveFloat = 0.1
+
+
+def _increasing(values: list[float]) -> list[float]:
+    for i in range(1, len(values)):
+        if values[i] <= values[i - 1]:
+            raise PydanticCustomError(
+                "not_increasing", f"boundaries must increase; {values[i]:g} follows {values[i - 1]:g}")
+    return values
+
+
+class Piecewise(_Schedule):
+    """learning_rate until boundaries[0], then learning_rate × factors[i] from boundaries[i]
+    on (epochs, counted after the warmup)."""
+
+    type: Literal["piecewise"]
+    boundaries: Annotated[list[PositiveFloat], Field(min_length=1), AfterValidator(_increasing)]
+    factors: Annotated[list[PositiveFloat], Field(min_length=1)]
+    """One per boundary: the multiple of learning_rate from that boundary on."""
+
+
+class Exponential(_Schedule):
+    """learning_rate × rate^epochs (every step, or once per epoch with `staircase`)."""
+
+    type: Literal["exponential"]
+    rate: PositiveFloat
+    """Multiplier per epoch: 0.9 loses 10 % of the rate each epoch."""
+    staircase: bool = False
+
+
+class CosineRestarts(StrictModel):
+    """Warm restarts (SGDR): after each cycle the rate jumps back up and decays again."""
+
+    period_multiplier: Annotated[float, Field(ge=1)] = 2.0
+    """Each cycle lasts this many times the previous one."""
+    peak_multiplier: Annotated[float, Field(gt=0, le=1)] = 1.0
+    """Each cycle starts at this many times the previous cycle's peak."""
+
+
+class Cosine(_Schedule):
+    """Half a cosine from learning_rate down to min_factor × learning_rate."""
+
+    type: Literal["cosine"]
+    decay_epochs: PositiveFloat | None = None
+    """Length of the decay (of the first cycle with restarts); default: the epochs left after
+    the warmup."""
+    min_factor: Fraction = 0.0
+    """The floor, as a fraction of learning_rate."""
+    restarts: CosineRestarts | None = None
+
+
+class ReduceOnPlateau(_Schedule):
+    """Multiply the rate by `factor` when `monitor` has not improved for `patience` epochs."""
+
+    type: Literal["reduce_on_plateau"]
+    monitor: str = "val_loss"
+    factor: Annotated[float, Field(gt=0, lt=1)] = 0.1
+    patience: NonNegativeInt = 5
+    min_delta: NonNegative = 1e-4
+    """The smallest change of `monitor` that counts as an improvement."""
+    cooldown: NonNegativeInt = 0
+    """Epochs to wait after a reduction before counting again."""
+    mode: Literal["auto", "min", "max"] = "auto"
+    min_factor: Fraction = 0.0
+    """The floor, as a fraction of learning_rate."""
+
+
+Schedule = Annotated[Union[Constant, Step, Piecewise, Exponential, Cosine, ReduceOnPlateau],
+                     Field(discriminator="type")]
 
 _check_loss = _check_name("loss", "loss")
 
@@ -84,12 +267,64 @@ class EarlyStopping(StrictModel):
     restore_best_weights: bool = True
 
 
+def _balanced_or_mapping(value):
+    # Checked before the union so that a typo gets one message, not one per union member.
+    if isinstance(value, dict) or value == "balanced":
+        return value
+    hint = did_you_mean(value, ["balanced"]) if isinstance(value, str) else ""
+    shown = repr(value).replace("{", "{{").replace("}", "}}")
+    raise PydanticCustomError("class_weight", f"expected 'balanced' or a mapping of class name to weight, "
+                              f"got {shown}{hint}")
+
+
+ClassWeight = Annotated[
+    Union[Annotated[Literal["balanced"], Tag("balanced")], Annotated[dict[str, NonNegative], Tag("mapping")]],
+    Discriminator(lambda value: "balanced" if isinstance(value, str) else "mapping"),
+    BeforeValidator(_balanced_or_mapping),
+]
+
+
+class Checkpoints(StrictModel):
+    """After every epoch RUN_DIR/checkpoints/ holds `last` (what `--resume` continues from)
+    and `best` (by `monitor`): weights, optimizer state, epoch, history and schedule state."""
+
+    monitor: str = "auto"
+    """`auto`: the early-stopping monitor, else val_loss with a validation split, else loss."""
+    mode: Literal["auto", "min", "max"] = "auto"
+
+
 class Training(StrictModel):
     epochs: PositiveInt = 10
     batch_size: PositiveInt = 32
+    """The global batch: with several replicas or workers each gets an equal share of it."""
     optimizer: Optimizer = Adam(type="adam")
+    schedule: Schedule | None = None
+    """How the learning rate changes over the epochs; none: constant."""
     loss: Loss = "auto"
     """`auto` picks from the task: binary or sparse categorical cross-entropy, or mse."""
+    class_weight: ClassWeight | None = None
+    """Weight of each class in the training loss: `balanced` (n / (classes × count)), or a
+    mapping from class name (as in data.json; quote numbers: "0") to weight; classes left
+    out weigh 1."""
+    sample_weight: str | None = None
+    """A data column holding each example's weight in the training loss (not a feature)."""
     early_stopping: EarlyStopping | None = None
+    checkpoints: Checkpoints = Checkpoints()
     progress: Literal["auto", "bar", "epoch", "none"] = "auto"
     """`auto`: a progress bar on a terminal, one line per epoch otherwise (CI, logs)."""
+    tensorboard: bool = True
+    """Write TensorBoard logs to RUN_DIR/logs/ (skipped, with a notice, when the tensorboard
+    package is not installed: `pip install dlpipe[tensorboard]`)."""
+    precision: Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"] = "auto"
+    """`auto`: float32 on a CPU (mixed precision is several times slower there); on a GPU
+    mixed_bfloat16 where it is supported (compute capability 8+), else mixed_float16."""
+    jit_compile: Literal["auto", True, False] = "auto"
+    """Compile the training step with XLA. `auto`: on a GPU only (slower on a CPU)."""
+    deterministic: Literal["auto", True, False] = "auto"
+    """TensorFlow op determinism: with `seed`, reruns on the same hardware give the same bits.
+    Keras turns XLA off under it, and some GPU ops are slower. `auto`: on unless the step is
+    compiled with XLA (so: on for CPU runs, off for GPU runs)."""
+    strategy: Literal["auto", "none", "mirrored", "multi_worker"] = "auto"
+    """`mirrored`: one process, every local GPU (or logical CPU device); `multi_worker`: one
+    process per worker, described by the TF_CONFIG environment variable. `auto`:
+    multi_worker under a TF_CONFIG with several tasks, mirrored with several GPUs, else none."""

@@ -5,6 +5,10 @@ from __future__ import annotations
 from dlpipe import registry
 from dlpipe.spec.checks import TRAINING_METRIC
 
+# Labels are integer class indices; these losses expect one-hot rows, so they get a wrapper.
+_ONE_HOT_LOSSES = ("categorical_crossentropy", "categorical_focal_crossentropy")
+_BINARY_LOSSES = ("binary_crossentropy", "binary_focal_crossentropy")
+
 
 def make_optimizer(spec):
     options = spec.model_dump(exclude={"type"}, exclude_none=True)
@@ -19,19 +23,56 @@ def loss_name(task: str, loss: str, n_classes: int | None, multi_label: bool = F
     return "binary_crossentropy" if n_classes == 2 or multi_label else "sparse_categorical_crossentropy"
 
 
-def make_loss(task: str, loss: str, n_classes: int | None, multi_label: bool = False):
+def check_loss(task: str, loss: str, n_classes: int | None, located=None, multi_label: bool = False) -> None:
+    """A classification loss must fit the output layer: one sigmoid unit for two classes
+    (one per label when multi-label), a softmax over the classes otherwise. Only the data
+    tells how many classes there are."""
+    if task != "classification" or loss == "auto":
+        return
+    problem = None
+    if multi_label and loss not in _BINARY_LOSSES:
+        problem = (f"a multi-label target ends in one sigmoid unit per label; {loss} does not fit it: "
+                   f"use auto, {' or '.join(_BINARY_LOSSES)}")
+    elif multi_label:
+        pass
+    elif n_classes == 2 and loss not in _BINARY_LOSSES:
+        problem = (f"the data has 2 classes, so the model ends in one sigmoid unit; {loss} does not fit it: "
+                   f"use auto, {' or '.join(_BINARY_LOSSES)}")
+    elif n_classes != 2 and loss in _BINARY_LOSSES:
+        problem = (f"the data has {n_classes} classes, so the model ends in a softmax; {loss} does not fit it: "
+                   f"use auto, sparse_categorical_crossentropy, {' or '.join(_ONE_HOT_LOSSES)}")
+    if problem:
+        if located is not None:
+            raise located(("training", "loss"), problem)
+        from dlpipe.errors import StageError
+
+        raise StageError("build", f"training.loss: {problem}")
+
+
+def make_loss(task: str, loss: str, n_classes: int | None, multi_label: bool = False,
+              reduction: str = "sum_over_batch_size"):
     name = loss_name(task, loss, n_classes, multi_label)
-    return registry.load("loss", name)()
+    inner = registry.load("loss", name)(reduction=reduction)
+    if task == "classification" and name in _ONE_HOT_LOSSES and not multi_label:
+        from dlpipe.training.losses import OneHotLabels
+
+        return OneHotLabels(inner, n_classes, reduction=reduction)
+    return inner
 
 
-def compile_model(model, spec, n_classes: int | None) -> None:
+def compile_model(model, spec, n_classes: int | None, located=None) -> None:
     import keras
+    import tensorflow as tf
 
-    metric = TRAINING_METRIC[spec.task]
+    from dlpipe.training.determinism import resolve_jit
+
     multi_label = spec.data.target.multi_label
+    check_loss(spec.task, spec.training.loss, n_classes, located, multi_label)
+    metric = TRAINING_METRIC[spec.task]
     if metric == "accuracy":
         metric = keras.metrics.BinaryAccuracy(name="accuracy") if n_classes == 2 or multi_label else \
             keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+    jit = resolve_jit(spec.training.jit_compile, tf.config.list_physical_devices("GPU"))
     model.compile(optimizer=make_optimizer(spec.training.optimizer),
                   loss=make_loss(spec.task, spec.training.loss, n_classes, multi_label),
-                  metrics=[metric], jit_compile=False)
+                  metrics=[metric], jit_compile=jit)

@@ -1,10 +1,26 @@
-"""Train a compiled model with `fit` on tf.data: early stopping, progress, history."""
+"""Train a compiled model: schedules, weights, checkpoints and resume, NaN stop, distribution.
+
+`train` is the one entry point. It picks the loop from `training.strategy`: Keras `fit`
+on one device or under MirroredStrategy, dlpipe's own loop under MultiWorkerMirroredStrategy
+(dlpipe/training/multi_worker.py). Both run the same callbacks, so progress, history,
+checkpoints and TensorBoard logs look the same whichever runs.
+"""
 
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass, field
+from pathlib import Path
 
-from dlpipe.data.pipeline import make_dataset
+from dlpipe.errors import StageError
+from dlpipe.training import checkpoints, distribute
+from dlpipe.training.inputs import evaluation_dataset, steps_per_epoch, training_dataset
+
+
+def gpus() -> list:
+    import tensorflow as tf
+
+    return tf.config.list_physical_devices("GPU")
 
 
 def verbosity(progress: str) -> int:
@@ -14,21 +30,147 @@ def verbosity(progress: str) -> int:
     return {"bar": 1, "epoch": 2, "none": 0}[progress]
 
 
-def train(model, spec, data, callbacks=()) -> dict[str, list[float]]:
-    import keras
+def train(model, spec, data, *, run_dir=None, located=None, callbacks=None) -> dict[str, list[float]]:
+    """Train `model` in place; return the history (every epoch, also those before a resume).
+
+    With `run_dir`, checkpoints go to run_dir/checkpoints/ and TensorBoard logs to
+    run_dir/logs/, and a checkpoints/last.npz already there is resumed from. `callbacks`
+    are extra Keras callbacks, run after dlpipe's own.
+    """
+    from dlpipe.training.compile import compile_model
+    from dlpipe.training.determinism import resolve_jit
+    from dlpipe.training.weights import example_weights
 
     training = spec.training
-    train_split, validation = data.splits["train"], data.splits["validation"]
-    train_ds = make_dataset(train_split.x, train_split.y, batch_size=training.batch_size, shuffle=True,
-                            seed=spec.seed, shuffle_buffer=spec.data.shuffle_buffer)
-    val_ds = (make_dataset(validation.x, validation.y, batch_size=training.batch_size, shuffle=False,
-                           seed=spec.seed) if len(validation) else None)
-    callbacks = [keras.callbacks.TerminateOnNaN(), *callbacks]
-    if training.early_stopping:
+    n_classes = len(data.class_names) if data.class_names else None
+    kind = distribute.resolve(training.strategy)
+    strategy = distribute.strategy(kind)
+    replica = model if strategy is None else distribute.replicate(
+        model, strategy, lambda copy: compile_model(copy, spec, n_classes))
+    if run_dir is not None:  # what Keras made of the request (it turns XLA off under op determinism)
+        jit = bool(replica.jit_compile) if kind != "multi_worker" else resolve_jit(training.jit_compile, gpus())
+        run_dir.update(training={**run_dir.record.get("training", {}), "jit_compile": jit})
+    # The other workers of a multi-worker run write nothing, but resume like the chief: the
+    # runner copies the chief's last checkpoint into their scratch folder.
+    writes = run_dir is not None and (kind != "multi_worker" or distribute.cluster().chief)
+    checkpoint_dir = run_dir.path("checkpoints") if run_dir is not None else None
+    directory = checkpoint_dir if writes else None
+
+    train_split = data.splits["train"]
+    steps = steps_per_epoch(len(train_split), training.batch_size)
+    run = _Callbacks.create(spec, steps, directory, run_dir.path("logs") if writes else None,
+                            has_validation=len(data.splits["validation"]) > 0, extra=callbacks or [])
+    first_epoch = 0
+    if checkpoint_dir is not None and (checkpoint_dir / "last.npz").exists():
+        first_epoch = run.resume(replica, checkpoint_dir / "last.npz")
+        run_dir.update(resumed_from_epoch=first_epoch)
+    if kind == "multi_worker":
+        from dlpipe.training.multi_worker import check_same_start
+
+        check_same_start(strategy, first_epoch, run.finished)
+
+    if not run.finished:
+        weights = example_weights(spec, data, located)
+        inputs = dict(x=train_split.x, y=train_split.y, weights=weights, batch_size=training.batch_size,
+                      seed=spec.seed, first_epoch=first_epoch, epochs=training.epochs,
+                      shuffle_buffer=spec.data.shuffle_buffer)
+        validation = data.splits["validation"]
+        val_ds = (evaluation_dataset(validation.x, validation.y, batch_size=training.batch_size)
+                  if len(validation) else None)
+        if kind == "multi_worker":
+            from dlpipe.training.multi_worker import fit_multi_worker
+
+            fit_multi_worker(replica, strategy, spec, n_classes, inputs, val_ds, steps, run.callbacks,
+                             verbose=verbosity(training.progress))
+        else:
+            replica.fit(training_dataset(**inputs), validation_data=val_ds, epochs=training.epochs,
+                        initial_epoch=first_epoch, steps_per_epoch=steps, callbacks=run.callbacks,
+                        shuffle=False, verbose=verbosity(training.progress))
+    if run.guard.tripped is not None:
+        raise StageError("train", run.nan_message(directory))
+    if replica is not model:
+        checkpoints.copy_variables(replica, model)
+    fingerprint = weights_fingerprint(model)
+    if run_dir is not None:
+        run_dir.update(weights_sha256=fingerprint)
+    if kind == "multi_worker":
+        print(f"[dlpipe] {distribute.cluster().name}: trained weights sha256:{fingerprint}", file=sys.stderr, flush=True)
+    return run.recorder.history
+
+
+def weights_fingerprint(model) -> str:
+    """SHA-256 of every weight's bytes, in order: equal fingerprints, bit-identical weights."""
+    import hashlib
+
+    import numpy as np
+
+    digest = hashlib.sha256()
+    for weight in model.weights:
+        digest.update(np.ascontiguousarray(weight.numpy()).tobytes())
+    return digest.hexdigest()
+
+
+@dataclass
+class _Callbacks:
+    """dlpipe's callbacks for one run, in the order they must see each epoch's logs."""
+
+    learning_rate: object
+    guard: object
+    recorder: object
+    early_stopping: object | None
+    checkpointer: object | None
+    callbacks: list = field(default_factory=list)
+    finished: bool = False
+
+    @classmethod
+    def create(cls, spec, steps: int, directory: Path | None, log_dir: Path | None, *, has_validation: bool,
+               extra: list) -> "_Callbacks":
+        from dlpipe.training import callbacks as cb
+
+        training = spec.training
+        rate = cb.LearningRateControl(training.optimizer.learning_rate, training.schedule, training.epochs, steps)
+        guard, recorder = cb.NanGuard(), cb.HistoryRecorder()
         stop = training.early_stopping
-        callbacks.append(keras.callbacks.EarlyStopping(
-            monitor=stop.monitor, patience=stop.patience, min_delta=stop.min_delta, mode=stop.mode,
-            restore_best_weights=stop.restore_best_weights))
-    history = model.fit(train_ds, validation_data=val_ds, epochs=training.epochs, callbacks=callbacks, shuffle=False,
-                        verbose=verbosity(training.progress))
-    return {name: [float(v) for v in values] for name, values in history.history.items()}
+        early = cb.EarlyStopping(monitor=stop.monitor, patience=stop.patience, min_delta=stop.min_delta,
+                                 mode=stop.mode, restore_best_weights=stop.restore_best_weights) if stop else None
+        stateful = {"learning_rate": rate, **({"early_stopping": early} if early else {})}
+        checkpointer = None
+        if directory is not None:
+            monitor, mode = training.checkpoints.monitor, training.checkpoints.mode
+            if monitor == "auto":
+                monitor = stop.monitor if stop else ("val_loss" if has_validation else "loss")
+                mode = stop.mode if stop and mode == "auto" else mode
+            checkpointer = cb.Checkpointer(directory, monitor=monitor, mode=mode, epochs=training.epochs,
+                                           recorder=recorder, guard=guard, stateful=stateful)
+        board = cb.tensorboard(log_dir) if log_dir is not None and training.tensorboard else None
+        # Order matters: the rate and the stop decisions enter the logs before they are
+        # recorded and checkpointed; extra (user) callbacks see the finished logs.
+        ordered = [rate, guard, early, recorder, checkpointer, board, *extra]
+        return cls(rate, guard, recorder, early, checkpointer, [c for c in ordered if c is not None])
+
+    def resume(self, model, path: Path) -> int:
+        """Load `path` into the model and the callbacks; return the epochs already done."""
+        checkpoint = checkpoints.read(path)
+        checkpoints.restore(model, checkpoint, path)
+        record = checkpoint.record
+        self.recorder.history = {k: list(v) for k, v in record["history"].items()}
+        states = record.get("callbacks", {})
+        self.learning_rate.set_state(states.get("learning_rate", {}))
+        if self.early_stopping is not None and "early_stopping" in states:
+            self.early_stopping.set_state(states["early_stopping"], checkpoint.extra.get("early_stopping"))
+        if self.checkpointer is not None:
+            self.checkpointer.restore(record)
+        self.finished = checkpoint.finished
+        done = "training had finished" if checkpoint.finished else f"{checkpoint.epoch} of {record['epochs']} epochs done"
+        print(f"[dlpipe] resuming from {path} ({done})", file=sys.stderr, flush=True)
+        return checkpoint.epoch
+
+    def nan_message(self, directory: Path | None) -> str:
+        epoch, step, loss = self.guard.tripped
+        saved = self.checkpointer.saved_epoch if self.checkpointer is not None else 0
+        where = f"the loss became {loss} at epoch {epoch + 1}, step {step + 1}; training stopped"
+        if saved:
+            kept = f"the last good checkpoint (epoch {saved}) is {directory / 'last.npz'}"
+        else:
+            kept = "no epoch had completed, so there is no checkpoint"
+        return f"{where}; {kept}; try a lower learning rate, gradient clipping, or check the data"

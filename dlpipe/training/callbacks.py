@@ -1,0 +1,203 @@
+"""The callbacks of a dlpipe training run, for `fit` and for the multi-worker loop alike.
+
+Each one whose behaviour depends on the past (the learning-rate controller, early
+stopping, the history) can hand out its state and take it back, so that a checkpoint
+restores a run exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+
+import keras
+import numpy as np
+
+from dlpipe.training import schedules
+
+
+def _float(value) -> float:
+    return float(np.asarray(keras.ops.convert_to_numpy(value)))
+
+
+class LearningRateControl(keras.callbacks.Callback):
+    """Sets the optimizer's rate before every step from `training.schedule`, and logs the
+    rate each epoch started with as `learning_rate`."""
+
+    def __init__(self, base: float, schedule, epochs: int, steps_per_epoch: int):
+        super().__init__()
+        self.base, self.schedule, self.epochs, self.steps_per_epoch = base, schedule, epochs, steps_per_epoch
+        self.plateau = schedules.Plateau() if schedule is not None and schedule.type == "reduce_on_plateau" else None
+        # A constant rate (without warmup) and reduce-on-plateau change at most between epochs.
+        self.per_step = schedule is not None and (schedule.warmup_epochs > 0 or self.plateau is None)
+        self._epoch = 0
+        self._epoch_rate = base
+
+    def rate(self, t: float) -> float:
+        rate = self.base * schedules.factor(self.schedule, t, self.epochs)
+        if self.plateau is not None and t >= self.schedule.warmup_epochs:
+            rate *= self.plateau.multiplier
+        return rate
+
+    def _set(self, t: float) -> None:
+        self.model.optimizer.learning_rate = self.rate(t)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        self._set(epoch)
+        self._epoch_rate = _float(self.model.optimizer.learning_rate)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.per_step and batch > 0:
+            self._set(self._epoch + batch / self.steps_per_epoch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = self._epoch_rate
+        if self.plateau is not None and epoch + 1 >= self.schedule.warmup_epochs:
+            value = (logs or {}).get(self.schedule.monitor)
+            if value is not None and self.plateau.update(self.schedule, float(value)):
+                print(f"[dlpipe] epoch {epoch + 1}: {self.schedule.monitor} has not improved for "
+                      f"{self.schedule.patience} epoch(s); learning rate × {self.schedule.factor:g} → "
+                      f"{self.rate(epoch + 1):.3g}", file=sys.stderr, flush=True)
+
+    def get_state(self) -> dict:
+        return {"plateau": self.plateau.state() if self.plateau else None}
+
+    def set_state(self, state: dict) -> None:
+        if self.plateau is not None and state.get("plateau"):
+            self.plateau = schedules.Plateau(**state["plateau"])
+
+
+class NanGuard(keras.callbacks.Callback):
+    """Stops training at the first step whose loss is NaN or infinite and remembers where."""
+
+    def __init__(self):
+        super().__init__()
+        self.tripped: tuple[int, int, float] | None = None
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and self.tripped is None:
+            loss = float(loss)
+            if not math.isfinite(loss):
+                self.tripped = (self._epoch, batch, loss)
+                self.model.stop_training = True
+
+
+class EarlyStopping(keras.callbacks.EarlyStopping):
+    """Keras' early stopping, whose counters and best weights survive a resume."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._restored: tuple[dict, list[np.ndarray] | None] | None = None
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self._restored is not None:
+            state, self.best_weights = self._restored
+            self.wait, self.stopped_epoch = state["wait"], state["stopped_epoch"]
+            self.best, self.best_epoch = state["best"], state["best_epoch"]
+
+    def get_state(self) -> tuple[dict, list[np.ndarray] | None]:
+        best = None if self.best is None else float(np.asarray(self.best))
+        return ({"wait": int(self.wait), "stopped_epoch": int(self.stopped_epoch), "best": best,
+                 "best_epoch": int(self.best_epoch)}, self.best_weights)
+
+    def set_state(self, state: dict, best_weights: list[np.ndarray] | None) -> None:
+        self._restored = (state, best_weights)
+
+
+class HistoryRecorder(keras.callbacks.Callback):
+    """Every epoch's logs as floats, including the epochs before a resume."""
+
+    def __init__(self, history: dict[str, list[float]] | None = None):
+        super().__init__()
+        self.history: dict[str, list[float]] = {k: list(v) for k, v in (history or {}).items()}
+
+    def on_epoch_end(self, epoch, logs=None):
+        for name, value in (logs or {}).items():
+            self.history.setdefault(name, []).append(float(value))
+
+
+class TensorBoard(keras.callbacks.TensorBoard):
+    """Keras' TensorBoard writer, logging the rate each epoch started with (as history.csv
+    does) rather than the rate of its last step."""
+
+    def _collect_learning_rate(self, logs):
+        return logs if "learning_rate" in logs else super()._collect_learning_rate(logs)
+
+
+def tensorboard(log_dir) -> keras.callbacks.Callback | None:
+    """A TensorBoard callback writing to `log_dir`, or None (with a notice) without the package."""
+    if importlib.util.find_spec("tensorboard") is None:
+        print("[dlpipe] notice: TensorBoard logs skipped: the tensorboard package is not installed "
+              "(pip install 'dlpipe[tensorboard]', or set training.tensorboard: false)", file=sys.stderr, flush=True)
+        return None
+    # Event files are append-only streams, read while they grow: they are the one thing in a
+    # run directory not written by atomic rename.
+    return TensorBoard(log_dir=str(log_dir), write_graph=False, profile_batch=0)
+
+
+class Checkpointer(keras.callbacks.Callback):
+    """Writes checkpoints/last.npz after every epoch, best.npz when `monitor` improved, and
+    last.npz once more when training ends (after early stopping restored the best weights)."""
+
+    def __init__(self, directory, *, monitor: str, mode: str, epochs: int, recorder: HistoryRecorder,
+                 guard: NanGuard, stateful: dict):
+        super().__init__()
+        self.directory, self.monitor, self.epochs = directory, monitor, epochs
+        self.maximize = mode == "max" or (mode == "auto" and schedules.higher_is_better(monitor))
+        self.recorder, self.guard, self.stateful = recorder, guard, stateful
+        self.best: dict | None = None
+        self.saved_epoch = 0
+        """Epochs completed in the checkpoint last.npz holds now."""
+
+    def restore(self, record: dict) -> None:
+        self.best = record.get("best")
+        self.saved_epoch = int(record["epoch"])
+
+    def _record(self, epoch: int, finished: bool) -> tuple[dict, dict]:
+        record = {"epoch": epoch, "epochs": self.epochs, "finished": finished, "history": self.recorder.history,
+                  "best": self.best, "callbacks": {}}
+        extra = {}
+        for name, callback in self.stateful.items():
+            state = callback.get_state()
+            if isinstance(state, tuple):  # (record, arrays): early stopping's best weights
+                state, arrays = state
+                if arrays is not None:
+                    extra[name] = arrays
+            record["callbacks"][name] = state
+        return record, extra
+
+    def _write(self, name: str, epoch: int, finished: bool, logs: dict) -> None:
+        from dlpipe.training import checkpoints
+
+        record, extra = self._record(epoch, finished)
+        checkpoint = checkpoints.capture(self.model, record, extra)
+        checkpoints.write(self.directory / f"{name}.npz", checkpoint,
+                          {"logs": {k: float(v) for k, v in logs.items()}})
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.guard.tripped is not None or not math.isfinite(float(logs.get("loss", 0.0))):
+            return
+        value = logs.get(self.monitor)
+        improved = value is not None and math.isfinite(float(value)) and (
+            self.best is None or (float(value) > self.best["value"] if self.maximize else float(value) < self.best["value"]))
+        if improved:
+            self.best = {"monitor": self.monitor, "value": float(value), "epoch": epoch + 1}
+        self._write("last", epoch + 1, False, logs)
+        self.saved_epoch = epoch + 1
+        if improved:
+            self._write("best", epoch + 1, False, logs)
+
+    def on_train_end(self, logs=None):
+        if self.guard.tripped is None:
+            epochs_done = len(self.recorder.history.get("loss", []))
+            self._write("last", epochs_done, True, logs or {})

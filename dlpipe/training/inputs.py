@@ -1,0 +1,95 @@
+"""Training input: each epoch's order is a pure function of (seed, epoch).
+
+tf.data's `shuffle(reshuffle_each_iteration=True)` draws each epoch's order from the state
+of the iterator, so a run resumed at epoch 3 would replay epoch 1's order. Here every epoch
+is shuffled with a seed derived from (seed, epoch) alone: an interrupted and resumed run
+sees exactly the batches of an uninterrupted one. The dataset holds the epochs
+[first_epoch, epochs) back to back, batches never straddle two epochs, and `fit` reads it
+with `steps_per_epoch`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+# Seeds of different epochs must differ; a large odd multiplier keeps (seed, epoch) pairs apart.
+_EPOCH_STRIDE = 1_000_003
+
+
+def steps_per_epoch(examples: int, batch_size: int) -> int:
+    return max(1, math.ceil(examples / batch_size))
+
+
+def _columns(x, y, weights):
+    import tensorflow as tf
+
+    weights = np.ones(len(y), np.float32) if weights is None else weights.astype(np.float32)
+    return tf.nest.map_structure(tf.constant, (x, y, weights))
+
+
+def epoch_order(n: int, seed: int, epoch, shuffle_buffer: int | None = None):
+    """The example indices of one epoch, in training order (a dataset of int64).
+
+    A full permutation seeded by (seed, epoch); with a `shuffle_buffer` smaller than the
+    split, tf.data's windowed shuffle seeded the same way (for splits too large to permute
+    at once in a streaming pipeline, kept so the spec's `data.shuffle_buffer` means what it says).
+    """
+    import tensorflow as tf
+
+    epoch = tf.cast(epoch, tf.int64)
+    if shuffle_buffer is not None and shuffle_buffer < n:
+        return tf.data.Dataset.range(n).shuffle(shuffle_buffer, seed=tf.constant(seed, tf.int64) * _EPOCH_STRIDE + epoch,
+                                                reshuffle_each_iteration=False)
+    order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64),
+                                                     seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
+    return tf.data.Dataset.from_tensor_slices(order)
+
+
+def training_dataset(x: dict[str, np.ndarray], y: np.ndarray, weights: np.ndarray | None, *, batch_size: int,
+                     seed: int, first_epoch: int, epochs: int, shuffle_buffer: int | None = None):
+    """Batches of (x, y, weight) for the epochs [first_epoch, epochs)."""
+    import tensorflow as tf
+
+    columns = _columns(x, y, weights)
+
+    def one_epoch(epoch):
+        return epoch_order(len(y), seed, epoch, shuffle_buffer).batch(batch_size).map(
+            lambda index: tf.nest.map_structure(lambda column: tf.gather(column, index), columns))
+
+    return tf.data.Dataset.range(first_epoch, epochs).flat_map(one_epoch).prefetch(tf.data.AUTOTUNE)
+
+
+def replica_dataset(input_context, x: dict[str, np.ndarray], y: np.ndarray, weights: np.ndarray | None, *,
+                    batch_size: int, seed: int, first_epoch: int, epochs: int, shuffle_buffer: int | None = None):
+    """One worker's input under MultiWorkerMirroredStrategy (for
+    `distribute_datasets_from_function`): every worker computes the same global batches, and
+    replica r of R takes examples r, r+R, r+2R, … of each. Elements are
+    (x, y, weight, global batch size), the last to scale the loss exactly on a short batch."""
+    import tensorflow as tf
+
+    columns = _columns(x, y, weights)
+    replicas = input_context.num_replicas_in_sync
+    local = replicas // input_context.num_input_pipelines
+    first_replica = input_context.input_pipeline_id * local
+
+    def shares(index):
+        count = tf.cast(tf.size(index), tf.float32)
+
+        def share(r):
+            mine = index[first_replica + r::replicas]
+            return (*tf.nest.map_structure(lambda column: tf.gather(column, mine), columns), count)
+
+        return tf.data.Dataset.range(local).map(share)
+
+    def one_epoch(epoch):
+        return epoch_order(len(y), seed, epoch, shuffle_buffer).batch(batch_size).flat_map(shares)
+
+    return tf.data.Dataset.range(first_epoch, epochs).flat_map(one_epoch).prefetch(tf.data.AUTOTUNE)
+
+
+def evaluation_dataset(x: dict[str, np.ndarray], y: np.ndarray, *, batch_size: int):
+    import tensorflow as tf
+
+    return tf.data.Dataset.from_tensor_slices((x, y)).cache().batch(batch_size).prefetch(tf.data.AUTOTUNE)

@@ -20,12 +20,12 @@ _KERAS_OPTIMIZERS = {
     "rmsprop": "keras.optimizers:RMSprop",
     "adagrad": "keras.optimizers:Adagrad",
     "adadelta": "keras.optimizers:Adadelta",
+    "adafactor": "keras.optimizers:Adafactor",
     "adamax": "keras.optimizers:Adamax",
     "nadam": "keras.optimizers:Nadam",
     "ftrl": "keras.optimizers:Ftrl",
     "lion": "keras.optimizers:Lion",
     "lamb": "keras.optimizers:Lamb",
-    "adafactor": "keras.optimizers:Adafactor",
     "muon": "keras.optimizers:Muon",
 }
 

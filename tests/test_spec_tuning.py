@@ -168,10 +168,10 @@ def test_each_bound_and_choice_must_fit_the_key(tmp_path):
         "integer, got 64.0; use type int for an integer key",
         "tuning.search.model.units.values[1]: [0] does not fit: model.units[0]: expected a value > 0, got 0",
         "tuning.search.training.optimizer.momentum.low: 0.0 does not fit: training.optimizer.momentum: "
-        "unknown key 'momentum'; expected one of: learning_rate, clipnorm, clipvalue, global_clipnorm, "
+        "unknown key 'momentum'; expected one of: learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, "
         "beta_1, beta_2, epsilon, amsgrad",
         "tuning.search.training.optimizer.momentum.high: 0.9 does not fit: training.optimizer.momentum: "
-        "unknown key 'momentum'; expected one of: learning_rate, clipnorm, clipvalue, global_clipnorm, "
+        "unknown key 'momentum'; expected one of: learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, "
         "beta_1, beta_2, epsilon, amsgrad",
         "tuning.search.model.activation.values[2]: 'reluu' does not fit: model.activation: unknown "
         "activation 'reluu'; did you mean 'relu'?",
@@ -184,12 +184,16 @@ def test_a_type_alone_is_checked_with_the_rest_of_its_mapping(tmp_path):
           search:
             training.optimizer.type: {type: choice, values: [adam, adamw, sgd]}
         """)
-    # adamw has every key of the resolved adam; sgd has no beta_1.
-    assert [p.split(": ", 1)[1] for p in problems(path)] == [
+    # The resolved adam carries keys the others cannot take: adamw needs a number for
+    # weight_decay (adam's is null), sgd has no beta_1.
+    found = [p.split(": ", 1)[1] for p in problems(path)]
+    hint = "; to try other types, search training.optimizer itself with a choice of whole mappings"
+    assert found == [
+        "tuning.search.training.optimizer.type.values[1]: 'adamw' does not fit: training.optimizer.weight_decay: "
+        "expected a number, got None" + hint,
         "tuning.search.training.optimizer.type.values[2]: 'sgd' does not fit: training.optimizer.beta_1: "
-        "unknown key 'beta_1'; expected one of: learning_rate, clipnorm, clipvalue, global_clipnorm, "
-        "momentum, nesterov; to try other types, search training.optimizer itself with a choice of "
-        "whole mappings"]
+        "unknown key 'beta_1'; expected one of: learning_rate, weight_decay, clipnorm, clipvalue, "
+        "global_clipnorm, momentum, nesterov" + hint]
 
 
 def test_whole_mappings_and_keys_inside_them(tmp_path):

@@ -105,7 +105,8 @@ def test_plots_show_what_they_should(tmp_path):
     assert plots.roc_curve(np.zeros(5, dtype=int), np.linspace(0, 1, 5), tmp_path / "roc.png", "test", "b") is None
     assert not (tmp_path / "roc.png").exists()
     counts = np.array([[5, 1, 0], [2, 7, 0], [0, 0, 0]])
-    assert png(plots.confusion_matrix(counts, ["a", "b", "c"], tmp_path / "cm.png", "test")).ndim == 3
+    fractions = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    assert png(plots.confusion_matrix(counts, fractions, ["a", "b", "c"], tmp_path / "cm.png", "test")).ndim == 3
     rng = np.random.default_rng(0)
     y = rng.normal(size=50)
     assert png(plots.residuals(y, y + rng.normal(0, 0.1, 50), tmp_path / "res.png", "test")).ndim == 3

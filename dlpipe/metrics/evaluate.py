@@ -98,11 +98,12 @@ def _plots(folder: Path, task: str, data, split_name: str, split, output: np.nda
     if task == "regression":
         plots.residuals(split.y, output, folder / "residuals.png", split_name)
         return
-    from dlpipe.metrics.classification import confusion, predicted
+    from dlpipe.metrics.classification import confusion, normalized, predicted
 
     names = data.class_names
     proba = probabilities(output, len(names))
-    plots.confusion_matrix(confusion(split.y, proba), names, folder / "confusion_matrix.png", split_name)
+    counts = confusion(split.y, proba)
+    plots.confusion_matrix(counts, normalized(counts), names, folder / "confusion_matrix.png", split_name)
     if len(names) == 2:
         plots.roc_curve(split.y, proba[:, 1], folder / "roc_curve.png", split_name, names[1])
         plots.pr_curve(split.y, proba[:, 1], folder / "pr_curve.png", split_name, names[1])

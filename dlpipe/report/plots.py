@@ -66,15 +66,15 @@ def learning_curves(history: dict[str, list[float]], path: Path) -> Path | None:
     return _save(figure, path)
 
 
-def confusion_matrix(counts: np.ndarray, class_names: Sequence[str], path: Path, split: str) -> Path:
-    """Counts and row-normalized (recall per class on the diagonal), side by side."""
-    from dlpipe.metrics.classification import normalized
-
+def confusion_matrix(counts: np.ndarray, fractions: np.ndarray, class_names: Sequence[str], path: Path,
+                     split: str) -> Path:
+    """Counts and their row-normalized fractions (recall per class on the diagonal), side
+    by side. The caller computes both (dlpipe/metrics): plotting only draws."""
     k = len(class_names)
     size = min(3.0 + 0.45 * k, 12.0)
     figure, axes = _figure(2 * size + 1.0, size, columns=2)
     for ax, values, title, fmt in ((axes[0][0], counts, "counts", "d"),
-                                   (axes[0][1], normalized(counts), "fraction of row", ".2f")):
+                                   (axes[0][1], fractions, "fraction of row", ".2f")):
         image = ax.imshow(values, cmap="Blues", vmin=0)
         figure.colorbar(image, ax=ax, shrink=0.8)
         ax.set(title=f"Confusion matrix ({split}): {title}", xlabel="predicted", ylabel="true",

@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from dlpipe.rundir import atomic_path, atomic_write_json, atomic_write_text
+from dlpipe.rundir import atomic_path, atomic_write_bytes, atomic_write_json, atomic_write_text
 
 
 def test_atomic_write_follows_the_umask(tmp_path):
@@ -22,8 +22,9 @@ def test_atomic_write_follows_the_umask(tmp_path):
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
     atomic_write_json(tmp_path / "m.json", {"a": 1})
+    # Fails inside the write, after the temporary file exists (text where bytes belong).
     with pytest.raises(TypeError):
-        atomic_write_json(tmp_path / "m.json", {"a": object()})  # not serializable
+        atomic_write_bytes(tmp_path / "m.json", "not bytes")
     assert (tmp_path / "m.json").read_text() == '{\n  "a": 1\n}\n'
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json"]
 

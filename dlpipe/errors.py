@@ -12,6 +12,8 @@ its traceback.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 EXIT_OK = 0
@@ -65,3 +67,9 @@ class StageError(DlpipeError):
     def __init__(self, stage: str, message: str):
         self.stage = stage
         super().__init__(f"{stage}: {message}")
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`"; did you mean 'adam'?"` when a choice is close to `word`, else `""`."""
+    match = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {match[0]!r}?" if match else ""

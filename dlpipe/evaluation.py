@@ -123,7 +123,7 @@ def labeled_csv(path: Path, spec, described: dict):
     the same feature columns, and labels mapped onto the run's classes."""
     from dlpipe.data.prepare import FeatureInfo, PreparedData, Split
     from dlpipe.data.sources import load_source
-    from dlpipe.spec.base import did_you_mean
+    from dlpipe.errors import did_you_mean
     from dlpipe.spec.data import CsvSource
 
     if not described.get("features"):

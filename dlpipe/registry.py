@@ -13,6 +13,8 @@ from __future__ import annotations
 import importlib
 from types import MappingProxyType
 
+from dlpipe.errors import did_you_mean
+
 _KERAS_OPTIMIZERS = {
     "adam": "keras.optimizers:Adam",
     "adamw": "keras.optimizers:AdamW",
@@ -190,8 +192,6 @@ def target(kind: str, name: str) -> str:
     """`"module:attribute"` for a name, with a did-you-mean when the name is unknown."""
     table = TABLES[kind]
     if name not in table:
-        from dlpipe.spec.base import did_you_mean
-
         raise KeyError(f"unknown {kind} {name!r}{did_you_mean(name, table)}")
     return table[name]
 

@@ -26,7 +26,7 @@ def names() -> list[str]:
 def path(name: str) -> Path:
     candidate = templates_dir() / f"{name.removesuffix('.yaml')}.yaml"
     if not candidate.is_file():
-        from dlpipe.spec.base import did_you_mean
+        from dlpipe.errors import did_you_mean
 
         hint = did_you_mean(name, names()) or f"; choose from {', '.join(names())}"
         raise DlpipeError(f"unknown template {name!r}{hint}")

@@ -21,7 +21,7 @@ from dlpipe.data.sources import load_source
 from dlpipe.data.splits import split_indices
 from dlpipe.data.table import Table
 from dlpipe.errors import DataError
-from dlpipe.spec.base import did_you_mean
+from dlpipe.errors import did_you_mean
 from dlpipe.spec.checks import FEATURE_TYPES
 from dlpipe.spec.spec import Spec
 

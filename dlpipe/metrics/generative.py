@@ -139,7 +139,7 @@ def layer_extractor(model_path: str | Path, layer: str, batch_size: int = 256) -
     model = keras.saving.load_model(path, safe_mode=True, compile=False)
     names = [item.name for item in model.layers]
     if layer not in names:
-        from dlpipe.spec.base import did_you_mean
+        from dlpipe.errors import did_you_mean
 
         hint = did_you_mean(layer, names) or f"; layers are: {', '.join(names)}"
         raise DataError(f"{path}: no layer {layer!r}{hint}")

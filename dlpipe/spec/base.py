@@ -3,14 +3,13 @@
 # No `from __future__ import annotations` here: Pydantic would parse every field annotation
 # from its string at import, a cost `dlpipe validate` pays on each run.
 
-import difflib
-from collections.abc import Iterable
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 from dlpipe import registry
+from dlpipe.errors import did_you_mean
 
 
 def _docstrings_in(klass: type) -> dict[str, str]:
@@ -63,12 +62,6 @@ class StrictModel(BaseModel):
         validate_default=False,
         json_schema_extra=_describe_fields,  # attribute docstrings → descriptions
     )
-
-
-def did_you_mean(word: str, choices: Iterable[str]) -> str:
-    """`"; did you mean 'adam'?"` when a choice is close to `word`, else `""`."""
-    match = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
-    return f"; did you mean {match[0]!r}?" if match else ""
 
 
 def unknown_name(what: str, name: str, hint: str) -> PydanticCustomError:

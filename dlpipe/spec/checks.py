@@ -73,7 +73,7 @@ def _check_monitor(spec: Spec, monitor: str, path: tuple) -> Found:
     known = ["loss", TRAINING_METRIC[spec.task]]
     known += [f"val_{name}" for name in known]
     if monitor not in known:
-        from dlpipe.spec.base import did_you_mean
+        from dlpipe.errors import did_you_mean
 
         hint = did_you_mean(monitor, known) or f"; choose from {', '.join(known)}"
         yield (path, f"cannot monitor {monitor!r}{hint}")
@@ -137,7 +137,7 @@ def check_normalization(spec: Spec) -> Found:
     names = {f.name for f in spec.data.features}
     for key in spec.prepare.normalization:
         if key not in names and key not in FEATURE_TYPES:
-            from dlpipe.spec.base import did_you_mean
+            from dlpipe.errors import did_you_mean
 
             hint = did_you_mean(key, [*names, *FEATURE_TYPES])
             yield (("prepare", "normalization", key),

@@ -8,7 +8,8 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, WithJsonSchema
 
 from dlpipe import registry
-from dlpipe.spec.base import StrictModel, did_you_mean, unknown_name
+from dlpipe.errors import did_you_mean
+from dlpipe.spec.base import StrictModel, unknown_name
 
 METRIC_NAMES = tuple(
     name for kind in registry.kinds() if kind.startswith("metric:") for name in registry.names(kind)

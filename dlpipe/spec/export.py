@@ -9,7 +9,8 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, WithJsonSchema
 
 from dlpipe import registry
-from dlpipe.spec.base import Name, PositiveFloat, PositiveInt, StrictModel, did_you_mean, unknown_name
+from dlpipe.errors import did_you_mean
+from dlpipe.spec.base import Name, PositiveFloat, PositiveInt, StrictModel, unknown_name
 
 QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
 QUANTIZED = ("dynamic", "int8")

@@ -9,7 +9,7 @@ from typing import Any, Union
 from pydantic import BaseModel, ValidationError
 
 from dlpipe.errors import Problem, SpecError
-from dlpipe.spec.base import did_you_mean
+from dlpipe.errors import did_you_mean
 from dlpipe.spec.checks import run_checks
 from dlpipe.spec.loader import Document, format_path
 from dlpipe.spec.spec import Spec

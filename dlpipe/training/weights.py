@@ -22,7 +22,7 @@ def class_weights(spec, labels: np.ndarray, class_names: list[str], located=None
     weights = np.ones(classes)
     for name, weight in setting.items():
         if name not in class_names:
-            from dlpipe.spec.base import did_you_mean
+            from dlpipe.errors import did_you_mean
 
             message = (f"no class {name!r} in the data{did_you_mean(name, class_names)}; "
                        f"classes are: {', '.join(class_names)}")

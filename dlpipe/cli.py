@@ -59,7 +59,9 @@ def main(ctx: click.Context, debug: bool) -> None:
               help="text: FILE:LINE:COL: key: message per problem; json: a list of problems.")
 @click.option("--deep", is_flag=True, help="Also read the data and build the model (imports TensorFlow): "
               "layers, output shapes, parameter count; shape mismatches become located problems.")
-def validate(specs: tuple[str, ...], overrides: tuple[str, ...], fmt: str, deep: bool) -> None:
+@click.option("--no-cache", is_flag=True, help="Check every file afresh instead of replaying the remembered "
+              "result of an unchanged file (kept under $DLPIPE_CACHE_DIR or ~/.cache/dlpipe).")
+def validate(specs: tuple[str, ...], overrides: tuple[str, ...], fmt: str, deep: bool, no_cache: bool) -> None:
     """Check SPEC files and report every problem of every file at once.
 
     Exit code 0 when all are valid, 1 otherwise. Nothing is trained or imported beyond
@@ -67,11 +69,9 @@ def validate(specs: tuple[str, ...], overrides: tuple[str, ...], fmt: str, deep:
     """
     import json
 
-    from dlpipe.spec import check_files
-
     # One file at a time: a problem in a --set override is located at `--set`, not at
     # the file, yet makes that file invalid.
-    found = {spec: check_files([spec], overrides) for spec in specs}
+    found = {spec: _check(spec, overrides, cache=not no_cache) for spec in specs}
     if deep:
         from dlpipe.architectures.deep import deep_check
 
@@ -89,6 +89,31 @@ def validate(specs: tuple[str, ...], overrides: tuple[str, ...], fmt: str, deep:
                 click.echo(f"{spec}: valid")
     if problems:
         sys.exit(EXIT_FAILED)
+
+
+def _check(spec: str, overrides: tuple[str, ...], cache: bool) -> list:
+    """One file's problems: replayed when these exact bytes were checked before by this
+    code (dlpipe/validation_cache.py), otherwise checked — which imports Pydantic."""
+    from dlpipe.errors import Problem
+    from dlpipe.validation_cache import ValidationCache
+
+    store = ValidationCache(enabled=cache)
+    try:
+        data = Path(spec).read_bytes()
+        text = data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")  # as read_text does
+    except (OSError, UnicodeDecodeError):  # the checker words these errors
+        from dlpipe.spec import check_files
+
+        return check_files([spec], overrides)
+    entry = store.entry(spec, data, overrides)
+    remembered = store.get(entry)
+    if remembered is not None:
+        return [Problem(**problem) for problem in remembered]
+    from dlpipe.spec import check_text
+
+    problems = check_text(spec, text, overrides)
+    store.put(entry, [problem.to_dict() for problem in problems])
+    return problems
 
 
 @main.command()

@@ -10,7 +10,7 @@ from dlpipe.spec.loader import Document, apply_overrides, parse, read
 from dlpipe.spec.spec import Spec
 from dlpipe.spec.validation import locate, validate_document
 
-__all__ = ["Spec", "SpecError", "Problem", "load_spec", "load_document", "check_files", "json_schema"]
+__all__ = ["Spec", "SpecError", "Problem", "load_spec", "load_document", "check_files", "check_text", "json_schema"]
 
 
 def load_document(path: str | Path, overrides: Sequence[str] = ()) -> tuple[Spec, Document]:
@@ -33,6 +33,17 @@ def check_files(paths: Sequence[str | Path], overrides: Sequence[str] = ()) -> l
         except SpecError as err:
             problems.extend(err.problems)
     return problems
+
+
+def check_text(path: str, text: str, overrides: Sequence[str] = ()) -> list[Problem]:
+    """Every problem of one spec given as text (`path` names it in messages)."""
+    try:
+        doc = parse(text, path)
+        apply_overrides(doc, overrides)
+        validate_document(doc)
+    except SpecError as err:
+        return list(err.problems)
+    return []
 
 
 def json_schema() -> dict:

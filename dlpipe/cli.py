@@ -73,6 +73,9 @@ def validate(specs: tuple[str, ...], overrides: tuple[str, ...], fmt: str, deep:
     # the file, yet makes that file invalid.
     found = {spec: _check(spec, overrides, cache=not no_cache) for spec in specs}
     if deep:
+        from dlpipe.backend_import import import_tensorflow
+
+        import_tensorflow()
         from dlpipe.architectures.deep import deep_check
 
         for spec in specs:
@@ -179,6 +182,9 @@ def export(run_dir: str, formats: tuple[str, ...], overrides: tuple[str, ...]) -
     and describes each format exactly as `dlpipe run` does: export/<format>/,
     export/verification.json, export/model_card.md and .json.
     """
+    from dlpipe.backend_import import import_tensorflow
+
+    import_tensorflow()
     from dlpipe.exporters.stage import export_run
 
     results = export_run(run_dir, formats=formats or None, overrides=overrides)
@@ -205,6 +211,9 @@ def predict(model: str, input: str, out: str | None, batch_size: int) -> None:
            or image files (a file or a folder); images are converted to the model's
            channels and size and mapped onto the training images' value range
     """
+    from dlpipe.backend_import import import_tensorflow
+
+    import_tensorflow()
     from dlpipe.prediction import predict_file
 
     count = predict_file(model, input, out, batch_size=batch_size)
@@ -223,6 +232,9 @@ def evaluate(run_dir: str, data: str | None) -> None:
     Prints the metrics, then the folder holding them (RUN_DIR/evaluations/<time>/, with
     metrics.json and report.html); the run's own metrics.json is left as it is.
     """
+    from dlpipe.backend_import import import_tensorflow
+
+    import_tensorflow()
     from dlpipe.evaluation import evaluate_run
 
     result = evaluate_run(run_dir, data)

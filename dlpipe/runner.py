@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from dlpipe import registry
+from dlpipe.backend_import import import_tensorflow
 from dlpipe.errors import DlpipeError, SpecError
 from dlpipe.rundir import RunDir, atomic_write_text
 from dlpipe.spec import Spec, load_document, locate
@@ -51,6 +52,7 @@ def run_spec(spec_path: str | Path, *, overrides: Sequence[str] = (), out: str |
     from dlpipe.training.distribute import writes_run_directory
 
     spec, document = load_document(spec_path, overrides)
+    import_tensorflow()  # the spec is valid: TensorFlow will be needed; import it without its noise
     if resume and out is None:
         raise DlpipeError("--resume needs --out DIR: the run directory to continue")
     root = Path(out) if out else RunDir.default_path(spec.name)

@@ -241,3 +241,19 @@ def test_inception_extractor_from_a_weights_file(tmp_path):
     np.testing.assert_allclose(features, expected, atol=1e-5)
     with pytest.raises(DataError, match="no such weights file"):
         inception_extractor(tmp_path / "missing.h5")
+
+
+def test_metrics_json_holds_no_nan_or_infinity(tmp_path):
+    import json
+
+    from dlpipe.metrics.evaluate import json_ready
+    from dlpipe.rundir import atomic_write_json
+
+    metrics = {"test": {"accuracy": 0.5, "roc_auc": float("nan"), "log_loss": float("inf")}}
+    atomic_write_json(tmp_path / "metrics.json", json_ready(metrics))
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    written = json.loads((tmp_path / "metrics.json").read_text(), parse_constant=refuse)
+    assert written == {"test": {"accuracy": 0.5, "roc_auc": None, "log_loss": None}}

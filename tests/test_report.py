@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.mark.parametrize("value, text", [
     (0.93859649, "0.9386"), (1.0, "1.0000"), (0.0, "0"), (12345.678, "12345.6780"), (123456.0, "1.2346e+05"),
-    (2.5e-6, "2.5000e-06"), (-0.25, "-0.2500"), (float("nan"), "NaN"), (float("inf"), "∞"), (6209, "6,209"),
+    (2.5e-6, "2.5000e-06"), (-0.25, "-0.2500"), (float("nan"), "NaN"), (float("inf"), "∞"), (6209, "6,209"), (None, "n/a"),
 ])
 def test_format_number(value, text):
     assert format_number(value) == text

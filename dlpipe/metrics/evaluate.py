@@ -13,6 +13,8 @@ Plots describe the last evaluated split (the test split in a run).
 
 from __future__ import annotations
 
+import math
+
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -53,6 +55,13 @@ def scores(task: str, names: list[str], y: np.ndarray, output: np.ndarray, n_cla
     return {name: registry.load(f"metric:{task}", name)(y, prediction) for name in names}
 
 
+def json_ready(metrics: dict[str, dict[str, float]]) -> dict[str, dict[str, float | None]]:
+    """JSON has no NaN or infinity: a metric undefined on a split (ROC AUC when one class is
+    absent, a diverged loss) is written as null."""
+    return {split: {name: value if math.isfinite(value) else None for name, value in values.items()}
+            for split, values in metrics.items()}
+
+
 def evaluate(model, spec, data, out: Path, splits: Sequence[str]) -> dict[str, dict[str, float]]:
     """Metrics of `model` on each named split of `data` (a PreparedData); writes
     metrics.json, the per-split artifacts and the plots under `out`."""
@@ -62,7 +71,7 @@ def evaluate(model, spec, data, out: Path, splits: Sequence[str]) -> dict[str, d
         split = data.splits[name]
         if not len(split):
             continue
-        output = predict(model, split.x)  # through tf.data when inputs hold text
+        output = predict(model, split.x)
         multi_label = spec.data.target.multi_label
         metrics[name] = scores(spec.task, spec.evaluation.metrics, split.y, output, n_classes,
                                multi_label=multi_label)
@@ -70,7 +79,7 @@ def evaluate(model, spec, data, out: Path, splits: Sequence[str]) -> dict[str, d
             _classification_artifacts(out / "evaluation" / name, split.y, probabilities(output, n_classes),
                                       data.class_names)
         last = (name, split, output)
-    atomic_write_json(out / "metrics.json", metrics)
+    atomic_write_json(out / "metrics.json", json_ready(metrics))
     if last is not None and not spec.data.target.multi_label and last[1].y.ndim == 1:
         _plots(out / "plots", spec.task, data, *last)
     for name, values in metrics.items():

@@ -54,6 +54,8 @@ dl { display: grid; grid-template-columns: max-content auto; gap: 0.2em 1em; } d
 
 def format_number(value: Any) -> str:
     """Four decimals for everyday magnitudes, scientific notation for the others."""
+    if value is None:  # metrics.json's undefined (non-finite) metric
+        return "n/a"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return escape(str(value))
     if math.isnan(value):

@@ -132,6 +132,11 @@ class TensorBoard(keras.callbacks.TensorBoard):
     def _collect_learning_rate(self, logs):
         return logs if "learning_rate" in logs else super()._collect_learning_rate(logs)
 
+    def on_train_batch_end(self, batch, logs=None):
+        # Keras 3 writes every step's logs as `batch_*` scalars whatever `update_freq` says:
+        # about 1 ms a step here, for curves the run does not report. Epoch scalars stay.
+        pass
+
 
 def tensorboard(log_dir) -> keras.callbacks.Callback | None:
     """A TensorBoard callback writing to `log_dir`, or None (with a notice) without the package."""
@@ -175,13 +180,14 @@ class Checkpointer(keras.callbacks.Callback):
             record["callbacks"][name] = state
         return record, extra
 
-    def _write(self, name: str, epoch: int, finished: bool, logs: dict) -> None:
+    def _write(self, names: tuple[str, ...], epoch: int, finished: bool, logs: dict) -> None:
         from dlpipe.training import checkpoints
 
         record, extra = self._record(epoch, finished)
-        checkpoint = checkpoints.capture(self.model, record, extra)
-        checkpoints.write(self.directory / f"{name}.npz", checkpoint,
-                          {"logs": {k: float(v) for k, v in logs.items()}})
+        checkpoint = checkpoints.capture(self.model, record, extra)  # once, however many files
+        for name in names:
+            checkpoints.write(self.directory / f"{name}.npz", checkpoint,
+                              {"logs": {k: float(v) for k, v in logs.items()}})
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -192,12 +198,10 @@ class Checkpointer(keras.callbacks.Callback):
             self.best is None or (float(value) > self.best["value"] if self.maximize else float(value) < self.best["value"]))
         if improved:
             self.best = {"monitor": self.monitor, "value": float(value), "epoch": epoch + 1}
-        self._write("last", epoch + 1, False, logs)
+        self._write(("last", "best") if improved else ("last",), epoch + 1, False, logs)
         self.saved_epoch = epoch + 1
-        if improved:
-            self._write("best", epoch + 1, False, logs)
 
     def on_train_end(self, logs=None):
         if self.guard.tripped is None:
             epochs_done = len(self.recorder.history.get("loss", []))
-            self._write("last", epochs_done, True, logs or {})
+            self._write(("last",), epochs_done, True, logs or {})

@@ -329,7 +329,8 @@ class _Objective:
         scores = metrics.get(self.objective.split, {})
         if self.objective.metric not in scores:
             raise DlpipeError(f"{run_dir}: metrics.json has no {self.objective.split} {self.objective.metric}")
-        value = float(scores[self.objective.metric])
+        value = scores[self.objective.metric]
+        value = float("nan") if value is None else float(value)  # null: undefined on this split
         if not math.isfinite(value):
             reason = f"validation {self.objective.metric} is {value} (training diverged?)"
             trial.set_user_attr("reason", reason)

@@ -127,6 +127,7 @@ _TABLES: dict[str, dict[str, str]] = {
         "vit": "dlpipe.architectures.vit:build",
         "autoencoder": "dlpipe.architectures.autoencoder:build",
         "graph": "dlpipe.architectures.graph:build",
+        "gan": "dlpipe.architectures.gan:build",
     },
     "metric:classification": {
         "accuracy": "dlpipe.metrics.classification:accuracy",
@@ -158,7 +159,7 @@ _TABLES: dict[str, dict[str, str]] = {
         "map_75": "dlpipe.metrics.detection:map_75",
     },
     # fid(real_features, generated_features), inception_score(probabilities).
-    "metric:generative": {
+    "metric:generation": {
         "fid": "dlpipe.metrics.generative:fid",
         "inception_score": "dlpipe.metrics.generative:inception_score",
     },
@@ -170,6 +171,7 @@ _TABLES: dict[str, dict[str, str]] = {
     },
     "pipeline": {
         "supervised": "dlpipe.pipelines.supervised:run",
+        "adversarial": "dlpipe.pipelines.adversarial:run",
     },
 }
 

@@ -16,15 +16,17 @@ from dlpipe.spec.prepare import Prepare
 from dlpipe.spec.training import Training
 from dlpipe.spec.tuning import Tuning, resolve as resolve_tuning
 
-Task = Literal["classification", "regression"]
+Task = Literal["classification", "regression", "generation"]
 
 DEFAULT_METRICS: dict[str, list[str]] = {
     "classification": ["accuracy", "f1_macro"],
     "regression": ["mae", "mse", "rmse", "r2"],
+    "generation": ["fid", "inception_score"],
 }
 
 # Which pipeline in pipelines/ runs each task.
-PIPELINES: dict[str, str] = {"classification": "supervised", "regression": "supervised"}
+PIPELINES: dict[str, str] = {"classification": "supervised", "regression": "supervised",
+                             "generation": "adversarial"}
 
 
 class Spec(StrictModel):
@@ -62,7 +64,12 @@ class Spec(StrictModel):
                 self.data.target is not None and self.data.target.multi_label)
             split = self.data.split.model_copy(update={"stratify": self.task == "classification" and not several})
             object.__setattr__(self.data, "split", split)
-        if self.tuning is not None:
+        if self.task == "generation" and self.training.adversarial is None:
+            from dlpipe.spec.training import Adversarial
+
+            training = self.training.model_copy(update={"adversarial": Adversarial()})
+            object.__setattr__(self, "training", training)
+        if self.tuning is not None and self.task != "generation":  # refused in checks.py
             object.__setattr__(self, "tuning", resolve_tuning(self))
         return self
 

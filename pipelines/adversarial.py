@@ -20,6 +20,8 @@ checkpoint code yet), multi-device training.
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from dlpipe.errors import DlpipeError
@@ -50,6 +52,8 @@ def run(ctx) -> None:
                        versions={**run_dir.record["versions"], **environment["versions"]})
 
     with run_dir.stage("features"):
+        from dlpipe.metrics.generative import inception_score
+
         scorer, extractor_info = feature_extractor(spec, data, ctx)
         real_features, real_probabilities = scorer(real)
         extractor_info["inception_score_real"] = inception_score(real_probabilities)
@@ -76,15 +80,15 @@ def run(ctx) -> None:
                                    "discriminator": int(discriminator.count_params())})
 
     with run_dir.stage("train"):
-        from dlpipe.training.adversarial import fixed_latents
+        from dlpipe.training.adversarial import Evaluations, fixed_latents
 
         count = evaluation.samples or len(real)
         latents, labels = fixed_latents(max(count, evaluation.grid), gan.latent_size, n_classes, spec.seed)
         monitor = Evaluations(generator, scorer, real_features, latents, labels, count=count,
                               every=evaluation.every, epochs=spec.training.epochs, grid=evaluation.grid,
                               plots=run_dir.path("plots"), class_names=data.class_names)
-        model.fit(training_input(spec, data, ctx.located), epochs=spec.training.epochs, callbacks=[monitor, *ctx.callbacks],
-                  shuffle=False, verbose=_verbosity(spec.training.progress))
+        model.fit(training_input(spec, data, ctx.located), epochs=spec.training.epochs,
+                  callbacks=[monitor, *ctx.callbacks], shuffle=False, verbose=_verbosity(spec.training.progress))
         atomic_write_text(run_dir.path("history.csv"), monitor.history_csv())
         with atomic_path(run_dir.path("model.keras")) as tmp:
             generator.save(tmp)
@@ -105,7 +109,7 @@ def run(ctx) -> None:
                            "feature_extractor": extractor_info, "evaluations": monitor.results})
         print(f"[dlpipe] FID {first['fid']:.2f} (epoch {first['epoch']}) → {last['fid']:.2f} (epoch "
               f"{last['epoch']}); Inception Score {first['inception_score']:.2f} → {last['inception_score']:.2f} "
-              f"(real images: {extractor_info['inception_score_real']:.2f})", flush=True)
+              f"(real images: {extractor_info['inception_score_real']:.2f})", file=sys.stderr, flush=True)
 
     with run_dir.stage("export"):
         from dlpipe.exporters.generator import export_generator
@@ -135,7 +139,7 @@ def feature_extractor(spec, data, ctx):
         info = {"type": "classifier", "labels": options.labels, "classes": data.extractor_classes,
                 "layer": "features", "dimensions": options.units, "test_accuracy": accuracy}
         print(f"[dlpipe] feature extractor: classifier of {options.labels!r}, test accuracy {accuracy:.3f}",
-              flush=True)
+              file=sys.stderr, flush=True)
         return scorer, info
     path = resolve_path(options.path, ctx.base_dir)
     try:
@@ -147,12 +151,6 @@ def feature_extractor(spec, data, ctx):
         raise ctx.located(("evaluation", "generation", "feature_extractor", "path"),
                           f"{path} takes images of shape {shape}; these are {data.shape}")
     return scorer, {"type": "run", "path": str(path), "layer": options.layer or model.layers[-2].name}
-
-
-def inception_score(probabilities: np.ndarray) -> float:
-    from dlpipe.metrics.generative import inception_score as score
-
-    return score(probabilities)
 
 
 def training_input(spec, data, located):
@@ -173,67 +171,8 @@ def training_input(spec, data, located):
 
 
 def _verbosity(progress: str) -> int:
-    import sys
-
     if progress == "none":
         return 0
     if progress == "bar" or (progress == "auto" and sys.stderr.isatty()):
         return 1
     return 2
-
-
-class Evaluations:
-    """A Keras callback (built on first use, so this module imports no Keras): every `every`
-    epochs and after the last, generate `count` images from fixed latent vectors, compute
-    FID and IS, and draw the first `grid` of them."""
-
-    def __new__(cls, *args, **kwargs):
-        import keras
-
-        class _Callback(keras.callbacks.Callback):
-            def __init__(self, generator, scorer, real_features, latents, labels, *, count, every, epochs, grid,
-                         plots, class_names):
-                super().__init__()
-                self.generator, self.scorer, self.real_features = generator, scorer, real_features
-                self.latents, self.labels = latents, labels
-                self.count, self.every, self.epochs, self.grid = count, every, epochs, grid
-                self.plots, self.class_names = plots, class_names
-                self.history: list[dict] = []
-                self.results: list[dict] = []
-
-            def on_epoch_end(self, epoch, logs=None):
-                row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
-                if (epoch + 1) % self.every == 0 or epoch + 1 == self.epochs:
-                    row.update(self.evaluate(epoch + 1))
-                self.history.append(row)
-
-            def evaluate(self, epoch: int) -> dict:
-                from dlpipe.metrics.generative import fid
-                from dlpipe.report.plots import image_grid
-                from dlpipe.training.adversarial import generate
-
-                labels = None if self.labels is None else self.labels[:self.count]
-                images = generate(self.generator, self.latents[:self.count], labels)
-                features, probabilities = self.scorer(images)
-                result = {"epoch": epoch, "fid": fid(self.real_features, features),
-                          "inception_score": inception_score(probabilities)}
-                self.results.append(result)
-                shown = images[:self.grid] if self.grid <= len(images) else generate(
-                    self.generator, self.latents[:self.grid], None if self.labels is None else self.labels[:self.grid])
-                captions = ([self.class_names[i] for i in self.labels[:self.grid]] if self.labels is not None
-                            else [""] * len(shown))
-                image_grid(shown, captions, self.plots / f"samples_epoch_{epoch:03d}.png",
-                           f"Generated at epoch {epoch}: FID {result['fid']:.2f}, IS {result['inception_score']:.2f}",
-                           columns=10, fixed_range=True)
-                print(f"[dlpipe] epoch {epoch}: FID {result['fid']:.3f}, Inception Score "
-                      f"{result['inception_score']:.3f}", flush=True)
-                return {"fid": result["fid"], "inception_score": result["inception_score"]}
-
-            def history_csv(self) -> str:
-                names = list(dict.fromkeys(k for row in self.history for k in row if k != "epoch"))
-                lines = [",".join(["epoch", *names])]
-                for row in self.history:
-                    lines.append(",".join([str(row["epoch"]), *(repr(row[n]) if n in row else "" for n in names)]))
-                return "\n".join(lines) + "\n"
-
-        return _Callback(*args, **kwargs)

@@ -263,7 +263,8 @@ def check_generation(spec: Spec) -> Found:
     target = spec.data.target
     if target is not None and target.multi_label:
         yield (("data", "target", "multi_label"), "a conditional GAN takes one class per image, not several")
-    if "normalization" in spec.prepare.model_fields_set:
+    # The default is allowed (and ignored): a run's resolved spec.yaml writes it out.
+    if spec.prepare.normalization != type(spec.prepare)().normalization:
         yield (("prepare", "normalization"), "a GAN scales images to −1..1 from the training split's range "
                "itself (the generator's tanh range); remove prepare.normalization")
     if spec.data.split.test == 0:  # pragma: no cover - the split model refuses test 0 already

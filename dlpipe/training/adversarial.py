@@ -14,6 +14,8 @@ themselves are plain Keras (dlpipe/architectures/gan.py).
 
 from __future__ import annotations
 
+import sys
+
 import keras
 import numpy as np
 from keras import ops
@@ -50,11 +52,12 @@ class AdversarialModel(keras.Model):
 
     def _generate(self, count, labels, training: bool):
         z = keras.random.normal((count, self.latent_size), seed=self.noise)
-        inputs = {LATENT: z, LABEL: labels} if self.conditional else z
+        # By input name: Keras warns when a one-input model gets a bare tensor for its list.
+        inputs = {LATENT: z, LABEL: labels} if self.conditional else {LATENT: z}
         return self.generator(inputs, training=training)
 
     def _score(self, images, labels, training: bool):
-        inputs = {IMAGE: images, LABEL: labels} if self.conditional else images
+        inputs = {IMAGE: images, LABEL: labels} if self.conditional else {IMAGE: images}
         return self.discriminator(inputs, training=training)
 
     def train_step(self, data):
@@ -100,7 +103,7 @@ def generate(generator: keras.Model, latents: np.ndarray, labels: np.ndarray | N
     parts = []
     for start in range(0, len(latents), batch_size):
         z = latents[start:start + batch_size]
-        inputs = {LATENT: z, LABEL: labels[start:start + batch_size]} if labels is not None else z
+        inputs = {LATENT: z, LABEL: labels[start:start + batch_size]} if labels is not None else {LATENT: z}
         parts.append(np.asarray(generator(inputs, training=False)))
     return np.concatenate(parts)
 
@@ -112,3 +115,52 @@ def fixed_latents(count: int, latent_size: int, n_classes: int | None, seed: int
     latents = rng.standard_normal((count, latent_size)).astype(np.float32)
     labels = (np.arange(count) % n_classes).astype(np.int32) if n_classes else None
     return latents, labels
+
+
+class Evaluations(keras.callbacks.Callback):
+    """Every `every` epochs and after the last: generate `count` images from fixed latent
+    vectors, compute FID and IS against the real images' features, and draw the first
+    `grid` of them into plots/samples_epoch_NNN.png. Keeps the history of every epoch
+    (the losses; FID and IS where evaluated) for history.csv."""
+
+    def __init__(self, generator, scorer, real_features, latents, labels, *, count: int, every: int, epochs: int,
+                 grid: int, plots, class_names):
+        super().__init__()
+        self.generator, self.scorer, self.real_features = generator, scorer, real_features
+        self.latents, self.labels = latents, labels
+        self.count, self.every, self.epochs, self.grid = count, every, epochs, grid
+        self.plots, self.class_names = plots, class_names
+        self.history: list[dict] = []
+        self.results: list[dict] = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
+        if (epoch + 1) % self.every == 0 or epoch + 1 == self.epochs:
+            row.update(self.evaluate(epoch + 1))
+        self.history.append(row)
+
+    def evaluate(self, epoch: int) -> dict:
+        from dlpipe.metrics.generative import fid, inception_score
+        from dlpipe.report.plots import image_grid
+
+        shown = max(self.count, self.grid)
+        labels = None if self.labels is None else self.labels[:shown]
+        images = generate(self.generator, self.latents[:shown], labels)
+        features, probabilities = self.scorer(images[:self.count])
+        result = {"epoch": epoch, "fid": fid(self.real_features, features),
+                  "inception_score": inception_score(probabilities)}
+        self.results.append(result)
+        captions = [self.class_names[i] for i in labels[:self.grid]] if labels is not None else [""] * self.grid
+        image_grid(images[:self.grid], captions, self.plots / f"samples_epoch_{epoch:03d}.png",
+                   f"Generated at epoch {epoch}: FID {result['fid']:.2f}, IS {result['inception_score']:.2f}",
+                   columns=10, fixed_range=True)
+        print(f"[dlpipe] epoch {epoch}: FID {result['fid']:.3f}, Inception Score {result['inception_score']:.3f}",
+              file=sys.stderr, flush=True)
+        return {"fid": result["fid"], "inception_score": result["inception_score"]}
+
+    def history_csv(self) -> str:
+        names = list(dict.fromkeys(k for row in self.history for k in row if k != "epoch"))
+        lines = [",".join(["epoch", *names])]
+        for row in self.history:
+            lines.append(",".join([str(row["epoch"]), *(repr(row[n]) if n in row else "" for n in names)]))
+        return "\n".join(lines) + "\n"

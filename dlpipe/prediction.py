@@ -84,6 +84,9 @@ def locate_model(path: str | Path) -> Model:
     else:
         raise DlpipeError(f"{path}: no model card (model_card.json) beside the model; write one with "
                           "`dlpipe export RUN_DIR`")
+    if interface.get("task") == "detection":
+        raise DlpipeError(f"{path}: a detector; dlpipe predict does not run detectors yet (its SavedModel's "
+                          "serving_default takes `image` and returns boxes, scores and classes)")
     entry = (interface.get("exports") or {}).get(kind) or {}
     warning = f"the {kind} export failed its verification (see verification.json)" \
         if entry.get("passed") is False else None

@@ -170,6 +170,7 @@ _TABLES: dict[str, dict[str, str]] = {
     },
     "pipeline": {
         "supervised": "dlpipe.pipelines.supervised:run",
+        "detection": "dlpipe.pipelines.detection:run",
     },
 }
 

@@ -16,15 +16,16 @@ from dlpipe.spec.prepare import Prepare
 from dlpipe.spec.training import Training
 from dlpipe.spec.tuning import Tuning, resolve as resolve_tuning
 
-Task = Literal["classification", "regression"]
+Task = Literal["classification", "regression", "detection"]
 
 DEFAULT_METRICS: dict[str, list[str]] = {
     "classification": ["accuracy", "f1_macro"],
     "regression": ["mae", "mse", "rmse", "r2"],
+    "detection": ["map_50", "map"],
 }
 
 # Which pipeline in pipelines/ runs each task.
-PIPELINES: dict[str, str] = {"classification": "supervised", "regression": "supervised"}
+PIPELINES: dict[str, str] = {"classification": "supervised", "regression": "supervised", "detection": "detection"}
 
 
 class Spec(StrictModel):

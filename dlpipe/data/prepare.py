@@ -65,20 +65,22 @@ class FeatureInfo:
 @dataclass
 class Split:
     x: dict[str, np.ndarray]
-    y: np.ndarray
+    y: np.ndarray | None
+    """Encoded labels; None for unlabeled data (no `data.target`)."""
     rows: np.ndarray
     """Source row indices (0-based), for messages and reports."""
     weight: np.ndarray | None = None
     """Each example's weight in the training loss (`training.sample_weight`), if any."""
 
     def __len__(self) -> int:
-        return len(self.y)
+        return len(self.rows)
 
 
 @dataclass
 class PreparedData:
     features: list[FeatureInfo]
-    target: str
+    target: str | None
+    """The label column; None for unlabeled data."""
     task: str
     class_names: list[str] | None
     splits: dict[str, Split]
@@ -115,18 +117,19 @@ def prepare(spec: Spec, base_dir: Path, located) -> PreparedData:
     table = load_source(spec.data.source, base_dir)
     if len(table) == 0:
         raise DataError(f"{table.origin}: the dataset is empty")
-    target = _check_target(spec, table, located)
+    target = _check_target(spec, table, located) if spec.data.target is not None else None
     features = _resolve_features(spec, table, target, located)
-    y, class_names = _labels(spec, table, target)
+    y, class_names = _labels(spec, table, target) if target is not None else (None, None)
     fractions = {"train": spec.data.split.train, "validation": spec.data.split.validation,
                  "test": spec.data.split.test}
-    index = split_indices(len(table), fractions, spec.seed, y if spec.data.split.stratify else None)
+    stratify = spec.data.split.stratify and y is not None  # unlabeled rows have no class to keep
+    index = split_indices(len(table), fractions, spec.seed, y if stratify else None)
     for name in ("train", "test"):
         if len(index[name]) == 0:
             raise located(("data", "split", name), f"the {name} split of {len(table)} examples is empty")
     weights = _sample_weights(spec, table, located)
     splits = {
-        name: Split({f.input_name: _column(table, f) [rows] for f in features}, y[rows], rows,
+        name: Split({f.input_name: _column(table, f)[rows] for f in features}, None if y is None else y[rows], rows,
                     None if weights is None else weights[rows])
         for name, rows in index.items()
     }

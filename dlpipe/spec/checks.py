@@ -18,8 +18,10 @@ _LOSSES = {
                        "sparse_categorical_crossentropy", "binary_focal_crossentropy",
                        "categorical_focal_crossentropy"},
     "regression": {"mse", "mae", "huber", "log_cosh"},
+    "detection": set(),  # only auto: the detector's own loss (dlpipe/architectures/centernet.py)
 }
 # The metric Keras tracks during training, beside the loss (usable by early_stopping).
+# Detection tracks the loss alone (mAP needs decoded boxes: it is computed at evaluation).
 TRAINING_METRIC = {"classification": "accuracy", "regression": "mae"}
 FEATURE_TYPES = ("numerical", "image", "sequence", "tokens")
 

@@ -18,11 +18,12 @@ _LOSSES = {
                        "sparse_categorical_crossentropy", "binary_focal_crossentropy",
                        "categorical_focal_crossentropy"},
     "regression": {"mse", "mae", "huber", "log_cosh"},
+    "forecasting": {"mse", "mae", "huber", "log_cosh"},
     "detection": set(),  # only auto: the detector's own loss (dlpipe/architectures/centernet.py)
 }
 # The metric Keras tracks during training, beside the loss (usable by early_stopping).
 # Detection tracks the loss alone (mAP needs decoded boxes: it is computed at evaluation).
-TRAINING_METRIC = {"classification": "accuracy", "regression": "mae"}
+TRAINING_METRIC = {"classification": "accuracy", "regression": "mae", "forecasting": "mae"}
 FEATURE_TYPES = ("numerical", "image", "sequence", "tokens")
 
 
@@ -154,19 +155,23 @@ def check_normalization(spec: Spec) -> Found:
 
 
 # Feature types each architecture reads itself; the rest join in the head (the combiner).
-_READS = {"cnn": ("image",), "vit": ("image",), "rnn": ("sequence", "tokens"),
-          "transformer": ("sequence", "tokens")}
+_READS = {"cnn": ("image",), "vit": ("image",), "rnn": ("sequence", "tokens", "text"),
+          "transformer": ("sequence", "tokens", "text")}
+
+
+def _either(names) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
 def check_architecture(spec: Spec) -> Found:
     model, features = spec.model, spec.data.features
-    if features and model.type in _READS:
+    if features and model.type in _READS and not (spec.data.windows and model.type in ("rnn", "transformer")):
         kinds = _READS[model.type]
         read = [f for f in features if f.type in kinds]
         one = model.type in ("cnn", "vit")
         if (len(read) != 1) if one else not read:
             wanted = "exactly one feature" if one else "at least one feature"
-            yield (("model", "type"), f"a {model.type} reads {wanted} of type {' or '.join(kinds)}; "
+            yield (("model", "type"), f"a {model.type} reads {wanted} of type {_either(kinds)}; "
                    f"data.features has {len(read)} of that type")
     if model.type == "autoencoder" and model.encoder == "conv" and features:
         images = [f for f in features if f.type == "image"]
@@ -195,8 +200,19 @@ def check_architecture(spec: Spec) -> Found:
 
 def check_categorical(spec: Spec) -> Found:
     for i, feature in enumerate(spec.data.features):
+        if feature.type in ("text", "ordinal") and feature.name in spec.prepare.normalization:
+            what = "tokenized" if feature.type == "text" else "placed by its order"
+            yield (("prepare", "normalization", feature.name), f"{feature.name!r} is {feature.type}: it is {what}, "
+                   "not normalized")
+        if feature.type == "ordinal":
+            for j, value in enumerate(feature.order):
+                if value in feature.order[:j]:
+                    yield (("data", "features", i, "order", j), f"{value!r} is listed twice")
         if feature.type != "categorical":
             continue
+        if feature.pretrained is not None and feature.encoding != "embedding":
+            yield (("data", "features", i, "pretrained"), f"pretrained vectors need encoding embedding, "
+                   f"not {feature.encoding}")
         if feature.embedding_dim is not None and feature.encoding != "embedding":
             yield (("data", "features", i, "embedding_dim"),
                    f"embedding_dim needs encoding embedding, not {feature.encoding}")
@@ -308,10 +324,62 @@ def check_detection(spec: Spec) -> Found:
                            f"{model.decode.max_detections}")
 
 
+def check_windows(spec: Spec) -> Found:
+    windows = spec.data.windows
+    if spec.task == "forecasting" and windows is None:
+        yield (("data",), "task forecasting needs data.windows (lookback, horizon) to turn the series into examples")
+    if windows is None:
+        return
+    if spec.task != "forecasting":
+        yield (("data", "windows"), f"windows need task forecasting, not {spec.task}")
+    for i, feature in enumerate(spec.data.features):
+        if feature.type != "numerical":
+            yield (("data", "features", i, "type"), f"a forecasting window holds numbers per step; "
+                   f"feature {feature.name!r} is {feature.type}")
+        if feature.name == windows.order_by:
+            yield (("data", "features", i, "name"), f"{feature.name!r} is data.windows.order_by (the time); "
+                   "it orders the rows and cannot also be a feature")
+    if spec.data.target is not None and windows.order_by == spec.data.target.name:
+        yield (("data", "windows", "order_by"), f"{windows.order_by!r} is the target; order by a time column")
+    if getattr(spec.model, "return_sequences", False):
+        yield (("model", "return_sequences"), "a forecast is the next `horizon` values of the target, one "
+               "output per example; set return_sequences to false")
+    if spec.data.target is not None and spec.data.target.multi_label:
+        yield (("data", "target", "multi_label"), "multi_label needs task classification")
+    for key in spec.prepare.normalization:
+        if key in FEATURE_TYPES and key not in ("numerical", "sequence"):
+            yield (("prepare", "normalization", key), f"{key!r}: a forecasting window is normalized per channel "
+                   "with the key numerical (or sequence)")
+
+
+_NEEDS = {"image": "an image", "sequence": "a sequence", "numerical": "a numerical"}
+
+
+def check_augmentation(spec: Spec) -> Found:
+    from dlpipe.spec.prepare import IMAGE_AUGMENTATIONS, SEQUENCE_AUGMENTATIONS
+
+    kinds = {f.type for f in spec.data.features}
+    if spec.data.windows is not None:
+        kinds = {"sequence"}
+    known = bool(spec.data.features) or spec.data.windows is not None
+    for i, step in enumerate(spec.prepare.augmentation):
+        path = ("prepare", "augmentation", i)
+        wanted = ("image" if step.type in IMAGE_AUGMENTATIONS else "sequence" if step.type in SEQUENCE_AUGMENTATIONS
+                  else "numerical" if step.type == "gaussian_noise" else None)
+        if wanted and known and wanted not in kinds:
+            yield (path + ("type",), f"{step.type} changes {_NEEDS[wanted]} feature; data.features has none")
+        if step.type == "mixup":
+            blocked = sorted(kinds & {"categorical", "ordinal", "text", "tokens"})
+            if blocked:
+                yield (path + ("type",), f"mixup blends numbers; {', '.join(blocked)} features cannot be blended")
+        if step.type in [s.type for s in spec.prepare.augmentation[:i]]:
+            yield (path + ("type",), f"{step.type} is listed twice")
+
+
 CHECKS = (check_detection, check_split, check_target, check_loss, check_metrics, check_early_stopping,
           check_normalization, check_architecture, check_categorical, check_export, check_tuning,
           check_optimizer, check_schedule, check_checkpoints, check_class_weight, check_sample_weight,
-          check_jit_compile)
+          check_jit_compile, check_windows, check_augmentation)
 
 
 def run_checks(spec: Spec) -> list[tuple[tuple, str]]:

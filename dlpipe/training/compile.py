@@ -18,7 +18,7 @@ def make_optimizer(spec):
 def loss_name(task: str, loss: str, n_classes: int | None, multi_label: bool = False) -> str:
     if loss != "auto":
         return loss
-    if task == "regression":
+    if task in ("regression", "forecasting"):
         return "mse"
     return "binary_crossentropy" if n_classes == 2 or multi_label else "sparse_categorical_crossentropy"
 

@@ -84,6 +84,9 @@ def locate_model(path: str | Path) -> Model:
     else:
         raise DlpipeError(f"{path}: no model card (model_card.json) beside the model; write one with "
                           "`dlpipe export RUN_DIR`")
+    if interface.get("task") == "detection":
+        raise DlpipeError(f"{path}: a detector; dlpipe predict does not run detectors yet (its SavedModel's "
+                          "serving_default takes `image` and returns boxes, scores and classes)")
     labels = _labels_file(path)
     if labels is not None:
         interface = {**interface, "class_names": labels}

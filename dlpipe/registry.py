@@ -130,6 +130,8 @@ _TABLES: dict[str, dict[str, str]] = {
         "vit": "dlpipe.architectures.vit:build",
         "autoencoder": "dlpipe.architectures.autoencoder:build",
         "graph": "dlpipe.architectures.graph:build",
+        # Task detection's own model (maps model; pipelines/detection.py adds the decoding).
+        "centernet": "dlpipe.architectures.centernet:build_maps_model",
     },
     "metric:classification": {
         "accuracy": "dlpipe.metrics.classification:accuracy",
@@ -182,6 +184,7 @@ _TABLES: dict[str, dict[str, str]] = {
     },
     "pipeline": {
         "supervised": "dlpipe.pipelines.supervised:run",
+        "detection": "dlpipe.pipelines.detection:run",
     },
 }
 

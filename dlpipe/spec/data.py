@@ -9,6 +9,7 @@ from typing import Annotated, Literal, Union
 from pydantic import Field
 
 from dlpipe.spec.base import Name, PositiveInt, StrictModel
+from dlpipe.spec.detection import CocoSource, ShapesSource
 
 
 class PretrainedEmbeddings(StrictModel):
@@ -51,7 +52,7 @@ class NpzSource(StrictModel):
     path: str
 
 
-Source = Annotated[Union[BuiltinSource, CsvSource, NpzSource], Field(discriminator="type")]
+Source = Annotated[Union[BuiltinSource, CsvSource, NpzSource, ShapesSource, CocoSource], Field(discriminator="type")]
 
 
 class NumericalFeature(StrictModel):

@@ -74,7 +74,8 @@ class GenerationEvaluation(StrictModel):
 class Evaluation(StrictModel):
     metrics: list[Metric] | None = None
     """Names as in metrics.json; by default accuracy and f1_macro for classification,
-    mae, mse, rmse and r2 for regression, fid and inception_score for generation."""
+    mae, mse, rmse and r2 for regression, map_50 and map for detection, fid and inception_score
+    for generation."""
     splits: list[Literal["validation", "test"]] = ["validation", "test"]
     generation: GenerationEvaluation | None = None
     """Task generation: how the generated images are scored (required there). They are

@@ -15,6 +15,7 @@ from pydantic import AfterValidator, Field, WithJsonSchema
 from dlpipe import registry
 from dlpipe.spec.base import (Activation, Initializer, PositiveInt, Probability, StrictModel,
                               did_you_mean, unknown_name)
+from dlpipe.spec.detection import CenterNet
 
 NonNegative = Annotated[float, Field(ge=0)]
 
@@ -422,4 +423,5 @@ class GAN(StrictModel):
     dotted with its features)."""
 
 
-Model = Annotated[Union[MLP, CNN, RNN, Transformer, ViT, Autoencoder, Graph, GAN], Field(discriminator="type")]
+Model = Annotated[Union[MLP, CNN, RNN, Transformer, ViT, Autoencoder, Graph, GAN, CenterNet],
+                  Field(discriminator="type")]

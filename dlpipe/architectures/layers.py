@@ -86,3 +86,23 @@ class ReconstructionLoss(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "weight": self.weight}
+
+
+@keras.saving.register_keras_serializable(package="dlpipe")
+class Impute(keras.layers.Layer):
+    """Replaces each missing value (NaN) by a fixed number per column (the training split's
+    mean or median, or a constant), so the model and its exports take raw data with gaps."""
+
+    def __init__(self, fill, **kwargs):
+        super().__init__(**kwargs)
+        self.fill = [float(v) for v in np.ravel(fill)]
+
+    def call(self, inputs):
+        fill = ops.cast(ops.convert_to_tensor(self.fill), inputs.dtype)
+        return ops.where(ops.isnan(inputs), fill, inputs)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "fill": self.fill}

@@ -192,3 +192,38 @@ def test_exports_reload_and_return_the_same_detections(tiny_run):
         np.testing.assert_allclose(got["boxes"], expected["boxes"], atol=1e-4)
         np.testing.assert_allclose(got["scores"], expected["scores"], atol=1e-6)
         assert np.array_equal(got["classes"], expected["classes"])
+
+
+@pytest.mark.slow
+def test_the_trained_detector_runs_on_the_jax_backend(tiny_run, tmp_path):
+    """keras.layers / keras.ops only: model.keras, trained on TensorFlow, loads and decodes
+    the same detections on JAX."""
+    import importlib.util
+    import os
+    import subprocess
+    import sys
+
+    import keras
+
+    import dlpipe.architectures.centernet  # noqa: F401
+
+    if importlib.util.find_spec("jax") is None:
+        pytest.skip("jax is not installed (optional: pip install 'dlpipe[jax]')")
+    _, test = _test_split(tiny_run)
+    images = test.images[:8].astype(np.float32)
+    np.save(tmp_path / "images.npy", images)
+    code = ("import sys, numpy as np, keras, dlpipe.architectures.centernet\n"
+            "model = keras.saving.load_model(sys.argv[1], safe_mode=True)\n"
+            "out = model(np.load(sys.argv[2]))\n"
+            "np.savez(sys.argv[3], **{k: np.asarray(v) for k, v in out.items()}, params=model.count_params())\n")
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    subprocess.run([sys.executable, "-c", code, str(tiny_run / "model.keras"), str(tmp_path / "images.npy"),
+                    str(tmp_path / "jax.npz")], env=env, check=True, timeout=300)
+    on_jax = np.load(tmp_path / "jax.npz")
+    model = keras.saving.load_model(tiny_run / "model.keras", safe_mode=True)
+    on_tf = {k: np.asarray(v) for k, v in model(images).items()}
+    assert int(on_jax["params"]) == model.count_params()
+    np.testing.assert_allclose(on_jax["scores"], on_tf["scores"], atol=1e-4)
+    confident = on_tf["scores"] > 0.05  # near-ties below this may swap places between backends
+    np.testing.assert_allclose(on_jax["boxes"][confident], on_tf["boxes"][confident], atol=1e-3)
+    assert np.array_equal(on_jax["classes"][confident], on_tf["classes"][confident])

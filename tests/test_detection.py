@@ -96,6 +96,47 @@ def test_coco_source_scales_boxes_to_the_resized_image(tmp_path):
     assert labels[0].tolist() == [1, 0]
 
 
+COCO_ERRORS = [  # the annotations line (line 3), the value the error points at, the message
+    ('"annotations": [{"image_id": 1, "category_id": 4, "bbox": [1, 1, 2, 2]}]', "4",
+     "annotations[0].category_id: category id 4 is not in 'categories'"),
+    ('"annotations": [{"image_id": 9, "category_id": 1, "bbox": [1, 1, 2, 2]}]', "9",
+     "annotations[0].image_id: image id 9 is not in 'images'"),
+    ('"annotations": [{"image_id": 1, "category_id": 1, "bbox": [1, 1, 0, 2]}]', "[1, 1, 0, 2]",
+     "annotations[0].bbox: [1, 1, 0, 2] has no area as xywh (data.source.box_format)"),
+    ('"annotations": [{"image_id": 1, "category_id": 1, "bbox": [1, 1, "2", 2]}]', '[1, 1, "2", 2]',
+     "annotations[0].bbox: expected 4 finite numbers, got [1, 1, '2', 2]"),
+    ('"annotations": [{"image_id": 1, "category_id": 1}]', '{"image_id"', "annotations[0]: missing 'bbox'"),
+]
+
+
+@pytest.mark.parametrize("annotations, at, message", COCO_ERRORS)
+def test_coco_errors_point_at_the_entry(tmp_path, annotations, at, message):
+    from PIL import Image
+
+    from dlpipe.errors import DataError
+
+    Image.fromarray(np.zeros((10, 10, 3), np.uint8)).save(tmp_path / "a.png")
+    text = ('{"images": [{"id": 1, "file_name": "a.png", "width": 10, "height": 10}],\n'
+            '"categories": [{"id": 1, "name": "dot"}],\n' + annotations + "}\n")
+    (tmp_path / "boxes.json").write_text(text)
+    with pytest.raises(DataError) as caught:
+        read_coco(CocoSource(type="coco", annotations="boxes.json", images=".", image_size=16), tmp_path)
+    assert str(caught.value) == f"{tmp_path / 'boxes.json'}:3:{annotations.index(at) + 1}: {message}"
+
+
+def test_coco_image_of_another_size_than_its_entry(tmp_path):
+    from PIL import Image
+
+    from dlpipe.errors import DataError
+
+    Image.fromarray(np.zeros((12, 10, 3), np.uint8)).save(tmp_path / "a.png")
+    (tmp_path / "boxes.json").write_text('{"images": [{"id": 1, "file_name": "a.png", "width": 10, "height": 10}], '
+                                         '"categories": [{"id": 1, "name": "dot"}], "annotations": []}')
+    with pytest.raises(DataError, match=r"boxes.json:1:13: images\[0\]: a.png is 10 × 12 pixels, the entry says "
+                                        r"10 × 10$"):
+        read_coco(CocoSource(type="coco", annotations="boxes.json", images=".", image_size=16), tmp_path)
+
+
 def test_template_is_valid_and_round_trips():
     spec = load_spec(ROOT / "specs" / "object-detection.yaml")
     assert spec.task == "detection" and spec.pipeline == "detection"

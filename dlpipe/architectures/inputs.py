@@ -55,6 +55,10 @@ def build_inputs(features) -> tuple[dict[str, keras.KerasTensor], Encoded]:
         tensor = keras.Input(shape=feature.shape, name=feature.input_name,
                              dtype=getattr(feature, "dtype", "float32"))
         inputs[feature.input_name] = tensor
+        if getattr(feature, "fill", None) is not None:
+            from dlpipe.architectures.layers import Impute
+
+            tensor = Impute(feature.fill, name=f"{feature.input_name}_impute")(tensor)
         if getattr(feature, "relative", False):
             from dlpipe.architectures.layers import SubtractLast
 

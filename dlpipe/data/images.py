@@ -63,7 +63,11 @@ def prepare_images(spec, base_dir: Path, located) -> ImageData:
         if spec.data.target.name not in table.columns:
             hint = did_you_mean(spec.data.target.name, table.columns) or f"; columns are: {', '.join(table.columns)}"
             raise located(("data", "target", "name"), f"no column {spec.data.target.name!r} in {table.origin}{hint}")
-        labels, class_names = _labels(spec, table, spec.data.target.name)
+        labels, class_names, keep = _labels(spec, table, spec.data.target.name, base_dir, located)
+        if not keep.all():  # data.target.on_unknown: drop
+            rows = np.flatnonzero(keep)
+            table.columns = {name: values[rows] for name, values in table.columns.items()}
+            images, labels = images[rows], labels[rows]
     extractor = spec.evaluation.generation.feature_extractor
     extractor_labels = extractor_classes = None
     if extractor.type == "classifier":

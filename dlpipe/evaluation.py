@@ -74,6 +74,9 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None) -> Evaluat
     except SpecError as err:
         raise DlpipeError(f"{run_root / 'spec.yaml'}: the run's spec no longer validates: "
                           f"{err.problems[0].path}: {err.problems[0].message}") from None
+    if spec.task == "embedding":
+        raise DlpipeError(f"{run_root}: re-evaluating an embedding run is not supported yet; its metrics.json "
+                          "holds the run's own scores (dlpipe predict RUN_DIR writes embeddings)")
     # Relative data paths in the spec are relative to the spec file the run started from.
     spec_file = Path(record.get("spec_file") or run_root / "spec.yaml")
     base_dir = spec_file.parent

@@ -78,7 +78,8 @@ class Split:
 @dataclass
 class PreparedData:
     features: list[FeatureInfo]
-    target: str
+    target: str | None
+    """The label column; None when the data has none (task embedding)."""
     task: str
     class_names: list[str] | None
     splits: dict[str, Split]
@@ -136,7 +137,9 @@ def prepare(spec: Spec, base_dir: Path, located) -> PreparedData:
                         splits=splits, fingerprint=_fingerprint(spec, table), origin=table.origin)
 
 
-def _check_target(spec: Spec, table: Table, located) -> str:
+def _check_target(spec: Spec, table: Table, located) -> str | None:
+    if spec.data.target is None:
+        return None  # task embedding: the features are all there is
     target = spec.data.target.name
     if target not in table.columns:
         hint = did_you_mean(target, table.columns) or f"; columns are: {_list(table.columns)}"
@@ -321,7 +324,9 @@ def _column(table: Table, feature: FeatureInfo) -> np.ndarray:
     return values.reshape(len(values), 1) if feature.type == "numerical" else values
 
 
-def _labels(spec: Spec, table: Table, target: str) -> tuple[np.ndarray, list[str] | None]:
+def _labels(spec: Spec, table: Table, target: str | None) -> tuple[np.ndarray, list[str] | None]:
+    if target is None:
+        return np.full(len(table), -1, dtype=np.int64), None  # no labels: -1 stands in for each
     values = table.columns[target]
     if spec.task == "regression":
         _check_numbers(table, target)

@@ -16,15 +16,18 @@ from dlpipe.spec.prepare import Prepare
 from dlpipe.spec.training import Training
 from dlpipe.spec.tuning import Tuning, resolve as resolve_tuning
 
-Task = Literal["classification", "regression"]
+Task = Literal["classification", "regression", "embedding"]
 
 DEFAULT_METRICS: dict[str, list[str]] = {
     "classification": ["accuracy", "f1_macro"],
     "regression": ["mae", "mse", "rmse", "r2"],
+    # knn_accuracy needs labels: dropped when the data has no target (see below).
+    "embedding": ["reconstruction_mse", "knn_accuracy"],
 }
 
 # Which pipeline in pipelines/ runs each task.
-PIPELINES: dict[str, str] = {"classification": "supervised", "regression": "supervised"}
+PIPELINES: dict[str, str] = {"classification": "supervised", "regression": "supervised",
+                             "embedding": "embedding"}
 
 
 class Spec(StrictModel):
@@ -36,6 +39,9 @@ class Spec(StrictModel):
     description: str = ""
     """One line shown by `dlpipe templates` and in the model card."""
     task: Task
+    """classification or regression: learn the target from the features (pipelines/supervised.py).
+    embedding: learn an autoencoder on the features alone and export its encoder, which maps an
+    example to a vector (pipelines/embedding.py); a target, if given, only scores the embedding."""
     seed: Annotated[int, Field(ge=0, lt=2**31)] = 42
     """Seeds splits, shuffling, initial weights; with it a CPU run is bit-for-bit repeatable."""
     data: Data
@@ -54,7 +60,10 @@ class Spec(StrictModel):
         # Copies: a section left out is the class's one shared default object, and setting
         # a value on it would leak into every later spec.
         if self.evaluation.metrics is None:
-            evaluation = self.evaluation.model_copy(update={"metrics": list(DEFAULT_METRICS[self.task])})
+            metrics = list(DEFAULT_METRICS[self.task])
+            if self.task == "embedding" and self.data.target is None:
+                metrics.remove("knn_accuracy")  # nothing to score the neighbours with
+            evaluation = self.evaluation.model_copy(update={"metrics": metrics})
             object.__setattr__(self, "evaluation", evaluation)
         if self.data.split.stratify is None:
             # Stratifying needs one class per example: not per-step or multi-label targets.

@@ -89,4 +89,4 @@ def run(ctx) -> None:
     with run_dir.stage("report"):
         from dlpipe.report import write_report
 
-        write_report(run_dir.root, model=models.encoder)
+        write_report(run_dir.root, model=models.autoencoder)  # the model section: all that trained

@@ -77,6 +77,9 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None) -> Evaluat
     if spec.task == "embedding":
         raise DlpipeError(f"{run_root}: re-evaluating an embedding run is not supported yet; its metrics.json "
                           "holds the run's own scores (dlpipe predict RUN_DIR writes embeddings)")
+    if spec.task == "detection":
+        raise DlpipeError(f"{run_root}: dlpipe evaluate does not re-evaluate detection runs yet; "
+                          "metrics.json and evaluation/ hold the run's own evaluation")
     # Relative data paths in the spec are relative to the spec file the run started from.
     spec_file = Path(record.get("spec_file") or run_root / "spec.yaml")
     base_dir = spec_file.parent

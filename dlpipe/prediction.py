@@ -85,10 +85,30 @@ def locate_model(path: str | Path) -> Model:
     else:
         raise DlpipeError(f"{path}: no model card (model_card.json) beside the model; write one with "
                           "`dlpipe export RUN_DIR`")
+    if interface.get("task") == "detection":
+        raise DlpipeError(f"{path}: a detector; dlpipe predict does not run detectors yet (its SavedModel's "
+                          "serving_default takes `image` and returns boxes, scores and classes)")
+    labels = _labels_file(path)
+    if labels is not None:
+        interface = {**interface, "class_names": labels}
     entry = (interface.get("exports") or {}).get(kind) or {}
     warning = f"the {kind} export failed its verification (see verification.json)" \
         if entry.get("passed") is False else None
     return Model(model, kind, interface, warning)
+
+
+def _labels_file(path: Path) -> list[str] | None:
+    """The run directory's labels.json (class names in output order), when MODEL lies in a run
+    directory: it names the classes of the model that was trained, even for an old card."""
+    folder = path.parent if path.is_file() else path
+    for candidate in (folder, folder.parent, folder.parent.parent):
+        labels = candidate / "labels.json"
+        if labels.is_file() and (candidate / "run.json").is_file():
+            names = _read_json(labels)
+            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                raise DlpipeError(f"{labels}: expected a JSON list of class names")
+            return names
+    return None
 
 
 def _read_json(path: Path) -> dict:

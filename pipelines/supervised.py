@@ -24,6 +24,8 @@ def run(ctx) -> None:
 
         data = prepare(spec, ctx.base_dir, ctx.located)
         atomic_write_json(run_dir.path("data.json"), data.describe())
+        if data.class_names is not None:  # class names in index order: output i is labels[i]
+            atomic_write_json(run_dir.path("labels.json"), data.class_names)
         run_dir.update(data_fingerprint=data.fingerprint)
         n_classes = len(data.class_names) if data.class_names else None
 

@@ -121,3 +121,19 @@ def test_same_spec_twice_gives_byte_identical_metrics(tmp_path):
     second = run_cli(spec, "--set", "training.epochs=2", "--out", str(tmp_path / "b"))
     assert (first / "metrics.json").read_bytes() == (second / "metrics.json").read_bytes()
     assert (first / "history.csv").read_bytes() == (second / "history.csv").read_bytes()
+
+
+# Quick runs of the other templates: fewer epochs (--set), a real metric above a trivial baseline.
+
+
+@pytest.fixture(scope="module")
+def forecasting_run(tmp_path_factory) -> Path:
+    return run_cli(str(ROOT / "specs/time-series-forecasting.yaml"), "--set", "training.epochs=6",
+                   "--out", str(tmp_path_factory.mktemp("co2") / "run"))
+
+
+def test_time_series_forecasting_beats_the_last_value_forecast(forecasting_run):
+    test = metrics(forecasting_run)["test"]
+    assert test["mae"] <= 0.8 * test["naive_mae"]  # seen: 0.39 vs 0.75 after 6 epochs
+    assert test["rmse"] < test["naive_rmse"]
+    assert json.loads((forecasting_run / "export/verification.json").read_text())["saved_model"]["passed"]

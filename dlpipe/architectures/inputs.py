@@ -49,7 +49,15 @@ def build_inputs(features) -> tuple[dict[str, keras.KerasTensor], Encoded]:
         tensor = keras.Input(shape=feature.shape, name=feature.input_name,
                              dtype=getattr(feature, "dtype", "float32"))
         inputs[feature.input_name] = tensor
-        if feature.normalization == "none" or feature.mean is None:
+        if getattr(feature, "relative", False):
+            from dlpipe.architectures.layers import SubtractLast
+
+            tensor = SubtractLast(name=f"{feature.input_name}_relative")(tensor)
+            if feature.std is not None:  # the mean drops out: scale only
+                tensor = keras.layers.Rescaling(scale=_scalar_or_list(1.0 / feature.std),
+                                                name=f"{feature.input_name}_scale")(tensor)
+            encoded[feature.input_name] = tensor
+        elif feature.normalization == "none" or feature.mean is None:
             encoded[feature.input_name] = tensor
         elif feature.normalization == "rescale":
             scale = 1.0 / feature.std

@@ -24,12 +24,16 @@ def describe_interface(spec, data, model) -> dict[str, Any]:
     for feature in data.features:
         entry: dict[str, Any] = {
             "name": feature.name, "input": feature.input_name, "type": feature.type,
-            "dtype": "string" if feature.type == "categorical" else "float32",
+            "dtype": "string" if feature.type in ("categorical", "ordinal", "text") else "float32",
             "shape": list(feature.shape), "normalization": feature.normalization,
         }
         if feature.type == "categorical":
             entry.update(vocabulary=list(feature.vocabulary), encoding=feature.encoding,
                          out_of_vocabulary="any other value shares one bucket")
+        elif feature.type == "ordinal":
+            entry.update(order=list(feature.order), out_of_order="an error")
+        elif feature.type == "text":
+            entry.update(text=dict(feature.text), vocabulary_size=len(feature.vocabulary or []))
         else:
             values = train.x[feature.input_name]
             entry["value_range"] = [float(values.min()), float(values.max())]
@@ -38,7 +42,7 @@ def describe_interface(spec, data, model) -> dict[str, Any]:
     if spec.task == "embedding":
         output = {"units": units, "activation": "linear",
                   "meaning": f"the embedding: the autoencoder's {units}-number latent vector of the example"}
-    elif spec.task == "regression":
+    elif spec.task in ("regression", "forecasting"):
         output = {"units": units, "activation": "linear", "meaning": f"the predicted value of {data.target!r}"}
     elif units == 1:
         output = {"units": 1, "activation": "sigmoid",

@@ -30,8 +30,8 @@ Metric = Annotated[str, AfterValidator(_check_metric),
 class Evaluation(StrictModel):
     metrics: list[Metric] | None = None
     """Names as in metrics.json; by default accuracy and f1_macro for classification,
-    mae, mse, rmse and r2 for regression, reconstruction_mse and (with a target)
-    knn_accuracy for embedding."""
+    mae, mse, rmse and r2 for regression, map_50 and map for detection, reconstruction_mse
+    and (with a target) knn_accuracy for embedding."""
     splits: list[Literal["validation", "test"]] = ["validation", "test"]
     """The splits scored into metrics.json (the training split never is)."""
     knn_neighbors: PositiveInt = 5

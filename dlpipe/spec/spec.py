@@ -16,18 +16,21 @@ from dlpipe.spec.prepare import Prepare
 from dlpipe.spec.training import Training
 from dlpipe.spec.tuning import Tuning, resolve as resolve_tuning
 
-Task = Literal["classification", "regression", "embedding"]
+Task = Literal["classification", "regression", "forecasting", "detection", "embedding"]
 
 DEFAULT_METRICS: dict[str, list[str]] = {
     "classification": ["accuracy", "f1_macro"],
     "regression": ["mae", "mse", "rmse", "r2"],
+    # naive_mae: the last-value forecast's error, so every run says whether it beats it.
+    "forecasting": ["mae", "rmse", "naive_mae"],
+    "detection": ["map_50", "map"],
     # knn_accuracy needs labels: dropped when the data has no target (see below).
     "embedding": ["reconstruction_mse", "knn_accuracy"],
 }
 
 # Which pipeline in pipelines/ runs each task.
 PIPELINES: dict[str, str] = {"classification": "supervised", "regression": "supervised",
-                             "embedding": "embedding"}
+                             "forecasting": "supervised", "detection": "detection", "embedding": "embedding"}
 
 
 class Spec(StrictModel):

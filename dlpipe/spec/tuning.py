@@ -35,7 +35,8 @@ MAXIMIZED = frozenset({"accuracy", "precision_macro", "recall_macro", "f1_macro"
                        "f1_weighted", "roc_auc", "r2", "map", "map_50", "map_75", "inception_score",
                        "knn_accuracy"})
 """Metrics where higher is better; every other metric (losses, errors, FID) is minimized."""
-DEFAULT_OBJECTIVE = {"classification": "accuracy", "regression": "mse", "embedding": "reconstruction_mse"}
+DEFAULT_OBJECTIVE = {"classification": "accuracy", "regression": "mse", "forecasting": "mae",
+                     "embedding": "reconstruction_mse"}
 DEFAULT_TRIALS = 20
 
 

@@ -142,7 +142,7 @@ def _metric(task: str, n_classes: int | None):
     if task == "embedding":  # per example, the mean over its values
         return "reconstruction_mse", lambda y, p: ops.sum(ops.mean(ops.square(
             ops.reshape(ops.cast(y, p.dtype), (ops.shape(p)[0], -1)) - ops.reshape(p, (ops.shape(p)[0], -1))), axis=-1))
-    if task == "regression":
+    if task in ("regression", "forecasting"):
         return "mae", lambda y, p: ops.sum(ops.abs(ops.reshape(ops.cast(y, p.dtype), (-1,)) - ops.reshape(p, (-1,))))
     if n_classes == 2:
         return "accuracy", lambda y, p: ops.sum(ops.cast(

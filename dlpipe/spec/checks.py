@@ -391,7 +391,7 @@ def check_augmentation(spec: Spec) -> Found:
             yield (path + ("type",), f"{step.type} is listed twice")
 
 
-CHECKS = (check_detection, check_split, check_target, check_loss, check_metrics, check_embedding,
+CHECKS = (check_detection, check_split, check_target, check_loss, check_metrics, check_embedding, check_early_stopping,
           check_normalization, check_architecture, check_categorical, check_export, check_tuning,
           check_optimizer, check_schedule, check_checkpoints, check_class_weight, check_sample_weight,
           check_jit_compile, check_windows, check_augmentation)

@@ -8,7 +8,7 @@ import keras
 from dlpipe import registry
 from dlpipe.architectures import BuildProblem, heads
 from dlpipe.architectures import layers as _layers  # noqa: F401  registers dlpipe's layers for load_model
-from dlpipe.architectures.inputs import build_inputs
+from dlpipe.architectures.inputs import adapt_text, build_inputs
 from dlpipe.errors import Problem, SpecError
 
 
@@ -26,6 +26,9 @@ def build_model(spec, data, located=None) -> keras.Model:
 
 
 def _build(spec, data) -> keras.Model:
+    for feature in data.features:
+        if feature.type == "text" and feature.vocabulary is None:  # from the training split only
+            adapt_text(feature, data.splits["train"].x[feature.input_name])
     inputs, encoded = build_inputs(data.features)
     body = registry.load("architecture", spec.model.type)(spec.model, encoded)
     x = heads.combine(body, encoded, getattr(spec.model, "embedding_dim", 16))

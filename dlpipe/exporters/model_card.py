@@ -102,6 +102,14 @@ def render_markdown(card: dict) -> str:
         if entry["type"] == "categorical":
             seen = _cell(", ".join(entry["vocabulary"]), 80) + " (any other: one out-of-vocabulary bucket)"
             inside = f"lookup → {entry['encoding']}"
+        elif entry["type"] == "ordinal":
+            seen = _cell(" < ".join(entry["order"]), 80) + " (any other: an error)"
+            inside = "position in the order, scaled to 0..1"
+        elif entry["type"] == "text":
+            text = entry["text"]
+            seen = f"{entry['vocabulary_size']} tokens (any other: out of vocabulary)"
+            inside = (f"standardize {text['standardize']}, split {text['split']}, "
+                      f"{text['sequence_length']} token ids")
         else:
             low, high = entry["value_range"]
             seen, inside = f"{low:.6g} … {high:.6g}", entry["normalization"]

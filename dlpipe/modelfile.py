@@ -6,8 +6,8 @@ layers in safe mode; dlpipe always loads in safe mode (predict, evaluate, export
 verification, a rerun reusing a trained model) and turns the refusal into one line. Turning
 safe mode off runs whatever code the file holds with your permissions: do it only for a
 file you made yourself or got from someone you trust. The opt-ins are named for that:
-`dlpipe predict --allow-unsafe-deserialization`, and `model.allow_unsafe_deserialization:
-true` in a spec (for `dlpipe evaluate`/`export` on its run).
+`dlpipe predict --allow-unsafe-deserialization`, and `allow_unsafe_deserialization: true`
+at the top of a spec (for `dlpipe evaluate`/`export` on its run, and a rerun into it).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ class UnsafeModelError(DlpipeError):
 
 
 def load_keras_model(path: Path | str, *, allow_unsafe: bool = False, imports: Sequence[str] = (),
-                     opt_in: str = "model.allow_unsafe_deserialization: true in the spec"):
+                     opt_in: str = "allow_unsafe_deserialization: true in the spec"):
     """Load a `.keras` file uncompiled, in safe mode unless `allow_unsafe`. `imports`: the
     modules a graph model's custom layers come from (model.allow_imports), imported first
     so that their registered classes resolve."""

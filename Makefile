@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 SPEC   ?= specs/image-classification.yaml
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-fast bench clean
+.PHONY: install run test test-fast bench bench-quick clean
 
 $(BIN)/dlpipe: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +25,11 @@ test: install           ## the whole test suite (what CI runs)
 test-fast: install      ## seconds: no training, no TensorFlow
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
-bench: install          ## benchmarks; results go to docs/benchmarks.md by hand
-	$(BIN)/python benchmarks/validate_speed.py
+bench: install          ## every benchmark (several minutes); prints the summary table for docs/benchmarks.md
+	$(BIN)/python benchmarks/run_all.py
+
+bench-quick: install    ## every benchmark with small repeat counts: checks that they work, rough numbers
+	$(BIN)/python benchmarks/run_all.py --quick
 
 clean:
 	rm -rf $(VENV) build *.egg-info runs

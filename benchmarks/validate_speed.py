@@ -70,11 +70,11 @@ def find_dlpipe(given: str | None) -> str:
     return found
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=7, help="timed runs per command (default 7)")
     parser.add_argument("--dlpipe", help="the dlpipe executable (default: beside this Python)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     dlpipe = find_dlpipe(args.dlpipe)
     templates = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "specs").glob("*.yaml"))
@@ -105,7 +105,8 @@ def main() -> None:
         met = r["median"] <= TARGET_SECONDS and r["rss_max"] <= TARGET_MB
         print(f"target for {label}: median ≤ {TARGET_SECONDS} s and peak RSS ≤ "
               f"{TARGET_MB:.0f} MB: {'met' if met else 'NOT met'}")
+    return results
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

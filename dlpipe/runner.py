@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -68,8 +69,14 @@ def run_spec(spec_path: str | Path, *, overrides: Sequence[str] = (), out: str |
     chief = writes_run_directory(spec.training.strategy)
     if not chief:
         return _train_as_worker(spec, document, spec_path, root, resume)
+    pipeline = registry.load("pipeline", spec.pipeline)
     existing = RunDir.holds_run(root)
     resuming, rerun = resume and existing, existing and not resume
+    if rerun and not getattr(sys.modules[pipeline.__module__], "STAGE_CACHE", False):
+        # Only a pipeline that keys its stages can tell stale outputs (checkpoints of
+        # another spec) from reusable ones.
+        raise DlpipeError(f"{root}: already holds a run; choose another --out or remove it "
+                          f"(the {spec.pipeline} pipeline does not rerun into a run directory)")
     run_dir = RunDir.reopen(root, rerun=rerun) if existing else RunDir.create(root)
     run_dir.cache = cache
     if resuming:
@@ -91,7 +98,7 @@ def run_spec(spec_path: str | Path, *, overrides: Sequence[str] = (), out: str |
                 atomic_write_text(run_dir.path("spec.yaml"), dump_spec(spec))
             context = Context(spec, document, run_dir, Path(spec_path).resolve().parent,
                               callbacks=[*callbacks, *testhooks.callbacks()])
-            registry.load("pipeline", spec.pipeline)(context)
+            pipeline(context)
         except KeyboardInterrupt as err:
             signal_name = getattr(err, "signal_name", "SIGINT")
             stage = run_dir.current_stage

@@ -20,6 +20,9 @@ from dlpipe.rundir import atomic_path, atomic_write_json, atomic_write_text
 from dlpipe.stagecache import (DATA_OUTPUTS, EVALUATION_OUTPUTS, EXPORT_OUTPUTS, MODEL_OUTPUTS, load_data,
                                load_metrics, load_model, save_data, stage_keys)
 
+STAGE_CACHE = True
+"""Stages are keyed: `dlpipe run` may run into a folder holding a run (the runner checks this)."""
+
 
 def run(ctx) -> None:
     spec, run_dir = ctx.spec, ctx.run_dir
@@ -40,6 +43,8 @@ def run(ctx) -> None:
             data = prepare(spec, ctx.base_dir, ctx.located)
             save_data(run_dir, data)
             atomic_write_json(run_dir.path("data.json"), data.describe())
+            if data.class_names is not None:  # class names in index order: output i is labels[i]
+                atomic_write_json(run_dir.path("labels.json"), data.class_names)
         run_dir.update(data_fingerprint=data.fingerprint)
         n_classes = len(data.class_names) if data.class_names else None
 

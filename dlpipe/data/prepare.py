@@ -26,6 +26,8 @@ from dlpipe.spec.checks import FEATURE_TYPES
 from dlpipe.spec.spec import Spec
 
 SPLITS = ("train", "validation", "test")
+STRING_TYPES = ("categorical", "ordinal", "text")
+"""Features whose model input is the raw value as text."""
 
 
 @dataclass
@@ -46,10 +48,25 @@ class FeatureInfo:
     """Categorical: one_hot or embedding."""
     embedding_dim: int | None = None
     vocabulary_size: int | None = None
-    """Tokens only: ids are 0..vocabulary_size-1."""
+    """Tokens: ids are 0..vocabulary_size-1. Text: the most ids the vocabulary may use."""
+    order: list[str] | None = None
+    """Ordinal: the values, lowest first."""
+    text: dict[str, Any] | None = None
+    """Text: standardize, split, ngrams, sequence_length (the TextVectorization settings)."""
+    pretrained: dict[str, Any] | None = None
+    """Categorical or text: {"path", "vocabulary", "trainable"} of pretrained vectors (paths resolved)."""
+    size: tuple[int, int] | None = None
+    """Image: the [height, width] the model resizes to (None: as stored)."""
+    channels: int | None = None
+    """Image: the channels the model converts to (None: as stored)."""
+    relative: bool = False
+    """Forecasting window: the model sees each window minus its last step, per channel (so
+    a level never seen in training, as a trend brings, looks like a familiar one)."""
 
     @property
     def dtype(self) -> str:
+        if self.type in STRING_TYPES:
+            return "string"
         return "int32" if self.type == "tokens" else "float32"
 
     def describe(self) -> dict[str, Any]:
@@ -59,26 +76,38 @@ class FeatureInfo:
             out.update(vocabulary=self.vocabulary, encoding=self.encoding, embedding_dim=self.embedding_dim)
         if self.vocabulary_size is not None:
             out["vocabulary_size"] = self.vocabulary_size
+        if self.order is not None:
+            out["order"] = self.order
+        if self.text is not None:
+            out["text"] = self.text
+        if self.pretrained is not None:
+            out["pretrained"] = self.pretrained
+        if self.size is not None or self.channels is not None:
+            out.update(size=list(self.size) if self.size else None, channels=self.channels)
         return out
 
 
 @dataclass
 class Split:
     x: dict[str, np.ndarray]
-    y: np.ndarray
+    y: np.ndarray | None
+    """Encoded labels; None for unlabeled data (no `data.target`)."""
     rows: np.ndarray
     """Source row indices (0-based), for messages and reports."""
     weight: np.ndarray | None = None
     """Each example's weight in the training loss (`training.sample_weight`), if any."""
+    naive: np.ndarray | None = None
+    """Forecasting: the last-value forecast of each example (N × horizon), the baseline."""
 
     def __len__(self) -> int:
-        return len(self.y)
+        return len(self.rows)
 
 
 @dataclass
 class PreparedData:
     features: list[FeatureInfo]
-    target: str
+    target: str | None
+    """The label column; None for unlabeled data."""
     task: str
     class_names: list[str] | None
     splits: dict[str, Split]
@@ -115,23 +144,29 @@ def prepare(spec: Spec, base_dir: Path, located) -> PreparedData:
     table = load_source(spec.data.source, base_dir)
     if len(table) == 0:
         raise DataError(f"{table.origin}: the dataset is empty")
-    target = _check_target(spec, table, located)
+    if spec.data.windows is not None:
+        from dlpipe.data.windows import prepare_windows
+
+        return prepare_windows(spec, table, located)
+    target = _check_target(spec, table, located) if spec.data.target is not None else None
     features = _resolve_features(spec, table, target, located)
-    y, class_names = _labels(spec, table, target)
+    y, class_names = _labels(spec, table, target) if target is not None else (None, None)
     fractions = {"train": spec.data.split.train, "validation": spec.data.split.validation,
                  "test": spec.data.split.test}
-    index = split_indices(len(table), fractions, spec.seed, y if spec.data.split.stratify else None)
+    stratify = spec.data.split.stratify and y is not None  # unlabeled rows have no class to keep
+    index = split_indices(len(table), fractions, spec.seed, y if stratify else None)
     for name in ("train", "test"):
         if len(index[name]) == 0:
             raise located(("data", "split", name), f"the {name} split of {len(table)} examples is empty")
     weights = _sample_weights(spec, table, located)
     splits = {
-        name: Split({f.input_name: _column(table, f) [rows] for f in features}, y[rows], rows,
+        name: Split({f.input_name: _column(table, f)[rows] for f in features}, None if y is None else y[rows], rows,
                     None if weights is None else weights[rows])
         for name, rows in index.items()
     }
     _fit_normalization(spec, features, splits["train"])
     _fit_vocabularies(spec, features, splits["train"])
+    _resolve_pretrained(spec, features, base_dir)
     return PreparedData(features=features, target=target, task=spec.task, class_names=class_names,
                         splits=splits, fingerprint=_fingerprint(spec, table), origin=table.origin)
 
@@ -177,7 +212,7 @@ def _resolve_features(spec: Spec, table: Table, target: str, located) -> list[Fe
     features = []
     for (name, kind, path), input_name in zip(declared, names):
         values = table.columns[name]
-        if kind == "categorical":
+        if kind in STRING_TYPES:
             _check_categories(table, name)
             shape: tuple[int, ...] = (1,)
         elif kind == "numerical":
@@ -197,12 +232,30 @@ def _resolve_features(spec: Spec, table: Table, target: str, located) -> list[Fe
             _check_numbers(table, name)
             shape = tuple(int(d) for d in values.shape[1:])
         norm = spec.prepare.normalization.get(name) or spec.prepare.normalization.get(kind)
+        if kind in STRING_TYPES:
+            norm = None
         if kind == "tokens" and norm is not None and norm.type != "none":
             key = name if name in spec.prepare.normalization else kind
             raise located(("prepare", "normalization", key), f"{name!r} holds token ids; they cannot be normalized")
         info = FeatureInfo(name, input_name, kind, shape, normalization=norm.type if norm else "none")
+        declared_feature = next((f for f in spec.data.features if f.name == name), None)
+        if kind == "ordinal":
+            info.normalization, info.order = "none", list(declared_feature.order)
+            _check_order(table, name, info.order)
+        if kind == "text":
+            info.normalization = "none"
+            info.text = {key: getattr(declared_feature, key) for key in ("standardize", "split", "ngrams",
+                                                                          "sequence_length")}
+            info.shape = (1,)
+            info.vocabulary_size = declared_feature.vocabulary_size
+            info.embedding_dim = declared_feature.embedding_dim
+        if kind == "image":
+            info.size = tuple(declared_feature.size) if declared_feature and declared_feature.size else None
+            info.channels = declared_feature.channels if declared_feature else None
+            if info.channels is not None and shape[-1] not in (1, 3):
+                raise located(path[:-1] + ("channels",), f"column {name!r} holds images of {shape[-1]} channels; "
+                              "only 1 (grey) or 3 (RGB) can be converted")
         if kind == "categorical":
-            declared_feature = next(f for f in spec.data.features if f.name == name)
             info.normalization = "none"
             info.vocabulary = declared_feature.vocabulary
             info.encoding = declared_feature.encoding
@@ -309,13 +362,23 @@ def _check_categories(table: Table, name: str) -> None:
     table.columns[name] = np.array([str(v) for v in values], dtype=object)
 
 
+def _check_order(table: Table, name: str, order: list[str]) -> None:
+    known = set(order)
+    values = table.columns[name]
+    for row, value in enumerate(values):
+        if value not in known:
+            hint = did_you_mean(value, order) or f"; the order lists {_list(order)}"
+            raise DataError(f"{table.origin}: row {row + table.row_offset}, column {name!r}: {value!r} is not "
+                            f"one of the ordinal values{hint}")
+
+
 def _is_missing(value) -> bool:
     # None (JSON null), NaN (pandas' empty cell), pandas.NA (nullable columns)
     return value is None or (isinstance(value, float) and value != value) or type(value).__name__ == "NAType"
 
 
 def _column(table: Table, feature: FeatureInfo) -> np.ndarray:
-    if feature.type == "categorical":
+    if feature.type in STRING_TYPES:
         return table.columns[feature.name].reshape(-1, 1)
     values = table.columns[feature.name].astype(feature.dtype, copy=False)
     return values.reshape(len(values), 1) if feature.type == "numerical" else values
@@ -375,12 +438,21 @@ def _multi_label(spec: Spec, table: Table, target: str) -> tuple[np.ndarray, lis
     return values.astype(np.float32), list(names)
 
 
+def normalizer(spec: Spec, feature: FeatureInfo):
+    """The spec's normalizer for a feature: by its name, else by its type (a forecasting
+    window, a sequence made of numerical columns, also answers to `numerical`)."""
+    found = spec.prepare.normalization.get(feature.name) or spec.prepare.normalization.get(feature.type)
+    if found is None and feature.input_name == "window" and spec.data.windows is not None:
+        found = spec.prepare.normalization.get("numerical")
+    return found
+
+
 def _fit_normalization(spec: Spec, features: list[FeatureInfo], train: Split) -> None:
     for feature in features:
         if feature.normalization == "none":
             continue
         values = train.x[feature.input_name].astype(np.float64)
-        norm = spec.prepare.normalization.get(feature.name) or spec.prepare.normalization.get(feature.type)
+        norm = normalizer(spec, feature)
         axes = tuple(range(values.ndim - 1))  # per column (numerical) / per channel (image)
         if norm.type == "zscore":
             mean, std = values.mean(axis=axes), values.std(axis=axes)
@@ -397,6 +469,33 @@ def _fit_vocabularies(spec: Spec, features: list[FeatureInfo], train: Split) -> 
     for feature in features:
         if feature.type == "categorical" and feature.vocabulary is None:
             feature.vocabulary = sorted(set(train.x[feature.input_name].ravel().tolist()))
+
+
+def _resolve_pretrained(spec: Spec, features: list[FeatureInfo], base_dir: Path) -> None:
+    """Pretrained vector files: paths made absolute and checked now (a missing file fails
+    the data stage, not the build after it); the vectors are read when the model is built."""
+    declared = {f.name: f for f in spec.data.features}
+    for i, feature in enumerate(spec.data.features):
+        pretrained = getattr(feature, "pretrained", None)
+        if pretrained is None:
+            continue
+        paths = {"path": pretrained.path, "vocabulary": pretrained.vocabulary}
+        resolved = {}
+        for key, value in paths.items():
+            if value is None:
+                resolved[key] = None
+                continue
+            path = Path(value).expanduser()
+            path = path if path.is_absolute() else (base_dir / path)
+            if not path.is_file():
+                raise DataError(f"{path}: no such file (data.features[{i}].pretrained.{key})")
+            resolved[key] = str(path.resolve())
+        if resolved["path"].endswith(".npy") and resolved["vocabulary"] is None:
+            raise DataError(f"{resolved['path']}: a .npy matrix needs data.features[{i}].pretrained.vocabulary "
+                            "(one word per line, line i naming row i)")
+        info = next(f for f in features if f.name == feature.name)
+        info.pretrained = {**resolved, "trainable": pretrained.trainable}
+    del declared
 
 
 def _fingerprint(spec: Spec, table: Table) -> str:

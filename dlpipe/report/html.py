@@ -30,6 +30,7 @@ PLOTS = {
     "pr_curve.png": "Precision-recall curve.",
     "residuals.png": "Predicted against true values, and the residuals.",
     "misclassified.png": "The most confident mistakes.",
+    "detections.png": "Test images: detected boxes (solid, class and score) over the true boxes (dashed).",
 }
 """Known plots in the order shown, with a caption; any other PNG in plots/ follows."""
 
@@ -117,7 +118,7 @@ def _spec_section(spec: dict, spec_text: str) -> str:
             + f"<details><summary>The resolved spec (spec.yaml)</summary><pre>{escape(spec_text)}</pre></details>")
 
 
-def _data_section(data: dict | None) -> str:
+def _data_section(data: dict | None, labels: list[str] | None = None) -> str:
     if not data:
         return "<h2>Data</h2><p class='muted'>No data.json.</p>"
     sizes = data.get("split_sizes", {})
@@ -125,7 +126,7 @@ def _data_section(data: dict | None) -> str:
         ("source", escape(str(data.get("origin")))),
         ("examples", escape(", ".join(f"{name} {sizes[name]:,}" for name in _in_order(sizes)))),
         ("target", escape(str(data.get("target")))),
-        ("classes", escape(", ".join(data["class_names"])) if data.get("class_names") else ""),
+        ("classes", escape(", ".join(labels or data.get("class_names") or []))),
         ("fingerprint", f"<code>{escape(str(data.get('fingerprint')))}</code>"),
     ]
     features = data.get("features", [])
@@ -277,7 +278,7 @@ def write_report(run_root: Path | str, out: Path | str | None = None, *, model=N
         _plots_section(out / "plots"),
         _per_class_section(out / "evaluation"),
         _spec_section(spec, spec_text),
-        _data_section(_read_json(out / "data.json")),
+        _data_section(_read_json(out / "data.json"), _read_json(run_root / "labels.json")),
         _model_section(summary),
         _export_section(_read_json(run_root / "export" / "verification.json")),
         _run_section(record),

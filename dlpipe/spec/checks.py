@@ -18,9 +18,12 @@ _LOSSES = {
                        "sparse_categorical_crossentropy", "binary_focal_crossentropy",
                        "categorical_focal_crossentropy"},
     "regression": {"mse", "mae", "huber", "log_cosh"},
+    "forecasting": {"mse", "mae", "huber", "log_cosh"},
+    "detection": set(),  # only auto: the detector's own loss (dlpipe/architectures/centernet.py)
 }
 # The metric Keras tracks during training, beside the loss (usable by early_stopping).
-TRAINING_METRIC = {"classification": "accuracy", "regression": "mae"}
+# Detection tracks the loss alone (mAP needs decoded boxes: it is computed at evaluation).
+TRAINING_METRIC = {"classification": "accuracy", "regression": "mae", "forecasting": "mae"}
 FEATURE_TYPES = ("numerical", "image", "sequence", "tokens")
 
 
@@ -36,6 +39,8 @@ def check_split(spec: Spec) -> Found:
 
 
 def check_target(spec: Spec) -> Found:
+    if spec.task == "detection":
+        return  # boxes and classes come from the source; check_detection refuses a target
     if spec.data.target is None:
         yield (("data",), f"missing required key 'target' (task {spec.task} learns from labels)")
     elif spec.data.target.class_names is not None and spec.task != "classification":
@@ -50,6 +55,11 @@ def check_target(spec: Spec) -> Found:
 
 def check_loss(spec: Spec) -> Found:
     loss = spec.training.loss
+    if spec.task == "detection":
+        if loss != "auto":
+            yield (("training", "loss"), f"loss {loss!r} does not fit task detection; use auto (the "
+                   "detector's own loss: heatmap focal loss + L1 on sizes and offsets)")
+        return
     if loss != "auto" and loss not in _LOSSES[spec.task]:
         fits = ", ".join(sorted(_LOSSES[spec.task]))
         yield (("training", "loss"), f"loss {loss!r} does not fit task {spec.task}; use auto or one of {fits}")
@@ -70,7 +80,7 @@ def check_early_stopping(spec: Spec) -> Found:
 
 
 def _check_monitor(spec: Spec, monitor: str, path: tuple) -> Found:
-    known = ["loss", TRAINING_METRIC[spec.task]]
+    known = ["loss", *([TRAINING_METRIC[spec.task]] if spec.task in TRAINING_METRIC else [])]
     known += [f"val_{name}" for name in known]
     if monitor not in known:
         from dlpipe.errors import did_you_mean
@@ -145,19 +155,23 @@ def check_normalization(spec: Spec) -> Found:
 
 
 # Feature types each architecture reads itself; the rest join in the head (the combiner).
-_READS = {"cnn": ("image",), "vit": ("image",), "rnn": ("sequence", "tokens"),
-          "transformer": ("sequence", "tokens")}
+_READS = {"cnn": ("image",), "vit": ("image",), "rnn": ("sequence", "tokens", "text"),
+          "transformer": ("sequence", "tokens", "text")}
+
+
+def _either(names) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
 def check_architecture(spec: Spec) -> Found:
     model, features = spec.model, spec.data.features
-    if features and model.type in _READS:
+    if features and model.type in _READS and not (spec.data.windows and model.type in ("rnn", "transformer")):
         kinds = _READS[model.type]
         read = [f for f in features if f.type in kinds]
         one = model.type in ("cnn", "vit")
         if (len(read) != 1) if one else not read:
             wanted = "exactly one feature" if one else "at least one feature"
-            yield (("model", "type"), f"a {model.type} reads {wanted} of type {' or '.join(kinds)}; "
+            yield (("model", "type"), f"a {model.type} reads {wanted} of type {_either(kinds)}; "
                    f"data.features has {len(read)} of that type")
     if model.type == "autoencoder" and model.encoder == "conv" and features:
         images = [f for f in features if f.type == "image"]
@@ -186,8 +200,19 @@ def check_architecture(spec: Spec) -> Found:
 
 def check_categorical(spec: Spec) -> Found:
     for i, feature in enumerate(spec.data.features):
+        if feature.type in ("text", "ordinal") and feature.name in spec.prepare.normalization:
+            what = "tokenized" if feature.type == "text" else "placed by its order"
+            yield (("prepare", "normalization", feature.name), f"{feature.name!r} is {feature.type}: it is {what}, "
+                   "not normalized")
+        if feature.type == "ordinal":
+            for j, value in enumerate(feature.order):
+                if value in feature.order[:j]:
+                    yield (("data", "features", i, "order", j), f"{value!r} is listed twice")
         if feature.type != "categorical":
             continue
+        if feature.pretrained is not None and feature.encoding != "embedding":
+            yield (("data", "features", i, "pretrained"), f"pretrained vectors need encoding embedding, "
+                   f"not {feature.encoding}")
         if feature.embedding_dim is not None and feature.encoding != "embedding":
             yield (("data", "features", i, "embedding_dim"),
                    f"embedding_dim needs encoding embedding, not {feature.encoding}")
@@ -219,10 +244,142 @@ def check_export(spec: Spec) -> Found:
             yield problem
 
 
-CHECKS = (check_split, check_target, check_loss, check_metrics, check_early_stopping,
+# What the detection task accepts; everything else in data/model/training is refused there.
+DETECTION_SOURCES = ("shapes", "coco")
+DETECTION_MODELS = ("centernet",)
+DETECTION_EXPORTS = ("keras", "saved_model")
+
+
+def check_detection(spec: Spec) -> Found:
+    source, model = spec.data.source, spec.model
+    if spec.task != "detection":
+        if source.type in DETECTION_SOURCES:
+            yield (("data", "source", "type"), f"source {source.type!r} holds boxes: it needs task detection, "
+                   f"not {spec.task}")
+        if model.type in DETECTION_MODELS:
+            yield (("model", "type"), f"model {model.type!r} needs task detection, not {spec.task}")
+        return
+    if source.type not in DETECTION_SOURCES:
+        yield (("data", "source", "type"), f"task detection reads boxes from a source of type "
+               f"{' or '.join(DETECTION_SOURCES)}, not {source.type!r}")
+    if model.type not in DETECTION_MODELS:
+        yield (("model", "type"), f"task detection needs a model of type {' or '.join(DETECTION_MODELS)}, "
+               f"not {model.type!r}")
+    if spec.data.target is not None:
+        yield (("data", "target"), "task detection takes its boxes and classes from the source; remove target")
+    if spec.data.features:
+        yield (("data", "features"), "task detection reads one image per example from the source; "
+               "remove features")
+    if spec.data.shuffle_buffer is not None:
+        yield (("data", "shuffle_buffer"), "task detection shuffles the whole training split; remove shuffle_buffer")
+    for key in spec.prepare.normalization:
+        if key != "numerical":  # the default entry; a detector has no numerical features
+            yield (("prepare", "normalization", key), "task detection scales pixels by 1/255 inside the model; "
+                   "remove this normalization")
+    for key in ("class_weight", "sample_weight"):
+        if getattr(spec.training, key) is not None:
+            yield (("training", key), f"{key} does not apply to task detection")
+    if spec.training.strategy == "multi_worker":
+        yield (("training", "strategy"), "task detection trains on one machine: use auto, none or mirrored")
+    if spec.tuning is not None:
+        yield (("tuning",), "dlpipe tune does not search detection specs yet; remove tuning")
+    for i, name in enumerate(spec.export.formats):
+        if name not in DETECTION_EXPORTS:
+            yield (("export", "formats", i), f"task detection exports {' and '.join(DETECTION_EXPORTS)}, "
+                   f"not {name!r}")
+    if source.type == "shapes":
+        if source.min_objects > source.max_objects:
+            yield (("data", "source", "min_objects"), f"min_objects ({source.min_objects}) is more than "
+                   f"max_objects ({source.max_objects})")
+        if source.min_size > source.max_size:
+            yield (("data", "source", "min_size"), f"min_size ({source.min_size}) is more than "
+                   f"max_size ({source.max_size})")
+        if source.max_size > source.image_size:
+            yield (("data", "source", "max_size"), f"objects up to {source.max_size} px do not fit "
+                   f"{source.image_size} px images")
+        for i, name in enumerate(source.classes):
+            if name in source.classes[:i]:
+                yield (("data", "source", "classes", i), f"{name!r} is listed twice")
+    if model.type == "centernet":
+        deepest = 2 ** (len(model.filters) - 1)
+        if model.stride > deepest:
+            yield (("model", "stride"), f"stride {model.stride} is coarser than the deepest block "
+                   f"(1/{deepest} with {len(model.filters)} filters); add blocks or lower the stride")
+        if model.decode.peak_window % 2 == 0:
+            yield (("model", "decode", "peak_window"), f"expected an odd window (centred on the cell), "
+                   f"got {model.decode.peak_window}")
+        size = getattr(source, "image_size", None)
+        if size is not None:
+            if size % model.stride:
+                yield (("model", "stride"), f"stride {model.stride} does not divide the image side ({size})")
+            elif size % deepest:
+                yield (("model", "filters"), f"{len(model.filters)} blocks halve the image "
+                       f"{len(model.filters) - 1} times: its side ({size}) must be a multiple of {deepest}")
+            else:
+                n_classes = len(source.classes) if source.type == "shapes" else None
+                cells = (size // model.stride) ** 2 * (n_classes or 1)
+                if model.decode.max_detections > cells:
+                    yield (("model", "decode", "max_detections"), f"at most {cells} detections exist "
+                           f"({size // model.stride}² cells × {n_classes or 1} classes), got "
+                           f"{model.decode.max_detections}")
+
+
+def check_windows(spec: Spec) -> Found:
+    windows = spec.data.windows
+    if spec.task == "forecasting" and windows is None:
+        yield (("data",), "task forecasting needs data.windows (lookback, horizon) to turn the series into examples")
+    if windows is None:
+        return
+    if spec.task != "forecasting":
+        yield (("data", "windows"), f"windows need task forecasting, not {spec.task}")
+    for i, feature in enumerate(spec.data.features):
+        if feature.type != "numerical":
+            yield (("data", "features", i, "type"), f"a forecasting window holds numbers per step; "
+                   f"feature {feature.name!r} is {feature.type}")
+        if feature.name == windows.order_by:
+            yield (("data", "features", i, "name"), f"{feature.name!r} is data.windows.order_by (the time); "
+                   "it orders the rows and cannot also be a feature")
+    if spec.data.target is not None and windows.order_by == spec.data.target.name:
+        yield (("data", "windows", "order_by"), f"{windows.order_by!r} is the target; order by a time column")
+    if getattr(spec.model, "return_sequences", False):
+        yield (("model", "return_sequences"), "a forecast is the next `horizon` values of the target, one "
+               "output per example; set return_sequences to false")
+    if spec.data.target is not None and spec.data.target.multi_label:
+        yield (("data", "target", "multi_label"), "multi_label needs task classification")
+    for key in spec.prepare.normalization:
+        if key in FEATURE_TYPES and key not in ("numerical", "sequence"):
+            yield (("prepare", "normalization", key), f"{key!r}: a forecasting window is normalized per channel "
+                   "with the key numerical (or sequence)")
+
+
+_NEEDS = {"image": "an image", "sequence": "a sequence", "numerical": "a numerical"}
+
+
+def check_augmentation(spec: Spec) -> Found:
+    from dlpipe.spec.prepare import IMAGE_AUGMENTATIONS, SEQUENCE_AUGMENTATIONS
+
+    kinds = {f.type for f in spec.data.features}
+    if spec.data.windows is not None:
+        kinds = {"sequence"}
+    known = bool(spec.data.features) or spec.data.windows is not None
+    for i, step in enumerate(spec.prepare.augmentation):
+        path = ("prepare", "augmentation", i)
+        wanted = ("image" if step.type in IMAGE_AUGMENTATIONS else "sequence" if step.type in SEQUENCE_AUGMENTATIONS
+                  else "numerical" if step.type == "gaussian_noise" else None)
+        if wanted and known and wanted not in kinds:
+            yield (path + ("type",), f"{step.type} changes {_NEEDS[wanted]} feature; data.features has none")
+        if step.type == "mixup":
+            blocked = sorted(kinds & {"categorical", "ordinal", "text", "tokens"})
+            if blocked:
+                yield (path + ("type",), f"mixup blends numbers; {', '.join(blocked)} features cannot be blended")
+        if step.type in [s.type for s in spec.prepare.augmentation[:i]]:
+            yield (path + ("type",), f"{step.type} is listed twice")
+
+
+CHECKS = (check_detection, check_split, check_target, check_loss, check_metrics, check_early_stopping,
           check_normalization, check_architecture, check_categorical, check_export, check_tuning,
           check_optimizer, check_schedule, check_checkpoints, check_class_weight, check_sample_weight,
-          check_jit_compile)
+          check_jit_compile, check_windows, check_augmentation)
 
 
 def run_checks(spec: Spec) -> list[tuple[tuple, str]]:

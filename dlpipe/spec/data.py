@@ -9,6 +9,21 @@ from typing import Annotated, Literal, Union
 from pydantic import Field
 
 from dlpipe.spec.base import Name, PositiveInt, StrictModel
+from dlpipe.spec.detection import CocoSource, ShapesSource
+
+
+class PretrainedEmbeddings(StrictModel):
+    """Word (or category) vectors read from a local file. Known words get the file's vector;
+    words of the vocabulary missing from the file get small random (seeded) vectors."""
+
+    path: str
+    """A word2vec/GloVe text file (one `word v1 v2 ...` per line; a word2vec `count dim`
+    header line is skipped), or a `.npy` matrix (one row per word) with `vocabulary`.
+    A relative path is resolved against the spec's folder."""
+    vocabulary: str | None = None
+    """With a `.npy` matrix: a text file with one word per line, line i naming row i."""
+    trainable: bool = False
+    """false: the vectors stay as read (frozen); true: training fine-tunes them."""
 
 
 class BuiltinSource(StrictModel):
@@ -37,7 +52,7 @@ class NpzSource(StrictModel):
     path: str
 
 
-Source = Annotated[Union[BuiltinSource, CsvSource, NpzSource], Field(discriminator="type")]
+Source = Annotated[Union[BuiltinSource, CsvSource, NpzSource, ShapesSource, CocoSource], Field(discriminator="type")]
 
 
 class NumericalFeature(StrictModel):
@@ -52,6 +67,12 @@ class ImageFeature(StrictModel):
 
     name: str
     type: Literal["image"]
+    size: Annotated[list[PositiveInt], Field(min_length=2, max_length=2)] | None = None
+    """[height, width] the model works at. Resizing (bilinear) happens inside the model, so
+    model.keras and every export take images as stored. Default: the data's size."""
+    channels: Literal[1, 3] | None = None
+    """1 (grey) or 3 (RGB) channels the model works at: grey is repeated into RGB, RGB
+    becomes luminance (0.299 R + 0.587 G + 0.114 B), inside the model. Default: the data's."""
 
 
 class CategoricalFeature(StrictModel):
@@ -67,8 +88,48 @@ class CategoricalFeature(StrictModel):
     """one_hot: one 0/1 input per category (a few categories); embedding: a learned vector
     of `embedding_dim` numbers per category (many categories)."""
     embedding_dim: PositiveInt | None = None
-    """Length of each category's vector with `encoding: embedding` (default 8)."""
+    """Length of each category's vector with `encoding: embedding` (default 8; with
+    `pretrained`, the file's vector length)."""
+    pretrained: PretrainedEmbeddings | None = None
+    """Start each category's vector (`encoding: embedding`) from a file."""
 
+
+class OrdinalFeature(StrictModel):
+    """A category whose values have an order (low < medium < high). The model takes the
+    raw value as text and turns it into its position in `order`, scaled to 0..1."""
+
+    name: str
+    type: Literal["ordinal"]
+    order: Annotated[list[str], Field(min_length=2)]
+    """Every value, lowest first. A value not listed is a data error naming its row."""
+
+
+class TextFeature(StrictModel):
+    """Free text per example (a review, a title). A TextVectorization layer inside the model
+    (its vocabulary taken from the training split only) turns it into token ids, so
+    model.keras and exports take raw strings. An rnn or transformer reads the ids as a
+    sequence; otherwise (mlp, or beside a cnn) the ids' embeddings are averaged (a bag of
+    embeddings)."""
+
+    name: str
+    type: Literal["text"]
+    standardize: Literal["lower_and_strip_punctuation", "lower", "strip_punctuation", "none"] = (
+        "lower_and_strip_punctuation")
+    """Applied before splitting into tokens."""
+    split: Literal["whitespace", "character"] = "whitespace"
+    """Tokens are words (whitespace) or single characters."""
+    ngrams: Annotated[int, Field(ge=1, le=3)] = 1
+    """Also count pairs (2) or triples (3) of adjacent tokens as tokens."""
+    sequence_length: PositiveInt = 64
+    """Token ids per example: longer texts are cut, shorter ones padded with id 0."""
+    vocabulary_size: Annotated[int, Field(ge=3)] = 10000
+    """At most this many ids, counting the padding (0) and the out-of-vocabulary (1) ids:
+    the most frequent tokens of the training split get the rest."""
+    embedding_dim: PositiveInt | None = None
+    """Length of each token's vector; default: the architecture's `embedding_dim` (with
+    `pretrained`, the file's vector length)."""
+    pretrained: PretrainedEmbeddings | None = None
+    """Start each token's vector from a file (GloVe/word2vec text, or .npy + vocabulary)."""
 
 
 class SequenceFeature(StrictModel):
@@ -90,8 +151,27 @@ class TokensFeature(StrictModel):
 
 
 
-Feature = Annotated[Union[NumericalFeature, ImageFeature, CategoricalFeature, SequenceFeature, TokensFeature],
+Feature = Annotated[Union[NumericalFeature, ImageFeature, CategoricalFeature, OrdinalFeature, TextFeature,
+                          SequenceFeature, TokensFeature],
                     Field(discriminator="type")]
+
+
+class Windows(StrictModel):
+    """Turn one series (rows ordered by time) into examples: each example sees `lookback`
+    consecutive rows of the target and the listed numerical features (one sequence input,
+    `window`, target first) and predicts the target's next `horizon` values. The split is
+    by time: the first `split.train` of the rows train, then validation, then test, and no
+    window straddles a boundary (nothing of a later split leaks into an earlier one)."""
+
+    lookback: Annotated[int, Field(ge=2)]
+    """Past steps each example sees."""
+    horizon: PositiveInt = 1
+    """Future steps each example predicts."""
+    stride: PositiveInt = 1
+    """Steps between the starts of consecutive windows."""
+    order_by: str | None = None
+    """A column of times (numbers, or ISO dates as text) to sort the rows by; default: the
+    rows are already in time order."""
 
 
 class Target(StrictModel):
@@ -122,5 +202,7 @@ class Data(StrictModel):
     """Input columns. Empty: every column except the target, numbers as numerical."""
     target: Target | None = None
     split: Split = Split()
+    windows: Windows | None = None
+    """Forecasting: slide windows over a time-ordered series (task forecasting needs it)."""
     shuffle_buffer: PositiveInt | None = None
     """Examples held by the training shuffle; default: the whole training split."""

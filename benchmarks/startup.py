@@ -1,0 +1,115 @@
+"""Start-up: from launching `dlpipe run` to the end of its first training step, against
+`python -c "import tensorflow"` (and `import keras`) as the floor.
+
+    python benchmarks/startup.py [--rounds 3] [--spec benchmarks/specs/breast-cancer-e2e.yaml]
+
+The dlpipe process is `dlpipe run SPEC --set training.epochs=1` started through a small
+wrapper (this file with --child) that only adds one callback to the run: at the end of the
+first training batch it writes the wall-clock time to a file. Start-up is that time minus
+the moment the parent launched the process; the whole run's wall time is printed too. The
+floors are whole processes. dlpipe and the floors alternate, round after round, so that load
+from other processes hits all alike; medians are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def child(stamp_file: str, argv: list[str]) -> None:
+    """`dlpipe` with argv, plus a callback that stamps the end of the first training step."""
+    from dlpipe import cli, runner
+
+    original = runner.run_spec
+
+    class FirstStep:
+        """A duck-typed Keras callback: every hook a no-op except the first batch's end.
+        (Subclassing keras.callbacks.Callback would import Keras before dlpipe does.)"""
+
+        def __init__(self):
+            self.done = False
+
+        def on_train_batch_end(self, batch, logs=None):
+            if not self.done:
+                self.done = True
+                Path(stamp_file).write_text(repr(time.time()))
+
+        def __getattr__(self, name):
+            if name.startswith(("on_", "set_")):
+                return lambda *args, **kwargs: None
+            raise AttributeError(name)
+
+    def run_spec(*args, callbacks=(), **kwargs):
+        return original(*args, callbacks=[*callbacks, FirstStep()], **kwargs)
+
+    runner.run_spec = run_spec
+    sys.argv = ["dlpipe", *argv]
+    cli.main()
+
+
+def timed(command: list[str], stamp: Path | None = None) -> tuple[float, float | None]:
+    """(wall seconds of the process, seconds from launch to the stamp written, if any)."""
+    begun_wall, begun = time.time(), time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wall = time.perf_counter() - begun
+    first = float(stamp.read_text()) - begun_wall if stamp is not None else None
+    return wall, first
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--spec", default=str(HERE / "specs/breast-cancer-e2e.yaml"))
+    args = parser.parse_args(argv)
+    scratch = Path(tempfile.mkdtemp(prefix="dlpipe-startup-"))
+    stamp = scratch / "first_step"
+    python = sys.executable
+
+    def dlpipe(i: int) -> tuple[float, float]:
+        stamp.unlink(missing_ok=True)
+        return timed([python, __file__, "--child", str(stamp), "run", args.spec, "--set", "training.epochs=1",
+                      "--out", str(scratch / f"run{i}")], stamp)
+
+    floors = {"import tensorflow": [python, "-c", "import tensorflow"],
+              "import keras": [python, "-c", "import keras"]}
+    env_note = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
+    dlpipe(-1)
+    for command in floors.values():
+        timed(command)  # warm-up: file caches, compiled bytecode
+    rows: list[dict[str, float]] = []
+    try:
+        for i in range(args.rounds):
+            row = {}
+            row["dlpipe run: wall"], row["dlpipe run: first step"] = dlpipe(i)
+            for name, command in floors.items():
+                row[name] = timed(command)[0]
+            rows.append(row)
+            print(f"round {i + 1}: " + ", ".join(f"{k} {v:.2f} s" for k, v in row.items()), flush=True)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    result = {name: statistics.median(r[name] for r in rows) for name in rows[0]}
+    result["first step - import tensorflow"] = statistics.median(
+        r["dlpipe run: first step"] - r["import tensorflow"] for r in rows)
+    print(f"\nspec {Path(args.spec).name} (1 epoch), {args.rounds} rounds, load average {os.getloadavg()[0]:.2f}, "
+          f"cpu count {os.cpu_count()}, TF_CPP_MIN_LOG_LEVEL={env_note}")
+    print("\n| | median (s) |\n|---|---:|")
+    for name, value in result.items():
+        print(f"| {name} | {value:.2f} |")
+    return result
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[1] == "--child":
+        child(sys.argv[2], sys.argv[3:])
+    else:
+        main(sys.argv[1:])

@@ -96,6 +96,47 @@ def test_coco_source_scales_boxes_to_the_resized_image(tmp_path):
     assert labels[0].tolist() == [1, 0]
 
 
+COCO_ERRORS = [  # the annotations line (line 3), the value the error points at, the message
+    ('"annotations": [{"image_id": 1, "category_id": 4, "bbox": [1, 1, 2, 2]}]', "4",
+     "annotations[0].category_id: category id 4 is not in 'categories'"),
+    ('"annotations": [{"image_id": 9, "category_id": 1, "bbox": [1, 1, 2, 2]}]', "9",
+     "annotations[0].image_id: image id 9 is not in 'images'"),
+    ('"annotations": [{"image_id": 1, "category_id": 1, "bbox": [1, 1, 0, 2]}]', "[1, 1, 0, 2]",
+     "annotations[0].bbox: [1, 1, 0, 2] has no area as xywh (data.source.box_format)"),
+    ('"annotations": [{"image_id": 1, "category_id": 1, "bbox": [1, 1, "2", 2]}]', '[1, 1, "2", 2]',
+     "annotations[0].bbox: expected 4 finite numbers, got [1, 1, '2', 2]"),
+    ('"annotations": [{"image_id": 1, "category_id": 1}]', '{"image_id"', "annotations[0]: missing 'bbox'"),
+]
+
+
+@pytest.mark.parametrize("annotations, at, message", COCO_ERRORS)
+def test_coco_errors_point_at_the_entry(tmp_path, annotations, at, message):
+    from PIL import Image
+
+    from dlpipe.errors import DataError
+
+    Image.fromarray(np.zeros((10, 10, 3), np.uint8)).save(tmp_path / "a.png")
+    text = ('{"images": [{"id": 1, "file_name": "a.png", "width": 10, "height": 10}],\n'
+            '"categories": [{"id": 1, "name": "dot"}],\n' + annotations + "}\n")
+    (tmp_path / "boxes.json").write_text(text)
+    with pytest.raises(DataError) as caught:
+        read_coco(CocoSource(type="coco", annotations="boxes.json", images=".", image_size=16), tmp_path)
+    assert str(caught.value) == f"{tmp_path / 'boxes.json'}:3:{annotations.index(at) + 1}: {message}"
+
+
+def test_coco_image_of_another_size_than_its_entry(tmp_path):
+    from PIL import Image
+
+    from dlpipe.errors import DataError
+
+    Image.fromarray(np.zeros((12, 10, 3), np.uint8)).save(tmp_path / "a.png")
+    (tmp_path / "boxes.json").write_text('{"images": [{"id": 1, "file_name": "a.png", "width": 10, "height": 10}], '
+                                         '"categories": [{"id": 1, "name": "dot"}], "annotations": []}')
+    with pytest.raises(DataError, match=r"boxes.json:1:13: images\[0\]: a.png is 10 × 12 pixels, the entry says "
+                                        r"10 × 10$"):
+        read_coco(CocoSource(type="coco", annotations="boxes.json", images=".", image_size=16), tmp_path)
+
+
 def test_template_is_valid_and_round_trips():
     spec = load_spec(ROOT / "specs" / "object-detection.yaml")
     assert spec.task == "detection" and spec.pipeline == "detection"
@@ -192,3 +233,38 @@ def test_exports_reload_and_return_the_same_detections(tiny_run):
         np.testing.assert_allclose(got["boxes"], expected["boxes"], atol=1e-4)
         np.testing.assert_allclose(got["scores"], expected["scores"], atol=1e-6)
         assert np.array_equal(got["classes"], expected["classes"])
+
+
+@pytest.mark.slow
+def test_the_trained_detector_runs_on_the_jax_backend(tiny_run, tmp_path):
+    """keras.layers / keras.ops only: model.keras, trained on TensorFlow, loads and decodes
+    the same detections on JAX."""
+    import importlib.util
+    import os
+    import subprocess
+    import sys
+
+    import keras
+
+    import dlpipe.architectures.centernet  # noqa: F401
+
+    if importlib.util.find_spec("jax") is None:
+        pytest.skip("jax is not installed (optional: pip install 'dlpipe[jax]')")
+    _, test = _test_split(tiny_run)
+    images = test.images[:8].astype(np.float32)
+    np.save(tmp_path / "images.npy", images)
+    code = ("import sys, numpy as np, keras, dlpipe.architectures.centernet\n"
+            "model = keras.saving.load_model(sys.argv[1], safe_mode=True)\n"
+            "out = model(np.load(sys.argv[2]))\n"
+            "np.savez(sys.argv[3], **{k: np.asarray(v) for k, v in out.items()}, params=model.count_params())\n")
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    subprocess.run([sys.executable, "-c", code, str(tiny_run / "model.keras"), str(tmp_path / "images.npy"),
+                    str(tmp_path / "jax.npz")], env=env, check=True, timeout=300)
+    on_jax = np.load(tmp_path / "jax.npz")
+    model = keras.saving.load_model(tiny_run / "model.keras", safe_mode=True)
+    on_tf = {k: np.asarray(v) for k, v in model(images).items()}
+    assert int(on_jax["params"]) == model.count_params()
+    np.testing.assert_allclose(on_jax["scores"], on_tf["scores"], atol=1e-4)
+    confident = on_tf["scores"] > 0.05  # near-ties below this may swap places between backends
+    np.testing.assert_allclose(on_jax["boxes"][confident], on_tf["boxes"][confident], atol=1e-3)
+    assert np.array_equal(on_jax["classes"][confident], on_tf["classes"][confident])

@@ -148,21 +148,43 @@ def generate_shapes(source, seed: int) -> tuple[np.ndarray, list[np.ndarray], li
 # --- COCO-style JSON ---------------------------------------------------------------------
 
 
-def _entries(document: dict, key: str, path: Path) -> list:
-    value = document.get(key)
-    if not isinstance(value, list):
-        raise DataError(f"{path}: expected a list under {key!r}, got {type(value).__name__}")
-    return value
+class _Json:
+    """A parsed JSON file whose errors point at the line and column of the entry at fault.
 
+    json parses (fast, also large files); only when an error is raised is the text composed
+    again by dlpipe's YAML loader (JSON is YAML) to find where the entry was written."""
 
-def _field(entry, index: str, name: str, kind, path: Path):
-    if not isinstance(entry, dict) or name not in entry:
-        raise DataError(f"{path}: {index}: missing {name!r}")
-    value = entry[name]
-    if not isinstance(value, kind) or isinstance(value, bool):
-        raise DataError(f"{path}: {index}: {name} must be {kind.__name__ if isinstance(kind, type) else 'a number'}, "
-                        f"got {value!r}")
-    return value
+    def __init__(self, path: Path, text: str):
+        self.path, self.text = path, text
+
+    def fail(self, key: tuple, message: str):
+        from dlpipe.spec.loader import format_path, parse
+
+        where = str(self.path)
+        try:
+            _, line, column = parse(self.text, str(self.path)).value_position(key)
+            where = f"{where}:{line}:{column}"
+        except Exception:  # noqa: BLE001 — no position is still a useful message
+            pass
+        raise DataError(f"{where}: {format_path(key)}: {message}" if key else f"{where}: {message}")
+
+    def entries(self, document: dict, key: str) -> list:
+        value = document.get(key)
+        if not isinstance(value, list):
+            self.fail((key,) if key in document else (), f"expected a list under {key!r}, got "
+                      f"{type(value).__name__ if key in document else 'nothing'}")
+        if not value and key != "annotations":
+            self.fail((key,), f"{key!r} is empty")
+        return value
+
+    def field(self, entry, key: tuple, name: str, kind):
+        if not isinstance(entry, dict) or name not in entry:
+            self.fail(key, f"missing {name!r}")
+        value = entry[name]
+        if not isinstance(value, kind) or isinstance(value, bool):
+            self.fail((*key, name), f"expected {'an integer' if kind is int else 'text' if kind is str else 'a list'}, "
+                      f"got {value!r}")
+        return value
 
 
 def read_coco(source, base_dir: Path):
@@ -182,55 +204,50 @@ def read_coco(source, base_dir: Path):
         document = json.loads(text)
     except json.JSONDecodeError as err:
         raise DataError(f"{path}:{err.lineno}:{err.colno}: not valid JSON: {err.msg}") from None
+    coco = _Json(path, text)
     if not isinstance(document, dict):
-        raise DataError(f"{path}: expected a JSON object with images, annotations and categories")
-    number = (int, float)
+        coco.fail((), "expected a JSON object with images, annotations and categories")
 
-    categories = _entries(document, "categories", path)
-    if not categories:
-        raise DataError(f"{path}: 'categories' is empty")
-    category_ids = [_field(c, f"categories[{i}]", "id", int, path) for i, c in enumerate(categories)]
+    categories = coco.entries(document, "categories")
+    category_ids = [coco.field(c, ("categories", i), "id", int) for i, c in enumerate(categories)]
+    for i, category in enumerate(category_ids):
+        if category in category_ids[:i]:
+            coco.fail(("categories", i, "id"), f"category id {category} is used twice")
     order = sorted(range(len(categories)), key=lambda i: category_ids[i])
     class_of = {category_ids[i]: k for k, i in enumerate(order)}
-    if len(class_of) != len(categories):
-        raise DataError(f"{path}: categories: ids must be unique")
-    class_names = [str(_field(categories[i], f"categories[{i}]", "name", str, path)) for i in order]
+    class_names = [coco.field(categories[i], ("categories", i), "name", str) for i in order]
 
-    images_meta = _entries(document, "images", path)
-    if not images_meta:
-        raise DataError(f"{path}: 'images' is empty")
+    images_meta = coco.entries(document, "images")
     position, sizes, files = {}, [], []
     for i, entry in enumerate(images_meta):
-        where = f"images[{i}]"
-        image_id = _field(entry, where, "id", int, path)
+        image_id = coco.field(entry, ("images", i), "id", int)
         if image_id in position:
-            raise DataError(f"{path}: {where}: image id {image_id} is used twice")
+            coco.fail(("images", i, "id"), f"image id {image_id} is used twice")
         position[image_id] = i
-        name = _field(entry, where, "file_name", str, path)
-        width, height = (_field(entry, where, key, int, path) for key in ("width", "height"))
+        name = coco.field(entry, ("images", i), "file_name", str)
+        width, height = (coco.field(entry, ("images", i), key, int) for key in ("width", "height"))
         if width <= 0 or height <= 0:
-            raise DataError(f"{path}: {where}: width and height must be positive, got {width} × {height}")
+            coco.fail(("images", i), f"width and height must be positive, got {width} × {height}")
         file = folder / name
         if not file.is_file():
-            raise DataError(f"{path}: {where} (id {image_id}): image file {name!r} not found in {folder}")
+            coco.fail(("images", i, "file_name"), f"image file {name!r} not found in {folder}")
         sizes.append((width, height))
         files.append(file)
 
     side = source.image_size
     boxes: list[list] = [[] for _ in images_meta]
     labels: list[list] = [[] for _ in images_meta]
-    for i, entry in enumerate(_entries(document, "annotations", path)):
-        where = f"annotations[{i}]"
-        image_id = _field(entry, where, "image_id", int, path)
-        category = _field(entry, where, "category_id", int, path)
-        bbox = _field(entry, where, "bbox", list, path)
+    for i, entry in enumerate(coco.entries(document, "annotations")):
+        image_id = coco.field(entry, ("annotations", i), "image_id", int)
+        category = coco.field(entry, ("annotations", i), "category_id", int)
+        bbox = coco.field(entry, ("annotations", i), "bbox", list)
         if image_id not in position:
-            raise DataError(f"{path}: {where}: image_id {image_id} is not in 'images'")
+            coco.fail(("annotations", i, "image_id"), f"image id {image_id} is not in 'images'")
         if category not in class_of:
-            raise DataError(f"{path}: {where}: category_id {category} is not in 'categories'")
-        if len(bbox) != 4 or not all(isinstance(v, number) and not isinstance(v, bool) and math.isfinite(v)
+            coco.fail(("annotations", i, "category_id"), f"category id {category} is not in 'categories'")
+        if len(bbox) != 4 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
                                      for v in bbox):
-            raise DataError(f"{path}: {where}: bbox must be 4 finite numbers, got {bbox!r}")
+            coco.fail(("annotations", i, "bbox"), f"expected 4 finite numbers, got {bbox!r}")
         k = position[image_id]
         width, height = sizes[k]
         x1, y1, a, b = (float(v) for v in bbox)
@@ -238,11 +255,12 @@ def read_coco(source, base_dir: Path):
         if source.box_units == "relative":
             x1, x2, y1, y2 = x1 * width, x2 * width, y1 * height, y2 * height
         if x2 <= x1 or y2 <= y1:
-            raise DataError(f"{path}: {where}: bbox {bbox} has no area (box_format {source.box_format})")
+            coco.fail(("annotations", i, "bbox"), f"{bbox} has no area as {source.box_format} "
+                      "(data.source.box_format)")
         slack = 0.5  # half a pixel of rounding is forgiven and clipped
         if x1 < -slack or y1 < -slack or x2 > width + slack or y2 > height + slack:
-            raise DataError(f"{path}: {where}: bbox {bbox} ({source.box_format}, {source.box_units}) lies outside "
-                            f"image id {image_id} ({width} × {height})")
+            coco.fail(("annotations", i, "bbox"), f"{bbox} ({source.box_format}, {source.box_units}) lies outside "
+                      f"image id {image_id} ({width} × {height})")
         x1, x2 = max(x1, 0.0), min(x2, float(width))
         y1, y2 = max(y1, 0.0), min(y2, float(height))
         boxes[k].append([x1 * side / width, y1 * side / height, x2 * side / width, y2 * side / height])
@@ -254,8 +272,8 @@ def read_coco(source, base_dir: Path):
         try:
             with Image.open(file) as image:
                 if image.size != sizes[k]:
-                    raise DataError(f"{path}: images[{k}]: {file.name} is {image.size[0]} × {image.size[1]}, "
-                                    f"the JSON says {sizes[k][0]} × {sizes[k][1]}")
+                    coco.fail(("images", k), f"{file.name} is {image.size[0]} × {image.size[1]} pixels, "
+                              f"the entry says {sizes[k][0]} × {sizes[k][1]}")
                 pixels = np.asarray(image.convert(mode).resize((side, side), Image.BILINEAR))
         except (UnidentifiedImageError, OSError) as err:
             raise DataError(f"{file}: cannot read as an image: {err}") from None

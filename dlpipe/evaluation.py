@@ -104,9 +104,10 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None) -> Evaluat
     from dlpipe.training.determinism import configure
 
     configure(spec.seed)
-    import keras
+    from dlpipe.modelfile import load_keras_model
 
-    model = keras.saving.load_model(run_root / "model.keras", safe_mode=True, compile=False)
+    model = load_keras_model(run_root / "model.keras", allow_unsafe=spec.allow_unsafe_deserialization,
+                             imports=getattr(spec.model, "allow_imports", None) or ())
     from dlpipe.metrics.evaluate import evaluate
     from dlpipe.report import write_report
 

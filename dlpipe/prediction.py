@@ -46,12 +46,15 @@ class Model:
     interface: dict[str, Any]
     warning: str | None = None
 
-    def predictor(self):
+    def predictor(self, allow_unsafe: bool = False):
+        """`allow_unsafe`: load a .keras file with Keras safe mode off (dlpipe/modelfile.py)."""
         if self.kind == "saved_model":
             from dlpipe.exporters.saved_model import load
-        else:
-            from dlpipe.exporters.keras_file import load
-        return load(self.path)
+
+            return load(self.path)
+        from dlpipe.exporters.keras_file import load
+
+        return load(self.path, allow_unsafe=allow_unsafe)
 
 
 def locate_model(path: str | Path) -> Model:
@@ -351,7 +354,7 @@ def _cell(value) -> str:
 
 
 def predict_file(model_path: str | Path, input_path: str | Path, out: str | Path | None = None,
-                 batch_size: int = 256, log: TextIO | None = None) -> int:
+                 batch_size: int = 256, log: TextIO | None = None, allow_unsafe: bool = False) -> int:
     """Predict every example of `input_path`; write CSV/JSONL to `out` (by its suffix) or
     CSV to stdout; progress and warnings go to `log` (stderr). Returns the number of examples."""
     log = log or sys.stderr
@@ -364,7 +367,7 @@ def predict_file(model_path: str | Path, input_path: str | Path, out: str | Path
     if model.warning:
         print(f"[dlpipe] warning: {model.warning}", file=log, flush=True)
     fmt = "csv" if out is None or Path(out).suffix.lower() == ".csv" else "jsonl"
-    run = model.predictor()
+    run = model.predictor(allow_unsafe)
     if out is None:
         _predict_into(sys.stdout, fmt, model, examples, run, batch_size, log)
     else:

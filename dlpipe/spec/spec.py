@@ -55,6 +55,10 @@ class Spec(StrictModel):
     export: Export = Export()
     tuning: Tuning | None = None
     """Hyperparameter search for `dlpipe tune`; `dlpipe run` ignores it."""
+    allow_unsafe_deserialization: bool = False
+    """Load this run's `.keras` files (by `dlpipe evaluate`, `dlpipe export`, a rerun) with
+    Keras safe mode off. A file holding a Lambda layer runs its Python code on loading: set
+    this only for files you trust. Off, such a file is refused with one line."""
 
     @model_validator(mode="after")
     def _fill_task_defaults(self) -> "Spec":

@@ -186,6 +186,11 @@ _TABLES: dict[str, dict[str, str]] = {
         "map_75": "dlpipe.metrics.detection:map_75",
     },
     # fid(real_features, generated_features), inception_score(probabilities).
+    # Embeddings: reconstruction error, and how well a kNN classifier on them recovers labels.
+    "metric:embedding": {
+        "reconstruction_mse": "dlpipe.metrics.embedding:reconstruction_mse",
+        "knn_accuracy": "dlpipe.metrics.embedding:knn_accuracy",
+    },
     "metric:generation": {
         "fid": "dlpipe.metrics.generative:fid",
         "inception_score": "dlpipe.metrics.generative:inception_score",
@@ -198,6 +203,7 @@ _TABLES: dict[str, dict[str, str]] = {
     },
     "pipeline": {
         "supervised": "dlpipe.pipelines.supervised:run",
+        "embedding": "dlpipe.pipelines.embedding:run",
         "adversarial": "dlpipe.pipelines.adversarial:run",
         "detection": "dlpipe.pipelines.detection:run",
     },

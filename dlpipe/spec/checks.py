@@ -20,13 +20,15 @@ _LOSSES = {
     "regression": {"mse", "mae", "huber", "log_cosh"},
     "forecasting": {"mse", "mae", "huber", "log_cosh"},
     "detection": set(),  # only auto: the detector's own loss (dlpipe/architectures/centernet.py)
+    "embedding": {"mse"},  # the reconstruction error of the normalized inputs
     "generation": set(),  # a GAN's adversarial losses are its own (training/adversarial.py)
 }
 # The metric Keras tracks during training, beside the loss (usable by early_stopping).
 # Detection tracks the loss alone (mAP needs decoded boxes: it is computed at evaluation).
 # Generation: fid, in history.csv at the evaluated epochs (nothing monitors it: checks refuse
 # early stopping and plateau schedules for a GAN).
-TRAINING_METRIC = {"classification": "accuracy", "regression": "mae", "forecasting": "mae", "generation": "fid"}
+TRAINING_METRIC = {"classification": "accuracy", "regression": "mae", "forecasting": "mae",
+                   "embedding": "reconstruction_mse", "generation": "fid"}
 FEATURE_TYPES = ("numerical", "image", "sequence", "tokens")
 
 
@@ -44,12 +46,13 @@ def check_split(spec: Spec) -> Found:
 def check_target(spec: Spec) -> Found:
     if spec.task == "detection":
         return  # boxes and classes come from the source; check_detection refuses a target
-    if spec.data.target is None and spec.task == "generation":
-        pass  # optional: a target makes the GAN class-conditioned
-    elif spec.data.target is None:
-        yield (("data",), f"missing required key 'target' (task {spec.task} learns from labels)")
-    elif spec.data.target.class_names is not None and spec.task != "classification":
-        yield (("data", "target", "class_names"), "class_names needs task classification")
+    if spec.data.target is None:
+        # An autoencoder learns from the features alone; a GAN's target is optional (it makes
+        # the GAN class-conditioned).
+        if spec.task not in ("embedding", "generation"):
+            yield (("data",), f"missing required key 'target' (task {spec.task} learns from labels)")
+    elif spec.data.target.class_names is not None and spec.task not in ("classification", "embedding", "generation"):
+        yield (("data", "target", "class_names"), "class_names needs task classification, embedding or generation")
     names = [f.name for f in spec.data.features]
     for i, name in enumerate(names):
         if name in names[:i]:
@@ -150,6 +153,18 @@ def check_metrics(spec: Spec) -> Found:
         if name not in fitting:
             yield (("evaluation", "metrics", i),
                    f"metric {name!r} does not fit task {spec.task}; choose from {', '.join(fitting)}")
+
+
+def check_embedding(spec: Spec) -> Found:
+    if spec.task != "embedding":
+        return
+    if spec.model.type != "autoencoder":
+        yield (("model", "type"), f"task embedding trains an autoencoder and exports its encoder; "
+               f"set model.type to autoencoder, not {spec.model.type}")
+    for i, name in enumerate(spec.evaluation.metrics or []):
+        if name == "knn_accuracy" and spec.data.target is None:
+            yield (("evaluation", "metrics", i), "knn_accuracy scores embeddings by their labels: "
+                   "set data.target (the label column), or drop the metric")
 
 
 def check_early_stopping(spec: Spec) -> Found:
@@ -519,7 +534,7 @@ def check_generation(spec: Spec) -> Found:
 
 
 CHECKS = (check_detection, check_generation, check_split, check_target, check_labeling, check_split_modes,
-          check_imputation, check_loss, check_metrics, check_early_stopping,
+          check_imputation, check_loss, check_metrics, check_embedding, check_early_stopping,
           check_normalization, check_architecture, check_categorical, check_export, check_tuning,
           check_optimizer, check_schedule, check_checkpoints, check_class_weight, check_sample_weight,
           check_jit_compile, check_windows, check_augmentation)

@@ -9,7 +9,7 @@ from pydantic import AfterValidator, Field, WithJsonSchema
 
 from dlpipe import registry
 from dlpipe.errors import did_you_mean
-from dlpipe.spec.base import StrictModel, unknown_name
+from dlpipe.spec.base import PositiveInt, StrictModel, unknown_name
 
 METRIC_NAMES = tuple(
     name for kind in registry.kinds() if kind.startswith("metric:") for name in registry.names(kind)
@@ -74,9 +74,13 @@ class GenerationEvaluation(StrictModel):
 class Evaluation(StrictModel):
     metrics: list[Metric] | None = None
     """Names as in metrics.json; by default accuracy and f1_macro for classification,
-    mae, mse, rmse and r2 for regression, map_50 and map for detection, fid and inception_score
-    for generation."""
+    mae, mse, rmse and r2 for regression, map_50 and map for detection, reconstruction_mse
+    and (with a target) knn_accuracy for embedding, fid and inception_score for generation."""
     splits: list[Literal["validation", "test"]] = ["validation", "test"]
+    """The splits scored into metrics.json (the training split never is)."""
+    knn_neighbors: PositiveInt = 5
+    """Embedding task: neighbours that vote in knn_accuracy (a k-nearest-neighbours
+    classifier fitted on the training split's embeddings and labels, scored on each split)."""
     generation: GenerationEvaluation | None = None
     """Task generation: how the generated images are scored (required there). They are
     compared with the held-out real images of the test split, never the training split."""

@@ -65,7 +65,8 @@ def run(ctx) -> None:
     with run_dir.stage("export"):
         from dlpipe.exporters.stage import export_model
 
-        export_model(model, spec, data, run_dir.path("export"), metrics=metrics)
+        export_model(model, spec, data, run_dir.path("export"), metrics=metrics,
+                     keras_file=run_dir.path("model.keras"))
 
     with run_dir.stage("report"):
         from dlpipe.report import write_report

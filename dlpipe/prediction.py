@@ -84,6 +84,9 @@ def locate_model(path: str | Path) -> Model:
     else:
         raise DlpipeError(f"{path}: no model card (model_card.json) beside the model; write one with "
                           "`dlpipe export RUN_DIR`")
+    if interface.get("task") == "detection":
+        raise DlpipeError(f"{path}: a detector; dlpipe predict does not run detectors yet (its SavedModel's "
+                          "serving_default takes `image` and returns boxes, scores and classes)")
     labels = _labels_file(path)
     if labels is not None:
         interface = {**interface, "class_names": labels}
@@ -209,18 +212,22 @@ def _rows(path: Path, records: list[dict], interface: dict) -> Examples:
             for offset, record in enumerate(records[start:stop]):
                 where = f"{path}: {'row' if first_row == 2 else 'line'} {start + offset + first_row}"
                 values.append(_value(record.get(columns[entry["input"]]), entry, where))
-            out[entry["input"]] = np.stack(values) if entry["type"] != "categorical" \
+            out[entry["input"]] = np.stack(values) if entry["type"] not in STRING_TYPES \
                 else np.array(values, dtype=object).reshape(-1, 1)
         return out
 
     return Examples(len(records), batch)
 
 
+STRING_TYPES = ("categorical", "ordinal", "text")
+"""Inputs the model takes as text (dlpipe/data/prepare.py STRING_TYPES)."""
+
+
 def _value(raw, entry: dict, where: str):
     name = entry["name"]
     if raw is None or (isinstance(raw, float) and raw != raw):
         raise DataError(f"{where}, column {name!r}: a missing value")
-    if entry["type"] == "categorical":
+    if entry["type"] in STRING_TYPES:
         return str(raw)
     try:
         array = np.asarray(raw, dtype=np.float32)

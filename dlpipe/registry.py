@@ -118,6 +118,22 @@ _TABLES: dict[str, dict[str, str]] = {
         "breast_cancer": "dlpipe.data.builtin:load_breast_cancer",
         "diabetes": "dlpipe.data.builtin:load_diabetes",
         "order_pairs": "dlpipe.data.builtin:load_order_pairs",
+        "co2": "dlpipe.data.builtin:load_co2",
+        "sunspots": "dlpipe.data.builtin:load_sunspots",
+        "reviews": "dlpipe.data.builtin:load_reviews",
+        "mnist": "dlpipe.data.builtin:load_mnist",
+    },
+    "source": {
+        "builtin": "dlpipe.data.sources:load_builtin",
+        "csv": "dlpipe.data.sources:load_csv",
+        "npz": "dlpipe.data.sources:load_npz",
+        "npy": "dlpipe.data.sources:load_npy",
+        "jsonl": "dlpipe.data.sources:load_jsonl",
+        "parquet": "dlpipe.data.sources:load_parquet",
+        "image_folder": "dlpipe.data.sources:load_image_folder",
+        "image_csv": "dlpipe.data.sources:load_image_csv",
+        "text_folder": "dlpipe.data.sources:load_text_folder",
+        "tfrecord": "dlpipe.data.sources:load_tfrecord",
     },
     "architecture": {
         "mlp": "dlpipe.architectures.mlp:build",
@@ -127,6 +143,8 @@ _TABLES: dict[str, dict[str, str]] = {
         "vit": "dlpipe.architectures.vit:build",
         "autoencoder": "dlpipe.architectures.autoencoder:build",
         "graph": "dlpipe.architectures.graph:build",
+        # Task detection's own model (maps model; pipelines/detection.py adds the decoding).
+        "centernet": "dlpipe.architectures.centernet:build_maps_model",
     },
     "metric:classification": {
         "accuracy": "dlpipe.metrics.classification:accuracy",
@@ -151,6 +169,15 @@ _TABLES: dict[str, dict[str, str]] = {
         "r2": "dlpipe.metrics.regression:r2",
         "mape": "dlpipe.metrics.regression:mape",
     },
+    # (y, forecast) → a number, over every step of the horizon; naive_* are given the
+    # last-value forecast (dlpipe/metrics/forecasting.py).
+    "metric:forecasting": {
+        "mae": "dlpipe.metrics.regression:mae",
+        "mse": "dlpipe.metrics.regression:mse",
+        "rmse": "dlpipe.metrics.regression:rmse",
+        "naive_mae": "dlpipe.metrics.regression:mae",
+        "naive_rmse": "dlpipe.metrics.regression:rmse",
+    },
     # (ground_truth, predictions) per image → a number; see dlpipe/metrics/detection.py.
     "metric:detection": {
         "map": "dlpipe.metrics.detection:map_50_95",
@@ -170,6 +197,7 @@ _TABLES: dict[str, dict[str, str]] = {
     },
     "pipeline": {
         "supervised": "dlpipe.pipelines.supervised:run",
+        "detection": "dlpipe.pipelines.detection:run",
     },
 }
 

@@ -121,3 +121,51 @@ def test_same_spec_twice_gives_byte_identical_metrics(tmp_path):
     second = run_cli(spec, "--set", "training.epochs=2", "--out", str(tmp_path / "b"))
     assert (first / "metrics.json").read_bytes() == (second / "metrics.json").read_bytes()
     assert (first / "history.csv").read_bytes() == (second / "history.csv").read_bytes()
+
+
+# Quick runs of the other templates: fewer epochs (--set), a real metric above a trivial baseline.
+
+
+@pytest.fixture(scope="module")
+def forecasting_run(tmp_path_factory) -> Path:
+    return run_cli(str(ROOT / "specs/time-series-forecasting.yaml"), "--set", "training.epochs=6",
+                   "--out", str(tmp_path_factory.mktemp("co2") / "run"))
+
+
+def test_time_series_forecasting_beats_the_last_value_forecast(forecasting_run):
+    test = metrics(forecasting_run)["test"]
+    assert test["mae"] <= 0.8 * test["naive_mae"]  # seen: 0.39 vs 0.75 after 6 epochs
+    assert test["rmse"] < test["naive_rmse"]
+    assert json.loads((forecasting_run / "export/verification.json").read_text())["saved_model"]["passed"]
+
+
+@pytest.fixture(scope="module")
+def text_run(tmp_path_factory) -> Path:
+    return run_cli(str(ROOT / "specs/text-classification.yaml"), "--set", "training.epochs=3",
+                   "--out", str(tmp_path_factory.mktemp("reviews") / "run"))
+
+
+def test_text_classification_clearly_beats_the_majority_class(text_run):
+    from dlpipe.data.builtin import load_reviews
+
+    labels = load_reviews().columns["sentiment"]
+    majority = max(labels.mean(), 1 - labels.mean())  # ~0.59
+    assert metrics(text_run)["test"]["accuracy"] >= majority + 0.2  # seen: 0.90 after 3 epochs
+
+
+def test_text_model_takes_raw_strings_and_its_vocabulary_is_from_training_rows(text_run):
+    import keras
+    import tensorflow as tf
+
+    from dlpipe.data.prepare import prepare
+
+    model = keras.saving.load_model(text_run / "model.keras")
+    vectorize = model.get_layer("review_vectorize")
+    vocabulary = set(vectorize.get_vocabulary()[2:])
+    data = prepare(load_spec(text_run / "spec.yaml"), ROOT, located=None)
+    train_words = {w.strip(".!").lower() for text in data.splits["train"].x["review"].ravel() for w in text.split()}
+    assert vocabulary == train_words
+    served = tf.saved_model.load(str(text_run / "export/saved_model")).signatures["serving_default"]
+    texts = tf.constant([["Great phone, excellent battery!"], ["awful and boring, not good"]])
+    probability = next(iter(served(review=texts).values())).numpy().ravel()
+    assert probability[0] > 0.5 > probability[1]

@@ -90,7 +90,7 @@ def test_unknown_cell_and_norm_are_located():
 def test_sequence_architectures_need_a_sequence_feature():
     found = problems(spec_text("type: rnn", dataset="iris", features="[{name: sepal length (cm), type: numerical}]",
                                target="target"))
-    assert found == ["s.yaml:8:9: model.type: a rnn reads at least one feature of type sequence or tokens; "
+    assert found == ["s.yaml:8:9: model.type: a rnn reads at least one feature of type sequence, tokens or text; "
                      "data.features has 0 of that type"]
     found = problems(spec_text("type: vit", features="[{name: tokens, type: tokens}]"))
     assert found == ["s.yaml:8:9: model.type: a vit reads exactly one feature of type image; data.features has 0 of that type"]

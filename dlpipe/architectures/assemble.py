@@ -8,7 +8,7 @@ import keras
 from dlpipe import registry
 from dlpipe.architectures import BuildProblem, heads
 from dlpipe.architectures import layers as _layers  # noqa: F401  registers dlpipe's layers for load_model
-from dlpipe.architectures.inputs import build_inputs
+from dlpipe.architectures.inputs import adapt_text, build_inputs
 from dlpipe.errors import Problem, SpecError
 
 
@@ -26,6 +26,9 @@ def build_model(spec, data, located=None) -> keras.Model:
 
 
 def _build(spec, data) -> keras.Model:
+    for feature in data.features:
+        if feature.type == "text" and feature.vocabulary is None:  # from the training split only
+            adapt_text(feature, data.splits["train"].x[feature.input_name])
     inputs, encoded = build_inputs(data.features)
     body = registry.load("architecture", spec.model.type)(spec.model, encoded)
     x = heads.combine(body, encoded, getattr(spec.model, "embedding_dim", 16))
@@ -33,4 +36,19 @@ def _build(spec, data) -> keras.Model:
     target_shape = tuple(int(d) for d in data.splits["train"].y.shape[1:])
     outputs = heads.attach(x, spec.model.head, spec.task, n_classes, target_shape,
                            multi_label=spec.data.target.multi_label)
+    if spec.task == "forecasting":
+        outputs = _from_last_value(outputs, inputs, data)
     return keras.Model(inputs, outputs, name=spec.name.replace("-", "_").replace(".", "_"))
+
+
+def _from_last_value(outputs, inputs, data) -> keras.KerasTensor:
+    """A forecast = the last observed value + a learned change, in the target's units: the
+    network starts out as the naive forecast and only learns what differs from it, on a
+    normalized scale (the training split's standard deviation of the target)."""
+    from dlpipe.architectures.layers import LastValue
+    from dlpipe.data.windows import WINDOW_INPUT
+
+    horizon = int(outputs.shape[-1])
+    change = keras.layers.Rescaling(data.extra.get("target_scale", 1.0), name="change")(outputs)
+    last = LastValue(horizon, name="last_value")(inputs[WINDOW_INPUT])
+    return keras.layers.Add(name="forecast", dtype="float32")([last, change])

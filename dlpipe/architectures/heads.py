@@ -20,10 +20,13 @@ from dlpipe.architectures import BuildProblem
 from dlpipe.architectures.inputs import Encoded, flat_features
 from dlpipe.spec.model import Head
 
+NUMERIC_TASKS = ("regression", "forecasting")
+"""Tasks whose outputs are numbers (linear units)."""
+
 
 def output_units(task: str, n_classes: int | None, multi_label: bool = False) -> tuple[int, str]:
     """(units, activation) of the output layer, per example or per step."""
-    if task == "regression":
+    if task in NUMERIC_TASKS:
         return 1, "linear"
     if multi_label:
         return n_classes, "sigmoid"
@@ -57,14 +60,14 @@ def attach(x: keras.KerasTensor, head: Head, task: str, n_classes: int | None,
     if not head.units and head.dropout:
         x = keras.layers.Dropout(head.dropout, name="head_dropout")(x)
     units, activation = output_units(task, n_classes, multi_label)
-    if task == "regression":
+    if task in NUMERIC_TASKS:
         # K numbers per example, or (steps × C) numbers per step.
         units = math.prod(target_shape[1:] if per_step else target_shape) or 1
     # float32 output whatever the compute precision: losses and exports expect it.
     x = keras.layers.Dense(units, activation=activation, dtype="float32", name="output")(x)
     if per_step and units == 1:  # one value per step: steps, not steps × 1, like the target
         x = keras.layers.Reshape((x.shape[1],), dtype="float32", name="output_steps")(x)
-    elif task == "regression" and len(target_shape) > 1 and not per_step:
+    elif task in NUMERIC_TASKS and len(target_shape) > 1 and not per_step:
         x = keras.layers.Reshape(target_shape, dtype="float32", name="output_shape")(x)
     return x
 

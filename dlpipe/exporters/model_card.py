@@ -24,18 +24,22 @@ def describe_interface(spec, data, model) -> dict[str, Any]:
     for feature in data.features:
         entry: dict[str, Any] = {
             "name": feature.name, "input": feature.input_name, "type": feature.type,
-            "dtype": "string" if feature.type == "categorical" else "float32",
+            "dtype": "string" if feature.type in ("categorical", "ordinal", "text") else "float32",
             "shape": list(feature.shape), "normalization": feature.normalization,
         }
         if feature.type == "categorical":
             entry.update(vocabulary=list(feature.vocabulary), encoding=feature.encoding,
                          out_of_vocabulary="any other value shares one bucket")
+        elif feature.type == "ordinal":
+            entry.update(order=list(feature.order), out_of_order="an error")
+        elif feature.type == "text":
+            entry.update(text=dict(feature.text), vocabulary_size=len(feature.vocabulary or []))
         else:
             values = train.x[feature.input_name]
             entry["value_range"] = [float(values.min()), float(values.max())]
         inputs.append(entry)
     units = int(model.outputs[0].shape[-1])
-    if spec.task == "regression":
+    if spec.task in ("regression", "forecasting"):
         output = {"units": units, "activation": "linear", "meaning": f"the predicted value of {data.target!r}"}
     elif units == 1:
         output = {"units": 1, "activation": "sigmoid",
@@ -94,6 +98,14 @@ def render_markdown(card: dict) -> str:
         if entry["type"] == "categorical":
             seen = _cell(", ".join(entry["vocabulary"]), 80) + " (any other: one out-of-vocabulary bucket)"
             inside = f"lookup → {entry['encoding']}"
+        elif entry["type"] == "ordinal":
+            seen = _cell(" < ".join(entry["order"]), 80) + " (any other: an error)"
+            inside = "position in the order, scaled to 0..1"
+        elif entry["type"] == "text":
+            text = entry["text"]
+            seen = f"{entry['vocabulary_size']} tokens (any other: out of vocabulary)"
+            inside = (f"standardize {text['standardize']}, split {text['split']}, "
+                      f"{text['sequence_length']} token ids")
         else:
             low, high = entry["value_range"]
             seen, inside = f"{low:.6g} … {high:.6g}", entry["normalization"]

@@ -162,6 +162,9 @@ def export_run(run_path: str | Path, *, formats: Sequence[str] | None = None,
         if not override.strip().startswith("export."):
             raise DlpipeError(f"--set {override}: dlpipe export may change export.* keys only")
     spec, document = load_document(root / "spec.yaml", overrides)
+    if spec.task == "detection":
+        raise DlpipeError(f"{root}: dlpipe export does not re-export detection runs yet; "
+                          "export/ holds the run's own keras and saved_model exports")
     record = _json(root / "run.json")
     # Relative data paths were relative to the spec file the run started from.
     base_dir = Path(record["spec_file"]).parent if record.get("spec_file") else root

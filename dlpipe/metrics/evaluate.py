@@ -38,8 +38,14 @@ def probabilities(model_output: np.ndarray, n_classes: int) -> np.ndarray:
 
 
 def scores(task: str, names: list[str], y: np.ndarray, output: np.ndarray, n_classes: int | None,
-           multi_label: bool = False) -> dict:
+           multi_label: bool = False, naive: np.ndarray | None = None) -> dict:
     y, output = np.asarray(y), np.asarray(output)
+    if task == "forecasting":
+        # Every step of the horizon counts alike; naive_* score the last-value forecast.
+        y = y.reshape(len(y), -1)
+        forecasts = {"model": output.reshape(y.shape), "naive": None if naive is None else naive.reshape(y.shape)}
+        return {name: registry.load("metric:forecasting", name)(
+                    y, forecasts["naive" if name.startswith("naive_") else "model"]) for name in names}
     if multi_label:
         return {name: multi_label_score(name, y, output) for name in names}
     if task == "classification" and y.ndim == 2:  # a class per step: every step is one decision
@@ -74,17 +80,21 @@ def evaluate(model, spec, data, out: Path, splits: Sequence[str]) -> dict[str, d
         output = predict(model, split.x)
         multi_label = spec.data.target.multi_label
         metrics[name] = scores(spec.task, spec.evaluation.metrics, split.y, output, n_classes,
-                               multi_label=multi_label)
+                               multi_label=multi_label, naive=split.naive)
         if spec.task == "classification" and not multi_label and split.y.ndim == 1:
             _classification_artifacts(out / "evaluation" / name, split.y, probabilities(output, n_classes),
                                       data.class_names)
         last = (name, split, output)
     atomic_write_json(out / "metrics.json", json_ready(metrics))
-    if last is not None and not spec.data.target.multi_label and last[1].y.ndim == 1:
+    if last is not None and not spec.data.target.multi_label and last[1].y.ndim == 1 and spec.task != "forecasting":
         _plots(out / "plots", spec.task, data, *last)
     for name, values in metrics.items():
         summary = ", ".join(f"{k} {v:.4f}" for k, v in values.items())
         print(f"[dlpipe] {name}: {summary}", file=sys.stderr, flush=True)
+        if spec.task == "forecasting" and "mae" in values and "naive_mae" in values:
+            verdict = "beats" if values["mae"] < values["naive_mae"] else "does NOT beat"
+            print(f"[dlpipe] {name}: the model {verdict} the last-value forecast "
+                  f"(mae {values['mae']:.4f} vs naive_mae {values['naive_mae']:.4f})", file=sys.stderr, flush=True)
     return metrics
 
 

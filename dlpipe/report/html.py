@@ -30,6 +30,7 @@ PLOTS = {
     "pr_curve.png": "Precision-recall curve.",
     "residuals.png": "Predicted against true values, and the residuals.",
     "misclassified.png": "The most confident mistakes.",
+    "detections.png": "Test images: detected boxes (solid, class and score) over the true boxes (dashed).",
 }
 """Known plots in the order shown, with a caption; any other PNG in plots/ follows."""
 

@@ -18,9 +18,12 @@ _LOSSES = {
                        "sparse_categorical_crossentropy", "binary_focal_crossentropy",
                        "categorical_focal_crossentropy"},
     "regression": {"mse", "mae", "huber", "log_cosh"},
+    "forecasting": {"mse", "mae", "huber", "log_cosh"},
+    "detection": set(),  # only auto: the detector's own loss (dlpipe/architectures/centernet.py)
 }
 # The metric Keras tracks during training, beside the loss (usable by early_stopping).
-TRAINING_METRIC = {"classification": "accuracy", "regression": "mae"}
+# Detection tracks the loss alone (mAP needs decoded boxes: it is computed at evaluation).
+TRAINING_METRIC = {"classification": "accuracy", "regression": "mae", "forecasting": "mae"}
 FEATURE_TYPES = ("numerical", "image", "sequence", "tokens")
 
 
@@ -36,6 +39,8 @@ def check_split(spec: Spec) -> Found:
 
 
 def check_target(spec: Spec) -> Found:
+    if spec.task == "detection":
+        return  # boxes and classes come from the source; check_detection refuses a target
     if spec.data.target is None:
         yield (("data",), f"missing required key 'target' (task {spec.task} learns from labels)")
     elif spec.data.target.class_names is not None and spec.task != "classification":
@@ -48,8 +53,83 @@ def check_target(spec: Spec) -> Found:
             yield (("data", "features", i, "name"), f"{name!r} is the target; it cannot also be a feature")
 
 
+def check_labeling(spec: Spec) -> Found:
+    target = spec.data.target
+    if target is None:
+        return
+    path = ("data", "target")
+    modes = [key for key in ("label_map", "order", "threshold") if getattr(target, key) is not None]
+    for key in modes[1:]:
+        yield ((*path, key), f"{key} and {modes[0]} cannot be combined; give one way of reading labels")
+    for key in modes + (["delimiter"] if target.delimiter is not None else []):
+        if spec.task != "classification":
+            yield ((*path, key), f"{key} needs task classification, not {spec.task}")
+    if target.order is not None and target.class_names is not None:
+        yield ((*path, "order"), "order names the classes itself; drop class_names")
+    if target.threshold is not None and target.class_names is not None and len(target.class_names) != 2:
+        yield ((*path, "class_names"), f"a threshold makes two classes; class_names lists {len(target.class_names)}")
+    if target.multi_label and (target.threshold is not None or target.order is not None):
+        key = "threshold" if target.threshold is not None else "order"
+        yield ((*path, key), f"{key} makes one class per example; it cannot be combined with multi_label")
+    if target.delimiter is not None and not target.multi_label:
+        yield ((*path, "delimiter"), "delimiter splits a multi-label value; set multi_label: true")
+    if target.delimiter == "":
+        yield ((*path, "delimiter"), "the delimiter cannot be empty")
+    for i, name in enumerate(target.order or []):
+        if name in target.order[:i]:
+            yield ((*path, "order", i), f"{name!r} is listed twice")
+    for i, name in enumerate(target.class_names or []):
+        if name in target.class_names[:i]:
+            yield ((*path, "class_names", i), f"{name!r} is listed twice")
+    if isinstance(target.label_map, dict) and target.class_names is not None:
+        for raw, name in target.label_map.items():
+            if name not in target.class_names:
+                yield ((*path, "label_map", raw), f"{name!r} is not one of class_names")
+
+
+_FILE_SOURCES = ("csv", "jsonl", "parquet", "npz", "image_csv", "tfrecord")
+
+
+def check_split_modes(spec: Spec) -> Found:
+    split, path = spec.data.split, ("data", "split")
+    modes = [key for key in ("files", "time_column", "folds") if getattr(split, key) is not None]
+    for key in modes[1:]:
+        yield ((*path, key), f"{key} and {modes[0]} are two ways of splitting; choose one")
+    if split.files is not None and spec.data.source.type not in _FILE_SOURCES:
+        yield ((*path, "files"), f"split files need a file source ({', '.join(_FILE_SOURCES)}), "
+               f"not {spec.data.source.type}")
+    if split.folds is not None and split.fold >= split.folds:
+        yield ((*path, "fold"), f"fold {split.fold} does not exist: folds are 0..{split.folds - 1}")
+    if split.time_column is not None:
+        target = spec.data.target
+        if target is not None and split.time_column == target.name:
+            yield ((*path, "time_column"), f"{split.time_column!r} is the target; it cannot order the rows")
+
+
+def check_imputation(spec: Spec) -> Found:
+    names = {f.name for f in spec.data.features}
+    for key, imputer in spec.prepare.imputation.items():
+        path = ("prepare", "imputation", key)
+        if imputer.type == "constant" and imputer.value is None:
+            yield ((*path, "type"), "a constant imputation needs value")
+        if imputer.type != "constant" and imputer.value is not None:
+            yield ((*path, "value"), f"value is the constant of type constant; {imputer.type} computes its own")
+        if spec.data.features and key not in names and key != "numerical":
+            from dlpipe.errors import did_you_mean
+
+            hint = did_you_mean(key, [*names, "numerical"])
+            yield (path, f"{key!r} is neither a feature nor 'numerical'{hint}")
+        elif key in names and next(f.type for f in spec.data.features if f.name == key) != "numerical":
+            yield (path, f"{key!r} is not numerical; only numerical features are imputed")
+
+
 def check_loss(spec: Spec) -> Found:
     loss = spec.training.loss
+    if spec.task == "detection":
+        if loss != "auto":
+            yield (("training", "loss"), f"loss {loss!r} does not fit task detection; use auto (the "
+                   "detector's own loss: heatmap focal loss + L1 on sizes and offsets)")
+        return
     if loss != "auto" and loss not in _LOSSES[spec.task]:
         fits = ", ".join(sorted(_LOSSES[spec.task]))
         yield (("training", "loss"), f"loss {loss!r} does not fit task {spec.task}; use auto or one of {fits}")
@@ -70,7 +150,7 @@ def check_early_stopping(spec: Spec) -> Found:
 
 
 def _check_monitor(spec: Spec, monitor: str, path: tuple) -> Found:
-    known = ["loss", TRAINING_METRIC[spec.task]]
+    known = ["loss", *([TRAINING_METRIC[spec.task]] if spec.task in TRAINING_METRIC else [])]
     known += [f"val_{name}" for name in known]
     if monitor not in known:
         from dlpipe.errors import did_you_mean
@@ -145,19 +225,23 @@ def check_normalization(spec: Spec) -> Found:
 
 
 # Feature types each architecture reads itself; the rest join in the head (the combiner).
-_READS = {"cnn": ("image",), "vit": ("image",), "rnn": ("sequence", "tokens"),
-          "transformer": ("sequence", "tokens")}
+_READS = {"cnn": ("image",), "vit": ("image",), "rnn": ("sequence", "tokens", "text"),
+          "transformer": ("sequence", "tokens", "text")}
+
+
+def _either(names) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
 def check_architecture(spec: Spec) -> Found:
     model, features = spec.model, spec.data.features
-    if features and model.type in _READS:
+    if features and model.type in _READS and not (spec.data.windows and model.type in ("rnn", "transformer")):
         kinds = _READS[model.type]
         read = [f for f in features if f.type in kinds]
         one = model.type in ("cnn", "vit")
         if (len(read) != 1) if one else not read:
             wanted = "exactly one feature" if one else "at least one feature"
-            yield (("model", "type"), f"a {model.type} reads {wanted} of type {' or '.join(kinds)}; "
+            yield (("model", "type"), f"a {model.type} reads {wanted} of type {_either(kinds)}; "
                    f"data.features has {len(read)} of that type")
     if model.type == "autoencoder" and model.encoder == "conv" and features:
         images = [f for f in features if f.type == "image"]
@@ -186,8 +270,19 @@ def check_architecture(spec: Spec) -> Found:
 
 def check_categorical(spec: Spec) -> Found:
     for i, feature in enumerate(spec.data.features):
+        if feature.type in ("text", "ordinal") and feature.name in spec.prepare.normalization:
+            what = "tokenized" if feature.type == "text" else "placed by its order"
+            yield (("prepare", "normalization", feature.name), f"{feature.name!r} is {feature.type}: it is {what}, "
+                   "not normalized")
+        if feature.type == "ordinal":
+            for j, value in enumerate(feature.order):
+                if value in feature.order[:j]:
+                    yield (("data", "features", i, "order", j), f"{value!r} is listed twice")
         if feature.type != "categorical":
             continue
+        if feature.pretrained is not None and feature.encoding != "embedding":
+            yield (("data", "features", i, "pretrained"), f"pretrained vectors need encoding embedding, "
+                   f"not {feature.encoding}")
         if feature.embedding_dim is not None and feature.encoding != "embedding":
             yield (("data", "features", i, "embedding_dim"),
                    f"embedding_dim needs encoding embedding, not {feature.encoding}")
@@ -219,10 +314,142 @@ def check_export(spec: Spec) -> Found:
             yield problem
 
 
-CHECKS = (check_split, check_target, check_loss, check_metrics, check_early_stopping,
+# What the detection task accepts; everything else in data/model/training is refused there.
+DETECTION_SOURCES = ("shapes", "coco")
+DETECTION_MODELS = ("centernet",)
+DETECTION_EXPORTS = ("keras", "saved_model")
+
+
+def check_detection(spec: Spec) -> Found:
+    source, model = spec.data.source, spec.model
+    if spec.task != "detection":
+        if source.type in DETECTION_SOURCES:
+            yield (("data", "source", "type"), f"source {source.type!r} holds boxes: it needs task detection, "
+                   f"not {spec.task}")
+        if model.type in DETECTION_MODELS:
+            yield (("model", "type"), f"model {model.type!r} needs task detection, not {spec.task}")
+        return
+    if source.type not in DETECTION_SOURCES:
+        yield (("data", "source", "type"), f"task detection reads boxes from a source of type "
+               f"{' or '.join(DETECTION_SOURCES)}, not {source.type!r}")
+    if model.type not in DETECTION_MODELS:
+        yield (("model", "type"), f"task detection needs a model of type {' or '.join(DETECTION_MODELS)}, "
+               f"not {model.type!r}")
+    if spec.data.target is not None:
+        yield (("data", "target"), "task detection takes its boxes and classes from the source; remove target")
+    if spec.data.features:
+        yield (("data", "features"), "task detection reads one image per example from the source; "
+               "remove features")
+    if spec.data.shuffle_buffer is not None:
+        yield (("data", "shuffle_buffer"), "task detection shuffles the whole training split; remove shuffle_buffer")
+    for key in spec.prepare.normalization:
+        if key != "numerical":  # the default entry; a detector has no numerical features
+            yield (("prepare", "normalization", key), "task detection scales pixels by 1/255 inside the model; "
+                   "remove this normalization")
+    for key in ("class_weight", "sample_weight"):
+        if getattr(spec.training, key) is not None:
+            yield (("training", key), f"{key} does not apply to task detection")
+    if spec.training.strategy == "multi_worker":
+        yield (("training", "strategy"), "task detection trains on one machine: use auto, none or mirrored")
+    if spec.tuning is not None:
+        yield (("tuning",), "dlpipe tune does not search detection specs yet; remove tuning")
+    for i, name in enumerate(spec.export.formats):
+        if name not in DETECTION_EXPORTS:
+            yield (("export", "formats", i), f"task detection exports {' and '.join(DETECTION_EXPORTS)}, "
+                   f"not {name!r}")
+    if source.type == "shapes":
+        if source.min_objects > source.max_objects:
+            yield (("data", "source", "min_objects"), f"min_objects ({source.min_objects}) is more than "
+                   f"max_objects ({source.max_objects})")
+        if source.min_size > source.max_size:
+            yield (("data", "source", "min_size"), f"min_size ({source.min_size}) is more than "
+                   f"max_size ({source.max_size})")
+        if source.max_size > source.image_size:
+            yield (("data", "source", "max_size"), f"objects up to {source.max_size} px do not fit "
+                   f"{source.image_size} px images")
+        for i, name in enumerate(source.classes):
+            if name in source.classes[:i]:
+                yield (("data", "source", "classes", i), f"{name!r} is listed twice")
+    if model.type == "centernet":
+        deepest = 2 ** (len(model.filters) - 1)
+        if model.stride > deepest:
+            yield (("model", "stride"), f"stride {model.stride} is coarser than the deepest block "
+                   f"(1/{deepest} with {len(model.filters)} filters); add blocks or lower the stride")
+        if model.decode.peak_window % 2 == 0:
+            yield (("model", "decode", "peak_window"), f"expected an odd window (centred on the cell), "
+                   f"got {model.decode.peak_window}")
+        size = getattr(source, "image_size", None)
+        if size is not None:
+            if size % model.stride:
+                yield (("model", "stride"), f"stride {model.stride} does not divide the image side ({size})")
+            elif size % deepest:
+                yield (("model", "filters"), f"{len(model.filters)} blocks halve the image "
+                       f"{len(model.filters) - 1} times: its side ({size}) must be a multiple of {deepest}")
+            else:
+                n_classes = len(source.classes) if source.type == "shapes" else None
+                cells = (size // model.stride) ** 2 * (n_classes or 1)
+                if model.decode.max_detections > cells:
+                    yield (("model", "decode", "max_detections"), f"at most {cells} detections exist "
+                           f"({size // model.stride}² cells × {n_classes or 1} classes), got "
+                           f"{model.decode.max_detections}")
+
+
+def check_windows(spec: Spec) -> Found:
+    windows = spec.data.windows
+    if spec.task == "forecasting" and windows is None:
+        yield (("data",), "task forecasting needs data.windows (lookback, horizon) to turn the series into examples")
+    if windows is None:
+        return
+    if spec.task != "forecasting":
+        yield (("data", "windows"), f"windows need task forecasting, not {spec.task}")
+    for i, feature in enumerate(spec.data.features):
+        if feature.type != "numerical":
+            yield (("data", "features", i, "type"), f"a forecasting window holds numbers per step; "
+                   f"feature {feature.name!r} is {feature.type}")
+        if feature.name == windows.order_by:
+            yield (("data", "features", i, "name"), f"{feature.name!r} is data.windows.order_by (the time); "
+                   "it orders the rows and cannot also be a feature")
+    if spec.data.target is not None and windows.order_by == spec.data.target.name:
+        yield (("data", "windows", "order_by"), f"{windows.order_by!r} is the target; order by a time column")
+    if getattr(spec.model, "return_sequences", False):
+        yield (("model", "return_sequences"), "a forecast is the next `horizon` values of the target, one "
+               "output per example; set return_sequences to false")
+    if spec.data.target is not None and spec.data.target.multi_label:
+        yield (("data", "target", "multi_label"), "multi_label needs task classification")
+    for key in spec.prepare.normalization:
+        if key in FEATURE_TYPES and key not in ("numerical", "sequence"):
+            yield (("prepare", "normalization", key), f"{key!r}: a forecasting window is normalized per channel "
+                   "with the key numerical (or sequence)")
+
+
+_NEEDS = {"image": "an image", "sequence": "a sequence", "numerical": "a numerical"}
+
+
+def check_augmentation(spec: Spec) -> Found:
+    from dlpipe.spec.prepare import IMAGE_AUGMENTATIONS, SEQUENCE_AUGMENTATIONS
+
+    kinds = {f.type for f in spec.data.features}
+    if spec.data.windows is not None:
+        kinds = {"sequence"}
+    known = bool(spec.data.features) or spec.data.windows is not None
+    for i, step in enumerate(spec.prepare.augmentation):
+        path = ("prepare", "augmentation", i)
+        wanted = ("image" if step.type in IMAGE_AUGMENTATIONS else "sequence" if step.type in SEQUENCE_AUGMENTATIONS
+                  else "numerical" if step.type == "gaussian_noise" else None)
+        if wanted and known and wanted not in kinds:
+            yield (path + ("type",), f"{step.type} changes {_NEEDS[wanted]} feature; data.features has none")
+        if step.type == "mixup":
+            blocked = sorted(kinds & {"categorical", "ordinal", "text", "tokens"})
+            if blocked:
+                yield (path + ("type",), f"mixup blends numbers; {', '.join(blocked)} features cannot be blended")
+        if step.type in [s.type for s in spec.prepare.augmentation[:i]]:
+            yield (path + ("type",), f"{step.type} is listed twice")
+
+
+CHECKS = (check_detection, check_split, check_target, check_labeling, check_split_modes, check_imputation, check_loss, check_metrics, check_early_stopping,
           check_normalization, check_architecture, check_categorical, check_export, check_tuning,
           check_optimizer, check_schedule, check_checkpoints, check_class_weight, check_sample_weight,
-          check_jit_compile)
+          check_jit_compile, check_windows, check_augmentation)
 
 
 def run_checks(spec: Spec) -> list[tuple[tuple, str]]:

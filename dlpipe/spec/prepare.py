@@ -8,7 +8,9 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Field
 
-from dlpipe.spec.base import StrictModel
+from dlpipe.spec.base import PositiveFloat, PositiveInt, StrictModel
+
+Factor = Annotated[float, Field(gt=0, le=1)]
 
 
 class ZScore(StrictModel):
@@ -40,8 +42,130 @@ Normalizer = Annotated[
 ]
 
 
+class Imputer(StrictModel):
+    """What replaces a missing value (NaN, an empty cell): the training split's mean or median
+    of the feature, or a constant. Applied inside the model, so exports impute too."""
+
+    type: Literal["mean", "median", "constant"]
+    value: float | None = None
+    """The constant, with type constant."""
+
+
+# Augmentation: random changes to training batches only, drawn with stateless ops from a
+# seed derived from (spec seed, epoch, batch), so a run (and a resumed run) sees the same
+# batches every time. Applied in tf.data by dlpipe/data/augment.py, never part of the model
+# or an export (Keras's random layers stay active in a SavedModel: docs/architecture.md).
+
+
+class Flip(StrictModel):
+    """Images: mirror with probability 1/2 (each direction on its own)."""
+
+    type: Literal["flip"]
+    mode: Literal["horizontal", "vertical", "horizontal_and_vertical"] = "horizontal"
+
+
+class Rotation(StrictModel):
+    """Images: rotate by an angle drawn from ±factor × 360° (nearest pixel, zeros outside)."""
+
+    type: Literal["rotation"]
+    factor: Factor
+
+
+class Zoom(StrictModel):
+    """Images: scale by 1 + u, u drawn from ±factor (around the centre)."""
+
+    type: Literal["zoom"]
+    factor: Annotated[float, Field(gt=0, lt=1)]
+
+
+class Translation(StrictModel):
+    """Images: shift by up to ±factor of the height and of the width."""
+
+    type: Literal["translation"]
+    factor: Factor
+
+
+class Contrast(StrictModel):
+    """Images: scale each image's deviation from its mean by 1 + u, u from ±factor."""
+
+    type: Literal["contrast"]
+    factor: Factor
+
+
+class Brightness(StrictModel):
+    """Images: add u × (value range of the training images), u drawn from ±factor."""
+
+    type: Literal["brightness"]
+    factor: Factor
+
+
+class Crop(StrictModel):
+    """Images: pad by `padding` pixels on each side (zeros), then cut a random window of
+    the original size (a shift that loses the border)."""
+
+    type: Literal["crop"]
+    padding: PositiveInt = 2
+
+
+class Noise(StrictModel):
+    """Images: add Gaussian noise of `stddev` × (value range of the training images)."""
+
+    type: Literal["noise"]
+    stddev: PositiveFloat
+
+
+class Jitter(StrictModel):
+    """Sequences (and forecasting windows): add Gaussian noise of `stddev` × each channel's
+    training standard deviation to every step."""
+
+    type: Literal["jitter"]
+    stddev: PositiveFloat
+
+
+class Scaling(StrictModel):
+    """Sequences (and forecasting windows): multiply each example's series by one factor
+    drawn from N(1, stddev²) (per channel)."""
+
+    type: Literal["scaling"]
+    stddev: PositiveFloat
+
+
+class GaussianNoise(StrictModel):
+    """Numerical features: add Gaussian noise of `stddev` × each feature's training
+    standard deviation."""
+
+    type: Literal["gaussian_noise"]
+    stddev: PositiveFloat
+
+
+class Mixup(StrictModel):
+    """Blend pairs of examples: x = λ·x₁ + (1−λ)·x₂ for every number, image and sequence
+    feature, λ ~ Beta(alpha, alpha) per example; the loss is λ·loss(y₁) + (1−λ)·loss(y₂)
+    (each batch is given twice with those weights, so it fits every loss). Examples with
+    text or category inputs cannot be blended."""
+
+    type: Literal["mixup"]
+    alpha: PositiveFloat = 0.2
+
+
+Augmentation = Annotated[
+    Union[Flip, Rotation, Zoom, Translation, Contrast, Brightness, Crop, Noise, Jitter, Scaling,
+          GaussianNoise, Mixup],
+    Field(discriminator="type"),
+]
+
+IMAGE_AUGMENTATIONS = ("flip", "rotation", "zoom", "translation", "contrast", "brightness", "crop", "noise")
+SEQUENCE_AUGMENTATIONS = ("jitter", "scaling")
+
+
 class Prepare(StrictModel):
+    imputation: dict[str, Imputer] = {}
+    """Keyed by a feature name, or by `numerical` for every numerical feature; a feature's own
+    name wins. A missing value in a feature without a policy is an error."""
     normalization: dict[str, Normalizer] = {"numerical": ZScore(type="zscore")}
     """Keyed by a feature name, or by a feature type (`numerical`, `image`) for every
     feature of that type; a feature's own name wins. Features matched by no key are
     left as they are."""
+    augmentation: list[Augmentation] = []
+    """Random changes to training batches, applied in the listed order (in tf.data, on the
+    training split only; validation, test, model.keras and exports never see them)."""

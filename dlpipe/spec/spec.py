@@ -16,15 +16,19 @@ from dlpipe.spec.prepare import Prepare
 from dlpipe.spec.training import Training
 from dlpipe.spec.tuning import Tuning, resolve as resolve_tuning
 
-Task = Literal["classification", "regression"]
+Task = Literal["classification", "regression", "forecasting", "detection"]
 
 DEFAULT_METRICS: dict[str, list[str]] = {
     "classification": ["accuracy", "f1_macro"],
     "regression": ["mae", "mse", "rmse", "r2"],
+    # naive_mae: the last-value forecast's error, so every run says whether it beats it.
+    "forecasting": ["mae", "rmse", "naive_mae"],
+    "detection": ["map_50", "map"],
 }
 
 # Which pipeline in pipelines/ runs each task.
-PIPELINES: dict[str, str] = {"classification": "supervised", "regression": "supervised"}
+PIPELINES: dict[str, str] = {"classification": "supervised", "regression": "supervised",
+                             "forecasting": "supervised", "detection": "detection"}
 
 
 class Spec(StrictModel):

@@ -34,7 +34,7 @@ from dlpipe.spec.evaluation import Metric
 MAXIMIZED = frozenset({"accuracy", "precision_macro", "recall_macro", "f1_macro", "f1_micro",
                        "f1_weighted", "roc_auc", "r2", "map", "map_50", "map_75", "inception_score"})
 """Metrics where higher is better; every other metric (losses, errors, FID) is minimized."""
-DEFAULT_OBJECTIVE = {"classification": "accuracy", "regression": "mse"}
+DEFAULT_OBJECTIVE = {"classification": "accuracy", "regression": "mse", "forecasting": "mae"}
 DEFAULT_TRIALS = 20
 
 

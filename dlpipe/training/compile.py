@@ -18,7 +18,7 @@ def make_optimizer(spec):
 def loss_name(task: str, loss: str, n_classes: int | None, multi_label: bool = False) -> str:
     if loss != "auto":
         return loss
-    if task == "regression":
+    if task in ("regression", "forecasting"):
         return "mse"
     return "binary_crossentropy" if n_classes == 2 or multi_label else "sparse_categorical_crossentropy"
 
@@ -66,13 +66,20 @@ def compile_model(model, spec, n_classes: int | None, located=None) -> None:
 
     from dlpipe.training.determinism import resolve_jit
 
+    jit = resolve_jit(spec.training.jit_compile, tf.config.list_physical_devices("GPU"))
+    if spec.task == "detection":  # the detector's own loss on its maps (n_classes: the box classes)
+        from dlpipe.architectures.centernet import centernet_loss
+
+        model.compile(optimizer=make_optimizer(spec.training.optimizer), jit_compile=jit,
+                      loss=centernet_loss(n_classes, spec.model.heatmap_weight, spec.model.size_weight,
+                                          spec.model.offset_weight))
+        return
     multi_label = spec.data.target.multi_label
     check_loss(spec.task, spec.training.loss, n_classes, located, multi_label)
     metric = TRAINING_METRIC[spec.task]
     if metric == "accuracy":
         metric = keras.metrics.BinaryAccuracy(name="accuracy") if n_classes == 2 or multi_label else \
             keras.metrics.SparseCategoricalAccuracy(name="accuracy")
-    jit = resolve_jit(spec.training.jit_compile, tf.config.list_physical_devices("GPU"))
     model.compile(optimizer=make_optimizer(spec.training.optimizer),
                   loss=make_loss(spec.task, spec.training.loss, n_classes, multi_label),
                   metrics=[metric], jit_compile=jit)

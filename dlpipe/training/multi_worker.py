@@ -138,7 +138,7 @@ def _evaluate(evaluate_batch, dataset, metric_name: str) -> dict[str, float]:
 def _metric(task: str, n_classes: int | None):
     """The training metric of dlpipe/spec/checks.py TRAINING_METRIC, summed over a batch."""
     ops = keras.ops
-    if task == "regression":
+    if task in ("regression", "forecasting"):
         return "mae", lambda y, p: ops.sum(ops.abs(ops.reshape(ops.cast(y, p.dtype), (-1,)) - ops.reshape(p, (-1,))))
     if n_classes == 2:
         return "accuracy", lambda y, p: ops.sum(ops.cast(

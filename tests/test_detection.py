@@ -1,0 +1,270 @@
+"""Task detection: the shapes and COCO sources, the detector's targets, and one tiny run of
+the whole pipeline (shared by the slow tests) checked against pycocotools and its exports."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from dlpipe.data.detection import centernet_targets, generate_shapes, read_coco
+from dlpipe.spec import load_spec
+from dlpipe.spec.detection import CocoSource, ShapesSource
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ["--set", "data.source.images=96", "--set", "data.source.image_size=32", "--set", "data.source.min_size=6",
+        "--set", "data.source.max_size=14", "--set", "model.filters=[8,16,16]", "--set", "model.head_filters=16",
+        "--set", "training.epochs=3", "--set", "training.schedule=null",
+        # Every peak kept: the mAP comparison and the exports then see 20 ranked boxes per image.
+        "--set", "model.decode.score_threshold=0.0"]
+
+
+def shapes(**kwargs) -> ShapesSource:
+    return ShapesSource(type="shapes", **{"images": 20, "image_size": 48, **kwargs})
+
+
+def test_same_seed_draws_the_same_images_and_boxes():
+    first, second, other = (generate_shapes(shapes(), seed) for seed in (7, 7, 8))
+    assert np.array_equal(first[0], second[0])
+    assert all(np.array_equal(a, b) for a, b in zip(first[1], second[1]))
+    assert all(np.array_equal(a, b) for a, b in zip(first[2], second[2]))
+    assert not np.array_equal(first[0], other[0])
+    assert [len(b) for b in first[1]] != [len(b) for b in other[1]] or any(
+        not np.array_equal(a, b) for a, b in zip(first[1], other[1]))
+
+
+@pytest.mark.parametrize("kind", ["rectangle", "circle", "triangle"])
+def test_boxes_are_the_drawn_pixels_extent(kind):
+    """Without noise, the pixels that differ from the background span exactly the box."""
+    images, boxes, labels = generate_shapes(shapes(classes=[kind], min_objects=1, max_objects=1, noise=0.0,
+                                                   min_size=5, max_size=20), seed=3)
+    for image, (box,), (label,) in zip(images, boxes, labels):
+        x1, y1, x2, y2 = box.astype(int)
+        inside = np.zeros(image.shape[:2], bool)
+        inside[y1:y2, x1:x2] = True
+        background = image[~inside][0]
+        changed = (image != background).any(axis=-1)
+        rows, cols = np.flatnonzero(changed.any(axis=1)), np.flatnonzero(changed.any(axis=0))
+        assert label == 0
+        assert box.tolist() == [cols[0], rows[0], cols[-1] + 1, rows[-1] + 1]
+
+
+def test_spec_bounds_are_kept():
+    source = shapes(images=60, min_objects=2, max_objects=4, min_size=6, max_size=9, max_overlap=0.0)
+    _, boxes, labels = generate_shapes(source, seed=1)
+    counts = [len(b) for b in boxes]
+    assert min(counts) >= 1 and max(counts) == 4 and set(np.concatenate(labels)) == {0, 1, 2}
+    sides = np.concatenate([b[:, 2:] - b[:, :2] for b in boxes])
+    assert sides.min() >= 4 and sides.max() <= 9  # a circle or triangle may be a pixel narrower than its draw
+    for b in boxes:  # max_overlap 0: no two boxes of an image intersect
+        for i in range(len(b)):
+            for j in range(i):
+                assert min(b[i, 2], b[j, 2]) <= max(b[i, 0], b[j, 0]) or min(b[i, 3], b[j, 3]) <= max(b[i, 1], b[j, 1])
+
+
+def test_targets_decode_back_to_the_boxes():
+    boxes = [np.array([[4.0, 8.0, 20.0, 18.0], [30.0, 30.0, 41.0, 47.0]])]
+    target = centernet_targets(boxes, [np.array([1, 0])], 48, 4, 2)
+    assert target.shape == (1, 12, 12, 7)
+    rows, cols, classes = np.nonzero(target[0, :, :, :2] == 1.0)
+    assert sorted(zip(classes, rows, cols)) == [(0, 9, 8), (1, 3, 3)]
+    for (x1, y1, x2, y2), (row, col) in zip(boxes[0], [(3, 3), (9, 8)]):
+        w, h, dx, dy, mark = target[0, row, col, 2:]
+        assert mark == 1 and target[0, :, :, 6].sum() == 2
+        np.testing.assert_allclose([(col + dx - w / 2) * 4, (row + dy - h / 2) * 4, (col + dx + w / 2) * 4,
+                                    (row + dy + h / 2) * 4], [x1, y1, x2, y2], atol=1e-5)
+
+
+def test_coco_source_scales_boxes_to_the_resized_image(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "images").mkdir()
+    Image.fromarray(np.zeros((50, 100, 3), np.uint8)).save(tmp_path / "images" / "wide.png")
+    document = {"images": [{"id": 5, "file_name": "wide.png", "width": 100, "height": 50}],
+                "annotations": [{"image_id": 5, "category_id": 9, "bbox": [0.1, 0.2, 0.5, 0.6]},
+                                {"image_id": 5, "category_id": 3, "bbox": [0.0, 0.0, 1.0, 1.0]}],
+                "categories": [{"id": 9, "name": "boat"}, {"id": 3, "name": "buoy"}]}
+    (tmp_path / "boxes.json").write_text(json.dumps(document))
+    source = CocoSource(type="coco", annotations="boxes.json", images="images", box_format="xyxy",
+                        box_units="relative", image_size=20)
+    images, boxes, labels, names, files = read_coco(source, tmp_path)
+    assert images.shape == (1, 20, 20, 3) and names == ["buoy", "boat"] and files == ["wide.png"]
+    np.testing.assert_allclose(boxes[0], [[2, 4, 10, 12], [0, 0, 20, 20]])
+    assert labels[0].tolist() == [1, 0]
+
+
+COCO_ERRORS = [  # the annotations line (line 3), the value the error points at, the message
+    ('"annotations": [{"image_id": 1, "category_id": 4, "bbox": [1, 1, 2, 2]}]', "4",
+     "annotations[0].category_id: category id 4 is not in 'categories'"),
+    ('"annotations": [{"image_id": 9, "category_id": 1, "bbox": [1, 1, 2, 2]}]', "9",
+     "annotations[0].image_id: image id 9 is not in 'images'"),
+    ('"annotations": [{"image_id": 1, "category_id": 1, "bbox": [1, 1, 0, 2]}]', "[1, 1, 0, 2]",
+     "annotations[0].bbox: [1, 1, 0, 2] has no area as xywh (data.source.box_format)"),
+    ('"annotations": [{"image_id": 1, "category_id": 1, "bbox": [1, 1, "2", 2]}]', '[1, 1, "2", 2]',
+     "annotations[0].bbox: expected 4 finite numbers, got [1, 1, '2', 2]"),
+    ('"annotations": [{"image_id": 1, "category_id": 1}]', '{"image_id"', "annotations[0]: missing 'bbox'"),
+]
+
+
+@pytest.mark.parametrize("annotations, at, message", COCO_ERRORS)
+def test_coco_errors_point_at_the_entry(tmp_path, annotations, at, message):
+    from PIL import Image
+
+    from dlpipe.errors import DataError
+
+    Image.fromarray(np.zeros((10, 10, 3), np.uint8)).save(tmp_path / "a.png")
+    text = ('{"images": [{"id": 1, "file_name": "a.png", "width": 10, "height": 10}],\n'
+            '"categories": [{"id": 1, "name": "dot"}],\n' + annotations + "}\n")
+    (tmp_path / "boxes.json").write_text(text)
+    with pytest.raises(DataError) as caught:
+        read_coco(CocoSource(type="coco", annotations="boxes.json", images=".", image_size=16), tmp_path)
+    assert str(caught.value) == f"{tmp_path / 'boxes.json'}:3:{annotations.index(at) + 1}: {message}"
+
+
+def test_coco_image_of_another_size_than_its_entry(tmp_path):
+    from PIL import Image
+
+    from dlpipe.errors import DataError
+
+    Image.fromarray(np.zeros((12, 10, 3), np.uint8)).save(tmp_path / "a.png")
+    (tmp_path / "boxes.json").write_text('{"images": [{"id": 1, "file_name": "a.png", "width": 10, "height": 10}], '
+                                         '"categories": [{"id": 1, "name": "dot"}], "annotations": []}')
+    with pytest.raises(DataError, match=r"boxes.json:1:13: images\[0\]: a.png is 10 × 12 pixels, the entry says "
+                                        r"10 × 10$"):
+        read_coco(CocoSource(type="coco", annotations="boxes.json", images=".", image_size=16), tmp_path)
+
+
+def test_template_is_valid_and_round_trips():
+    spec = load_spec(ROOT / "specs" / "object-detection.yaml")
+    assert spec.task == "detection" and spec.pipeline == "detection"
+    assert type(spec).model_validate(spec.model_dump()) == spec
+    assert (ROOT / "specs" / "object-detection.yaml").read_text().startswith(
+        "# dlpipe run specs/object-detection.yaml\n")
+
+
+# --- one tiny run of the whole pipeline -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    from dlpipe.cli import main
+
+    out = tmp_path_factory.mktemp("detection") / "run"
+    result = CliRunner().invoke(main, ["run", str(ROOT / "specs" / "object-detection.yaml"), *TINY, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def _test_split(run: Path):
+    from dlpipe.data.detection import prepare_detection
+
+    spec = load_spec(run / "spec.yaml")
+    return spec, prepare_detection(spec, ROOT, located=None).splits["test"]
+
+
+@pytest.mark.slow
+def test_run_writes_the_contract_files(tiny_run):
+    for name in ["spec.yaml", "run.json", "data.json", "metrics.json", "history.csv", "model.keras",
+                 "export/verification.json", "export/keras/model.keras", "export/saved_model/saved_model.pb",
+                 "evaluation/test/average_precision.json", "plots/detections.png", "report.html"]:
+        assert (tiny_run / name).is_file(), name
+    record = json.loads((tiny_run / "run.json").read_text())
+    assert record["status"] == "completed" and record["data_fingerprint"].startswith("sha256:")
+    assert set(record["stages"]) == {"data", "setup", "build", "train", "evaluate", "export", "report"}
+    header, *rows = (tiny_run / "history.csv").read_text().splitlines()
+    assert "loss" in header.split(",") and "val_loss" in header.split(",") and len(rows) == 3
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    assert set(metrics) == {"validation", "test"} and set(metrics["test"]) == {"map_50", "map", "map_75"}
+    assert 0 <= metrics["test"]["map"] <= metrics["test"]["map_50"] <= 1
+    page = (tiny_run / "report.html").read_text()
+    assert "plots/detections.png" in page and "data:image/png;base64," in page
+
+
+@pytest.mark.slow
+def test_map_equals_cocoeval_on_the_runs_detections(tiny_run):
+    from test_metrics_detection import coco_stats
+
+    from dlpipe.metrics.detection import mean_average_precision
+
+    _, test = _test_split(tiny_run)
+    detections = json.loads((tiny_run / "evaluation/test/detections.json").read_text())
+    assert [d["row"] for d in detections] == test.rows.tolist()
+    assert sum(len(d["scores"]) for d in detections) == 20 * len(test)  # threshold 0: every peak kept
+
+    def xywh(boxes):
+        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        return np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
+
+    truths = [{"boxes": xywh(b), "labels": c} for b, c in zip(test.boxes, test.labels)]
+    predictions = [{"boxes": xywh(d["boxes"]), "labels": np.array(d["classes"]), "scores": np.array(d["scores"])}
+                   for d in detections]
+    stats, _ = coco_stats(truths, predictions, 3)
+    ours = mean_average_precision(test.ground_truth(), [{**p, "boxes": d["boxes"]} for p, d in zip(predictions, detections)])
+    metrics = json.loads((tiny_run / "metrics.json").read_text())["test"]
+    assert abs(ours.map - stats[0]) < 1e-6 and abs(ours.map_50 - stats[1]) < 1e-6 and abs(ours.map_75 - stats[2]) < 1e-6
+    assert [metrics["map"], metrics["map_50"], metrics["map_75"]] == [ours.map, ours.map_50, ours.map_75]
+
+
+@pytest.mark.slow
+def test_exports_reload_and_return_the_same_detections(tiny_run):
+    import keras
+    import tensorflow as tf
+
+    verification = json.loads((tiny_run / "export/verification.json").read_text())
+    assert set(verification) == {"keras", "saved_model"}
+    assert all(r["passed"] and r["max_abs_diff"] <= 1e-4 and r["agreement"] == 1.0 for r in verification.values())
+
+    import dlpipe.architectures.centernet  # noqa: F401 — registers the decoding layer
+
+    _, test = _test_split(tiny_run)
+    images = test.images.astype(np.float32)
+    trained = keras.saving.load_model(tiny_run / "model.keras", safe_mode=True)
+    exported = keras.saving.load_model(tiny_run / "export/keras/model.keras", safe_mode=True)
+    serve = tf.saved_model.load(str(tiny_run / "export/saved_model")).signatures["serving_default"]
+    expected = {k: np.asarray(v) for k, v in trained(images).items()}
+    assert expected["boxes"].shape == (len(images), 20, 4) and expected["classes"].dtype == np.int32
+    assert (expected["boxes"][..., 2:] >= expected["boxes"][..., :2]).all() and expected["boxes"].max() <= 32
+    for got in ({k: np.asarray(v) for k, v in exported(images).items()},
+                {k: v.numpy() for k, v in serve(image=tf.constant(images)).items()}):
+        assert set(got) == {"boxes", "scores", "classes"}
+        np.testing.assert_allclose(got["boxes"], expected["boxes"], atol=1e-4)
+        np.testing.assert_allclose(got["scores"], expected["scores"], atol=1e-6)
+        assert np.array_equal(got["classes"], expected["classes"])
+
+
+@pytest.mark.slow
+def test_the_trained_detector_runs_on_the_jax_backend(tiny_run, tmp_path):
+    """keras.layers / keras.ops only: model.keras, trained on TensorFlow, loads and decodes
+    the same detections on JAX."""
+    import importlib.util
+    import os
+    import subprocess
+    import sys
+
+    import keras
+
+    import dlpipe.architectures.centernet  # noqa: F401
+
+    if importlib.util.find_spec("jax") is None:
+        pytest.skip("jax is not installed (optional: pip install 'dlpipe[jax]')")
+    _, test = _test_split(tiny_run)
+    images = test.images[:8].astype(np.float32)
+    np.save(tmp_path / "images.npy", images)
+    code = ("import sys, numpy as np, keras, dlpipe.architectures.centernet\n"
+            "model = keras.saving.load_model(sys.argv[1], safe_mode=True)\n"
+            "out = model(np.load(sys.argv[2]))\n"
+            "np.savez(sys.argv[3], **{k: np.asarray(v) for k, v in out.items()}, params=model.count_params())\n")
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    subprocess.run([sys.executable, "-c", code, str(tiny_run / "model.keras"), str(tmp_path / "images.npy"),
+                    str(tmp_path / "jax.npz")], env=env, check=True, timeout=300)
+    on_jax = np.load(tmp_path / "jax.npz")
+    model = keras.saving.load_model(tiny_run / "model.keras", safe_mode=True)
+    on_tf = {k: np.asarray(v) for k, v in model(images).items()}
+    assert int(on_jax["params"]) == model.count_params()
+    np.testing.assert_allclose(on_jax["scores"], on_tf["scores"], atol=1e-4)
+    confident = on_tf["scores"] > 0.05  # near-ties below this may swap places between backends
+    np.testing.assert_allclose(on_jax["boxes"][confident], on_tf["boxes"][confident], atol=1e-3)
+    assert np.array_equal(on_jax["classes"][confident], on_tf["classes"][confident])

@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> dict:
     import tensorflow as tf
 
     from dlpipe.architectures.assemble import build_model
+    from dlpipe.data.augment import augmenter
     from dlpipe.data.prepare import prepare
     from dlpipe.training.compile import compile_model
     from dlpipe.training.determinism import configure
@@ -76,7 +77,8 @@ def main(argv: list[str] | None = None) -> dict:
     weights = example_weights(spec, data, located)
     epochs = 1 + args.epochs  # a fit reads the dataset from its start; it must hold a fit's epochs
     dlpipe_ds = training_dataset(train.x, train.y, weights, batch_size=batch, seed=spec.seed, first_epoch=0,
-                                 epochs=epochs, shuffle_buffer=spec.data.shuffle_buffer)
+                                 epochs=epochs, shuffle_buffer=spec.data.shuffle_buffer,
+                                 augment=augmenter(spec, data))
 
     def dlpipe_fit(n_epochs: int) -> None:
         run = _Callbacks.create(spec, steps, None, None, has_validation=False, extra=[])

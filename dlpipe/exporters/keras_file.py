@@ -20,12 +20,11 @@ def write(model, directory: Path, job: ExportJob | None = None) -> list[Artifact
     return [Artifact("keras", target)]
 
 
-def load(path: Path):
-    import keras
-
+def load(path: Path, *, allow_unsafe: bool = False):
     from dlpipe.data.pipeline import predict
+    from dlpipe.modelfile import load_keras_model
 
-    model = keras.saving.load_model(path, safe_mode=True, compile=False)
+    model = load_keras_model(path, allow_unsafe=allow_unsafe, opt_in="--allow-unsafe-deserialization")
     return lambda inputs: predict(model, inputs)
 
 

@@ -181,9 +181,10 @@ def export_run(run_path: str | Path, *, formats: Sequence[str] | None = None,
         if trained_on and trained_on != data.fingerprint:
             raise DataError(f"{data.origin}: the data differs from what {root} trained on (fingerprint "
                             f"{data.fingerprint[:19]}…, the run's {trained_on[:19]}…); retrain instead")
-        import keras
+        from dlpipe.modelfile import load_keras_model
 
-        model = keras.saving.load_model(root / "model.keras", safe_mode=True, compile=False)
+        model = load_keras_model(root / "model.keras", allow_unsafe=spec.allow_unsafe_deserialization,
+                                 imports=getattr(spec.model, "allow_imports", None) or ())
         metrics = _json(root / "metrics.json") or None
         return export_model(model, spec, data, root / "export", formats=formats, metrics=metrics,
                             keras_file=root / "model.keras")

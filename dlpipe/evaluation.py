@@ -74,6 +74,9 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None) -> Evaluat
     except SpecError as err:
         raise DlpipeError(f"{run_root / 'spec.yaml'}: the run's spec no longer validates: "
                           f"{err.problems[0].path}: {err.problems[0].message}") from None
+    if spec.task == "embedding":
+        raise DlpipeError(f"{run_root}: re-evaluating an embedding run is not supported yet; its metrics.json "
+                          "holds the run's own scores (dlpipe predict RUN_DIR writes embeddings)")
     if spec.task == "detection":
         raise DlpipeError(f"{run_root}: dlpipe evaluate does not re-evaluate detection runs yet; "
                           "metrics.json and evaluation/ hold the run's own evaluation")

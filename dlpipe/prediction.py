@@ -1,4 +1,5 @@
-"""`dlpipe predict MODEL INPUT`: raw data in, class names and probabilities (or values) out.
+"""`dlpipe predict MODEL INPUT`: raw data in, class names and probabilities, values, or
+embeddings (one vector per example, columns embedding_0 … embedding_<k-1>) out.
 
 MODEL is a run directory (its model.keras), an export directory (its SavedModel, else its
 .keras), a SavedModel folder or a .keras file. What the model takes and returns comes from
@@ -310,6 +311,9 @@ def records(interface: dict, output: np.ndarray, labels: list[str] | None, label
             record = {"prediction": classes[int(row.argmax())],
                       "probabilities": {name: float(p) for name, p in zip(classes, row)}}
             out.append(record)
+    elif interface["task"] == "embedding":
+        values = np.asarray(output, dtype=np.float64).reshape(len(output), -1)
+        out = [{"embedding": [float(v) for v in row]} for row in values]
     else:
         values = np.asarray(output, dtype=np.float64).reshape(len(output), -1)
         out = [{"prediction": float(row[0]) if len(row) == 1 else [float(v) for v in row]} for row in values]
@@ -324,7 +328,11 @@ class Writer:
     def __init__(self, handle: TextIO, fmt: str, interface: dict, labelled: bool, label_name: str):
         self.handle, self.fmt = handle, fmt
         if fmt == "csv":
-            header = ([label_name] if labelled else []) + ["prediction"]
+            header = ([label_name] if labelled else [])
+            if interface["task"] == "embedding":  # one column per number of the vector
+                header += [f"embedding_{i}" for i in range(interface["output"]["units"])]
+            else:
+                header.append("prediction")
             if interface["task"] == "classification":
                 header += [f"probability_{name}" for name in interface["class_names"]]
             self.csv = csv.writer(handle, lineterminator="\n")
@@ -335,7 +343,8 @@ class Writer:
             if self.fmt == "jsonl":
                 self.handle.write(json.dumps(row, ensure_ascii=False) + "\n")
                 continue
-            cells = [_cell(v) for k, v in row.items() if k != "probabilities"]
+            cells = [_cell(v) for k, v in row.items() if k not in ("probabilities", "embedding")]
+            cells += [_cell(v) for v in row.get("embedding", [])]
             cells += [_cell(p) for p in row.get("probabilities", {}).values()]
             self.csv.writerow(cells)
 

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from dlpipe import __version__
-from dlpipe.rundir import atomic_path, atomic_write_json, to_json
+from dlpipe.rundir import atomic_path, atomic_write_text, to_json
 
 NOT_DATA = ("model", "training", "evaluation", "export", "tuning", "name", "description",
             "allow_unsafe_deserialization")
@@ -123,8 +123,9 @@ def save(obj: Any, folder: Path, name: str) -> str | None:
     with atomic_path(folder / f"{name}.npz") as tmp:
         with open(tmp, "wb") as handle:
             np.savez(handle, **{f"a{i:05d}": a for i, a in enumerate(arrays)})
-    # The JSON goes last: with it, the archive it refers to is complete.
-    atomic_write_json(folder / f"{name}.json", {"format": 1, "tree": tree})
+    # The JSON goes last: with it, the archive it refers to is complete. Keys keep their
+    # order (not sorted): the order of a dict of inputs can be the order of a model's inputs.
+    atomic_write_text(folder / f"{name}.json", json.dumps({"format": 1, "tree": tree}) + "\n")
     return None
 
 

@@ -80,6 +80,7 @@ def test_prepared_data_round_trips_exactly(spec_file, tmp_path):
     data = prepare(spec, spec_file.parent, None)
     data.extra["labels"] = np.array(["a", "bc"], dtype=object)
     data.extra["nan"] = float("nan")
+    data.extra["order"] = {"z": 1, "a": 2}
     assert stagecache.save(data, tmp_path / "cache", "data") is None
     loaded = stagecache.load(tmp_path / "cache", "data")
     assert type(loaded) is type(data) and loaded.describe() == data.describe()
@@ -90,6 +91,8 @@ def test_prepared_data_round_trips_exactly(spec_file, tmp_path):
     assert [f.mean.tolist() for f in loaded.features] == [f.mean.tolist() for f in data.features]
     assert loaded.extra["labels"].dtype == object and list(loaded.extra["labels"]) == ["a", "bc"]
     assert np.isnan(loaded.extra["nan"])
+    assert list(loaded.extra["order"]) == ["z", "a"]  # not sorted: dict order can be input order
+    assert list(vars(loaded)) == list(vars(data))
 
     assert stagecache.save({"x": Foreign(1)}, tmp_path / "other", "data") == "a Foreign from test_stagecache"
     assert not (tmp_path / "other" / "data.json").exists()

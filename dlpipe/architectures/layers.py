@@ -89,6 +89,23 @@ class ReconstructionLoss(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="dlpipe")
+class Impute(keras.layers.Layer):
+    """Replaces each missing value (NaN) by a fixed number per column (the training split's
+    mean or median, or a constant), so the model and its exports take raw data with gaps."""
+
+    def __init__(self, fill, **kwargs):
+        super().__init__(**kwargs)
+        self.fill = [float(v) for v in np.ravel(fill)]
+
+    def call(self, inputs):
+        fill = ops.cast(ops.convert_to_tensor(self.fill), inputs.dtype)
+        return ops.where(ops.isnan(inputs), fill, inputs)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "fill": self.fill}
 class LastValue(keras.layers.Layer):
     """batch × steps × channels → batch × horizon: the last step's value of channel 0 (a
     forecasting window's target), repeated — the naive forecast a forecaster corrects."""

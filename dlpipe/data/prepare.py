@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from dlpipe.data.sources import load_source
-from dlpipe.data.splits import split_indices
+from dlpipe.data.splits import kfold_indices, split_indices, time_ordered_split
 from dlpipe.data.table import Table
 from dlpipe.errors import DataError
 from dlpipe.errors import did_you_mean
@@ -48,6 +48,11 @@ class FeatureInfo:
     """Categorical: one_hot or embedding."""
     embedding_dim: int | None = None
     vocabulary_size: int | None = None
+    """Tokens only: ids are 0..vocabulary_size-1."""
+    imputation: str = "none"
+    """Numerical only: mean, median or constant fills a missing value (inside the model)."""
+    fill: np.ndarray | None = None
+    """The value that replaces NaN, per column (fitted on the training split)."""
     """Tokens: ids are 0..vocabulary_size-1. Text: the most ids the vocabulary may use."""
     order: list[str] | None = None
     """Ordinal: the values, lowest first."""
@@ -76,6 +81,8 @@ class FeatureInfo:
             out.update(vocabulary=self.vocabulary, encoding=self.encoding, embedding_dim=self.embedding_dim)
         if self.vocabulary_size is not None:
             out["vocabulary_size"] = self.vocabulary_size
+        if self.fill is not None:
+            out.update(imputation=self.imputation, fill=self.fill.tolist())
         if self.order is not None:
             out["order"] = self.order
         if self.text is not None:
@@ -124,6 +131,7 @@ class PreparedData:
             "class_names": self.class_names,
             "features": [f.describe() for f in self.features],
             "split_sizes": {name: len(split) for name, split in self.splits.items()},
+            **{key: self.extra[key] for key in ("dropped_rows", "time_ranges") if key in self.extra},
         }
 
 
@@ -141,7 +149,7 @@ def input_names(names: list[str]) -> list[str]:
 
 def prepare(spec: Spec, base_dir: Path, located) -> PreparedData:
     """`located(path, message)` builds a SpecError pointing at the spec's line for `path`."""
-    table = load_source(spec.data.source, base_dir)
+    table, index = _load(spec, base_dir)
     if len(table) == 0:
         raise DataError(f"{table.origin}: the dataset is empty")
     if spec.data.windows is not None:
@@ -149,26 +157,106 @@ def prepare(spec: Spec, base_dir: Path, located) -> PreparedData:
 
         return prepare_windows(spec, table, located)
     target = _check_target(spec, table, located) if spec.data.target is not None else None
+    times = _time_values(spec, table, located) if spec.data.split.time_column else None
     features = _resolve_features(spec, table, target, located)
-    y, class_names = _labels(spec, table, target) if target is not None else (None, None)
-    fractions = {"train": spec.data.split.train, "validation": spec.data.split.validation,
-                 "test": spec.data.split.test}
-    stratify = spec.data.split.stratify and y is not None  # unlabeled rows have no class to keep
-    index = split_indices(len(table), fractions, spec.seed, y if stratify else None)
+    keep = np.ones(len(table), dtype=bool)
+    y, class_names = (None, None)
+    if target is not None:
+        y, class_names, keep = _labels(spec, table, target, base_dir, located)
+    dropped = int((~keep).sum())
+    if dropped == len(table):
+        raise DataError(f"{table.origin}: every row's label is unknown or missing; nothing is left to learn from")
+    if index is None:
+        index = _split(spec, table, y, keep, times, located)
+    else:  # explicit split files: drop rows without a usable label from each
+        index = {name: rows[keep[rows]] for name, rows in index.items()}
     for name in ("train", "test"):
         if len(index[name]) == 0:
-            raise located(("data", "split", name), f"the {name} split of {len(table)} examples is empty")
+            where = ("data", "split", "files", name) if spec.data.split.files and name == "test" else ("data", "split", name)
+            raise located(where, f"the {name} split of {int(keep.sum())} examples is empty")
     weights = _sample_weights(spec, table, located)
     splits = {
         name: Split({f.input_name: _column(table, f)[rows] for f in features}, None if y is None else y[rows], rows,
                     None if weights is None else weights[rows])
         for name, rows in index.items()
     }
+    _fit_imputation(spec, features, splits["train"], table)
     _fit_normalization(spec, features, splits["train"])
     _fit_vocabularies(spec, features, splits["train"])
     _resolve_pretrained(spec, features, base_dir)
-    return PreparedData(features=features, target=target, task=spec.task, class_names=class_names,
+    data = PreparedData(features=features, target=target, task=spec.task, class_names=class_names,
                         splits=splits, fingerprint=_fingerprint(spec, table), origin=table.origin)
+    if dropped:
+        data.extra["dropped_rows"] = dropped
+    if times is not None:
+        data.extra["time_ranges"] = {name: [_shown_time(times[rows].min()), _shown_time(times[rows].max())]
+                                     for name, rows in index.items() if len(rows)}
+    return data
+
+
+def _load(spec: Spec, base_dir: Path) -> tuple[Table, dict[str, np.ndarray] | None]:
+    """The table, and its split indices when the spec names a file per split."""
+    from dlpipe.data.table import concatenate
+
+    source, files = spec.data.source, spec.data.split.files
+    table = load_source(source, base_dir)
+    if files is None:
+        return table, None
+    tables = {"train": table}
+    for name in ("validation", "test"):
+        path = getattr(files, name)
+        if path is not None:
+            tables[name] = load_source(source.model_copy(update={"path": path}), base_dir)
+    joined = concatenate(list(tables.values()))
+    starts = dict(zip(tables, [start for start, _ in joined.pieces]))
+    index = {name: np.arange(starts[name], starts[name] + len(tables[name])) if name in tables
+             else np.array([], dtype=np.int64) for name in SPLITS}
+    return joined, index
+
+
+def _split(spec: Spec, table: Table, y, keep: np.ndarray, times, located) -> dict[str, np.ndarray]:
+    split = spec.data.split
+    fractions = {"train": split.train, "validation": split.validation, "test": split.test}
+    kept = np.flatnonzero(keep)
+    if times is not None:
+        return time_ordered_split(times[kept], fractions, kept)
+    stratify = split.stratify and y is not None and y.ndim == 1  # unlabeled rows have no class to keep
+    strata = y[kept] if stratify else None
+    if split.folds is not None:
+        return {name: kept[rows] for name, rows in
+                kfold_indices(len(kept), split.test, split.folds, split.fold, spec.seed, strata).items()}
+    return {name: kept[rows] for name, rows in split_indices(len(kept), fractions, spec.seed, strata).items()}
+
+
+def _time_values(spec: Spec, table: Table, located) -> np.ndarray:
+    """The time column as numbers that order the rows (datetimes as nanoseconds)."""
+    name = spec.data.split.time_column
+    if name not in table.columns:
+        hint = did_you_mean(name, table.columns) or f"; columns are: {_list(table.columns)}"
+        raise located(("data", "split", "time_column"), f"no column {name!r} in {table.origin}{hint}")
+    values = table.columns[name]
+    if values.dtype.kind in "iuf":
+        bad = np.flatnonzero(~np.isfinite(values.astype(np.float64)))
+        if len(bad):
+            raise DataError(f"{table.at(bad[0])}, column {name!r}: a missing time")
+        return values.astype(np.float64)
+    import pandas as pd
+
+    for row, value in enumerate(values):
+        if _is_missing(value):
+            raise DataError(f"{table.at(row)}, column {name!r}: a missing time")
+        try:
+            pd.Timestamp(value)
+        except (ValueError, TypeError):
+            raise DataError(f"{table.at(row)}, column {name!r}: expected a date or time, got {value!r}") from None
+    stamps = pd.to_datetime(pd.Series(values), format="mixed")
+    if stamps.dt.tz is not None:
+        stamps = stamps.dt.tz_convert("UTC")
+    return stamps.astype("int64").to_numpy().astype(np.float64)
+
+
+def _shown_time(value: float):
+    return float(value)
 
 
 def _check_target(spec: Spec, table: Table, located) -> str:
@@ -200,7 +288,7 @@ def _resolve_features(spec: Spec, table: Table, target: str, located) -> list[Fe
     else:
         declared = []
         for name, values in table.columns.items():
-            if name in (target, spec.training.sample_weight):
+            if name in (target, spec.training.sample_weight, spec.data.split.time_column):
                 continue
             kind = "image" if values.ndim >= 3 else "numerical"
             if values.dtype.kind not in "iufb" and not _mostly_numbers(values):
@@ -216,7 +304,7 @@ def _resolve_features(spec: Spec, table: Table, target: str, located) -> list[Fe
             _check_categories(table, name)
             shape: tuple[int, ...] = (1,)
         elif kind == "numerical":
-            _check_numbers(table, name)
+            _check_numbers(table, name, allow_nan=_imputer(spec, name, kind) is not None)
             if values.ndim != 1:
                 raise located(path, f"column {name!r} holds arrays of shape {values.shape[1:]}, not numbers; "
                               "declare it under data.features as type image, sequence or tokens")
@@ -238,6 +326,9 @@ def _resolve_features(spec: Spec, table: Table, target: str, located) -> list[Fe
             key = name if name in spec.prepare.normalization else kind
             raise located(("prepare", "normalization", key), f"{name!r} holds token ids; they cannot be normalized")
         info = FeatureInfo(name, input_name, kind, shape, normalization=norm.type if norm else "none")
+        imputer = _imputer(spec, name, kind)
+        if imputer is not None:
+            info.imputation = imputer.type
         declared_feature = next((f for f in spec.data.features if f.name == name), None)
         if kind == "ordinal":
             info.normalization, info.order = "none", list(declared_feature.order)
@@ -263,6 +354,10 @@ def _resolve_features(spec: Spec, table: Table, target: str, located) -> list[Fe
         if kind == "tokens":
             info.vocabulary_size = _vocabulary_size(spec, table, name, path, located)
         features.append(info)
+    for key in spec.prepare.imputation:
+        if key != "numerical" and key not in {f.name for f in features}:
+            hint = did_you_mean(key, [f.name for f in features])
+            raise located(("prepare", "imputation", key), f"{key!r} is not a feature{hint}")
     unused = set(spec.prepare.normalization) - {f.name for f in features} - set(FEATURE_TYPES)
     for key in sorted(unused):
         hint = did_you_mean(key, [f.name for f in features])
@@ -288,12 +383,12 @@ def _vocabulary_size(spec: Spec, table: Table, name: str, path: tuple, located) 
     values = table.columns[name]
     if values.dtype.kind == "f" and not np.all(values == np.round(values)):
         row = int(np.flatnonzero((values != np.round(values)).any(axis=1))[0])
-        raise DataError(f"{table.origin}: row {row + table.row_offset}, column {name!r}: token ids must be "
+        raise DataError(f"{table.at(row)}, column {name!r}: token ids must be "
                         "whole numbers")
     low, high = int(values.min()), int(values.max())
     if low < 0:
         row = int(np.flatnonzero((values < 0).any(axis=1))[0])
-        raise DataError(f"{table.origin}: row {row + table.row_offset}, column {name!r}: negative token id {low}")
+        raise DataError(f"{table.at(row)}, column {name!r}: negative token id {low}")
     declared = next(f.vocabulary_size for f in spec.data.features if f.name == name)
     if declared is None:
         return high + 1  # from every row: an id first seen in the test split still has an embedding
@@ -323,29 +418,32 @@ def _sample_weights(spec: Spec, table: Table, located) -> np.ndarray | None:
     weights = table.columns[name].astype(np.float32)
     if weights.ndim != 1 or (weights < 0).any():
         row = int(np.flatnonzero(weights < 0)[0]) if weights.ndim == 1 else 0
-        raise DataError(f"{table.origin}: row {row + table.row_offset}, column {name!r}: a sample weight "
+        raise DataError(f"{table.at(row)}, column {name!r}: a sample weight "
                         "must be a number >= 0")
     return weights
 
 
-def _check_numbers(table: Table, name: str) -> None:
+def _check_numbers(table: Table, name: str, allow_nan: bool = False) -> None:
+    """Every value a finite number (NaN allowed where an imputation fills it)."""
     values = table.columns[name]
     if values.dtype.kind not in "iufb":
         for row, value in enumerate(values):
             try:
                 float(value)
             except (TypeError, ValueError):
-                raise DataError(f"{table.origin}: row {row + table.row_offset}, column {name!r}: "
+                raise DataError(f"{table.at(row)}, column {name!r}: "
                                 f"expected a number, got {value!r}") from None
         values = table.columns[name] = values.astype(np.float32)
     if values.dtype.kind == "f":
         flat = values.reshape(len(values), -1)
-        bad = ~np.isfinite(flat).all(axis=1)
+        bad = ~(np.isfinite(flat) | (np.isnan(flat) if allow_nan else False)).all(axis=1)
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
-            what = "a missing value (NaN)" if np.isnan(flat[row]).any() else "an infinite value"
-            raise DataError(f"{table.origin}: row {row + table.row_offset}, column {name!r}: {what}; "
-                            f"{int(bad.sum())} row(s) in all (imputation is not supported yet: clean them)")
+            if np.isinf(flat[row]).any():
+                raise DataError(f"{table.at(row)}, column {name!r}: an infinite value; "
+                                f"{int(bad.sum())} row(s) in all")
+            raise DataError(f"{table.at(row)}, column {name!r}: a missing value (NaN); {int(bad.sum())} row(s) "
+                            f"in all (fill them with prepare.imputation, or clean them)")
 
 
 def _check_categories(table: Table, name: str) -> None:
@@ -357,8 +455,8 @@ def _check_categories(table: Table, name: str) -> None:
         missing = np.flatnonzero([_is_missing(v) for v in values])
     if len(missing):
         row = int(missing[0])
-        raise DataError(f"{table.origin}: row {row + table.row_offset}, column {name!r}: a missing value; "
-                        f"{len(missing)} row(s) in all (imputation is not supported yet: clean them)")
+        raise DataError(f"{table.at(row)}, column {name!r}: a missing value; "
+                        f"{len(missing)} row(s) in all (categories are not imputed: clean them)")
     table.columns[name] = np.array([str(v) for v in values], dtype=object)
 
 
@@ -384,58 +482,241 @@ def _column(table: Table, feature: FeatureInfo) -> np.ndarray:
     return values.reshape(len(values), 1) if feature.type == "numerical" else values
 
 
-def _labels(spec: Spec, table: Table, target: str) -> tuple[np.ndarray, list[str] | None]:
+def _labels(spec: Spec, table: Table, target: str, base_dir: Path,
+            located) -> tuple[np.ndarray, list[str] | None, np.ndarray]:
+    """(encoded labels, class names, which rows keep their label). Rows whose label is
+    missing or unknown are an error, or dropped with `on_unknown: drop`."""
     values = table.columns[target]
+    keep = np.ones(len(table), dtype=bool)
     if spec.task == "regression":
         _check_numbers(table, target)
-        return table.columns[target].astype(np.float32), None
-    if spec.data.target.multi_label:
-        return _multi_label(spec, table, target)
+        return table.columns[target].astype(np.float32), None, keep
+    declared = spec.data.target
+    labels = Labels(table, target, declared.on_unknown)
+    if declared.multi_label:
+        return _multi_label(spec, labels)
     if values.ndim > 1 and not getattr(spec.model, "return_sequences", False):
         raise DataError(f"{table.origin}: column {target!r} holds {values.shape[1:]} labels per example; "
                         "set data.target.multi_label (any of K classes) or model.return_sequences "
                         "(one class per step)")
-    names = spec.data.target.class_names or table.class_names.get(target)
+    if declared.threshold is not None:
+        return _threshold(declared.threshold, declared.class_names, labels)
+    text = values.dtype.kind not in "iufb"
+    if declared.order is not None:
+        return labels.mapped({name: i for i, name in enumerate(declared.order)}, list(declared.order),
+                             "data.target.order")
+    if declared.label_map is not None:
+        mapping = _label_map(declared.label_map, base_dir, located)
+        names = list(declared.class_names or sorted(set(mapping.values())))
+        return labels.mapped({raw: names.index(name) for raw, name in mapping.items()}, names,
+                             "data.target.label_map")
+    names = declared.class_names or table.class_names.get(target)
+    if names is not None and text:
+        return labels.mapped({name: i for i, name in enumerate(names)}, list(names), "class_names")
     if names is not None:
-        if values.dtype.kind not in "iu":
+        if values.dtype.kind not in "iu" and not np.all(np.isnan(values) | (values == np.round(values))):
             raise DataError(f"{table.origin}: column {target!r}: class_names need integer labels 0..{len(names) - 1}")
-        outside = ((values < 0) | (values >= len(names))).reshape(len(values), -1)
-        bad = np.flatnonzero(outside.any(axis=1))
-        if len(bad):
-            row = int(bad[0])
+        missing = np.isnan(values) if values.dtype.kind == "f" else np.zeros(values.shape, dtype=bool)
+        outside = (((values < 0) | (values >= len(names))) & ~missing).reshape(len(values), -1)
+        for row in np.flatnonzero(missing.reshape(len(values), -1).any(axis=1)):
+            labels.unknown(row, "missing label")
+        for row in np.flatnonzero(outside.any(axis=1)):
             label = values.reshape(len(values), -1)[row][outside[row]][0].item()
-            raise DataError(f"{table.origin}: row {row + table.row_offset}, column {target!r}: label "
-                            f"{label!r} has no class name (class_names lists {len(names)})")
-        return values.astype(np.int64), list(names)
-    if values.dtype.kind == "f" and not np.isfinite(values).all():
-        row = int(np.flatnonzero(~np.isfinite(values))[0])
-        raise DataError(f"{table.origin}: row {row + table.row_offset}, column {target!r}: missing label")
-    labels = values.astype(str) if values.dtype.kind not in "iub" else values
-    classes, codes = np.unique(labels, return_inverse=True)
-    codes = codes.reshape(values.shape)  # per-step labels keep their steps
+            labels.unknown(row, f"label {label!r} has no class name (class_names lists {len(names)})")
+        codes = np.where(labels.keep.reshape((-1,) + (1,) * (values.ndim - 1)), np.nan_to_num(values), 0)
+        return codes.astype(np.int64), list(names), labels.keep
+    for row in labels.missing_rows():
+        labels.unknown(row, "missing label")
+    kept = values[labels.keep]
+    as_text = kept.astype(str) if kept.dtype.kind not in "iub" else kept
+    if kept.dtype.kind == "f" and np.all(kept == np.round(kept)):
+        as_text = kept.astype(np.int64)  # 0.0/1.0 read from a column with gaps are the integers 0/1
+    classes, codes = np.unique(as_text, return_inverse=True)
     if len(classes) < 2:
         raise DataError(f"{table.origin}: column {target!r} has a single class ({classes[0].item()!r}); "
                         "classification needs at least two")
-    return codes.astype(np.int64), [str(c) for c in classes]
+    y = np.zeros(values.shape, dtype=np.int64)
+    y[labels.keep] = codes.reshape(kept.shape)  # per-step labels keep their steps
+    return y, [str(c) for c in classes], labels.keep
 
 
-def _multi_label(spec: Spec, table: Table, target: str) -> tuple[np.ndarray, list[str]]:
-    values = table.columns[target]
+class Labels:
+    """Label values of one column, and the rows whose label is missing or unknown: each is an
+    error naming file, row and column, or (on_unknown: drop) a row left out."""
+
+    def __init__(self, table: Table, column: str, on_unknown: str):
+        self.table, self.column, self.on_unknown = table, column, on_unknown
+        self.values = table.columns[column]
+        self.keep = np.ones(len(table), dtype=bool)
+
+    def unknown(self, row: int, message: str) -> None:
+        if self.on_unknown == "error":
+            raise DataError(f"{self.table.at(row)}, column {self.column!r}: {message}")
+        self.keep[row] = False
+
+    def missing_rows(self) -> np.ndarray:
+        values = self.values
+        if values.dtype.kind == "f":
+            return np.flatnonzero(~np.isfinite(values.reshape(len(values), -1)).all(axis=1))
+        if values.dtype == object:
+            return np.flatnonzero([_is_missing(v) or (isinstance(v, str) and not v.strip()) for v in values])
+        return np.array([], dtype=np.int64)
+
+    def mapped(self, mapping: dict[str, int], names: list[str], what: str):
+        """Each raw value (as text; 1.0 read as 1) looked up in `mapping`."""
+        y = np.zeros(len(self.values), dtype=np.int64)
+        missing = set(self.missing_rows().tolist())
+        for row, value in enumerate(self.values):
+            if row in missing:
+                self.unknown(row, "missing label")
+                continue
+            key = _label_key(value)
+            if key not in mapping:
+                known = ", ".join(list(mapping)[:8]) + (" ..." if len(mapping) > 8 else "")
+                self.unknown(row, f"label {key!r} is not in {what} ({known})")
+                continue
+            y[row] = mapping[key]
+        return y, names, self.keep
+
+
+def _label_key(value) -> str:
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value)).lower()
+    return str(value.item() if isinstance(value, np.generic) else value)
+
+
+def _label_map(label_map: dict[str, str] | str, base_dir: Path, located) -> dict[str, str]:
+    """The inline mapping, or the JSON / YAML file it names (read here, never by plain validate)."""
+    if isinstance(label_map, dict):
+        return dict(label_map)
+    from dlpipe.data.sources import resolve_path
+
+    path = resolve_path(label_map, base_dir)
+    if not path.is_file():
+        raise located(("data", "target", "label_map"), f"no label map file {str(path)!r}")
+    try:
+        text = path.read_text(encoding="utf-8")
+        if path.suffix.lower() == ".json":
+            mapping = json.loads(text)
+        else:
+            import yaml
+
+            mapping = yaml.safe_load(text)
+    except (OSError, ValueError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: cannot read the label map: {str(err).strip().splitlines()[0]}") from None
+    except Exception as err:  # yaml.YAMLError
+        raise DataError(f"{path}: cannot read the label map: {str(err).strip().splitlines()[0]}") from None
+    if not isinstance(mapping, dict) or not mapping:
+        raise DataError(f"{path}: a label map is a mapping of raw label → class name, got "
+                        f"{type(mapping).__name__}")
+    for raw, name in mapping.items():
+        if not isinstance(name, (str, int, float)) or isinstance(name, bool):
+            raise DataError(f"{path}: label {raw!r} maps to {name!r}; class names are text")
+    return {_label_key(raw): str(name) for raw, name in mapping.items()}
+
+
+def _threshold(threshold: float, class_names, labels: Labels):
+    table, column = labels.table, labels.column
+    values = labels.values
+    if values.dtype.kind not in "iuf":
+        converted = np.full(len(values), np.nan)
+        for row, value in enumerate(values):
+            if _is_missing(value):
+                continue
+            try:
+                converted[row] = float(value)
+            except (TypeError, ValueError):
+                raise DataError(f"{table.at(row)}, column {column!r}: expected a number to compare with "
+                                f"threshold {threshold:g}, got {value!r}") from None
+        values = converted
+    values = values.astype(np.float64)
+    for row in np.flatnonzero(np.isnan(values)):
+        labels.unknown(row, "missing label")
+    names = list(class_names or [f"below {threshold:g}", f"{threshold:g} or more"])
+    return (np.nan_to_num(values, nan=-np.inf) >= threshold).astype(np.int64), names, labels.keep
+
+
+def _multi_label(spec: Spec, labels: Labels) -> tuple[np.ndarray, list[str], np.ndarray]:
+    table, target = labels.table, labels.column
+    values = labels.values
+    declared = spec.data.target
+    if values.dtype == object:
+        return _multi_label_lists(spec, labels)
     if values.ndim != 2:
-        raise DataError(f"{table.origin}: column {target!r}: multi_label needs K indicators (0 or 1) per "
-                        f"example, got values of shape {values.shape[1:]}")
+        hint = " (text labels need data.target.delimiter)" if values.dtype.kind in "iuf" else ""
+        raise DataError(f"{table.origin}: column {target!r}: multi_label needs K indicators (0 or 1), a list "
+                        f"of class names or a delimited string per example, got values of shape "
+                        f"{values.shape[1:]}{hint}")
     _check_numbers(table, target)
     values = table.columns[target]
     bad = np.flatnonzero(~np.isin(values, (0, 1)).all(axis=1))
     if len(bad):
         row = int(bad[0])
-        raise DataError(f"{table.origin}: row {row + table.row_offset}, column {target!r}: multi-label "
+        raise DataError(f"{table.at(row)}, column {target!r}: multi-label "
                         f"indicators must be 0 or 1, got {values[row].tolist()}")
     k = values.shape[1]
-    names = spec.data.target.class_names or table.class_names.get(target) or [str(i) for i in range(k)]
+    names = declared.class_names or table.class_names.get(target) or [str(i) for i in range(k)]
     if len(names) != k:
         raise DataError(f"{table.origin}: column {target!r} holds {k} indicators but {len(names)} class names")
-    return values.astype(np.float32), list(names)
+    return values.astype(np.float32), list(names), labels.keep
+
+
+def _multi_label_lists(spec: Spec, labels: Labels) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """Each value names its classes: a list (JSON lines, parquet) or, with
+    data.target.delimiter, a string such as "cat|dog" (an empty string: no class)."""
+    table, target, declared = labels.table, labels.column, spec.data.target
+    lists: list[list[str] | None] = []
+    for row, value in enumerate(labels.values):
+        if isinstance(value, (list, tuple, np.ndarray)):
+            lists.append([_label_key(v) for v in value])
+        elif isinstance(value, str) and declared.delimiter is not None:
+            lists.append([part.strip() for part in value.split(declared.delimiter) if part.strip()])
+        elif _is_missing(value) and declared.delimiter is not None:
+            lists.append([])  # an empty cell: no class applies
+        else:
+            what = "a list of class names" if declared.delimiter is None else "text"
+            hint = "" if declared.delimiter is not None else " (set data.target.delimiter for delimited text)"
+            labels.unknown(row, f"expected {what}, got {value!r}{hint}")
+            lists.append(None)
+    names = list(declared.class_names or sorted({name for names in lists if names for name in names}))
+    index = {name: i for i, name in enumerate(names)}
+    y = np.zeros((len(lists), len(names)), dtype=np.float32)
+    for row, names_of_row in enumerate(lists):
+        if names_of_row is None:
+            continue
+        for name in names_of_row:
+            if name not in index:
+                labels.unknown(row, f"label {name!r} is not in class_names ({', '.join(names[:8])})")
+                break
+            y[row, index[name]] = 1.0
+    if len(names) < 2:
+        raise DataError(f"{table.origin}: column {target!r} names {len(names)} class(es); multi_label needs at least two")
+    return y, names, labels.keep
+
+
+def _imputer(spec: Spec, name: str, kind: str):
+    if kind != "numerical":
+        return None
+    return spec.prepare.imputation.get(name) or spec.prepare.imputation.get("numerical")
+
+
+def _fit_imputation(spec: Spec, features: list[FeatureInfo], train: Split, table: Table) -> None:
+    """Fill values from the training split only (NaN ignored)."""
+    for feature in features:
+        if feature.imputation == "none":
+            continue
+        imputer = _imputer(spec, feature.name, feature.type)
+        values = train.x[feature.input_name].astype(np.float64)
+        if imputer.type == "constant":
+            fill = np.full(values.shape[-1], imputer.value)
+        else:
+            if np.isnan(values).all(axis=0).any():
+                raise DataError(f"{table.origin}: column {feature.name!r}: every value of the training split is "
+                                f"missing; a {imputer.type} cannot be computed (use a constant)")
+            fill = np.nanmean(values, axis=0) if imputer.type == "mean" else np.nanmedian(values, axis=0)
+        feature.fill = fill
 
 
 def normalizer(spec: Spec, feature: FeatureInfo):
@@ -452,6 +733,9 @@ def _fit_normalization(spec: Spec, features: list[FeatureInfo], train: Split) ->
         if feature.normalization == "none":
             continue
         values = train.x[feature.input_name].astype(np.float64)
+        if feature.fill is not None:  # the model imputes first, then normalizes
+            values = np.where(np.isnan(values), feature.fill, values)
+        norm = spec.prepare.normalization.get(feature.name) or spec.prepare.normalization.get(feature.type)
         norm = normalizer(spec, feature)
         axes = tuple(range(values.ndim - 1))  # per column (numerical) / per channel (image)
         if norm.type == "zscore":

@@ -1,7 +1,9 @@
-"""Read a spec's `data.source` into a Table."""
+"""Read a spec's `data.source` into a Table: one loader per source type, registered in
+registry.py (`source` table) as `load_<type>(source, base_dir) -> Table`."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +11,8 @@ import numpy as np
 from dlpipe import registry
 from dlpipe.data.table import Table
 from dlpipe.errors import DataError
-from dlpipe.spec.data import BuiltinSource, CsvSource, NpzSource
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 
 
 def resolve_path(path: str, base_dir: Path) -> Path:
@@ -19,22 +22,41 @@ def resolve_path(path: str, base_dir: Path) -> Path:
 
 
 def load_source(source, base_dir: Path) -> Table:
-    if isinstance(source, BuiltinSource):
-        return registry.load("dataset", source.name)()
-    if isinstance(source, CsvSource):
-        return _load_csv(resolve_path(source.path, base_dir), source.delimiter)
-    if isinstance(source, NpzSource):
-        return _load_npz(resolve_path(source.path, base_dir))
-    raise TypeError(f"no loader for source type {source.type!r}")  # the spec layer prevents this
+    return registry.load("source", source.type)(source, base_dir)
 
 
-def _load_csv(path: Path, delimiter: str) -> Table:
-    import pandas as pd
-
+def _existing_file(path: Path, what: str = "file") -> Path:
     if path.is_dir():
-        raise DataError(f"{path}: is a directory, not a CSV file")
+        raise DataError(f"{path}: is a directory, not a {what}")
     if not path.is_file():
         raise DataError(f"{path}: no such file")
+    return path
+
+
+def _existing_folder(path: Path) -> Path:
+    if not path.exists():
+        raise DataError(f"{path}: no such folder")
+    if not path.is_dir():
+        raise DataError(f"{path}: is a file; this source reads a folder with one subfolder per class")
+    return path
+
+
+# Builtin -------------------------------------------------------------------------------
+
+def load_builtin(source, base_dir: Path) -> Table:
+    return registry.load("dataset", source.name)()
+
+
+# CSV -----------------------------------------------------------------------------------
+
+def load_csv(source, base_dir: Path) -> Table:
+    return read_csv(resolve_path(source.path, base_dir), source.delimiter)
+
+
+def read_csv(path: Path, delimiter: str = ",", *, nrows: int | None = None, skiprows: int = 0) -> Table:
+    import pandas as pd
+
+    _existing_file(path, "CSV file")
     try:
         frame = pd.read_csv(path, sep=delimiter)
     except pd.errors.EmptyDataError:
@@ -43,23 +65,31 @@ def _load_csv(path: Path, delimiter: str) -> Table:
         raise DataError(f"{path}: cannot parse as CSV: {str(err).strip().splitlines()[0]}") from None
     if frame.empty:
         raise DataError(f"{path}: no data rows below the header")
+    return frame_table(frame, str(path), row_offset=2)
+
+
+def frame_table(frame, origin: str, row_offset: int) -> Table:
+    """A pandas DataFrame → a Table (numbers as float32/int64, anything else as objects)."""
     columns = {}
     for name in frame.columns:
         values = frame[name].to_numpy()
         if values.dtype.kind in "if":
             values = values.astype(np.float32 if values.dtype.kind == "f" else np.int64)
+        elif values.dtype.kind == "b":
+            values = values.astype(np.int64)
         else:
             values = values.astype(object)
         columns[str(name)] = values
-    return Table(columns, origin=str(path), row_offset=2)
+    return Table(columns, origin=origin, row_offset=row_offset)
 
 
-def _load_npz(path: Path) -> Table:
+# NumPy ---------------------------------------------------------------------------------
+
+def load_npz(source, base_dir: Path) -> Table:
     """Each array of the archive is a column; arrays keep their shape (sequences, images)."""
     import zipfile
 
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
+    path = _existing_file(resolve_path(source.path, base_dir), ".npz file")
     try:
         with np.load(path, allow_pickle=False) as archive:
             columns = {name: archive[name] for name in archive.files}
@@ -67,10 +97,298 @@ def _load_npz(path: Path) -> Table:
         raise DataError(f"{path}: cannot read as .npz: {str(err).strip().splitlines()[0]}") from None
     if not columns:
         raise DataError(f"{path}: the archive holds no arrays")
+    _same_lengths(str(path), {name: values for name, values in columns.items()}, "array")
+    return Table(columns, origin=str(path), row_offset=0)
+
+
+def load_npy(source, base_dir: Path) -> Table:
+    """One `.npy` file per column."""
+    columns, paths = {}, {}
+    for name, relative in source.columns.items():
+        path = paths[name] = _existing_file(resolve_path(relative, base_dir), ".npy file")
+        try:
+            columns[name] = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as err:
+            raise DataError(f"{path}: cannot read as .npy: {str(err).strip().splitlines()[0]}") from None
+        if columns[name].ndim == 0:
+            raise DataError(f"{path}: holds a single number; a column needs one value per example")
+    lengths = {name: len(values) for name, values in columns.items()}
+    first = next(iter(lengths))
+    for name, length in lengths.items():
+        if length != lengths[first]:
+            raise DataError(f"{paths[name]}: {length} rows, but {paths[first]} has {lengths[first]}; "
+                            "every file is a column and needs one row per example")
+    origin = str(paths[first]) if len(paths) == 1 else str(paths[first].parent)
+    return Table(columns, origin=origin, row_offset=0)
+
+
+def _same_lengths(origin: str, columns: dict[str, np.ndarray], what: str) -> None:
     lengths = {name: (len(values) if values.ndim else 0) for name, values in columns.items()}
     first = next(iter(lengths))
     for name, length in lengths.items():
         if length != lengths[first]:
-            raise DataError(f"{path}: array {name!r} has {length} rows, {first!r} has {lengths[first]}; "
-                            "every array is a column and needs one row per example")
-    return Table(columns, origin=str(path), row_offset=0)
+            raise DataError(f"{origin}: {what} {name!r} has {length} rows, {first!r} has {lengths[first]}; "
+                            f"every {what} is a column and needs one row per example")
+
+
+# JSON lines ----------------------------------------------------------------------------
+
+def load_jsonl(source, base_dir: Path) -> Table:
+    path = _existing_file(resolve_path(source.path, base_dir), "JSON-lines file")
+    records = list(read_jsonl_records(path))
+    if not records:
+        raise DataError(f"{path}: the file holds no records")
+    return records_table([r for _, r in records], [line for line, _ in records], str(path))
+
+
+def read_jsonl_records(path: Path, start_line: int = 1):
+    """(line number, object) for each non-blank line."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for number, line in enumerate(handle, 1):
+                if number < start_line or not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except ValueError as err:
+                    raise DataError(f"{path}: row {number}, column {err.colno}: not valid JSON ({err.msg})") from None
+                if not isinstance(record, dict):
+                    raise DataError(f"{path}: row {number}: expected a JSON object, got {type(record).__name__}")
+                yield number, record
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+
+
+def records_table(records: list[dict], lines: list[int], origin: str) -> Table:
+    """Objects with the same keys → columns. Row numbers in messages are line numbers."""
+    keys = list(records[0])
+    for record, line in zip(records, lines):
+        if list(record) != keys and set(record) != set(keys):
+            missing = [k for k in keys if k not in record]
+            extra = [k for k in record if k not in keys]
+            what = f"no key {missing[0]!r}" if missing else f"an unexpected key {extra[0]!r}"
+            raise DataError(f"{origin}: row {line}: {what}; every line needs the keys of line {lines[0]}: "
+                            f"{', '.join(keys)}")
+    columns = {key: _json_column([r[key] for r in records], origin, key, lines) for key in keys}
+    table = Table(columns, origin=origin, row_offset=1)
+    if lines != list(range(lines[0], lines[0] + len(lines))):
+        table.row_numbers = np.asarray(lines)
+    else:
+        table.row_offset = lines[0]
+    return table
+
+
+def _json_column(values: list, origin: str, key: str, lines: list[int]) -> np.ndarray:
+    present = [v for v in values if v is not None]
+    if present and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
+        floats = any(isinstance(v, float) for v in present) or len(present) < len(values)
+        column = np.array([np.nan if v is None else v for v in values], dtype=np.float64 if floats else np.int64)
+        return column.astype(np.float32) if floats else column
+    if present and all(isinstance(v, bool) for v in present) and len(present) == len(values):
+        return np.array(values, dtype=np.int64)
+    if present and all(isinstance(v, list) for v in present):
+        if len(present) == len(values) and _numeric_nested(present[0]):
+            try:
+                return np.array(values, dtype=np.float32)
+            except ValueError:
+                pass  # ragged or mixed: keep the lists (a multi-label target of names, say)
+        column = np.empty(len(values), dtype=object)
+        column[:] = values
+        return column
+    return np.array(values, dtype=object)
+
+
+def _numeric_nested(value) -> bool:
+    while isinstance(value, list) and value:
+        value = value[0]
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# Parquet -------------------------------------------------------------------------------
+
+def import_pyarrow():
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise DataError("reading parquet needs pyarrow: pip install 'dlpipe[parquet]'") from None
+    return pq
+
+
+def load_parquet(source, base_dir: Path) -> Table:
+    pq = import_pyarrow()
+    path = _existing_file(resolve_path(source.path, base_dir), "parquet file")
+    try:
+        arrow = pq.read_table(path)
+    except Exception as err:  # pyarrow raises ArrowInvalid, OSError, ... for a bad file
+        raise DataError(f"{path}: cannot read as parquet: {str(err).strip().splitlines()[0]}") from None
+    if arrow.num_rows == 0:
+        raise DataError(f"{path}: the file holds no rows")
+    return arrow_table(arrow, str(path), row_offset=1)
+
+
+def arrow_table(arrow, origin: str, row_offset: int) -> Table:
+    import pyarrow as pa
+
+    columns = {}
+    for name in arrow.column_names:
+        column = arrow.column(name)
+        kind = column.type
+        if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
+            columns[name] = _json_column(column.to_pylist(), origin, name, [])
+        elif pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind):
+            values = column.to_numpy(zero_copy_only=False)
+            if values.dtype.kind == "f" or column.null_count:
+                values = values.astype(np.float32)
+            else:
+                values = values.astype(np.int64)
+            columns[name] = values
+        else:
+            columns[name] = np.array(column.to_pylist(), dtype=object)
+    return Table(columns, origin=origin, row_offset=row_offset)
+
+
+# Images --------------------------------------------------------------------------------
+
+def read_image(path: Path, color_mode: str, where: str | None = None) -> np.ndarray:
+    """Pixels (height, width, channels) as uint8; `where` names the referring row."""
+    from PIL import Image, UnidentifiedImageError
+
+    prefix = f"{where}: " if where else ""
+    if not path.is_file():
+        raise DataError(f"{prefix}{path}: no such image file")
+    try:
+        with Image.open(path) as image:
+            pixels = np.asarray(image.convert("L" if color_mode == "grayscale" else "RGB"))
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        reason = "not an image" if isinstance(err, UnidentifiedImageError) else f"cannot read the image ({err})"
+        raise DataError(f"{prefix}{path}: {reason}") from None
+    return pixels[..., np.newaxis] if pixels.ndim == 2 else pixels
+
+
+def _stack_images(images: list[np.ndarray], names: list[str], origin: str) -> np.ndarray:
+    shape = images[0].shape
+    for image, name in zip(images, names):
+        if image.shape != shape:
+            raise DataError(f"{name}: image of {image.shape[1]}×{image.shape[0]} pixels, but {names[0]} has "
+                            f"{shape[1]}×{shape[0]}; the images of {origin} need one size")
+    return np.stack(images)
+
+
+def _class_folders(root: Path, suffixes: tuple[str, ...], what: str) -> list[tuple[str, list[Path]]]:
+    folders = sorted(p for p in _existing_folder(root).iterdir() if p.is_dir() and not p.name.startswith("."))
+    classes = [(folder.name, sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in suffixes))
+               for folder in folders]
+    classes = [(name, files) for name, files in classes if files]
+    if not classes:
+        raise DataError(f"{root}: no {what} found in subfolders (one subfolder per class, "
+                        f"files ending in {', '.join(suffixes)})")
+    return classes
+
+
+def load_image_folder(source, base_dir: Path) -> Table:
+    root = resolve_path(source.path, base_dir)
+    files, labels = [], []
+    for name, paths in _class_folders(root, IMAGE_SUFFIXES, "images"):
+        files += paths
+        labels += [name] * len(paths)
+    images = [read_image(path, source.color_mode) for path in files]
+    table = Table({"image": _stack_images(images, [str(p) for p in files], str(root)),
+                   "label": np.array(labels, dtype=object)}, origin=str(root), row_offset=1)
+    table.row_files = [str(p) for p in files]
+    return table
+
+
+def load_image_csv(source, base_dir: Path) -> Table:
+    path = resolve_path(source.path, base_dir)
+    table = read_csv(path, source.delimiter)
+    column = source.image_column
+    if column not in table.columns:
+        from dlpipe.errors import did_you_mean
+
+        hint = did_you_mean(column, table.columns) or f"; columns are: {', '.join(table.columns)}"
+        raise DataError(f"{path}: no image column {column!r}{hint} (set data.source.image_column)")
+    images = []
+    for row, value in enumerate(table.columns[column]):
+        where = f"{path}: row {row + table.row_offset}, column {column!r}"
+        if not isinstance(value, str) or not value.strip():
+            raise DataError(f"{where}: expected an image path, got {value!r}")
+        images.append(read_image(resolve_path(value, path.parent), source.color_mode, where))
+    table.columns[column] = _stack_images(images, [str(resolve_path(v, path.parent)) for v in table.columns[column]],
+                                          str(path))
+    return table
+
+
+# Text ----------------------------------------------------------------------------------
+
+def load_text_folder(source, base_dir: Path) -> Table:
+    root = resolve_path(source.path, base_dir)
+    texts, labels, files = [], [], []
+    for name, paths in _class_folders(root, (".txt",), ".txt files"):
+        for path in paths:
+            try:
+                texts.append(path.read_text(encoding="utf-8"))
+            except UnicodeDecodeError as err:
+                raise DataError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+            labels.append(name)
+            files.append(str(path))
+    table = Table({"text": np.array(texts, dtype=object), "label": np.array(labels, dtype=object)},
+                  origin=str(root), row_offset=1)
+    table.row_files = files
+    return table
+
+
+# TFRecord ------------------------------------------------------------------------------
+
+def load_tfrecord(source, base_dir: Path) -> Table:
+    """tf.train.Example records; TensorFlow is imported here, in the data stage only."""
+    import glob
+
+    pattern = str(resolve_path(source.path, base_dir))
+    files = sorted(glob.glob(pattern)) if any(c in source.path for c in "*?[") else [pattern]
+    if not files:
+        raise DataError(f"{pattern}: no file matches")
+    for file in files:
+        _existing_file(Path(file), "TFRecord file")
+    from dlpipe.backend_import import import_tensorflow
+
+    import_tensorflow()
+    import tensorflow as tf
+
+    kinds = {"float": tf.float32, "int": tf.int64, "string": tf.string}
+    spec = {name: tf.io.FixedLenFeature(feature.shape, kinds[feature.dtype])
+            for name, feature in source.features.items()}
+    compression = {"none": "", "gzip": "GZIP", "zlib": "ZLIB"}[source.compression]
+    columns: dict[str, list] = {name: [] for name in spec}
+    for file in files:
+        records = tf.data.TFRecordDataset(file, compression_type=compression)
+        number = 0
+        try:
+            for number, record in enumerate(records, 1):
+                try:
+                    parsed = tf.io.parse_single_example(record, spec)
+                except (tf.errors.InvalidArgumentError, ValueError) as err:
+                    raise DataError(f"{file}: record {number}: {_tf_reason(err, source.features)}") from None
+                for name, value in parsed.items():
+                    columns[name].append(value.numpy())
+        except tf.errors.DataLossError:
+            raise DataError(f"{file}: record {number + 1}: not a TFRecord file (corrupted record)") from None
+    if not columns[next(iter(columns))]:
+        raise DataError(f"{pattern}: no records")
+    out = {}
+    for name, values in columns.items():
+        if source.features[name].dtype == "string":
+            out[name] = np.array([v.decode("utf-8") if isinstance(v, bytes) else v for v in values], dtype=object)
+        else:
+            array = np.stack(values)
+            out[name] = array.astype(np.float32 if array.dtype.kind == "f" else np.int64)
+    return Table(out, origin=files[0] if len(files) == 1 else pattern, row_offset=1)
+
+
+def _tf_reason(err, features) -> str:
+    text = str(getattr(err, "message", err))
+    for name in features:
+        if f"'{name}'" in text or f"Feature: {name}" in text or f"key: {name}" in text:
+            if "is required but could not be found" in text:
+                return f"no feature {name!r}"
+            return f"feature {name!r} does not match its declared dtype and shape"
+    return text.strip().splitlines()[0]

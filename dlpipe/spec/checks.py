@@ -20,10 +20,12 @@ _LOSSES = {
     "regression": {"mse", "mae", "huber", "log_cosh"},
     "forecasting": {"mse", "mae", "huber", "log_cosh"},
     "detection": set(),  # only auto: the detector's own loss (dlpipe/architectures/centernet.py)
+    "embedding": {"mse"},  # the reconstruction error of the normalized inputs
 }
 # The metric Keras tracks during training, beside the loss (usable by early_stopping).
 # Detection tracks the loss alone (mAP needs decoded boxes: it is computed at evaluation).
-TRAINING_METRIC = {"classification": "accuracy", "regression": "mae", "forecasting": "mae"}
+TRAINING_METRIC = {"classification": "accuracy", "regression": "mae", "forecasting": "mae",
+                   "embedding": "reconstruction_mse"}
 FEATURE_TYPES = ("numerical", "image", "sequence", "tokens")
 
 
@@ -42,15 +44,86 @@ def check_target(spec: Spec) -> Found:
     if spec.task == "detection":
         return  # boxes and classes come from the source; check_detection refuses a target
     if spec.data.target is None:
-        yield (("data",), f"missing required key 'target' (task {spec.task} learns from labels)")
-    elif spec.data.target.class_names is not None and spec.task != "classification":
-        yield (("data", "target", "class_names"), "class_names needs task classification")
+        if spec.task != "embedding":  # an autoencoder learns from the features alone
+            yield (("data",), f"missing required key 'target' (task {spec.task} learns from labels)")
+    elif spec.data.target.class_names is not None and spec.task not in ("classification", "embedding"):
+        yield (("data", "target", "class_names"), "class_names needs task classification or embedding")
     names = [f.name for f in spec.data.features]
     for i, name in enumerate(names):
         if name in names[:i]:
             yield (("data", "features", i, "name"), f"feature {name!r} is listed twice")
         if spec.data.target is not None and name == spec.data.target.name:
             yield (("data", "features", i, "name"), f"{name!r} is the target; it cannot also be a feature")
+
+
+def check_labeling(spec: Spec) -> Found:
+    target = spec.data.target
+    if target is None:
+        return
+    path = ("data", "target")
+    modes = [key for key in ("label_map", "order", "threshold") if getattr(target, key) is not None]
+    for key in modes[1:]:
+        yield ((*path, key), f"{key} and {modes[0]} cannot be combined; give one way of reading labels")
+    for key in modes + (["delimiter"] if target.delimiter is not None else []):
+        if spec.task != "classification":
+            yield ((*path, key), f"{key} needs task classification, not {spec.task}")
+    if target.order is not None and target.class_names is not None:
+        yield ((*path, "order"), "order names the classes itself; drop class_names")
+    if target.threshold is not None and target.class_names is not None and len(target.class_names) != 2:
+        yield ((*path, "class_names"), f"a threshold makes two classes; class_names lists {len(target.class_names)}")
+    if target.multi_label and (target.threshold is not None or target.order is not None):
+        key = "threshold" if target.threshold is not None else "order"
+        yield ((*path, key), f"{key} makes one class per example; it cannot be combined with multi_label")
+    if target.delimiter is not None and not target.multi_label:
+        yield ((*path, "delimiter"), "delimiter splits a multi-label value; set multi_label: true")
+    if target.delimiter == "":
+        yield ((*path, "delimiter"), "the delimiter cannot be empty")
+    for i, name in enumerate(target.order or []):
+        if name in target.order[:i]:
+            yield ((*path, "order", i), f"{name!r} is listed twice")
+    for i, name in enumerate(target.class_names or []):
+        if name in target.class_names[:i]:
+            yield ((*path, "class_names", i), f"{name!r} is listed twice")
+    if isinstance(target.label_map, dict) and target.class_names is not None:
+        for raw, name in target.label_map.items():
+            if name not in target.class_names:
+                yield ((*path, "label_map", raw), f"{name!r} is not one of class_names")
+
+
+_FILE_SOURCES = ("csv", "jsonl", "parquet", "npz", "image_csv", "tfrecord")
+
+
+def check_split_modes(spec: Spec) -> Found:
+    split, path = spec.data.split, ("data", "split")
+    modes = [key for key in ("files", "time_column", "folds") if getattr(split, key) is not None]
+    for key in modes[1:]:
+        yield ((*path, key), f"{key} and {modes[0]} are two ways of splitting; choose one")
+    if split.files is not None and spec.data.source.type not in _FILE_SOURCES:
+        yield ((*path, "files"), f"split files need a file source ({', '.join(_FILE_SOURCES)}), "
+               f"not {spec.data.source.type}")
+    if split.folds is not None and split.fold >= split.folds:
+        yield ((*path, "fold"), f"fold {split.fold} does not exist: folds are 0..{split.folds - 1}")
+    if split.time_column is not None:
+        target = spec.data.target
+        if target is not None and split.time_column == target.name:
+            yield ((*path, "time_column"), f"{split.time_column!r} is the target; it cannot order the rows")
+
+
+def check_imputation(spec: Spec) -> Found:
+    names = {f.name for f in spec.data.features}
+    for key, imputer in spec.prepare.imputation.items():
+        path = ("prepare", "imputation", key)
+        if imputer.type == "constant" and imputer.value is None:
+            yield ((*path, "type"), "a constant imputation needs value")
+        if imputer.type != "constant" and imputer.value is not None:
+            yield ((*path, "value"), f"value is the constant of type constant; {imputer.type} computes its own")
+        if spec.data.features and key not in names and key != "numerical":
+            from dlpipe.errors import did_you_mean
+
+            hint = did_you_mean(key, [*names, "numerical"])
+            yield (path, f"{key!r} is neither a feature nor 'numerical'{hint}")
+        elif key in names and next(f.type for f in spec.data.features if f.name == key) != "numerical":
+            yield (path, f"{key!r} is not numerical; only numerical features are imputed")
 
 
 def check_loss(spec: Spec) -> Found:
@@ -71,6 +144,18 @@ def check_metrics(spec: Spec) -> Found:
         if name not in fitting:
             yield (("evaluation", "metrics", i),
                    f"metric {name!r} does not fit task {spec.task}; choose from {', '.join(fitting)}")
+
+
+def check_embedding(spec: Spec) -> Found:
+    if spec.task != "embedding":
+        return
+    if spec.model.type != "autoencoder":
+        yield (("model", "type"), f"task embedding trains an autoencoder and exports its encoder; "
+               f"set model.type to autoencoder, not {spec.model.type}")
+    for i, name in enumerate(spec.evaluation.metrics or []):
+        if name == "knn_accuracy" and spec.data.target is None:
+            yield (("evaluation", "metrics", i), "knn_accuracy scores embeddings by their labels: "
+                   "set data.target (the label column), or drop the metric")
 
 
 def check_early_stopping(spec: Spec) -> Found:
@@ -376,7 +461,8 @@ def check_augmentation(spec: Spec) -> Found:
             yield (path + ("type",), f"{step.type} is listed twice")
 
 
-CHECKS = (check_detection, check_split, check_target, check_loss, check_metrics, check_early_stopping,
+CHECKS = (check_detection, check_split, check_target, check_labeling, check_split_modes, check_imputation, check_loss,
+          check_metrics, check_embedding, check_early_stopping,
           check_normalization, check_architecture, check_categorical, check_export, check_tuning,
           check_optimizer, check_schedule, check_checkpoints, check_class_weight, check_sample_weight,
           check_jit_compile, check_windows, check_augmentation)

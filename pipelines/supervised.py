@@ -92,7 +92,8 @@ def run(ctx) -> None:
         from dlpipe.exporters.stage import export_model
 
         if not reuse["export"]:
-            export_model(model, spec, data, run_dir.path("export"), metrics=metrics)
+            export_model(model, spec, data, run_dir.path("export"), metrics=metrics,
+                         keras_file=run_dir.path("model.keras"))
 
     with run_dir.stage("report"):
         from dlpipe.report import write_report

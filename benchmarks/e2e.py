@@ -4,7 +4,7 @@ doing the same work (benchmarks/handwritten_breast_cancer.py), measured in the s
     python benchmarks/e2e.py [--runs 5]
 
 Runs the two as whole processes in turn (A B, B A, A B, ...), after one warm-up each, and prints
-median wall seconds, peak RSS and the median of the per-pair ratios (dlpipe / hand-written).
+median wall and CPU seconds, peak RSS and the median of the per-pair ratios (dlpipe / hand-written).
 Target (docs/benchmarks.md): ratio ≤ 1.05.
 """
 
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -25,24 +24,28 @@ HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
 
 
-def timed(command: list[str]) -> tuple[float, float]:
-    """(wall seconds, peak RSS of the child in MB)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+def timed(command: list[str]) -> tuple[float, float, float]:
+    """(wall seconds, CPU seconds (user + system), peak RSS in MB) of one child process.
+    CPU time is less sensitive than wall time to other processes sharing the machine."""
     begun = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - begun
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return wall, max(peak, before) / 1024
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(command)}: exit code {os.waitstatus_to_exitcode(status)}")
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--dlpipe", default=str(BIN / "dlpipe"),
+                        help="the dlpipe executable (default: beside this Python); another checkout's for a before/after")
     args = parser.parse_args(argv)
     scratch = Path(tempfile.mkdtemp(prefix="dlpipe-e2e-"))
 
     def dlpipe(i: int) -> list[str]:
-        return [str(BIN / "dlpipe"), "run", str(HERE / "specs/breast-cancer-e2e.yaml"), "--out", str(scratch / f"d{i}")]
+        return [args.dlpipe, "run", str(HERE / "specs/breast-cancer-e2e.yaml"), "--out", str(scratch / f"d{i}")]
 
     def handwritten(i: int) -> list[str]:
         return [sys.executable, str(HERE / "handwritten_breast_cancer.py"), str(scratch / f"h{i}")]
@@ -54,17 +57,23 @@ def main(argv: list[str] | None = None) -> dict:
             a, b = timed(dlpipe(i)), timed(handwritten(i))
         else:
             b, a = timed(handwritten(i)), timed(dlpipe(i))
-        rows.append((a[0], b[0], a[0] / b[0]))
-        print(f"pair {i + 1}: dlpipe {a[0]:.2f} s, hand-written {b[0]:.2f} s, ratio {a[0] / b[0]:.3f}", flush=True)
+        rows.append((a, b))
+        print(f"pair {i + 1}: dlpipe {a[0]:.2f} s ({a[1]:.2f} s CPU), hand-written {b[0]:.2f} s ({b[1]:.2f} s CPU), "
+              f"ratio {a[0] / b[0]:.3f} (CPU {a[1] / b[1]:.3f})", flush=True)
     shutil.rmtree(scratch, ignore_errors=True)
     median = statistics.median
-    print(f"\n| | median wall (s) |\n|---|---|\n| dlpipe | {median(r[0] for r in rows):.2f} |"
-          f"\n| hand-written Keras | {median(r[1] for r in rows):.2f} |"
-          f"\n| ratio (median of pairs) | {median(r[2] for r in rows):.3f} |")
+    result = {"dlpipe": median(a[0] for a, _ in rows), "handwritten": median(b[0] for _, b in rows),
+              "ratio": median(a[0] / b[0] for a, b in rows), "dlpipe_cpu": median(a[1] for a, _ in rows),
+              "handwritten_cpu": median(b[1] for _, b in rows), "cpu_ratio": median(a[1] / b[1] for a, b in rows),
+              "dlpipe_rss": median(a[2] for a, _ in rows), "handwritten_rss": median(b[2] for _, b in rows),
+              "runs": args.runs}
+    print("\n| | median wall (s) | median CPU (s) | peak RSS (MB) |\n|---|---:|---:|---:|"
+          f"\n| dlpipe | {result['dlpipe']:.2f} | {result['dlpipe_cpu']:.2f} | {result['dlpipe_rss']:.0f} |"
+          f"\n| hand-written Keras | {result['handwritten']:.2f} | {result['handwritten_cpu']:.2f} "
+          f"| {result['handwritten_rss']:.0f} |"
+          f"\n| ratio (median of pairs) | {result['ratio']:.3f} | {result['cpu_ratio']:.3f} | |")
     print(f"\ncpu count {os.cpu_count()}, runs {args.runs}, load average {os.getloadavg()[0]:.2f} at the end")
-    return {"dlpipe": median(r[0] for r in rows), "handwritten": median(r[1] for r in rows),
-            "ratio": median(r[2] for r in rows), "runs": args.runs}
-
+    return result
 
 if __name__ == "__main__":
     main(sys.argv[1:])

@@ -30,9 +30,11 @@ class _Group(click.Group):
             for line in str(err).splitlines() or ["failed"]:
                 click.echo(line if isinstance(err, SpecError) else f"error: {line}", err=True)
             ctx.exit(EXIT_FAILED)
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            ctx.exit(130)
+        except KeyboardInterrupt as err:  # dlpipe.errors.Interrupted: SIGINT 130, SIGTERM 143
+            if ctx.meta.get("dlpipe.debug"):
+                raise
+            click.echo(f"error: {err}" if str(err) else "interrupted", err=True)
+            ctx.exit(getattr(err, "exit_code", 130))
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -126,15 +128,21 @@ def _check(spec: str, overrides: tuple[str, ...], cache: bool) -> list:
               help="Run directory (default: runs/<name>-<YYYYmmdd-HHMMSS>).")
 @click.option("--resume", is_flag=True,
               help="Continue the interrupted run in --out from its last checkpoint (a fresh run if there is none).")
-def run(spec: str, overrides: tuple[str, ...], out: str | None, resume: bool) -> None:
+@click.option("--no-cache", is_flag=True,
+              help="Run every stage, even those an earlier run into --out did with the same spec sections.")
+def run(spec: str, overrides: tuple[str, ...], out: str | None, resume: bool, no_cache: bool) -> None:
     """Run every stage of SPEC: data, build, train, evaluate, export.
 
     Prints the run directory; everything the run produced is in it (metrics.json,
-    model.keras, export/, run.json with per-stage timings).
+    model.keras, export/, run.json with per-stage timings). Given an --out that holds a
+    run, runs into it again, reusing each stage whose inputs did not change (change only
+    export: no data preparation and no training); run.json tells which were reused.
+    SIGINT/SIGTERM stop it with run.json `interrupted`; --resume continues.
     """
     from dlpipe.runner import run_spec
 
-    run_dir = run_spec(spec, overrides=overrides, out=out, command=["dlpipe", *sys.argv[1:]], resume=resume)
+    run_dir = run_spec(spec, overrides=overrides, out=out, command=["dlpipe", *sys.argv[1:]], resume=resume,
+                       cache=not no_cache)
     click.echo(str(run_dir))
 
 
@@ -202,7 +210,10 @@ def export(run_dir: str, formats: tuple[str, ...], overrides: tuple[str, ...]) -
               help="Write here; .csv or .jsonl chooses the format. Default: CSV on stdout.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True,
               help="Examples run at once.")
-def predict(model: str, input: str, out: str | None, batch_size: int) -> None:
+@click.option("--allow-unsafe-deserialization", "allow_unsafe", is_flag=True,
+              help="Load a .keras MODEL with Keras safe mode off. A Lambda layer in it runs its Python code "
+                   "on loading, with your permissions: only for files you trust. Without it such a file is refused.")
+def predict(model: str, input: str, out: str | None, batch_size: int, allow_unsafe: bool) -> None:
     """Predict INPUT with MODEL: class names and probabilities, or values.
 
     \b
@@ -216,7 +227,7 @@ def predict(model: str, input: str, out: str | None, batch_size: int) -> None:
     import_tensorflow()
     from dlpipe.prediction import predict_file
 
-    count = predict_file(model, input, out, batch_size=batch_size)
+    count = predict_file(model, input, out, batch_size=batch_size, allow_unsafe=allow_unsafe)
     if out:
         click.echo(f"wrote {count} predictions to {out}", err=True)
 

@@ -5,6 +5,7 @@ Exit codes (one table, used by the CLI only):
     0  success
     1  the spec is invalid, the data is bad, or a stage failed (one line, no traceback)
     2  usage error (Click's own: unknown option, missing argument)
+  130  interrupted by SIGINT (Ctrl-C); 143: by SIGTERM (run.json says `interrupted`)
 
 Everything a user can cause raises a `DlpipeError`; anything else is a bug and keeps
 its traceback.
@@ -67,6 +68,22 @@ class StageError(DlpipeError):
     def __init__(self, stage: str, message: str):
         self.stage = stage
         super().__init__(f"{stage}: {message}")
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped a run: exit code 128 + the signal's number (130, 143).
+    A KeyboardInterrupt, so that no `except Exception` on the way swallows it."""
+
+    def __init__(self, signum: int, message: str | None = None):
+        import signal
+
+        self.signum = signum
+        self.signal_name = signal.Signals(signum).name
+        super().__init__(message or f"interrupted by {self.signal_name}")
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:

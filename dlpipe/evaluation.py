@@ -74,6 +74,9 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None) -> Evaluat
     except SpecError as err:
         raise DlpipeError(f"{run_root / 'spec.yaml'}: the run's spec no longer validates: "
                           f"{err.problems[0].path}: {err.problems[0].message}") from None
+    if spec.task == "embedding":
+        raise DlpipeError(f"{run_root}: re-evaluating an embedding run is not supported yet; its metrics.json "
+                          "holds the run's own scores (dlpipe predict RUN_DIR writes embeddings)")
     if spec.task == "detection":
         raise DlpipeError(f"{run_root}: dlpipe evaluate does not re-evaluate detection runs yet; "
                           "metrics.json and evaluation/ hold the run's own evaluation")
@@ -101,9 +104,10 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None) -> Evaluat
     from dlpipe.training.determinism import configure
 
     configure(spec.seed)
-    import keras
+    from dlpipe.modelfile import load_keras_model
 
-    model = keras.saving.load_model(run_root / "model.keras", safe_mode=True, compile=False)
+    model = load_keras_model(run_root / "model.keras", allow_unsafe=spec.allow_unsafe_deserialization,
+                             imports=getattr(spec.model, "allow_imports", None) or ())
     from dlpipe.metrics.evaluate import evaluate
     from dlpipe.report import write_report
 

@@ -1,4 +1,5 @@
-"""`dlpipe predict MODEL INPUT`: raw data in, class names and probabilities (or values) out.
+"""`dlpipe predict MODEL INPUT`: raw data in, class names and probabilities, values, or
+embeddings (one vector per example, columns embedding_0 … embedding_<k-1>) out.
 
 MODEL is a run directory (its model.keras), an export directory (its SavedModel, else its
 .keras), a SavedModel folder or a .keras file. What the model takes and returns comes from
@@ -45,12 +46,15 @@ class Model:
     interface: dict[str, Any]
     warning: str | None = None
 
-    def predictor(self):
+    def predictor(self, allow_unsafe: bool = False):
+        """`allow_unsafe`: load a .keras file with Keras safe mode off (dlpipe/modelfile.py)."""
         if self.kind == "saved_model":
             from dlpipe.exporters.saved_model import load
-        else:
-            from dlpipe.exporters.keras_file import load
-        return load(self.path)
+
+            return load(self.path)
+        from dlpipe.exporters.keras_file import load
+
+        return load(self.path, allow_unsafe=allow_unsafe)
 
 
 def locate_model(path: str | Path) -> Model:
@@ -307,6 +311,9 @@ def records(interface: dict, output: np.ndarray, labels: list[str] | None, label
             record = {"prediction": classes[int(row.argmax())],
                       "probabilities": {name: float(p) for name, p in zip(classes, row)}}
             out.append(record)
+    elif interface["task"] == "embedding":
+        values = np.asarray(output, dtype=np.float64).reshape(len(output), -1)
+        out = [{"embedding": [float(v) for v in row]} for row in values]
     else:
         values = np.asarray(output, dtype=np.float64).reshape(len(output), -1)
         out = [{"prediction": float(row[0]) if len(row) == 1 else [float(v) for v in row]} for row in values]
@@ -321,7 +328,11 @@ class Writer:
     def __init__(self, handle: TextIO, fmt: str, interface: dict, labelled: bool, label_name: str):
         self.handle, self.fmt = handle, fmt
         if fmt == "csv":
-            header = ([label_name] if labelled else []) + ["prediction"]
+            header = ([label_name] if labelled else [])
+            if interface["task"] == "embedding":  # one column per number of the vector
+                header += [f"embedding_{i}" for i in range(interface["output"]["units"])]
+            else:
+                header.append("prediction")
             if interface["task"] == "classification":
                 header += [f"probability_{name}" for name in interface["class_names"]]
             self.csv = csv.writer(handle, lineterminator="\n")
@@ -332,7 +343,8 @@ class Writer:
             if self.fmt == "jsonl":
                 self.handle.write(json.dumps(row, ensure_ascii=False) + "\n")
                 continue
-            cells = [_cell(v) for k, v in row.items() if k != "probabilities"]
+            cells = [_cell(v) for k, v in row.items() if k not in ("probabilities", "embedding")]
+            cells += [_cell(v) for v in row.get("embedding", [])]
             cells += [_cell(p) for p in row.get("probabilities", {}).values()]
             self.csv.writerow(cells)
 
@@ -342,7 +354,7 @@ def _cell(value) -> str:
 
 
 def predict_file(model_path: str | Path, input_path: str | Path, out: str | Path | None = None,
-                 batch_size: int = 256, log: TextIO | None = None) -> int:
+                 batch_size: int = 256, log: TextIO | None = None, allow_unsafe: bool = False) -> int:
     """Predict every example of `input_path`; write CSV/JSONL to `out` (by its suffix) or
     CSV to stdout; progress and warnings go to `log` (stderr). Returns the number of examples."""
     log = log or sys.stderr
@@ -355,7 +367,7 @@ def predict_file(model_path: str | Path, input_path: str | Path, out: str | Path
     if model.warning:
         print(f"[dlpipe] warning: {model.warning}", file=log, flush=True)
     fmt = "csv" if out is None or Path(out).suffix.lower() == ".csv" else "jsonl"
-    run = model.predictor()
+    run = model.predictor(allow_unsafe)
     if out is None:
         _predict_into(sys.stdout, fmt, model, examples, run, batch_size, log)
     else:

@@ -185,6 +185,11 @@ _TABLES: dict[str, dict[str, str]] = {
         "map_75": "dlpipe.metrics.detection:map_75",
     },
     # fid(real_features, generated_features), inception_score(probabilities).
+    # Embeddings: reconstruction error, and how well a kNN classifier on them recovers labels.
+    "metric:embedding": {
+        "reconstruction_mse": "dlpipe.metrics.embedding:reconstruction_mse",
+        "knn_accuracy": "dlpipe.metrics.embedding:knn_accuracy",
+    },
     "metric:generative": {
         "fid": "dlpipe.metrics.generative:fid",
         "inception_score": "dlpipe.metrics.generative:inception_score",
@@ -197,6 +202,7 @@ _TABLES: dict[str, dict[str, str]] = {
     },
     "pipeline": {
         "supervised": "dlpipe.pipelines.supervised:run",
+        "embedding": "dlpipe.pipelines.embedding:run",
         "detection": "dlpipe.pipelines.detection:run",
     },
 }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import json
 import os
 import platform
@@ -19,8 +20,31 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from dlpipe import __version__
+from dlpipe import __version__, testhooks
 from dlpipe.errors import DlpipeError
+
+# A write that fails for one of these reasons is the user's to fix (space, permissions, a
+# read-only mount), not a bug: it becomes one line naming the file.
+WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+
+
+class WriteError(DlpipeError):
+    """A file of the run could not be written (disk full, read-only, permissions)."""
+
+
+def write_error(err: BaseException) -> WriteError | None:
+    """The WriteError an exception (or one it was raised from) amounts to, if any: libraries
+    such as Keras wrap the OSError of a full disk in their own exceptions."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, WriteError):
+            return err
+        if isinstance(err, OSError) and err.errno in WRITE_ERRORS:
+            where = err.filename or "a file of the run"
+            return WriteError(f"{where}: cannot write: {err.strerror or os.strerror(err.errno)}")
+        err = err.__cause__ or err.__context__
+    return None
 
 
 def _umask() -> int:
@@ -32,7 +56,12 @@ def _umask() -> int:
 def atomic_write_bytes(path: Path | str, data: bytes) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        if err.errno in WRITE_ERRORS:
+            raise WriteError(f"{path}: cannot write: {err.strerror}") from None
+        raise
     try:
         # mkstemp makes the file private (0600); a run's files are ordinary files, readable
         # as the user's umask allows, like those Keras and TensorFlow write beside them.
@@ -41,10 +70,13 @@ def atomic_write_bytes(path: Path | str, data: bytes) -> Path:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        testhooks.point()
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(err, OSError) and err.errno in WRITE_ERRORS:
+            raise WriteError(f"{path}: cannot write: {err.strerror or os.strerror(err.errno)}") from None
         raise
     return path
 
@@ -71,7 +103,12 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
     try:
         yield tmp
+        testhooks.point()
         os.replace(tmp, path)
+    except OSError as err:
+        if err.errno in WRITE_ERRORS:
+            raise WriteError(f"{path}: cannot write: {err.strerror or os.strerror(err.errno)}") from None
+        raise
     finally:
         if tmp.exists():
             if tmp.is_dir():
@@ -100,6 +137,13 @@ class RunDir:
     def __init__(self, root: Path):
         self.root = root
         self.record: dict[str, Any] = {}
+        self.previous_stages: dict[str, Any] = {}
+        """The stages of the run this folder held before (a rerun or a resume): their keys."""
+        self.rerun = False
+        """Running again into a finished run's folder (not --resume): stale outputs go."""
+        self.cache = True
+        """Stages whose key is unchanged are reused (False with --no-cache)."""
+        self.current_stage: str | None = None
 
     @classmethod
     def default_path(cls, name: str, base: Path | str = "runs") -> Path:
@@ -126,8 +170,10 @@ class RunDir:
         return (Path(root) / "run.json").is_file()
 
     @classmethod
-    def reopen(cls, root: Path | str) -> "RunDir":
-        """An interrupted run's folder, locked again, with its run.json loaded (for --resume)."""
+    def reopen(cls, root: Path | str, *, rerun: bool = False) -> "RunDir":
+        """A run's folder, locked again, with its run.json loaded: an interrupted run to
+        continue (--resume), or with `rerun` any earlier run, to run again into with its
+        unchanged stages reused. Temporary files a killed run left behind are removed."""
         root = Path(root)
         run_dir = cls(root)
         run_dir._lock()
@@ -135,11 +181,26 @@ class RunDir:
             run_dir.record = json.loads((root / "run.json").read_text())
         except (OSError, ValueError) as err:
             run_dir.unlock()
-            raise DlpipeError(f"{root}: cannot resume: run.json is unreadable ({err})") from None
-        if run_dir.record.get("status") == "completed":
+            raise DlpipeError(f"{root}: cannot {'run into' if rerun else 'resume'}: run.json is unreadable "
+                              f"({err})") from None
+        if run_dir.record.get("status") == "completed" and not rerun:
             run_dir.unlock()
             raise DlpipeError(f"{root}: the run already completed; nothing to resume")
+        run_dir.previous_stages = dict(run_dir.record.get("stages") or {})
+        run_dir.rerun = rerun
+        run_dir._remove_temporary_files()
         return run_dir
+
+    def _remove_temporary_files(self) -> None:
+        """The temporary names of atomic writes (`.NAME.*.tmp*`) a killed run left."""
+        import shutil
+
+        for path in sorted(self.root.rglob(".*.tmp*"), reverse=True):
+            if ".tmp" in path.name and path.name.startswith("."):
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
 
     def _lock(self) -> None:
         lock = self.root / self.LOCK
@@ -189,6 +250,16 @@ class RunDir:
                         "previous_status": self.record.get("status"), "previous_error": self.record.get("error")})
         self.update(status="running", finished=None, error=None, resumed=resumed)
 
+    def restart(self, *, seed: int, command: list[str], spec_file: str) -> None:
+        """Mark a reopened finished run as running again, for a rerun into its folder (a
+        changed spec, perhaps): run.json keeps earlier stages' keys until each stage is
+        reached again, and lists the earlier attempts under `reruns`."""
+        reruns = self.record.get("reruns") or []
+        reruns.append({"at": _dt.datetime.now().astimezone().isoformat(timespec="seconds"), "command": command,
+                       "previous_status": self.record.get("status"), "previous_error": self.record.get("error")})
+        self.update(status="running", finished=None, error=None, reruns=reruns, seed=seed, command=command,
+                    spec_file=spec_file, interrupted_stage=None)
+
     def update(self, **fields: Any) -> None:
         self.record.update(fields)
         self.save_record()
@@ -196,25 +267,59 @@ class RunDir:
     def save_record(self) -> None:
         atomic_write_json(self.path("run.json"), self.record)
 
+    def reusable(self, name: str, key: str, outputs: tuple[str, ...] = ()) -> bool:
+        """Whether stage `name` can be reused instead of run: caching is on, the run this
+        folder held completed the stage with the same key, and its `outputs` still exist."""
+        before = self.previous_stages.get(name) or {}
+        return (self.cache and before.get("status") == "completed" and before.get("key") == key
+                and all(self.path(output).exists() for output in outputs))
+
     @contextlib.contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        """Time a stage into run.json and announce it on stderr."""
-        print(f"[dlpipe] {name} ...", file=sys.stderr, flush=True)
+    def stage(self, name: str, *, key: str | None = None, reused: bool = False,
+              stale: tuple[str, ...] = ()) -> Iterator[None]:
+        """Time a stage into run.json and announce it on stderr. `key` (the stage cache key)
+        and `reused` (the body loads the stage's earlier outputs instead of computing them)
+        are recorded. `stale`: outputs of an earlier run removed before the stage runs
+        again in a rerun (not a resume, which continues from them)."""
+        import shutil
+
+        print(f"[dlpipe] {name} {'reused (unchanged)' if reused else '...'}", file=sys.stderr, flush=True)
         stages = self.record.setdefault("stages", {})
-        stages[name] = {"status": "running", "seconds": None}
+        cached = {"key": key, "reused": reused} if key is not None else {}
+        stages[name] = {"status": "running", "seconds": None, **cached}
         self.save_record()
+        if self.rerun and not reused:
+            for output in stale:
+                target = self.path(output)
+                if target.is_dir():
+                    shutil.rmtree(target)
+                else:
+                    target.unlink(missing_ok=True)
         begun = time.perf_counter()
+        self.current_stage = name
+        testhooks.enter_stage(name)
         try:
             yield
-        except BaseException:
-            stages[name] = {"status": "failed", "seconds": round(time.perf_counter() - begun, 3)}
-            self.save_record()
+        except BaseException as err:
+            status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
+            stages[name] = {"status": status, "seconds": round(time.perf_counter() - begun, 3), **cached}
+            with contextlib.suppress(OSError, DlpipeError):  # a full disk must not hide the reason
+                self.save_record()
             raise
+        finally:
+            testhooks.enter_stage(None)
         seconds = round(time.perf_counter() - begun, 3)
-        stages[name] = {"status": "completed", "seconds": seconds}
+        stages[name] = {"status": "completed", "seconds": seconds, **cached}
+        self.current_stage = None
         self.save_record()
-        print(f"[dlpipe] {name} done in {seconds:.1f} s", file=sys.stderr, flush=True)
+        if not reused:
+            print(f"[dlpipe] {name} done in {seconds:.1f} s", file=sys.stderr, flush=True)
 
-    def finish(self, status: str, error: str | None = None) -> None:
-        self.update(status=status, error=error,
-                    finished=_dt.datetime.now().astimezone().isoformat(timespec="seconds"))
+    def finish(self, status: str, error: str | None = None, **fields: Any) -> None:
+        """Record the outcome. Best effort when the run failed: the disk may be full."""
+        try:
+            self.update(status=status, error=error, **fields,
+                        finished=_dt.datetime.now().astimezone().isoformat(timespec="seconds"))
+        except (OSError, DlpipeError):
+            if status == "completed":
+                raise

@@ -6,16 +6,20 @@ interrupted.
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import sys
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from dlpipe import registry
+from dlpipe import registry, testhooks
 from dlpipe.backend_import import import_tensorflow
-from dlpipe.errors import DlpipeError, SpecError
-from dlpipe.rundir import RunDir, atomic_write_text
+from dlpipe.errors import DlpipeError, Interrupted, SpecError
+from dlpipe.rundir import RunDir, atomic_write_text, write_error
 from dlpipe.spec import Spec, load_document, locate
 from dlpipe.spec.loader import Document
 
@@ -28,7 +32,7 @@ class Context:
     document: Document
     run_dir: RunDir
     base_dir: Path
-    """The spec file's folder: relative data paths are resolved against it."""
+    """The spec file's folder (absolute): relative data paths are resolved against it."""
     callbacks: list = field(default_factory=list)
     """Extra Keras callbacks for training (dlpipe tune reports each epoch to its pruner)."""
     chief: bool = True
@@ -45,10 +49,16 @@ def dump_spec(spec: Spec) -> str:
 
 
 def run_spec(spec_path: str | Path, *, overrides: Sequence[str] = (), out: str | Path | None = None,
-             command: list[str] | None = None, resume: bool = False, callbacks: Sequence = ()) -> Path:
+             command: list[str] | None = None, resume: bool = False, callbacks: Sequence = (),
+             cache: bool = True) -> Path:
     """Run a spec into `out` (default runs/<name>-<time>). With `resume`, continue the
     interrupted run in `out` from its last checkpoint; an empty or missing `out` starts
-    afresh, so a job script can always pass it."""
+    afresh, so a job script can always pass it. Without `resume`, an `out` that holds a run
+    is run into again: stages whose cache key is unchanged are reused (dlpipe/stagecache.py)
+    unless `cache` is False.
+
+    SIGINT and SIGTERM stop the run between two Python steps: run.json says `interrupted`
+    and in which stage, the last checkpoint stays, and `Interrupted` is raised (exit 130/143)."""
     from dlpipe.training.distribute import writes_run_directory
 
     spec, document = load_document(spec_path, overrides)
@@ -59,36 +69,82 @@ def run_spec(spec_path: str | Path, *, overrides: Sequence[str] = (), out: str |
     chief = writes_run_directory(spec.training.strategy)
     if not chief:
         return _train_as_worker(spec, document, spec_path, root, resume)
-    resuming = resume and RunDir.holds_run(root)
-    run_dir = RunDir.reopen(root) if resuming else RunDir.create(root)
+    pipeline = registry.load("pipeline", spec.pipeline)
+    existing = RunDir.holds_run(root)
+    resuming, rerun = resume and existing, existing and not resume
+    if rerun and not getattr(sys.modules[pipeline.__module__], "STAGE_CACHE", False):
+        # Only a pipeline that keys its stages can tell stale outputs (checkpoints of
+        # another spec) from reusable ones.
+        raise DlpipeError(f"{root}: already holds a run; choose another --out or remove it "
+                          f"(the {spec.pipeline} pipeline does not rerun into a run directory)")
+    run_dir = RunDir.reopen(root, rerun=rerun) if existing else RunDir.create(root)
+    run_dir.cache = cache
     if resuming:
         try:
             _check_same_spec(run_dir, spec)
         except DlpipeError:
             run_dir.unlock()  # the interrupted run stays as it was
             raise
-    try:
-        if resuming:
-            run_dir.resume(command=list(command or []))
+    spec_file = str(Path(spec_path).resolve())
+    with _signals_interrupt():  # also while the outcome is recorded: a second signal waits
+        try:
+            if resuming:
+                run_dir.resume(command=list(command or []))
+            elif rerun:
+                run_dir.restart(seed=spec.seed, command=list(command or []), spec_file=spec_file)
+                atomic_write_text(run_dir.path("spec.yaml"), dump_spec(spec))
+            else:
+                run_dir.start(seed=spec.seed, command=list(command or []), spec_file=spec_file)
+                atomic_write_text(run_dir.path("spec.yaml"), dump_spec(spec))
+            context = Context(spec, document, run_dir, Path(spec_path).resolve().parent,
+                              callbacks=[*callbacks, *testhooks.callbacks()])
+            pipeline(context)
+        except KeyboardInterrupt as err:
+            signal_name = getattr(err, "signal_name", "SIGINT")
+            stage = run_dir.current_stage
+            during = f" during the {stage} stage" if stage else ""
+            run_dir.finish("interrupted", f"interrupted by {signal_name}{during}", interrupted_stage=stage)
+            kept = " (checkpoints kept)" if run_dir.path("checkpoints", "last.npz").exists() else ""
+            message = (f"interrupted by {signal_name}{during}{kept}; continue with: dlpipe run {spec_path} "
+                       f"--out {run_dir.root} --resume")
+            raise Interrupted(getattr(err, "signum", signal.SIGINT), message) from None
+        except DlpipeError as err:
+            run_dir.finish("failed", str(err))
+            raise
+        except BaseException as err:
+            problem = write_error(err)
+            if problem is not None:  # a full disk, a read-only folder: the user's to fix, one line
+                run_dir.finish("failed", str(problem))
+                raise problem from None
+            run_dir.finish("failed", f"{type(err).__name__}: {err}")
+            raise
         else:
-            run_dir.start(seed=spec.seed, command=list(command or []), spec_file=str(Path(spec_path).resolve()))
-            atomic_write_text(run_dir.path("spec.yaml"), dump_spec(spec))
-        context = Context(spec, document, run_dir, Path(spec_path).resolve().parent, callbacks=list(callbacks))
-        registry.load("pipeline", spec.pipeline)(context)
-    except KeyboardInterrupt:
-        run_dir.finish("interrupted", "interrupted (SIGINT)")
-        raise
-    except DlpipeError as err:
-        run_dir.finish("failed", str(err))
-        raise
-    except BaseException as err:
-        run_dir.finish("failed", f"{type(err).__name__}: {err}")
-        raise
-    else:
-        run_dir.finish("completed")
-    finally:
-        run_dir.unlock()
+            run_dir.finish("completed")
+        finally:
+            run_dir.unlock()
     return run_dir.root
+
+
+@contextlib.contextmanager
+def _signals_interrupt():
+    """SIGINT and SIGTERM raise `Interrupted` in the main thread while the block runs (a
+    second one, while the first is being handled, is ignored so the run can record it)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    fired: list[int] = []
+
+    def handler(signum, frame):
+        if not fired:
+            fired.append(signum)
+            raise Interrupted(signum)
+
+    previous = {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, before in previous.items():
+            signal.signal(signum, before)
 
 
 def _check_same_spec(run_dir: RunDir, spec: Spec) -> None:

@@ -9,23 +9,42 @@
     export    each format written, loaded back with its own runtime, compared → verification.json,
               model card
     report    learning curves and one self-contained page → report.html
+
+Run again into the same folder, each stage whose cache key is unchanged is reused rather
+than run (dlpipe/stagecache.py): change only `export` and nothing is prepared or trained.
 """
 
 from __future__ import annotations
 
 from dlpipe.rundir import atomic_path, atomic_write_json, atomic_write_text
+from dlpipe.stagecache import (DATA_OUTPUTS, EVALUATION_OUTPUTS, EXPORT_OUTPUTS, MODEL_OUTPUTS, load_data,
+                               load_metrics, load_model, save_data, stage_keys)
+
+STAGE_CACHE = True
+"""Stages are keyed: `dlpipe run` may run into a folder holding a run (the runner checks this)."""
 
 
 def run(ctx) -> None:
     spec, run_dir = ctx.spec, ctx.run_dir
+    # Stage cache keys (dlpipe/stagecache.py): a stage whose key an earlier run into this
+    # folder completed is reused, its outputs loaded instead of computed.
+    keys = stage_keys(spec, ctx.base_dir)
+    reuse = {"data": run_dir.reusable("data", keys["data"], DATA_OUTPUTS),
+             "train": run_dir.reusable("train", keys["train"], MODEL_OUTPUTS),
+             "evaluate": run_dir.reusable("evaluate", keys["evaluate"], EVALUATION_OUTPUTS),
+             "export": run_dir.reusable("export", keys["export"], EXPORT_OUTPUTS)}
 
-    with run_dir.stage("data"):
+    with run_dir.stage("data", key=keys["data"], reused=reuse["data"]):
         from dlpipe.data.prepare import prepare
 
-        data = prepare(spec, ctx.base_dir, ctx.located)
-        atomic_write_json(run_dir.path("data.json"), data.describe())
-        if data.class_names is not None:  # class names in index order: output i is labels[i]
-            atomic_write_json(run_dir.path("labels.json"), data.class_names)
+        if reuse["data"]:
+            data = load_data(run_dir)
+        else:
+            data = prepare(spec, ctx.base_dir, ctx.located)
+            save_data(run_dir, data)
+            atomic_write_json(run_dir.path("data.json"), data.describe())
+            if data.class_names is not None:  # class names in index order: output i is labels[i]
+                atomic_write_json(run_dir.path("labels.json"), data.class_names)
         run_dir.update(data_fingerprint=data.fingerprint)
         n_classes = len(data.class_names) if data.class_names else None
 
@@ -39,33 +58,42 @@ def run(ctx) -> None:
                        backend=environment["backend"], training=environment["training"],
                        versions={**run_dir.record["versions"], **environment["versions"]})
 
-    with run_dir.stage("build"):
+    with run_dir.stage("build", key=keys["train"], reused=reuse["train"]):
         from dlpipe.architectures.assemble import build_model
         from dlpipe.training.compile import compile_model
 
-        model = build_model(spec, data, ctx.located)
-        compile_model(model, spec, n_classes, ctx.located)
+        if reuse["train"]:
+            model = load_model(run_dir, spec)
+        else:
+            model = build_model(spec, data, ctx.located)
+            compile_model(model, spec, n_classes, ctx.located)
         run_dir.update(parameters=int(model.count_params()))
 
-    with run_dir.stage("train"):
+    with run_dir.stage("train", key=keys["train"], reused=reuse["train"], stale=("checkpoints",)):
         from dlpipe.training.fit import train
 
-        history = train(model, spec, data, run_dir=run_dir, located=ctx.located, callbacks=ctx.callbacks)
-        if not ctx.chief:
-            return  # another worker of a multi-worker run: the chief evaluates, exports, writes
-        atomic_write_text(run_dir.path("history.csv"), history_csv(history))
-        with atomic_path(run_dir.path("model.keras")) as tmp:
-            model.save(tmp)
+        if not reuse["train"]:
+            history = train(model, spec, data, run_dir=run_dir, located=ctx.located, callbacks=ctx.callbacks)
+            if not ctx.chief:
+                return  # another worker of a multi-worker run: the chief evaluates, exports, writes
+            atomic_write_text(run_dir.path("history.csv"), history_csv(history))
+            with atomic_path(run_dir.path("model.keras")) as tmp:
+                model.save(tmp)
 
-    with run_dir.stage("evaluate"):
+    with run_dir.stage("evaluate", key=keys["evaluate"], reused=reuse["evaluate"]):
         from dlpipe.metrics.evaluate import evaluate
 
-        metrics = evaluate(model, spec, data, run_dir.root, spec.evaluation.splits)
+        if reuse["evaluate"]:
+            metrics = load_metrics(run_dir)
+        else:
+            metrics = evaluate(model, spec, data, run_dir.root, spec.evaluation.splits)
 
-    with run_dir.stage("export"):
+    with run_dir.stage("export", key=keys["export"], reused=reuse["export"], stale=("export",)):
         from dlpipe.exporters.stage import export_model
 
-        export_model(model, spec, data, run_dir.path("export"), metrics=metrics)
+        if not reuse["export"]:
+            export_model(model, spec, data, run_dir.path("export"), metrics=metrics,
+                         keras_file=run_dir.path("model.keras"))
 
     with run_dir.stage("report"):
         from dlpipe.report import write_report

@@ -38,8 +38,8 @@ def dlpipe_process(*args: str) -> subprocess.CompletedProcess:
 
 
 def broken_copy(tmp_path: Path, name: str = "broken.yaml") -> Path:
-    """The image template with a negative epoch count (one problem)."""
-    text = TEMPLATES[0].read_text(encoding="utf-8")
+    """The image template with a negative epoch count (one problem): -40."""
+    text = (ROOT / "specs" / "image-classification.yaml").read_text(encoding="utf-8")
     target = tmp_path / name
     target.write_text(text.replace("  epochs: ", "  epochs: -", 1), encoding="utf-8")
     return target

@@ -56,6 +56,16 @@ def test_templates_export_and_verify_every_format(run, test_size, modes):
 
 
 @pytest.mark.slow
+def test_keras_export_is_the_runs_model_file_verified():
+    root = _runs.tabular()
+    # The run saved model.keras once; the export copies that file (no second save), and the
+    # copy is still loaded back and compared like any export.
+    assert (root / "export" / "keras" / "model.keras").read_bytes() == (root / "model.keras").read_bytes()
+    entry = read(root / "export" / "verification.json")["keras"]
+    assert entry["passed"] is True and entry["max_abs_diff"] <= 1e-6
+
+
+@pytest.mark.slow
 def test_model_card_describes_the_run():
     root = _runs.tabular()
     card = read(root / "export" / "model_card.json")

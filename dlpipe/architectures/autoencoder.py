@@ -88,3 +88,39 @@ def _conv_parts(spec: Autoencoder, shape):
     x = keras.layers.Conv2D(channels, 3, padding="same", kernel_initializer=initializer(spec.kernel_initializer),
                             name="reconstruction")(x)
     return encoder, keras.Model(inputs, x, name="decoder")
+
+
+class EmbeddingModels:
+    """The three views of one autoencoder the embedding task needs; they share every layer.
+
+    `autoencoder`  raw inputs → reconstruction of the normalized inputs (what is trained)
+    `encoder`      raw inputs → latent vector (what is saved, exported and predicted with)
+    `original`     raw inputs → the normalized inputs (the reconstruction target)
+    """
+
+    def __init__(self, autoencoder: keras.Model, encoder: keras.Model, original: keras.Model):
+        self.autoencoder, self.encoder, self.original = autoencoder, encoder, original
+
+
+def build_embedding(spec, data, located=None) -> EmbeddingModels:
+    """The embedding task's models for `spec.model` (an Autoencoder) on `data`'s features.
+    Normalization is inside all three, so the encoder takes raw data like any dlpipe model."""
+    from dlpipe.architectures.inputs import build_inputs
+
+    try:
+        inputs, encoded = build_inputs(data.features)
+        original = _original(spec.model, encoded)
+        left = sorted(encoded.rest())
+        if left:
+            raise BuildProblem(("data", "features"), f"an autoencoder reconstructs numbers and images; "
+                               f"{', '.join(left)} cannot be reconstructed (drop them from data.features)")
+        encoder, decoder = build_parts(spec.model, tuple(original.shape[1:]))
+        latent = encoder(original)
+    except BuildProblem as problem:
+        if located is None:
+            raise
+        raise located(problem.path, problem.message) from problem
+    name = spec.name.replace("-", "_").replace(".", "_")
+    return EmbeddingModels(autoencoder=keras.Model(inputs, decoder(latent), name=f"{name}_autoencoder"),
+                           encoder=keras.Model(inputs, latent, name=name),
+                           original=keras.Model(inputs, original, name=f"{name}_original"))

@@ -43,6 +43,10 @@ def build(spec, document, base_dir: Path):
 
     data = prepare(spec, base_dir, located)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if spec.task == "embedding":  # what trains is the autoencoder (encoder + decoder)
+        from dlpipe.architectures.autoencoder import build_embedding
+
+        return build_embedding(spec, data, located).autoencoder
     from dlpipe.architectures.assemble import build_model
 
     return build_model(spec, data, located)

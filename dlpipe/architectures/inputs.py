@@ -78,7 +78,24 @@ def build_inputs(features) -> tuple[dict[str, keras.KerasTensor], Encoded]:
             encoded[feature.input_name] = keras.layers.Normalization(
                 axis=-1, mean=feature.mean.astype(np.float32), variance=np.square(feature.std).astype(np.float32),
                 name=f"{feature.input_name}_{feature.normalization}")(tensor)
+    for feature in features:
+        if feature.type == "image":
+            encoded[feature.input_name] = _image_size(feature, encoded[feature.input_name])
     return inputs, Encoded(encoded, {f.input_name: f for f in features})
+
+
+def _image_size(feature, tensor) -> keras.KerasTensor:
+    """The spec's channels and size, inside the model (after normalization), so exports
+    take images as stored."""
+    channels, size = getattr(feature, "channels", None), getattr(feature, "size", None)
+    if channels is not None and channels != tensor.shape[-1]:
+        from dlpipe.architectures.layers import ChannelConvert
+
+        tensor = ChannelConvert(channels, name=f"{feature.input_name}_channels")(tensor)
+    if size is not None and tuple(size) != tuple(tensor.shape[1:3]):
+        tensor = keras.layers.Resizing(int(size[0]), int(size[1]), interpolation="bilinear",
+                                       name=f"{feature.input_name}_resize")(tensor)
+    return tensor
 
 
 def categorical_input(feature) -> tuple[keras.KerasTensor, keras.KerasTensor]:

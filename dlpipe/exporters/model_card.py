@@ -39,7 +39,10 @@ def describe_interface(spec, data, model) -> dict[str, Any]:
             entry["value_range"] = [float(values.min()), float(values.max())]
         inputs.append(entry)
     units = int(model.outputs[0].shape[-1])
-    if spec.task in ("regression", "forecasting"):
+    if spec.task == "embedding":
+        output = {"units": units, "activation": "linear",
+                  "meaning": f"the embedding: the autoencoder's {units}-number latent vector of the example"}
+    elif spec.task in ("regression", "forecasting"):
         output = {"units": units, "activation": "linear", "meaning": f"the predicted value of {data.target!r}"}
     elif units == 1:
         output = {"units": 1, "activation": "sigmoid",
@@ -86,7 +89,8 @@ def render_markdown(card: dict) -> str:
     lines += ["## Intended use", "", card["intended_use"] or
               "Not stated in the spec (`export.intended_use`). Judge from the data and metrics below "
               "whether it fits your use.", ""]
-    lines += ["## Task and output", "", f"Task: {card['task']}; target column `{card['target']}`.",
+    target = f"target column `{card['target']}`" if card["target"] else "no target column"
+    lines += ["## Task and output", "", f"Task: {card['task']}; {target}.",
               f"Output: {card['output']['units']} value(s), {card['output']['activation']}: {card['output']['meaning']}."]
     if card["class_names"]:
         lines.append("Classes (index: name): " + ", ".join(f"{i}: `{n}`" for i, n in enumerate(card["class_names"])) + ".")

@@ -56,11 +56,12 @@ def representative(spec, data) -> dict[str, np.ndarray]:
 
 
 def export_model(model, spec, data, export_dir: Path, *, formats: Sequence[str] | None = None,
-                 metrics: dict | None = None) -> dict:
+                 metrics: dict | None = None, keras_file: Path | None = None) -> dict:
     """Export `model` to `formats` (default: the spec's) under `export_dir`; returns the
     verification results. Entries of formats not exported this time are kept when their
     files still exist (`dlpipe export --format` re-exports some). Raises StageError when a
-    format cannot be written, or (verify: error) when an export is outside its tolerance."""
+    format cannot be written, or (verify: error) when an export is outside its tolerance.
+    `keras_file`: `model` as saved already (the run's model.keras), copied for the keras format."""
     from dlpipe.data.pipeline import predict
     from dlpipe.exporters.model_card import build_card, describe_interface, render_markdown
     from dlpipe.spec.export import tolerance_problem
@@ -77,7 +78,7 @@ def export_model(model, spec, data, export_dir: Path, *, formats: Sequence[str] 
     interface = describe_interface(spec, data, model)
     inputs = held_out(spec, data)
     reference = predict(model, inputs)
-    job = ExportJob(options, representative(spec, data), interface)
+    job = ExportJob(options, representative(spec, data), interface, keras_file=keras_file)
     classifier = spec.task == "classification"
 
     results = {key: entry for key, entry in _previous(export_dir).items()
@@ -181,11 +182,13 @@ def export_run(run_path: str | Path, *, formats: Sequence[str] | None = None,
         if trained_on and trained_on != data.fingerprint:
             raise DataError(f"{data.origin}: the data differs from what {root} trained on (fingerprint "
                             f"{data.fingerprint[:19]}…, the run's {trained_on[:19]}…); retrain instead")
-        import keras
+        from dlpipe.modelfile import load_keras_model
 
-        model = keras.saving.load_model(root / "model.keras", safe_mode=True, compile=False)
+        model = load_keras_model(root / "model.keras", allow_unsafe=spec.allow_unsafe_deserialization,
+                                 imports=getattr(spec.model, "allow_imports", None) or ())
         metrics = _json(root / "metrics.json") or None
-        return export_model(model, spec, data, root / "export", formats=formats, metrics=metrics)
+        return export_model(model, spec, data, root / "export", formats=formats, metrics=metrics,
+                            keras_file=root / "model.keras")
     finally:
         run_dir.unlock()
 

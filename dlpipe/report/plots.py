@@ -19,14 +19,27 @@ MAX_ANNOTATED_CLASSES = 20
 """Confusion matrices with more classes are drawn without a number in each cell."""
 
 
-def _figure(width: float, height: float, columns: int = 1, rows: int = 1):
+def _figure(width: float, height: float, columns: int = 1, rows: int = 1, margins: dict | None = None):
+    """A figure and its grid of axes. With `margins` (subplots_adjust's fractions), a fixed
+    layout, for charts whose tick labels are known in advance (ROC and PR: both axes 0..1):
+    that skips the constrained-layout solver, about a third of such a chart's drawing time.
+    Without, constrained layout, which makes room for whatever the labels turn out to be."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    figure = Figure(figsize=(width, height), dpi=DPI, layout=None if margins else "constrained")
     FigureCanvasAgg(figure)
+    if margins:
+        figure.subplots_adjust(**margins)
     axes = figure.subplots(rows, columns, squeeze=False)
     return figure, axes
+
+
+def _margins(width: float, height: float, left: float = 0.62, bottom: float = 0.5, top: float = 0.32,
+             right: float = 0.15) -> dict:
+    """subplots_adjust fractions from margins in inches: room for 0..1 tick labels, an axis
+    label and a one-line title."""
+    return {"left": left / width, "right": 1 - right / width, "bottom": bottom / height, "top": 1 - top / height}
 
 
 def _save(figure, path: Path) -> Path:
@@ -97,7 +110,7 @@ def roc_curve(y: np.ndarray, score: np.ndarray, path: Path, split: str, positive
     if len(np.unique(y)) < 2:
         return None  # undefined with one class
     false_positive, true_positive, _ = sk.roc_curve(y, score)
-    figure, axes = _figure(4.6, 4.2)
+    figure, axes = _figure(4.6, 4.2, margins=_margins(4.6, 4.2))
     ax = axes[0][0]
     ax.plot(false_positive, true_positive, label=f"AUC {sk.auc(false_positive, true_positive):.4f}")
     ax.plot([0, 1], [0, 1], linestyle="--", color="gray", label="chance")
@@ -115,7 +128,7 @@ def pr_curve(y: np.ndarray, score: np.ndarray, path: Path, split: str, positive:
     if not (y == 1).any():
         return None  # recall is undefined without positives
     precision, recall, _ = sk.precision_recall_curve(y, score)
-    figure, axes = _figure(4.6, 4.2)
+    figure, axes = _figure(4.6, 4.2, margins=_margins(4.6, 4.2))
     ax = axes[0][0]
     ax.step(recall, precision, where="post", label=f"AP {sk.average_precision_score(y, score):.4f}")
     ax.axhline(float(np.mean(y == 1)), linestyle="--", color="gray", label="positive rate")

@@ -20,10 +20,12 @@ _LOSSES = {
     "regression": {"mse", "mae", "huber", "log_cosh"},
     "forecasting": {"mse", "mae", "huber", "log_cosh"},
     "detection": set(),  # only auto: the detector's own loss (dlpipe/architectures/centernet.py)
+    "embedding": {"mse"},  # the reconstruction error of the normalized inputs
 }
 # The metric Keras tracks during training, beside the loss (usable by early_stopping).
 # Detection tracks the loss alone (mAP needs decoded boxes: it is computed at evaluation).
-TRAINING_METRIC = {"classification": "accuracy", "regression": "mae", "forecasting": "mae"}
+TRAINING_METRIC = {"classification": "accuracy", "regression": "mae", "forecasting": "mae",
+                   "embedding": "reconstruction_mse"}
 FEATURE_TYPES = ("numerical", "image", "sequence", "tokens")
 
 
@@ -42,9 +44,10 @@ def check_target(spec: Spec) -> Found:
     if spec.task == "detection":
         return  # boxes and classes come from the source; check_detection refuses a target
     if spec.data.target is None:
-        yield (("data",), f"missing required key 'target' (task {spec.task} learns from labels)")
-    elif spec.data.target.class_names is not None and spec.task != "classification":
-        yield (("data", "target", "class_names"), "class_names needs task classification")
+        if spec.task != "embedding":  # an autoencoder learns from the features alone
+            yield (("data",), f"missing required key 'target' (task {spec.task} learns from labels)")
+    elif spec.data.target.class_names is not None and spec.task not in ("classification", "embedding"):
+        yield (("data", "target", "class_names"), "class_names needs task classification or embedding")
     names = [f.name for f in spec.data.features]
     for i, name in enumerate(names):
         if name in names[:i]:
@@ -127,6 +130,8 @@ def check_streaming(spec: Spec) -> Found:
         yield (("prepare", "imputation"), "imputation is not available with data.streaming")
     if spec.training.sample_weight is not None:
         yield (("training", "sample_weight"), "sample weights are not available with data.streaming")
+    if spec.prepare.augmentation:
+        yield (("prepare", "augmentation"), "augmentation is not available with data.streaming")
     if spec.training.strategy == "multi_worker":
         yield (("training", "strategy"), "multi_worker training does not read streamed data")
     target = data.target
@@ -172,6 +177,18 @@ def check_metrics(spec: Spec) -> Found:
         if name not in fitting:
             yield (("evaluation", "metrics", i),
                    f"metric {name!r} does not fit task {spec.task}; choose from {', '.join(fitting)}")
+
+
+def check_embedding(spec: Spec) -> Found:
+    if spec.task != "embedding":
+        return
+    if spec.model.type != "autoencoder":
+        yield (("model", "type"), f"task embedding trains an autoencoder and exports its encoder; "
+               f"set model.type to autoencoder, not {spec.model.type}")
+    for i, name in enumerate(spec.evaluation.metrics or []):
+        if name == "knn_accuracy" and spec.data.target is None:
+            yield (("evaluation", "metrics", i), "knn_accuracy scores embeddings by their labels: "
+                   "set data.target (the label column), or drop the metric")
 
 
 def check_early_stopping(spec: Spec) -> Found:
@@ -477,7 +494,8 @@ def check_augmentation(spec: Spec) -> Found:
             yield (path + ("type",), f"{step.type} is listed twice")
 
 
-CHECKS = (check_detection, check_split, check_target, check_labeling, check_split_modes, check_imputation, check_streaming, check_loss, check_metrics, check_early_stopping,
+CHECKS = (check_detection, check_split, check_target, check_labeling, check_split_modes, check_imputation,
+          check_streaming, check_loss, check_metrics, check_embedding, check_early_stopping,
           check_normalization, check_architecture, check_categorical, check_export, check_tuning,
           check_optimizer, check_schedule, check_checkpoints, check_class_weight, check_sample_weight,
           check_jit_compile, check_windows, check_augmentation)

@@ -9,7 +9,7 @@ from pydantic import AfterValidator, WithJsonSchema
 
 from dlpipe import registry
 from dlpipe.errors import did_you_mean
-from dlpipe.spec.base import StrictModel, unknown_name
+from dlpipe.spec.base import PositiveInt, StrictModel, unknown_name
 
 METRIC_NAMES = tuple(
     name for kind in registry.kinds() if kind.startswith("metric:") for name in registry.names(kind)
@@ -30,5 +30,10 @@ Metric = Annotated[str, AfterValidator(_check_metric),
 class Evaluation(StrictModel):
     metrics: list[Metric] | None = None
     """Names as in metrics.json; by default accuracy and f1_macro for classification,
-    mae, mse, rmse and r2 for regression, map_50 and map for detection."""
+    mae, mse, rmse and r2 for regression, map_50 and map for detection, reconstruction_mse
+    and (with a target) knn_accuracy for embedding."""
     splits: list[Literal["validation", "test"]] = ["validation", "test"]
+    """The splits scored into metrics.json (the training split never is)."""
+    knn_neighbors: PositiveInt = 5
+    """Embedding task: neighbours that vote in knn_accuracy (a k-nearest-neighbours
+    classifier fitted on the training split's embeddings and labels, scored on each split)."""

@@ -16,7 +16,7 @@ from dlpipe.spec.prepare import Prepare
 from dlpipe.spec.training import Training
 from dlpipe.spec.tuning import Tuning, resolve as resolve_tuning
 
-Task = Literal["classification", "regression", "forecasting", "detection"]
+Task = Literal["classification", "regression", "forecasting", "detection", "embedding"]
 
 DEFAULT_METRICS: dict[str, list[str]] = {
     "classification": ["accuracy", "f1_macro"],
@@ -24,11 +24,13 @@ DEFAULT_METRICS: dict[str, list[str]] = {
     # naive_mae: the last-value forecast's error, so every run says whether it beats it.
     "forecasting": ["mae", "rmse", "naive_mae"],
     "detection": ["map_50", "map"],
+    # knn_accuracy needs labels: dropped when the data has no target (see below).
+    "embedding": ["reconstruction_mse", "knn_accuracy"],
 }
 
 # Which pipeline in pipelines/ runs each task.
 PIPELINES: dict[str, str] = {"classification": "supervised", "regression": "supervised",
-                             "forecasting": "supervised", "detection": "detection"}
+                             "forecasting": "supervised", "detection": "detection", "embedding": "embedding"}
 
 
 class Spec(StrictModel):
@@ -40,6 +42,9 @@ class Spec(StrictModel):
     description: str = ""
     """One line shown by `dlpipe templates` and in the model card."""
     task: Task
+    """classification or regression: learn the target from the features (pipelines/supervised.py).
+    embedding: learn an autoencoder on the features alone and export its encoder, which maps an
+    example to a vector (pipelines/embedding.py); a target, if given, only scores the embedding."""
     seed: Annotated[int, Field(ge=0, lt=2**31)] = 42
     """Seeds splits, shuffling, initial weights; with it a CPU run is bit-for-bit repeatable."""
     data: Data
@@ -50,6 +55,10 @@ class Spec(StrictModel):
     export: Export = Export()
     tuning: Tuning | None = None
     """Hyperparameter search for `dlpipe tune`; `dlpipe run` ignores it."""
+    allow_unsafe_deserialization: bool = False
+    """Load this run's `.keras` files (by `dlpipe evaluate`, `dlpipe export`, a rerun) with
+    Keras safe mode off. A file holding a Lambda layer runs its Python code on loading: set
+    this only for files you trust. Off, such a file is refused with one line."""
 
     @model_validator(mode="after")
     def _fill_task_defaults(self) -> "Spec":
@@ -58,7 +67,10 @@ class Spec(StrictModel):
         # Copies: a section left out is the class's one shared default object, and setting
         # a value on it would leak into every later spec.
         if self.evaluation.metrics is None:
-            evaluation = self.evaluation.model_copy(update={"metrics": list(DEFAULT_METRICS[self.task])})
+            metrics = list(DEFAULT_METRICS[self.task])
+            if self.task == "embedding" and self.data.target is None:
+                metrics.remove("knn_accuracy")  # nothing to score the neighbours with
+            evaluation = self.evaluation.model_copy(update={"metrics": metrics})
             object.__setattr__(self, "evaluation", evaluation)
         if self.data.split.stratify is None:
             # Stratifying needs one class per example: not per-step or multi-label targets.

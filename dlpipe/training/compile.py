@@ -18,7 +18,7 @@ def make_optimizer(spec):
 def loss_name(task: str, loss: str, n_classes: int | None, multi_label: bool = False) -> str:
     if loss != "auto":
         return loss
-    if task in ("regression", "forecasting"):
+    if task in ("regression", "forecasting", "embedding"):  # embedding: the reconstruction error
         return "mse"
     return "binary_crossentropy" if n_classes == 2 or multi_label else "sparse_categorical_crossentropy"
 
@@ -74,12 +74,14 @@ def compile_model(model, spec, n_classes: int | None, located=None) -> None:
                       loss=centernet_loss(n_classes, spec.model.heatmap_weight, spec.model.size_weight,
                                           spec.model.offset_weight))
         return
-    multi_label = spec.data.target.multi_label
+    multi_label = spec.data.target is not None and spec.data.target.multi_label
     check_loss(spec.task, spec.training.loss, n_classes, located, multi_label)
     metric = TRAINING_METRIC[spec.task]
     if metric == "accuracy":
         metric = keras.metrics.BinaryAccuracy(name="accuracy") if n_classes == 2 or multi_label else \
             keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+    elif metric == "reconstruction_mse":  # the loss itself, under the name metrics.json uses
+        metric = keras.metrics.MeanSquaredError(name="reconstruction_mse")
     model.compile(optimizer=make_optimizer(spec.training.optimizer),
                   loss=make_loss(spec.task, spec.training.loss, n_classes, multi_label),
                   metrics=[metric], jit_compile=jit)

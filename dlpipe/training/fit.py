@@ -89,10 +89,16 @@ def train(model, spec, data, *, run_dir=None, located=None, callbacks=None) -> d
         if kind == "multi_worker":
             from dlpipe.training.multi_worker import fit_multi_worker
 
+            if spec.prepare.augmentation:
+                raise StageError("train", "prepare.augmentation is not supported under the multi_worker strategy yet")
+
             fit_multi_worker(replica, strategy, spec, n_classes, inputs, val_ds, steps, run.callbacks,
                              verbose=verbosity(training.progress))
         else:
-            replica.fit(training_dataset(**inputs) if stream is None else train_ds, validation_data=val_ds, epochs=training.epochs,
+            from dlpipe.data.augment import augmenter
+
+            train_input = training_dataset(**inputs, augment=augmenter(spec, data)) if stream is None else train_ds
+            replica.fit(train_input, validation_data=val_ds, epochs=training.epochs,
                         initial_epoch=first_epoch, steps_per_epoch=steps, callbacks=run.callbacks,
                         shuffle=False, verbose=verbosity(training.progress))
     if run.guard.tripped is not None:

@@ -48,15 +48,21 @@ def epoch_order(n: int, seed: int, epoch, shuffle_buffer: int | None = None):
 
 
 def training_dataset(x: dict[str, np.ndarray], y: np.ndarray, weights: np.ndarray | None, *, batch_size: int,
-                     seed: int, first_epoch: int, epochs: int, shuffle_buffer: int | None = None):
-    """Batches of (x, y, weight) for the epochs [first_epoch, epochs)."""
+                     seed: int, first_epoch: int, epochs: int, shuffle_buffer: int | None = None, augment=None):
+    """Batches of (x, y, weight) for the epochs [first_epoch, epochs). `augment(x, y, weight,
+    seed)` (dlpipe/data/augment.py) changes each batch, seeded by (seed, epoch, batch)."""
     import tensorflow as tf
 
     columns = _columns(x, y, weights)
 
     def one_epoch(epoch):
-        return epoch_order(len(y), seed, epoch, shuffle_buffer).batch(batch_size).map(
+        batches = epoch_order(len(y), seed, epoch, shuffle_buffer).batch(batch_size).map(
             lambda index: tf.nest.map_structure(lambda column: tf.gather(column, index), columns))
+        if augment is None:
+            return batches
+        epoch_seed = tf.stack([tf.constant(seed, tf.int64), tf.cast(epoch, tf.int64) * _EPOCH_STRIDE])
+        return batches.enumerate().map(
+            lambda number, batch: augment(*batch, tf.random.experimental.stateless_fold_in(epoch_seed, number)))
 
     return tf.data.Dataset.range(first_epoch, epochs).flat_map(one_epoch).prefetch(tf.data.AUTOTUNE)
 

@@ -34,8 +34,9 @@ def fit_multi_worker(model, strategy, spec, n_classes: int | None, inputs: dict,
     training = spec.training
     replicas = strategy.num_replicas_in_sync
     optimizer = model.optimizer
+    multi_label = spec.data.target is not None and spec.data.target.multi_label
     with strategy.scope():
-        loss_sum = make_loss(spec.task, training.loss, n_classes, spec.data.target.multi_label, reduction="sum")
+        loss_sum = make_loss(spec.task, training.loss, n_classes, multi_label, reduction="sum")
     metric_name, metric_sum = _metric(spec.task, n_classes)
     jit = resolve_jit(training.jit_compile, tf.config.list_physical_devices("GPU"))
 
@@ -138,6 +139,9 @@ def _evaluate(evaluate_batch, dataset, metric_name: str) -> dict[str, float]:
 def _metric(task: str, n_classes: int | None):
     """The training metric of dlpipe/spec/checks.py TRAINING_METRIC, summed over a batch."""
     ops = keras.ops
+    if task == "embedding":  # per example, the mean over its values
+        return "reconstruction_mse", lambda y, p: ops.sum(ops.mean(ops.square(
+            ops.reshape(ops.cast(y, p.dtype), (ops.shape(p)[0], -1)) - ops.reshape(p, (ops.shape(p)[0], -1))), axis=-1))
     if task in ("regression", "forecasting"):
         return "mae", lambda y, p: ops.sum(ops.abs(ops.reshape(ops.cast(y, p.dtype), (-1,)) - ops.reshape(p, (-1,))))
     if n_classes == 2:

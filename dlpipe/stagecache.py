@@ -1,0 +1,239 @@
+"""Stage caching: rerunning a spec into its run directory redoes only what changed.
+
+Each stage of a pipeline has a key: a SHA-256 of the spec sections and inputs it depends
+on, chained, so a stage's key changes whenever an earlier stage's does:
+
+    data      every top-level section except model/training/evaluation/export/tuning/name/
+              description (so: task, seed, data, prepare, and any section added later),
+              training.sample_weight, dlpipe's version, and a fingerprint of every file or
+              folder the data source names (contents of files, names+sizes+times in folders)
+    train     data + model + training
+    evaluate  train + evaluation
+    export    evaluate + export (the model card carries the metrics)
+
+run.json records `stages.<name>.key` and `.reused`. A stage is reused when the run the
+folder held completed it with the same key and its outputs still exist
+(`RunDir.reusable`); `dlpipe run --no-cache` reuses nothing. A pipeline adopts it with a
+few lines per stage (pipelines/supervised.py shows them):
+
+    keys = stage_keys(spec, ctx.base_dir)
+    reuse = run_dir.reusable("data", keys["data"], DATA_OUTPUTS)
+    with run_dir.stage("data", key=keys["data"], reused=reuse):
+        data = load_data(run_dir) if reuse else prepare(...)   # and save_data(run_dir, data)
+
+The prepared data is kept in cache/data.json + cache/data.npz: a JSON tree whose arrays
+live in the NumPy archive, loaded with allow_pickle=False. Only dataclasses defined in
+dlpipe's own modules are rebuilt from it, so a tampered cache cannot run code. An object
+that does not fit (a type this format does not know) is simply not cached: the stage runs
+again next time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dlpipe import __version__
+from dlpipe.rundir import atomic_path, atomic_write_text, to_json
+
+NOT_DATA = ("model", "training", "evaluation", "export", "tuning", "name", "description",
+            "allow_unsafe_deserialization")
+DATA_OUTPUTS = ("data.json", "cache/data.json", "cache/data.npz")
+MODEL_OUTPUTS = ("model.keras", "history.csv")
+EVALUATION_OUTPUTS = ("metrics.json",)
+EXPORT_OUTPUTS = ("export/verification.json", "export/model_card.json")
+
+
+def digest(obj: Any) -> str:
+    return "sha256:" + hashlib.sha256(to_json(obj).encode()).hexdigest()
+
+
+def stage_keys(spec, base_dir: Path) -> dict[str, str]:
+    """The cache key of each stage of a supervised-style pipeline (see the module doc)."""
+    dump = spec.model_dump(mode="json")
+    source = dump.get("data", {}).get("source")
+    data = digest({"dlpipe": __version__, **{k: v for k, v in dump.items() if k not in NOT_DATA},
+                   "sample_weight": (dump.get("training") or {}).get("sample_weight"),
+                   "files": files_fingerprint(source, Path(base_dir))})
+    train = digest({"data": data, "model": dump.get("model"), "training": dump.get("training")})
+    evaluate = digest({"train": train, "evaluation": dump.get("evaluation")})
+    export = digest({"evaluate": evaluate, "export": dump.get("export")})
+    return {"data": data, "train": train, "evaluate": evaluate, "export": export}
+
+
+def files_fingerprint(value: Any, base_dir: Path) -> dict[str, Any]:
+    """Every string in `value` (a source's settings) naming an existing file or folder,
+    relative to `base_dir`, mapped to a fingerprint of it: the SHA-256 of a file, the
+    relative names, sizes and modification times of the files in a folder."""
+    found: dict[str, Any] = {}
+    for text in _strings(value):
+        if not text or len(text) > 4096 or "\n" in text:
+            continue
+        path = Path(text).expanduser()
+        path = path if path.is_absolute() else base_dir / path
+        try:
+            if path.is_file():
+                found[text] = _file_digest(path)
+            elif path.is_dir():
+                found[text] = [[str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns]
+                               for p in sorted(path.rglob("*")) if p.is_file()]
+        except OSError:
+            continue
+    return found
+
+
+def _strings(value: Any):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _strings(item)
+
+
+def _file_digest(path: Path) -> str:
+    digest_ = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest_.update(block)
+    return digest_.hexdigest()
+
+
+# Saving and loading objects (the prepared data) without pickle ---------------------------
+
+class NotCacheable(Exception):
+    """The object holds something this format does not store."""
+
+
+def save(obj: Any, folder: Path, name: str) -> str | None:
+    """Write `obj` as folder/NAME.json + folder/NAME.npz; None when written, else why not."""
+    arrays: list[np.ndarray] = []
+    try:
+        tree = _encode(obj, arrays)
+    except NotCacheable as err:
+        return str(err)
+    with atomic_path(folder / f"{name}.npz") as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **{f"a{i:05d}": a for i, a in enumerate(arrays)})
+    # The JSON goes last: with it, the archive it refers to is complete. Keys keep their
+    # order (not sorted): the order of a dict of inputs can be the order of a model's inputs.
+    atomic_write_text(folder / f"{name}.json", json.dumps({"format": 1, "tree": tree}) + "\n")
+    return None
+
+
+def load(folder: Path, name: str) -> Any:
+    tree = json.loads((folder / f"{name}.json").read_text())["tree"]
+    with np.load(folder / f"{name}.npz", allow_pickle=False) as archive:
+        arrays = [archive[key] for key in sorted(archive.files)]
+    return _decode(tree, arrays)
+
+
+def _encode(obj: Any, arrays: list) -> Any:
+    if obj is None or isinstance(obj, (bool, int, str)):
+        return obj
+    if isinstance(obj, float):
+        return {"float": repr(obj)}  # nan and inf survive; repr round-trips exactly
+    if isinstance(obj, np.ndarray):
+        entry: dict[str, Any] = {"array": len(arrays)}
+        if obj.dtype.kind == "O":
+            if not all(isinstance(v, str) for v in obj.ravel()):
+                raise NotCacheable("an array of Python objects other than strings")
+            obj, entry["object"] = obj.astype(str), True
+        arrays.append(obj)
+        return entry
+    if isinstance(obj, np.generic):
+        return {"scalar": obj.dtype.str, "value": _encode(obj.item(), arrays)}
+    if isinstance(obj, Path):
+        return {"path": str(obj)}
+    if isinstance(obj, (list, tuple)):
+        items = [_encode(v, arrays) for v in obj]
+        return {"tuple": items} if isinstance(obj, tuple) else items
+    if isinstance(obj, dict):
+        if all(isinstance(k, str) for k in obj):
+            return {"dict": {k: _encode(v, arrays) for k, v in obj.items()}}
+        return {"pairs": [[_encode(k, arrays), _encode(v, arrays)] for k, v in obj.items()]}
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        cls = type(obj)
+        if not cls.__module__.startswith("dlpipe"):
+            raise NotCacheable(f"a {cls.__name__} from {cls.__module__}")
+        state = vars(obj) if hasattr(obj, "__dict__") else {f.name: getattr(obj, f.name)
+                                                             for f in dataclasses.fields(obj)}
+        return {"dataclass": f"{cls.__module__}:{cls.__qualname__}",
+                "fields": {k: _encode(v, arrays) for k, v in state.items()}}
+    raise NotCacheable(f"a {type(obj).__name__}")
+
+
+def _decode(tree: Any, arrays: list) -> Any:
+    if isinstance(tree, list):
+        return [_decode(v, arrays) for v in tree]
+    if not isinstance(tree, dict):
+        return tree
+    if "float" in tree:
+        return float(tree["float"])
+    if "array" in tree:
+        array = arrays[tree["array"]]
+        return array.astype(object) if tree.get("object") else array
+    if "scalar" in tree:
+        return np.dtype(tree["scalar"]).type(_decode(tree["value"], arrays))
+    if "path" in tree:
+        return Path(tree["path"])
+    if "tuple" in tree:
+        return tuple(_decode(v, arrays) for v in tree["tuple"])
+    if "dict" in tree:
+        return {k: _decode(v, arrays) for k, v in tree["dict"].items()}
+    if "pairs" in tree:
+        return {_decode(k, arrays): _decode(v, arrays) for k, v in tree["pairs"]}
+    if "dataclass" in tree:
+        module, _, qualname = tree["dataclass"].partition(":")
+        if not (module == "dlpipe" or module.startswith("dlpipe.")):
+            raise ValueError(f"the cache names a class outside dlpipe: {tree['dataclass']}")
+        cls: Any = importlib.import_module(module)
+        for part in qualname.split("."):
+            cls = getattr(cls, part)
+        if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+            raise ValueError(f"the cache names {tree['dataclass']}, which is not a dlpipe dataclass")
+        obj = object.__new__(cls)
+        for name, value in tree["fields"].items():
+            object.__setattr__(obj, name, _decode(value, arrays))
+        return obj
+    raise ValueError(f"unknown entry in the cache: {sorted(tree)}")
+
+
+def save_data(run_dir, data) -> None:
+    """Keep the prepared data for a later run into this folder (a notice if it cannot)."""
+    import sys
+
+    why = save(data, run_dir.path("cache"), "data")
+    if why is not None:
+        print(f"[dlpipe] notice: the prepared data is not cached ({why}); a rerun prepares it again",
+              file=sys.stderr, flush=True)
+
+
+def load_data(run_dir):
+    return load(run_dir.path("cache"), "data")
+
+
+def load_metrics(run_dir) -> dict:
+    """metrics.json as the evaluate stage returned it (undefined metrics, written null, as NaN)."""
+    metrics = json.loads(run_dir.path("metrics.json").read_text())
+    return {split: {name: float("nan") if value is None else value for name, value in values.items()}
+            if isinstance(values, dict) else values for split, values in metrics.items()}
+
+
+def load_model(run_dir, spec):
+    """The trained model.keras of an earlier run, loaded safely (as `dlpipe evaluate` does)."""
+    from dlpipe.modelfile import load_keras_model
+
+    return load_keras_model(run_dir.path("model.keras"),
+                            allow_unsafe=spec.allow_unsafe_deserialization,
+                            imports=getattr(spec.model, "allow_imports", None) or ())
+
+

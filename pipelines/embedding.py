@@ -1,0 +1,92 @@
+"""Embeddings — an autoencoder learns to reproduce its input through a narrow latent
+vector; its encoder is the product. Read top to bottom.
+
+    data      read the source (labels optional), check every value, split, fit normalization on train
+    setup     import TensorFlow, seed everything, turn on op determinism
+    build     inputs (normalization inside) → encoder → latent → decoder; compile with the
+              mean squared reconstruction error
+    train     fit on the normalized inputs as their own targets; checkpoints/ each epoch,
+              resumed from when present; history.csv; model.keras (the ENCODER) and
+              autoencoder.keras (encoder + decoder)
+    evaluate  reconstruction_mse on each split; with labels, knn_accuracy: a k-nearest-
+              neighbours classifier fitted on the training embeddings, scored on each split
+              → metrics.json
+    export    the encoder in each format, loaded back with its own runtime, compared →
+              verification.json, model card
+    report    learning curves and one self-contained page → report.html
+
+`dlpipe predict RUN_DIR rows.csv` then writes one embedding per example.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from dlpipe.rundir import atomic_path, atomic_write_json, atomic_write_text
+from dlpipe.pipelines.supervised import history_csv
+
+
+def run(ctx) -> None:
+    spec, run_dir = ctx.spec, ctx.run_dir
+
+    with run_dir.stage("data"):
+        from dlpipe.data.prepare import prepare
+
+        data = prepare(spec, ctx.base_dir, ctx.located)
+        atomic_write_json(run_dir.path("data.json"), data.describe())
+        run_dir.update(data_fingerprint=data.fingerprint)
+
+    with run_dir.stage("setup"):
+        from dlpipe.exporters.stage import check_available
+        from dlpipe.training.determinism import configure
+
+        environment = configure(spec.seed, spec.training)
+        check_available(spec.export.formats)  # a missing extra fails now, not after training
+        run_dir.update(deterministic=environment["deterministic"], device=environment["device"],
+                       backend=environment["backend"], training=environment["training"],
+                       versions={**run_dir.record["versions"], **environment["versions"]})
+
+    with run_dir.stage("build"):
+        from dlpipe.architectures.autoencoder import build_embedding
+        from dlpipe.training.compile import compile_model
+
+        models = build_embedding(spec, data, ctx.located)
+        compile_model(models.autoencoder, spec, None, ctx.located)
+        run_dir.update(parameters=int(models.autoencoder.count_params()),
+                       encoder_parameters=int(models.encoder.count_params()))
+
+    with run_dir.stage("train"):
+        from dlpipe.data.pipeline import predict
+        from dlpipe.training.fit import train
+
+        # The target of each example is its own normalized input. The `original` model
+        # computes it with the very normalization layers the autoencoder reads through.
+        targets = {name: predict(models.original, split.x) for name, split in data.splits.items()}
+        to_reproduce = dataclasses.replace(data, splits={
+            name: dataclasses.replace(split, y=targets[name]) for name, split in data.splits.items()})
+        history = train(models.autoencoder, spec, to_reproduce, run_dir=run_dir, located=ctx.located,
+                        callbacks=ctx.callbacks)
+        if not ctx.chief:
+            return  # another worker of a multi-worker run: the chief evaluates, exports, writes
+        atomic_write_text(run_dir.path("history.csv"), history_csv(history))
+        with atomic_path(run_dir.path("model.keras")) as tmp:
+            models.encoder.save(tmp)
+        with atomic_path(run_dir.path("autoencoder.keras")) as tmp:
+            models.autoencoder.save(tmp)
+
+    with run_dir.stage("evaluate"):
+        from dlpipe.metrics.embedding import evaluate
+        from dlpipe.metrics.evaluate import json_ready
+
+        metrics = evaluate(models, spec, data, targets, spec.evaluation.splits)
+        atomic_write_json(run_dir.path("metrics.json"), json_ready(metrics))
+
+    with run_dir.stage("export"):
+        from dlpipe.exporters.stage import export_model
+
+        export_model(models.encoder, spec, data, run_dir.path("export"), metrics=metrics)
+
+    with run_dir.stage("report"):
+        from dlpipe.report import write_report
+
+        write_report(run_dir.root, model=models.autoencoder)  # the model section: all that trained

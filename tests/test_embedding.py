@@ -1,0 +1,144 @@
+"""The embedding task end to end: an autoencoder trained on digits (labels only score it),
+its encoder exported and used by `dlpipe predict`; and a run on data without labels.
+
+Oracles: the pixels scaled by hand (the reconstruction target), scikit-learn's
+KNeighborsClassifier on embeddings computed from the saved encoder.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from dlpipe.cli import main
+from dlpipe.spec import load_spec
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = ROOT / "specs" / "autoencoder-embeddings.yaml"
+
+UNLABELED = """\
+version: 1
+name: unlabeled-rows
+task: embedding
+data:
+  source: {type: csv, path: rows.csv}
+model: {type: autoencoder, units: [8], latent: 2}
+training: {epochs: 15, batch_size: 32, optimizer: {type: adam, learning_rate: 1.0e-2}}
+"""
+
+
+# Spec (no TensorFlow) ---------------------------------------------------------------------
+
+def test_embedding_metrics_default_to_what_the_data_can_score(tmp_path):
+    labeled = load_spec(TEMPLATE)
+    assert labeled.pipeline == "embedding"
+    assert load_spec(TEMPLATE, ["evaluation.metrics=null"]).evaluation.metrics == ["reconstruction_mse", "knn_accuracy"]
+    (tmp_path / "u.yaml").write_text(UNLABELED)
+    unlabeled = load_spec(tmp_path / "u.yaml")
+    assert unlabeled.data.target is None and unlabeled.evaluation.metrics == ["reconstruction_mse"]
+    assert type(unlabeled).model_validate(unlabeled.model_dump()) == unlabeled
+
+
+# Runs -------------------------------------------------------------------------------------
+
+def run_cli(*args: str) -> Path:
+    result = CliRunner().invoke(main, ["run", *args])
+    assert result.exit_code == 0, result.output
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory) -> Path:
+    return run_cli(str(TEMPLATE), "--set", "training.epochs=12", "--out", str(tmp_path_factory.mktemp("ae") / "run"))
+
+
+@pytest.fixture(scope="module")
+def splits(digits_run):
+    from dlpipe.data.prepare import prepare
+
+    return prepare(load_spec(digits_run / "spec.yaml"), ROOT, None).splits
+
+
+@pytest.mark.slow
+def test_metrics_match_independent_computations(digits_run, splits):
+    import keras
+    from sklearn.neighbors import KNeighborsClassifier
+
+    import dlpipe.architectures.layers  # noqa: F401  (registers dlpipe's layers)
+
+    metrics = json.loads((digits_run / "metrics.json").read_text())
+    encoder = keras.saving.load_model(digits_run / "model.keras")
+    autoencoder = keras.saving.load_model(digits_run / "autoencoder.keras")
+    embed = {name: np.asarray(encoder.predict(split.x, verbose=0)) for name, split in splits.items()}
+    assert embed["test"].shape == (180, 16)
+    knn = KNeighborsClassifier(n_neighbors=5).fit(embed["train"], splits["train"].y)
+    for name in ("validation", "test"):
+        assert metrics[name]["knn_accuracy"] == pytest.approx(knn.score(embed[name], splits[name].y), abs=1e-12)
+        pixels = splits[name].x["image"].reshape(len(splits[name]), -1) / 16.0  # the template's rescale
+        rebuilt = np.asarray(autoencoder.predict(splits[name].x, verbose=0))
+        assert metrics[name]["reconstruction_mse"] == pytest.approx(np.mean((rebuilt - pixels) ** 2), rel=1e-4)
+    # Real numbers: neighbours in the embedding share digits far above chance (0.1), and
+    # the reconstruction beats predicting each pixel's training mean.
+    assert metrics["test"]["knn_accuracy"] >= 0.85
+    train_pixels = splits["train"].x["image"].reshape(len(splits["train"]), -1) / 16.0
+    test_pixels = splits["test"].x["image"].reshape(len(splits["test"]), -1) / 16.0
+    assert metrics["test"]["reconstruction_mse"] < 0.5 * np.mean((test_pixels - train_pixels.mean(0)) ** 2)
+
+
+@pytest.mark.slow
+def test_the_encoder_is_what_is_saved_exported_and_verified(digits_run):
+    record = json.loads((digits_run / "run.json").read_text())
+    assert record["status"] == "completed" and set(record["stages"]) == {
+        "data", "setup", "build", "train", "evaluate", "export", "report"}
+    verification = json.loads((digits_run / "export/verification.json").read_text())
+    assert set(verification) == {"keras", "saved_model"}
+    assert all(v["passed"] and v["max_abs_diff"] <= 1e-4 and v["samples"] == 180 for v in verification.values())
+    card = json.loads((digits_run / "export/model_card.json").read_text())
+    assert card["task"] == "embedding" and card["output"]["units"] == 16
+    header = (digits_run / "history.csv").read_text().splitlines()[0].split(",")
+    assert {"loss", "reconstruction_mse", "val_loss", "val_reconstruction_mse"} <= set(header)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where", ["run", "export"])
+def test_predict_writes_one_embedding_per_example(digits_run, splits, where, tmp_path):
+    import keras
+
+    images = splits["test"].x["image"][:7]
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(json.dumps({"image": image[..., 0].tolist()}) + "\n" for image in images))
+    model = digits_run if where == "run" else digits_run / "export"
+    result = CliRunner().invoke(main, ["predict", str(model), str(rows), "--out", str(tmp_path / "e.csv")])
+    assert result.exit_code == 0, result.output
+    with open(tmp_path / "e.csv", newline="") as handle:
+        header, *body = list(csv.reader(handle))
+    assert header == [f"embedding_{i}" for i in range(16)] and len(body) == 7
+    expected = keras.saving.load_model(digits_run / "model.keras").predict({"image": images}, verbose=0)
+    np.testing.assert_allclose(np.array(body, dtype=np.float64), expected, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_data_without_labels_trains_and_reports_reconstruction_only(tmp_path):
+    rng = np.random.default_rng(0)
+    # Four columns that are noisy copies of two hidden numbers: a 2-number code fits them.
+    hidden = rng.normal(size=(240, 2))
+    values = np.concatenate([hidden, hidden @ np.array([[1.0, 0.5], [-0.5, 1.0]])], axis=1)
+    values += 0.01 * rng.normal(size=values.shape)
+    lines = ["a,b,c,d"] + [",".join(f"{v:.5f}" for v in row) for row in values]
+    (tmp_path / "rows.csv").write_text("\n".join(lines) + "\n")
+    (tmp_path / "spec.yaml").write_text(UNLABELED)
+    run = run_cli(str(tmp_path / "spec.yaml"), "--out", str(tmp_path / "run"))
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert set(metrics["test"]) == {"reconstruction_mse"}
+    # z-scored inputs: predicting 0 everywhere scores about 1; 15 short epochs do far better.
+    assert metrics["test"]["reconstruction_mse"] < 0.2
+    card = json.loads((run / "export/model_card.json").read_text())
+    assert card["target"] is None and card["class_names"] is None
+    result = CliRunner().invoke(main, ["predict", str(run), str(tmp_path / "rows.csv")])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0] == "embedding_0,embedding_1" and len(result.stdout.splitlines()) == 241

@@ -313,6 +313,15 @@ def check_export(spec: Spec) -> Found:
     from dlpipe.spec.export import tolerance_problem
 
     export = spec.export
+    # TFLite runs no TextVectorization, and the lookup pre-step of exporters/tflite.py
+    # reproduces only lookups with an out-of-vocabulary bucket, which ordinal has not;
+    # onnxruntime has no op for TextVectorization's standardization (StaticRegexReplace).
+    for fmt, kinds in (("tflite", ("text", "ordinal")), ("onnx", ("text",))):
+        unfit = [f for f in spec.data.features if f.type in kinds]
+        if fmt in export.formats and unfit:
+            yield (("export", "formats", export.formats.index(fmt)),
+                   f"{fmt} cannot take the {unfit[0].type} feature {unfit[0].name!r}: its processing runs inside "
+                   f"the model, which {fmt} cannot run; use keras or saved_model")
     for field, values in (("formats", export.formats), ("quantization", export.tflite.quantization)):
         path = ("export", field) if field == "formats" else ("export", "tflite", field)
         for i, value in enumerate(values):

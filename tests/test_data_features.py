@@ -90,6 +90,16 @@ def test_ordinal_values_become_their_place_in_the_order(mixed_run):
     np.testing.assert_allclose(np.asarray(inner(tf.constant([["small"], ["medium"], ["large"]]))).ravel(), [0, .5, 1])
 
 
+def test_predict_takes_raw_rows_of_every_kind(mixed_run, tmp_path):
+    run, _ = mixed_run
+    (tmp_path / "new.csv").write_text("x,plan,size,note\n2.0,pro,large,the happy one\n-2.0,basic,small,we sad it\n")
+    result = CliRunner().invoke(main, ["predict", str(run), str(tmp_path / "new.csv"), "--out", str(tmp_path / "p.csv")])
+    assert result.exit_code == 0, result.output
+    header, first, second = (tmp_path / "p.csv").read_text().splitlines()
+    assert header == "prediction,probability_0,probability_1", header
+    assert first.split(",")[0] == "1" and second.split(",")[0] == "0", (first, second)
+
+
 def test_trainable_pretrained_vectors_move(tmp_path):
     import keras
 
@@ -211,25 +221,43 @@ def test_channel_conversion_repeats_grey_and_weighs_rgb():
 
 
 def test_mixup_gives_each_batch_twice_with_weights_lambda_and_one_minus_lambda(tmp_path):
+    """Each example's number is its own index, so a blend names its partner exactly."""
+    from dlpipe.data.augment import augmenter
     from dlpipe.data.prepare import prepare
+    from dlpipe.training.inputs import training_dataset
 
-    spec = load_spec(digits_spec(tmp_path, "[{type: mixup, alpha: 0.4}]"))
+    (tmp_path / "t.csv").write_text("i,label\n" + "".join(f"{i},{i % 3}\n" for i in range(200)))
+    (tmp_path / "spec.yaml").write_text(textwrap.dedent("""\
+        name: t
+        task: classification
+        data: {source: {type: csv, path: t.csv}, target: {name: label}, split: {stratify: false}}
+        model: {type: mlp}
+        prepare: {augmentation: [{type: mixup, alpha: 0.4}]}
+        """))
+    spec = load_spec(tmp_path / "spec.yaml")
     data = prepare(spec, tmp_path, located=None)
-    plain = load_spec(digits_spec(tmp_path, "[]"))
-    (x_off, y_off, _), = first_batches(plain, data, 1)
-    (x_on, y_on, w_on), = first_batches(spec, data, 1)
-    n = len(y_off)
-    assert x_on.shape[0] == y_on.shape[0] == w_on.shape[0] == 2 * n
+    train = data.splits["train"]
+    make = lambda augment: training_dataset(train.x, train.y, None, batch_size=32, seed=3, first_epoch=0,  # noqa: E731
+                                            epochs=1, augment=augment)
+    (x_off, y_off, _), = make(None).take(1)
+    (x_on, y_on, w_on), = make(augmenter(spec, data)).take(1)
+    own, mixed, y_off, y_on, w_on = (np.asarray(x_off["i"]).ravel(), np.asarray(x_on["i"]).ravel(),
+                                     np.asarray(y_off), np.asarray(y_on), np.asarray(w_on))
+    n = len(own)
+    assert len(mixed) == len(y_on) == len(w_on) == 2 * n
+    np.testing.assert_array_equal(mixed[:n], mixed[n:])
     np.testing.assert_array_equal(y_on[:n], y_off)
     lam = w_on[:n] / 2
-    np.testing.assert_allclose(w_on[:n] + w_on[n:], 2.0, rtol=1e-6)
-    assert 0 <= lam.min() and lam.max() <= 1 and lam.std() > 0.05
-    # Each blended image is λ·own + (1 − λ)·partner, the partner's label in the second half.
-    partner = np.array([np.flatnonzero((y_off == y_on[n + i]))[0] for i in range(n)])  # a class-mate
-    own_part = x_on[:n] - (1 - lam)[:, None, None, None] * x_off[[np.argmin(np.abs(
-        (x_on[i] - lam[i] * x_off[i]) / max(1 - lam[i], 1e-6) - x_off).reshape(n, -1).sum(axis=1)) for i in range(n)]]
-    np.testing.assert_allclose(own_part, lam[:, None, None, None] * x_off, atol=1e-3)
-    del partner
+    np.testing.assert_allclose(w_on[n:] / 2, 1 - lam, atol=1e-6)
+    assert lam.min() >= 0 and lam.max() <= 1 and lam.std() > 0.1
+    blended = lam > 0.05
+    blended &= lam < 0.95  # partners are recoverable where both parts weigh something
+    partner = (mixed[:n] - lam * own)[blended] / (1 - lam)[blended]
+    position = {value: k for k, value in enumerate(own)}
+    found = [position[round(p)] for p in partner]  # every partner is an example of the batch
+    np.testing.assert_allclose(partner, np.round(partner), atol=2e-2)
+    np.testing.assert_array_equal(y_on[n:][blended], y_off[found])  # the second half carries its label
+    assert len(set(found)) == len(found) >= n // 4  # a permutation: no example is the partner twice
 
 
 def test_series_and_tabular_augmentations_change_batches(tmp_path):

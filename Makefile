@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 SPEC   ?= specs/image-classification.yaml
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-fast bench bench-quick clean
+.PHONY: install run test test-fast bench bench-quick clean docs
 
 $(BIN)/dlpipe: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,3 +33,6 @@ bench-quick: install    ## every benchmark with small repeat counts: checks that
 
 clean:
 	rm -rf $(VENV) build *.egg-info runs
+
+docs: install           ## regenerate docs/spec-reference.md from the spec models (after any spec change)
+	$(BIN)/python -m dlpipe.spec.reference

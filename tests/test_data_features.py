@@ -17,7 +17,8 @@ from dlpipe.spec import load_spec
 pytestmark = pytest.mark.slow
 
 FILLER = "the a it was is and with for of to in on my we they".split()
-VECTORS = {"happy": [0.5, 0.25, -1.0, 2.0], "sad": [-0.5, 1.5, 0.0, -2.0], "the": [0.1, 0.2, 0.3, 0.4]}
+VECTORS = {"happy": [0.5, 0.25, -1.0, 2.0], "sad": [-0.5, 1.5, 0.0, -2.0], "the": [0.1, 0.2, 0.3, 0.4],
+           "pro": [1.0, -1.0, 0.5, 0.0]}
 
 
 def write_mixed(folder: Path, n: int = 600, seed: int = 1) -> float:
@@ -34,7 +35,7 @@ def write_mixed(folder: Path, n: int = 600, seed: int = 1) -> float:
     texts = [" ".join([*rng.choice(FILLER, size=4), m, *rng.choice(FILLER, size=3)]) for m in mood]
     lines = ["x,plan,size,note,label"] + [f"{x[i]:.4f},{plan[i]},{size[i]},{texts[i]},{label[i]}" for i in range(n)]
     (folder / "mixed.csv").write_text("\n".join(lines) + "\n")
-    (folder / "vectors.txt").write_text("3 4\n" + "".join(f"{w} {' '.join(map(str, v))}\n" for w, v in VECTORS.items()))
+    (folder / "vectors.txt").write_text(f"{len(VECTORS)} 4\n" + "".join(f"{w} {' '.join(map(str, v))}\n" for w, v in VECTORS.items()))
     (folder / "spec.yaml").write_text(textwrap.dedent("""\
         name: mixed
         task: classification
@@ -42,7 +43,7 @@ def write_mixed(folder: Path, n: int = 600, seed: int = 1) -> float:
           source: {type: csv, path: mixed.csv}
           features:
             - {name: x, type: numerical}
-            - {name: plan, type: categorical, encoding: embedding, embedding_dim: 3}
+            - {name: plan, type: categorical, encoding: embedding, pretrained: {path: vectors.txt}}
             - {name: size, type: ordinal, order: [small, medium, large]}
             - {name: note, type: text, sequence_length: 10, pretrained: {path: vectors.txt, trainable: false}}
           target: {name: label}
@@ -75,9 +76,14 @@ def test_frozen_pretrained_vectors_are_the_files_and_stay_unchanged(mixed_run):
     vocabulary = model.get_layer("note_vectorize").get_vocabulary()
     table = np.asarray(model.get_layer("note_embedding").embeddings)
     assert not model.get_layer("note_embedding").trainable
-    for word, vector in VECTORS.items():
-        np.testing.assert_array_equal(table[vocabulary.index(word)], np.float32(vector))
+    for word in ("happy", "sad", "the"):
+        np.testing.assert_array_equal(table[vocabulary.index(word)], np.float32(VECTORS[word]))
     assert not np.any(table[0])  # padding
+    # A category's vector: row 0 is the out-of-vocabulary bucket, then the vocabulary.
+    plan = np.asarray(model.get_layer("plan_embedding").embeddings)
+    vocabulary = model.get_layer("plan_lookup").get_vocabulary()
+    np.testing.assert_array_equal(plan[vocabulary.index("pro")], np.float32(VECTORS["pro"]))
+    assert not model.get_layer("plan_embedding").trainable
 
 
 def test_ordinal_values_become_their_place_in_the_order(mixed_run):
@@ -88,6 +94,16 @@ def test_ordinal_values_become_their_place_in_the_order(mixed_run):
     model = keras.saving.load_model(run / "model.keras")
     inner = keras.Model(model.get_layer("size").output, model.get_layer("size_scale").output)
     np.testing.assert_allclose(np.asarray(inner(tf.constant([["small"], ["medium"], ["large"]]))).ravel(), [0, .5, 1])
+
+
+def test_predict_takes_raw_rows_of_every_kind(mixed_run, tmp_path):
+    run, _ = mixed_run
+    (tmp_path / "new.csv").write_text("x,plan,size,note\n2.0,pro,large,the happy one\n-2.0,basic,small,we sad it\n")
+    result = CliRunner().invoke(main, ["predict", str(run), str(tmp_path / "new.csv"), "--out", str(tmp_path / "p.csv")])
+    assert result.exit_code == 0, result.output
+    header, first, second = (tmp_path / "p.csv").read_text().splitlines()
+    assert header == "prediction,probability_0,probability_1", header
+    assert first.split(",")[0] == "1" and second.split(",")[0] == "0", (first, second)
 
 
 def test_trainable_pretrained_vectors_move(tmp_path):
@@ -211,25 +227,43 @@ def test_channel_conversion_repeats_grey_and_weighs_rgb():
 
 
 def test_mixup_gives_each_batch_twice_with_weights_lambda_and_one_minus_lambda(tmp_path):
+    """Each example's number is its own index, so a blend names its partner exactly."""
+    from dlpipe.data.augment import augmenter
     from dlpipe.data.prepare import prepare
+    from dlpipe.training.inputs import training_dataset
 
-    spec = load_spec(digits_spec(tmp_path, "[{type: mixup, alpha: 0.4}]"))
+    (tmp_path / "t.csv").write_text("i,label\n" + "".join(f"{i},{i % 3}\n" for i in range(200)))
+    (tmp_path / "spec.yaml").write_text(textwrap.dedent("""\
+        name: t
+        task: classification
+        data: {source: {type: csv, path: t.csv}, target: {name: label}, split: {stratify: false}}
+        model: {type: mlp}
+        prepare: {augmentation: [{type: mixup, alpha: 0.4}]}
+        """))
+    spec = load_spec(tmp_path / "spec.yaml")
     data = prepare(spec, tmp_path, located=None)
-    plain = load_spec(digits_spec(tmp_path, "[]"))
-    (x_off, y_off, _), = first_batches(plain, data, 1)
-    (x_on, y_on, w_on), = first_batches(spec, data, 1)
-    n = len(y_off)
-    assert x_on.shape[0] == y_on.shape[0] == w_on.shape[0] == 2 * n
+    train = data.splits["train"]
+    make = lambda augment: training_dataset(train.x, train.y, None, batch_size=32, seed=3, first_epoch=0,  # noqa: E731
+                                            epochs=1, augment=augment)
+    (x_off, y_off, _), = make(None).take(1)
+    (x_on, y_on, w_on), = make(augmenter(spec, data)).take(1)
+    own, mixed, y_off, y_on, w_on = (np.asarray(x_off["i"]).ravel(), np.asarray(x_on["i"]).ravel(),
+                                     np.asarray(y_off), np.asarray(y_on), np.asarray(w_on))
+    n = len(own)
+    assert len(mixed) == len(y_on) == len(w_on) == 2 * n
+    np.testing.assert_array_equal(mixed[:n], mixed[n:])
     np.testing.assert_array_equal(y_on[:n], y_off)
     lam = w_on[:n] / 2
-    np.testing.assert_allclose(w_on[:n] + w_on[n:], 2.0, rtol=1e-6)
-    assert 0 <= lam.min() and lam.max() <= 1 and lam.std() > 0.05
-    # Each blended image is λ·own + (1 − λ)·partner, the partner's label in the second half.
-    partner = np.array([np.flatnonzero((y_off == y_on[n + i]))[0] for i in range(n)])  # a class-mate
-    own_part = x_on[:n] - (1 - lam)[:, None, None, None] * x_off[[np.argmin(np.abs(
-        (x_on[i] - lam[i] * x_off[i]) / max(1 - lam[i], 1e-6) - x_off).reshape(n, -1).sum(axis=1)) for i in range(n)]]
-    np.testing.assert_allclose(own_part, lam[:, None, None, None] * x_off, atol=1e-3)
-    del partner
+    np.testing.assert_allclose(w_on[n:] / 2, 1 - lam, atol=1e-6)
+    assert lam.min() >= 0 and lam.max() <= 1 and lam.std() > 0.1
+    blended = lam > 0.05
+    blended &= lam < 0.95  # partners are recoverable where both parts weigh something
+    partner = (mixed[:n] - lam * own)[blended] / (1 - lam)[blended]
+    position = {value: k for k, value in enumerate(own)}
+    found = [position[round(p)] for p in partner]  # every partner is an example of the batch
+    np.testing.assert_allclose(partner, np.round(partner), atol=2e-2)
+    np.testing.assert_array_equal(y_on[n:][blended], y_off[found])  # the second half carries its label
+    assert len(set(found)) == len(found) >= n // 4  # a permutation: no example is the partner twice
 
 
 def test_series_and_tabular_augmentations_change_batches(tmp_path):
@@ -286,3 +320,18 @@ def test_series_and_tabular_augmentations_change_batches(tmp_path):
     (x_off, _, _), = training_dataset(train.x, train.y, None, batch_size=16, seed=1, first_epoch=0, epochs=1).take(1)
     noise = np.asarray(x_on["a"]) - np.asarray(x_off["a"])
     assert 0.03 * train.x["a"].std() < noise.std() < 0.3 * train.x["a"].std()
+
+
+def test_every_dlpipe_layer_is_registered_for_loading():
+    """A layer class missing its registration saves fine and fails only when loaded."""
+    import inspect
+
+    import keras
+
+    from dlpipe.architectures import layers
+
+    classes = [c for _, c in inspect.getmembers(layers, inspect.isclass)
+               if issubclass(c, keras.layers.Layer) and c.__module__ == layers.__name__]
+    assert {"LastValue", "SubtractLast", "ChannelConvert"} <= {c.__name__ for c in classes}
+    for cls in classes:
+        assert keras.saving.get_registered_object(f"dlpipe>{cls.__name__}") is cls, cls.__name__

@@ -27,7 +27,10 @@ def _conv(x, filters, spec, name, strides=1):
     x = layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=not spec.batch_norm,
                       kernel_initializer="he_normal", name=f"{name}_conv")(x)
     if spec.batch_norm:
-        x = layers.BatchNormalization(name=f"{name}_bn")(x)
+        # momentum 0.9: the moving statistics settle in ~50 steps. With Keras's 0.99 a
+        # 130-step run still kept a quarter of the initial statistics at inference
+        # (400 shapes, 10 epochs: test map_50 0.09; with 0.9: 0.44).
+        x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
 
 

@@ -540,3 +540,111 @@ export: {formats: [keras]}
     gap = model({"a": np.array([[np.nan]], np.float32), "b": np.array([[0.3]], np.float32)}, training=False)
     filled = model({"a": np.array([[fill]], np.float32), "b": np.array([[0.3]], np.float32)}, training=False)
     np.testing.assert_allclose(np.asarray(gap), np.asarray(filled), rtol=1e-6)
+
+
+# Streaming ------------------------------------------------------------------------------
+
+def streaming_rows(n=600, seed=5):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 3)) * [1.0, 3.0, 0.5] + [0.0, 10.0, -2.0]
+    label = np.where(x[:, 0] + (x[:, 1] - 10) / 3 > 0, "yes", "no")
+    return x.round(4), label
+
+
+def streaming_spec(tmp_path, source: str, extra: str = "", chunk_rows: int = 100) -> Path:
+    return write_spec(tmp_path, f"""
+        source: {source}
+        target: {{name: label}}
+        streaming: {{chunk_rows: {chunk_rows}}}""", extra=extra)
+
+
+def test_streaming_never_holds_more_than_a_chunk_and_matches_numpy(tmp_path):
+    from dlpipe.data.streaming import split_codes
+
+    x, label = streaming_rows()
+    write_csv(tmp_path / "rows.csv", ["a", "b", "c", "label"], [[*r, l] for r, l in zip(x, label)])
+    data = prepared(streaming_spec(tmp_path, "{type: csv, path: rows.csv}"))
+    reader = data.splits["train"].stream.reader
+    assert data.describe()["streaming"] == {"chunk_rows": 100, "chunks": 6, "peak_rows": 100}
+    codes = split_codes(np.arange(len(x)), 42, {"train": 0.8, "validation": 0.1, "test": 0.1})
+    for name, code in (("train", 0), ("validation", 1), ("test", 2)):
+        assert np.array_equal(data.splits[name].rows, np.flatnonzero(codes == code))
+        assert [data.class_names[y] for y in data.splits[name].y] == label[codes == code].tolist()
+    assert abs(len(data.splits["train"]) - 480) < 40  # the hash follows the fractions, roughly
+    train = x.astype(np.float32).astype(np.float64)[codes == 0]
+    for i, feature in enumerate(data.features):
+        assert feature.mean[0] == pytest.approx(train[:, i].mean(), rel=1e-9, abs=1e-9)
+        assert feature.std[0] == pytest.approx(train[:, i].std(), rel=1e-9)
+    # Reading a split again: chunk by chunk, every training row once per epoch, a chunk at most.
+    seen = []
+    for xs, ys in data.splits["train"].stream.batches(epoch=3):
+        assert len(ys) <= 100
+        seen.append(xs["a"][:, 0])
+    assert sorted(np.concatenate(seen).tolist()) == sorted(x[codes == 0, 0].astype(np.float32).tolist())
+    assert reader.chunks_read == 12 and reader.peak_rows == 100
+
+
+def test_streaming_jsonl_and_parquet_agree_with_csv(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    x, label = streaming_rows(250)
+    write_csv(tmp_path / "rows.csv", ["a", "b", "c", "label"], [[*r, l] for r, l in zip(x, label)])
+    lines = [json.dumps({"a": r[0], "b": r[1], "c": r[2], "label": l}) for r, l in zip(x.tolist(), label)]
+    (tmp_path / "rows.jsonl").write_text("\n".join(lines) + "\n")
+    pq.write_table(pa.table({"a": x[:, 0], "b": x[:, 1], "c": x[:, 2], "label": label.tolist()}),
+                   tmp_path / "rows.parquet")
+    results = [prepared(streaming_spec(tmp_path, f"{{type: {kind}, path: rows.{kind}}}", chunk_rows=60))
+               for kind in ("csv", "jsonl", "parquet")]
+    for data in results:
+        assert data.describe()["streaming"]["chunks"] == 5
+        assert np.array_equal(data.splits["test"].rows, results[0].splits["test"].rows)
+        assert np.array_equal(data.splits["train"].y, results[0].splits["train"].y)
+        np.testing.assert_allclose([f.mean[0] for f in data.features], [f.mean[0] for f in results[0].features])
+    bad = (tmp_path / "rows.csv").read_text().splitlines()
+    bad[200] = "1.0,oops,2.0,yes"
+    (tmp_path / "rows.csv").write_text("\n".join(bad) + "\n")
+    with pytest.raises(DataError, match=r"rows.csv: row 201, column 'b': expected a number, got 'oops'$"):
+        prepared(streaming_spec(tmp_path, "{type: csv, path: rows.csv}", chunk_rows=60))
+
+
+def test_streaming_categories_come_from_the_training_rows(tmp_path):
+    from dlpipe.data.streaming import split_codes
+
+    x, label = streaming_rows(300)
+    colour = np.array(["red", "green", "blue", "teal"])[np.arange(300) % 4]
+    colour[np.flatnonzero(split_codes(np.arange(300), 42, {"train": 0.8, "validation": 0.1, "test": 0.1}) != 0)[0]] = "pink"
+    write_csv(tmp_path / "rows.csv", ["a", "colour", "label"], [[r[0], c, l] for r, c, l in zip(x, colour, label)])
+    data = prepared(write_spec(tmp_path, """
+        source: {type: csv, path: rows.csv}
+        features: [{name: a, type: numerical}, {name: colour, type: categorical}]
+        target: {name: label}
+        streaming: {chunk_rows: 70}"""))
+    assert data.features[1].vocabulary == ["blue", "green", "red", "teal"]  # "pink" is in no training row
+    xs, _ = next(data.splits["train"].stream.batches())
+    assert xs["colour"].dtype == object and xs["colour"].shape[1] == 1
+
+
+@pytest.mark.slow
+def test_a_streamed_run_matches_the_in_memory_run(tmp_path):
+    from dlpipe.runner import run_spec
+
+    x, label = streaming_rows(1200)
+    colour = np.array(["red", "green", "blue"])[np.arange(1200) % 3]
+    write_csv(tmp_path / "rows.csv", ["a", "b", "c", "colour", "label"],
+              [[*r, c, l] for r, c, l in zip(x, colour, label)])
+    extra = "training: {epochs: 6, batch_size: 32}\nexport: {formats: [keras]}\n"
+    metrics = {}
+    for mode, data_yaml in (("memory", ""), ("stream", "\n  streaming: {chunk_rows: 250}")):
+        spec = tmp_path / f"{mode}.yaml"
+        text = (f"version: 1\nname: {mode}\ntask: classification\ndata:\n  source: {{type: csv, path: rows.csv}}\n"
+                "  features: [{name: a, type: numerical}, {name: b, type: numerical}, {name: c, type: numerical},"
+                " {name: colour, type: categorical}]\n"
+                f"  target: {{name: label}}{data_yaml}\nmodel: {{type: mlp, units: [16]}}\n{extra}")
+        spec.write_text(text)
+        root = run_spec(spec, out=tmp_path / mode, command=["pytest"])
+        metrics[mode] = json.loads((root / "metrics.json").read_text())["test"]
+        described = json.loads((root / "data.json").read_text())
+    assert described["streaming"] == {"chunk_rows": 250, "chunks": 5, "peak_rows": 250}
+    assert metrics["memory"]["accuracy"] >= 0.9
+    assert abs(metrics["stream"]["accuracy"] - metrics["memory"]["accuracy"]) <= 0.05, metrics

@@ -131,7 +131,8 @@ class PreparedData:
             "class_names": self.class_names,
             "features": [f.describe() for f in self.features],
             "split_sizes": {name: len(split) for name, split in self.splits.items()},
-            **{key: self.extra[key] for key in ("dropped_rows", "time_ranges") if key in self.extra},
+            **{key: self.extra[key] for key in ("dropped_rows", "time_ranges", "streaming")
+               if key in self.extra},
         }
 
 
@@ -149,6 +150,10 @@ def input_names(names: list[str]) -> list[str]:
 
 def prepare(spec: Spec, base_dir: Path, located) -> PreparedData:
     """`located(path, message)` builds a SpecError pointing at the spec's line for `path`."""
+    if spec.data.streaming is not None:
+        from dlpipe.data.streaming import prepare_streaming
+
+        return prepare_streaming(spec, base_dir, located)
     table, index = _load(spec, base_dir)
     if len(table) == 0:
         raise DataError(f"{table.origin}: the dataset is empty")
@@ -350,7 +355,8 @@ def _resolve_features(spec: Spec, table: Table, target: str, located) -> list[Fe
             info.normalization = "none"
             info.vocabulary = declared_feature.vocabulary
             info.encoding = declared_feature.encoding
-            info.embedding_dim = declared_feature.embedding_dim or (8 if info.encoding == "embedding" else None)
+            default = 8 if info.encoding == "embedding" and declared_feature.pretrained is None else None
+            info.embedding_dim = declared_feature.embedding_dim or default  # pretrained: the file's length
         if kind == "tokens":
             info.vocabulary_size = _vocabulary_size(spec, table, name, path, located)
         features.append(info)
@@ -782,6 +788,13 @@ def _resolve_pretrained(spec: Spec, features: list[FeatureInfo], base_dir: Path)
     del declared
 
 
+def spec_sections(spec: Spec) -> bytes:
+    """The spec's part of the data fingerprint: data, prepare and seed."""
+    sections = {"data": spec.data.model_dump(mode="json"), "prepare": spec.prepare.model_dump(mode="json"),
+                "seed": spec.seed}
+    return json.dumps(sections, sort_keys=True).encode()
+
+
 def _fingerprint(spec: Spec, table: Table) -> str:
     digest = hashlib.sha256()
     for name in sorted(table.columns):
@@ -789,7 +802,5 @@ def _fingerprint(spec: Spec, table: Table) -> str:
         digest.update(name.encode())
         digest.update(str(values.dtype).encode() + str(values.shape).encode())
         digest.update(values.tobytes() if values.dtype != object else "\x1f".join(map(str, values)).encode())
-    sections = {"data": spec.data.model_dump(mode="json"), "prepare": spec.prepare.model_dump(mode="json"),
-                "seed": spec.seed}
-    digest.update(json.dumps(sections, sort_keys=True).encode())
+    digest.update(spec_sections(spec))
     return "sha256:" + digest.hexdigest()

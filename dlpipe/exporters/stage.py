@@ -49,8 +49,9 @@ def held_out(spec, data) -> dict[str, np.ndarray]:
 def representative(spec, data) -> dict[str, np.ndarray]:
     """A seeded draw of training-split examples (never validation or test) for int8 calibration."""
     train = data.splits["train"]
-    count = min(spec.export.tflite.representative_samples, len(train))
-    rows = np.sort(np.random.default_rng(spec.seed).permutation(len(train))[:count])
+    held = len(next(iter(train.x.values()))) if train.x else 0  # a streamed split holds a sample
+    count = min(spec.export.tflite.representative_samples, held)
+    rows = np.sort(np.random.default_rng(spec.seed).permutation(held)[:count])
     return {name: values[rows] for name, values in train.x.items()}
 
 

@@ -77,7 +77,8 @@ def evaluate(model, spec, data, out: Path, splits: Sequence[str]) -> dict[str, d
         split = data.splits[name]
         if not len(split):
             continue
-        output = predict(model, split.x)
+        stream = getattr(split, "stream", None)  # data.streaming: features read again, chunk by chunk
+        output = predict(model, split.x) if stream is None else stream.predict(model)
         multi_label = spec.data.target.multi_label
         metrics[name] = scores(spec.task, spec.evaluation.metrics, split.y, output, n_classes,
                                multi_label=multi_label, naive=split.naive)

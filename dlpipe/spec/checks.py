@@ -109,6 +109,39 @@ def check_split_modes(spec: Spec) -> Found:
             yield ((*path, "time_column"), f"{split.time_column!r} is the target; it cannot order the rows")
 
 
+_STREAMING_SOURCES = ("csv", "jsonl", "parquet")
+
+
+def check_streaming(spec: Spec) -> Found:
+    data = spec.data
+    if data.streaming is None:
+        return
+    path = ("data", "streaming")
+    if data.source.type not in _STREAMING_SOURCES:
+        yield (path, f"streaming reads {', '.join(_STREAMING_SOURCES)} files, not a {data.source.type} source")
+    modes = [key for key in ("files", "time_column", "folds") if getattr(data.split, key) is not None]
+    if modes:
+        yield (path, f"streaming splits rows by a seeded hash; it cannot be combined with data.split.{modes[0]}")
+    for i, feature in enumerate(data.features):
+        if feature.type not in ("numerical", "categorical"):
+            yield (("data", "features", i, "type"), f"streaming reads numerical and categorical features, "
+                   f"not {feature.type}")
+    if spec.prepare.imputation:
+        yield (("prepare", "imputation"), "imputation is not available with data.streaming")
+    if spec.training.sample_weight is not None:
+        yield (("training", "sample_weight"), "sample weights are not available with data.streaming")
+    if spec.prepare.augmentation:
+        yield (("prepare", "augmentation"), "augmentation is not available with data.streaming")
+    if spec.training.strategy == "multi_worker":
+        yield (("training", "strategy"), "multi_worker training does not read streamed data")
+    target = data.target
+    if target is not None and (target.multi_label or any(getattr(target, k) is not None
+                                                         for k in ("label_map", "order", "threshold"))):
+        yield (("data", "target"), "streaming reads one label per row, as is or by class_names")
+    if getattr(spec.model, "return_sequences", False) or spec.task not in ("classification", "regression"):
+        yield (path, f"streaming serves classification and regression of one label per row, not task {spec.task}")
+
+
 def check_imputation(spec: Spec) -> Found:
     names = {f.name for f in spec.data.features}
     for key, imputer in spec.prepare.imputation.items():
@@ -456,6 +489,8 @@ def check_augmentation(spec: Spec) -> Found:
     if spec.data.windows is not None:
         kinds = {"sequence"}
     known = bool(spec.data.features) or spec.data.windows is not None
+    if spec.prepare.augmentation and spec.training.strategy == "multi_worker":
+        yield (("prepare", "augmentation"), "augmentation is not supported under training.strategy multi_worker yet")
     for i, step in enumerate(spec.prepare.augmentation):
         path = ("prepare", "augmentation", i)
         wanted = ("image" if step.type in IMAGE_AUGMENTATIONS else "sequence" if step.type in SEQUENCE_AUGMENTATIONS
@@ -470,8 +505,8 @@ def check_augmentation(spec: Spec) -> Found:
             yield (path + ("type",), f"{step.type} is listed twice")
 
 
-CHECKS = (check_detection, check_split, check_target, check_labeling, check_split_modes, check_imputation, check_loss,
-          check_metrics, check_embedding, check_early_stopping,
+CHECKS = (check_detection, check_split, check_target, check_labeling, check_split_modes, check_imputation,
+          check_streaming, check_loss, check_metrics, check_embedding, check_early_stopping,
           check_normalization, check_architecture, check_categorical, check_export, check_tuning,
           check_optimizer, check_schedule, check_checkpoints, check_class_weight, check_sample_weight,
           check_jit_compile, check_windows, check_augmentation)

@@ -6,7 +6,7 @@ and how they are split."""
 
 from typing import Annotated, Literal, Union
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from dlpipe.spec.base import Name, PositiveInt, StrictModel
 from dlpipe.spec.detection import CocoSource, ShapesSource
@@ -129,6 +129,13 @@ class TfrecordSource(StrictModel):
     features: Annotated[dict[str, TfrecordFeature], Field(min_length=1)]
     """The features to read, each a column: name → dtype and shape."""
     compression: Literal["none", "gzip", "zlib"] = "none"
+
+
+class Streaming(StrictModel):
+    """Read the file in chunks instead of all at once (a file larger than memory)."""
+
+    chunk_rows: PositiveInt = 100_000
+    """Rows read and held at a time."""
 
 
 Source = Annotated[Union[BuiltinSource, CsvSource, NpzSource, ParquetSource, JsonlSource, NpySource,
@@ -323,3 +330,13 @@ class Data(StrictModel):
     """Forecasting: slide windows over a time-ordered series (task forecasting needs it)."""
     shuffle_buffer: PositiveInt | None = None
     """Examples held by the training shuffle; default: the whole training split."""
+    streaming: Streaming | bool | None = None
+    """`true` (chunks of 100,000 rows) or `{chunk_rows: N}`. csv, jsonl, parquet: statistics in one pass over chunks, splits by a seeded hash of the
+    row index (not stratified), training and evaluation from a generator over chunks; at most
+    chunk_rows rows of features are held at a time. Numerical features only."""
+
+    @field_validator("streaming")
+    @classmethod
+    def _streaming_options(cls, value):
+        # `streaming: true` means the default chunk size; the resolved spec shows it.
+        return Streaming() if value is True else (None if value is False else value)

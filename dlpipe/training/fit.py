@@ -75,8 +75,17 @@ def train(model, spec, data, *, run_dir=None, located=None, callbacks=None) -> d
                       seed=spec.seed, first_epoch=first_epoch, epochs=training.epochs,
                       shuffle_buffer=spec.data.shuffle_buffer)
         validation = data.splits["validation"]
-        val_ds = (evaluation_dataset(validation.x, validation.y, batch_size=training.batch_size)
-                  if len(validation) else None)
+        stream = getattr(train_split, "stream", None)
+        if stream is None:
+            val_ds = (evaluation_dataset(validation.x, validation.y, batch_size=training.batch_size)
+                      if len(validation) else None)
+        else:  # data.streaming: the file is read again, chunk by chunk, each epoch
+            if weights is not None:
+                raise StageError("train", "class weights are not available with data.streaming")
+            train_ds = stream.training_dataset(batch_size=training.batch_size, first_epoch=first_epoch,
+                                               epochs=training.epochs, y_example=train_split.y[:1])
+            val_ds = (validation.stream.evaluation_dataset(batch_size=training.batch_size,
+                                                           y_example=train_split.y[:1]) if len(validation) else None)
         if kind == "multi_worker":
             from dlpipe.training.multi_worker import fit_multi_worker
 
@@ -88,7 +97,8 @@ def train(model, spec, data, *, run_dir=None, located=None, callbacks=None) -> d
         else:
             from dlpipe.data.augment import augmenter
 
-            replica.fit(training_dataset(**inputs, augment=augmenter(spec, data)), validation_data=val_ds, epochs=training.epochs,
+            train_input = training_dataset(**inputs, augment=augmenter(spec, data)) if stream is None else train_ds
+            replica.fit(train_input, validation_data=val_ds, epochs=training.epochs,
                         initial_epoch=first_epoch, steps_per_epoch=steps, callbacks=run.callbacks,
                         shuffle=False, verbose=verbosity(training.progress))
     if run.guard.tripped is not None:

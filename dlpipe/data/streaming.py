@@ -1,0 +1,417 @@
+"""Files larger than memory (`data.streaming`): csv, jsonl and parquet read in chunks.
+
+One pass over the chunks checks every value, assigns each row to a split by a seeded hash of
+its row index (so no permutation of all rows is needed), collects the labels (one small
+value per row) and accumulates the normalization statistics of the training rows. Training,
+validation and evaluation then read the file again, chunk by chunk, through a tf.data
+generator: at no time are more than `chunk_rows` rows of features held.
+
+Limits (refused with a located error, spec/checks.py and below): numerical and categorical
+features only,
+no imputation, no sample weights, no explicit split files, time order or folds; splits are
+not stratified (their sizes follow the fractions only approximately, by the hash).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from dlpipe.data.sources import frame_table, import_pyarrow, records_table, resolve_path
+from dlpipe.data.table import Table
+from dlpipe.errors import DataError
+
+SPLIT_CODES = {"train": 0, "validation": 1, "test": 2}
+SAMPLE_ROWS = 256
+"""Examples of each split kept in memory for the model card and the export checks."""
+
+
+def split_codes(rows: np.ndarray, seed: int, fractions: dict[str, float]) -> np.ndarray:
+    """0 train, 1 validation, 2 test for each row index: splitmix64 of (seed, row) mapped to
+    [0, 1) and cut at the cumulative fractions. The same rows land in the same split on every
+    pass and in every process."""
+    with np.errstate(over="ignore"):
+        z = rows.astype(np.uint64) + np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(0x632BE59BD9B4E019)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    u = (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    train, validation = fractions["train"], fractions["train"] + fractions["validation"]
+    return np.where(u < train, 0, np.where(u < validation, 1, 2)).astype(np.int8)
+
+
+class ChunkReader:
+    """Reads the source file in chunks of `chunk_rows` rows; counts chunks and the most rows
+    held at once (what the tests check)."""
+
+    def __init__(self, source, base_dir: Path, chunk_rows: int):
+        self.source, self.chunk_rows = source, chunk_rows
+        self.path = resolve_path(source.path, base_dir)
+        self.chunks_read = 0
+        self.peak_rows = 0
+
+    def __iter__(self):
+        """(first row index, Table) per chunk; messages name the file's own row numbers."""
+        if self.path.is_dir():
+            raise DataError(f"{self.path}: is a directory, not a file")
+        if not self.path.is_file():
+            raise DataError(f"{self.path}: no such file")
+        reader = {"csv": self._csv, "jsonl": self._jsonl, "parquet": self._parquet}[self.source.type]
+        start = 0
+        for table in reader():
+            self.chunks_read += 1
+            self.peak_rows = max(self.peak_rows, len(table))
+            yield start, table
+            start += len(table)
+        if start == 0:
+            raise DataError(f"{self.path}: no data rows")
+
+    def _csv(self):
+        import pandas as pd
+
+        try:
+            with pd.read_csv(self.path, sep=self.source.delimiter, chunksize=self.chunk_rows) as chunks:
+                start = 0
+                for frame in chunks:
+                    yield frame_table(frame, str(self.path), row_offset=2 + start)
+                    start += len(frame)
+        except pd.errors.EmptyDataError:
+            raise DataError(f"{self.path}: the file is empty") from None
+        except (pd.errors.ParserError, UnicodeDecodeError) as err:
+            raise DataError(f"{self.path}: cannot parse as CSV: {str(err).strip().splitlines()[0]}") from None
+
+    def _jsonl(self):
+        from dlpipe.data.sources import read_jsonl_records
+
+        batch: list[tuple[int, dict]] = []
+        for number, record in read_jsonl_records(self.path):
+            batch.append((number, record))
+            if len(batch) == self.chunk_rows:
+                yield records_table([r for _, r in batch], [n for n, _ in batch], str(self.path))
+                batch = []
+        if batch:
+            yield records_table([r for _, r in batch], [n for n, _ in batch], str(self.path))
+
+    def _parquet(self):
+        from dlpipe.data.sources import arrow_table
+
+        pq = import_pyarrow()
+        import pyarrow as pa
+
+        try:
+            handle = pq.ParquetFile(self.path)
+        except Exception as err:  # pyarrow's ArrowInvalid and kin
+            raise DataError(f"{self.path}: cannot read as parquet: {str(err).strip().splitlines()[0]}") from None
+        start = 0
+        for batch in handle.iter_batches(batch_size=self.chunk_rows):
+            yield arrow_table(pa.Table.from_batches([batch]), str(self.path), row_offset=1 + start)
+            start += batch.num_rows
+
+
+@dataclass
+class Stream:
+    """How to read one split's examples again, chunk by chunk."""
+
+    reader: ChunkReader
+    code: int
+    features: list
+    target: str | None
+    encode: object
+    """raw label values of a chunk → encoded labels."""
+    seed: int
+    fractions: dict[str, float]
+    count: int
+
+    def batches(self, epoch: int | None = None):
+        """(x, y) of this split, one chunk at a time; with `epoch`, each chunk's rows shuffled
+        by a seed of (seed, epoch, chunk)."""
+        for number, (start, table) in enumerate(self.reader):
+            rows = np.arange(start, start + len(table))
+            mine = np.flatnonzero(split_codes(rows, self.seed, self.fractions) == self.code)
+            if epoch is not None:
+                mine = np.random.default_rng([self.seed, int(epoch), number]).permutation(mine)
+            if not len(mine):
+                continue
+            x = {feature.input_name: checked(table, feature)[mine].reshape(-1, 1) for feature in self.features}
+            y = None if self.target is None else self.encode(table, self.target)[mine]
+            yield x, y
+
+    def _signature(self, y_example):
+        import tensorflow as tf
+
+        x = {f.input_name: tf.TensorSpec((None, 1), tf.string if f.type == "categorical" else tf.float32)
+             for f in self.features}
+        y = tf.TensorSpec((None,) + y_example.shape[1:], tf.as_dtype(y_example.dtype))
+        return x, y
+
+    def training_dataset(self, *, batch_size: int, first_epoch: int, epochs: int, y_example: np.ndarray):
+        """Batches of (x, y) for the epochs [first_epoch, epochs); batches never straddle epochs."""
+        import tensorflow as tf
+
+        signature = self._signature(y_example)
+
+        def one_epoch(epoch):
+            chunks = tf.data.Dataset.from_generator(lambda e: self.batches(int(e)), output_signature=signature,
+                                                    args=(epoch,))
+            return chunks.unbatch().batch(batch_size)
+
+        # The generator's length is unknown to tf.data; stating it lets Keras count steps
+        # instead of reading until the data runs out.
+        batches = -(-self.count // batch_size) * max(epochs - first_epoch, 0)
+        dataset = tf.data.Dataset.range(first_epoch, epochs).flat_map(one_epoch)
+        return dataset.apply(tf.data.experimental.assert_cardinality(batches)).prefetch(2)
+
+    def evaluation_dataset(self, *, batch_size: int, y_example: np.ndarray):
+        import tensorflow as tf
+
+        chunks = tf.data.Dataset.from_generator(self.batches, output_signature=self._signature(y_example))
+        dataset = chunks.unbatch().batch(batch_size)
+        return dataset.apply(tf.data.experimental.assert_cardinality(-(-self.count // batch_size))).prefetch(2)
+
+    def predict(self, model) -> np.ndarray:
+        """The model's outputs for every example of the split, in row order (chunk by chunk)."""
+        from dlpipe.data.pipeline import predict
+
+        parts = [predict(model, x) for x, _ in self.batches()]
+        return np.concatenate(parts) if parts else np.zeros((0,))
+
+
+@dataclass
+class StreamedSplit:
+    """A split read from the file when needed. `y` and `rows` are held (one small value per
+    example); `x` holds only a sample of the first examples (model card, export checks)."""
+
+    x: dict[str, np.ndarray]
+    y: np.ndarray | None
+    rows: np.ndarray
+    stream: Stream
+    weight: np.ndarray | None = None
+    naive: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+@dataclass
+class _Moments:
+    """Running count, sum and sum of squares (around a shift, against cancellation), min, max."""
+
+    shift: np.ndarray | None = None
+    count: int = 0
+    total: float = 0.0
+    squares: float = 0.0
+    low: float = np.inf
+    high: float = -np.inf
+
+    def add(self, values: np.ndarray) -> None:
+        if not len(values):
+            return
+        values = values.astype(np.float64)
+        if self.shift is None:
+            self.shift = values.mean()
+        centred = values - self.shift
+        self.count += len(values)
+        self.total += centred.sum()
+        self.squares += np.square(centred).sum()
+        self.low, self.high = min(self.low, values.min()), max(self.high, values.max())
+
+    def mean_std(self) -> tuple[float, float]:
+        mean = self.total / self.count
+        return self.shift + mean, float(np.sqrt(max(self.squares / self.count - mean * mean, 0.0)))
+
+
+def prepare_streaming(spec, base_dir: Path, located):
+    """One pass over the file's chunks → a PreparedData whose splits stream (see the module)."""
+    import hashlib
+
+    from dlpipe.data.prepare import (FeatureInfo, PreparedData, _check_numbers, _mostly_numbers, input_names,
+                                     normalizer, spec_sections)
+    from dlpipe.errors import did_you_mean
+
+    data_spec = spec.data
+    reader = ChunkReader(data_spec.source, base_dir, data_spec.streaming.chunk_rows)
+    fractions = {"train": data_spec.split.train, "validation": data_spec.split.validation,
+                 "test": data_spec.split.test}
+    target = data_spec.target.name if data_spec.target is not None else None
+    features: list[FeatureInfo] | None = None
+    moments: dict[str, _Moments] = {}
+    labels: list[np.ndarray] = []
+    codes: list[np.ndarray] = []
+    samples: dict[int, dict[str, list[np.ndarray]]] = {0: {}, 1: {}, 2: {}}
+    digest = hashlib.sha256()
+    columns: list[str] | None = None
+    seen: dict[str, set] = {}
+    for start, table in reader:
+        if columns is None:
+            columns = list(table.columns)
+            if target is not None and target not in columns:
+                hint = did_you_mean(target, columns) or f"; columns are: {', '.join(columns)}"
+                raise located(("data", "target", "name"), f"no column {target!r} in {table.origin}{hint}")
+            features = _stream_features(spec, table, target, located, input_names, _mostly_numbers, did_you_mean)
+            moments = {f.name: _Moments() for f in features}
+        elif list(table.columns) != columns:
+            raise DataError(f"{table.at(0)}: the columns changed from {', '.join(columns)} to "
+                            f"{', '.join(table.columns)}")
+        rows = np.arange(start, start + len(table))
+        code = split_codes(rows, spec.seed, fractions)
+        codes.append(code)
+        train = code == 0
+        for feature in features:
+            values = checked(table, feature)
+            if feature.type == "categorical":
+                seen.setdefault(feature.name, set()).update(values[train].tolist())
+            else:
+                moments[feature.name].add(values[train])
+            for c in (0, 1, 2):
+                held = samples[c].setdefault(feature.input_name, [])
+                room = SAMPLE_ROWS - sum(len(h) for h in held)
+                if room > 0:
+                    held.append(values[code == c][:room].reshape(-1, 1))
+        if target is not None:
+            labels.append(_raw_labels(spec, table, target))
+        for name in sorted(table.columns):
+            values = table.columns[name]
+            digest.update(name.encode())
+            digest.update(values.tobytes() if values.dtype != object else "\x1f".join(map(str, values)).encode())
+    digest.update(spec_sections(spec))
+    codes_all = np.concatenate(codes)
+    encode, y_all, class_names = _label_encoding(spec, labels, target, reader)
+    for feature in features:
+        if feature.type == "categorical":
+            if feature.vocabulary is None:
+                feature.vocabulary = sorted(seen.get(feature.name, set()))
+            continue
+        norm = normalizer(spec, feature)
+        feature.normalization = "none" if norm is None else norm.type
+        if feature.normalization == "none":
+            continue
+        stats = moments[feature.name]
+        if stats.count == 0:
+            raise located(("data", "split", "train"), "the training split of the file is empty")
+        if norm.type == "zscore":
+            mean, std = stats.mean_std()
+        elif norm.type == "minmax":
+            mean, std = stats.low, stats.high - stats.low
+        else:
+            mean, std = -norm.offset / norm.scale, 1.0 / norm.scale
+        feature.mean, feature.std = np.array([mean]), np.array([std if std != 0 else 1.0])
+    splits = {}
+    for name, c in SPLIT_CODES.items():
+        rows = np.flatnonzero(codes_all == c)
+        if name in ("train", "test") and not len(rows):
+            raise located(("data", "split", name), f"the {name} split of {len(codes_all)} examples is empty")
+        stream = Stream(reader, c, features, target, encode, spec.seed, fractions, len(rows))
+        sample = {key: np.concatenate(parts) if parts else np.zeros((0, 1), np.float32)
+                  for key, parts in samples[c].items()}
+        splits[name] = StreamedSplit(sample, None if y_all is None else y_all[rows], rows, stream)
+    data = PreparedData(features=features, target=target, task=spec.task, class_names=class_names, splits=splits,
+                        fingerprint="sha256:" + digest.hexdigest(), origin=str(reader.path))
+    data.extra["streaming"] = {"chunk_rows": reader.chunk_rows, "chunks": reader.chunks_read,
+                               "peak_rows": reader.peak_rows}
+    return data
+
+
+def _stream_features(spec, table: Table, target, located, input_names, mostly_numbers, did_you_mean):
+    from dlpipe.data.prepare import FeatureInfo
+
+    kinds: dict[str, str] = {}
+    if spec.data.features:
+        declared = []
+        for i, feature in enumerate(spec.data.features):
+            path = ("data", "features", i)
+            if feature.name not in table.columns:
+                hint = did_you_mean(feature.name, table.columns) or f"; columns are: {', '.join(table.columns)}"
+                raise located(path + ("name",), f"no column {feature.name!r} in {table.origin}{hint}")
+            if feature.type not in ("numerical", "categorical"):
+                raise located(path + ("type",), f"streaming reads numerical and categorical features; "
+                              f"{feature.name!r} is {feature.type}")
+            declared.append(feature.name)
+            kinds[feature.name] = feature.type
+    else:
+        declared = []
+        for name, values in table.columns.items():
+            if name == target:
+                continue
+            if values.dtype.kind not in "iufb" and not mostly_numbers(values):
+                raise located(("data",), f"column {name!r} of {table.origin} holds text; list the features you "
+                              f"want under data.features (a category per row: {{name: {name}, type: categorical}})")
+            declared.append(name)
+    features = []
+    for name, input_name in zip(declared, input_names(declared)):
+        info = FeatureInfo(name, input_name, kinds.get(name, "numerical"), (1,))
+        if info.type == "categorical":
+            feature = next(f for f in spec.data.features if f.name == name)
+            info.vocabulary, info.encoding = feature.vocabulary, feature.encoding
+            info.embedding_dim = feature.embedding_dim or (8 if feature.encoding == "embedding" else None)
+        features.append(info)
+    return features
+
+
+def checked(table: Table, feature) -> np.ndarray:
+    """A chunk's column, every value checked: float32 numbers, or categories as text."""
+    from dlpipe.data.prepare import _check_categories, _check_numbers
+
+    if feature.type == "categorical":
+        _check_categories(table, feature.name)
+        return table.columns[feature.name]
+    _check_numbers(table, feature.name)
+    return table.columns[feature.name].astype(np.float32)
+
+
+def _raw_labels(spec, table: Table, target: str) -> np.ndarray:
+    from dlpipe.data.prepare import _check_numbers, _is_missing
+
+    values = table.columns[target]
+    if spec.task == "regression":
+        _check_numbers(table, target)
+        return table.columns[target].astype(np.float32)
+    for row, value in enumerate(values):
+        if _is_missing(value) or (isinstance(value, float) and not np.isfinite(value)):
+            raise DataError(f"{table.at(row)}, column {target!r}: missing label")
+    if values.dtype.kind == "f":
+        bad = np.flatnonzero(~np.isfinite(values))
+        if len(bad):
+            raise DataError(f"{table.at(bad[0])}, column {target!r}: missing label")
+    return np.array([str(int(v)) if isinstance(v, (float, np.floating)) and float(v).is_integer() else str(v)
+                     for v in values.tolist()], dtype=object)
+
+
+def _label_encoding(spec, labels: list[np.ndarray], target: str | None, reader: ChunkReader):
+    """(chunk → encoded labels, every row's encoded label, class names)."""
+    if target is None:
+        return None, None, None
+    raw = np.concatenate(labels)
+    if spec.task == "regression":
+        def encode(table, column):
+            return table.columns[column].astype(np.float32)
+
+        return encode, raw.astype(np.float32), None
+    declared = spec.data.target.class_names
+    classes = list(declared) if declared else sorted(set(raw.tolist()))
+    if len(classes) < 2:
+        raise DataError(f"{reader.path}: column {target!r} has a single class ({classes[0]!r}); "
+                        "classification needs at least two")
+    index = {name: i for i, name in enumerate(classes)}
+    if declared:
+        integers = all(name.isdigit() for name in set(raw.tolist()))
+        lookup = {str(i): i for i in range(len(classes))} if integers else index
+    else:
+        lookup = index
+
+    def encode_values(values: np.ndarray) -> np.ndarray:
+        keys = [str(int(v)) if isinstance(v, (float, np.floating)) and float(v).is_integer() else str(v)
+                for v in values.tolist()]
+        missing = [k for k in keys if k not in lookup]
+        if missing:
+            raise DataError(f"{reader.path}: column {target!r}: label {missing[0]!r} is not in class_names "
+                            f"({', '.join(classes[:8])})")
+        return np.array([lookup[k] for k in keys], dtype=np.int64)
+
+    def encode(table, column):
+        return encode_values(table.columns[column])
+
+    return encode, encode_values(raw), classes
+

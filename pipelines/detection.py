@@ -11,6 +11,9 @@
     export    keras and saved_model, each reloaded with its own runtime and compared on the test
               images → export/verification.json
     report    test images with boxes drawn (plots/detections.png), learning curves, report.html
+
+Run again into the same folder, the train, evaluate and export stages whose cache key is
+unchanged are reused (dlpipe/stagecache.py); the data are drawn or read again (seconds).
 """
 
 from __future__ import annotations
@@ -18,15 +21,22 @@ from __future__ import annotations
 import numpy as np
 
 from dlpipe.rundir import atomic_path, atomic_write_json, atomic_write_text
+from dlpipe.stagecache import MODEL_OUTPUTS, load_model, stage_keys
 
+STAGE_CACHE = True
+"""Stages are keyed: `dlpipe run` may run into a folder holding a run (the runner checks this)."""
 DRAWN_IMAGES = 8
 """Test images drawn with their boxes in plots/detections.png."""
 
 
 def run(ctx) -> None:
     spec, run_dir = ctx.spec, ctx.run_dir
+    keys = stage_keys(spec, ctx.base_dir)
+    reuse = {"train": run_dir.reusable("train", keys["train"], MODEL_OUTPUTS),
+             "evaluate": run_dir.reusable("evaluate", keys["evaluate"], ("metrics.json",)),
+             "export": run_dir.reusable("export", keys["export"], ("export/verification.json",))}
 
-    with run_dir.stage("data"):
+    with run_dir.stage("data", key=keys["data"]):
         from dlpipe.data.detection import centernet_targets, prepare_detection
         from dlpipe.data.prepare import PreparedData, Split
 
@@ -53,50 +63,39 @@ def run(ctx) -> None:
                        backend=environment["backend"], training=environment["training"],
                        versions={**run_dir.record["versions"], **environment["versions"]})
 
-    with run_dir.stage("build"):
+    with run_dir.stage("build", key=keys["train"], reused=reuse["train"]):
         from dlpipe.architectures.centernet import build_detector, build_maps_model
         from dlpipe.training.compile import compile_model
 
-        maps_model = build_maps_model(spec, data.image_shape, n_classes)
-        compile_model(maps_model, spec, n_classes, ctx.located)
-        detector = build_detector(spec, maps_model, n_classes)
-        run_dir.update(parameters=int(maps_model.count_params()))
+        if reuse["train"]:
+            detector = load_model(run_dir, spec)  # importing centernet registered its decoding layer
+        else:
+            maps_model = build_maps_model(spec, data.image_shape, n_classes)
+            compile_model(maps_model, spec, n_classes, ctx.located)
+            detector = build_detector(spec, maps_model, n_classes)
+        run_dir.update(parameters=int(detector.count_params()))
 
-    with run_dir.stage("train"):
+    with run_dir.stage("train", key=keys["train"], reused=reuse["train"], stale=("checkpoints",)):
         from dlpipe.training.fit import train
 
-        history = train(maps_model, spec, train_data, run_dir=run_dir, located=ctx.located,
-                        callbacks=ctx.callbacks)
-        if not ctx.chief:
-            return
-        from dlpipe.pipelines.supervised import history_csv
+        if not reuse["train"]:
+            history = train(maps_model, spec, train_data, run_dir=run_dir, located=ctx.located,
+                            callbacks=ctx.callbacks)
+            if not ctx.chief:
+                return
+            from dlpipe.pipelines.supervised import history_csv
 
-        atomic_write_text(run_dir.path("history.csv"), history_csv(history))
-        with atomic_path(run_dir.path("model.keras")) as tmp:
-            detector.save(tmp)
+            atomic_write_text(run_dir.path("history.csv"), history_csv(history))
+            with atomic_path(run_dir.path("model.keras")) as tmp:
+                detector.save(tmp)
 
-    with run_dir.stage("evaluate"):
-        from dlpipe.metrics.detection import mean_average_precision
+    predicted = {}
+    with run_dir.stage("evaluate", key=keys["evaluate"], reused=reuse["evaluate"]):
+        if not reuse["evaluate"]:
+            metrics, predicted = evaluate_detector(detector, spec, data, run_dir)
+            atomic_write_json(run_dir.path("metrics.json"), metrics)
 
-        metrics, predicted = {}, {}
-        for name in spec.evaluation.splits:
-            split = data.splits[name]
-            if not len(split):
-                continue
-            predicted[name] = detect(detector, split.images, spec.model.decode, side, spec.training.batch_size)
-            scores = mean_average_precision(split.ground_truth(), predicted[name])
-            metrics[name] = {metric: scores.metrics()[metric] for metric in spec.evaluation.metrics}
-            folder = run_dir.path("evaluation", name)
-            atomic_write_json(folder / "average_precision.json",
-                              [{"class": data.class_names[c], "ap_50_95": ap,
-                                "objects": int(sum((labels == c).sum() for labels in split.labels))}
-                               for c, ap in sorted(scores.per_class.items())])
-            atomic_write_json(folder / "detections.json", [
-                {"row": int(row), "boxes": p["boxes"].tolist(), "scores": p["scores"].tolist(),
-                 "classes": p["labels"].tolist()} for row, p in zip(split.rows, predicted[name])])
-        atomic_write_json(run_dir.path("metrics.json"), metrics)
-
-    with run_dir.stage("export"):
+    with run_dir.stage("export", key=keys["export"], reused=reuse["export"], stale=("export",)):
         from dlpipe.exporters.detection import export_detector
 
         interface = {"task": "detection", "input": {"name": "image", "shape": list(data.image_shape),
@@ -105,7 +104,8 @@ def run(ctx) -> None:
                                            "units": spec.model.decode.box_units},
                                  "scores": {}, "classes": {"padding": -1}},
                      "class_names": data.class_names}
-        export_detector(detector, spec, data.splits["test"].images, interface, run_dir.path("export"))
+        if not reuse["export"]:
+            export_detector(detector, spec, data.splits["test"].images, interface, run_dir.path("export"))
 
     with run_dir.stage("report"):
         from dlpipe.report import write_report
@@ -118,6 +118,31 @@ def run(ctx) -> None:
         draw_detections(test.images[:shown], test.ground_truth()[:shown], drawn[:shown], data.class_names,
                         run_dir.path("plots", "detections.png"))
         write_report(run_dir.root, model=detector)
+
+
+def evaluate_detector(detector, spec, data, run_dir) -> tuple[dict, dict]:
+    """COCO mAP of each split (the spec's metric names) and the kept detections per split;
+    writes evaluation/<split>/average_precision.json and detections.json."""
+    from dlpipe.metrics.detection import mean_average_precision
+
+    metrics, predicted = {}, {}
+    for name in spec.evaluation.splits:
+        split = data.splits[name]
+        if not len(split):
+            continue
+        predicted[name] = detect(detector, split.images, spec.model.decode, data.image_shape[0],
+                                 spec.training.batch_size)
+        scores = mean_average_precision(split.ground_truth(), predicted[name])
+        metrics[name] = {metric: scores.metrics()[metric] for metric in spec.evaluation.metrics}
+        folder = run_dir.path("evaluation", name)
+        atomic_write_json(folder / "average_precision.json",
+                          [{"class": data.class_names[c], "ap_50_95": ap,
+                            "objects": int(sum((labels == c).sum() for labels in split.labels))}
+                           for c, ap in sorted(scores.per_class.items())])
+        atomic_write_json(folder / "detections.json", [
+            {"row": int(row), "boxes": p["boxes"].tolist(), "scores": p["scores"].tolist(),
+             "classes": p["labels"].tolist()} for row, p in zip(split.rows, predicted[name])])
+    return metrics, predicted
 
 
 def detect(detector, images: np.ndarray, decode, side: int, batch_size: int) -> list[dict]:

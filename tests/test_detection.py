@@ -236,6 +236,24 @@ def test_exports_reload_and_return_the_same_detections(tiny_run):
 
 
 @pytest.mark.slow
+def test_a_rerun_with_another_export_reuses_training_and_evaluation(tiny_run, tmp_path):
+    import shutil
+
+    from dlpipe.cli import main
+
+    copy = tmp_path / "run"
+    shutil.copytree(tiny_run, copy)
+    result = CliRunner().invoke(main, ["run", str(ROOT / "specs" / "object-detection.yaml"), *TINY,
+                                       "--set", "export.formats=[keras]", "--out", str(copy)])
+    assert result.exit_code == 0, result.output
+    stages = json.loads((copy / "run.json").read_text())["stages"]
+    assert [stages[name]["reused"] for name in ("data", "train", "evaluate", "export")] == [False, True, True, False]
+    assert (copy / "metrics.json").read_bytes() == (tiny_run / "metrics.json").read_bytes()
+    assert set(json.loads((copy / "export/verification.json").read_text())) == {"keras"}
+    assert not (copy / "export/saved_model").exists()
+
+
+@pytest.mark.slow
 def test_the_trained_detector_runs_on_the_jax_backend(tiny_run, tmp_path):
     """keras.layers / keras.ops only: model.keras, trained on TensorFlow, loads and decodes
     the same detections on JAX."""

@@ -17,7 +17,8 @@ from dlpipe.spec import load_spec
 pytestmark = pytest.mark.slow
 
 FILLER = "the a it was is and with for of to in on my we they".split()
-VECTORS = {"happy": [0.5, 0.25, -1.0, 2.0], "sad": [-0.5, 1.5, 0.0, -2.0], "the": [0.1, 0.2, 0.3, 0.4]}
+VECTORS = {"happy": [0.5, 0.25, -1.0, 2.0], "sad": [-0.5, 1.5, 0.0, -2.0], "the": [0.1, 0.2, 0.3, 0.4],
+           "pro": [1.0, -1.0, 0.5, 0.0]}
 
 
 def write_mixed(folder: Path, n: int = 600, seed: int = 1) -> float:
@@ -34,7 +35,7 @@ def write_mixed(folder: Path, n: int = 600, seed: int = 1) -> float:
     texts = [" ".join([*rng.choice(FILLER, size=4), m, *rng.choice(FILLER, size=3)]) for m in mood]
     lines = ["x,plan,size,note,label"] + [f"{x[i]:.4f},{plan[i]},{size[i]},{texts[i]},{label[i]}" for i in range(n)]
     (folder / "mixed.csv").write_text("\n".join(lines) + "\n")
-    (folder / "vectors.txt").write_text("3 4\n" + "".join(f"{w} {' '.join(map(str, v))}\n" for w, v in VECTORS.items()))
+    (folder / "vectors.txt").write_text(f"{len(VECTORS)} 4\n" + "".join(f"{w} {' '.join(map(str, v))}\n" for w, v in VECTORS.items()))
     (folder / "spec.yaml").write_text(textwrap.dedent("""\
         name: mixed
         task: classification
@@ -42,7 +43,7 @@ def write_mixed(folder: Path, n: int = 600, seed: int = 1) -> float:
           source: {type: csv, path: mixed.csv}
           features:
             - {name: x, type: numerical}
-            - {name: plan, type: categorical, encoding: embedding, embedding_dim: 3}
+            - {name: plan, type: categorical, encoding: embedding, pretrained: {path: vectors.txt}}
             - {name: size, type: ordinal, order: [small, medium, large]}
             - {name: note, type: text, sequence_length: 10, pretrained: {path: vectors.txt, trainable: false}}
           target: {name: label}
@@ -75,9 +76,14 @@ def test_frozen_pretrained_vectors_are_the_files_and_stay_unchanged(mixed_run):
     vocabulary = model.get_layer("note_vectorize").get_vocabulary()
     table = np.asarray(model.get_layer("note_embedding").embeddings)
     assert not model.get_layer("note_embedding").trainable
-    for word, vector in VECTORS.items():
-        np.testing.assert_array_equal(table[vocabulary.index(word)], np.float32(vector))
+    for word in ("happy", "sad", "the"):
+        np.testing.assert_array_equal(table[vocabulary.index(word)], np.float32(VECTORS[word]))
     assert not np.any(table[0])  # padding
+    # A category's vector: row 0 is the out-of-vocabulary bucket, then the vocabulary.
+    plan = np.asarray(model.get_layer("plan_embedding").embeddings)
+    vocabulary = model.get_layer("plan_lookup").get_vocabulary()
+    np.testing.assert_array_equal(plan[vocabulary.index("pro")], np.float32(VECTORS["pro"]))
+    assert not model.get_layer("plan_embedding").trainable
 
 
 def test_ordinal_values_become_their_place_in_the_order(mixed_run):
@@ -314,3 +320,18 @@ def test_series_and_tabular_augmentations_change_batches(tmp_path):
     (x_off, _, _), = training_dataset(train.x, train.y, None, batch_size=16, seed=1, first_epoch=0, epochs=1).take(1)
     noise = np.asarray(x_on["a"]) - np.asarray(x_off["a"])
     assert 0.03 * train.x["a"].std() < noise.std() < 0.3 * train.x["a"].std()
+
+
+def test_every_dlpipe_layer_is_registered_for_loading():
+    """A layer class missing its registration saves fine and fails only when loaded."""
+    import inspect
+
+    import keras
+
+    from dlpipe.architectures import layers
+
+    classes = [c for _, c in inspect.getmembers(layers, inspect.isclass)
+               if issubclass(c, keras.layers.Layer) and c.__module__ == layers.__name__]
+    assert {"LastValue", "SubtractLast", "ChannelConvert"} <= {c.__name__ for c in classes}
+    for cls in classes:
+        assert keras.saving.get_registered_object(f"dlpipe>{cls.__name__}") is cls, cls.__name__

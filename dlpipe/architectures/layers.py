@@ -106,6 +106,9 @@ class Impute(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "fill": self.fill}
+
+
+@keras.saving.register_keras_serializable(package="dlpipe")
 class LastValue(keras.layers.Layer):
     """batch × steps × channels → batch × horizon: the last step's value of channel 0 (a
     forecasting window's target), repeated — the naive forecast a forecaster corrects."""

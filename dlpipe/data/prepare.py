@@ -355,7 +355,8 @@ def _resolve_features(spec: Spec, table: Table, target: str, located) -> list[Fe
             info.normalization = "none"
             info.vocabulary = declared_feature.vocabulary
             info.encoding = declared_feature.encoding
-            info.embedding_dim = declared_feature.embedding_dim or (8 if info.encoding == "embedding" else None)
+            default = 8 if info.encoding == "embedding" and declared_feature.pretrained is None else None
+            info.embedding_dim = declared_feature.embedding_dim or default  # pretrained: the file's length
         if kind == "tokens":
             info.vocabulary_size = _vocabulary_size(spec, table, name, path, located)
         features.append(info)

@@ -489,6 +489,8 @@ def check_augmentation(spec: Spec) -> Found:
     if spec.data.windows is not None:
         kinds = {"sequence"}
     known = bool(spec.data.features) or spec.data.windows is not None
+    if spec.prepare.augmentation and spec.training.strategy == "multi_worker":
+        yield (("prepare", "augmentation"), "augmentation is not supported under training.strategy multi_worker yet")
     for i, step in enumerate(spec.prepare.augmentation):
         path = ("prepare", "augmentation", i)
         wanted = ("image" if step.type in IMAGE_AUGMENTATIONS else "sequence" if step.type in SEQUENCE_AUGMENTATIONS

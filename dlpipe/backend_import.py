@@ -14,6 +14,7 @@ Standard library only: the CLI imports this module before it needs TensorFlow.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
@@ -41,8 +42,9 @@ def import_tensorflow() -> None:
         os.dup2(capture.fileno(), 2)
         failed = True
         try:
-            import tensorflow
-            import keras  # noqa: F401
+            with _without_jax():
+                import tensorflow
+                import keras  # noqa: F401
 
             tensorflow.config.list_physical_devices()  # the device probe logs too (cuInit)
 
@@ -58,3 +60,24 @@ def import_tensorflow() -> None:
                 text = b"\n".join(kept) + b"\n"
                 stream.write(text) if stream is not None else sys.stderr.write(text.decode(errors="replace"))
                 sys.stderr.flush()
+
+
+@contextlib.contextmanager
+def _without_jax():
+    """Hide JAX while TensorFlow imports, when Keras will not run on JAX.
+
+    `import tensorflow` imports `jax` whenever it is installed (tensorflow/lite/python/util.py
+    keeps `jax.jit` for `TFLiteConverter.experimental_from_jax`, which dlpipe never calls):
+    about 1.3 s and 100 MB on this CPU for a library the run does not use. Afterwards `jax`
+    imports as usual for whoever asks for it."""
+    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    if backend != "tensorflow" or "jax" in sys.modules:
+        yield
+        return
+    sys.modules["jax"] = None  # `import jax` raises ImportError while this is in place
+    try:
+        yield
+    finally:
+        if sys.modules.get("jax", 0) is None:
+            del sys.modules["jax"]
+

@@ -66,3 +66,50 @@ def test_the_real_tensorflow_imports_silently():
     done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True)
     assert done.returncode == 0
     assert done.stderr == ""
+
+
+def fake_tensorflow_reading_jax(tmp_path) -> dict:
+    """A `tensorflow` that imports `jax` if it can (as TensorFlow 2.21's TFLite utilities do),
+    and a `jax` beside it."""
+    (tmp_path / "tensorflow.py").write_text(textwrap.dedent("""
+        try:
+            import jax
+            HAS_JAX = True
+        except ImportError:
+            HAS_JAX = False
+        class config:
+            @staticmethod
+            def list_physical_devices():
+                return []
+    """), encoding="utf-8")
+    (tmp_path / "keras.py").write_text("", encoding="utf-8")
+    (tmp_path / "jax.py").write_text("NAME = 'jax'\n", encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k not in ("KERAS_BACKEND", "DLPIPE_TF_LOGS")}
+    return {**env, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+
+
+JAX_PROBE = PROBE + "; import sys, tensorflow; print(tensorflow.HAS_JAX, 'jax' in sys.modules); import jax; print(jax.NAME)"
+
+
+def test_tensorflow_imports_without_jax_and_jax_still_imports_after(tmp_path):
+    env = fake_tensorflow_reading_jax(tmp_path)
+    done = subprocess.run([sys.executable, "-c", JAX_PROBE], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "imported\nFalse False\njax\n"
+
+
+def test_jax_is_left_alone_when_keras_runs_on_jax(tmp_path):
+    env = {**fake_tensorflow_reading_jax(tmp_path), "KERAS_BACKEND": "jax"}
+    done = subprocess.run([sys.executable, "-c", JAX_PROBE], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "imported\nTrue True\njax\n"
+
+
+@pytest.mark.slow
+def test_the_real_tensorflow_imports_without_jax():
+    probe = PROBE + "; import sys; print('jax' in sys.modules)"
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "imported\nFalse\n"
+

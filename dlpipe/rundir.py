@@ -289,7 +289,7 @@ class RunDir:
 
         print(f"[dlpipe] {name} {'reused (unchanged)' if reused else '...'}", file=sys.stderr, flush=True)
         stages = self.record.setdefault("stages", {})
-        cached = {"key": key, "reused": reused} if key is not None else {}
+        cached = {"key": key, "reused": reused} if key is not None else {"reused": reused}
         stages[name] = {"status": "running", "seconds": None, **cached}
         self.save_record()
         if self.rerun and not reused:

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from dlpipe import stagecache
-from dlpipe.errors import Interrupted
+from dlpipe.errors import DlpipeError, Interrupted
 from dlpipe.rundir import RunDir, WriteError, atomic_path, atomic_write_json, write_error
 from dlpipe.spec import load_document
 
@@ -137,6 +137,17 @@ def test_a_full_disk_is_one_line_naming_the_file_and_leaves_no_temporary(tmp_pat
             tmp.write_text("x")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json"]
     assert json.loads((tmp_path / "m.json").read_text()) == {"a": 1}
+
+
+def test_a_read_only_place_for_the_run_directory_is_one_line(tmp_path, monkeypatch):
+    """EROFS simulated at mkdir (a real read-only tmpfs: tests/test_reliability.py)."""
+    def read_only(self, *args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    with pytest.raises(DlpipeError) as info:
+        RunDir.create(tmp_path / "run")
+    assert str(info.value) == f"{tmp_path / 'run'}: cannot create the run directory: Read-only file system"
 
 
 def test_write_error_finds_an_os_error_a_library_wrapped():

@@ -229,7 +229,10 @@ STRING_TYPES = ("categorical", "ordinal", "text")
 
 def _value(raw, entry: dict, where: str):
     name = entry["name"]
+    imputed = entry.get("imputation") is not None  # the model fills a missing value itself
     if raw is None or (isinstance(raw, float) and raw != raw):
+        if imputed:
+            return np.full(tuple(entry["shape"]), np.nan, dtype=np.float32)
         raise DataError(f"{where}, column {name!r}: a missing value")
     if entry["type"] in STRING_TYPES:
         return str(raw)
@@ -241,7 +244,7 @@ def _value(raw, entry: dict, where: str):
     if array.size != int(np.prod(shape)):
         raise DataError(f"{where}, column {name!r}: expected {int(np.prod(shape))} value(s) "
                         f"(shape {shape}), got {array.size}")
-    if not np.isfinite(array).all():
+    if not (np.isfinite(array) | (np.isnan(array) if imputed else False)).all():
         raise DataError(f"{where}, column {name!r}: a missing or infinite value")
     return array.reshape(shape)
 

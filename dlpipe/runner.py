@@ -62,12 +62,12 @@ def run_spec(spec_path: str | Path, *, overrides: Sequence[str] = (), out: str |
     from dlpipe.training.distribute import writes_run_directory
 
     spec, document = load_document(spec_path, overrides)
-    import_tensorflow()  # the spec is valid: TensorFlow will be needed; import it without its noise
     if resume and out is None:
         raise DlpipeError("--resume needs --out DIR: the run directory to continue")
     root = Path(out) if out else RunDir.default_path(spec.name)
     chief = writes_run_directory(spec.training.strategy)
     if not chief:
+        import_tensorflow()
         return _train_as_worker(spec, document, spec_path, root, resume)
     pipeline = registry.load("pipeline", spec.pipeline)
     existing = RunDir.holds_run(root)
@@ -88,6 +88,9 @@ def run_spec(spec_path: str | Path, *, overrides: Sequence[str] = (), out: str |
     spec_file = str(Path(spec_path).resolve())
     with _signals_interrupt():  # also while the outcome is recorded: a second signal waits
         try:
+            # The spec is valid and the run directory writable (an unwritable --out fails in
+            # a fraction of a second): TensorFlow will be needed; import it without its noise.
+            import_tensorflow()
             if resuming:
                 run_dir.resume(command=list(command or []))
             elif rerun:

@@ -540,6 +540,16 @@ export: {formats: [keras]}
     gap = model({"a": np.array([[np.nan]], np.float32), "b": np.array([[0.3]], np.float32)}, training=False)
     filled = model({"a": np.array([[fill]], np.float32), "b": np.array([[0.3]], np.float32)}, training=False)
     np.testing.assert_allclose(np.asarray(gap), np.asarray(filled), rtol=1e-6)
+    # `dlpipe predict` passes an empty cell on to the model, which fills it
+    from click.testing import CliRunner
+
+    from dlpipe.cli import main
+
+    (tmp_path / "new.csv").write_text(f"a,b\n,0.3\n{fill!r},0.3\n")
+    result = CliRunner().invoke(main, ["predict", str(root), str(tmp_path / "new.csv")])
+    assert result.exit_code == 0, result.output
+    rows = [line.split(",") for line in result.stdout.strip().splitlines()[1:]]
+    assert len(rows) == 2 and rows[0] == rows[1]
 
 
 # Streaming ------------------------------------------------------------------------------

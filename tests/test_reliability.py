@@ -155,23 +155,26 @@ def test_kill_9_then_resume_matches_the_uninterrupted_run(spec, baseline, point,
         assert after["resumed_from_epoch"] == 1
 
 
-def test_sigterm_records_the_interruption_and_resume_completes(spec, baseline):
+@pytest.mark.parametrize("name, code", [("TERM", 143), ("INT", 130)])
+def test_sigterm_and_sigint_record_the_interruption_and_resume_completes(spec, baseline, name, code):
     from dlpipe.runner import run_spec
 
-    out = spec.parent / "terminated"
+    out = spec.parent / f"interrupted-{name}"
     result = dlpipe("run", str(spec), "--out", str(out),
-                    env={"DLPIPE_TEST_KILL_AT": "train:13", "DLPIPE_TEST_KILL_SIGNAL": "TERM"})
-    assert result.returncode == 143
+                    env={"DLPIPE_TEST_KILL_AT": "train:13", "DLPIPE_TEST_KILL_SIGNAL": name})
+    assert result.returncode == code
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == (
-        f"error: interrupted by SIGTERM during the train stage (checkpoints kept); continue with: "
+        f"error: interrupted by SIG{name} during the train stage (checkpoints kept); continue with: "
         f"dlpipe run {spec} --out {out} --resume")
     before = record(out)
     assert before["status"] == "interrupted" and before["interrupted_stage"] == "train"
-    assert before["error"] == "interrupted by SIGTERM during the train stage"
+    assert before["error"] == f"interrupted by SIG{name} during the train stage"
     assert before["stages"]["train"]["status"] == "interrupted"
     assert json.loads((out / "checkpoints" / "last.json").read_text())["epoch"] == 1
     assert not (out / ".lock").exists()
+    if name == "INT":
+        return  # the same path as SIGTERM from here on
 
     run_spec(spec, out=out, resume=True)
     assert (out / "metrics.json").read_bytes() == (baseline[0] / "metrics.json").read_bytes()

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from dlpipe import stagecache
-from dlpipe.errors import Interrupted
+from dlpipe.errors import DlpipeError, Interrupted
 from dlpipe.rundir import RunDir, WriteError, atomic_path, atomic_write_json, write_error
 from dlpipe.spec import load_document
 
@@ -139,6 +139,17 @@ def test_a_full_disk_is_one_line_naming_the_file_and_leaves_no_temporary(tmp_pat
     assert json.loads((tmp_path / "m.json").read_text()) == {"a": 1}
 
 
+def test_a_read_only_place_for_the_run_directory_is_one_line(tmp_path, monkeypatch):
+    """EROFS simulated at mkdir (a real read-only tmpfs: tests/test_reliability.py)."""
+    def read_only(self, *args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    with pytest.raises(DlpipeError) as info:
+        RunDir.create(tmp_path / "run")
+    assert str(info.value) == f"{tmp_path / 'run'}: cannot create the run directory: Read-only file system"
+
+
 def test_write_error_finds_an_os_error_a_library_wrapped():
     try:
         try:
@@ -162,3 +173,14 @@ def test_signals_become_interruptions(signum, code):
                 pass
     assert info.value.exit_code == code and info.value.signal_name == signal.Signals(signum).name
     assert signal.getsignal(signum) is before
+
+
+def test_large_files_and_large_data_are_not_read_twice(tmp_path, monkeypatch):
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"x" * 100)
+    monkeypatch.setattr(stagecache, "HASHED_FILE_LIMIT", 10)
+    first = stagecache.files_fingerprint({"path": "big.bin"}, tmp_path)
+    assert first == {"big.bin": [100, big.stat().st_mtime_ns]}  # size and time, not content
+    monkeypatch.setattr(stagecache, "CACHED_DATA_LIMIT", 10)
+    assert stagecache.save({"x": np.zeros(4)}, tmp_path / "c", "data").startswith("0.0 GiB of arrays, over")
+    assert not (tmp_path / "c").exists()

@@ -36,7 +36,9 @@ def describe_interface(spec, data, model) -> dict[str, Any]:
             entry.update(text=dict(feature.text), vocabulary_size=len(feature.vocabulary or []))
         else:
             values = train.x[feature.input_name]
-            entry["value_range"] = [float(values.min()), float(values.max())]
+            entry["value_range"] = [float(np.nanmin(values)), float(np.nanmax(values))] if len(values) else None
+            if getattr(feature, "fill", None) is not None:  # prepare.imputation: the model fills NaN itself
+                entry.update(imputation=feature.imputation, fill=[float(v) for v in feature.fill])
         inputs.append(entry)
     units = int(model.outputs[0].shape[-1])
     if spec.task == "embedding":

@@ -53,7 +53,10 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write_bytes(path: Path | str, data: bytes) -> Path:
+def atomic_write_bytes(path: Path | str, data: bytes, *, durable: bool = True) -> Path:
+    """Write `data` to a temporary file beside `path` and rename it into place. `durable`:
+    fsync before the rename, so that an operating-system crash cannot leave an empty file
+    under the final name (a killed process cannot either way)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -69,7 +72,8 @@ def atomic_write_bytes(path: Path | str, data: bytes) -> Path:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         testhooks.point()
         os.replace(tmp, path)
     except BaseException as err:
@@ -81,8 +85,8 @@ def atomic_write_bytes(path: Path | str, data: bytes) -> Path:
     return path
 
 
-def atomic_write_text(path: Path | str, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
+def atomic_write_text(path: Path | str, text: str, *, durable: bool = True) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"), durable=durable)
 
 
 def to_json(obj: Any) -> str:
@@ -90,8 +94,8 @@ def to_json(obj: Any) -> str:
     return json.dumps(obj, indent=2, sort_keys=True, allow_nan=True) + "\n"
 
 
-def atomic_write_json(path: Path | str, obj: Any) -> Path:
-    return atomic_write_text(path, to_json(obj))
+def atomic_write_json(path: Path | str, obj: Any, *, durable: bool = True) -> Path:
+    return atomic_write_text(path, to_json(obj), durable=durable)
 
 
 @contextlib.contextmanager

@@ -7,15 +7,16 @@ on, chained, so a stage's key changes whenever an earlier stage's does:
               description (so: task, seed, data, prepare, and any section added later),
               training.sample_weight, dlpipe's version, and a fingerprint of every file or
               folder the data source, the split files and a label-map file name (contents
-              of files, names+sizes+times in folders)
+              of files up to 64 MiB, else size+time; names+sizes+times of the files in folders)
     train     data + model + training
     evaluate  train + evaluation
     export    evaluate + export (the model card carries the metrics)
 
 run.json records `stages.<name>.key` and `.reused`. A stage is reused when the run the
 folder held completed it with the same key and its outputs still exist
-(`RunDir.reusable`); `dlpipe run --no-cache` reuses nothing. A pipeline adopts it with a
-few lines per stage (pipelines/supervised.py shows them):
+(`RunDir.reusable`); `dlpipe run --no-cache` reuses nothing. A pipeline adopts it with
+`STAGE_CACHE = True` at module level (the runner refuses to rerun into a folder for a
+pipeline without it) and a few lines per stage (pipelines/supervised.py shows them):
 
     keys = stage_keys(spec, ctx.base_dir)
     reuse = run_dir.reusable("data", keys["data"], DATA_OUTPUTS)
@@ -25,8 +26,8 @@ few lines per stage (pipelines/supervised.py shows them):
 The prepared data is kept in cache/data.json + cache/data.npz: a JSON tree whose arrays
 live in the NumPy archive, loaded with allow_pickle=False. Only dataclasses defined in
 dlpipe's own modules are rebuilt from it, so a tampered cache cannot run code. An object
-that does not fit (a type this format does not know) is simply not cached: the stage runs
-again next time.
+that does not fit (a type this format does not know, or over 2 GiB of arrays) is simply not
+cached: the stage runs again next time.
 """
 
 from __future__ import annotations
@@ -49,6 +50,10 @@ DATA_OUTPUTS = ("data.json", "cache/data.json", "cache/data.npz")
 MODEL_OUTPUTS = ("model.keras", "history.csv")
 EVALUATION_OUTPUTS = ("metrics.json",)
 EXPORT_OUTPUTS = ("export/verification.json", "export/model_card.json")
+HASHED_FILE_LIMIT = 64 << 20
+"""Source files up to this size are fingerprinted by content; larger ones by size and time."""
+CACHED_DATA_LIMIT = 2 << 30
+"""Prepared data larger than this (its arrays' bytes) is not copied into the run directory."""
 
 
 def digest(obj: Any) -> str:
@@ -73,8 +78,9 @@ def stage_keys(spec, base_dir: Path) -> dict[str, str]:
 
 def files_fingerprint(value: Any, base_dir: Path) -> dict[str, Any]:
     """Every string in `value` (a source's settings) naming an existing file or folder,
-    relative to `base_dir`, mapped to a fingerprint of it: the SHA-256 of a file, the
-    relative names, sizes and modification times of the files in a folder."""
+    relative to `base_dir`, mapped to a fingerprint of it: the SHA-256 of a file (size and
+    modification time beyond HASHED_FILE_LIMIT), the relative names, sizes and
+    modification times of the files in a folder."""
     found: dict[str, Any] = {}
     for text in _strings(value):
         if not text or len(text) > 4096 or "\n" in text:
@@ -83,7 +89,9 @@ def files_fingerprint(value: Any, base_dir: Path) -> dict[str, Any]:
         path = path if path.is_absolute() else base_dir / path
         try:
             if path.is_file():
-                found[text] = _file_digest(path)
+                stat = path.stat()
+                found[text] = (_file_digest(path) if stat.st_size <= HASHED_FILE_LIMIT
+                               else [stat.st_size, stat.st_mtime_ns])
             elif path.is_dir():
                 found[text] = [[str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns]
                                for p in sorted(path.rglob("*")) if p.is_file()]
@@ -124,6 +132,9 @@ def save(obj: Any, folder: Path, name: str) -> str | None:
         tree = _encode(obj, arrays)
     except NotCacheable as err:
         return str(err)
+    size = sum(a.nbytes for a in arrays)
+    if size > CACHED_DATA_LIMIT:
+        return f"{size / 2**30:.1f} GiB of arrays, over the {CACHED_DATA_LIMIT / 2**30:.0f} GiB limit"
     with atomic_path(folder / f"{name}.npz") as tmp:
         with open(tmp, "wb") as handle:
             np.savez(handle, **{f"a{i:05d}": a for i, a in enumerate(arrays)})

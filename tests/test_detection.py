@@ -286,3 +286,33 @@ def test_the_trained_detector_runs_on_the_jax_backend(tiny_run, tmp_path):
     confident = on_tf["scores"] > 0.05  # near-ties below this may swap places between backends
     np.testing.assert_allclose(on_jax["boxes"][confident], on_tf["boxes"][confident], atol=1e-3)
     assert np.array_equal(on_jax["classes"][confident], on_tf["classes"][confident])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("box_format, box_units", [("xyxy", "pixels"), ("xywh", "pixels"), ("xyxy", "relative")])
+def test_decoding_finds_peaks_and_writes_the_spec_box_format(box_format, box_units):
+    """Hand-made maps (4 × 4 cells of stride 8 on a 32 px image, 2 classes): two peaks, a
+    lower neighbour of one (suppressed by the 3 × 3 window) and a weak cell (below the
+    threshold)."""
+    from dlpipe.architectures.centernet import DecodeDetections
+
+    maps = np.zeros((1, 4, 4, 2 + 4), np.float32)
+    maps[0, 1, 2, 0] = 0.9     # class 0 peak at row 1, col 2
+    maps[0, 1, 3, 0] = 0.6     # its neighbour: not a peak
+    maps[0, 3, 0, 1] = 0.7     # class 1 peak at row 3, col 0
+    maps[0, 0, 0, 1] = 0.02    # a peak below the threshold
+    maps[0, 1, 2, 2:] = [2.0, 1.0, 0.5, 0.25]   # width, height (cells), offset x, y
+    maps[0, 3, 0, 2:] = [1.5, 3.0, 0.0, 0.75]
+    decode = DecodeDetections(2, 8, 32, peak_window=3, max_detections=4, score_threshold=0.05,
+                              box_format=box_format, box_units=box_units)
+    out = {k: np.asarray(v) for k, v in decode(maps).items()}
+    # centre (2.5, 1.25) cells → (20, 10) px, 16 × 8 px; centre (0, 3.75) → (0, 30), 12 × 24 clipped
+    expected = np.array([[12.0, 6.0, 28.0, 14.0], [0.0, 18.0, 6.0, 32.0]])
+    if box_format == "xywh":
+        expected[:, 2:] -= expected[:, :2]
+    if box_units == "relative":
+        expected /= 32
+    np.testing.assert_allclose(out["scores"][0], [0.9, 0.7, 0.0, 0.0], atol=1e-7)
+    assert out["classes"][0].tolist() == [0, 1, -1, -1]
+    np.testing.assert_allclose(out["boxes"][0, :2], expected, atol=1e-5)
+    assert (out["boxes"][0, 2:] == 0).all()

@@ -173,3 +173,14 @@ def test_signals_become_interruptions(signum, code):
                 pass
     assert info.value.exit_code == code and info.value.signal_name == signal.Signals(signum).name
     assert signal.getsignal(signum) is before
+
+
+def test_large_files_and_large_data_are_not_read_twice(tmp_path, monkeypatch):
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"x" * 100)
+    monkeypatch.setattr(stagecache, "HASHED_FILE_LIMIT", 10)
+    first = stagecache.files_fingerprint({"path": "big.bin"}, tmp_path)
+    assert first == {"big.bin": [100, big.stat().st_mtime_ns]}  # size and time, not content
+    monkeypatch.setattr(stagecache, "CACHED_DATA_LIMIT", 10)
+    assert stagecache.save({"x": np.zeros(4)}, tmp_path / "c", "data").startswith("0.0 GiB of arrays, over")
+    assert not (tmp_path / "c").exists()

@@ -67,9 +67,13 @@ def stage_keys(spec, base_dir: Path) -> dict[str, str]:
     # Files the data stage reads: the source's, the split files, a label-map file.
     named = [section.get("source"), (section.get("split") or {}).get("files"),
              (section.get("target") or {}).get("label_map")]
+    vectors = [f["pretrained"] for f in section.get("features", []) if f.get("pretrained")]
     data = digest({"dlpipe": __version__, **{k: v for k, v in dump.items() if k not in NOT_DATA},
                    "sample_weight": (dump.get("training") or {}).get("sample_weight"),
-                   "files": files_fingerprint(named, Path(base_dir))})
+                   "files": files_fingerprint(named, Path(base_dir)),
+                   # Pretrained vector files are read when the model is built: a changed file
+                   # must retrain (only specs that name one get this key, others keep theirs).
+                   **({"vectors": files_fingerprint(vectors, Path(base_dir))} if vectors else {})})
     train = digest({"data": data, "model": dump.get("model"), "training": dump.get("training")})
     evaluate = digest({"train": train, "evaluation": dump.get("evaluation")})
     export = digest({"evaluate": evaluate, "export": dump.get("export")})

@@ -10,7 +10,7 @@ vector; its encoder is the product. Read top to bottom.
               autoencoder.keras (encoder + decoder)
     evaluate  reconstruction_mse on each split; with labels, knn_accuracy: a k-nearest-
               neighbours classifier fitted on the training embeddings, scored on each split
-              → metrics.json
+              → metrics.json; the test embeddings drawn → plots/embeddings.png
     export    the encoder in each format, loaded back with its own runtime, compared →
               verification.json, model card
     report    learning curves and one self-contained page → report.html
@@ -78,7 +78,7 @@ def run(ctx) -> None:
         from dlpipe.metrics.embedding import evaluate
         from dlpipe.metrics.evaluate import json_ready
 
-        metrics = evaluate(models, spec, data, targets, spec.evaluation.splits)
+        metrics = evaluate(models, spec, data, targets, spec.evaluation.splits, out=run_dir.root)
         atomic_write_json(run_dir.path("metrics.json"), json_ready(metrics))
 
     with run_dir.stage("export"):

@@ -335,3 +335,15 @@ def test_every_dlpipe_layer_is_registered_for_loading():
     assert {"LastValue", "SubtractLast", "ChannelConvert"} <= {c.__name__ for c in classes}
     for cls in classes:
         assert keras.saving.get_registered_object(f"dlpipe>{cls.__name__}") is cls, cls.__name__
+
+
+def test_a_changed_vector_file_changes_the_stage_keys(tmp_path):
+    from dlpipe.stagecache import stage_keys
+
+    write_mixed(tmp_path, n=20)
+    spec = load_spec(tmp_path / "spec.yaml")
+    before = stage_keys(spec, tmp_path)
+    with (tmp_path / "vectors.txt").open("a") as handle:
+        handle.write("calm 0 0 0 1\n")
+    after = stage_keys(spec, tmp_path)
+    assert before["data"] != after["data"] and before["train"] != after["train"]

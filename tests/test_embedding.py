@@ -100,6 +100,9 @@ def test_the_encoder_is_what_is_saved_exported_and_verified(digits_run):
     assert all(v["passed"] and v["max_abs_diff"] <= 1e-4 and v["samples"] == 180 for v in verification.values())
     card = json.loads((digits_run / "export/model_card.json").read_text())
     assert card["task"] == "embedding" and card["output"]["units"] == 16
+    # The report shows the test embeddings on their first two principal components.
+    assert {p.stem for p in (digits_run / "plots").glob("*.png")} == {"learning_curves", "embeddings"}
+    assert (digits_run / "report.html").read_text().count("data:image/png;base64,") == 2
     header = (digits_run / "history.csv").read_text().splitlines()[0].split(",")
     assert {"loss", "reconstruction_mse", "val_loss", "val_reconstruction_mse"} <= set(header)
 

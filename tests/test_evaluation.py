@@ -44,6 +44,7 @@ EXPECTED_PLOTS = {
     "breast-cancer-mlp": {"learning_curves", "confusion_matrix", "roc_curve", "pr_curve"},
     "digits-cnn": {"learning_curves", "confusion_matrix", "misclassified"},
     "diabetes-mlp": {"learning_curves", "residuals"},
+    "digits-autoencoder": {"learning_curves", "embeddings"},
 }
 
 

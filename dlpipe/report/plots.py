@@ -156,6 +156,34 @@ def residuals(y: np.ndarray, prediction: np.ndarray, path: Path, split: str) -> 
     return _save(figure, path)
 
 
+def embedding_map(embeddings: np.ndarray, labels: np.ndarray | None, class_names: Sequence[str] | None,
+                  path: Path, split: str) -> Path:
+    """The embeddings projected on their first two principal components (an SVD of the
+    centred vectors), one colour per class when there are labels: neighbours that share a
+    colour are what knn_accuracy counts."""
+    vectors = np.asarray(embeddings, dtype=np.float64).reshape(len(embeddings), -1)
+    centred = vectors - vectors.mean(axis=0)
+    _, singular, directions = np.linalg.svd(centred, full_matrices=False)
+    points = centred @ directions[:2].T
+    if points.shape[1] == 1:  # a 1-number embedding: spread along one axis
+        points = np.concatenate([points, np.zeros_like(points)], axis=1)
+    share = singular[:2] ** 2 / max(float(np.sum(singular ** 2)), 1e-300)
+    figure, axes = _figure(6.0, 5.0)
+    ax = axes[0][0]
+    if labels is None:
+        ax.scatter(points[:, 0], points[:, 1], s=10, alpha=0.6)
+    else:
+        for index, name in enumerate(class_names or sorted(set(np.asarray(labels).tolist()))):
+            chosen = np.asarray(labels) == index
+            ax.scatter(points[chosen, 0], points[chosen, 1], s=10, alpha=0.7, label=str(name))
+        ax.legend(fontsize="small", markerscale=1.5, loc="best", ncols=2 if len(class_names or []) > 5 else 1)
+    ax.set(title=f"Embeddings ({split}), first two principal components",
+           xlabel=f"PC 1 ({share[0]:.0%} of variance)",
+           ylabel=f"PC 2 ({share[1]:.0%} of variance)" if len(share) > 1 else "PC 2")
+    ax.grid(alpha=0.3)
+    return _save(figure, path)
+
+
 Box = tuple[Sequence[float], str, str]
 """(x1, y1, x2, y2) in pixels, a caption, a matplotlib colour."""
 

@@ -194,6 +194,9 @@ def check_embedding(spec: Spec) -> Found:
     if spec.model.type != "autoencoder":
         yield (("model", "type"), f"task embedding trains an autoencoder and exports its encoder; "
                f"set model.type to autoencoder, not {spec.model.type}")
+    elif spec.model.head.units or spec.model.head.dropout:
+        yield (("model", "head"), "task embedding has no head: the encoder's latent vector is the output "
+               "(remove model.head, or use task classification for a head on the latent vector)")
     for i, name in enumerate(spec.evaluation.metrics or []):
         if name == "knn_accuracy" and spec.data.target is None:
             yield (("evaluation", "metrics", i), "knn_accuracy scores embeddings by their labels: "

@@ -173,8 +173,10 @@ class Autoencoder(StrictModel):
     kernel_initializer: Initializer = "glorot_uniform"
     reconstruction_weight: NonNegative = 1.0
     """Weight of the mean squared reconstruction error in the training loss; 0 trains the
-    encoder through the head alone."""
+    encoder through the head alone. Task embedding: unused (the reconstruction error is the
+    whole loss)."""
     head: Head = Head()
+    """Classification or regression on the latent vector. Task embedding has no head."""
 
 
 # Layers that take a list of tensors (`inputs` of two or more nodes or features).

@@ -1,5 +1,6 @@
 """`dlpipe predict MODEL INPUT`: raw data in, class names and probabilities, values, or
-embeddings (one vector per example, columns embedding_0 … embedding_<k-1>) out.
+embeddings (one vector per example, columns embedding_0 … embedding_<k-1>) out; for a
+detector, boxes, scores and class names per image (dlpipe/exporters/detection.py).
 
 MODEL is a run directory (its model.keras), an export directory (its SavedModel, else its
 .keras), a SavedModel folder or a .keras file. What the model takes and returns comes from
@@ -88,9 +89,6 @@ def locate_model(path: str | Path) -> Model:
     else:
         raise DlpipeError(f"{path}: no model card (model_card.json) beside the model; write one with "
                           "`dlpipe export RUN_DIR`")
-    if interface.get("task") == "detection":
-        raise DlpipeError(f"{path}: a detector; dlpipe predict does not run detectors yet (its SavedModel's "
-                          "serving_default takes `image` and returns boxes, scores and classes)")
     labels = _labels_file(path)
     if labels is not None:
         interface = {**interface, "class_names": labels}
@@ -370,12 +368,19 @@ def predict_file(model_path: str | Path, input_path: str | Path, out: str | Path
     if model.warning:
         print(f"[dlpipe] warning: {model.warning}", file=log, flush=True)
     fmt = "csv" if out is None or Path(out).suffix.lower() == ".csv" else "jsonl"
-    run = model.predictor(allow_unsafe)
+    if model.interface.get("task") == "detection":  # boxes per image: dlpipe/exporters/detection.py
+        from dlpipe.exporters.detection import load_detector, write_detections
+
+        run = load_detector(model.kind, model.path, allow_unsafe)
+        into = lambda handle: write_detections(handle, fmt, model.interface, examples, run, batch_size, log)  # noqa: E731
+    else:
+        run = model.predictor(allow_unsafe)
+        into = lambda handle: _predict_into(handle, fmt, model, examples, run, batch_size, log)  # noqa: E731
     if out is None:
-        _predict_into(sys.stdout, fmt, model, examples, run, batch_size, log)
+        into(sys.stdout)
     else:
         with atomic_path(Path(out)) as tmp, open(tmp, "w", encoding="utf-8", newline="") as handle:
-            _predict_into(handle, fmt, model, examples, run, batch_size, log)
+            into(handle)
     return examples.count
 
 

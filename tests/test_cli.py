@@ -136,6 +136,15 @@ def test_templates_lists_every_template_with_its_description():
     assert all(description for _, description in rows)
 
 
+def test_every_template_has_a_run_template_entry():
+    """tests/test_run_templates.py runs each template (shortened) against a trivial baseline;
+    its table must name every template, so a new one cannot ship unchecked."""
+    from test_run_templates import TEMPLATES as CHECKED
+
+    assert {t.stem for t in TEMPLATES} == set(CHECKED), \
+        "add an entry for each template to TEMPLATES in tests/test_run_templates.py (and remove gone ones)"
+
+
 @pytest.mark.parametrize("template", TEMPLATES, ids=lambda p: p.stem)
 def test_init_writes_a_template_that_names_its_new_path_and_validates(template, tmp_path):
     dest = tmp_path / "mine.yaml"

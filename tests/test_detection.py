@@ -316,3 +316,37 @@ def test_decoding_finds_peaks_and_writes_the_spec_box_format(box_format, box_uni
     assert out["classes"][0].tolist() == [0, 1, -1, -1]
     np.testing.assert_allclose(out["boxes"][0, :2], expected, atol=1e-5)
     assert (out["boxes"][0, 2:] == 0).all()
+
+
+@pytest.mark.slow
+def test_predict_on_image_files_returns_the_runs_detections(tiny_run, tmp_path):
+    """PNG files of test images through `dlpipe predict` (run dir → model.keras; the
+    SavedModel) give the detections the evaluation stage recorded for those images."""
+    from PIL import Image
+
+    from dlpipe.cli import main
+
+    _, test = _test_split(tiny_run)
+    (tmp_path / "images").mkdir()
+    for i, image in enumerate(test.images[:4]):
+        Image.fromarray(image).save(tmp_path / "images" / f"img{i}.png")
+    recorded = json.loads((tiny_run / "evaluation/test/detections.json").read_text())[:4]
+    result = CliRunner().invoke(main, ["predict", str(tiny_run), str(tmp_path / "images"),
+                                       "--out", str(tmp_path / "found.jsonl")])
+    assert result.exit_code == 0, result.output
+    found = [json.loads(line) for line in (tmp_path / "found.jsonl").read_text().splitlines()]
+    assert [f["file"] for f in found] == [f"img{i}.png" for i in range(4)]
+    names = ["rectangle", "circle", "triangle"]
+    for mine, theirs in zip(found, recorded):
+        np.testing.assert_allclose(mine["scores"], theirs["scores"], atol=1e-6)
+        np.testing.assert_allclose(mine["boxes"], theirs["boxes"], atol=1e-4)
+        assert mine["classes"] == [names[c] for c in theirs["classes"]]
+    result = CliRunner().invoke(main, ["predict", str(tiny_run / "export" / "saved_model"),
+                                       str(tmp_path / "images"), "--out", str(tmp_path / "found.csv")])
+    assert result.exit_code == 0, result.output
+    header, *rows = (tmp_path / "found.csv").read_text().splitlines()
+    assert header == "file,class,score,x1,y1,x2,y2" and len(rows) == sum(len(r["scores"]) for r in recorded)
+    first = rows[0].split(",")
+    assert first[:2] == ["img0.png", names[recorded[0]["classes"][0]]]
+    np.testing.assert_allclose([float(v) for v in first[2:]], [recorded[0]["scores"][0], *recorded[0]["boxes"][0]],
+                               atol=1e-4)

@@ -3,7 +3,8 @@ Keras in safe mode) and `saved_model` (export/saved_model/, `serving_default(ima
 boxes, scores, classes, reloaded with `tf.saved_model.load` alone). Each is run on the
 test images — the first few one by one, then all in one batch — and its decoded outputs
 compared with the trained detector's: max abs diff of boxes and scores, and the share of
-detections whose class agrees."""
+detections whose class agrees. `dlpipe predict` runs detectors through `load_detector` and
+`write_detections`."""
 
 from __future__ import annotations
 
@@ -63,7 +64,7 @@ def compare(reference: dict, exported: dict) -> dict:
 
 def export_detector(detector, spec, images: np.ndarray, interface: dict, out: Path) -> dict:
     """Write, reload and compare each of `spec.export.formats`; export/verification.json."""
-    images = images.astype(np.float32)
+    images, interface = images.astype(np.float32), with_inputs(interface)
     reference = {k: np.asarray(v) for k, v in detector(images, training=False).items()}
     results = {}
     for name in spec.export.formats:
@@ -80,8 +81,66 @@ def export_detector(detector, spec, images: np.ndarray, interface: dict, out: Pa
         result["passed"] = result["max_abs_diff"] <= TOLERANCE[name] and result["agreement"] == 1.0
         results[name] = result
     atomic_write_json(out / "verification.json", results)
+    # export/model_card.json: what `dlpipe predict EXPORT_DIR` or a run directory reads.
+    atomic_write_json(out / "model_card.json",
+                      {**interface, "exports": {name: {"passed": r["passed"]} for name, r in results.items()}})
     failed = [f"{name}: max abs diff {r['max_abs_diff']:.3g}, class agreement {r['agreement']:.4f}"
               for name, r in results.items() if not r["passed"]]
     if failed and spec.export.verify == "error":
         raise StageError("export", "exported detector differs from the trained one: " + "; ".join(failed))
     return results
+
+
+# `dlpipe predict` on a detector -------------------------------------------------------------
+
+
+def with_inputs(interface: dict) -> dict:
+    """The interface as `dlpipe predict` reads it: its one image input (0..255) also listed
+    under `inputs`, as model cards list them."""
+    entry = interface["input"]
+    return {**interface, "inputs": [{"name": entry["name"], "input": entry["name"], "type": "image",
+                                     "shape": entry["shape"], "value_range": entry["range"]}]}
+
+
+def load_detector(kind: str, path: Path, allow_unsafe: bool = False):
+    """images → {"boxes", "scores", "classes"} with the export's own runtime."""
+    if kind == "saved_model":
+        import tensorflow as tf
+
+        serve = tf.saved_model.load(str(path)).signatures["serving_default"]
+        return lambda images: {k: v.numpy() for k, v in serve(image=tf.constant(images)).items()}
+    import dlpipe.architectures.centernet  # noqa: F401 — registers DecodeDetections
+    from dlpipe.modelfile import load_keras_model
+
+    model = load_keras_model(path, allow_unsafe=allow_unsafe, opt_in="--allow-unsafe-deserialization")
+    return lambda images: {k: np.asarray(v) for k, v in model(images, training=False).items()}
+
+
+def write_detections(handle, fmt: str, interface: dict, examples, run, batch_size: int, log) -> None:
+    """JSON lines: one object per image (file, boxes, scores, classes); CSV: one row per
+    detection (file, class, score, then the box in the model's format and units). Only kept
+    detections (score at least the spec's threshold) are written."""
+    import csv
+    import sys
+
+    names = interface["class_names"]
+    box = interface["outputs"]["boxes"]
+    columns = ["x1", "y1", "x2", "y2"] if box["format"] == "xyxy" else ["x", "y", "width", "height"]
+    writer = csv.writer(handle, lineterminator="\n") if fmt == "csv" else None
+    if writer is not None:
+        writer.writerow(["file", "class", "score", *columns])
+    for start in range(0, examples.count, batch_size):
+        stop = min(start + batch_size, examples.count)
+        (images,) = examples.batch(start, stop).values()
+        out = run(images.astype(np.float32))
+        for i, label in enumerate(examples.labels[start:stop]):
+            kept = out["classes"][i] >= 0
+            boxes, scores = out["boxes"][i][kept].tolist(), out["scores"][i][kept].tolist()
+            classes = [names[c] for c in out["classes"][i][kept]]
+            if writer is None:
+                handle.write(json.dumps({"file": label, "boxes": boxes, "scores": scores, "classes": classes,
+                                         "box_format": box["format"], "box_units": box["units"]}) + "\n")
+            else:
+                writer.writerows([label, c, f"{s:.9g}", *(f"{v:.9g}" for v in b)]
+                                 for b, s, c in zip(boxes, scores, classes))
+        print(f"[dlpipe] predict: {stop}/{examples.count} images", file=log or sys.stderr, flush=True)

@@ -259,7 +259,7 @@ def bound_values(param) -> list[tuple[tuple, Any]]:
 
 def check_tuning(spec):
     """(path, message) for every problem of the `tuning` section."""
-    if spec.tuning is None:
+    if spec.tuning is None or spec.task == "generation":  # refused as a whole in checks.py
         return
     tuning = spec.tuning
     yield from _check_objective(spec, tuning.objective)

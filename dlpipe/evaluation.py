@@ -80,6 +80,9 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None) -> Evaluat
     if spec.task == "detection":
         raise DlpipeError(f"{run_root}: dlpipe evaluate does not re-evaluate detection runs yet; "
                           "metrics.json and evaluation/ hold the run's own evaluation")
+    if spec.task == "generation":
+        raise DlpipeError(f"{run_root}: dlpipe evaluate does not re-evaluate GAN runs yet; metrics.json and "
+                          "evaluation/generation.json hold the FID and Inception Score of every evaluation")
     # Relative data paths in the spec are relative to the spec file the run started from.
     spec_file = Path(record.get("spec_file") or run_root / "spec.yaml")
     base_dir = spec_file.parent

@@ -146,3 +146,10 @@ def test_fid_on_classifier_features_matches_scipy_and_separates_noise(gan_run):
     assert real_vs_real == pytest.approx(_scipy_fid(train, test), rel=1e-5, abs=1e-6)
     assert real_vs_noise == pytest.approx(_scipy_fid(train, noise), rel=1e-5)
     assert real_vs_noise > 20 * real_vs_real
+
+
+@pytest.mark.parametrize("command", ["evaluate", "export"])
+def test_evaluate_and_export_refuse_a_gan_run_in_one_line(gan_run, command):
+    result = CliRunner().invoke(main, [command, str(gan_run)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.stderr.strip().splitlines()[-1].startswith(f"error: {gan_run}: dlpipe {command} does not re-")

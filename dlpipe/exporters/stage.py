@@ -166,6 +166,9 @@ def export_run(run_path: str | Path, *, formats: Sequence[str] | None = None,
     if spec.task == "detection":
         raise DlpipeError(f"{root}: dlpipe export does not re-export detection runs yet; "
                           "export/ holds the run's own keras and saved_model exports")
+    if spec.task == "generation":
+        raise DlpipeError(f"{root}: dlpipe export does not re-export GAN runs yet; export/ holds the run's own "
+                          "keras and saved_model exports of the generator")
     record = _json(root / "run.json")
     # Relative data paths were relative to the spec file the run started from.
     base_dir = Path(record["spec_file"]).parent if record.get("spec_file") else root

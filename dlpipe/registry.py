@@ -143,6 +143,7 @@ _TABLES: dict[str, dict[str, str]] = {
         "vit": "dlpipe.architectures.vit:build",
         "autoencoder": "dlpipe.architectures.autoencoder:build",
         "graph": "dlpipe.architectures.graph:build",
+        "gan": "dlpipe.architectures.gan:build",
         # Task detection's own model (maps model; pipelines/detection.py adds the decoding).
         "centernet": "dlpipe.architectures.centernet:build_maps_model",
     },
@@ -190,7 +191,7 @@ _TABLES: dict[str, dict[str, str]] = {
         "reconstruction_mse": "dlpipe.metrics.embedding:reconstruction_mse",
         "knn_accuracy": "dlpipe.metrics.embedding:knn_accuracy",
     },
-    "metric:generative": {
+    "metric:generation": {
         "fid": "dlpipe.metrics.generative:fid",
         "inception_score": "dlpipe.metrics.generative:inception_score",
     },
@@ -203,6 +204,7 @@ _TABLES: dict[str, dict[str, str]] = {
     "pipeline": {
         "supervised": "dlpipe.pipelines.supervised:run",
         "embedding": "dlpipe.pipelines.embedding:run",
+        "adversarial": "dlpipe.pipelines.adversarial:run",
         "detection": "dlpipe.pipelines.detection:run",
     },
 }

@@ -6,8 +6,8 @@ on, chained, so a stage's key changes whenever an earlier stage's does:
     data      every top-level section except model/training/evaluation/export/tuning/name/
               description (so: task, seed, data, prepare, and any section added later),
               training.sample_weight, dlpipe's version, and a fingerprint of every file or
-              folder the data source names (contents of files up to 64 MiB, else size+time;
-              names+sizes+times of the files in folders)
+              folder the data source, the split files and a label-map file name (contents
+              of files up to 64 MiB, else size+time; names+sizes+times of the files in folders)
     train     data + model + training
     evaluate  train + evaluation
     export    evaluate + export (the model card carries the metrics)
@@ -63,11 +63,14 @@ def digest(obj: Any) -> str:
 def stage_keys(spec, base_dir: Path) -> dict[str, str]:
     """The cache key of each stage of a supervised-style pipeline (see the module doc)."""
     dump = spec.model_dump(mode="json")
-    source = dump.get("data", {}).get("source")
-    vectors = [f["pretrained"] for f in dump.get("data", {}).get("features", []) if f.get("pretrained")]
+    section = dump.get("data") or {}
+    # Files the data stage reads: the source's, the split files, a label-map file.
+    named = [section.get("source"), (section.get("split") or {}).get("files"),
+             (section.get("target") or {}).get("label_map")]
+    vectors = [f["pretrained"] for f in section.get("features", []) if f.get("pretrained")]
     data = digest({"dlpipe": __version__, **{k: v for k, v in dump.items() if k not in NOT_DATA},
                    "sample_weight": (dump.get("training") or {}).get("sample_weight"),
-                   "files": files_fingerprint(source, Path(base_dir)),
+                   "files": files_fingerprint(named, Path(base_dir)),
                    # Pretrained vector files are read when the model is built: a changed file
                    # must retrain (only specs that name one get this key, others keep theirs).
                    **({"vectors": files_fingerprint(vectors, Path(base_dir))} if vectors else {})})

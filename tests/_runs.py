@@ -50,3 +50,22 @@ def digits() -> Path:
 def churn() -> Path:
     """Text categorical inputs (tests/fixtures/churn.yaml): keras, saved_model, tflite, onnx."""
     return _run(FIXTURES / "churn.yaml", "churn", [])
+
+
+@functools.cache
+def embedding() -> Path:
+    """The autoencoder-embeddings template copied with `dlpipe init` and run for 12 epochs
+    instead of up to 60 (keras and SavedModel, as shipped): shared by tests/test_embedding.py
+    and the template table of tests/test_run_templates.py."""
+    from click.testing import CliRunner
+
+    from dlpipe.cli import main
+
+    folder = _BASE / "embedding"
+    folder.mkdir()
+    result = CliRunner().invoke(main, ["init", "autoencoder-embeddings", str(folder)])
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(main, ["run", str(folder / "autoencoder-embeddings.yaml"), "--set",
+                                       "training.epochs=12", "--out", str(folder / "run")])
+    assert result.exit_code == 0, result.output
+    return folder / "run"

@@ -347,3 +347,52 @@ def test_a_changed_vector_file_changes_the_stage_keys(tmp_path):
         handle.write("calm 0 0 0 1\n")
     after = stage_keys(spec, tmp_path)
     assert before["data"] != after["data"] and before["train"] != after["train"]
+
+
+BUILD = """
+import json, sys
+from pathlib import Path
+import keras
+import numpy as np
+from dlpipe.architectures.assemble import build_model
+from dlpipe.data.prepare import prepare
+from dlpipe.spec import load_spec
+
+found = {"backend": keras.backend.backend()}
+for path in sys.argv[1:]:
+    spec = load_spec(path)
+    data = prepare(spec, Path(path).parent, None)
+    model = build_model(spec, data)
+    output = np.asarray(model.predict({k: v[:4] for k, v in data.splits["test"].x.items()}, verbose=0))
+    found[path] = [int(model.count_params()), output.round(4).tolist()]
+print(json.dumps(found))
+"""
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_forecasting_and_image_size_layers_build_on_every_backend(tmp_path, backend):
+    """LastValue, SubtractLast, ChannelConvert and Resizing are keras.ops / keras.layers:
+    the same models build on JAX with the same parameter counts."""
+    import importlib.util
+    import os
+    import subprocess
+    import sys
+
+    if backend == "jax" and importlib.util.find_spec("jax") is None:
+        pytest.skip("jax is not installed (optional: pip install 'dlpipe[jax]')")
+    (tmp_path / "s.csv").write_text("t,level\n" + "".join(f"{d},{np.sin(d / 5):.4f}\n" for d in range(120)))
+    (tmp_path / "f.yaml").write_text("name: f\ntask: forecasting\ndata: {source: {type: csv, path: s.csv}, "
+                                     "target: {name: level}, windows: {lookback: 6, horizon: 2, order_by: t}}\n"
+                                     "model: {type: rnn, cell: gru, units: [4]}\n")
+    image = digits_spec(tmp_path, "[]", image="{name: image, type: image, size: [12, 12], channels: 3}")
+    env = {**os.environ, "KERAS_BACKEND": backend, "JAX_PLATFORMS": "cpu"}
+    done = subprocess.run([sys.executable, "-c", BUILD, str(tmp_path / "f.yaml"), str(image)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found.pop("backend") == backend
+    parameters = {Path(p).stem: count for p, (count, _) in found.items()}
+    # GRU(4) on 1 channel: 3·(4·(1+4) + 2·4) = 84; head 4·2 + 2 = 10. Conv 3×3 on 3 channels: 8·27 + 8 = 224; 8·10 + 10.
+    assert parameters == {"f": 84 + 10, "spec": 224 + 90}
+    forecast = np.asarray(found[str(tmp_path / "f.yaml")][1])
+    assert forecast.shape == (4, 2) and np.isfinite(forecast).all()

@@ -658,3 +658,22 @@ def test_a_streamed_run_matches_the_in_memory_run(tmp_path):
     assert described["streaming"] == {"chunk_rows": 250, "chunks": 5, "peak_rows": 250}
     assert metrics["memory"]["accuracy"] >= 0.9
     assert abs(metrics["stream"]["accuracy"] - metrics["memory"]["accuracy"]) <= 0.05, metrics
+
+
+def test_the_data_stage_key_follows_split_files_and_label_map_files(tmp_path):
+    from dlpipe.spec import load_spec
+    from dlpipe.stagecache import stage_keys
+
+    write_csv(tmp_path / "train.csv", ["x", "label"], [[i, "ab"[i % 2]] for i in range(8)])
+    write_csv(tmp_path / "test.csv", ["x", "label"], [[i, "ab"[i % 2]] for i in range(4)])
+    (tmp_path / "map.json").write_text(json.dumps({"a": "A", "b": "B"}))
+    spec = write_spec(tmp_path, """
+        source: {type: csv, path: train.csv}
+        target: {name: label, label_map: map.json}
+        split: {files: {test: test.csv}}""")
+    key = lambda: stage_keys(load_spec(spec), tmp_path)["data"]
+    first = key()
+    (tmp_path / "map.json").write_text(json.dumps({"a": "B", "b": "A"}))
+    second = key()
+    write_csv(tmp_path / "test.csv", ["x", "label"], [[i, "ba"[i % 2]] for i in range(4)])
+    assert len({first, second, key()}) == 3

@@ -53,8 +53,10 @@ def run_cli(*args: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def digits_run(tmp_path_factory) -> Path:
-    return run_cli(str(TEMPLATE), "--set", "training.epochs=12", "--out", str(tmp_path_factory.mktemp("ae") / "run"))
+def digits_run() -> Path:
+    import _runs
+
+    return _runs.embedding()  # the template for 12 epochs, shared with tests/test_run_templates.py
 
 
 @pytest.fixture(scope="module")

@@ -109,7 +109,7 @@ NAME_CASES = [
     pytest.param(IMAGE, ("  batch_size: 64\n", "  batch_size: 64\n  loss: msee\n"), "msee", "training.loss",
                  "unknown loss 'msee'; did you mean 'mse'?", id="loss"),
     pytest.param(IMAGE, ("task: classification", "task: clasification"), "clasification", "task",
-                 "expected 'classification', 'regression', 'forecasting', 'detection' or 'embedding', got 'clasification'; "
+                 "expected 'classification', 'regression', 'forecasting', 'detection', 'embedding' or 'generation', got 'clasification'; "
                  "did you mean 'classification'?",
                  id="task"),
     pytest.param(IMAGE, ("global_pool: flatten", "global_pool: flaten"), "flaten", "model.global_pool",
@@ -243,7 +243,7 @@ CHECK_CASES = [
                            ("task: classification", "task: regression"),
                            ("stratify: true", "stratify: false"),
                            ("metrics: [accuracy, f1_macro, roc_auc, log_loss]", "metrics: [mae]")],
-                 "[a, b]", "data.target.class_names", "class_names needs task classification or embedding",
+                 "[a, b]", "data.target.class_names", "class_names needs task classification, embedding or generation",
                  id="class-names-vs-task"),
 ]
 

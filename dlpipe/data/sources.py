@@ -22,6 +22,9 @@ def resolve_path(path: str, base_dir: Path) -> Path:
 
 
 def load_source(source, base_dir: Path) -> Table:
+    if source.type not in registry.names("source"):  # e.g. detection's shapes/coco: their pipeline reads them
+        raise DataError(f"data.source type {source.type!r} is read by the {source.type} pipeline's own data "
+                        "stage, not as a table")
     return registry.load("source", source.type)(source, base_dir)
 
 

@@ -188,3 +188,79 @@ def inception_extractor(weights: str | Path, image_size: int = 299, batch_size: 
 def fid_from_samples(real: np.ndarray, generated: np.ndarray, extractor: Extractor) -> float:
     """FID between two sets of samples, both passed through the same extractor."""
     return fid(extractor(real), extractor(generated))
+
+
+# Extractors of features and class probabilities for task generation ---------------------
+
+
+def _two_outputs(model, features_layer, batch_size: int = 512):
+    """(features, probabilities) functions of one model: a layer's output and the output."""
+    import keras
+
+    # One input tensor, not a list: the model then takes a plain array.
+    both = keras.Model(model.inputs[0], [features_layer.output, model.outputs[0]])
+
+    def run(images: np.ndarray):
+        features, probabilities = [], []
+        for start in range(0, len(images), batch_size):
+            f, p = both(np.asarray(images[start:start + batch_size], dtype=np.float32), training=False)
+            features.append(np.asarray(f, dtype=np.float64).reshape(len(f), -1))
+            probabilities.append(np.asarray(p, dtype=np.float64).reshape(len(p), -1))
+        features, probabilities = np.concatenate(features), np.concatenate(probabilities)
+        if probabilities.shape[1] == 1:  # one sigmoid: the probabilities of classes 0 and 1
+            probabilities = np.concatenate([1 - probabilities, probabilities], axis=1)
+        return features, probabilities
+
+    return run
+
+
+def train_classifier_extractor(train_images: np.ndarray, train_labels: np.ndarray, n_classes: int, *,
+                               low: float, high: float, units: int, epochs: int, seed: int):
+    """A small CNN trained on labeled real images: returns run(images) → (features of its
+    penultimate layer `features`, softmax probabilities), and the model."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input(shape=train_images.shape[1:], name="image")
+    x = keras.layers.Rescaling(2 / (high - low), offset=-(high + low) / (high - low))(inputs)
+    for filters in (32, 64):
+        x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
+        if min(x.shape[1], x.shape[2]) >= 4:
+            x = keras.layers.MaxPooling2D()(x)
+    x = keras.layers.Flatten()(x)
+    features = keras.layers.Dense(units, activation="relu", name="features")
+    outputs = keras.layers.Dense(n_classes, activation="softmax", name="classes")(features(x))
+    model = keras.Model(inputs, outputs, name="feature_extractor")
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    model.fit(train_images.astype(np.float32), train_labels, batch_size=64, epochs=epochs, verbose=0,
+              shuffle=True)
+    return _two_outputs(model, features), model
+
+
+def run_extractor(model_path: str | Path, layer: str | None = None):
+    """A classifier saved by an earlier dlpipe run: returns run(images) → (the output of
+    `layer` — default: the layer before the output layer —, class probabilities)."""
+    import keras
+
+    import dlpipe.architectures.layers  # noqa: F401  (dlpipe's own layers, for safe-mode loading)
+
+    path = Path(model_path)
+    if path.is_dir():
+        path = path / "model.keras"
+    if not path.is_file():
+        raise DataError(f"{path}: no such model file (give a run directory holding model.keras)")
+    model = keras.saving.load_model(path, safe_mode=True, compile=False)
+    if len(model.inputs) != 1:
+        raise DataError(f"{path}: the model takes {len(model.inputs)} inputs; a feature extractor needs one")
+    names = [item.name for item in model.layers]
+    if layer is None:
+        chosen = model.layers[-2]
+    elif layer in names:
+        chosen = model.get_layer(layer)
+    else:
+        from dlpipe.errors import did_you_mean
+
+        hint = did_you_mean(layer, names) or f"; layers are: {', '.join(names)}"
+        raise DataError(f"{path}: no layer {layer!r}{hint}")
+    return _two_outputs(model, chosen), model

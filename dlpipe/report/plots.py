@@ -189,10 +189,12 @@ Box = tuple[Sequence[float], str, str]
 
 
 def image_grid(images: np.ndarray, captions: Sequence[str], path: Path, title: str,
-               boxes: Sequence[Sequence[Box]] | None = None, columns: int = 8) -> Path | None:
+               boxes: Sequence[Sequence[Box]] | None = None, columns: int = 8,
+               fixed_range: bool = False) -> Path | None:
     """A grid of images (N × H × W × C, any value range: each is scaled to its own
-    min..max) with a caption each and, optionally, boxes drawn on them: misclassified
-    examples, generated samples, detections."""
+    min..max, or with `fixed_range` all to the set's min..max, so a faint image stays faint)
+    with a caption each and, optionally, boxes drawn on them: misclassified examples,
+    generated samples, detections."""
     from matplotlib.patches import Rectangle
 
     images = np.asarray(images, dtype=np.float64)
@@ -209,7 +211,7 @@ def image_grid(images: np.ndarray, captions: Sequence[str], path: Path, title: s
         if index >= len(images):
             continue
         image = images[index]
-        low, high = image.min(), image.max()
+        low, high = (images.min(), images.max()) if fixed_range else (image.min(), image.max())
         image = (image - low) / (high - low) if high > low else np.zeros_like(image)
         if image.shape[-1] == 1:
             ax.imshow(image[..., 0], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
@@ -221,4 +223,22 @@ def image_grid(images: np.ndarray, captions: Sequence[str], path: Path, title: s
             if caption:
                 ax.text(x1, y1, caption, color="white", fontsize=6, va="bottom",
                         bbox={"facecolor": colour, "alpha": 0.7, "pad": 1, "linewidth": 0})
+    return _save(figure, path)
+
+
+def fid_curve(results: Sequence[dict], path: Path) -> Path | None:
+    """FID (log scale) and Inception Score at each evaluation of a GAN's training."""
+    if not results:
+        return None
+    epochs = [r["epoch"] for r in results]
+    figure, axes = _figure(8.4, 3.2, columns=2)
+    fid_axis, is_axis = axes[0]
+    fid_axis.plot(epochs, [max(r["fid"], 1e-6) for r in results], marker="o")
+    fid_axis.set_yscale("log")
+    fid_axis.set_title("FID (lower is better)")
+    is_axis.plot(epochs, [r["inception_score"] for r in results], marker="o", color="tab:green")
+    is_axis.set_title("Inception Score (higher is better)")
+    for ax in (fid_axis, is_axis):
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
     return _save(figure, path)

@@ -21,11 +21,14 @@ _LOSSES = {
     "forecasting": {"mse", "mae", "huber", "log_cosh"},
     "detection": set(),  # only auto: the detector's own loss (dlpipe/architectures/centernet.py)
     "embedding": {"mse"},  # the reconstruction error of the normalized inputs
+    "generation": set(),  # a GAN's adversarial losses are its own (training/adversarial.py)
 }
 # The metric Keras tracks during training, beside the loss (usable by early_stopping).
 # Detection tracks the loss alone (mAP needs decoded boxes: it is computed at evaluation).
+# Generation: fid, in history.csv at the evaluated epochs (nothing monitors it: checks refuse
+# early stopping and plateau schedules for a GAN).
 TRAINING_METRIC = {"classification": "accuracy", "regression": "mae", "forecasting": "mae",
-                   "embedding": "reconstruction_mse"}
+                   "embedding": "reconstruction_mse", "generation": "fid"}
 FEATURE_TYPES = ("numerical", "image", "sequence", "tokens")
 
 
@@ -44,10 +47,12 @@ def check_target(spec: Spec) -> Found:
     if spec.task == "detection":
         return  # boxes and classes come from the source; check_detection refuses a target
     if spec.data.target is None:
-        if spec.task != "embedding":  # an autoencoder learns from the features alone
+        # An autoencoder learns from the features alone; a GAN's target is optional (it makes
+        # the GAN class-conditioned).
+        if spec.task not in ("embedding", "generation"):
             yield (("data",), f"missing required key 'target' (task {spec.task} learns from labels)")
-    elif spec.data.target.class_names is not None and spec.task not in ("classification", "embedding"):
-        yield (("data", "target", "class_names"), "class_names needs task classification or embedding")
+    elif spec.data.target.class_names is not None and spec.task not in ("classification", "embedding", "generation"):
+        yield (("data", "target", "class_names"), "class_names needs task classification, embedding or generation")
     names = [f.name for f in spec.data.features]
     for i, name in enumerate(names):
         if name in names[:i]:
@@ -161,6 +166,10 @@ def check_imputation(spec: Spec) -> Found:
 
 def check_loss(spec: Spec) -> Found:
     loss = spec.training.loss
+    if spec.task == "generation":
+        if loss != "auto":
+            yield (("training", "loss"), "a GAN trains with its own adversarial losses; leave loss at auto")
+        return
     if spec.task == "detection":
         if loss != "auto":
             yield (("training", "loss"), f"loss {loss!r} does not fit task detection; use auto (the "
@@ -185,6 +194,9 @@ def check_embedding(spec: Spec) -> Found:
     if spec.model.type != "autoencoder":
         yield (("model", "type"), f"task embedding trains an autoencoder and exports its encoder; "
                f"set model.type to autoencoder, not {spec.model.type}")
+    elif spec.model.head.units or spec.model.head.dropout:
+        yield (("model", "head"), "task embedding has no head: the encoder's latent vector is the output "
+               "(remove model.head, or use task classification for a head on the latent vector)")
     for i, name in enumerate(spec.evaluation.metrics or []):
         if name == "knn_accuracy" and spec.data.target is None:
             yield (("evaluation", "metrics", i), "knn_accuracy scores embeddings by their labels: "
@@ -193,7 +205,10 @@ def check_embedding(spec: Spec) -> Found:
 
 def check_early_stopping(spec: Spec) -> Found:
     stopping = spec.training.early_stopping
-    if stopping is not None:
+    if stopping is not None and spec.task == "generation":
+        yield (("training", "early_stopping"), "early stopping needs a validation loss; a GAN's losses do not "
+               "measure progress (FID does): remove early_stopping and choose training.epochs")
+    elif stopping is not None:
         yield from _check_monitor(spec, stopping.monitor, ("training", "early_stopping", "monitor"))
 
 
@@ -227,13 +242,17 @@ def check_schedule(spec: Spec) -> Found:
                f"got {len(schedule.factors)}")
     if schedule.type == "cosine" and schedule.restarts is not None and schedule.decay_epochs is None:
         yield (path + ("restarts",), "restarts need decay_epochs (the length of the first cycle)")
-    if schedule.type == "reduce_on_plateau":
+    if schedule.type == "reduce_on_plateau" and spec.task == "generation":
+        yield (path, "reduce_on_plateau needs a monitored loss; a GAN has none that measures progress")
+    elif schedule.type == "reduce_on_plateau":
         yield from _check_monitor(spec, schedule.monitor, path + ("monitor",))
 
 
 def check_checkpoints(spec: Spec) -> Found:
     monitor = spec.training.checkpoints.monitor
-    if monitor != "auto":
+    if monitor != "auto" and spec.task == "generation":
+        yield (("training", "checkpoints", "monitor"), "a GAN keeps no best checkpoint; leave monitor at auto")
+    elif monitor != "auto":
         yield from _check_monitor(spec, monitor, ("training", "checkpoints", "monitor"))
 
 
@@ -505,8 +524,64 @@ def check_augmentation(spec: Spec) -> Found:
             yield (path + ("type",), f"{step.type} is listed twice")
 
 
-CHECKS = (check_detection, check_split, check_target, check_labeling, check_split_modes, check_imputation,
-          check_streaming, check_loss, check_metrics, check_embedding, check_early_stopping,
+# Task generation: what the adversarial pipeline supports.
+GENERATOR_EXPORTS = ("keras", "saved_model")
+
+
+def check_generation(spec: Spec) -> Found:
+    generation = spec.task == "generation"
+    if spec.model.type == "gan" and not generation:
+        yield (("model", "type"), f"a gan generates images: it needs task generation, not {spec.task}")
+    if spec.evaluation.generation is not None and not generation:
+        yield (("evaluation", "generation"), f"evaluation.generation needs task generation, not {spec.task}")
+    if spec.training.adversarial is not None and not generation:
+        yield (("training", "adversarial"), f"training.adversarial needs task generation, not {spec.task}")
+    if not generation:
+        return
+    if spec.model.type != "gan":
+        yield (("model", "type"), f"task generation trains a gan, not a {spec.model.type}")
+    if spec.evaluation.generation is None:
+        yield (("evaluation",), "missing required key 'generation' (task generation: how generated images "
+               "are scored, e.g. {feature_extractor: {type: classifier, labels: label}})")
+    images = [f for f in spec.data.features if f.type == "image"]
+    if not spec.data.features:
+        yield (("data",), "missing required key 'features': task generation learns one feature of type image")
+    elif len(images) != 1 or len(spec.data.features) != 1:
+        yield (("data", "features"), "task generation learns exactly one feature, of type image; "
+               f"data.features lists {len(spec.data.features)} ({len(images)} of type image)")
+    target = spec.data.target
+    if target is not None and target.multi_label:
+        yield (("data", "target", "multi_label"), "a conditional GAN takes one class per image, not several")
+    # The default is allowed (and ignored): a run's resolved spec.yaml writes it out.
+    if spec.prepare.normalization != type(spec.prepare)().normalization:
+        yield (("prepare", "normalization"), "a GAN scales images to −1..1 from the training split's range "
+               "itself (the generator's tanh range); remove prepare.normalization")
+    if spec.data.split.test == 0:  # pragma: no cover - the split model refuses test 0 already
+        yield (("data", "split", "test"), "FID needs held-out real images: give the test split a share")
+    for field in ("class_weight", "sample_weight"):
+        if getattr(spec.training, field) is not None:
+            yield (("training", field), f"{field} is not supported for task generation")
+    if spec.training.strategy in ("mirrored", "multi_worker"):
+        yield (("training", "strategy"), "GAN training runs on one device: use auto or none")
+    for key in ("files", "time_column", "folds"):
+        if getattr(spec.data.split, key, None) is not None:
+            yield (("data", "split", key), f"split {key} is not supported for task generation yet; "
+                   "give train/validation/test fractions")
+    for i, name in enumerate(spec.export.formats):
+        if name not in GENERATOR_EXPORTS:
+            yield (("export", "formats", i), f"the generator exports as {' or '.join(GENERATOR_EXPORTS)} "
+                   f"(a latent → image signature); {name} is not supported for it yet")
+    if spec.tuning is not None:
+        yield (("tuning",), "dlpipe tune does not search GANs yet (its objectives are validation metrics)")
+    extractor = spec.evaluation.generation.feature_extractor if spec.evaluation.generation else None
+    if (extractor is not None and extractor.type == "classifier" and spec.data.features
+            and extractor.labels in [f.name for f in spec.data.features]):
+        yield (("evaluation", "generation", "feature_extractor", "labels"),
+               f"{extractor.labels!r} is the image feature; name the column of class labels")
+
+
+CHECKS = (check_detection, check_generation, check_split, check_target, check_labeling, check_split_modes,
+          check_imputation, check_streaming, check_loss, check_metrics, check_embedding, check_early_stopping,
           check_normalization, check_architecture, check_categorical, check_export, check_tuning,
           check_optimizer, check_schedule, check_checkpoints, check_class_weight, check_sample_weight,
           check_jit_compile, check_windows, check_augmentation)

@@ -3,9 +3,9 @@
 # No `from __future__ import annotations` here: Pydantic would parse every field annotation
 # from its string at import, a cost `dlpipe validate` pays on each run.
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Union
 
-from pydantic import AfterValidator, WithJsonSchema
+from pydantic import AfterValidator, Field, WithJsonSchema
 
 from dlpipe import registry
 from dlpipe.errors import did_you_mean
@@ -27,13 +27,60 @@ Metric = Annotated[str, AfterValidator(_check_metric),
                    WithJsonSchema({"type": "string", "enum": list(METRIC_NAMES)})]
 
 
+class ClassifierFeatures(StrictModel):
+    """A small CNN classifier trained inside the pipeline, before the GAN, on the training
+    split's images and the labels in column `labels` (the GAN itself may ignore them). FID
+    compares its penultimate (dense) layer; the Inception Score reads its softmax. It is
+    trained with the spec's seed, so FIDs of two runs with the same seed and data are comparable."""
+
+    type: Literal["classifier"]
+    labels: str
+    """The column of class labels (integers or names) that trains the classifier."""
+    epochs: Annotated[int, Field(gt=0, le=200)] = 15
+    units: Annotated[int, Field(gt=1, le=1024)] = 64
+    """Width of the penultimate layer: the dimension of the FID features."""
+
+
+class RunFeatures(StrictModel):
+    """The classifier of an earlier `dlpipe run` (task classification) on the same kind of
+    images: its `model.keras`. FID compares the output of `layer`; the Inception Score reads
+    the model's class probabilities."""
+
+    type: Literal["run"]
+    path: str
+    """The run directory (or its model.keras); a relative path is resolved against the spec's folder."""
+    layer: str | None = None
+    """The layer whose output are the features; default: the layer before the output layer."""
+
+
+FeatureExtractor = Annotated[Union[ClassifierFeatures, RunFeatures], Field(discriminator="type")]
+
+
+class GenerationEvaluation(StrictModel):
+    """FID and Inception Score of generated images during and after GAN training."""
+
+    every: Annotated[int, Field(gt=0)] = 5
+    """Evaluate after every this many epochs (and after the last)."""
+    samples: Annotated[int, Field(gt=1, le=50_000)] | None = None
+    """Generated images per evaluation; default: as many as the held-out real images."""
+    feature_extractor: FeatureExtractor
+    """The network whose features FID compares. FID values depend on it: compare only FIDs
+    measured with the same extractor."""
+    grid: Annotated[int, Field(gt=0, le=256)] = 40
+    """Generated images drawn in each sample grid (plots/samples_epoch_NNN.png), from one
+    fixed set of latent vectors, so grids of different epochs show the same draws."""
+
+
 class Evaluation(StrictModel):
     metrics: list[Metric] | None = None
     """Names as in metrics.json; by default accuracy and f1_macro for classification,
     mae, mse, rmse and r2 for regression, map_50 and map for detection, reconstruction_mse
-    and (with a target) knn_accuracy for embedding."""
+    and (with a target) knn_accuracy for embedding, fid and inception_score for generation."""
     splits: list[Literal["validation", "test"]] = ["validation", "test"]
     """The splits scored into metrics.json (the training split never is)."""
     knn_neighbors: PositiveInt = 5
     """Embedding task: neighbours that vote in knn_accuracy (a k-nearest-neighbours
     classifier fitted on the training split's embeddings and labels, scored on each split)."""
+    generation: GenerationEvaluation | None = None
+    """Task generation: how the generated images are scored (required there). They are
+    compared with the held-out real images of the test split, never the training split."""

@@ -173,8 +173,10 @@ class Autoencoder(StrictModel):
     kernel_initializer: Initializer = "glorot_uniform"
     reconstruction_weight: NonNegative = 1.0
     """Weight of the mean squared reconstruction error in the training loss; 0 trains the
-    encoder through the head alone."""
+    encoder through the head alone. Task embedding: unused (the reconstruction error is the
+    whole loss)."""
     head: Head = Head()
+    """Classification or regression on the latent vector. Task embedding has no head."""
 
 
 # Layers that take a list of tensors (`inputs` of two or more nodes or features).
@@ -358,4 +360,70 @@ def topological_order(graph: Graph) -> list[int]:
     return order
 
 
-Model = Annotated[Union[MLP, CNN, RNN, Transformer, ViT, Autoencoder, Graph, CenterNet], Field(discriminator="type")]
+class DCGANGenerator(StrictModel):
+    """DCGAN generator: latent → dense → reshape to a small map → stride-2 transposed
+    convolutions (each doubling the side) → a convolution to the image's channels, tanh.
+    The image's height and width must be divisible by 2^len(filters)."""
+
+    type: Literal["dcgan"]
+    filters: Annotated[list[PositiveInt], Field(min_length=1)] = [128, 64]
+    """Filters of each transposed convolution; the first also sizes the initial map."""
+    kernel_size: PositiveInt = 4
+    batch_norm: bool = True
+    """Batch normalization after the dense layer and each transposed convolution."""
+    activation: Activation = "relu"
+
+
+class DCGANDiscriminator(StrictModel):
+    """DCGAN discriminator: stride-2 convolutions with leaky ReLU, flattened into the
+    features that the real/fake logit (and, for a conditional GAN, the class projection) reads."""
+
+    type: Literal["dcgan"]
+    filters: Annotated[list[PositiveInt], Field(min_length=1)] = [64, 128]
+    """Filters of each stride-2 convolution (each halves the side)."""
+    kernel_size: PositiveInt = 4
+    dropout: Probability = 0.3
+    """Dropout after each convolution: a discriminator that memorises the real images stops
+    giving the generator useful gradients."""
+    batch_norm: bool = False
+
+
+class GANGraph(StrictModel):
+    """One GAN network as a free layer graph (the layers of `model: {type: graph}`). The
+    generator's graph reads `latent` (the latent vector, with a learned class embedding
+    concatenated for a conditional GAN) and its output node must have the image's shape;
+    its values are taken as tanh-range (−1..1). The discriminator's graph reads `image`
+    (scaled to −1..1); its output node's values are flattened into the features."""
+
+    type: Literal["graph"]
+    nodes: Annotated[list[Node], Field(min_length=1)]
+    output: str | None = None
+    """The node whose output is the network's output; default: the last node listed."""
+    allow_imports: list[str] = []
+    """Python modules whose layer classes nodes may use (`module.path:ClassName`)."""
+
+
+Generator = Annotated[Union[DCGANGenerator, GANGraph], Field(discriminator="type")]
+Discriminator = Annotated[Union[DCGANDiscriminator, GANGraph], Field(discriminator="type")]
+
+
+class GAN(StrictModel):
+    """A generative adversarial network for task generation: a generator maps a latent vector
+    (and, when `data.target` is given, a class) to an image; a discriminator tells real
+    images from generated ones. Images are scaled to −1..1 from the training split's value
+    range for the discriminator, and the generator's output is scaled back, so the exported
+    generator emits images in the data's own units. How they train: `training.adversarial`."""
+
+    type: Literal["gan"]
+    latent_size: Annotated[int, Field(gt=0, le=4096)] = 64
+    """Length of the latent vector (standard normal) the generator starts from."""
+    generator: Generator = DCGANGenerator(type="dcgan")
+    discriminator: Discriminator = DCGANDiscriminator(type="dcgan")
+    class_embedding: PositiveInt = 16
+    """Conditional GAN (a target is given): the class's learned embedding concatenated to the
+    latent vector. The discriminator scores the class by projection (a learned class vector
+    dotted with its features)."""
+
+
+Model = Annotated[Union[MLP, CNN, RNN, Transformer, ViT, Autoencoder, Graph, GAN, CenterNet],
+                  Field(discriminator="type")]

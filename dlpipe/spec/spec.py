@@ -16,7 +16,7 @@ from dlpipe.spec.prepare import Prepare
 from dlpipe.spec.training import Training
 from dlpipe.spec.tuning import Tuning, resolve as resolve_tuning
 
-Task = Literal["classification", "regression", "forecasting", "detection", "embedding"]
+Task = Literal["classification", "regression", "forecasting", "detection", "embedding", "generation"]
 
 DEFAULT_METRICS: dict[str, list[str]] = {
     "classification": ["accuracy", "f1_macro"],
@@ -26,11 +26,13 @@ DEFAULT_METRICS: dict[str, list[str]] = {
     "detection": ["map_50", "map"],
     # knn_accuracy needs labels: dropped when the data has no target (see below).
     "embedding": ["reconstruction_mse", "knn_accuracy"],
+    "generation": ["fid", "inception_score"],
 }
 
 # Which pipeline in pipelines/ runs each task.
 PIPELINES: dict[str, str] = {"classification": "supervised", "regression": "supervised",
-                             "forecasting": "supervised", "detection": "detection", "embedding": "embedding"}
+                             "forecasting": "supervised", "detection": "detection", "embedding": "embedding",
+                             "generation": "adversarial"}
 
 
 class Spec(StrictModel):
@@ -78,7 +80,12 @@ class Spec(StrictModel):
                 self.data.target is not None and self.data.target.multi_label)
             split = self.data.split.model_copy(update={"stratify": self.task == "classification" and not several})
             object.__setattr__(self.data, "split", split)
-        if self.tuning is not None:
+        if self.task == "generation" and self.training.adversarial is None:
+            from dlpipe.spec.training import Adversarial
+
+            training = self.training.model_copy(update={"adversarial": Adversarial()})
+            object.__setattr__(self, "training", training)
+        if self.tuning is not None and self.task != "generation":  # refused in checks.py
             object.__setattr__(self, "tuning", resolve_tuning(self))
         return self
 

@@ -293,6 +293,19 @@ class Checkpoints(StrictModel):
     mode: Literal["auto", "min", "max"] = "auto"
 
 
+class Adversarial(StrictModel):
+    """How a GAN's two networks take turns (task generation). `training.optimizer` trains
+    the generator."""
+
+    discriminator_optimizer: Optimizer | None = None
+    """The discriminator's own optimizer; default: a copy of `training.optimizer`."""
+    discriminator_steps: Annotated[int, Field(ge=1, le=10)] = 1
+    """Discriminator updates per generator update, each on its own batch of real images."""
+    label_smoothing: Annotated[float, Field(ge=0, le=0.5)] = 0.0
+    """One-sided label smoothing: the discriminator learns real images as 1 − this (0.1 is
+    usual), which keeps it from growing over-confident; fakes stay 0."""
+
+
 class Training(StrictModel):
     epochs: PositiveInt = 10
     batch_size: PositiveInt = 32
@@ -309,6 +322,8 @@ class Training(StrictModel):
     sample_weight: str | None = None
     """A data column holding each example's weight in the training loss (not a feature)."""
     early_stopping: EarlyStopping | None = None
+    adversarial: Adversarial | None = None
+    """GAN training (task generation; filled in with its defaults there)."""
     checkpoints: Checkpoints = Checkpoints()
     progress: Literal["auto", "bar", "epoch", "none"] = "auto"
     """`auto`: a progress bar on a terminal, one line per epoch otherwise (CI, logs)."""

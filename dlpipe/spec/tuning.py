@@ -189,7 +189,7 @@ def default_search(spec) -> dict[str, Param]:
     fields = type(spec.model).model_fields
     if "dropout" in fields:
         search["model.dropout"] = Uniform(type="uniform", low=0.0, high=0.5)
-    elif "head" in fields:
+    elif "head" in fields and spec.task != "embedding":  # an embedding's autoencoder has no head
         search["model.head.dropout"] = Uniform(type="uniform", low=0.0, high=0.5)
     size = spec.training.batch_size
     search["training.batch_size"] = Choice(type="choice", values=sorted({max(1, size // 2), size, size * 2}))
@@ -259,7 +259,7 @@ def bound_values(param) -> list[tuple[tuple, Any]]:
 
 def check_tuning(spec):
     """(path, message) for every problem of the `tuning` section."""
-    if spec.tuning is None:
+    if spec.tuning is None or spec.task == "generation":  # refused as a whole in checks.py
         return
     tuning = spec.tuning
     yield from _check_objective(spec, tuning.objective)

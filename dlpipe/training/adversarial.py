@@ -1,0 +1,166 @@
+"""Adversarial training: a keras.Model whose `train_step` updates the discriminator
+`discriminator_steps` times, then the generator once, so Keras `fit` runs the loop (progress,
+callbacks, epochs) as for any model.
+
+The losses are the non-saturating ones of Goodfellow et al. (2014), on logits:
+  discriminator  BCE(1 − label_smoothing, D(x)) + BCE(0, D(G(z)))
+  generator      BCE(1, D(G(z)))
+Each discriminator step takes its own share of the batch of real images: the input
+pipeline serves `discriminator_steps × batch_size` images per step.
+
+The gradient tapes are TensorFlow's (the backend dlpipe trains with); the networks
+themselves are plain Keras (dlpipe/architectures/gan.py).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import keras
+import numpy as np
+from keras import ops
+
+from dlpipe.architectures.gan import IMAGE, LABEL, LATENT
+
+
+class AdversarialModel(keras.Model):
+    def __init__(self, generator: keras.Model, discriminator: keras.Model, *, latent_size: int,
+                 conditional: bool, discriminator_steps: int = 1, label_smoothing: float = 0.0,
+                 seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.generator = generator
+        self.discriminator = discriminator
+        self.latent_size = latent_size
+        self.conditional = conditional
+        self.discriminator_steps = discriminator_steps
+        self.label_smoothing = label_smoothing
+        self.noise = keras.random.SeedGenerator(seed)
+        self.trackers = {name: keras.metrics.Mean(name=name)
+                         for name in ("d_loss", "g_loss", "d_real", "d_fake")}
+
+    def compile(self, generator_optimizer, discriminator_optimizer):
+        super().compile()
+        self.generator_optimizer = generator_optimizer
+        self.discriminator_optimizer = discriminator_optimizer
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())  # reset by fit at the start of each epoch
+
+    def call(self, inputs, training=False):
+        return self.generator(inputs, training=training)
+
+    def _generate(self, count, labels, training: bool):
+        z = keras.random.normal((count, self.latent_size), seed=self.noise)
+        # By input name: Keras warns when a one-input model gets a bare tensor for its list.
+        inputs = {LATENT: z, LABEL: labels} if self.conditional else {LATENT: z}
+        return self.generator(inputs, training=training)
+
+    def _score(self, images, labels, training: bool):
+        inputs = {IMAGE: images, LABEL: labels} if self.conditional else {IMAGE: images}
+        return self.discriminator(inputs, training=training)
+
+    def train_step(self, data):
+        import tensorflow as tf
+
+        images, labels = (data if self.conditional else (data, None))
+        steps = self.discriminator_steps
+        image_parts = ops.split(images, steps) if steps > 1 else [images]
+        label_parts = (ops.split(labels, steps) if steps > 1 else [labels]) if self.conditional else [None] * steps
+        real_target = 1.0 - self.label_smoothing
+        for real, real_labels in zip(image_parts, label_parts):
+            # Generated outside the tape: this step changes only the discriminator.
+            fake = self._generate(ops.shape(real)[0], real_labels, training=True)
+            with tf.GradientTape() as tape:
+                real_logits = self._score(real, real_labels, training=True)
+                fake_logits = self._score(fake, real_labels, training=True)
+                d_loss = (_bce(ops.full_like(real_logits, real_target), real_logits)
+                          + _bce(ops.zeros_like(fake_logits), fake_logits))
+            weights = self.discriminator.trainable_weights
+            self.discriminator_optimizer.apply_gradients(zip(tape.gradient(d_loss, weights), weights))
+        count = ops.shape(image_parts[-1])[0]
+        with tf.GradientTape() as tape:
+            fake = self._generate(count, label_parts[-1], training=True)
+            fake_logits = self._score(fake, label_parts[-1], training=True)
+            g_loss = _bce(ops.ones_like(fake_logits), fake_logits)
+        weights = self.generator.trainable_weights
+        self.generator_optimizer.apply_gradients(zip(tape.gradient(g_loss, weights), weights))
+        self.trackers["d_loss"].update_state(d_loss)
+        self.trackers["g_loss"].update_state(g_loss)
+        # The discriminator's mean belief that real and generated images are real.
+        self.trackers["d_real"].update_state(ops.mean(ops.sigmoid(real_logits)))
+        self.trackers["d_fake"].update_state(ops.mean(ops.sigmoid(fake_logits)))
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+
+def _bce(target, logits):
+    return ops.mean(keras.losses.binary_crossentropy(target, logits, from_logits=True))
+
+
+def generate(generator: keras.Model, latents: np.ndarray, labels: np.ndarray | None,
+             batch_size: int = 512) -> np.ndarray:
+    """Images for fixed latent vectors (and labels), in inference mode."""
+    parts = []
+    for start in range(0, len(latents), batch_size):
+        z = latents[start:start + batch_size]
+        inputs = {LATENT: z, LABEL: labels[start:start + batch_size]} if labels is not None else {LATENT: z}
+        parts.append(np.asarray(generator(inputs, training=False)))
+    return np.concatenate(parts)
+
+
+def fixed_latents(count: int, latent_size: int, n_classes: int | None, seed: int):
+    """Seeded latent vectors (and labels cycling through the classes, so every class is
+    generated equally often): the same draws at every evaluation and in every export check."""
+    rng = np.random.default_rng(seed)
+    latents = rng.standard_normal((count, latent_size)).astype(np.float32)
+    labels = (np.arange(count) % n_classes).astype(np.int32) if n_classes else None
+    return latents, labels
+
+
+class Evaluations(keras.callbacks.Callback):
+    """Every `every` epochs and after the last: generate `count` images from fixed latent
+    vectors, compute FID and IS against the real images' features, and draw the first
+    `grid` of them into plots/samples_epoch_NNN.png. Keeps the history of every epoch
+    (the losses; FID and IS where evaluated) for history.csv."""
+
+    def __init__(self, generator, scorer, real_features, latents, labels, *, count: int, every: int, epochs: int,
+                 grid: int, plots, class_names):
+        super().__init__()
+        self.generator, self.scorer, self.real_features = generator, scorer, real_features
+        self.latents, self.labels = latents, labels
+        self.count, self.every, self.epochs, self.grid = count, every, epochs, grid
+        self.plots, self.class_names = plots, class_names
+        self.history: list[dict] = []
+        self.results: list[dict] = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
+        if (epoch + 1) % self.every == 0 or epoch + 1 == self.epochs:
+            row.update(self.evaluate(epoch + 1))
+        self.history.append(row)
+
+    def evaluate(self, epoch: int) -> dict:
+        from dlpipe.metrics.generative import fid, inception_score
+        from dlpipe.report.plots import image_grid
+
+        shown = max(self.count, self.grid)
+        labels = None if self.labels is None else self.labels[:shown]
+        images = generate(self.generator, self.latents[:shown], labels)
+        features, probabilities = self.scorer(images[:self.count])
+        result = {"epoch": epoch, "fid": fid(self.real_features, features),
+                  "inception_score": inception_score(probabilities)}
+        self.results.append(result)
+        captions = [self.class_names[i] for i in labels[:self.grid]] if labels is not None else [""] * self.grid
+        image_grid(images[:self.grid], captions, self.plots / f"samples_epoch_{epoch:03d}.png",
+                   f"Generated at epoch {epoch}: FID {result['fid']:.2f}, IS {result['inception_score']:.2f}",
+                   columns=10, fixed_range=True)
+        print(f"[dlpipe] epoch {epoch}: FID {result['fid']:.3f}, Inception Score {result['inception_score']:.3f}",
+              file=sys.stderr, flush=True)
+        return {"fid": result["fid"], "inception_score": result["inception_score"]}
+
+    def history_csv(self) -> str:
+        names = list(dict.fromkeys(k for row in self.history for k in row if k != "epoch"))
+        lines = [",".join(["epoch", *names])]
+        for row in self.history:
+            lines.append(",".join([str(row["epoch"]), *(repr(row[n]) if n in row else "" for n in names)]))
+        return "\n".join(lines) + "\n"

@@ -1,0 +1,178 @@
+"""Generation with a GAN, read top to bottom.
+
+    data      read the image column, check it, split; the training split's value range
+    setup     import TensorFlow, seed everything, turn on op determinism
+    features  the network FID and the Inception Score read: a small classifier trained here
+              on the training split's labels, or an earlier run's classifier
+    build     generator and discriminator (scaling to and from −1..1 inside), their optimizers
+    train     fit of the adversarial model (its train_step: discriminator, then generator);
+              every `evaluation.generation.every` epochs FID and IS against the held-out test
+              images and a sample grid (plots/samples_epoch_NNN.png); history.csv;
+              model.keras (the generator) and discriminator.keras
+    evaluate  metrics.json: FID and IS of the last evaluation, and of the first (`_first`);
+              evaluation/generation.json: every evaluation
+    export    the generator: each format written, reloaded, compared on fixed latent vectors
+    report    learning curves, FID curve, sample grids → report.html
+
+Not done: checkpoints and --resume (a GAN's two optimizers do not fit the supervised
+checkpoint code yet), multi-device training.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from dlpipe.errors import DlpipeError
+from dlpipe.rundir import atomic_path, atomic_write_json, atomic_write_text
+
+
+def run(ctx) -> None:
+    spec, run_dir = ctx.spec, ctx.run_dir
+    if run_dir.record.get("resumed"):
+        raise DlpipeError(f"{run_dir.root}: --resume is not supported for task generation yet; start a new run")
+    evaluation = spec.evaluation.generation
+
+    with run_dir.stage("data"):
+        from dlpipe.data.images import prepare_images
+
+        data = prepare_images(spec, ctx.base_dir, ctx.located)
+        atomic_write_json(run_dir.path("data.json"), data.describe())
+        run_dir.update(data_fingerprint=data.fingerprint)
+        n_classes = len(data.class_names) if data.class_names else None
+        real = data.images["test"]
+
+    with run_dir.stage("setup"):
+        from dlpipe.training.determinism import configure
+
+        environment = configure(spec.seed, spec.training)
+        run_dir.update(deterministic=environment["deterministic"], device=environment["device"],
+                       backend=environment["backend"], training=environment["training"],
+                       versions={**run_dir.record["versions"], **environment["versions"]})
+
+    with run_dir.stage("features"):
+        from dlpipe.metrics.generative import inception_score
+
+        scorer, extractor_info = feature_extractor(spec, data, ctx)
+        real_features, real_probabilities = scorer(real)
+        extractor_info["inception_score_real"] = inception_score(real_probabilities)
+
+    with run_dir.stage("build"):
+        from dlpipe.architectures import BuildProblem
+        from dlpipe.architectures.gan import build_discriminator, build_generator
+        from dlpipe.training.adversarial import AdversarialModel
+        from dlpipe.training.compile import make_optimizer
+
+        gan, adversarial = spec.model, spec.training.adversarial
+        try:
+            generator = build_generator(gan, data.shape, n_classes, data.low, data.high)
+            discriminator = build_discriminator(gan, data.shape, n_classes, data.low, data.high)
+        except BuildProblem as problem:
+            raise ctx.located(problem.path, problem.message) from None
+        model = AdversarialModel(generator, discriminator, latent_size=gan.latent_size,
+                                 conditional=n_classes is not None,
+                                 discriminator_steps=adversarial.discriminator_steps,
+                                 label_smoothing=adversarial.label_smoothing, seed=spec.seed)
+        model.compile(make_optimizer(spec.training.optimizer),
+                      make_optimizer(adversarial.discriminator_optimizer or spec.training.optimizer))
+        run_dir.update(parameters={"generator": int(generator.count_params()),
+                                   "discriminator": int(discriminator.count_params())})
+
+    with run_dir.stage("train"):
+        from dlpipe.training.adversarial import Evaluations, fixed_latents
+
+        count = evaluation.samples or len(real)
+        latents, labels = fixed_latents(max(count, evaluation.grid), gan.latent_size, n_classes, spec.seed)
+        monitor = Evaluations(generator, scorer, real_features, latents, labels, count=count,
+                              every=evaluation.every, epochs=spec.training.epochs, grid=evaluation.grid,
+                              plots=run_dir.path("plots"), class_names=data.class_names)
+        model.fit(training_input(spec, data, ctx.located), epochs=spec.training.epochs,
+                  callbacks=[monitor, *ctx.callbacks], shuffle=False, verbose=_verbosity(spec.training.progress))
+        atomic_write_text(run_dir.path("history.csv"), monitor.history_csv())
+        with atomic_path(run_dir.path("model.keras")) as tmp:
+            generator.save(tmp)
+        with atomic_path(run_dir.path("discriminator.keras")) as tmp:
+            discriminator.save(tmp)
+
+    with run_dir.stage("evaluate"):
+        first, last = monitor.results[0], monitor.results[-1]
+        scores = {"fid": last["fid"], "inception_score": last["inception_score"],
+                  "fid_first": first["fid"], "inception_score_first": first["inception_score"],
+                  "inception_score_real": extractor_info["inception_score_real"]}
+        wanted = spec.evaluation.metrics
+        scores = {name: value for name, value in scores.items() if name.removesuffix("_first") in wanted
+                  or name == "inception_score_real" and "inception_score" in wanted}
+        atomic_write_json(run_dir.path("metrics.json"), {"test": scores})
+        atomic_write_json(run_dir.path("evaluation", "generation.json"),
+                          {"real_images": int(len(real)), "generated_images": count,
+                           "feature_extractor": extractor_info, "evaluations": monitor.results})
+        print(f"[dlpipe] FID {first['fid']:.2f} (epoch {first['epoch']}) → {last['fid']:.2f} (epoch "
+              f"{last['epoch']}); Inception Score {first['inception_score']:.2f} → {last['inception_score']:.2f} "
+              f"(real images: {extractor_info['inception_score_real']:.2f})", file=sys.stderr, flush=True)
+
+    with run_dir.stage("export"):
+        from dlpipe.exporters.generator import export_generator
+
+        export_generator(generator, spec, data, run_dir.path("export"))
+
+    with run_dir.stage("report"):
+        from dlpipe.report import write_report
+        from dlpipe.report.plots import fid_curve
+
+        fid_curve(monitor.results, run_dir.path("plots", "fid.png"))
+        write_report(run_dir.root, model=generator)
+
+
+def feature_extractor(spec, data, ctx):
+    """(run(images) → (features, probabilities), what it is, for generation.json)."""
+    from dlpipe.metrics.generative import run_extractor, train_classifier_extractor
+    from dlpipe.data.sources import resolve_path
+
+    options = spec.evaluation.generation.feature_extractor
+    if options.type == "classifier":
+        scorer, model = train_classifier_extractor(
+            data.images["train"], data.extractor_labels["train"], len(data.extractor_classes), low=data.low,
+            high=data.high, units=options.units, epochs=options.epochs, seed=spec.seed)
+        _, probabilities = scorer(data.images["test"])
+        accuracy = float(np.mean(probabilities.argmax(axis=1) == data.extractor_labels["test"]))
+        info = {"type": "classifier", "labels": options.labels, "classes": data.extractor_classes,
+                "layer": "features", "dimensions": options.units, "test_accuracy": accuracy}
+        print(f"[dlpipe] feature extractor: classifier of {options.labels!r}, test accuracy {accuracy:.3f}",
+              file=sys.stderr, flush=True)
+        return scorer, info
+    path = resolve_path(options.path, ctx.base_dir)
+    try:
+        scorer, model = run_extractor(path, options.layer)
+    except DlpipeError as err:
+        raise ctx.located(("evaluation", "generation", "feature_extractor", "path"), str(err)) from None
+    shape = tuple(model.inputs[0].shape[1:])
+    if shape != data.shape:
+        raise ctx.located(("evaluation", "generation", "feature_extractor", "path"),
+                          f"{path} takes images of shape {shape}; these are {data.shape}")
+    return scorer, {"type": "run", "path": str(path), "layer": options.layer or model.layers[-2].name}
+
+
+def training_input(spec, data, located):
+    """Batches of `discriminator_steps × batch_size` real images (with their classes for a
+    conditional GAN), reshuffled every epoch from the spec's seed; a last short batch is
+    dropped, so every discriminator step sees a full batch."""
+    import tensorflow as tf
+
+    images = data.images["train"]
+    items = images if data.labels is None else (images, data.labels["train"].astype(np.int32))
+    per_step = spec.training.batch_size * spec.training.adversarial.discriminator_steps
+    if len(images) < per_step:
+        raise located(("training", "batch_size"), f"the training split holds {len(images)} images, fewer than "
+                      f"one step's {per_step} (batch_size × discriminator_steps)")
+    return (tf.data.Dataset.from_tensor_slices(items).cache()
+            .shuffle(len(images), seed=spec.seed, reshuffle_each_iteration=True)
+            .batch(per_step, drop_remainder=True).prefetch(tf.data.AUTOTUNE))
+
+
+def _verbosity(progress: str) -> int:
+    if progress == "none":
+        return 0
+    if progress == "bar" or (progress == "auto" and sys.stderr.isatty()):
+        return 1
+    return 2

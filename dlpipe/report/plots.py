@@ -70,7 +70,10 @@ def learning_curves(history: dict[str, list[float]], path: Path) -> Path | None:
     marker = "o" if len(epochs) <= 30 else None
     for ax, name in zip(axes[0], names):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.plot(epochs, history[name], marker=marker, label="training")
+        # A quantity measured at some epochs only (a GAN's FID): its points, joined.
+        values = np.asarray(history[name], dtype=np.float64)
+        seen = np.isfinite(values)
+        ax.plot(np.asarray(epochs)[seen], values[seen], marker=marker if seen.all() else "o", label="training")
         if f"val_{name}" in history:
             ax.plot(epochs, history[f"val_{name}"], marker=marker, label="validation")
         ax.set(title=name.replace("_", " "), xlabel="epoch")

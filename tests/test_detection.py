@@ -4,6 +4,7 @@ the whole pipeline (shared by the slow tests) checked against pycocotools and it
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -350,3 +351,14 @@ def test_predict_on_image_files_returns_the_runs_detections(tiny_run, tmp_path):
     assert first[:2] == ["img0.png", names[recorded[0]["classes"][0]]]
     np.testing.assert_allclose([float(v) for v in first[2:]], [recorded[0]["scores"][0], *recorded[0]["boxes"][0]],
                                atol=1e-4)
+
+
+@pytest.mark.slow
+def test_validate_deep_builds_the_detector_the_run_trained(tiny_run):
+    from dlpipe.cli import main
+
+    result = CliRunner().invoke(main, ["validate", "--deep", str(ROOT / "specs" / "object-detection.yaml"), *TINY])
+    assert result.exit_code == 0, result.output
+    parameters = json.loads((tiny_run / "run.json").read_text())["parameters"]
+    assert f"parameters: {parameters} " in result.output
+    assert re.search(r"decode +DecodeDetections +\(batch, 20, 4\), \(batch, 20\), \(batch, 20\) ", result.output)

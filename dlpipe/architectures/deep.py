@@ -41,8 +41,15 @@ def build(spec, document, base_dir: Path):
     def located(path: tuple, message: str) -> SpecError:
         return SpecError([locate(document, path, message)])
 
-    data = prepare(spec, base_dir, located)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if spec.task == "detection":  # the trained maps model with its decoding (pipelines/detection.py)
+        from dlpipe.architectures.centernet import build_detector, build_maps_model
+        from dlpipe.data.detection import prepare_detection
+
+        boxes = prepare_detection(spec, base_dir, located)
+        n_classes = len(boxes.class_names)
+        return build_detector(spec, build_maps_model(spec, boxes.image_shape, n_classes), n_classes)
+    data = prepare(spec, base_dir, located)
     if spec.task == "embedding":  # what trains is the autoencoder (encoder + decoder)
         from dlpipe.architectures.autoencoder import build_embedding
 
@@ -83,6 +90,8 @@ def _shape(layer) -> str:
         output = layer.output
     except (AttributeError, ValueError):
         return "?"
+    if isinstance(output, dict):  # a detector's decoding: boxes, scores, classes
+        output = list(output.values())
     if isinstance(output, (list, tuple)):
         return ", ".join(_format(o.shape) for o in output)
     return _format(output.shape)

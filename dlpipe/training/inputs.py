@@ -57,7 +57,8 @@ def training_dataset(x: dict[str, np.ndarray], y: np.ndarray, weights: np.ndarra
 
     def one_epoch(epoch):
         batches = epoch_order(len(y), seed, epoch, shuffle_buffer).batch(batch_size).map(
-            lambda index: tf.nest.map_structure(lambda column: tf.gather(column, index), columns))
+            lambda index: tf.nest.map_structure(lambda column: tf.gather(column, index), columns),
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         if augment is None:
             return batches
         epoch_seed = tf.stack([tf.constant(seed, tf.int64), tf.cast(epoch, tf.int64) * _EPOCH_STRIDE])

@@ -66,3 +66,45 @@ def test_types_and_defaults_read_as_yaml():
     assert reference.type_text(reference._annotation(Autoencoder.model_fields["latent"])) == "integer (> 0)"
     assert reference.default_text(Autoencoder.model_fields["units"]) == "`[128, 64]`"
     assert reference.default_text(Spec.model_fields["name"]) == "**required**"
+
+
+def _strict_models() -> set[type[BaseModel]]:
+    """Every StrictModel subclass defined in dlpipe/spec/ (shared bases such as _Optimizer
+    included), plus every model reachable from Spec."""
+    import importlib
+    import pkgutil
+
+    import dlpipe.spec
+    from dlpipe.spec.base import StrictModel
+
+    for module in pkgutil.iter_modules(dlpipe.spec.__path__):
+        importlib.import_module(f"dlpipe.spec.{module.name}")
+    found: set[type[BaseModel]] = set()
+    pending = list(StrictModel.__subclasses__())
+    while pending:
+        model = pending.pop()
+        if model not in found and model.__module__.startswith("dlpipe.spec."):
+            found.add(model)
+            pending += model.__subclasses__()
+    return found | all_models()
+
+
+def test_every_field_of_every_spec_model_has_a_description():
+    """A new spec field must carry an attribute docstring (the string right under it): it is
+    the field's description in docs/spec-reference.md and in `dlpipe schema`."""
+    from dlpipe.spec.base import _attribute_docstrings
+
+    models = _strict_models()
+    assert len(models) > 100
+    missing = sorted(f"{model.__module__}.{model.__name__}.{name}" for model in models
+                     for name in model.model_fields if not _attribute_docstrings(model).get(name, "").strip())
+    assert not missing, "fields without a docstring:\n  " + "\n  ".join(missing)
+    assert "| – |" not in DOC.read_text(encoding="utf-8")
+
+
+def test_field_descriptions_reach_the_json_schema():
+    from dlpipe.spec import json_schema
+
+    defs = json_schema()["$defs"]
+    assert defs["CsvSource"]["properties"]["delimiter"]["description"]
+    assert defs["Adam"]["properties"]["type"]["description"]

@@ -378,6 +378,16 @@ def test_the_json_schema_describes_fields_with_their_docstrings(schema):
     for optimizer in ("Adam", "SGD"):
         clipnorm = schema["$defs"][optimizer]["properties"]["clipnorm"]
         assert clipnorm["description"] == "Clip each gradient to this L2 norm."
-    assert "description" not in schema["$defs"]["SGD"]["properties"]["learning_rate"]
+    # Redeclared in a subclass: its own docstring, never the base's.
+    sgd_rate = schema["$defs"]["SGD"]["properties"]["learning_rate"]["description"]
+    assert sgd_rate.startswith("The base learning rate (higher than Adam's default)")
+    from dlpipe.spec.base import _attribute_docstrings
+    from dlpipe.spec.training import SGD
+
+    class Redeclared(SGD):
+        learning_rate: float = 0.5
+
+    assert "learning_rate" not in _attribute_docstrings(Redeclared)
+    assert "clipnorm" in _attribute_docstrings(Redeclared)
     # A model's own docstring describes the model.
     assert schema["$defs"]["EarlyStopping"]["description"].startswith("Stop when `monitor` has not improved")

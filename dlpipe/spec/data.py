@@ -30,6 +30,7 @@ class BuiltinSource(StrictModel):
     """A dataset shipped inside an installed package; nothing is downloaded."""
 
     type: Literal["builtin"]
+    """Picks this variant: a bundled dataset."""
     name: Name("dataset")
     """digits (8×8 images, 10 classes), iris, wine, breast_cancer (binary), diabetes
     (regression): scikit-learn's bundled copies. order_pairs: generated (fixed seed), does
@@ -41,8 +42,11 @@ class CsvSource(StrictModel):
     """A CSV file with a header row; a relative path is resolved against the spec's folder."""
 
     type: Literal["csv"]
+    """Picks this variant: a CSV file."""
     path: str
+    """The CSV file; a relative path is resolved against the spec's folder."""
     delimiter: str = ","
+    """The character between fields: change it for semicolon- or tab-separated files."""
 
 
 class NpzSource(StrictModel):
@@ -50,7 +54,9 @@ class NpzSource(StrictModel):
     examples). Arrays keep their shape, so a column can hold sequences or images."""
 
     type: Literal["npz"]
+    """Picks this variant: an `.npz` file."""
     path: str
+    """The `.npz` file; a relative path is resolved against the spec's folder."""
 
 
 class ParquetSource(StrictModel):
@@ -58,7 +64,9 @@ class ParquetSource(StrictModel):
     multi-label targets or fixed-length arrays."""
 
     type: Literal["parquet"]
+    """Picks this variant: a Parquet file."""
     path: str
+    """The Parquet file; a relative path is resolved against the spec's folder."""
 
 
 class JsonlSource(StrictModel):
@@ -66,7 +74,9 @@ class JsonlSource(StrictModel):
     array (a sequence, an image as nested lists) or a multi-label target."""
 
     type: Literal["jsonl"]
+    """Picks this variant: a JSON-lines file."""
     path: str
+    """The JSON-lines file; a relative path is resolved against the spec's folder."""
 
 
 class NpySource(StrictModel):
@@ -74,6 +84,7 @@ class NpySource(StrictModel):
     first dimension counts the examples."""
 
     type: Literal["npy"]
+    """Picks this variant: one `.npy` file per column."""
     columns: Annotated[dict[str, str], Field(min_length=1)]
     """Column name → path of its `.npy` file (relative to the spec's folder)."""
 
@@ -87,7 +98,10 @@ class ImageFolderSource(StrictModel):
     subfolder's name; classes in sorted order)."""
 
     type: Literal["image_folder"]
+    """Picks this variant: a folder of class subfolders of images."""
     path: str
+    """The folder holding the class subfolders; a relative path is resolved against the spec's
+    folder."""
     color_mode: ColorMode = "rgb"
     """grayscale: one channel (by luminance); rgb: three."""
 
@@ -97,11 +111,15 @@ class ImageCsvSource(StrictModel):
     columns (the label, numbers). The path column becomes the images (values 0..255)."""
 
     type: Literal["image_csv"]
+    """Picks this variant: a CSV file listing image paths."""
     path: str
+    """The CSV file; a relative path is resolved against the spec's folder."""
     image_column: str = "image"
     """The column holding image paths; its values are replaced by the images."""
     color_mode: ColorMode = "rgb"
+    """grayscale: one channel (by luminance); rgb: three."""
     delimiter: str = ","
+    """The character between fields of the CSV file."""
 
 
 class TextFolderSource(StrictModel):
@@ -109,13 +127,17 @@ class TextFolderSource(StrictModel):
     Columns: `text` (a file's contents) and `label` (the subfolder's name)."""
 
     type: Literal["text_folder"]
+    """Picks this variant: a folder of class subfolders of text files."""
     path: str
+    """The folder holding the class subfolders; a relative path is resolved against the spec's
+    folder."""
 
 
 class TfrecordFeature(StrictModel):
     """One feature of the tf.train.Example records."""
 
     dtype: Literal["float", "int", "string"]
+    """The record's value type: float (read as float32), int (int64) or string (bytes)."""
     shape: list[PositiveInt] = []
     """Values per example: [] one value, [k] k values, [h, w, c] an image, ..."""
 
@@ -125,10 +147,14 @@ class TfrecordSource(StrictModel):
     `path` may be a glob (`data/train-*.tfrecord`); files are read in sorted order."""
 
     type: Literal["tfrecord"]
+    """Picks this variant: TFRecord files."""
     path: str
+    """A TFRecord file, or a glob matching several; a relative path is resolved against the spec's
+    folder."""
     features: Annotated[dict[str, TfrecordFeature], Field(min_length=1)]
     """The features to read, each a column: name → dtype and shape."""
     compression: Literal["none", "gzip", "zlib"] = "none"
+    """How the files are compressed: none, gzip or zlib (as they were written)."""
 
 
 class Streaming(StrictModel):
@@ -148,14 +174,18 @@ class NumericalFeature(StrictModel):
     """A number per example (continuous or discrete)."""
 
     name: str
+    """The column holding the feature."""
     type: Literal["numerical"]
+    """Picks this variant: a number per example."""
 
 
 class ImageFeature(StrictModel):
     """An image per example (height × width × channels)."""
 
     name: str
+    """The column holding the feature."""
     type: Literal["image"]
+    """Picks this variant: an image per example."""
     size: Annotated[list[PositiveInt], Field(min_length=2, max_length=2)] | None = None
     """[height, width] the model works at. Resizing (bilinear) happens inside the model, so
     model.keras and every export take images as stored. Default: the data's size."""
@@ -169,7 +199,9 @@ class CategoricalFeature(StrictModel):
     raw value as text; a lookup inside the model turns it into an index."""
 
     name: str
+    """The column holding the feature."""
     type: Literal["categorical"]
+    """Picks this variant: a category per example."""
     vocabulary: Annotated[list[str], Field(min_length=1)] | None = None
     """The known categories. Default: every value of the training split, sorted. Any other
     value (in later data too) falls into one shared out-of-vocabulary bucket."""
@@ -188,7 +220,9 @@ class OrdinalFeature(StrictModel):
     raw value as text and turns it into its position in `order`, scaled to 0..1."""
 
     name: str
+    """The column holding the feature."""
     type: Literal["ordinal"]
+    """Picks this variant: an ordered category per example."""
     order: Annotated[list[str], Field(min_length=2)]
     """Every value, lowest first. A value not listed is a data error naming its row."""
 
@@ -201,7 +235,9 @@ class TextFeature(StrictModel):
     embeddings)."""
 
     name: str
+    """The column holding the feature."""
     type: Literal["text"]
+    """Picks this variant: free text per example."""
     standardize: Literal["lower_and_strip_punctuation", "lower", "strip_punctuation", "none"] = (
         "lower_and_strip_punctuation")
     """Applied before splitting into tokens."""
@@ -226,7 +262,9 @@ class SequenceFeature(StrictModel):
     of 1-D arrays for one channel). Normalization, if any, is per channel."""
 
     name: str
+    """The column holding the feature."""
     type: Literal["sequence"]
+    """Picks this variant: a numeric sequence per example."""
 
 
 class TokensFeature(StrictModel):
@@ -234,7 +272,9 @@ class TokensFeature(StrictModel):
     learns an embedding for them. Sequences have one fixed length; 0 is an ordinary id."""
 
     name: str
+    """The column holding the feature."""
     type: Literal["tokens"]
+    """Picks this variant: a sequence of token ids per example."""
     vocabulary_size: PositiveInt | None = None
     """Number of distinct ids (largest id + 1); default: from the data, all rows."""
 
@@ -267,6 +307,7 @@ class Target(StrictModel):
     """The column to predict."""
 
     name: str
+    """The column holding the labels or values to predict; it cannot also be a feature."""
     multi_label: bool = False
     """The column holds K indicators (0 or 1) per example: any number of the K classes may
     apply (K sigmoid outputs, binary cross-entropy)."""
@@ -294,15 +335,23 @@ class SplitFiles(StrictModel):
     """Validation and test files beside the source (which holds the training rows)."""
 
     validation: str | None = None
+    """The file of validation rows (relative to the spec's folder); left out: no validation
+    split."""
     test: str
+    """The file of test rows (relative to the spec's folder)."""
 
 
 class Split(StrictModel):
     """Fractions of the examples for each split; seeded by the spec's `seed`."""
 
     train: Annotated[float, Field(gt=0, lt=1)] = 0.8
+    """Fraction of the examples that train the model; train + validation + test must be 1."""
     validation: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    """Fraction held out to monitor training (early stopping, checkpoints, tuning); 0: no validation
+    split."""
     test: Annotated[float, Field(gt=0, lt=1)] = 0.1
+    """Fraction held out until the end and scored into metrics.json; the model never trains on
+    it."""
     stratify: bool | None = None
     """Keep class proportions equal across splits; defaults to true for classification."""
     files: SplitFiles | None = None
@@ -322,10 +371,16 @@ class Split(StrictModel):
 
 class Data(StrictModel):
     source: Source
+    """Where the examples are read from; `type` picks the kind of file or dataset."""
     features: list[Feature] = []
     """Input columns. Empty: every column except the target, numbers as numerical."""
     target: Target | None = None
+    """The column to predict. Required for classification, regression and forecasting; optional for
+    embedding (it only scores the embedding) and generation (it makes the GAN class-conditional);
+    refused for detection (boxes and classes come from the source)."""
     split: Split = Split()
+    """How the examples are divided into training, validation and test sets. Default: 80/10/10,
+    seeded."""
     windows: Windows | None = None
     """Forecasting: slide windows over a time-ordered series (task forecasting needs it)."""
     shuffle_buffer: PositiveInt | None = None

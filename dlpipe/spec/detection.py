@@ -22,6 +22,7 @@ class ShapesSource(StrictModel):
     `seed`: the same seed draws the same images and boxes."""
 
     type: Literal["shapes"]
+    """Picks this variant: generated shapes with known boxes."""
     images: Annotated[int, Field(ge=10)] = 600
     """Number of images drawn (before the split)."""
     image_size: Annotated[int, Field(ge=16, le=1024)] = 64
@@ -49,6 +50,7 @@ class CocoSource(StrictModel):
     scale with them. Relative paths are resolved against the spec's folder."""
 
     type: Literal["coco"]
+    """Picks this variant: a COCO-style annotations file and an image folder."""
     annotations: str
     """The JSON file."""
     images: str
@@ -88,6 +90,7 @@ class CenterNet(StrictModel):
     box's width and height, and the centre's sub-cell offset. No anchors."""
 
     type: Literal["centernet"]
+    """Picks this variant: the CenterNet-style detector."""
     filters: Annotated[list[PositiveInt], Field(min_length=2)] = [16, 32, 64, 96]
     """Filters of each backbone block (two 3×3 convolutions); every block after the first
     starts with a stride-2 convolution, so block i sees the image at 1/2^i."""
@@ -96,6 +99,8 @@ class CenterNet(StrictModel):
     head_filters: PositiveInt = 64
     """Width of the 3×3 convolution before each head's output."""
     batch_norm: bool = True
+    """Batch normalization after each 3×3 convolution of the backbone and the top-down path (the
+    heads have none)."""
     heatmap_weight: PositiveFloat = 1.0
     """Weight of the heatmap's focal loss in the training loss."""
     size_weight: Annotated[float, Field(ge=0)] = 0.1
@@ -103,3 +108,4 @@ class CenterNet(StrictModel):
     offset_weight: Annotated[float, Field(ge=0)] = 1.0
     """Weight of the L1 loss of centre offsets at object centres."""
     decode: Decode = Decode()
+    """How the output maps are turned into boxes, scores and classes."""

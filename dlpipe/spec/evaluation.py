@@ -34,9 +34,11 @@ class ClassifierFeatures(StrictModel):
     trained with the spec's seed, so FIDs of two runs with the same seed and data are comparable."""
 
     type: Literal["classifier"]
+    """Picks this extractor: a classifier trained in the pipeline."""
     labels: str
     """The column of class labels (integers or names) that trains the classifier."""
     epochs: Annotated[int, Field(gt=0, le=200)] = 15
+    """Epochs the feature classifier trains for."""
     units: Annotated[int, Field(gt=1, le=1024)] = 64
     """Width of the penultimate layer: the dimension of the FID features."""
 
@@ -47,6 +49,7 @@ class RunFeatures(StrictModel):
     the model's class probabilities."""
 
     type: Literal["run"]
+    """Picks this extractor: the classifier of an earlier run."""
     path: str
     """The run directory (or its model.keras); a relative path is resolved against the spec's folder."""
     layer: str | None = None

@@ -91,6 +91,7 @@ class Export(StrictModel):
     samples: Annotated[PositiveInt, Field(le=100_000)] = 256
     """Held-out (test split) examples used for the comparison (all of them when fewer)."""
     tflite: TFLite = TFLite()
+    """TensorFlow Lite options, used when `formats` lists tflite."""
     intended_use: str = ""
     """What the model is for, and what it is not for: the model card's first section."""
 

@@ -30,52 +30,84 @@ class Head(StrictModel):
     units: list[PositiveInt] = []
     """Width of each dense layer before the output."""
     activation: Activation = "relu"
+    """Activation of each dense layer in `units` (not of the output layer, which the task fixes)."""
     dropout: Probability = 0.0
+    """Dropout rate after each dense layer of `units`, or once before the output layer when `units`
+    is empty."""
 
 
 class MLP(StrictModel):
     """Dense layers on the concatenation of all (flattened) features."""
 
     type: Literal["mlp"]
+    """Picks this architecture: a multi-layer perceptron."""
     units: Annotated[list[PositiveInt], Field(min_length=1)] = [64, 64]
     """Width of each hidden layer; its length is the depth."""
     activation: Activation = "relu"
+    """Activation of each hidden layer."""
     dropout: Probability = 0.0
+    """Dropout rate after each hidden layer; 0: none."""
     batch_norm: bool = False
+    """Batch normalization after each hidden layer's dense transform, before its activation (the
+    dense layer then has no bias)."""
     l1: NonNegative = 0.0
+    """L1 penalty on the hidden layers' weights, added to the loss; pushes weights to exactly 0."""
     l2: NonNegative = 0.0
+    """L2 penalty on the hidden layers' weights, added to the loss; keeps weights small against
+    overfitting."""
     kernel_initializer: Initializer = "glorot_uniform"
+    """How the hidden layers' weights are initialised."""
     embedding_dim: PositiveInt = 16
     """Token features are embedded and averaged over their positions (a bag of embeddings,
     blind to order); numeric sequences are flattened."""
     head: Head = Head()
+    """Dense layers between the hidden layers and the output."""
 
 
 class ConvBlock(StrictModel):
     """`convs` convolutions, then optional batch norm, pooling and dropout."""
 
     filters: PositiveInt
+    """Output channels of each convolution in the block."""
     kernel_size: PositiveInt = 3
+    """Side of the square convolution kernels, in pixels."""
     strides: PositiveInt = 1
+    """Stride of the block's first convolution (2 halves the height and width); later convolutions
+    use 1."""
     padding: Literal["same", "valid"] = "same"
+    """same: zero padding keeps the size (at stride 1); valid: no padding, so each convolution trims
+    the border."""
     convs: PositiveInt = 1
+    """Convolutions in the block, each followed by batch norm (if on) and the activation."""
     batch_norm: bool = False
+    """Batch normalization after each convolution, before its activation (the convolution then has
+    no bias)."""
     residual: bool = False
     """Add the block's input to its output (a 1×1 projection when the shapes differ)."""
     pool: Literal["max", "avg", "none"] = "max"
+    """Pooling after the convolutions (and the residual sum): max, average, or none."""
     pool_size: PositiveInt = 2
+    """Side of the pooling window and its stride: 2 halves the height and width."""
     dropout: Probability = 0.0
+    """Dropout rate at the end of the block; 0: none."""
 
 
 class CNN(StrictModel):
     """2-D convolution blocks over one image feature; other features join in the head."""
 
     type: Literal["cnn"]
+    """Picks this architecture: a convolutional network."""
     blocks: Annotated[list[ConvBlock], Field(min_length=1)]
+    """The convolution blocks, applied in order."""
     activation: Activation = "relu"
+    """Activation after each convolution."""
     kernel_initializer: Initializer = "glorot_uniform"
+    """How the convolution weights are initialised."""
     global_pool: Literal["avg", "max", "flatten"] = "avg"
+    """How the last block's map becomes a vector: the average or maximum over positions per channel,
+    or every value flattened (keeps positions, many more weights in the head)."""
     head: Head = Head()
+    """Dense layers between the pooled features (with any other features) and the output."""
 
 
 class RNN(StrictModel):
@@ -83,7 +115,10 @@ class RNN(StrictModel):
     pass through an embedding first); other features join in the head."""
 
     type: Literal["rnn"]
+    """Picks this architecture: a recurrent network."""
     cell: Literal["lstm", "gru", "simple"] = "lstm"
+    """The recurrent layer: lstm, gru (fewer weights, often as good), or simple (plain RNN; short
+    memory)."""
     units: Annotated[list[PositiveInt], Field(min_length=1)] = [64]
     """Width of each stacked recurrent layer; its length is the depth."""
     bidirectional: bool = False
@@ -96,15 +131,20 @@ class RNN(StrictModel):
     embedding_dim: PositiveInt = 32
     """Width of the learned embedding of token features."""
     l1: NonNegative = 0.0
+    """L1 penalty on the recurrent layers' input weights, added to the loss."""
     l2: NonNegative = 0.0
+    """L2 penalty on the recurrent layers' input weights, added to the loss."""
     kernel_initializer: Initializer = "glorot_uniform"
+    """How the recurrent layers' input weights are initialised."""
     head: Head = Head()
+    """Dense layers between the recurrent output (with any other features) and the output."""
 
 
 class _Encoder(StrictModel):
     """Settings shared by the transformer encoder blocks of `transformer` and `vit`."""
 
     type: str
+    """Picks the architecture (set by each variant)."""
     blocks: PositiveInt = 2
     """Number of encoder blocks (self-attention, then a feed-forward network)."""
     heads: PositiveInt = 4
@@ -126,6 +166,8 @@ class _Encoder(StrictModel):
     """Position information added to each position's vector: trained, or the fixed sine
     and cosine table of the original Transformer."""
     kernel_initializer: Initializer = "glorot_uniform"
+    """How the weights are initialised: the input projection (transformer) or patch projection
+    (vit), attention and feed-forward layers."""
 
 
 class Transformer(_Encoder):
@@ -133,6 +175,7 @@ class Transformer(_Encoder):
     time steps projected to `model_dim`. Other features join in the head."""
 
     type: Literal["transformer"]
+    """Picks this architecture: a transformer encoder over sequences."""
     pooling: Literal["mean", "max", "last"] = "mean"
     """How the positions are summarised into one vector for a per-example output."""
     return_sequences: bool = False
@@ -140,6 +183,7 @@ class Transformer(_Encoder):
     causal: bool = False
     """Each position attends only to itself and earlier positions."""
     head: Head = Head()
+    """Dense layers between the pooled (or per-step) encoding and the output."""
 
 
 class ViT(_Encoder):
@@ -147,11 +191,13 @@ class ViT(_Encoder):
     `model_dim`, then transformer encoder blocks."""
 
     type: Literal["vit"]
+    """Picks this architecture: a vision transformer."""
     patch_size: PositiveInt = 4
     """Side of the square patches, in pixels; must divide the image's height and width."""
     pooling: Literal["class_token", "mean"] = "class_token"
     """Summarise the patches through a learned class token prepended to them, or by their mean."""
     head: Head = Head()
+    """Dense layers between the pooled encoding and the output."""
 
 
 class Autoencoder(StrictModel):
@@ -160,6 +206,7 @@ class Autoencoder(StrictModel):
     sub-model named `encoder` (`model.get_layer("encoder")` gives embeddings)."""
 
     type: Literal["autoencoder"]
+    """Picks this architecture: an autoencoder."""
     encoder: Literal["dense", "conv"] = "dense"
     """dense: on all features flattened; conv: on one image feature."""
     units: Annotated[list[PositiveInt], Field(min_length=1)] = [128, 64]
@@ -170,7 +217,10 @@ class Autoencoder(StrictModel):
     latent: PositiveInt = 16
     """Size of the embedding between encoder and decoder."""
     activation: Activation = "relu"
+    """Activation of the encoder's and decoder's hidden layers (the latent and reconstruction layers
+    are linear)."""
     kernel_initializer: Initializer = "glorot_uniform"
+    """How the encoder's and decoder's weights are initialised."""
     reconstruction_weight: NonNegative = 1.0
     """Weight of the mean squared reconstruction error in the training loss; 0 trains the
     encoder through the head alone. Task embedding: unused (the reconstruction error is the
@@ -227,13 +277,16 @@ class Graph(StrictModel):
     any order. The output node's tensor feeds the head."""
 
     type: Literal["graph"]
+    """Picks this architecture: a free layer graph."""
     nodes: Annotated[list[Node], Field(min_length=1)]
+    """The layers, each naming the features or nodes it reads."""
     output: str | None = None
     """The node whose output feeds the head; default: the last node listed."""
     allow_imports: list[str] = []
     """Python modules whose layer classes nodes may use (`module.path:ClassName`). Nothing
     outside Keras is ever imported unless its module is listed here."""
     head: Head = Head()
+    """Dense layers between the output node and the model's output."""
 
 
 def graph_problems(graph: Graph, features: list[str] | None) -> Iterator[tuple[tuple, str]]:
@@ -366,12 +419,16 @@ class DCGANGenerator(StrictModel):
     The image's height and width must be divisible by 2^len(filters)."""
 
     type: Literal["dcgan"]
+    """Picks this generator: DCGAN's transposed convolutions."""
     filters: Annotated[list[PositiveInt], Field(min_length=1)] = [128, 64]
     """Filters of each transposed convolution; the first also sizes the initial map."""
     kernel_size: PositiveInt = 4
+    """Side of the transposed convolution kernels, in pixels."""
     batch_norm: bool = True
     """Batch normalization after the dense layer and each transposed convolution."""
     activation: Activation = "relu"
+    """Activation after the dense layer and each transposed convolution (the last convolution uses
+    tanh)."""
 
 
 class DCGANDiscriminator(StrictModel):
@@ -379,13 +436,16 @@ class DCGANDiscriminator(StrictModel):
     features that the real/fake logit (and, for a conditional GAN, the class projection) reads."""
 
     type: Literal["dcgan"]
+    """Picks this discriminator: DCGAN's stride-2 convolutions."""
     filters: Annotated[list[PositiveInt], Field(min_length=1)] = [64, 128]
     """Filters of each stride-2 convolution (each halves the side)."""
     kernel_size: PositiveInt = 4
+    """Side of the convolution kernels, in pixels."""
     dropout: Probability = 0.3
     """Dropout after each convolution: a discriminator that memorises the real images stops
     giving the generator useful gradients."""
     batch_norm: bool = False
+    """Batch normalization after each convolution, before its leaky ReLU."""
 
 
 class GANGraph(StrictModel):
@@ -396,7 +456,9 @@ class GANGraph(StrictModel):
     (scaled to −1..1); its output node's values are flattened into the features."""
 
     type: Literal["graph"]
+    """Picks this network: a free layer graph."""
     nodes: Annotated[list[Node], Field(min_length=1)]
+    """The layers, each naming the input (`latent` or `image`) or the nodes it reads."""
     output: str | None = None
     """The node whose output is the network's output; default: the last node listed."""
     allow_imports: list[str] = []
@@ -415,10 +477,13 @@ class GAN(StrictModel):
     generator emits images in the data's own units. How they train: `training.adversarial`."""
 
     type: Literal["gan"]
+    """Picks this architecture: a generative adversarial network."""
     latent_size: Annotated[int, Field(gt=0, le=4096)] = 64
     """Length of the latent vector (standard normal) the generator starts from."""
     generator: Generator = DCGANGenerator(type="dcgan")
+    """The network that turns a latent vector into an image: dcgan or a layer graph."""
     discriminator: Discriminator = DCGANDiscriminator(type="dcgan")
+    """The network that tells real images from generated ones: dcgan or a layer graph."""
     class_embedding: PositiveInt = 16
     """Conditional GAN (a target is given): the class's learned embedding concatenated to the
     latent vector. The discriminator scores the class by projection (a learned class vector

@@ -17,24 +17,30 @@ class ZScore(StrictModel):
     """(x − mean) / std, statistics from the training split only."""
 
     type: Literal["zscore"]
+    """Picks this variant: standardize to mean 0 and standard deviation 1."""
 
 
 class MinMax(StrictModel):
     """(x − min) / (max − min), statistics from the training split only."""
 
     type: Literal["minmax"]
+    """Picks this variant: scale to 0..1 by the training range."""
 
 
 class Rescale(StrictModel):
     """x · scale + offset, fixed numbers (e.g. 1/255 for 8-bit images)."""
 
     type: Literal["rescale"]
+    """Picks this variant: a fixed scale and offset."""
     scale: float
+    """Multiplier applied to each value (1/255 maps 8-bit pixels to 0..1)."""
     offset: float = 0.0
+    """Added after scaling (-1 with scale 1/127.5 maps 0..255 to -1..1)."""
 
 
 class NoNormalization(StrictModel):
     type: Literal["none"]
+    """Picks this variant: values are left as they are (to opt a feature out of a type-wide key)."""
 
 
 Normalizer = Annotated[
@@ -47,6 +53,7 @@ class Imputer(StrictModel):
     of the feature, or a constant. Applied inside the model, so exports impute too."""
 
     type: Literal["mean", "median", "constant"]
+    """Picks the replacement: the training split's mean or median of the feature, or `value`."""
     value: float | None = None
     """The constant, with type constant."""
 
@@ -61,42 +68,55 @@ class Flip(StrictModel):
     """Images: mirror with probability 1/2 (each direction on its own)."""
 
     type: Literal["flip"]
+    """Picks this augmentation: random mirroring."""
     mode: Literal["horizontal", "vertical", "horizontal_and_vertical"] = "horizontal"
+    """horizontal: left–right; vertical: top–bottom; horizontal_and_vertical: each, drawn
+    independently. Use vertical only where upside-down images are plausible."""
 
 
 class Rotation(StrictModel):
     """Images: rotate by an angle drawn from ±factor × 360° (nearest pixel, zeros outside)."""
 
     type: Literal["rotation"]
+    """Picks this augmentation: random rotation."""
     factor: Factor
+    """Largest rotation as a fraction of a full turn (0.1: up to ±36°)."""
 
 
 class Zoom(StrictModel):
     """Images: scale by 1 + u, u drawn from ±factor (around the centre)."""
 
     type: Literal["zoom"]
+    """Picks this augmentation: random zoom."""
     factor: Annotated[float, Field(gt=0, lt=1)]
+    """Largest relative change of scale (0.2: from 0.8× to 1.2×)."""
 
 
 class Translation(StrictModel):
     """Images: shift by up to ±factor of the height and of the width."""
 
     type: Literal["translation"]
+    """Picks this augmentation: random shift."""
     factor: Factor
+    """Largest shift as a fraction of the image's height (vertically) and width (horizontally)."""
 
 
 class Contrast(StrictModel):
     """Images: scale each image's deviation from its mean by 1 + u, u from ±factor."""
 
     type: Literal["contrast"]
+    """Picks this augmentation: random contrast."""
     factor: Factor
+    """Largest relative change of contrast (0.2: deviations scaled by 0.8 to 1.2)."""
 
 
 class Brightness(StrictModel):
     """Images: add u × (value range of the training images), u drawn from ±factor."""
 
     type: Literal["brightness"]
+    """Picks this augmentation: random brightness."""
     factor: Factor
+    """Largest shift, as a fraction of the training images' value range."""
 
 
 class Crop(StrictModel):
@@ -104,14 +124,18 @@ class Crop(StrictModel):
     the original size (a shift that loses the border)."""
 
     type: Literal["crop"]
+    """Picks this augmentation: pad and random crop."""
     padding: PositiveInt = 2
+    """Zero pixels added on each side before cropping back: the largest shift, in pixels."""
 
 
 class Noise(StrictModel):
     """Images: add Gaussian noise of `stddev` × (value range of the training images)."""
 
     type: Literal["noise"]
+    """Picks this augmentation: additive Gaussian pixel noise."""
     stddev: PositiveFloat
+    """Noise standard deviation as a fraction of the training images' value range."""
 
 
 class Jitter(StrictModel):
@@ -119,7 +143,9 @@ class Jitter(StrictModel):
     training standard deviation to every step."""
 
     type: Literal["jitter"]
+    """Picks this augmentation: additive Gaussian noise on every step."""
     stddev: PositiveFloat
+    """Noise standard deviation as a multiple of each channel's training standard deviation."""
 
 
 class Scaling(StrictModel):
@@ -127,7 +153,9 @@ class Scaling(StrictModel):
     drawn from N(1, stddev²) (per channel)."""
 
     type: Literal["scaling"]
+    """Picks this augmentation: a random scale per series."""
     stddev: PositiveFloat
+    """Standard deviation of the factor around 1 (0.1: most factors within 0.8..1.2)."""
 
 
 class GaussianNoise(StrictModel):
@@ -135,7 +163,9 @@ class GaussianNoise(StrictModel):
     standard deviation."""
 
     type: Literal["gaussian_noise"]
+    """Picks this augmentation: additive Gaussian noise on numerical features."""
     stddev: PositiveFloat
+    """Noise standard deviation as a multiple of each feature's training standard deviation."""
 
 
 class Mixup(StrictModel):
@@ -145,7 +175,10 @@ class Mixup(StrictModel):
     text or category inputs cannot be blended."""
 
     type: Literal["mixup"]
+    """Picks this augmentation: mixup."""
     alpha: PositiveFloat = 0.2
+    """Shape of the Beta(alpha, alpha) distribution of λ: small values keep most blends close to one
+    of the two examples, larger ones mix more evenly."""
 
 
 Augmentation = Annotated[

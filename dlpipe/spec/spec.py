@@ -39,6 +39,7 @@ class Spec(StrictModel):
     """A dlpipe spec. `dlpipe schema` prints this model as JSON Schema."""
 
     version: Literal[1] = 1
+    """The spec format's version; 1, the only one so far."""
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")]
     """Names the run directory (runs/<name>-<time>): letters, digits, '_', '-', '.'."""
     description: str = ""
@@ -50,11 +51,22 @@ class Spec(StrictModel):
     seed: Annotated[int, Field(ge=0, lt=2**31)] = 42
     """Seeds splits, shuffling, initial weights; with it a CPU run is bit-for-bit repeatable."""
     data: Data
+    """Where the examples come from, which columns are features and target, and how they are
+    split."""
     prepare: Prepare = Prepare()
+    """Imputation, normalization and augmentation, fitted on the training split; imputation and
+    normalization live inside the model."""
     model: Model
+    """The architecture, picked by `type`, and its settings."""
     training: Training = Training()
+    """Optimizer, schedule, loss, batch size, epochs, stopping, checkpoints and hardware
+    settings."""
     evaluation: Evaluation = Evaluation()
+    """Which metrics are computed, on which splits. Default: the task's usual metrics on validation
+    and test."""
     export: Export = Export()
+    """The formats written after training, how each is checked against the trained model, and the
+    model card's intended use."""
     tuning: Tuning | None = None
     """Hyperparameter search for `dlpipe tune`; `dlpipe run` ignores it."""
     allow_unsafe_deserialization: bool = False

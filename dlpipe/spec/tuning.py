@@ -63,8 +63,11 @@ class Uniform(StrictModel):
     """A float drawn evenly from [low, high]; with `step`, one of low, low + step, …, high."""
 
     type: Literal["uniform"]
+    """Picks this distribution: uniform floats."""
     low: float
+    """The smallest value."""
     high: float
+    """The largest value."""
     step: PositiveFloat | None = None
     """Quantize to multiples of `step` above `low`; high − low must be a multiple of it.
     Needed for the grid sampler."""
@@ -75,17 +78,24 @@ class LogUniform(StrictModel):
     likely, as suits learning rates and weight decay."""
 
     type: Literal["loguniform"]
+    """Picks this distribution: log-uniform floats."""
     low: PositiveFloat
+    """The smallest value (> 0)."""
     high: PositiveFloat
+    """The largest value."""
 
 
 class Int(StrictModel):
     """An integer in [low, high], both included, every `step`."""
 
     type: Literal["int"]
+    """Picks this distribution: integers."""
     low: int
+    """The smallest value."""
     high: int
+    """The largest value (included)."""
     step: PositiveInt = 1
+    """Spacing of the values from `low`."""
     log: bool = False
     """Draw evenly on a log scale (as many values 8–16 as 64–128: layer widths); needs
     low ≥ 1 and step 1."""
@@ -96,7 +106,9 @@ class Choice(StrictModel):
     for model.units) or a mapping (a whole `training.optimizer`)."""
 
     type: Literal["choice"]
+    """Picks this distribution: a list of values."""
     values: Annotated[list[Any], Field(min_length=1)]
+    """The values to try, each one a complete value for the key."""
 
 
 Param = Annotated[Union[Uniform, LogUniform, Int, Choice], Field(discriminator="type")]
@@ -107,12 +119,14 @@ class GridSampler(StrictModel):
     or a uniform range with a step."""
 
     type: Literal["grid"]
+    """Picks this sampler: every combination once."""
 
 
 class RandomSampler(StrictModel):
     """Independent draws from each parameter's distribution."""
 
     type: Literal["random"]
+    """Picks this sampler: independent random draws."""
 
 
 class BayesianSampler(StrictModel):
@@ -120,6 +134,7 @@ class BayesianSampler(StrictModel):
     where earlier trials did well."""
 
     type: Literal["bayesian"]
+    """Picks this sampler: TPE."""
     startup_trials: PositiveInt = 10
     """Random trials before TPE starts to model the results."""
 
@@ -131,6 +146,7 @@ class NoPruner(StrictModel):
     """Every trial trains for all its epochs."""
 
     type: Literal["none"]
+    """Picks this pruner: no pruning."""
 
 
 class MedianPruner(StrictModel):
@@ -138,6 +154,7 @@ class MedianPruner(StrictModel):
     after the same epoch."""
 
     type: Literal["median"]
+    """Picks this pruner: median pruning."""
     startup_trials: Annotated[int, Field(ge=0)] = 5
     """Trials that finish before any is pruned."""
     warmup_epochs: Annotated[int, Field(ge=0)] = 1
@@ -149,6 +166,7 @@ class HyperbandPruner(StrictModel):
     promising ones all of `training.epochs`."""
 
     type: Literal["hyperband"]
+    """Picks this pruner: Hyperband."""
     min_epochs: PositiveInt = 1
     """Epochs every trial gets."""
     reduction_factor: Annotated[int, Field(ge=2)] = 3
@@ -162,11 +180,13 @@ class Tuning(StrictModel):
     """Hyperparameter search for `dlpipe tune`; `dlpipe run` ignores this section."""
 
     objective: Objective = Objective()
+    """The metric trials are ranked by, and its direction."""
     search: Annotated[dict[str, Param], Field(min_length=1)] | None = None
     """Spec keys, as dotted paths (`training.optimizer.learning_rate`,
     `model.blocks[0].filters`), each with the values to try. Left out: the learning rate
     (log scale, a decade either side of the spec's), the dropout and the batch size."""
     sampler: Sampler = BayesianSampler(type="bayesian")
+    """How each trial's values are chosen; default: bayesian (TPE)."""
     pruner: Pruner = MedianPruner(type="median")
     """Fed the validation value after every epoch (see docs/architecture.md, Tuning)."""
     trials: PositiveInt | None = None

@@ -8,144 +8,22 @@ exported model takes raw data.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from dlpipe.data.sources import load_source
 from dlpipe.data.splits import kfold_indices, split_indices, time_ordered_split
 from dlpipe.data.table import Table
+from dlpipe.data.prepared import (SPLITS, STRING_TYPES, FeatureInfo, PreparedData, Split,  # noqa: F401
+                                  _fingerprint, _fit_normalization, input_names, normalizer, spec_sections)
+from dlpipe.data.values import (_check_categories, _check_numbers, _check_target, _is_missing,  # noqa: F401
+                               _list, _mostly_numbers)
 from dlpipe.errors import DataError
 from dlpipe.errors import did_you_mean
 from dlpipe.spec.checks import FEATURE_TYPES
 from dlpipe.spec.spec import Spec
-
-SPLITS = ("train", "validation", "test")
-STRING_TYPES = ("categorical", "ordinal", "text")
-"""Features whose model input is the raw value as text."""
-
-
-@dataclass
-class FeatureInfo:
-    name: str
-    """The column's name in the data."""
-    input_name: str
-    """The model input's name: the column name made safe for SavedModel signatures."""
-    type: str
-    shape: tuple[int, ...]
-    normalization: str = "none"
-    mean: np.ndarray | None = None
-    """Per-column (numerical) or per-channel (image) affine normalization: (x - mean) / std."""
-    std: np.ndarray | None = None
-    vocabulary: list[str] | None = None
-    """Categorical: the known categories; index 0 inside the model is the out-of-vocabulary bucket."""
-    encoding: str | None = None
-    """Categorical: one_hot or embedding."""
-    embedding_dim: int | None = None
-    vocabulary_size: int | None = None
-    """Tokens only: ids are 0..vocabulary_size-1."""
-    imputation: str = "none"
-    """Numerical only: mean, median or constant fills a missing value (inside the model)."""
-    fill: np.ndarray | None = None
-    """The value that replaces NaN, per column (fitted on the training split)."""
-    """Tokens: ids are 0..vocabulary_size-1. Text: the most ids the vocabulary may use."""
-    order: list[str] | None = None
-    """Ordinal: the values, lowest first."""
-    text: dict[str, Any] | None = None
-    """Text: standardize, split, ngrams, sequence_length (the TextVectorization settings)."""
-    pretrained: dict[str, Any] | None = None
-    """Categorical or text: {"path", "vocabulary", "trainable"} of pretrained vectors (paths resolved)."""
-    size: tuple[int, int] | None = None
-    """Image: the [height, width] the model resizes to (None: as stored)."""
-    channels: int | None = None
-    """Image: the channels the model converts to (None: as stored)."""
-    relative: bool = False
-    """Forecasting window: the model sees each window minus its last step, per channel (so
-    a level never seen in training, as a trend brings, looks like a familiar one)."""
-
-    @property
-    def dtype(self) -> str:
-        if self.type in STRING_TYPES:
-            return "string"
-        return "int32" if self.type == "tokens" else "float32"
-
-    def describe(self) -> dict[str, Any]:
-        out = {"name": self.name, "input": self.input_name, "type": self.type,
-               "shape": list(self.shape), "normalization": self.normalization}
-        if self.type == "categorical":
-            out.update(vocabulary=self.vocabulary, encoding=self.encoding, embedding_dim=self.embedding_dim)
-        if self.vocabulary_size is not None:
-            out["vocabulary_size"] = self.vocabulary_size
-        if self.fill is not None:
-            out.update(imputation=self.imputation, fill=self.fill.tolist())
-        if self.order is not None:
-            out["order"] = self.order
-        if self.text is not None:
-            out["text"] = self.text
-        if self.pretrained is not None:
-            out["pretrained"] = self.pretrained
-        if self.size is not None or self.channels is not None:
-            out.update(size=list(self.size) if self.size else None, channels=self.channels)
-        return out
-
-
-@dataclass
-class Split:
-    x: dict[str, np.ndarray]
-    y: np.ndarray | None
-    """Encoded labels; None for unlabeled data (no `data.target`)."""
-    rows: np.ndarray
-    """Source row indices (0-based), for messages and reports."""
-    weight: np.ndarray | None = None
-    """Each example's weight in the training loss (`training.sample_weight`), if any."""
-    naive: np.ndarray | None = None
-    """Forecasting: the last-value forecast of each example (N × horizon), the baseline."""
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-
-@dataclass
-class PreparedData:
-    features: list[FeatureInfo]
-    target: str | None
-    """The label column; None for unlabeled data."""
-    task: str
-    class_names: list[str] | None
-    splits: dict[str, Split]
-    fingerprint: str
-    origin: str
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "origin": self.origin,
-            "fingerprint": self.fingerprint,
-            "task": self.task,
-            "target": self.target,
-            "class_names": self.class_names,
-            "features": [f.describe() for f in self.features],
-            "split_sizes": {name: len(split) for name, split in self.splits.items()},
-            **{key: self.extra[key] for key in ("dropped_rows", "time_ranges", "streaming")
-               if key in self.extra},
-        }
-
-
-def input_names(names: list[str]) -> list[str]:
-    """Column names → unique names valid for Keras inputs and SavedModel signatures."""
-    out: list[str] = []
-    for name in names:
-        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "feature"
-        candidate, n = safe, 2
-        while candidate in out:
-            candidate, n = f"{safe}_{n}", n + 1
-        out.append(candidate)
-    return out
 
 
 def prepare(spec: Spec, base_dir: Path, located) -> PreparedData:
@@ -262,25 +140,6 @@ def _time_values(spec: Spec, table: Table, located) -> np.ndarray:
 
 def _shown_time(value: float):
     return float(value)
-
-
-def _check_target(spec: Spec, table: Table, located) -> str:
-    target = spec.data.target.name
-    if target not in table.columns:
-        hint = did_you_mean(target, table.columns) or f"; columns are: {_list(table.columns)}"
-        if len(table.columns) == 1:
-            (header,) = table.columns
-            seen = [d for d in (";", "\t", "|", ",") if d in header]
-            if seen:
-                hint = f"; the header {header!r} looks delimited by {seen[0]!r}: set data.source.delimiter"
-        raise located(("data", "target", "name"), f"no column {target!r} in {table.origin}{hint}")
-    return target
-
-
-def _list(names, limit: int = 12) -> str:
-    names = list(names)
-    shown = ", ".join(names[:limit])
-    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
 
 
 def _resolve_features(spec: Spec, table: Table, target: str, located) -> list[FeatureInfo]:
@@ -404,15 +263,6 @@ def _vocabulary_size(spec: Spec, table: Table, name: str, path: tuple, located) 
     return declared
 
 
-def _mostly_numbers(values: np.ndarray) -> bool:
-    """A text column whose values are mostly numbers is a numeric column with typos
-    (reported by row later), not a text feature."""
-    import pandas as pd
-
-    present = pd.Series(values).dropna()
-    return len(present) > 0 and pd.to_numeric(present, errors="coerce").notna().mean() > 0.5
-
-
 def _sample_weights(spec: Spec, table: Table, located) -> np.ndarray | None:
     name = spec.training.sample_weight
     if name is None:
@@ -429,43 +279,6 @@ def _sample_weights(spec: Spec, table: Table, located) -> np.ndarray | None:
     return weights
 
 
-def _check_numbers(table: Table, name: str, allow_nan: bool = False) -> None:
-    """Every value a finite number (NaN allowed where an imputation fills it)."""
-    values = table.columns[name]
-    if values.dtype.kind not in "iufb":
-        for row, value in enumerate(values):
-            try:
-                float(value)
-            except (TypeError, ValueError):
-                raise DataError(f"{table.at(row)}, column {name!r}: "
-                                f"expected a number, got {value!r}") from None
-        values = table.columns[name] = values.astype(np.float32)
-    if values.dtype.kind == "f":
-        flat = values.reshape(len(values), -1)
-        bad = ~(np.isfinite(flat) | (np.isnan(flat) if allow_nan else False)).all(axis=1)
-        if bad.any():
-            row = int(np.flatnonzero(bad)[0])
-            if np.isinf(flat[row]).any():
-                raise DataError(f"{table.at(row)}, column {name!r}: an infinite value; "
-                                f"{int(bad.sum())} row(s) in all")
-            raise DataError(f"{table.at(row)}, column {name!r}: a missing value (NaN); {int(bad.sum())} row(s) "
-                            f"in all (fill them with prepare.imputation, or clean them)")
-
-
-def _check_categories(table: Table, name: str) -> None:
-    """Categories become text: the model's input is a string, whatever the column held."""
-    values = table.columns[name]
-    if values.dtype.kind == "f":
-        missing = np.flatnonzero(np.isnan(values))
-    else:
-        missing = np.flatnonzero([_is_missing(v) for v in values])
-    if len(missing):
-        row = int(missing[0])
-        raise DataError(f"{table.at(row)}, column {name!r}: a missing value; "
-                        f"{len(missing)} row(s) in all (categories are not imputed: clean them)")
-    table.columns[name] = np.array([str(v) for v in values], dtype=object)
-
-
 def _check_order(table: Table, name: str, order: list[str]) -> None:
     known = set(order)
     values = table.columns[name]
@@ -474,11 +287,6 @@ def _check_order(table: Table, name: str, order: list[str]) -> None:
             hint = did_you_mean(value, order) or f"; the order lists {_list(order)}"
             raise DataError(f"{table.origin}: row {row + table.row_offset}, column {name!r}: {value!r} is not "
                             f"one of the ordinal values{hint}")
-
-
-def _is_missing(value) -> bool:
-    # None (JSON null), NaN (pandas' empty cell), pandas.NA (nullable columns)
-    return value is None or (isinstance(value, float) and value != value) or type(value).__name__ == "NAType"
 
 
 def _column(table: Table, feature: FeatureInfo) -> np.ndarray:
@@ -725,36 +533,6 @@ def _fit_imputation(spec: Spec, features: list[FeatureInfo], train: Split, table
         feature.fill = fill
 
 
-def normalizer(spec: Spec, feature: FeatureInfo):
-    """The spec's normalizer for a feature: by its name, else by its type (a forecasting
-    window, a sequence made of numerical columns, also answers to `numerical`)."""
-    found = spec.prepare.normalization.get(feature.name) or spec.prepare.normalization.get(feature.type)
-    if found is None and feature.input_name == "window" and spec.data.windows is not None:
-        found = spec.prepare.normalization.get("numerical")
-    return found
-
-
-def _fit_normalization(spec: Spec, features: list[FeatureInfo], train: Split) -> None:
-    for feature in features:
-        if feature.normalization == "none":
-            continue
-        values = train.x[feature.input_name].astype(np.float64)
-        if feature.fill is not None:  # the model imputes first, then normalizes
-            values = np.where(np.isnan(values), feature.fill, values)
-        norm = spec.prepare.normalization.get(feature.name) or spec.prepare.normalization.get(feature.type)
-        norm = normalizer(spec, feature)
-        axes = tuple(range(values.ndim - 1))  # per column (numerical) / per channel (image)
-        if norm.type == "zscore":
-            mean, std = values.mean(axis=axes), values.std(axis=axes)
-        elif norm.type == "minmax":
-            mean, std = values.min(axis=axes), values.max(axis=axes) - values.min(axis=axes)
-        else:  # rescale: x * scale + offset  ==  (x - (-offset / scale)) / (1 / scale)
-            mean = np.full(values.shape[-1], -norm.offset / norm.scale)
-            std = np.full(values.shape[-1], 1.0 / norm.scale)
-        # A constant column would divide by zero: leave it unscaled (only centred).
-        feature.mean, feature.std = mean, np.where(std == 0, 1.0, std)
-
-
 def _fit_vocabularies(spec: Spec, features: list[FeatureInfo], train: Split) -> None:
     for feature in features:
         if feature.type == "categorical" and feature.vocabulary is None:
@@ -788,19 +566,3 @@ def _resolve_pretrained(spec: Spec, features: list[FeatureInfo], base_dir: Path)
     del declared
 
 
-def spec_sections(spec: Spec) -> bytes:
-    """The spec's part of the data fingerprint: data, prepare and seed."""
-    sections = {"data": spec.data.model_dump(mode="json"), "prepare": spec.prepare.model_dump(mode="json"),
-                "seed": spec.seed}
-    return json.dumps(sections, sort_keys=True).encode()
-
-
-def _fingerprint(spec: Spec, table: Table) -> str:
-    digest = hashlib.sha256()
-    for name in sorted(table.columns):
-        values = np.ascontiguousarray(table.columns[name])
-        digest.update(name.encode())
-        digest.update(str(values.dtype).encode() + str(values.shape).encode())
-        digest.update(values.tobytes() if values.dtype != object else "\x1f".join(map(str, values)).encode())
-    digest.update(spec_sections(spec))
-    return "sha256:" + digest.hexdigest()

@@ -227,8 +227,8 @@ def prepare_streaming(spec, base_dir: Path, located):
     """One pass over the file's chunks → a PreparedData whose splits stream (see the module)."""
     import hashlib
 
-    from dlpipe.data.prepare import (FeatureInfo, PreparedData, _check_numbers, _mostly_numbers, input_names,
-                                     normalizer, spec_sections)
+    from dlpipe.data.prepared import FeatureInfo, PreparedData, input_names, normalizer, spec_sections
+    from dlpipe.data.values import _check_numbers, _mostly_numbers
     from dlpipe.errors import did_you_mean
 
     data_spec = spec.data
@@ -315,7 +315,7 @@ def prepare_streaming(spec, base_dir: Path, located):
 
 
 def _stream_features(spec, table: Table, target, located, input_names, mostly_numbers, did_you_mean):
-    from dlpipe.data.prepare import FeatureInfo
+    from dlpipe.data.prepared import FeatureInfo
 
     kinds: dict[str, str] = {}
     if spec.data.features:
@@ -352,7 +352,7 @@ def _stream_features(spec, table: Table, target, located, input_names, mostly_nu
 
 def checked(table: Table, feature) -> np.ndarray:
     """A chunk's column, every value checked: float32 numbers, or categories as text."""
-    from dlpipe.data.prepare import _check_categories, _check_numbers
+    from dlpipe.data.values import _check_categories, _check_numbers
 
     if feature.type == "categorical":
         _check_categories(table, feature.name)
@@ -362,7 +362,7 @@ def checked(table: Table, feature) -> np.ndarray:
 
 
 def _raw_labels(spec, table: Table, target: str) -> np.ndarray:
-    from dlpipe.data.prepare import _check_numbers, _is_missing
+    from dlpipe.data.values import _check_numbers, _is_missing
 
     values = table.columns[target]
     if spec.task == "regression":

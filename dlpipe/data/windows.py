@@ -20,8 +20,8 @@ WINDOW_INPUT = "window"
 
 
 def prepare_windows(spec, table: Table, located):
-    from dlpipe.data.prepare import (FeatureInfo, PreparedData, Split, _check_numbers, _check_target,
-                                     _fingerprint, _fit_normalization, _list, normalizer)
+    from dlpipe.data.prepared import FeatureInfo, PreparedData, Split, _fingerprint, _fit_normalization, normalizer
+    from dlpipe.data.values import _check_numbers, _check_target, _list
 
     windows = spec.data.windows
     target = _check_target(spec, table, located)

@@ -1,0 +1,80 @@
+"""Checks on a table's values, shared by every way of preparing data: each bad value is
+reported with its file, row and column."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dlpipe.data.table import Table
+from dlpipe.errors import DataError, did_you_mean
+from dlpipe.spec.spec import Spec
+
+
+def _check_target(spec: Spec, table: Table, located) -> str:
+    target = spec.data.target.name
+    if target not in table.columns:
+        hint = did_you_mean(target, table.columns) or f"; columns are: {_list(table.columns)}"
+        if len(table.columns) == 1:
+            (header,) = table.columns
+            seen = [d for d in (";", "\t", "|", ",") if d in header]
+            if seen:
+                hint = f"; the header {header!r} looks delimited by {seen[0]!r}: set data.source.delimiter"
+        raise located(("data", "target", "name"), f"no column {target!r} in {table.origin}{hint}")
+    return target
+
+
+def _list(names, limit: int = 12) -> str:
+    names = list(names)
+    shown = ", ".join(names[:limit])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+
+
+def _mostly_numbers(values: np.ndarray) -> bool:
+    """A text column whose values are mostly numbers is a numeric column with typos
+    (reported by row later), not a text feature."""
+    import pandas as pd
+
+    present = pd.Series(values).dropna()
+    return len(present) > 0 and pd.to_numeric(present, errors="coerce").notna().mean() > 0.5
+
+
+def _check_numbers(table: Table, name: str, allow_nan: bool = False) -> None:
+    """Every value a finite number (NaN allowed where an imputation fills it)."""
+    values = table.columns[name]
+    if values.dtype.kind not in "iufb":
+        for row, value in enumerate(values):
+            try:
+                float(value)
+            except (TypeError, ValueError):
+                raise DataError(f"{table.at(row)}, column {name!r}: "
+                                f"expected a number, got {value!r}") from None
+        values = table.columns[name] = values.astype(np.float32)
+    if values.dtype.kind == "f":
+        flat = values.reshape(len(values), -1)
+        bad = ~(np.isfinite(flat) | (np.isnan(flat) if allow_nan else False)).all(axis=1)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            if np.isinf(flat[row]).any():
+                raise DataError(f"{table.at(row)}, column {name!r}: an infinite value; "
+                                f"{int(bad.sum())} row(s) in all")
+            raise DataError(f"{table.at(row)}, column {name!r}: a missing value (NaN); {int(bad.sum())} row(s) "
+                            f"in all (fill them with prepare.imputation, or clean them)")
+
+
+def _check_categories(table: Table, name: str) -> None:
+    """Categories become text: the model's input is a string, whatever the column held."""
+    values = table.columns[name]
+    if values.dtype.kind == "f":
+        missing = np.flatnonzero(np.isnan(values))
+    else:
+        missing = np.flatnonzero([_is_missing(v) for v in values])
+    if len(missing):
+        row = int(missing[0])
+        raise DataError(f"{table.at(row)}, column {name!r}: a missing value; "
+                        f"{len(missing)} row(s) in all (categories are not imputed: clean them)")
+    table.columns[name] = np.array([str(v) for v in values], dtype=object)
+
+
+def _is_missing(value) -> bool:
+    # None (JSON null), NaN (pandas' empty cell), pandas.NA (nullable columns)
+    return value is None or (isinstance(value, float) and value != value) or type(value).__name__ == "NAType"

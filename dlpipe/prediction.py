@@ -185,19 +185,10 @@ def _read_csv(path: Path, interface: dict) -> list[dict]:
 
 
 def _read_jsonl(path: Path) -> list[dict]:
-    records = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError as err:
-                raise DataError(f"{path}: line {number}: not JSON: {err}") from None
-            if not isinstance(record, dict):
-                raise DataError(f"{path}: line {number}: expected a JSON object, got {type(record).__name__}")
-            records.append(record)
-    return records
+    """The objects of a JSON-lines file, read as the `jsonl` data source reads them (same messages)."""
+    from dlpipe.data.sources import read_jsonl_records
+
+    return [record for _, record in read_jsonl_records(path)]
 
 
 def _rows(path: Path, records: list[dict], interface: dict) -> Examples:

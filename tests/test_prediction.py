@@ -60,7 +60,7 @@ def test_jsonl_lines_become_inputs(tmp_path):
     ("rows.csv", "plan,tenure_months\npro,1\nplus,abc\n",
      "rows.csv: row 3, column 'tenure months': expected a number, got 'abc'"),
     ("rows.csv", "plan,tenure_months\npro,1\n,2\n", "rows.csv: row 3, column 'plan': a missing value"),
-    ("rows.jsonl", '{"plan": "pro", "tenure_months": 1}\n[1]\n', "rows.jsonl: line 2: expected a JSON object, got list"),
+    ("rows.jsonl", '{"plan": "pro", "tenure_months": 1}\n[1]\n', "rows.jsonl: row 2: expected a JSON object, got list"),
     ("rows.jsonl", '{"plan": "pro", "tenure_months": [1, 2]}\n',
      "rows.jsonl: line 1, column 'tenure months': expected 1 value(s) (shape (1,)), got 2"),
     ("rows.txt", "x\n", "rows.txt: unknown input kind; use .csv, .jsonl, an image (.png, .jpg, .jpeg, .bmp, .gif) "

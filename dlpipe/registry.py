@@ -201,11 +201,14 @@ _TABLES: dict[str, dict[str, str]] = {
         "tflite": "dlpipe.exporters.tflite:FORMAT",
         "onnx": "dlpipe.exporters.onnx:FORMAT",
     },
-    "pipeline": {
-        "supervised": "dlpipe.pipelines.supervised:run",
-        "embedding": "dlpipe.pipelines.embedding:run",
-        "adversarial": "dlpipe.pipelines.adversarial:run",
-        "detection": "dlpipe.pipelines.detection:run",
+    # A task: its facts and its pipeline (dlpipe/tasks/base.py); `task:` in a spec names one.
+    "task": {
+        "classification": "dlpipe.tasks.classification:TASK",
+        "regression": "dlpipe.tasks.regression:TASK",
+        "forecasting": "dlpipe.tasks.forecasting:TASK",
+        "detection": "dlpipe.tasks.detection:TASK",
+        "embedding": "dlpipe.tasks.embedding:TASK",
+        "generation": "dlpipe.tasks.generation:TASK",
     },
 }
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dlpipe import tasks
 from dlpipe.data.sources import load_source
 from dlpipe.data.splits import kfold_indices, split_indices, time_ordered_split
 from dlpipe.data.table import Table
@@ -302,7 +303,7 @@ def _labels(spec: Spec, table: Table, target: str, base_dir: Path,
     missing or unknown are an error, or dropped with `on_unknown: drop`."""
     values = table.columns[target]
     keep = np.ones(len(table), dtype=bool)
-    if spec.task == "regression":
+    if tasks.get(spec.task).target == "values":  # numbers, not classes
         _check_numbers(table, target)
         return table.columns[target].astype(np.float32), None, keep
     declared = spec.data.target

@@ -80,7 +80,11 @@ def reevaluate(run, data: str | Path | None = None) -> Evaluation:
 
     folder = _new_folder(run_root)
     atomic_write_json(folder / "data.json", prepared.describe())
-    metrics = evaluate(model, spec, prepared, folder, splits)
+    from dlpipe.report.evaluation import draw_evaluation
+
+    outputs = {}
+    metrics = evaluate(model, spec, prepared, folder, splits, outputs)
+    draw_evaluation(folder / "plots", spec, prepared, outputs)
     atomic_write_json(folder / "evaluation.json", {
         "run": str(run_root.resolve()),
         "model": "model.keras",

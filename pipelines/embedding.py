@@ -66,11 +66,17 @@ def run(ctx) -> None:
                                                 "autoencoder.keras": models.autoencoder})
 
     with run_dir.stage("evaluate"):
+        from dlpipe.data.pipeline import predict
         from dlpipe.metrics.embedding import evaluate
         from dlpipe.metrics.evaluate import json_ready
 
-        metrics = evaluate(models, spec, data, targets, spec.evaluation.splits, out=run_dir.root)
+        from dlpipe.report.evaluation import draw_embeddings
+
+        metrics = evaluate(models, spec, data, targets, spec.evaluation.splits)
         atomic_write_json(run_dir.path("metrics.json"), json_ready(metrics))
+        if metrics:  # the last split's embeddings, drawn → plots/embeddings.png
+            last = list(metrics)[-1]
+            draw_embeddings(run_dir.path("plots"), data, last, predict(models.encoder, data.splits[last].x))
 
     with run_dir.stage("export"):
         from dlpipe.exporters.stage import export_model

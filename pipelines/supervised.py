@@ -79,7 +79,11 @@ def run(ctx) -> None:
         if reuse["evaluate"]:
             metrics = load_metrics(run_dir)
         else:
-            metrics = evaluate(model, spec, data, run_dir.root, spec.evaluation.splits)
+            from dlpipe.report.evaluation import draw_evaluation
+
+            outputs = {}
+            metrics = evaluate(model, spec, data, run_dir.root, spec.evaluation.splits, outputs)
+            draw_evaluation(run_dir.path("plots"), spec, data, outputs)
 
     with run_dir.stage("export", key=keys["export"], reused=reuse["export"], stale=("export",)):
         from dlpipe.exporters.stage import export_model

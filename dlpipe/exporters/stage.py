@@ -177,7 +177,7 @@ def export_run(run_path: str | Path, *, formats: Sequence[str] | None = None,
     base_dir = Path(record["spec_file"]).parent if record.get("spec_file") else root
 
     run_dir = RunDir(root)
-    run_dir._lock()
+    run_dir.lock()
     try:
         from dlpipe.data.prepare import prepare
         from dlpipe.training.determinism import configure

@@ -22,6 +22,7 @@ import yaml
 from click.testing import CliRunner
 
 from dlpipe.cli import main
+from dlpipe.rundir import RunDir
 from dlpipe.spec import load_spec
 
 pytestmark = pytest.mark.slow
@@ -82,7 +83,7 @@ def test_run_directory_holds_the_contract(which, request):
     assert record["deterministic"] is True and record["seed"] == 42
     assert record["data_fingerprint"].startswith("sha256:")
     assert {"dlpipe", "python", "tensorflow", "keras"} <= set(record["versions"])
-    assert not list(run.glob("**/.*.tmp*")) and not (run / ".lock").exists()
+    assert not list(run.glob("**/.*.tmp*")) and RunDir.lock_holder(run) is None
     # The resolved spec is complete and valid: loading it gives back the same spec.
     resolved = load_spec(run / "spec.yaml")
     assert resolved.model_dump() == yaml.safe_load((run / "spec.yaml").read_text())

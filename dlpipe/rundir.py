@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import errno
+import fcntl
 import json
 import os
 import platform
@@ -123,14 +124,14 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
                 tmp.unlink()
 
 
-def _pid_alive(pid: int) -> bool:
+def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
-    return True
+    except (PermissionError, OverflowError, ValueError):
+        return pid > 0
+    return pid > 0
 
 
 class RunDir:
@@ -148,6 +149,7 @@ class RunDir:
         self.cache = True
         """Stages whose key is unchanged are reused (False with --no-cache)."""
         self.current_stage: str | None = None
+        self._lock_fd: int | None = None
 
     @classmethod
     def default_path(cls, name: str, base: Path | str = "runs") -> Path:
@@ -156,18 +158,35 @@ class RunDir:
 
     @classmethod
     def create(cls, root: Path | str) -> "RunDir":
+        """A new run's folder (made if missing; an empty one is fine), locked. Several
+        processes started at once on one folder: one gets it, the others one line each."""
         root = Path(root)
         if root.exists() and not root.is_dir():
             raise DlpipeError(f"{root}: exists and is not a directory")
-        if root.is_dir() and any(p.name != cls.LOCK for p in root.iterdir()):
-            raise DlpipeError(f"{root}: already holds a run; choose another --out or remove it")
+        cls._check_empty(root)
         try:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise DlpipeError(f"{root}: cannot create the run directory: {err.strerror}") from None
         run_dir = cls(root)
-        run_dir._lock()
+        run_dir.lock()
+        try:
+            # Again under the lock: a process that looked before another one's run began
+            # and locks after it ended must not write over that run.
+            cls._check_empty(root)
+        except DlpipeError:
+            run_dir.unlock()
+            raise
         return run_dir
+
+    @classmethod
+    def _check_empty(cls, root: Path) -> None:
+        try:
+            taken = root.is_dir() and any(p.name != cls.LOCK for p in root.iterdir())
+        except OSError as err:
+            raise DlpipeError(f"{root}: cannot read the run directory: {err.strerror}") from None
+        if taken:
+            raise DlpipeError(f"{root}: already holds a run; choose another --out or remove it")
 
     @classmethod
     def holds_run(cls, root: Path | str) -> bool:
@@ -180,7 +199,7 @@ class RunDir:
         unchanged stages reused. Temporary files a killed run left behind are removed."""
         root = Path(root)
         run_dir = cls(root)
-        run_dir._lock()
+        run_dir.lock()
         try:
             run_dir.record = json.loads((root / "run.json").read_text())
         except (OSError, ValueError) as err:
@@ -206,26 +225,85 @@ class RunDir:
                 else:
                     path.unlink(missing_ok=True)
 
-    def _lock(self) -> None:
-        lock = self.root / self.LOCK
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
+    def lock(self) -> None:
+        """Take the run directory's lock for this process's life, or fail in one line.
+
+        An OS lock (`flock`) on `.lock`, held through a descriptor kept open until `unlock`
+        (or the process's end: a killed run's lock frees itself, so there is no stale lock to
+        judge). The pid inside is information for the message only; the file is never
+        removed, so every process locks the same file. After locking, the file must still
+        be the one at `.lock` (someone may have removed the folder's contents meanwhile)."""
+        path = self.root / self.LOCK
+        for _ in range(8):
             try:
-                pid = int(lock.read_text().strip() or 0)
-            except (OSError, ValueError):
-                pid = 0
-            if pid and _pid_alive(pid):
-                raise DlpipeError(f"{self.root}: another dlpipe process (pid {pid}) is using it") from None
-            lock.unlink(missing_ok=True)  # left behind by a killed run
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except OSError as err:
-            raise DlpipeError(f"{self.root}: cannot write: {err.strerror}") from None
-        with os.fdopen(fd, "w") as handle:
-            handle.write(str(os.getpid()))
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            except OSError as err:
+                raise DlpipeError(f"{self.root}: cannot write: {err.strerror}") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise DlpipeError(self._held_message()) from None
+            except OSError as err:  # a filesystem without locks
+                os.close(fd)
+                raise DlpipeError(f"{self.root}: cannot lock the run directory: {err.strerror}") from None
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(path))
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)  # locked a file that is no longer .lock: lock the one that is
+        else:
+            raise DlpipeError(f"{self.root}: cannot lock the run directory: {self.LOCK} keeps being replaced")
+        with contextlib.suppress(OSError):  # only information: a full disk must not stop the run here
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
+
+    def _held_message(self) -> str:
+        pid = self.lock_holder(self.root, probe=False)
+        who = f"another dlpipe process (pid {pid})" if pid else "another dlpipe process"
+        return f"{self.root}: {who} is using this run directory"
+
+    @classmethod
+    def lock_holder(cls, root: Path | str, *, probe: bool = True) -> int | None:
+        """The pid written in `root`'s lock (None if unreadable). With `probe`, None also
+        when no process holds the lock (it is tried, and released at once)."""
+        path = Path(root) / cls.LOCK
+        if probe:
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                return None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except OSError:
+                pass  # held
+            else:
+                return None
+            finally:
+                os.close(fd)
+        # The holder writes its pid just after locking: a reader may come in between and
+        # find the file empty, or still naming a killed process.
+        for attempt in range(20):
+            try:
+                text = path.read_text().strip()
+            except OSError:
+                return None
+            if text.isdigit() and _alive(int(text)):
+                return int(text)
+            time.sleep(0.005)
+        return None
 
     def unlock(self) -> None:
-        (self.root / self.LOCK).unlink(missing_ok=True)
+        """Release the lock (the file stays: removing it would let two processes lock two files)."""
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is None:
+            return
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+        os.close(fd)  # closing the last descriptor releases the flock
 
     def path(self, *parts: str) -> Path:
         return self.root.joinpath(*parts)

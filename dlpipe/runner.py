@@ -193,7 +193,8 @@ def _train_as_worker(spec: Spec, document: Document, spec_path: str | Path, root
 
     from dlpipe.training.distribute import cluster
 
-    scratch = Path(tempfile.mkdtemp(prefix="dlpipe-worker-"))
+    scratch = Path(tempfile.mkdtemp(prefix="dlpipe-worker-"))  # a new name: no other process uses it
+    run_dir = None
     try:
         run_dir = RunDir.create(scratch)
         last = root / "checkpoints" / "last.npz"
@@ -204,6 +205,8 @@ def _train_as_worker(spec: Spec, document: Document, spec_path: str | Path, root
         context = Context(spec, document, run_dir, Path(spec_path).resolve().parent, chief=False)
         tasks.get(spec.task).hook("run")(context)
     finally:
+        if run_dir is not None:
+            run_dir.unlock()
         shutil.rmtree(scratch, ignore_errors=True)
     print(f"[dlpipe] {cluster().name}: training done; the chief writes the run directory", file=sys.stderr,
           flush=True)

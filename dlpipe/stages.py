@@ -51,7 +51,7 @@ def reexport(run, formats: Sequence[str] | None = None) -> dict:
     from dlpipe.training.determinism import configure
 
     run_dir = RunDir(run.root)
-    run_dir._lock()
+    run_dir.lock()
     try:
         configure(run.spec.seed)
         data = prepare(run.spec, run.base_dir, run.located)

@@ -12,6 +12,7 @@ import yaml
 from click.testing import CliRunner
 
 from dlpipe.cli import main
+from dlpipe.rundir import RunDir
 from dlpipe.spec import load_spec
 
 pytestmark = pytest.mark.slow
@@ -52,7 +53,7 @@ def test_gan_run_writes_every_contract_file(gan_run):
     assert set(record["stages"]) == {"data", "setup", "features", "build", "train", "evaluate", "export", "report"}
     assert all(s["status"] == "completed" for s in record["stages"].values())
     assert set(record["parameters"]) == {"generator", "discriminator"}
-    assert not list(gan_run.glob("**/.*.tmp*")) and not (gan_run / ".lock").exists()
+    assert not list(gan_run.glob("**/.*.tmp*")) and RunDir.lock_holder(gan_run) is None
     resolved = load_spec(gan_run / "spec.yaml")  # complete: every default written, and valid
     assert resolved.model_dump() == yaml.safe_load((gan_run / "spec.yaml").read_text())
     assert resolved.training.adversarial.label_smoothing == 0.1

@@ -23,6 +23,10 @@ TASK_FILES = ("dlpipe/tasks/", "pipelines/")
 """A task's own files: its description and its pipeline. Only these may compare task names."""
 
 
+def test_every_task_has_its_metric_table():
+    assert {f"metric:{name}" for name in registry.names("task")} == set(registry.metric_kinds())
+
+
 @pytest.mark.parametrize("name", registry.names("task"))
 def test_every_task_states_facts_that_resolve(name):
     task = tasks.get(name)

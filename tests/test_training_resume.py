@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from dlpipe.errors import DlpipeError
+from dlpipe.rundir import RunDir
 from dlpipe.runner import run_spec
 
 pytestmark = pytest.mark.slow
@@ -114,7 +115,7 @@ def test_kill_after_epoch_2_then_resume_matches_the_uninterrupted_run(spec, unin
     assert record["status"] == "running"  # SIGKILL: nothing could record the end
     assert _epoch(killed / "checkpoints" / "last.json") == 2
     assert not (killed / "metrics.json").exists()
-    assert (killed / ".lock").exists()  # left by the killed process; its pid is dead
+    assert (killed / ".lock").exists() and RunDir.lock_holder(killed) is None  # freed as the process died
 
     assert run_spec(spec, out=killed, resume=True) == killed
 
@@ -124,7 +125,7 @@ def test_kill_after_epoch_2_then_resume_matches_the_uninterrupted_run(spec, unin
     assert record["status"] == "completed" and record["resumed_from_epoch"] == 2
     assert [r["previous_status"] for r in record["resumed"]] == ["running"]
     assert record["weights_sha256"] == json.loads((uninterrupted / "run.json").read_text())["weights_sha256"]
-    assert not (killed / ".lock").exists()
+    assert RunDir.lock_holder(killed) is None
 
 
 def test_checkpoints_hold_last_and_best(uninterrupted):
@@ -155,7 +156,7 @@ def test_resuming_a_completed_run_or_with_another_spec_is_refused(spec, uninterr
     assert str(caught.value) == (f"{interrupted}: cannot resume with a different spec: training.epochs was 4, "
                                  "is now 5; use the run's spec.yaml, or start a new run")
     assert (interrupted / "run.json").read_text() == before
-    assert not (interrupted / ".lock").exists()
+    assert RunDir.lock_holder(interrupted) is None
 
     with pytest.raises(DlpipeError, match=r"^--resume needs --out DIR"):
         run_spec(spec, resume=True)

@@ -155,7 +155,7 @@ _TARGET_KINDS = {"label": "one target per example", "per_step": "per-step target
 def target_kind(spec: Spec) -> str:
     """Which of registry.TARGETS the spec's target is (multi-label: classification only,
     check_architecture refuses it for other tasks)."""
-    if spec.task == "classification" and spec.data.target is not None and spec.data.target.multi_label:
+    if tasks.get(spec.task).target == "classes" and spec.data.target is not None and spec.data.target.multi_label:
         return "multi_label"
     return "per_step" if getattr(spec.model, "return_sequences", False) else "label"
 
@@ -163,7 +163,7 @@ def target_kind(spec: Spec) -> str:
 def _known_classes(spec: Spec) -> tuple[int, str] | None:
     """(number of classes, where the spec says so), when the spec alone tells."""
     target = spec.data.target
-    if target is None or spec.task != "classification":
+    if target is None or tasks.get(spec.task).target != "classes":
         return None
     if target.threshold is not None:
         return 2, "data.target.threshold makes"
@@ -195,7 +195,7 @@ def check_metric_classes(spec: Spec, n_classes: int | None, where: str = "the da
     """Metrics of one class of two (precision, recall, f1) against the number of classes.
     `dlpipe validate` runs it when the spec names the classes; the data stage, before
     TensorFlow is imported, when only the data does."""
-    if spec.task != "classification" or n_classes is None or n_classes == 2 or target_kind(spec) == "multi_label":
+    if tasks.get(spec.task).target != "classes" or n_classes is None or n_classes == 2 or target_kind(spec) == "multi_label":
         return
     kind = "metric:classification"
     for i, name in enumerate(spec.evaluation.metrics or []):

@@ -100,13 +100,14 @@ def _check(spec: str, overrides: tuple[str, ...], cache: bool) -> list:
     """One file's problems: replayed when these exact bytes were checked before by this
     code (dlpipe/validation_cache.py), otherwise checked — which imports Pydantic."""
     from dlpipe.errors import Problem
+    from dlpipe.limits import TooLarge, read_spec_bytes
     from dlpipe.validation_cache import ValidationCache
 
     store = ValidationCache(enabled=cache)
     try:
-        data = Path(spec).read_bytes()
+        data = read_spec_bytes(spec)
         text = data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")  # as read_text does
-    except (OSError, UnicodeDecodeError):  # the checker words these errors
+    except (OSError, UnicodeDecodeError, TooLarge):  # the checker words these errors
         from dlpipe.spec import check_files
 
         return check_files([spec], overrides)

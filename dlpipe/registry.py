@@ -1,19 +1,119 @@
-"""Every name a spec may use, mapped to the object that implements it.
+"""Every name a spec may use, mapped to the object that implements it and the facts the
+rest of dlpipe needs to know about it before importing it.
 
-A table maps a name to `"module:attribute"`. `names(kind)` answers without importing
-anything, so the spec layer can check names while `dlpipe validate` stays free of
+An entry is `"module:attribute"` plus its kind's facts: a metric's direction and the
+targets it scores, an architecture's own inputs, an export format's default tolerance,
+the features it cannot take and its extra, a source's file-ness and streaming. Each fact is
+a required constructor argument: an entry without one fails when this module is imported,
+and tests/test_registry.py checks every value. The spec layer's tables (which metrics are
+maximized, which sources stream, …) are derived from here, never kept beside.
+
+`names(kind)` and `entry(kind, name)` import nothing, so `dlpipe validate` stays free of
 TensorFlow; `load(kind, name)` imports the module only when a stage needs the object.
-A test resolves every entry, so a table cannot drift from the code it names.
 
-Adding an architecture, metric, exporter or dataset: one new module + one line here.
+Adding a metric, architecture, export format, source or dataset: one new module (or one
+function in an existing one) + one entry here; docs/architecture.md, "How to add…".
 """
 
 from __future__ import annotations
 
 import importlib
 from types import MappingProxyType
+from collections.abc import Mapping
+from typing import Literal
 
 from dlpipe.errors import did_you_mean
+
+TARGETS = ("label", "per_step", "multi_label")
+"""What a metric may score: one target per example (`label`: a class, a value, a forecast,
+an image's boxes; or none, as an embedding's or a GAN's); one class or value per sequence
+step (`per_step`, model.return_sequences); a set of classes per example (`multi_label`,
+data.target.multi_label: N × K indicators against K sigmoid outputs)."""
+
+
+class Entry:
+    """A registered name: `target` is `"module:attribute"`, imported by `load` only.
+
+    Entries are plain slotted classes rather than dataclasses: building five dataclasses
+    would cost `dlpipe validate` about 5 ms, 2 % of checking every template."""
+
+    __slots__ = ("target",)
+
+    def __init__(self, target: str):
+        self.target = target
+
+    def facts(self) -> dict:
+        return {name: getattr(self, name) for cls in type(self).__mro__ for name in getattr(cls, "__slots__", ())}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.facts().items())})"
+
+    def __eq__(self, other) -> bool:
+        return type(other) is type(self) and other.facts() == self.facts()
+
+    __hash__ = None
+
+
+class Metric(Entry):
+    """direction: which way is better (`max`, `min`); `dlpipe tune` maximizes or minimizes
+    its objective by it. targets: the kinds of target (TARGETS) it scores; `dlpipe validate`
+    refuses it for the others. binary: it scores the positive class (index 1) of two
+    classes, and is refused for more."""
+
+    __slots__ = ("direction", "targets", "binary")
+
+    def __init__(self, target: str, *, direction: Literal["max", "min"], targets: tuple[str, ...],
+                 binary: bool = False):
+        super().__init__(target)
+        self.direction, self.targets, self.binary = direction, targets, binary
+
+
+class Architecture(Entry):
+    """reads: feature types its own layers take; every other feature joins in the head.
+    single: it takes exactly one feature of those types (else at least one)."""
+
+    __slots__ = ("reads", "single")
+
+    def __init__(self, target: str, *, reads: tuple[str, ...], single: bool):
+        super().__init__(target)
+        self.reads, self.single = reads, single
+
+
+class Exporter(Entry):
+    """tolerance: the default bound (max_abs_diff and/or agreement) of each artifact it
+    writes, by its key: the format's name, or `tflite/<mode>` per TFLite quantization mode.
+    cannot_take: feature types whose processing its runtime cannot run (refused by `dlpipe
+    validate`). extra: the dlpipe extra that installs `requires` (None: dlpipe's own
+    dependencies suffice). requires: modules it imports beyond dlpipe's own dependencies,
+    checked before training."""
+
+    __slots__ = ("tolerance", "cannot_take", "extra", "requires")
+
+    def __init__(self, target: str, *, tolerance: Mapping[str, Mapping[str, float]], cannot_take: tuple[str, ...],
+                 extra: str | None, requires: tuple[str, ...]):
+        super().__init__(target)
+        self.tolerance = MappingProxyType(dict(tolerance))
+        self.cannot_take, self.extra, self.requires = cannot_take, extra, requires
+
+
+class Source(Entry):
+    """split_files: it reads a file, so data.split.files may give one file per split.
+    streams: data.streaming can read it chunk by chunk, never holding it whole."""
+
+    __slots__ = ("split_files", "streams")
+
+    def __init__(self, target: str, *, split_files: bool, streams: bool):
+        super().__init__(target)
+        self.split_files, self.streams = split_files, streams
+
+
+def _abs(bound: float) -> Mapping[str, float]:
+    return MappingProxyType({"max_abs_diff": bound})
+
+
+def _agree(fraction: float) -> Mapping[str, float]:
+    return MappingProxyType({"agreement": fraction})
+
 
 _KERAS_OPTIMIZERS = {
     "adam": "keras.optimizers:Adam",
@@ -104,108 +204,131 @@ _KERAS_LAYERS = {
     )
 }
 
-_TABLES: dict[str, dict[str, str]] = {
-    "optimizer": _KERAS_OPTIMIZERS,
-    "activation": _KERAS_ACTIVATIONS,
-    "initializer": _KERAS_INITIALIZERS,
-    "regularizer": _KERAS_REGULARIZERS,
-    "layer": _KERAS_LAYERS,
-    "loss": _KERAS_LOSSES,
-    "dataset": {
-        "digits": "dlpipe.data.builtin:load_digits",
-        "iris": "dlpipe.data.builtin:load_iris",
-        "wine": "dlpipe.data.builtin:load_wine",
-        "breast_cancer": "dlpipe.data.builtin:load_breast_cancer",
-        "diabetes": "dlpipe.data.builtin:load_diabetes",
-        "order_pairs": "dlpipe.data.builtin:load_order_pairs",
-        "co2": "dlpipe.data.builtin:load_co2",
-        "sunspots": "dlpipe.data.builtin:load_sunspots",
-        "reviews": "dlpipe.data.builtin:load_reviews",
-        "mnist": "dlpipe.data.builtin:load_mnist",
-    },
+_LABELS = ("label", "per_step")
+_ANY = ("label", "per_step", "multi_label")
+_CLASSIFICATION = "dlpipe.metrics.classification"
+_REGRESSION = "dlpipe.metrics.regression"
+
+
+def _classification(attribute: str, direction: str, targets: tuple[str, ...], **facts) -> Metric:
+    return Metric(f"{_CLASSIFICATION}:{attribute}", direction=direction, targets=targets, **facts)
+
+
+def _regression(attribute: str, direction: str) -> Metric:
+    return Metric(f"{_REGRESSION}:{attribute}", direction=direction, targets=_LABELS)
+
+
+_TABLES: dict[str, dict[str, Entry]] = {
+    **{kind: {name: Entry(target) for name, target in table.items()} for kind, table in (
+        ("optimizer", _KERAS_OPTIMIZERS), ("activation", _KERAS_ACTIVATIONS), ("initializer", _KERAS_INITIALIZERS),
+        ("regularizer", _KERAS_REGULARIZERS), ("layer", _KERAS_LAYERS), ("loss", _KERAS_LOSSES))},
+    "dataset": {name: Entry(f"dlpipe.data.builtin:load_{name}") for name in (
+        "digits", "iris", "wine", "breast_cancer", "diabetes", "order_pairs", "co2", "sunspots", "reviews",
+        "mnist")},
     "source": {
-        "builtin": "dlpipe.data.sources:load_builtin",
-        "csv": "dlpipe.data.sources:load_csv",
-        "npz": "dlpipe.data.sources:load_npz",
-        "npy": "dlpipe.data.sources:load_npy",
-        "jsonl": "dlpipe.data.sources:load_jsonl",
-        "parquet": "dlpipe.data.sources:load_parquet",
-        "image_folder": "dlpipe.data.sources:load_image_folder",
-        "image_csv": "dlpipe.data.sources:load_image_csv",
-        "text_folder": "dlpipe.data.sources:load_text_folder",
-        "tfrecord": "dlpipe.data.sources:load_tfrecord",
+        "builtin": Source("dlpipe.data.sources:load_builtin", split_files=False, streams=False),
+        "csv": Source("dlpipe.data.sources:load_csv", split_files=True, streams=True),
+        "npz": Source("dlpipe.data.sources:load_npz", split_files=True, streams=False),
+        "npy": Source("dlpipe.data.sources:load_npy", split_files=False, streams=False),
+        "jsonl": Source("dlpipe.data.sources:load_jsonl", split_files=True, streams=True),
+        "parquet": Source("dlpipe.data.sources:load_parquet", split_files=True, streams=True),
+        "image_folder": Source("dlpipe.data.sources:load_image_folder", split_files=False, streams=False),
+        "image_csv": Source("dlpipe.data.sources:load_image_csv", split_files=True, streams=False),
+        "text_folder": Source("dlpipe.data.sources:load_text_folder", split_files=False, streams=False),
+        "tfrecord": Source("dlpipe.data.sources:load_tfrecord", split_files=True, streams=False),
     },
     "architecture": {
-        "mlp": "dlpipe.architectures.mlp:build",
-        "cnn": "dlpipe.architectures.cnn:build",
-        "rnn": "dlpipe.architectures.rnn:build",
-        "transformer": "dlpipe.architectures.transformer:build",
-        "vit": "dlpipe.architectures.vit:build",
-        "autoencoder": "dlpipe.architectures.autoencoder:build",
-        "graph": "dlpipe.architectures.graph:build",
-        "gan": "dlpipe.architectures.gan:build",
-        # Task detection's own model (maps model; pipelines/detection.py adds the decoding).
-        "centernet": "dlpipe.architectures.centernet:build_maps_model",
+        "mlp": Architecture("dlpipe.architectures.mlp:build", reads=(), single=False),
+        "cnn": Architecture("dlpipe.architectures.cnn:build", reads=("image",), single=True),
+        "rnn": Architecture("dlpipe.architectures.rnn:build", reads=("sequence", "tokens", "text"), single=False),
+        "transformer": Architecture("dlpipe.architectures.transformer:build", reads=("sequence", "tokens", "text"),
+                                    single=False),
+        "vit": Architecture("dlpipe.architectures.vit:build", reads=("image",), single=True),
+        # Dense or conv encoder by model.encoder: checked with the spec (spec/checks.py).
+        "autoencoder": Architecture("dlpipe.architectures.autoencoder:build", reads=(), single=False),
+        # Its nodes name the inputs they read (spec/model.py: graph_problems).
+        "graph": Architecture("dlpipe.architectures.graph:build", reads=(), single=False),
+        "gan": Architecture("dlpipe.architectures.gan:build", reads=("image",), single=True),
+        # Task detection's own model (maps model; pipelines/detection.py adds the decoding). Its
+        # image comes from the source, not from data.features.
+        "centernet": Architecture("dlpipe.architectures.centernet:build_maps_model", reads=(), single=False),
     },
+    # (labels 0..K-1, probabilities N × K) → a number; dlpipe/metrics/evaluate.py scores
+    # multi-label targets itself (multi_label_score) for the metrics whose targets say so.
     "metric:classification": {
-        "accuracy": "dlpipe.metrics.classification:accuracy",
-        "precision_macro": "dlpipe.metrics.classification:precision_macro",
-        "recall_macro": "dlpipe.metrics.classification:recall_macro",
-        "f1_macro": "dlpipe.metrics.classification:f1_macro",
-        "f1_micro": "dlpipe.metrics.classification:f1_micro",
-        "f1_weighted": "dlpipe.metrics.classification:f1_weighted",
-        "roc_auc": "dlpipe.metrics.classification:roc_auc",
-        "log_loss": "dlpipe.metrics.classification:log_loss",
-        "precision_micro": "dlpipe.metrics.classification:precision_micro",
-        "precision_weighted": "dlpipe.metrics.classification:precision_weighted",
-        "recall_micro": "dlpipe.metrics.classification:recall_micro",
-        "recall_weighted": "dlpipe.metrics.classification:recall_weighted",
-        "top_3_accuracy": "dlpipe.metrics.classification:top_3_accuracy",
-        "top_5_accuracy": "dlpipe.metrics.classification:top_5_accuracy",
+        "accuracy": _classification("accuracy", "max", _ANY),
+        "precision_macro": _classification("precision_macro", "max", _ANY),
+        "recall_macro": _classification("recall_macro", "max", _ANY),
+        "f1_macro": _classification("f1_macro", "max", _ANY),
+        "f1_micro": _classification("f1_micro", "max", _ANY),
+        "f1_weighted": _classification("f1_weighted", "max", _ANY),
+        "roc_auc": _classification("roc_auc", "max", _ANY),
+        "log_loss": _classification("log_loss", "min", _ANY),
+        "precision_micro": _classification("precision_micro", "max", _ANY),
+        "precision_weighted": _classification("precision_weighted", "max", _ANY),
+        "recall_micro": _classification("recall_micro", "max", _ANY),
+        "recall_weighted": _classification("recall_weighted", "max", _ANY),
+        "top_3_accuracy": _classification("top_3_accuracy", "max", _LABELS),
+        "top_5_accuracy": _classification("top_5_accuracy", "max", _LABELS),
+        "precision": _classification("precision", "max", _LABELS, binary=True),
+        "recall": _classification("recall", "max", _LABELS, binary=True),
+        "f1": _classification("f1", "max", _LABELS, binary=True),
     },
     "metric:regression": {
-        "mae": "dlpipe.metrics.regression:mae",
-        "mse": "dlpipe.metrics.regression:mse",
-        "rmse": "dlpipe.metrics.regression:rmse",
-        "r2": "dlpipe.metrics.regression:r2",
-        "mape": "dlpipe.metrics.regression:mape",
+        "mae": _regression("mae", "min"),
+        "mse": _regression("mse", "min"),
+        "rmse": _regression("rmse", "min"),
+        "r2": _regression("r2", "max"),
+        "mape": _regression("mape", "min"),
     },
     # (y, forecast) → a number, over every step of the horizon; naive_* are given the
     # last-value forecast (dlpipe/metrics/forecasting.py).
     "metric:forecasting": {
-        "mae": "dlpipe.metrics.regression:mae",
-        "mse": "dlpipe.metrics.regression:mse",
-        "rmse": "dlpipe.metrics.regression:rmse",
-        "naive_mae": "dlpipe.metrics.regression:mae",
-        "naive_rmse": "dlpipe.metrics.regression:rmse",
+        "mae": _regression("mae", "min"),
+        "mse": _regression("mse", "min"),
+        "rmse": _regression("rmse", "min"),
+        "naive_mae": _regression("mae", "min"),
+        "naive_rmse": _regression("rmse", "min"),
     },
     # (ground_truth, predictions) per image → a number; see dlpipe/metrics/detection.py.
     "metric:detection": {
-        "map": "dlpipe.metrics.detection:map_50_95",
-        "map_50": "dlpipe.metrics.detection:map_50",
-        "map_75": "dlpipe.metrics.detection:map_75",
+        "map": Metric("dlpipe.metrics.detection:map_50_95", direction="max", targets=("label",)),
+        "map_50": Metric("dlpipe.metrics.detection:map_50", direction="max", targets=("label",)),
+        "map_75": Metric("dlpipe.metrics.detection:map_75", direction="max", targets=("label",)),
     },
-    # fid(real_features, generated_features), inception_score(probabilities).
     # Embeddings: reconstruction error, and how well a kNN classifier on them recovers labels.
     "metric:embedding": {
-        "reconstruction_mse": "dlpipe.metrics.embedding:reconstruction_mse",
-        "knn_accuracy": "dlpipe.metrics.embedding:knn_accuracy",
+        "reconstruction_mse": Metric("dlpipe.metrics.embedding:reconstruction_mse", direction="min",
+                                     targets=("label",)),
+        "knn_accuracy": Metric("dlpipe.metrics.embedding:knn_accuracy", direction="max", targets=("label",)),
     },
+    # fid(real_features, generated_features), inception_score(probabilities).
     "metric:generation": {
-        "fid": "dlpipe.metrics.generative:fid",
-        "inception_score": "dlpipe.metrics.generative:inception_score",
+        "fid": Metric("dlpipe.metrics.generative:fid", direction="min", targets=("label",)),
+        "inception_score": Metric("dlpipe.metrics.generative:inception_score", direction="max", targets=("label",)),
     },
+    # Defaults measured on the breast-cancer MLP: float16 weights carry ~3 significant digits
+    # (its probabilities moved by 5e-3); integer weights move probabilities by a few percent,
+    # so what must survive is the class. TFLite runs no TextVectorization, and its lookup
+    # pre-step (exporters/tflite.py) reproduces only lookups with an out-of-vocabulary bucket,
+    # which ordinal has not; onnxruntime has no op for TextVectorization's standardization.
     "exporter": {
-        "keras": "dlpipe.exporters.keras_file:FORMAT",
-        "saved_model": "dlpipe.exporters.saved_model:FORMAT",
-        "tflite": "dlpipe.exporters.tflite:FORMAT",
-        "onnx": "dlpipe.exporters.onnx:FORMAT",
+        "keras": Exporter("dlpipe.exporters.keras_file:FORMAT", tolerance={"keras": _abs(1e-4)},
+                          cannot_take=(), extra=None, requires=()),
+        "saved_model": Exporter("dlpipe.exporters.saved_model:FORMAT", tolerance={"saved_model": _abs(1e-4)},
+                                cannot_take=(), extra=None, requires=()),
+        "tflite": Exporter("dlpipe.exporters.tflite:FORMAT",
+                           tolerance={"tflite/float32": _abs(1e-4), "tflite/float16": _abs(1e-2),
+                                      "tflite/dynamic": _agree(0.97), "tflite/int8": _agree(0.97)},
+                           cannot_take=("text", "ordinal"), extra="tflite", requires=("ai_edge_litert",)),
+        "onnx": Exporter("dlpipe.exporters.onnx:FORMAT", tolerance={"onnx": _abs(1e-4)}, cannot_take=("text",),
+                         extra="onnx", requires=("onnx", "onnxruntime", "tf2onnx")),
     },
     "pipeline": {
-        "supervised": "dlpipe.pipelines.supervised:run",
-        "embedding": "dlpipe.pipelines.embedding:run",
-        "adversarial": "dlpipe.pipelines.adversarial:run",
-        "detection": "dlpipe.pipelines.detection:run",
+        "supervised": Entry("dlpipe.pipelines.supervised:run"),
+        "embedding": Entry("dlpipe.pipelines.embedding:run"),
+        "adversarial": Entry("dlpipe.pipelines.adversarial:run"),
+        "detection": Entry("dlpipe.pipelines.detection:run"),
     },
 }
 
@@ -224,15 +347,31 @@ def names(kind: str) -> tuple[str, ...]:
         raise KeyError(f"unknown registry kind {kind!r}; known: {', '.join(TABLES)}") from None
 
 
-def target(kind: str, name: str) -> str:
-    """`"module:attribute"` for a name, with a did-you-mean when the name is unknown."""
+def entry(kind: str, name: str) -> Entry:
+    """The entry of a name (its target and facts), with a did-you-mean when it is unknown;
+    imports nothing."""
     table = TABLES[kind]
     if name not in table:
         raise KeyError(f"unknown {kind} {name!r}{did_you_mean(name, table)}")
     return table[name]
 
 
+def target(kind: str, name: str) -> str:
+    """`"module:attribute"` for a name."""
+    return entry(kind, name).target
+
+
 def load(kind: str, name: str):
     """Import and return the object registered under `name`."""
     module_name, _, attribute = target(kind, name).partition(":")
     return getattr(importlib.import_module(module_name), attribute)
+
+
+def metric_kinds() -> tuple[str, ...]:
+    return tuple(kind for kind in TABLES if kind.startswith("metric:"))
+
+
+def maximized() -> frozenset[str]:
+    """Metric names where higher is better (the same name has one direction in every kind)."""
+    return frozenset(name for kind in metric_kinds() for name, metric in TABLES[kind].items()
+                     if metric.direction == "max")

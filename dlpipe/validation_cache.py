@@ -27,7 +27,7 @@ from pathlib import Path
 _FORMAT = b"dlpipe-validate-cache-1"
 _PACKAGE = Path(__file__).resolve().parent
 # The modules whose code decides what validation says. The whole spec/ package, plus:
-_ALSO = ("__init__.py", "errors.py", "registry.py")
+_ALSO = ("__init__.py", "errors.py", "limits.py", "registry.py")
 _code_hash: bytes | None = None
 
 

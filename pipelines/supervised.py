@@ -45,6 +45,10 @@ def run(ctx) -> None:
                 atomic_write_json(run_dir.path("labels.json"), data.class_names)
         run_dir.update(data_fingerprint=data.fingerprint)
         n_classes = len(data.class_names) if data.class_names else None
+        from dlpipe.spec.checks import check_metric_classes
+
+        for path, message in check_metric_classes(spec, n_classes):  # precision of 3 classes: refused before training
+            raise ctx.located(path, message)
 
     # The later stages chain on the prepared data itself: changed pixels retrain.
     keys = stage_keys(spec, ctx.base_dir, data.fingerprint)

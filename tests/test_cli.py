@@ -106,6 +106,19 @@ def test_validate_a_missing_file_is_a_problem_not_a_crash(tmp_path):
     assert (result.exit_code, result.stderr) == (1, f"{tmp_path / 'nope.yaml'}:1:1: no such file\n")
 
 
+def test_validate_and_run_refuse_a_spec_that_is_not_a_regular_file_or_too_large(tmp_path):
+    big = tmp_path / "big.yaml"
+    big.write_text("name: demo\n" + " " * (1 << 20), encoding="utf-8")
+    result = dlpipe("validate", "--no-cache", "/dev/zero", str(big))
+    assert (result.exit_code, result.stderr.splitlines()) == (1, [
+        "/dev/zero:1:1: not a regular file (a device, pipe or socket); a spec is a YAML file",
+        f"{big}:1:1: the file is larger than 1 MiB; a spec is far smaller"])
+    result = dlpipe("run", "/dev/zero", "--out", str(tmp_path / "run"))
+    assert (result.exit_code, result.stderr) == (
+        1, "/dev/zero:1:1: not a regular file (a device, pipe or socket); a spec is a YAML file\n")
+    assert not (tmp_path / "run").exists()
+
+
 def test_validate_malformed_yaml_is_one_line(tmp_path):
     spec = tmp_path / "tabs.yaml"
     spec.write_text("name: demo\nmodel:\n\ttype: mlp\n", encoding="utf-8")

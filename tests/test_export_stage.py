@@ -230,11 +230,10 @@ def test_a_missing_extra_is_named_before_training(monkeypatch):
     import importlib.util
 
     from dlpipe.errors import StageError
-    from dlpipe.exporters import base
     from dlpipe.exporters.stage import check_available
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(base.importlib.util, "find_spec", lambda name: None if name == "tf2onnx" else real(name))
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "tf2onnx" else real(name))
     check_available(["keras", "saved_model", "tflite"])
     with pytest.raises(StageError) as failed:
         check_available(["keras", "onnx"])

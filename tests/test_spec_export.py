@@ -159,4 +159,4 @@ def test_registered_formats_resolve(name):
 
     export_format = registry.load("exporter", name)
     assert export_format.name == name
-    assert export_format.extra == name
+    assert registry.entry("exporter", name).extra == name

@@ -161,14 +161,14 @@ def test_a_tag_on_the_whole_document_is_refused():
 
 @pytest.mark.parametrize("text, line, column, message", [
     ("name: demo\nmodel:\n\ttype: mlp\n", 3, 1, "a tab character cannot indent YAML; use spaces"),
-    ("metrics: [accuracy, f1_macro\nseed: 3\n", 2, 5,
-     "expected ',' or ']', but got ':' (while parsing a flow sequence)"),
-    ("metrics: [accuracy, f1_macro\n", 2, 1,
-     "expected ',' or ']', but got '<stream end>' (while parsing a flow sequence)"),
-    ("source: {type: csv\nseed: 3\n", 2, 5,
-     "expected ',' or '}', but got ':' (while parsing a flow mapping)"),
+    ("metrics: [accuracy, f1_macro\nseed: 3\n", 1, 10,
+     "the '[' opened here is not closed (expected ',' or ']', but got ':' at line 2, column 5)"),
+    ("metrics: [accuracy, f1_macro\n", 1, 10,
+     "the '[' opened here is not closed (expected ',' or ']', but got '<stream end>' at line 2, column 1)"),
+    ("source: {type: csv\nseed: 3\n", 1, 9,
+     "the '{' opened here is not closed (expected ',' or '}', but got ':' at line 2, column 5)"),
     ("name: a: b\n", 1, 8, "mapping values are not allowed here"),
-    ("name: 'demo\n", 2, 1, "found unexpected end of stream (while scanning a quoted scalar)"),
+    ("name: 'demo\n", 1, 7, "the quote opened here is not closed (found unexpected end of stream at line 2, column 1)"),
     ("seed: *nowhere\n", 1, 7, "found undefined alias 'nowhere'"),
     ("seed: 1\nname: x\x07y\n", 2, 8, "unacceptable character #x0007: special characters are not allowed"),
 ])
@@ -205,6 +205,82 @@ def test_reading_a_missing_file_a_folder_or_bytes_that_are_not_utf8(tmp_path):
         read(tmp_path / "latin1.yaml")
     assert str(info.value).startswith(
         f"{tmp_path / 'latin1.yaml'}:1:1: cannot read: 'utf-8' codec can't decode")
+
+
+# Bounds: what a hostile or broken spec cannot make the loader do ---------------------------
+
+
+def laughs(depth: int) -> str:
+    """A "billion laughs": each anchor repeats the previous one nine times (9^depth values)."""
+    lines = ["l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    lines += [f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 9) + "]" for i in range(1, depth)]
+    return "name: demo\n" + "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("depth", [6, 9, 40, 400])
+def test_an_alias_bomb_of_any_depth_is_refused_at_the_alias_that_crosses_the_cap(depth):
+    # Aliases up to l4 add 74,718 values (l4 alone 9 × 7,381); l4 expands to 66,430, so the first
+    # *l4 in l5 (line 7) crosses the 100,000 cap, whatever follows.
+    assert parse_problems(laughs(depth)) == [Problem(
+        "f.yaml", 7, 10, "",
+        "alias *l4: the aliases would repeat more than 100,000 values; a spec needs far fewer "
+        "(an anchor that repeats other anchors grows exponentially)")]
+
+
+def test_aliases_below_the_cap_are_expanded_with_the_anchor_positions():
+    doc = parse(laughs(5), "f.yaml")
+    assert len(doc.data["l4"]) == 9 and doc.data["l4"][8][8][8][8] == ["lol"] * 9
+    shared = "defaults: &d {units: [8], dropout: 0.1}\nmodel: {<<: *d, type: mlp}\nother: *d\n"
+    doc = parse(shared, "f.yaml")
+    assert doc.data["model"] == {"type": "mlp", "units": [8], "dropout": 0.1}
+    assert doc.data["other"] == {"units": [8], "dropout": 0.1}
+    assert doc.value_position(("other", "units")) == ("f.yaml", 1, 22)
+
+
+@pytest.mark.parametrize("text, column", [
+    ("model: &m {type: mlp, units: [*m]}\n", 31),
+    ("a: &a [1, [2, *a]]\n", 15),
+    ("a: &a {b: *a}\n", 11),
+])
+def test_an_alias_inside_its_own_anchor_is_refused(text, column):
+    anchor = text.split("&")[1][0]
+    assert parse_problems(text) == [Problem(
+        "f.yaml", 1, column, "", f"alias *{anchor} lies inside its own anchor &{anchor}: the value would never end")]
+
+
+def test_nesting_is_capped_in_flow_and_block_style_and_through_aliases():
+    too_deep = "[" * 64 + "]" * 64  # 64 lists under the top mapping: 65 levels
+    assert parse_problems(f"a: {too_deep}\n") == [
+        Problem("f.yaml", 1, 67, "", "the YAML nests deeper than 64 levels; a spec needs far fewer")]
+    value = parse(f"a: {'[' * 63}1{']' * 63}\n", "f.yaml").data["a"]  # 64 levels: accepted
+    for _ in range(63):
+        value = value[0]
+    assert value == 1
+    block = "".join(f"{'  ' * i}k{i}:\n" for i in range(70))
+    assert parse_problems(block)[0].message == "the YAML nests deeper than 64 levels; a spec needs far fewer"
+    # 40 levels anchored, then aliased 30 levels down: 70 in all
+    nested = "a: &a " + "[" * 40 + "]" * 40 + "\nb: " + "[" * 30 + "*a" + "]" * 30 + "\n"
+    assert parse_problems(nested) == [
+        Problem("f.yaml", 2, 34, "", "the YAML nests deeper than 64 levels; a spec needs far fewer")]
+    assert parse_problems("a: " + "[" * 100_000 + "\n")[0].message.startswith("the YAML nests deeper")
+
+
+def test_a_spec_must_be_a_regular_file_of_at_most_one_mebibyte(tmp_path):
+    import os
+
+    big = tmp_path / "big.yaml"
+    big.write_text("name: demo\n" + "#" * (1 << 20) + "\n")
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)  # opening it for reading would wait for a writer: it must not
+    for path, message in [(big, "the file is larger than 1 MiB; a spec is far smaller"),
+                          (Path("/dev/zero"), "not a regular file (a device, pipe or socket); a spec is a YAML file"),
+                          (fifo, "not a regular file (a device, pipe or socket); a spec is a YAML file")]:
+        with pytest.raises(SpecError) as info:
+            read(path)
+        assert info.value.problems == [Problem(str(path), 1, 1, "", message)]
+    exactly = tmp_path / "exactly.yaml"
+    exactly.write_text("name: demo\n" + "#" * ((1 << 20) - 12) + "\n")
+    assert exactly.stat().st_size == 1 << 20 and read(exactly).data == {"name": "demo"}
 
 
 # --set overrides --------------------------------------------------------------------------
@@ -287,7 +363,7 @@ def test_a_malformed_override_value_is_located_at_the_value():
     doc = overridden(BASE, "training.epochs=[1, 2")
     assert doc.problems == [Problem(
         "--set", 1, 17, "training.epochs",
-        "invalid YAML: expected ',' or ']', but got '<stream end>' (while parsing a flow sequence)")]
+        "invalid YAML: the '[' opened here is not closed (expected ',' or ']', but got '<stream end>')")]
 
 
 def test_an_override_value_may_not_carry_a_tag(tmp_path):

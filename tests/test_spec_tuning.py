@@ -242,6 +242,17 @@ def test_objective_defaults_follow_the_task(tmp_path):
     assert space.progress_key(spec) == ("val_loss", 1.0)
 
 
+@pytest.mark.parametrize("metric, direction", [("precision_micro", "maximize"), ("recall_weighted", "maximize"),
+                                               ("top_3_accuracy", "maximize"), ("log_loss", "minimize")])
+def test_objective_direction_is_the_metrics_registry_fact(tmp_path, metric, direction):
+    # precision_micro, recall_weighted and top_k_accuracy were once missing from a hand-kept
+    # list of maximized metrics, and a tune on them kept the worst trial.
+    path = write_spec(tmp_path, f"evaluation: {{metrics: [accuracy, {metric}]}}\n"
+                                f"tuning: {{objective: {{metric: {metric}}}}}\n")
+    assert load_spec(path).tuning.objective.direction == direction
+    assert direction.startswith(registry.entry("metric:classification", metric).direction)
+
+
 def test_objective_must_be_computed_and_fit_the_task(tmp_path):
     path = write_spec(tmp_path, """\
         evaluation: {metrics: [accuracy]}

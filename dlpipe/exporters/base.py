@@ -1,10 +1,10 @@
-"""What an export format provides: a writer, a way to run what it wrote with the format's
-own runtime, and the modules it needs (its extra)."""
+"""What an export format provides: a writer and a way to run what it wrote with the format's
+own runtime. What is known of it before importing it (its default tolerance, the features it
+cannot take, its extra) is its registry entry's (dlpipe/registry.py)."""
 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import shutil
 import tempfile
@@ -68,14 +68,6 @@ class ExportFormat:
     """write(model, directory, job) → the artifacts; the directory is replaced atomically."""
     load: Callable[[Path], Predict]
     """load(path) → predict(inputs by name) using the format's own runtime, not the model."""
-    requires: tuple[str, ...] = ()
-    """Modules the format imports, beyond dlpipe's own dependencies."""
-    extra: str | None = None
-    """The dlpipe extra that installs `requires`."""
-
-    def missing(self) -> list[str]:
-        """The required modules that cannot be imported here."""
-        return [name for name in self.requires if importlib.util.find_spec(name) is None]
 
 
 @contextlib.contextmanager

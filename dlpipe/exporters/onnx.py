@@ -69,4 +69,4 @@ def load(path: Path):
     return predict
 
 
-FORMAT = ExportFormat("onnx", write, load, requires=("onnx", "onnxruntime", "tf2onnx"), extra="onnx")
+FORMAT = ExportFormat("onnx", write, load)

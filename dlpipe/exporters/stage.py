@@ -27,14 +27,17 @@ CARD_MARKDOWN = "model_card.md"
 
 
 def check_available(formats: Sequence[str], stage: str = "setup") -> None:
-    """Fail before training when a format's extra is not installed."""
+    """Fail before training when a format's extra is not installed (its registry entry says
+    which modules it needs; nothing is imported to find out)."""
+    import importlib.util
+
     problems = []
     for name in formats:
-        export_format = registry.load("exporter", name)
-        missing = export_format.missing()
+        exporter = registry.entry("exporter", name)
+        missing = [module for module in exporter.requires if importlib.util.find_spec(module) is None]
         if missing:
-            problems.append(f"export format {name} needs the {export_format.extra} extra: "
-                            f"pip install 'dlpipe[{export_format.extra}]' (cannot import {', '.join(missing)})")
+            problems.append(f"export format {name} needs the {exporter.extra} extra: "
+                            f"pip install 'dlpipe[{exporter.extra}]' (cannot import {', '.join(missing)})")
     if problems:
         raise StageError(stage, "; ".join(problems))
 

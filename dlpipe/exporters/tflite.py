@@ -163,4 +163,4 @@ def load(path: Path):
     return predict
 
 
-FORMAT = ExportFormat("tflite", write, load, requires=("ai_edge_litert",), extra="tflite")
+FORMAT = ExportFormat("tflite", write, load)

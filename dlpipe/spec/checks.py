@@ -95,7 +95,8 @@ def check_labeling(spec: Spec) -> Found:
                 yield ((*path, "label_map", raw), f"{name!r} is not one of class_names")
 
 
-_FILE_SOURCES = ("csv", "jsonl", "parquet", "npz", "image_csv", "tfrecord")
+def _sources(fact: str) -> tuple[str, ...]:
+    return tuple(name for name in registry.names("source") if getattr(registry.entry("source", name), fact))
 
 
 def check_split_modes(spec: Spec) -> Found:
@@ -103,8 +104,8 @@ def check_split_modes(spec: Spec) -> Found:
     modes = [key for key in ("files", "time_column", "folds") if getattr(split, key) is not None]
     for key in modes[1:]:
         yield ((*path, key), f"{key} and {modes[0]} are two ways of splitting; choose one")
-    if split.files is not None and spec.data.source.type not in _FILE_SOURCES:
-        yield ((*path, "files"), f"split files need a file source ({', '.join(_FILE_SOURCES)}), "
+    if split.files is not None and spec.data.source.type not in _sources("split_files"):
+        yield ((*path, "files"), f"split files need a file source ({', '.join(_sources('split_files'))}), "
                f"not {spec.data.source.type}")
     if split.folds is not None and split.fold >= split.folds:
         yield ((*path, "fold"), f"fold {split.fold} does not exist: folds are 0..{split.folds - 1}")
@@ -114,16 +115,13 @@ def check_split_modes(spec: Spec) -> Found:
             yield ((*path, "time_column"), f"{split.time_column!r} is the target; it cannot order the rows")
 
 
-_STREAMING_SOURCES = ("csv", "jsonl", "parquet")
-
-
 def check_streaming(spec: Spec) -> Found:
     data = spec.data
     if data.streaming is None:
         return
     path = ("data", "streaming")
-    if data.source.type not in _STREAMING_SOURCES:
-        yield (path, f"streaming reads {', '.join(_STREAMING_SOURCES)} files, not a {data.source.type} source")
+    if data.source.type not in _sources("streams"):
+        yield (path, f"streaming reads {', '.join(_sources('streams'))} files, not a {data.source.type} source")
     modes = [key for key in ("files", "time_column", "folds") if getattr(data.split, key) is not None]
     if modes:
         yield (path, f"streaming splits rows by a seeded hash; it cannot be combined with data.split.{modes[0]}")
@@ -180,12 +178,62 @@ def check_loss(spec: Spec) -> Found:
         yield (("training", "loss"), f"loss {loss!r} does not fit task {spec.task}; use auto or one of {fits}")
 
 
+_TARGET_KINDS = {"label": "one target per example", "per_step": "per-step targets (model.return_sequences)",
+                 "multi_label": "multi-label targets (data.target.multi_label)"}
+
+
+def target_kind(spec: Spec) -> str:
+    """Which of registry.TARGETS the spec's target is (multi-label: classification only,
+    check_architecture refuses it for other tasks)."""
+    if spec.task == "classification" and spec.data.target is not None and spec.data.target.multi_label:
+        return "multi_label"
+    return "per_step" if getattr(spec.model, "return_sequences", False) else "label"
+
+
+def _known_classes(spec: Spec) -> tuple[int, str] | None:
+    """(number of classes, where the spec says so), when the spec alone tells."""
+    target = spec.data.target
+    if target is None or spec.task != "classification":
+        return None
+    if target.threshold is not None:
+        return 2, "data.target.threshold makes"
+    if target.order is not None:
+        return len(target.order), "data.target.order lists"
+    if target.class_names is not None:
+        return len(target.class_names), "data.target.class_names lists"
+    return None
+
+
 def check_metrics(spec: Spec) -> Found:
-    fitting = registry.names(f"metric:{spec.task}")
+    kind = f"metric:{spec.task}"
+    fitting = registry.names(kind)
+    shape = target_kind(spec)
     for i, name in enumerate(spec.evaluation.metrics or []):
         if name not in fitting:
             yield (("evaluation", "metrics", i),
                    f"metric {name!r} does not fit task {spec.task}; choose from {', '.join(fitting)}")
+        elif shape not in registry.entry(kind, name).targets:
+            scoring = [other for other in fitting if shape in registry.entry(kind, other).targets]
+            yield (("evaluation", "metrics", i),
+                   f"metric {name!r} does not score {_TARGET_KINDS[shape]}; choose from {', '.join(scoring)}")
+    known = _known_classes(spec)
+    if known is not None:
+        yield from check_metric_classes(spec, *known)
+
+
+def check_metric_classes(spec: Spec, n_classes: int | None, where: str = "the data has") -> Found:
+    """Metrics of one class of two (precision, recall, f1) against the number of classes.
+    `dlpipe validate` runs it when the spec names the classes; the data stage, before
+    TensorFlow is imported, when only the data does."""
+    if spec.task != "classification" or n_classes is None or n_classes == 2 or target_kind(spec) == "multi_label":
+        return
+    kind = "metric:classification"
+    for i, name in enumerate(spec.evaluation.metrics or []):
+        if name in registry.names(kind) and registry.entry(kind, name).binary:
+            averaged = [other for other in registry.names(kind) if other.startswith(f"{name}_")]
+            instead = f"; use {_either(averaged)} instead" if averaged else ""
+            yield (("evaluation", "metrics", i), f"metric {name!r} scores the positive class of a two-class "
+                   f"target; {where} {n_classes} classes{instead}")
 
 
 def check_embedding(spec: Spec) -> Found:
@@ -291,23 +339,19 @@ def check_normalization(spec: Spec) -> Found:
                    f"{key!r} is neither a feature nor a feature type{hint}")
 
 
-# Feature types each architecture reads itself; the rest join in the head (the combiner).
-_READS = {"cnn": ("image",), "vit": ("image",), "rnn": ("sequence", "tokens", "text"),
-          "transformer": ("sequence", "tokens", "text")}
-
-
 def _either(names) -> str:
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
 def check_architecture(spec: Spec) -> Found:
     model, features = spec.model, spec.data.features
-    if features and model.type in _READS and not (spec.data.windows and model.type in ("rnn", "transformer")):
-        kinds = _READS[model.type]
+    architecture = registry.entry("architecture", model.type)
+    kinds = architecture.reads  # the feature types it reads itself; the rest join in the head
+    # A forecasting window is one sequence, built from the numerical features.
+    if features and kinds and not (spec.data.windows and "sequence" in kinds):
         read = [f for f in features if f.type in kinds]
-        one = model.type in ("cnn", "vit")
-        if (len(read) != 1) if one else not read:
-            wanted = "exactly one feature" if one else "at least one feature"
+        if (len(read) != 1) if architecture.single else not read:
+            wanted = "exactly one feature" if architecture.single else "at least one feature"
             yield (("model", "type"), f"a {model.type} reads {wanted} of type {_either(kinds)}; "
                    f"data.features has {len(read)} of that type")
     if model.type == "autoencoder" and model.encoder == "conv" and features:
@@ -365,15 +409,14 @@ def check_export(spec: Spec) -> Found:
     from dlpipe.spec.export import tolerance_problem
 
     export = spec.export
-    # TFLite runs no TextVectorization, and the lookup pre-step of exporters/tflite.py
-    # reproduces only lookups with an out-of-vocabulary bucket, which ordinal has not;
-    # onnxruntime has no op for TextVectorization's standardization (StaticRegexReplace).
-    for fmt, kinds in (("tflite", ("text", "ordinal")), ("onnx", ("text",))):
-        unfit = [f for f in spec.data.features if f.type in kinds]
-        if fmt in export.formats and unfit:
-            yield (("export", "formats", export.formats.index(fmt)),
+    exporters = {name: registry.entry("exporter", name) for name in registry.names("exporter")}
+    takes_all = " or ".join(name for name, exporter in exporters.items() if not exporter.cannot_take)
+    for i, fmt in enumerate(export.formats):
+        unfit = [f for f in spec.data.features if f.type in exporters[fmt].cannot_take]
+        if unfit and fmt not in export.formats[:i]:
+            yield (("export", "formats", i),
                    f"{fmt} cannot take the {unfit[0].type} feature {unfit[0].name!r}: its processing runs inside "
-                   f"the model, which {fmt} cannot run; use keras or saved_model")
+                   f"the model, which {fmt} cannot run; use {takes_all}")
     for field, values in (("formats", export.formats), ("quantization", export.tflite.quantization)):
         path = ("export", field) if field == "formats" else ("export", "tflite", field)
         for i, value in enumerate(values):
@@ -546,7 +589,7 @@ def check_generation(spec: Spec) -> Found:
     images = [f for f in spec.data.features if f.type == "image"]
     if not spec.data.features:
         yield (("data",), "missing required key 'features': task generation learns one feature of type image")
-    elif len(images) != 1 or len(spec.data.features) != 1:
+    elif len(images) == 1 and len(spec.data.features) != 1:  # the image count: check_architecture (a gan reads one)
         yield (("data", "features"), "task generation learns exactly one feature, of type image; "
                f"data.features lists {len(spec.data.features)} ({len(images)} of type image)")
     target = spec.data.target

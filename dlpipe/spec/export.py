@@ -43,17 +43,10 @@ class Tolerance(StrictModel):
 
 
 DEFAULT_TOLERANCES: dict[str, Tolerance] = {
-    "keras": Tolerance(max_abs_diff=1e-4),
-    "saved_model": Tolerance(max_abs_diff=1e-4),
-    "onnx": Tolerance(max_abs_diff=1e-4),
-    "tflite/float32": Tolerance(max_abs_diff=1e-4),
-    # float16 weights carry ~3 significant digits: the breast-cancer MLP's probabilities
-    # moved by 5e-3.
-    "tflite/float16": Tolerance(max_abs_diff=1e-2),
-    # Integer weights move probabilities by a few percent; what must survive is the class.
-    "tflite/dynamic": Tolerance(agreement=0.97),
-    "tflite/int8": Tolerance(agreement=0.97),
+    key: Tolerance(**bound) for name in registry.names("exporter")
+    for key, bound in registry.entry("exporter", name).tolerance.items()
 }
+"""Per artifact key, from each export format's registry entry."""
 
 
 def export_keys(formats, quantization) -> list[str]:

@@ -22,6 +22,7 @@ from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
 from dlpipe.errors import Problem, SpecError
+from dlpipe.limits import YAML_MAX_ALIAS_VALUES, YAML_MAX_DEPTH, TooLarge, read_spec_bytes
 
 Key = tuple  # a path into the data: ("model", "blocks", 1, "filters")
 Position = tuple[str, int, int]  # (file, line, column), 1-based
@@ -53,13 +54,72 @@ for _loader in (_Loader, _FastLoader):
         )
 
 
+class _Unbounded(Exception):
+    """The YAML nests too deep or its aliases expand too far; `mark` is where."""
+
+    def __init__(self, mark, message: str):
+        super().__init__(message)
+        self.mark, self.message = mark, message
+
+
+def _check_bounds(events) -> None:
+    """Refuse, from the event stream alone, YAML whose node tree would nest deeper than
+    YAML_MAX_DEPTH or whose aliases would add more than YAML_MAX_ALIAS_VALUES values.
+
+    The composer shares an aliased node, but `_Builder` copies it at each alias (each copy
+    gets its own positions), so a "billion laughs" (anchors of nine aliases of the previous
+    one) would be built 9^depth times over. Here each anchor's expanded size and height are
+    summed as its events close, in one pass over the text, so the refusal costs the same at
+    any depth. Also refused: an alias inside its own anchor (`&a [*a]`), an endless value."""
+    stack: list[list] = []  # per open collection: [anchor, expanded size, height below it]
+    sizes: dict[str, tuple[int, int]] = {}  # anchor → (expanded size, height)
+    added = 0
+
+    def close(anchor, size: int, height: int, mark) -> None:
+        if anchor is not None:
+            sizes[anchor] = (size, height)
+        if stack:
+            stack[-1][1] += size
+            stack[-1][2] = max(stack[-1][2], height + 1)
+        if len(stack) + height > YAML_MAX_DEPTH:
+            raise _Unbounded(mark, f"the YAML nests deeper than {YAML_MAX_DEPTH} levels; a spec needs far fewer")
+
+    for event in events:
+        if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+            if len(stack) >= YAML_MAX_DEPTH:
+                raise _Unbounded(event.start_mark,
+                                 f"the YAML nests deeper than {YAML_MAX_DEPTH} levels; a spec needs far fewer")
+            stack.append([event.anchor, 1, 0])
+        elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+            anchor, size, height = stack.pop()
+            close(anchor, size, height, event.start_mark)
+        elif isinstance(event, yaml.ScalarEvent):
+            close(event.anchor, 1, 0, event.start_mark)
+        elif isinstance(event, yaml.AliasEvent):
+            if any(frame[0] == event.anchor for frame in stack):
+                raise _Unbounded(event.start_mark, f"alias *{event.anchor} lies inside its own anchor "
+                                 f"&{event.anchor}: the value would never end")
+            if event.anchor not in sizes:
+                continue  # the composer reports an undefined alias with its own words
+            size, height = sizes[event.anchor]
+            added += size
+            if added > YAML_MAX_ALIAS_VALUES:
+                raise _Unbounded(event.start_mark, f"alias *{event.anchor}: the aliases would repeat more than "
+                                 f"{YAML_MAX_ALIAS_VALUES:,} values; a spec needs far fewer "
+                                 "(an anchor that repeats other anchors grows exponentially)")
+            close(None, size, height, event.start_mark)
+
+
 def _compose(text: str):
-    """The YAML node tree of `text` (None when empty); raises PyYAML's YAMLError."""
+    """The YAML node tree of `text` (None when empty); raises PyYAML's YAMLError, or
+    _Unbounded before composing a tree that would not fit in memory or on the stack."""
     if _FastLoader is not None:
         try:
+            _check_bounds(yaml.parse(text, Loader=_FastLoader))
             return yaml.compose(text, Loader=_FastLoader)
         except (yaml.YAMLError, UnicodeError):  # UnicodeError: a lone surrogate from argv
             pass
+    _check_bounds(yaml.parse(text, Loader=_Loader))
     return yaml.compose(text, Loader=_Loader)
 
 
@@ -171,9 +231,21 @@ class _Builder:
         return value
 
 
+_OPENED = {"while parsing a flow sequence": "'['", "while parsing a flow mapping": "'{'",
+           "while scanning a quoted scalar": "quote"}
+
+
 def _yaml_problem(file: str, err: yaml.YAMLError, text: str = "") -> Problem:
     mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
     line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+    context, opened_at = getattr(err, "context", None), getattr(err, "context_mark", None)
+    if context in _OPENED and opened_at is not None and mark is not None:
+        # The parser gives up where it met the end of the file or the next key; what
+        # needs fixing is the bracket or quote that was never closed: point there.
+        gave_up = "" if file == "--set" else f" at line {line}, column {column}"
+        return Problem(file, opened_at.line + 1, opened_at.column + 1, "",
+                       f"invalid YAML: the {_OPENED[context]} opened here is not closed "
+                       f"({err.problem}{gave_up})")
     if isinstance(err, yaml.reader.ReaderError):  # a control character: no mark, an offset
         before = text[: err.position]
         line, column = before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1
@@ -193,6 +265,8 @@ def parse(text: str, file: str) -> Document:
         node = _compose(text)
     except yaml.YAMLError as err:
         raise SpecError([_yaml_problem(file, err, text)]) from None
+    except _Unbounded as err:
+        raise SpecError([Problem(file, err.mark.line + 1, err.mark.column + 1, "", err.message)]) from None
     if node is None:
         raise SpecError([Problem(file, 1, 1, "", "the spec is empty")])
     builder = _Builder(file)
@@ -208,15 +282,22 @@ def read(path: str | Path) -> Document:
     """Read and parse a spec file."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = decode(read_spec_bytes(path))
     except FileNotFoundError:
         raise SpecError([Problem(str(path), 1, 1, "", "no such file")]) from None
     except IsADirectoryError:
         raise SpecError([Problem(str(path), 1, 1, "", "is a directory, not a spec file")]) from None
+    except TooLarge as err:
+        raise SpecError([Problem(str(path), 1, 1, "", str(err))]) from None
     except (OSError, UnicodeDecodeError) as err:
         reason = getattr(err, "strerror", None) or str(err)
         raise SpecError([Problem(str(path), 1, 1, "", f"cannot read: {reason}")]) from None
     return parse(text, str(path))
+
+
+def decode(data: bytes) -> str:
+    """A spec's bytes as text, newlines translated as `Path.read_text` does."""
+    return data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
 
 
 _PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")

@@ -28,13 +28,13 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, Field
 
+from dlpipe import registry
 from dlpipe.spec.base import PositiveFloat, PositiveInt, StrictModel
 from dlpipe.spec.evaluation import Metric
 
-MAXIMIZED = frozenset({"accuracy", "precision_macro", "recall_macro", "f1_macro", "f1_micro",
-                       "f1_weighted", "roc_auc", "r2", "map", "map_50", "map_75", "inception_score",
-                       "knn_accuracy"})
-"""Metrics where higher is better; every other metric (losses, errors, FID) is minimized."""
+MAXIMIZED = registry.maximized()
+"""Metrics where higher is better (each registry entry's direction); every other metric
+(losses, errors, FID) is minimized."""
 DEFAULT_OBJECTIVE = {"classification": "accuracy", "regression": "mse", "forecasting": "mae",
                      "embedding": "reconstruction_mse"}
 DEFAULT_TRIALS = 20

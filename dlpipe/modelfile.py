@@ -35,6 +35,7 @@ def load_keras_model(path: Path | str, *, allow_unsafe: bool = False, imports: S
     import keras
 
     import dlpipe.architectures.layers  # noqa: F401  registers dlpipe's own layers
+    import dlpipe.training.schedules  # noqa: F401  and learning-rate schedules (a compiled model's optimizer)
 
     for name in imports:
         try:

@@ -1,7 +1,7 @@
 """The callbacks of a dlpipe training run, for `fit` and for the multi-worker loop alike.
 
-Each one whose behaviour depends on the past (the learning-rate controller, early
-stopping, the history) can hand out its state and take it back, so that a checkpoint
+Each one whose behaviour depends on the past (reduce-on-plateau, early stopping, the
+history) can hand out its state and take it back, so that a checkpoint
 restores a run exactly where it stopped.
 """
 
@@ -21,53 +21,54 @@ def _float(value) -> float:
     return float(np.asarray(keras.ops.convert_to_numpy(value)))
 
 
-class LearningRateControl(keras.callbacks.Callback):
-    """Sets the optimizer's rate before every step from `training.schedule`, and logs the
-    rate each epoch started with as `learning_rate`."""
+class LearningRateLog(keras.callbacks.Callback):
+    """Logs, as `learning_rate`, the rate the optimizer ran each epoch's first step at (its
+    schedule, at the step counter when the epoch began)."""
 
-    def __init__(self, base: float, schedule, epochs: int, steps_per_epoch: int):
+    def __init__(self):
         super().__init__()
-        self.base, self.schedule, self.epochs, self.steps_per_epoch = base, schedule, epochs, steps_per_epoch
-        self.plateau = schedules.Plateau() if schedule is not None and schedule.type == "reduce_on_plateau" else None
-        # A constant rate (without warmup) and reduce-on-plateau change at most between epochs.
-        self.per_step = schedule is not None and (schedule.warmup_epochs > 0 or self.plateau is None)
-        self._epoch = 0
-        self._epoch_rate = base
-
-    def rate(self, t: float) -> float:
-        rate = self.base * schedules.factor(self.schedule, t, self.epochs)
-        if self.plateau is not None and t >= self.schedule.warmup_epochs:
-            rate *= self.plateau.multiplier
-        return rate
-
-    def _set(self, t: float) -> None:
-        self.model.optimizer.learning_rate = self.rate(t)
+        self._rate = None
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._epoch = epoch
-        self._set(epoch)
-        self._epoch_rate = _float(self.model.optimizer.learning_rate)
-
-    def on_train_batch_begin(self, batch, logs=None):
-        if self.per_step and batch > 0:
-            self._set(self._epoch + batch / self.steps_per_epoch)
+        self._rate = _float(self.model.optimizer.learning_rate)
 
     def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
-            logs["learning_rate"] = self._epoch_rate
-        if self.plateau is not None and epoch + 1 >= self.schedule.warmup_epochs:
-            value = (logs or {}).get(self.schedule.monitor)
-            if value is not None and self.plateau.update(self.schedule, float(value)):
-                print(f"[dlpipe] epoch {epoch + 1}: {self.schedule.monitor} has not improved for "
-                      f"{self.schedule.patience} epoch(s); learning rate × {self.schedule.factor:g} → "
-                      f"{self.rate(epoch + 1):.3g}", file=sys.stderr, flush=True)
+        if logs is not None and self._rate is not None:
+            logs["learning_rate"] = self._rate
+
+
+class ReduceOnPlateau(keras.callbacks.Callback):
+    """Lowers the optimizers' `PlateauRate`s when `schedule.monitor` has not improved for
+    `schedule.patience` epochs (counted once the warmup is over): the one learning-rate
+    change not made by a schedule inside the optimizer, since it reacts to a metric."""
+
+    def __init__(self, schedule, rates: list[schedules.PlateauRate]):
+        super().__init__()
+        self.schedule, self.rates = schedule, rates
+        self.plateau = schedules.Plateau()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 < self.schedule.warmup_epochs:
+            return
+        value = (logs or {}).get(self.schedule.monitor)
+        if value is not None and self.plateau.update(self.schedule, float(value)):
+            self._apply()
+            rate = self.rates[0].base * self.plateau.multiplier
+            print(f"[dlpipe] epoch {epoch + 1}: {self.schedule.monitor} has not improved for "
+                  f"{self.schedule.patience} epoch(s); learning rate × {self.schedule.factor:g} → "
+                  f"{rate:.3g}", file=sys.stderr, flush=True)
+
+    def _apply(self) -> None:
+        for rate in self.rates:
+            rate.scale.assign(self.plateau.multiplier)
 
     def get_state(self) -> dict:
-        return {"plateau": self.plateau.state() if self.plateau else None}
+        return {"plateau": self.plateau.state()}
 
     def set_state(self, state: dict) -> None:
-        if self.plateau is not None and state.get("plateau"):
+        if state.get("plateau"):
             self.plateau = schedules.Plateau(**state["plateau"])
+            self._apply()
 
 
 class NanGuard(keras.callbacks.Callback):
@@ -82,12 +83,16 @@ class NanGuard(keras.callbacks.Callback):
         self._epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss")
-        if loss is not None and self.tripped is None:
-            loss = float(loss)
-            if not math.isfinite(loss):
-                self.tripped = (self._epoch, batch, loss)
-                self.model.stop_training = True
+        if self.tripped is not None:
+            return
+        # `loss`, or each network's loss of a model that trains several (a GAN's d_loss, g_loss).
+        for name, value in (logs or {}).items():
+            if name == "loss" or name.endswith("_loss"):
+                value = float(value)
+                if not math.isfinite(value):
+                    self.tripped = (self._epoch, batch, value)
+                    self.model.stop_training = True
+                    return
 
 
 class EarlyStopping(keras.callbacks.EarlyStopping):

@@ -9,7 +9,7 @@ RUN_DIR/checkpoints/ holds, after every epoch:
 A checkpoint is one NumPy archive, written to a temporary name and renamed into place, so
 a run killed at any moment leaves the previous checkpoint whole. It holds every model
 variable (weights, batch-norm statistics, the dropout RNG state), every optimizer variable
-(step count, moments, learning rate), and a JSON record: epochs completed, the history so
+(the step count, which the learning-rate schedule reads; moments), and a JSON record: epochs completed, the history so
 far, and the state of the stateful callbacks (learning-rate plateau, early stopping). The
 data order needs no state: it is a function of (seed, epoch) (dlpipe/training/inputs.py).
 """

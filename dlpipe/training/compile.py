@@ -15,6 +15,17 @@ def make_optimizer(spec):
     return registry.load("optimizer", spec.type)(**options)
 
 
+def optimizers(model) -> list[tuple[object, int]]:
+    """Each optimizer of a compiled `model` with the updates it makes per training step: the
+    model's one, or those of a model that trains several networks and lists them in
+    `optimizer_updates` (the GAN: the generator's once, the discriminator's
+    `discriminator_steps` times)."""
+    several = getattr(model, "optimizer_updates", None)
+    if several is not None:
+        return list(several)
+    return [(model.optimizer, 1)] if model.optimizer is not None else []
+
+
 def loss_name(task: str, loss: str, n_classes: int | None, multi_label: bool = False) -> str:
     if loss != "auto":
         return loss

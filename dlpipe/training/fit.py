@@ -58,7 +58,8 @@ def train(model, spec, data, *, run_dir=None, located=None, callbacks=None) -> d
 
     train_split = data.splits["train"]
     steps = steps_per_epoch(len(train_split), training.batch_size)
-    run = _Callbacks.create(spec, steps, directory, run_dir.path("logs") if writes else None,
+    plateau = _schedule_optimizers(replica, training, steps, strategy)
+    run = _Callbacks.create(spec, plateau, directory, run_dir.path("logs") if writes else None,
                             has_validation=len(data.splits["validation"]) > 0, extra=callbacks or [])
     first_epoch = 0
     if checkpoint_dir is not None and (checkpoint_dir / "last.npz").exists():
@@ -113,6 +114,25 @@ def train(model, spec, data, *, run_dir=None, located=None, callbacks=None) -> d
     return run.recorder.history
 
 
+def _schedule_optimizers(model, training, steps: int, strategy) -> list:
+    """Give each optimizer of `model` its rate as `training.schedule` over the steps of the
+    run (the base is the rate the optimizer was compiled with); return the PlateauRates that
+    reduce-on-plateau lowers."""
+    import contextlib
+
+    from dlpipe.training.compile import optimizers
+    from dlpipe.training.schedules import learning_rate, plateau_rates
+
+    found = []
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        for optimizer, updates in optimizers(model):
+            base = float(optimizer.learning_rate.numpy())
+            rate = learning_rate(base, training.schedule, training.epochs, steps * updates)
+            optimizer.learning_rate = rate
+            found += plateau_rates(rate)
+    return found
+
+
 def weights_fingerprint(model) -> str:
     """SHA-256 of every weight's bytes, in order: equal fingerprints, bit-identical weights."""
     import hashlib
@@ -130,6 +150,7 @@ class _Callbacks:
     """dlpipe's callbacks for one run, in the order they must see each epoch's logs."""
 
     learning_rate: object
+    plateau: object | None
     guard: object
     recorder: object
     early_stopping: object | None
@@ -138,17 +159,19 @@ class _Callbacks:
     finished: bool = False
 
     @classmethod
-    def create(cls, spec, steps: int, directory: Path | None, log_dir: Path | None, *, has_validation: bool,
-               extra: list) -> "_Callbacks":
+    def create(cls, spec, plateau_rates: list, directory: Path | None, log_dir: Path | None, *,
+               has_validation: bool, extra: list) -> "_Callbacks":
         from dlpipe.training import callbacks as cb
 
         training = spec.training
-        rate = cb.LearningRateControl(training.optimizer.learning_rate, training.schedule, training.epochs, steps)
+        rate = cb.LearningRateLog()
+        plateau = cb.ReduceOnPlateau(training.schedule, plateau_rates) if plateau_rates else None
         guard, recorder = cb.NanGuard(), cb.HistoryRecorder()
         stop = training.early_stopping
         early = cb.EarlyStopping(monitor=stop.monitor, patience=stop.patience, min_delta=stop.min_delta,
                                  mode=stop.mode, restore_best_weights=stop.restore_best_weights) if stop else None
-        stateful = {"learning_rate": rate, **({"early_stopping": early} if early else {})}
+        stateful = {**({"reduce_on_plateau": plateau} if plateau else {}),
+                    **({"early_stopping": early} if early else {})}
         checkpointer = None
         if directory is not None:
             monitor, mode = training.checkpoints.monitor, training.checkpoints.mode
@@ -160,8 +183,8 @@ class _Callbacks:
         board = cb.tensorboard(log_dir) if log_dir is not None and training.tensorboard else None
         # Order matters: the rate and the stop decisions enter the logs before they are
         # recorded and checkpointed; extra (user) callbacks see the finished logs.
-        ordered = [rate, guard, early, recorder, checkpointer, board, *extra]
-        return cls(rate, guard, recorder, early, checkpointer, [c for c in ordered if c is not None])
+        ordered = [rate, plateau, guard, early, recorder, checkpointer, board, *extra]
+        return cls(rate, plateau, guard, recorder, early, checkpointer, [c for c in ordered if c is not None])
 
     def resume(self, model, path: Path) -> int:
         """Load `path` into the model and the callbacks; return the epochs already done."""
@@ -170,7 +193,8 @@ class _Callbacks:
         record = checkpoint.record
         self.recorder.history = {k: list(v) for k, v in record["history"].items()}
         states = record.get("callbacks", {})
-        self.learning_rate.set_state(states.get("learning_rate", {}))
+        if self.plateau is not None and "reduce_on_plateau" in states:
+            self.plateau.set_state(states["reduce_on_plateau"])
         if self.early_stopping is not None and "early_stopping" in states:
             self.early_stopping.set_state(states["early_stopping"], checkpoint.extra.get("early_stopping"))
         if self.checkpointer is not None:

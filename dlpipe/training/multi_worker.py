@@ -4,7 +4,7 @@ Keras 3 `fit` fails under MultiWorkerMirroredStrategy (a PerReplica value reache
 `_maybe_symbolic_build`), so multi-worker runs train here: `strategy.run` of a
 GradientTape step, with the model's own Keras optimizer, which sums the replicas'
 gradients before it updates. Everything else is what `fit` does, through the same
-callbacks: the progress bar or per-epoch lines, the learning-rate schedule, history,
+callbacks: the progress bar or per-epoch lines, the learning-rate log and reduce-on-plateau, history,
 checkpoints (chief only), TensorBoard (chief only), early stopping and the NaN stop.
 
 How the work is shared: `training.batch_size` is the global batch. Every worker computes

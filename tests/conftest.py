@@ -1,5 +1,8 @@
 """Shared test set-up."""
 
+import time
+from pathlib import Path
+
 import pytest
 
 
@@ -11,3 +14,15 @@ def _private_validation_cache(tmp_path_factory):
     mp.setenv("DLPIPE_CACHE_DIR", str(tmp_path_factory.mktemp("dlpipe-cache")))
     yield
     mp.undo()
+
+
+_SCREENSHOTS = Path(__file__).resolve().parent.parent / "build" / "report-screenshots"
+_STARTED = time.time()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say where the report screenshots of this session are (tests/test_run_templates.py)."""
+    shots = sorted(p.name for p in _SCREENSHOTS.glob("*.png") if p.stat().st_mtime >= _STARTED)
+    if shots:
+        terminalreporter.write_line(f"report screenshots ({len(shots)}), for a person to look at: "
+                                    f"{_SCREENSHOTS}/ ({', '.join(shots)})")

@@ -53,11 +53,12 @@ def shown(text: str) -> float:
     return float("nan") if text == "NaN" else float(text.replace(",", ""))
 
 
-def assert_every_metric_shown(page: Page, metrics: dict) -> int:
+def assert_every_metric_shown(cells: dict, metrics: dict) -> int:
+    """cells: (split, metric) → {"title", "text"}, as Page.cells or a browser reads them."""
     count = 0
     for split, values in metrics.items():
         for name, value in values.items():
-            cell = page.cells[(split, name)]
+            cell = cells[(split, name)]
             assert cell["title"] == repr(value), (split, name)
             if value is None:  # an undefined metric (written as null)
                 assert cell["text"] == "n/a"
@@ -66,5 +67,5 @@ def assert_every_metric_shown(page: Page, metrics: dict) -> int:
             else:  # four decimals, or four significant digits in scientific notation
                 assert shown(cell["text"]) == pytest.approx(value, abs=5e-5, rel=5e-4), (split, name, cell)
             count += 1
-    assert len(page.cells) == count  # and nothing that is not in metrics.json
+    assert len(cells) == count  # and nothing that is not in metrics.json
     return count

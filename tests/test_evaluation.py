@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -66,7 +64,7 @@ def test_report_shows_every_metric_and_is_self_contained(run_of, name):
     assert set(metrics) == {"validation", "test"}
     html = (run / "report.html").read_text(encoding="utf-8")
     page = Page(html)
-    assert assert_every_metric_shown(page, metrics) >= 4
+    assert assert_every_metric_shown(page.cells, metrics) >= 4
     assert page.headings[:2] == ["Metrics", "Plots"]
     assert {"Spec", "Data", "Model", "Export verification", "Run"} <= set(page.headings)
     assert not page.external and "script" not in page.tags and "link" not in page.tags
@@ -100,22 +98,6 @@ def test_classification_artifacts_agree_with_metrics(run_of, name):
         assert [c["support"] for c in per_class] == counts.sum(axis=1).tolist()
         if "f1_macro" in metrics[split]:
             assert np.mean([c["f1"] for c in per_class]) == pytest.approx(metrics[split]["f1_macro"], abs=1e-12)
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")
-@pytest.mark.parametrize("name", RUNS)
-def test_report_in_a_headless_browser(run_of, name, tmp_path):
-    """What chromium renders (the DOM after parsing) holds every number of metrics.json."""
-    run = run_of(name)
-    result = subprocess.run(
-        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path}",
-         "--dump-dom", (run / "report.html").resolve().as_uri()],
-        capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr[-2000:]
-    page = Page(result.stdout)
-    assert_every_metric_shown(page, json.loads((run / "metrics.json").read_text()))
-    assert "Export verification" in page.headings
 
 
 # dlpipe evaluate ---------------------------------------------------------------------------
@@ -168,7 +150,7 @@ def test_evaluate_reproduces_the_run_without_touching_it(run_of, name):
     printed = {(s, n): float(v) for s, n, v in (line.split("\t") for line in lines[:-1])}
     assert printed == {(s, n): pytest.approx(v, rel=1e-5, nan_ok=True) for s, vs in again.items() for n, v in vs.items()}
     assert {p: p.read_bytes() for p in before} == before
-    assert_every_metric_shown(Page((folder / "report.html").read_text()), again)
+    assert_every_metric_shown(Page((folder / "report.html").read_text()).cells, again)
     assert json.loads((folder / "evaluation.json").read_text())["splits"] == ["validation", "test"]
 
 

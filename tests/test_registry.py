@@ -149,11 +149,21 @@ def test_a_metric_name_has_one_direction_in_every_kind():
 
 def test_every_exporter_extra_is_a_project_extra_the_tests_install():
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["optional-dependencies"]
+
+    def installed_by(extra: str) -> set[str]:  # dlpipe[a,b] inside an extra installs a and b too
+        found = {extra}
+        for requirement in extras[extra]:
+            if requirement.startswith("dlpipe["):
+                for inner in requirement[len("dlpipe["):-1].split(","):
+                    found |= installed_by(inner.strip())
+        return found
+
     for name in registry.names("exporter"):
         extra = registry.entry("exporter", name).extra
         if extra is not None:
             assert extra in extras, f"exporter {name!r}: no extra {extra!r} in pyproject.toml"
-            assert extra in extras["test"][-1], f"the test extra does not install {extra!r}"
+            assert extra in installed_by("test"), f"the test extra does not install {extra!r}"
+            assert extra in installed_by("all"), f"the all extra does not install {extra!r}"
     # At least one format needs no extra: what `dlpipe validate` suggests instead.
     assert [n for n in registry.names("exporter") if not registry.entry("exporter", n).cannot_take]
 

@@ -64,7 +64,7 @@ def test_page_has_every_number_escaped_and_nothing_external(run_files):
     html = path.read_text(encoding="utf-8")
     page = Page(html)
     metrics = json.loads((run_files / "metrics.json").read_text())
-    assert assert_every_metric_shown(page, metrics) == 5
+    assert assert_every_metric_shown(page.cells, metrics) == 5
     assert page.cells[("test", "roc_auc")] == {"title": "nan", "text": "NaN"}
     assert page.cells[("test", "big")]["text"] == "1.2346e+05"
     # Splits in reading order, whatever order metrics.json keeps them in.

@@ -11,6 +11,7 @@ baseline. A template without an entry fails tests/test_cli.py::test_every_templa
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -308,3 +309,50 @@ def test_template_beats_its_trivial_baseline(name, template_run):
         assert value <= baseline - entry.margin, (entry.metric, value, baseline)
     if entry.target is not None:
         assert value >= entry.target, (entry.metric, value, entry.target)
+
+
+# Every template's report, as a browser shows it ------------------------------------------
+
+SCREENSHOTS = ROOT / "build" / "report-screenshots"
+"""One full-page PNG per template's report.html, for a person to look at after the tests."""
+
+
+@pytest.fixture(scope="session")
+def chromium(tmp_path_factory):
+    """One headless Chromium for the session (tests/browser.py), or a one-line skip."""
+    from _system import require
+    from browser import Chromium, find_chromium
+
+    executable = require(find_chromium(), "chromium is not installed",
+                         "apt-get install chromium (Debian/Ubuntu), or put a Chromium or Chrome on PATH")
+    with Chromium(executable, tmp_path_factory.mktemp("chromium-profile")) as browser:
+        yield browser
+
+
+@pytest.mark.parametrize("name", sorted(TEMPLATES))
+def test_report_in_a_headless_browser(chromium, name, template_run):
+    """The report of every template, loaded in Chromium: no console error, every image
+    decodes and is shown, every number of metrics.json is visible in its row and column,
+    and the page renders to a screenshot that is not blank."""
+    from matplotlib.image import imread
+
+    from report_page import assert_every_metric_shown
+
+    run = template_run(name)
+    html = run / "report.html"
+    seen = chromium.look(html, SCREENSHOTS / f"{name}.png")
+    assert seen["errors"] == []
+    assert seen["headings"][:1] == ["Metrics"]
+    assert len(seen["images"]) == len(re.findall(r"<img ", html.read_text(encoding="utf-8"))) >= 1
+    for image in seen["images"]:
+        assert image["decoded"] and image["shown"] and image["width"] > 0 and image["height"] > 0, image
+    metrics_ = json.loads((run / "metrics.json").read_text())
+    cells = {(c["split"], c["metric"]): c for c in seen["cells"]}
+    assert assert_every_metric_shown(cells, metrics_) >= 1
+    for (split, metric), cell in cells.items():
+        assert cell["shown"] and (cell["row"], cell["column"]) == (metric, split), cell
+        assert f"{metric}\t" in seen["text"] and cell["text"] in seen["text"]
+    shot = imread(SCREENSHOTS / f"{name}.png")
+    assert shot.shape[1] == 1280 and shot.shape[0] >= min(seen["page_height"], 8000)
+    ink = (shot[..., :3] < 0.9).any(axis=-1).mean()  # anything darker than near-white
+    assert 0.01 < ink < 0.9, ink

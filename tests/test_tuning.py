@@ -6,12 +6,15 @@ a CPU), the study is read back from its SQLite file with Optuna itself.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -186,15 +189,37 @@ def test_grid_covers_exactly_the_grid_and_prunes(tmp_path):
     assert len(load(out).trials) == 4
 
 
-def test_two_workers_share_one_sqlite_study(tmp_path):
-    """Two `dlpipe tune` processes started together on one study directory: a spec with
-    no tuning section (the default space), two trials each."""
+@pytest.fixture(params=["sqlite", "postgresql"])
+def shared_storage(request, tmp_path):
+    """(--storage arguments, storage URL, study name): the default SQLite file in the study
+    directory, or a PostgreSQL database named by $DLPIPE_TEST_POSTGRESQL (in CI, .ci/run
+    starts a server on 127.0.0.1), with a study name of its own, deleted afterwards."""
+    if request.param == "sqlite":
+        yield [], f"sqlite:///{tmp_path / 'shared' / 'study.db'}", "breast-cancer-mlp"
+        return
+    from _system import require
+
+    url = require(os.environ.get("DLPIPE_TEST_POSTGRESQL"), "DLPIPE_TEST_POSTGRESQL is not set",
+                  "export DLPIPE_TEST_POSTGRESQL=postgresql://USER:PASSWORD@HOST:PORT/DATABASE "
+                  "(a database this test may create tables in)")
+    pytest.importorskip("psycopg", reason="psycopg is not installed; pip install 'dlpipe[postgres]'")
+    name = f"dlpipe-test-{uuid.uuid4().hex[:12]}"
+    yield ["--storage", url, "--study-name", name], url, name
+    with contextlib.suppress(KeyError):
+        optuna.delete_study(study_name=name, storage=url)
+
+
+def test_two_workers_share_one_study(shared_storage, tmp_path):
+    """Two `dlpipe tune` processes started together on one study (a spec with no tuning
+    section: the default space), two trials each: four trials numbered 0-3, each run by one
+    worker, and best.yaml is the best of all four."""
+    storage_args, url, name = shared_storage
     text = TEMPLATE.read_text().split("\n# Hyperparameter search")[0]
     spec = tmp_path / "spec.yaml"
     spec.write_text(text)
     assert load_spec(spec).tuning is None
     out = tmp_path / "shared"
-    command = [*DLPIPE, "tune", str(spec), "--trials", "2", "--out", str(out), *FAST]
+    command = [*DLPIPE, "tune", str(spec), "--trials", "2", "--out", str(out), *storage_args, *FAST]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     workers = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
                for _ in range(2)]
@@ -204,7 +229,8 @@ def test_two_workers_share_one_sqlite_study(tmp_path):
         assert stdout.strip() == str(out)
         assert "the spec has no tuning section; searching the default space (training.optimizer" \
                ".learning_rate, model.dropout, training.batch_size)" in stderr
-    trials = load(out).trials
+        assert f"[dlpipe] tune: study {name!r} in {url.split('://')[0]}://" in stderr
+    trials = optuna.load_study(study_name=name, storage=url).trials
     assert sorted(t.number for t in trials) == [0, 1, 2, 3]
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
     # Each worker ran two of them.
@@ -217,3 +243,22 @@ def test_two_workers_share_one_sqlite_study(tmp_path):
     assert len({t.params["training.optimizer.learning_rate"] for t in trials}) == 4
     summary = json.loads((out / "study.json").read_text())
     assert summary["counts"]["total"] == 4
+    # best.yaml: the resolved spec of a trial with the highest validation accuracy of all four.
+    best_number = int(re.search(r"^# Trial (\d+), the best of its study", (out / "best.yaml").read_text(), re.M)[1])
+    assert trials[best_number].value == max(t.value for t in trials)
+    assert load_spec(out / "best.yaml") == load_spec(out / "trials" / f"trial-{best_number:04d}" / "spec.yaml")
+    assert summary["best"]["number"] == best_number
+
+
+def test_unreachable_study_storage_is_one_line_before_any_trial(tmp_path):
+    pytest.importorskip("psycopg", reason="psycopg is not installed; pip install 'dlpipe[postgres]'")
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"postgresql://someone:secret@127.0.0.1:{port}/nowhere"
+    result = tune(TEMPLATE, "--trials", 1, "--out", tmp_path / "study", "--storage", url, *FAST)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: storage postgresql://someone:***@127.0.0.1:{port}/nowhere: ")
+    assert "secret" not in result.output and "Connection refused" in lines[0]
+    assert not (tmp_path / "study" / "trials").exists()

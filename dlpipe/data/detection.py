@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dlpipe import readlog
 from dlpipe.data.splits import split_indices
 from dlpipe.errors import DataError
 
@@ -192,8 +193,12 @@ def read_coco(source, base_dir: Path):
     class indices (categories in id order), class names, file names."""
     from PIL import Image, UnidentifiedImageError
 
+    from dlpipe.data.sources import eight_bit, open_image
+
     path = (base_dir / source.annotations)
     folder = (base_dir / source.images)
+    readlog.named(source.images, base_dir)  # listed: the folder the spec names
+    readlog.opened(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -269,12 +274,14 @@ def read_coco(source, base_dir: Path):
     mode = "RGB" if source.channels == 3 else "L"
     images = np.empty((len(files), side, side, source.channels), np.uint8)
     for k, file in enumerate(files):
+        readlog.opened(file)
         try:
-            with Image.open(file) as image:
+            with open_image(file) as image:
                 if image.size != sizes[k]:
                     coco.fail(("images", k), f"{file.name} is {image.size[0]} × {image.size[1]} pixels, "
                               f"the entry says {sizes[k][0]} × {sizes[k][1]}")
-                pixels = np.asarray(image.convert(mode).resize((side, side), Image.BILINEAR))
+                pixels = np.asarray(Image.fromarray(eight_bit(image, mode, str(file))).resize((side, side),
+                                                                                             Image.BILINEAR))
         except (UnidentifiedImageError, OSError) as err:
             raise DataError(f"{file}: cannot read as an image: {err}") from None
         images[k] = pixels.reshape(side, side, source.channels)

@@ -21,6 +21,13 @@ def check_generation(spec) -> Found:
     elif len(images) == 1 and len(spec.data.features) != 1:  # the image count: check_architecture (a gan reads one)
         yield (("data", "features"), "task generation learns exactly one feature, of type image; "
                f"data.features lists {len(spec.data.features)} ({len(images)} of type image)")
+    for i, step in enumerate(spec.prepare.augmentation):
+        if step.type == "mixup":  # it blends labels and weights the loss: a GAN's real images have neither
+            yield (("prepare", "augmentation", i, "type"), "mixup is not supported for task generation; "
+                   "augment the real images with image steps (flip, rotation, zoom, ...)")
+    if spec.training.schedule is not None and spec.training.schedule.type == "reduce_on_plateau":
+        yield (("training", "schedule"), "reduce_on_plateau needs a monitored loss; task generation has none "
+               "that measures progress (FID does, every few epochs): choose a schedule by epochs")
     if spec.training.strategy in ("mirrored", "multi_worker"):
         yield (("training", "strategy"), "GAN training runs on one device: use auto or none")
     for i, name in enumerate(spec.export.formats):
@@ -43,17 +50,20 @@ TASK = Task(
     default_metrics=("fid", "inception_score"),
     own_loss="a GAN trains with its own adversarial losses",
     training_metric="fid",
-    commands=frozenset({"deep"}),
+    commands=frozenset({"deep", "resume"}),
     honours=("version", "name", "description", "task", "seed", "allow_unsafe_deserialization", "data.source",
              "data.features", "data.target.name", "data.split.train", "data.split.validation", "data.split.test",
-             "data.split.stratify", "model", "training.epochs", "training.batch_size", "training.optimizer",
-             "training.loss", "training.adversarial", "training.progress", "training.precision",
-             "training.deterministic", "training.strategy", "training.tensorboard", "evaluation.metrics",
-             "evaluation.generation",
-             "export.formats", "export.verify", "export.tolerance", "export.samples"),
+             "data.split.stratify", "data.shuffle_buffer", "prepare.augmentation", "model", "training.epochs",
+             "training.batch_size", "training.optimizer", "training.schedule", "training.loss",
+             "training.adversarial", "training.checkpoints", "training.progress", "training.tensorboard",
+             "training.precision", "training.jit_compile", "training.deterministic", "training.strategy",
+             "evaluation.metrics", "evaluation.generation", "export.formats", "export.verify", "export.tolerance",
+             "export.samples"),
     refusals={"training.early_stopping": "early stopping needs a validation loss; the losses of task generation "
                                          "do not measure progress (FID does): remove early_stopping and choose "
                                          "training.epochs",
+              "training.checkpoints.monitor": "task generation keeps no best checkpoint (no loss measures "
+                                              "progress); leave monitor at auto",
               "training.class_weight": "class_weight is not supported for task generation",
               "training.sample_weight": "sample_weight is not supported for task generation",
               "prepare.normalization": "task generation scales images to −1..1 from the training split's "

@@ -148,6 +148,7 @@ SAMPLES = {
     "training.early_stopping": "{patience: 2}",
     "training.adversarial": "{discriminator_steps: 2}",
     "training.checkpoints": "{monitor: loss}",
+    "training.checkpoints.monitor": "loss",
     "training.tensorboard": "false",
     "training.jit_compile": "false",
     "evaluation.splits": "[test]",

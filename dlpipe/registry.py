@@ -270,6 +270,9 @@ _TABLES: dict[str, dict[str, Entry]] = {
         "recall_weighted": _classification("recall_weighted", "max", _ANY),
         "top_3_accuracy": _classification("top_3_accuracy", "max", _LABELS),
         "top_5_accuracy": _classification("top_5_accuracy", "max", _LABELS),
+        "precision": _classification("precision", "max", _LABELS, binary=True),
+        "recall": _classification("recall", "max", _LABELS, binary=True),
+        "f1": _classification("f1", "max", _LABELS, binary=True),
     },
     "metric:regression": {
         "mae": _regression("mae", "min"),

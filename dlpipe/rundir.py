@@ -24,6 +24,8 @@ from typing import Any
 from dlpipe import __version__, testhooks
 from dlpipe.errors import DlpipeError
 
+CHANGED_LISTED = 100
+"""run.json lists at most this many changed files of a stage (`changed_count` says how many)."""
 # A write that fails for one of these reasons is the user's to fix (space, permissions, a
 # read-only mount), not a bug: it becomes one line naming the file.
 WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
@@ -150,6 +152,9 @@ class RunDir:
         """Stages whose key is unchanged are reused (False with --no-cache)."""
         self.current_stage: str | None = None
         self._lock_fd: int | None = None
+        self._changed: dict[str, list[str]] = {}
+        """Per stage: the files read last time that changed (found by `reusable`)."""
+        self._checked: dict[str, dict] = {}
 
     @classmethod
     def default_path(cls, name: str, base: Path | str = "runs") -> Path:
@@ -349,25 +354,59 @@ class RunDir:
     def save_record(self) -> None:
         atomic_write_json(self.path("run.json"), self.record)
 
-    def reusable(self, name: str, key: str, outputs: tuple[str, ...] = ()) -> bool:
+    def reusable(self, name: str, key: str, outputs: tuple[str, ...] = (), *, reads: bool = False) -> bool:
         """Whether stage `name` can be reused instead of run: caching is on, the run this
-        folder held completed the stage with the same key, and its `outputs` still exist."""
+        folder held completed the stage with the same key, and its `outputs` still exist.
+        With `reads` (a stage run with `reads=True`), also every file it read then is
+        unchanged now, hashed again (dlpipe/readlog.py); what changed is kept for `stage`
+        to record in run.json and say. A stage without its read log is run again."""
         before = self.previous_stages.get(name) or {}
-        return (self.cache and before.get("status") == "completed" and before.get("key") == key
-                and all(self.path(output).exists() for output in outputs))
+        if not (self.cache and before.get("status") == "completed" and before.get("key") == key
+                and all(self.path(output).exists() for output in outputs)):
+            return False
+        if not reads:
+            return True
+        from dlpipe import readlog
+
+        try:
+            log = readlog.ReadLog.from_json(json.loads(self.reads_path(name).read_text()))
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+        begun = time.perf_counter()
+        changed = readlog.changes(log)
+        self._checked[name] = {"files_read": len(log.files),
+                               "check_seconds": round(time.perf_counter() - begun, 3)}
+        if changed:
+            self._changed[name] = changed
+        return not changed
+
+    def reads_path(self, name: str) -> Path:
+        """The read log of stage `name`: the files it read, with their SHA-256."""
+        return self.path("cache", f"{name}.reads.json")
 
     @contextlib.contextmanager
     def stage(self, name: str, *, key: str | None = None, reused: bool = False,
-              stale: tuple[str, ...] = ()) -> Iterator[None]:
+              stale: tuple[str, ...] = (), reads: bool = False) -> Iterator[None]:
         """Time a stage into run.json and announce it on stderr. `key` (the stage cache key)
         and `reused` (the body loads the stage's earlier outputs instead of computing them)
         are recorded. `stale`: outputs of an earlier run removed before the stage runs
-        again in a rerun (not a resume, which continues from them)."""
+        again in a rerun (not a resume, which continues from them). `reads`: the files the
+        body reads are recorded (its read log, for `reusable(..., reads=True)` next time)."""
         import shutil
 
+        from dlpipe import readlog
+
+        changed = self._changed.pop(name, None)
+        if changed:
+            more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
+            print(f"[dlpipe] {name}: {changed[0]}{more} changed since the last run; running the stage again",
+                  file=sys.stderr, flush=True)
         print(f"[dlpipe] {name} {'reused (unchanged)' if reused else '...'}", file=sys.stderr, flush=True)
         stages = self.record.setdefault("stages", {})
         cached = {"key": key, "reused": reused} if key is not None else {"reused": reused}
+        cached.update(self._checked.pop(name, {}))
+        if changed:
+            cached.update(changed=changed[:CHANGED_LISTED], changed_count=len(changed))
         stages[name] = {"status": "running", "seconds": None, **cached}
         self.save_record()
         if self.rerun and not reused:
@@ -381,7 +420,12 @@ class RunDir:
         self.current_stage = name
         testhooks.enter_stage(name)
         try:
-            yield
+            with readlog.recording() if reads and not reused else contextlib.nullcontext() as log:
+                yield
+            if log is not None:
+                # Before the stage is marked completed: a completed stage always has its log.
+                atomic_write_json(self.reads_path(name), log.to_json())
+                cached["files_read"] = len(log.files)
         except BaseException as err:
             status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
             stages[name] = {"status": status, "seconds": round(time.perf_counter() - begun, 3), **cached}

@@ -5,12 +5,18 @@ on, chained, so a stage's key changes whenever an earlier stage's does:
 
     data      every top-level section except model/training/evaluation/export/tuning/name/
               description (so: task, seed, data, prepare, and any section added later),
-              training.sample_weight, dlpipe's version, and a fingerprint of every file or
-              folder the data source, the split files and a label-map file name (contents
-              of files up to 64 MiB, else size+time; names+sizes+times of the files in folders)
-    train     data + model + training
+              training.sample_weight, dlpipe's version, and the bytes of the pretrained
+              vector files features name (read when the model is built)
+    train     data + the prepared data's fingerprint (a hash of the values read: a changed
+              file the spec names the same way retrains) + model + training
     evaluate  train + evaluation
     export    evaluate + export (the model card carries the metrics)
+
+The files the data stage reads are not in its key: the stage cannot know them before it
+reads. It records them instead (`RunDir.stage(..., reads=True)`, dlpipe/readlog.py: every
+file a loader opened with its SHA-256, every folder it listed), and `RunDir.reusable(...,
+reads=True)` reuses it only when each of them hashes the same now and each folder lists
+the same; otherwise run.json says which (`stages.data.changed`) and the stage runs again.
 
 run.json records `stages.<name>.key` and `.reused`. A stage is reused when the run the
 folder held completed it with the same key and its outputs still exist
@@ -19,9 +25,10 @@ folder held completed it with the same key and its outputs still exist
 pipeline without it) and a few lines per stage (pipelines/supervised.py shows them):
 
     keys = stage_keys(spec, ctx.base_dir)
-    reuse = run_dir.reusable("data", keys["data"], DATA_OUTPUTS)
-    with run_dir.stage("data", key=keys["data"], reused=reuse):
+    reuse = run_dir.reusable("data", keys["data"], DATA_OUTPUTS, reads=True)
+    with run_dir.stage("data", key=keys["data"], reused=reuse, reads=True):
         data = load_data(run_dir) if reuse else prepare(...)   # and save_data(run_dir, data)
+    keys = stage_keys(spec, ctx.base_dir, data.fingerprint)     # train, evaluate, export
 
 The prepared data is kept in cache/data.json + cache/data.npz: a JSON tree whose arrays
 live in the NumPy archive, loaded with allow_pickle=False. Only dataclasses defined in
@@ -50,8 +57,6 @@ DATA_OUTPUTS = ("data.json", "cache/data.json", "cache/data.npz")
 MODEL_OUTPUTS = ("model.keras", "history.csv")
 EVALUATION_OUTPUTS = ("metrics.json",)
 EXPORT_OUTPUTS = ("export/verification.json", "export/model_card.json")
-HASHED_FILE_LIMIT = 64 << 20
-"""Source files up to this size are fingerprinted by content; larger ones by size and time."""
 CACHED_DATA_LIMIT = 2 << 30
 """Prepared data larger than this (its arrays' bytes) is not copied into the run directory."""
 
@@ -60,31 +65,30 @@ def digest(obj: Any) -> str:
     return "sha256:" + hashlib.sha256(to_json(obj).encode()).hexdigest()
 
 
-def stage_keys(spec, base_dir: Path) -> dict[str, str]:
-    """The cache key of each stage of a supervised-style pipeline (see the module doc)."""
+def stage_keys(spec, base_dir: Path, data_fingerprint: str | None = None) -> dict[str, str]:
+    """The cache key of each stage of a supervised-style pipeline (see the module doc).
+    Without `data_fingerprint` (before the data stage), only the data key is final: the
+    others chain on the prepared data, so take them after it with its fingerprint."""
     dump = spec.model_dump(mode="json")
     section = dump.get("data") or {}
-    # Files the data stage reads: the source's, the split files, a label-map file.
-    named = [section.get("source"), (section.get("split") or {}).get("files"),
-             (section.get("target") or {}).get("label_map")]
     vectors = [f["pretrained"] for f in section.get("features", []) if f.get("pretrained")]
     data = digest({"dlpipe": __version__, **{k: v for k, v in dump.items() if k not in NOT_DATA},
                    "sample_weight": (dump.get("training") or {}).get("sample_weight"),
-                   "files": files_fingerprint(named, Path(base_dir)),
                    # Pretrained vector files are read when the model is built: a changed file
                    # must retrain (only specs that name one get this key, others keep theirs).
                    **({"vectors": files_fingerprint(vectors, Path(base_dir))} if vectors else {})})
-    train = digest({"data": data, "model": dump.get("model"), "training": dump.get("training")})
+    train = digest({"data": data, "prepared": data_fingerprint, "model": dump.get("model"),
+                    "training": dump.get("training")})
     evaluate = digest({"train": train, "evaluation": dump.get("evaluation")})
     export = digest({"evaluate": evaluate, "export": dump.get("export")})
     return {"data": data, "train": train, "evaluate": evaluate, "export": export}
 
 
 def files_fingerprint(value: Any, base_dir: Path) -> dict[str, Any]:
-    """Every string in `value` (a source's settings) naming an existing file or folder,
-    relative to `base_dir`, mapped to a fingerprint of it: the SHA-256 of a file (size and
-    modification time beyond HASHED_FILE_LIMIT), the relative names, sizes and
-    modification times of the files in a folder."""
+    """Every string in `value` naming an existing file, relative to `base_dir`, mapped to
+    the SHA-256 of its bytes (whatever its size: size and time are no evidence)."""
+    from dlpipe.readlog import digest as file_digest
+
     found: dict[str, Any] = {}
     for text in _strings(value):
         if not text or len(text) > 4096 or "\n" in text:
@@ -93,12 +97,7 @@ def files_fingerprint(value: Any, base_dir: Path) -> dict[str, Any]:
         path = path if path.is_absolute() else base_dir / path
         try:
             if path.is_file():
-                stat = path.stat()
-                found[text] = (_file_digest(path) if stat.st_size <= HASHED_FILE_LIMIT
-                               else [stat.st_size, stat.st_mtime_ns])
-            elif path.is_dir():
-                found[text] = [[str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns]
-                               for p in sorted(path.rglob("*")) if p.is_file()]
+                found[text] = file_digest(path)
         except OSError:
             continue
     return found
@@ -113,14 +112,6 @@ def _strings(value: Any):
     elif isinstance(value, (list, tuple)):
         for item in value:
             yield from _strings(item)
-
-
-def _file_digest(path: Path) -> str:
-    digest_ = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest_.update(block)
-    return digest_.hexdigest()
 
 
 # Saving and loading objects (the prepared data) without pickle ---------------------------

@@ -32,9 +32,6 @@ DRAWN_IMAGES = 8
 def run(ctx) -> None:
     spec, run_dir = ctx.spec, ctx.run_dir
     keys = stage_keys(spec, ctx.base_dir)
-    reuse = {"train": run_dir.reusable("train", keys["train"], MODEL_OUTPUTS),
-             "evaluate": run_dir.reusable("evaluate", keys["evaluate"], ("metrics.json",)),
-             "export": run_dir.reusable("export", keys["export"], ("export/verification.json",))}
 
     with run_dir.stage("data", key=keys["data"]):
         from dlpipe.data.detection import centernet_targets, prepare_detection
@@ -52,6 +49,12 @@ def run(ctx) -> None:
         train_data = PreparedData(features=[], target="boxes", task="detection", class_names=data.class_names,
                                   splits={name: fitting(split) for name, split in data.splits.items()},
                                   fingerprint=data.fingerprint, origin=data.origin)
+
+    # The later stages chain on the data read (its fingerprint hashes the pixels and boxes).
+    keys = stage_keys(spec, ctx.base_dir, data.fingerprint)
+    reuse = {"train": run_dir.reusable("train", keys["train"], MODEL_OUTPUTS),
+             "evaluate": run_dir.reusable("evaluate", keys["evaluate"], ("metrics.json",)),
+             "export": run_dir.reusable("export", keys["export"], ("export/verification.json",))}
 
     with run_dir.stage("setup"):
         from dlpipe.exporters.stage import check_available

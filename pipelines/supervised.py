@@ -28,13 +28,11 @@ def run(ctx) -> None:
     spec, run_dir = ctx.spec, ctx.run_dir
     # Stage cache keys (dlpipe/stagecache.py): a stage whose key an earlier run into this
     # folder completed is reused, its outputs loaded instead of computed.
+    # The data stage is reused only if every file it read last time hashes the same (reads).
     keys = stage_keys(spec, ctx.base_dir)
-    reuse = {"data": run_dir.reusable("data", keys["data"], DATA_OUTPUTS),
-             "train": run_dir.reusable("train", keys["train"], MODEL_OUTPUTS),
-             "evaluate": run_dir.reusable("evaluate", keys["evaluate"], EVALUATION_OUTPUTS),
-             "export": run_dir.reusable("export", keys["export"], EXPORT_OUTPUTS)}
+    reuse = {"data": run_dir.reusable("data", keys["data"], DATA_OUTPUTS, reads=True)}
 
-    with run_dir.stage("data", key=keys["data"], reused=reuse["data"]):
+    with run_dir.stage("data", key=keys["data"], reused=reuse["data"], reads=True):
         from dlpipe.data.prepare import prepare
 
         if reuse["data"]:
@@ -47,6 +45,16 @@ def run(ctx) -> None:
                 atomic_write_json(run_dir.path("labels.json"), data.class_names)
         run_dir.update(data_fingerprint=data.fingerprint)
         n_classes = len(data.class_names) if data.class_names else None
+        from dlpipe.spec.checks import check_metric_classes
+
+        for path, message in check_metric_classes(spec, n_classes):  # precision of 3 classes: refused before training
+            raise ctx.located(path, message)
+
+    # The later stages chain on the prepared data itself: changed pixels retrain.
+    keys = stage_keys(spec, ctx.base_dir, data.fingerprint)
+    reuse.update(train=run_dir.reusable("train", keys["train"], MODEL_OUTPUTS),
+                 evaluate=run_dir.reusable("evaluate", keys["evaluate"], EVALUATION_OUTPUTS),
+                 export=run_dir.reusable("export", keys["export"], EXPORT_OUTPUTS))
 
     with run_dir.stage("setup"):
         from dlpipe.exporters.stage import check_available

@@ -272,10 +272,12 @@ def test_tfrecord_source(tmp_path):
                 "ab": tf.train.Feature(float_list=tf.train.FloatList(value=[x, y])),
                 "label": tf.train.Feature(bytes_list=tf.train.BytesList(value=[z.encode()]))}))
             writer.write(example.SerializeToString())
-    data = prepared(write_spec(tmp_path, """
-        source: {type: tfrecord, path: rows.tfrecord, features: {ab: {dtype: float, shape: [2]}, label: {dtype: string}}}
+    spec = write_spec(tmp_path, """
+        source: {type: tfrecord, path: "rows.tf*", features: {ab: {dtype: float, shape: [2]}, label: {dtype: string}}}
         features: [{name: ab, type: sequence}]
-        target: {name: label}"""))
+        target: {name: label}""")
+    assert read_by(spec) == ["rows.tfrecord"]  # the pattern's expansion is recorded too
+    data = prepared(spec)
     assert data.class_names == ["high", "low", "mid"]
     train = data.splits["train"]
     np.testing.assert_array_equal(train.x["ab"][..., 0], np.stack([a, b], 1).astype(np.float32)[train.rows])
@@ -660,9 +662,17 @@ def test_a_streamed_run_matches_the_in_memory_run(tmp_path):
     assert abs(metrics["stream"]["accuracy"] - metrics["memory"]["accuracy"]) <= 0.05, metrics
 
 
-def test_the_data_stage_key_follows_split_files_and_label_map_files(tmp_path):
-    from dlpipe.spec import load_spec
-    from dlpipe.stagecache import stage_keys
+def read_by(spec: Path) -> list[str]:
+    """The files preparing `spec` read (its read log), relative to the spec's folder."""
+    from dlpipe import readlog
+
+    with readlog.recording() as log:
+        prepared(spec)
+    return sorted(str(Path(path).relative_to(spec.parent)) for path in log.files)
+
+
+def test_split_files_and_label_map_files_are_in_the_read_log(tmp_path):
+    from dlpipe import readlog
 
     write_csv(tmp_path / "train.csv", ["x", "label"], [[i, "ab"[i % 2]] for i in range(8)])
     write_csv(tmp_path / "test.csv", ["x", "label"], [[i, "ab"[i % 2]] for i in range(4)])
@@ -671,9 +681,56 @@ def test_the_data_stage_key_follows_split_files_and_label_map_files(tmp_path):
         source: {type: csv, path: train.csv}
         target: {name: label, label_map: map.json}
         split: {files: {test: test.csv}}""")
-    key = lambda: stage_keys(load_spec(spec), tmp_path)["data"]
-    first = key()
+    assert read_by(spec) == ["map.json", "test.csv", "train.csv"]
+    with readlog.recording() as log:
+        prepared(spec)
     (tmp_path / "map.json").write_text(json.dumps({"a": "B", "b": "A"}))
-    second = key()
     write_csv(tmp_path / "test.csv", ["x", "label"], [[i, "ba"[i % 2]] for i in range(4)])
-    assert len({first, second, key()}) == 3
+    assert readlog.changes(log) == [str(tmp_path / "map.json"), str(tmp_path / "test.csv")]
+
+
+def test_every_file_source_records_what_it_read(tmp_path):
+    """csv, jsonl, parquet, npz, npy, image_folder, image_csv, text_folder, streaming
+    (tfrecord: tests/test_data_sources.py::test_tfrecord_source, which imports TensorFlow)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    a, b, label = rows_for()
+    write_csv(tmp_path / "rows.csv", ["a", "b", "label"], [[x, y, z] for x, y, z in zip(a, b, label)])
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps({"a": float(x), "b": float(y), "label": str(z)}) + "\n"
+                                                 for x, y, z in zip(a, b, label)))
+    pq.write_table(pa.table({"a": a, "b": b, "label": label.tolist()}), tmp_path / "rows.parquet")
+    np.savez(tmp_path / "rows.npz", a=a, b=b, label=label.astype(str))
+    np.save(tmp_path / "x.npy", np.stack([a, b], axis=1).astype(np.float32))
+    np.save(tmp_path / "y.npy", (label == "high").astype(np.int64))
+    tabular = {"csv": "{type: csv, path: rows.csv}", "jsonl": "{type: jsonl, path: rows.jsonl}",
+               "parquet": "{type: parquet, path: rows.parquet}", "npz": "{type: npz, path: rows.npz}"}
+    for kind, source in tabular.items():
+        assert read_by(write_spec(tmp_path, f"source: {source}\ntarget: {{name: label}}")) == [f"rows.{kind}"], kind
+    assert read_by(write_spec(tmp_path, "source: {type: npy, columns: {x: x.npy, label: y.npy}}\n"
+                              "features: [{name: x, type: sequence}]\ntarget: {name: label}")) == ["x.npy", "y.npy"]
+    assert read_by(write_spec(tmp_path, "source: {type: csv, path: rows.csv}\ntarget: {name: label}\n"
+                              "streaming: {chunk_rows: 10}")) == ["rows.csv"]
+
+    written = write_images(tmp_path / "images", {"cat": 5, "dog": 5})
+    images = sorted(str(Path(path).relative_to(tmp_path)) for path in written)
+    assert read_by(write_spec(tmp_path, """
+        source: {type: image_folder, path: images}
+        features: [{name: image, type: image}]
+        target: {name: label}
+        split: {train: 0.5, validation: 0.0, test: 0.5}""")) == images
+    write_csv(tmp_path / "index.csv", ["file", "kind"], [[path, Path(path).parent.name] for path in images])
+    assert read_by(write_spec(tmp_path, """
+        source: {type: image_csv, path: index.csv, image_column: file}
+        features: [{name: file, type: image}]
+        target: {name: kind}
+        split: {train: 0.5, validation: 0.0, test: 0.5}""")) == sorted(["index.csv", *images])
+    texts = [f"texts/{name}/{i}.txt" for name in ("neg", "pos") for i in range(5)]
+    for i, path in enumerate(texts):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(f"word{i % 3}")
+    assert read_by(write_spec(tmp_path, """
+        source: {type: text_folder, path: texts}
+        features: [{name: text, type: categorical}]
+        target: {name: label}
+        split: {train: 0.5, validation: 0.0, test: 0.5}""")) == texts

@@ -1,6 +1,11 @@
 """Every registered classification metric against scikit-learn, called the plain way, on
 random cases: binary (sigmoid column or two softmax columns) and multiclass, with classes
-absent from the labels or from the predictions, ties and tiny splits."""
+absent from the labels or from the predictions, ties and tiny splits; and on multi-label
+cases, each metric whose registry entry says it scores them (the others refuse them).
+
+A registered metric named after scikit-learn's `<name>_score` needs no line here: it is
+compared with that function called on the predicted classes, scikit-learn's defaults kept
+(for two classes, precision, recall and f1 of class 1)."""
 
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ from sklearn import metrics as sk
 
 from dlpipe import registry
 from dlpipe.metrics.classification import confusion, normalized, per_class
-from dlpipe.metrics.evaluate import scores
+from dlpipe.metrics.evaluate import multi_label_score, scores
 
 N_CASES = 240
 # scikit-learn spends milliseconds validating each call: every 7th case runs in the fast
@@ -65,20 +70,43 @@ def reference(y, output, k) -> dict[str, float]:
         top = {f"top_{t}_accuracy": sk.top_k_accuracy_score(y, positive if k == 2 else output, k=t, labels=labels)
                for t in (3, 5)}
         loss = sk.log_loss(y, positive if sigmoid else output, labels=labels)
-    return {
-        "accuracy": sk.accuracy_score(y, predicted),
-        **{f"{name}_{average}": prf(fn, average)
-           for name, fn in (("precision", sk.precision_score), ("recall", sk.recall_score), ("f1", sk.f1_score))
-           for average in ("macro", "micro", "weighted")},
-        "roc_auc": auc,
-        "log_loss": loss,
-        **top,
-    }
+        named = {
+            "accuracy": sk.accuracy_score(y, predicted),
+            **{f"{name}_{average}": prf(fn, average)
+               for name, fn in (("precision", sk.precision_score), ("recall", sk.recall_score), ("f1", sk.f1_score))
+               for average in ("macro", "micro", "weighted")},
+            "roc_auc": auc,
+            "log_loss": loss,
+            **top,
+        }
+        for name in metric_names(k):
+            if name not in named:
+                named[name] = getattr(sk, f"{name}_score")(y, predicted)
+    return named
+
+
+def metric_names(k: int) -> list[str]:
+    """The registered classification metrics that score k classes (binary ones: k == 2)."""
+    kind = "metric:classification"
+    return [name for name in registry.names(kind) if k == 2 or not registry.entry(kind, name).binary]
 
 
 def test_every_registered_metric_has_a_reference():
-    y, output, k, _ = case(0)
-    assert set(reference(y, output, k)) == set(registry.names("metric:classification"))
+    seen = set()
+    for seed in range(40):
+        y, output, k, _ = case(seed)
+        assert set(reference(y, output, k)) == set(metric_names(k))
+        seen.add(k == 2)
+    assert seen == {True, False} and metric_names(2) == list(registry.names("metric:classification"))
+
+
+def test_binary_metrics_refuse_more_than_two_classes():
+    y, output, k, _ = next(c for c in map(case, range(N_CASES)) if c[2] > 2)
+    binary = set(registry.names("metric:classification")) - set(metric_names(k))
+    assert k > 2 and binary >= {"precision", "recall", "f1"}
+    for name in binary:
+        with pytest.raises(ValueError, match=f"{name} scores the positive class of two classes; the output has {k}"):
+            scores("classification", [name], y, output, k)
 
 
 def test_undefined_roc_auc_is_nan_like_scikit_learn():
@@ -93,7 +121,7 @@ def test_undefined_roc_auc_is_nan_like_scikit_learn():
 def test_equals_scikit_learn(seed):
     y, output, k, _ = case(seed)
     expected = reference(y, output, k)
-    ours = scores("classification", list(registry.names("metric:classification")), y, output, k)
+    ours = scores("classification", metric_names(k), y, output, k)
     for name, value in expected.items():
         if math.isnan(value):
             assert math.isnan(ours[name]), name
@@ -138,3 +166,43 @@ def test_hand_computed_case():
     assert got == pytest.approx({"accuracy": 0.5, "precision_macro": 1 / 3, "recall_macro": 1 / 3, "f1_micro": 0.5})
     assert confusion(y, proba).tolist() == [[1, 1, 0], [1, 1, 0], [0, 0, 0]]
     assert normalized(confusion(y, proba)).tolist() == [[0.5, 0.5, 0], [0.5, 0.5, 0], [0, 0, 0]]
+
+
+# Multi-label targets: N × K indicators against K sigmoid outputs ---------------------------
+
+
+def multi_label_case(seed: int):
+    rng = np.random.default_rng(seed)
+    n, k = int(rng.integers(3, 80)), int(rng.integers(2, 6))
+    y = (rng.random((n, k)) < rng.uniform(0.1, 0.9, k)).astype(np.int64)
+    if seed % 3 == 0:
+        y[:, 0] = 1  # a class every example has: its ROC AUC is undefined
+    proba = 1 / (1 + np.exp(-(rng.normal(0, 1.5, (n, k)) + 2 * (y - 0.5) * rng.uniform(0, 2))))
+    return y, proba.astype(np.float32)
+
+
+def multi_label_reference(name: str, y: np.ndarray, proba: np.ndarray) -> float:
+    predicted = (proba >= 0.5).astype(int)
+    if name == "accuracy":  # exact match of the whole set
+        return sk.accuracy_score(y, predicted)
+    if name == "roc_auc":
+        return float("nan") if (y.min(axis=0) == y.max(axis=0)).any() else sk.roc_auc_score(y, proba)
+    if name == "log_loss":
+        return np.mean([sk.log_loss(y[:, j], proba[:, j], labels=[0, 1]) for j in range(y.shape[1])])
+    kind, average = name.rsplit("_", 1)
+    return getattr(sk, f"{kind}_score")(y, predicted, average=average, zero_division=0)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_multi_label_metrics_are_those_the_registry_says(seed):
+    """The registry fact `targets` and what evaluate.py computes agree both ways."""
+    y, proba = multi_label_case(seed)
+    kind = "metric:classification"
+    for name in registry.names(kind):
+        if "multi_label" in registry.entry(kind, name).targets:
+            ours = scores("classification", [name], y, proba, y.shape[1], multi_label=True)[name]
+            expected = multi_label_reference(name, y, proba)
+            assert (math.isnan(ours) and math.isnan(expected)) or ours == pytest.approx(expected, abs=1e-9), name
+        else:
+            with pytest.raises(ValueError, match=f"{name} does not score multi-label targets"):
+                multi_label_score(name, y, proba)

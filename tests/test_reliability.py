@@ -18,6 +18,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from dlpipe.rundir import RunDir
@@ -229,6 +230,87 @@ def test_rerun_reuses_stages_whose_sections_did_not_change(rerun, baseline):
     forced = again("export.formats=[]", "evaluation.metrics=[accuracy]", "training.epochs=4", cache=False)
     assert reused(forced) == {"data": False, "train": False, "evaluate": False, "export": False}
     assert forced["weights_sha256"] == changed_epochs["weights_sha256"]  # the cache changed nothing
+
+
+IMAGES_SPEC = """\
+version: 1
+name: pixels
+task: classification
+seed: 5
+data:
+  source: SOURCE
+  features: [{name: FEATURE, type: image}]
+  target: {name: label}
+  split: {train: 0.6, validation: 0.2, test: 0.2}
+prepare:
+  normalization: {image: {type: rescale, scale: 0.0625}}
+model: {type: mlp, units: [8]}
+training: {epochs: 2, batch_size: 16, progress: none, tensorboard: false}
+export: {formats: []}
+"""
+
+
+def write_digits(folder: Path, per_class: int = 8) -> list[Path]:
+    """scikit-learn's digits 0-2 as 8×8 PNGs in folder/<digit>/ (pixels 0..16 as stored)."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits(n_class=3)
+    written = []
+    for digit in range(3):
+        (folder / str(digit)).mkdir(parents=True)
+        for i, image in enumerate(digits.images[digits.target == digit][:per_class]):
+            written.append(folder / str(digit) / f"{i}.png")
+            Image.fromarray(image.astype(np.uint8)).save(written[-1])
+    return written
+
+
+def change_one_pixel(path: Path) -> None:
+    """One pixel changed, size and modification time kept (as `cp -p` or `rsync -a` leave it)."""
+    from PIL import Image
+
+    before = path.stat()
+    pixels = np.asarray(Image.open(path)).copy()
+    pixels[4, 4] = 16 - pixels[4, 4]
+    Image.fromarray(pixels).save(path)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+
+@pytest.mark.parametrize("layout", ["image_csv", "linked class folders"])
+def test_a_changed_pixel_reruns_data_and_training_and_run_json_names_the_file(tmp_path, layout, capsys):
+    """One pixel of one image changed behind the spec (an image_csv's rows, or image_folder
+    class folders that are links): a rerun into the same --out prepares and trains again and
+    says which file; a rerun with nothing changed reuses every stage."""
+    from dlpipe.runner import run_spec
+
+    images = write_digits(tmp_path / "store")
+    if layout == "image_csv":
+        rows = [f"{path.relative_to(tmp_path)},{path.parent.name}" for path in images]
+        (tmp_path / "index.csv").write_text("file,label\n" + "\n".join(rows) + "\n")
+        source, feature, changed = "{type: image_csv, path: index.csv, image_column: file}", "file", images[13]
+    else:
+        (tmp_path / "classes").mkdir()
+        for digit in "012":
+            (tmp_path / "classes" / digit).symlink_to(tmp_path / "store" / digit, target_is_directory=True)
+        source, feature = "{type: image_folder, path: classes, color_mode: grayscale}", "image"
+        changed = tmp_path / "classes" / images[13].parent.name / images[13].name
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(IMAGES_SPEC.replace("SOURCE", source).replace("FEATURE", feature))
+    out = tmp_path / "run"
+    run_spec(spec, out=out)
+    first = record(out)
+    assert first["stages"]["data"]["files_read"] == len(images) + (layout == "image_csv")
+    run_spec(spec, out=out)
+    assert reused(record(out)) == {"data": True, "train": True, "evaluate": True, "export": True}
+    capsys.readouterr()
+
+    change_one_pixel(images[13])
+    run_spec(spec, out=out)
+    after = record(out)
+    assert reused(after) == {"data": False, "train": False, "evaluate": False, "export": False}
+    assert after["stages"]["data"]["changed"] == [str(changed)]
+    assert after["data_fingerprint"] != first["data_fingerprint"]
+    assert f"[dlpipe] data: {changed} changed since the last run; running the stage again" in capsys.readouterr().err
 
 
 # Disks that refuse -------------------------------------------------------------------------

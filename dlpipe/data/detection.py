@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dlpipe import readlog
 from dlpipe.data.splits import split_indices
 from dlpipe.errors import DataError
 
@@ -194,6 +195,8 @@ def read_coco(source, base_dir: Path):
 
     path = (base_dir / source.annotations)
     folder = (base_dir / source.images)
+    readlog.named(source.images, base_dir)  # listed: the folder the spec names
+    readlog.opened(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -269,6 +272,7 @@ def read_coco(source, base_dir: Path):
     mode = "RGB" if source.channels == 3 else "L"
     images = np.empty((len(files), side, side, source.channels), np.uint8)
     for k, file in enumerate(files):
+        readlog.opened(file)
         try:
             with Image.open(file) as image:
                 if image.size != sizes[k]:

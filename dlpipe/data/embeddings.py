@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dlpipe import readlog
 from dlpipe.errors import DataError
 
 
@@ -20,6 +21,7 @@ def read_vectors(path: str, vocabulary: str | None, wanted: set[str]) -> tuple[d
 def _text(path: Path, wanted: set[str]) -> tuple[dict[str, np.ndarray], int]:
     found: dict[str, np.ndarray] = {}
     width = None
+    readlog.opened(path)
     with path.open(encoding="utf-8", errors="replace") as lines:
         for number, line in enumerate(lines, start=1):
             parts = line.rstrip().split(" ")
@@ -43,6 +45,8 @@ def _text(path: Path, wanted: set[str]) -> tuple[dict[str, np.ndarray], int]:
 
 
 def _npy(path: Path, vocabulary: Path, wanted: set[str]) -> tuple[dict[str, np.ndarray], int]:
+    readlog.opened(path)
+    readlog.opened(vocabulary)
     try:
         matrix = np.load(path, mmap_mode="r", allow_pickle=False)
     except ValueError as error:

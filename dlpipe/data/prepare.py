@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dlpipe import readlog
 from dlpipe.data.sources import load_source
 from dlpipe.data.splits import kfold_indices, split_indices, time_ordered_split
 from dlpipe.data.table import Table
@@ -410,6 +411,8 @@ def _label_map(label_map: dict[str, str] | str, base_dir: Path, located) -> dict
     path = resolve_path(label_map, base_dir)
     if not path.is_file():
         raise located(("data", "target", "label_map"), f"no label map file {str(path)!r}")
+    readlog.named(label_map, base_dir)
+    readlog.opened(path)
     try:
         text = path.read_text(encoding="utf-8")
         if path.suffix.lower() == ".json":

@@ -1,5 +1,9 @@
 """Read a spec's `data.source` into a Table: one loader per source type, registered in
-registry.py (`source` table) as `load_<type>(source, base_dir) -> Table`."""
+registry.py (`source` table) as `load_<type>(source, base_dir) -> Table`.
+
+Every loader reports the files it reads (`readlog.opened` before reading one,
+`readlog.walk` / `readlog.glob` to list them): the data stage's read log, which a rerun
+hashes again to tell whether the data changed (dlpipe/readlog.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dlpipe import registry
+from dlpipe import readlog, registry
 from dlpipe.data.table import Table
 from dlpipe.errors import DataError
 
@@ -25,7 +29,15 @@ def load_source(source, base_dir: Path) -> Table:
     if source.type not in registry.names("source"):  # e.g. detection's shapes/coco: their pipeline reads them
         raise DataError(f"data.source type {source.type!r} is read by the {source.type} pipeline's own data "
                         "stage, not as a table")
+    for text in _named_paths(source):
+        readlog.named(text, base_dir)
     return registry.load("source", source.type)(source, base_dir)
+
+
+def _named_paths(source) -> list[str]:
+    """The paths a source names (a pattern is the loader's to expand and record)."""
+    named = [getattr(source, "path", None), *(getattr(source, "columns", None) or {}).values()]
+    return [text for text in named if isinstance(text, str) and not any(c in text for c in "*?[")]
 
 
 def _existing_file(path: Path, what: str = "file") -> Path:
@@ -60,6 +72,7 @@ def read_csv(path: Path, delimiter: str = ",", *, nrows: int | None = None, skip
     import pandas as pd
 
     _existing_file(path, "CSV file")
+    readlog.opened(path)
     try:
         frame = pd.read_csv(path, sep=delimiter)
     except pd.errors.EmptyDataError:
@@ -93,6 +106,7 @@ def load_npz(source, base_dir: Path) -> Table:
     import zipfile
 
     path = _existing_file(resolve_path(source.path, base_dir), ".npz file")
+    readlog.opened(path)
     try:
         with np.load(path, allow_pickle=False) as archive:
             columns = {name: archive[name] for name in archive.files}
@@ -109,6 +123,7 @@ def load_npy(source, base_dir: Path) -> Table:
     columns, paths = {}, {}
     for name, relative in source.columns.items():
         path = paths[name] = _existing_file(resolve_path(relative, base_dir), ".npy file")
+        readlog.opened(path)
         try:
             columns[name] = np.load(path, allow_pickle=False)
         except (ValueError, OSError) as err:
@@ -146,6 +161,7 @@ def load_jsonl(source, base_dir: Path) -> Table:
 
 def read_jsonl_records(path: Path, start_line: int = 1):
     """(line number, object) for each non-blank line."""
+    readlog.opened(path)
     try:
         with open(path, encoding="utf-8") as handle:
             for number, line in enumerate(handle, 1):
@@ -220,6 +236,7 @@ def import_pyarrow():
 def load_parquet(source, base_dir: Path) -> Table:
     pq = import_pyarrow()
     path = _existing_file(resolve_path(source.path, base_dir), "parquet file")
+    readlog.opened(path)
     try:
         arrow = pq.read_table(path)
     except Exception as err:  # pyarrow raises ArrowInvalid, OSError, ... for a bad file
@@ -259,6 +276,7 @@ def read_image(path: Path, color_mode: str, where: str | None = None) -> np.ndar
     prefix = f"{where}: " if where else ""
     if not path.is_file():
         raise DataError(f"{prefix}{path}: no such image file")
+    readlog.opened(path)
     try:
         with Image.open(path) as image:
             pixels = np.asarray(image.convert("L" if color_mode == "grayscale" else "RGB"))
@@ -278,10 +296,14 @@ def _stack_images(images: list[np.ndarray], names: list[str], origin: str) -> np
 
 
 def _class_folders(root: Path, suffixes: tuple[str, ...], what: str) -> list[tuple[str, list[Path]]]:
-    folders = sorted(p for p in _existing_folder(root).iterdir() if p.is_dir() and not p.name.startswith("."))
-    classes = [(folder.name, sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in suffixes))
-               for folder in folders]
-    classes = [(name, files) for name, files in classes if files]
+    """(class, its files) per subfolder. Links are followed, to folders too (a class folder
+    may be a link to where its images are), except back to a folder above (a loop)."""
+    by_class: dict[str, list[Path]] = {}
+    for path in readlog.walk(_existing_folder(root)):
+        parts = path.relative_to(root).parts
+        if len(parts) > 1 and not parts[0].startswith(".") and path.suffix.lower() in suffixes:
+            by_class.setdefault(parts[0], []).append(path)
+    classes = sorted(by_class.items())
     if not classes:
         raise DataError(f"{root}: no {what} found in subfolders (one subfolder per class, "
                         f"files ending in {', '.join(suffixes)})")
@@ -315,6 +337,7 @@ def load_image_csv(source, base_dir: Path) -> Table:
         where = f"{path}: row {row + table.row_offset}, column {column!r}"
         if not isinstance(value, str) or not value.strip():
             raise DataError(f"{where}: expected an image path, got {value!r}")
+        readlog.named(value, path.parent)  # as written (read_image records it resolved)
         images.append(read_image(resolve_path(value, path.parent), source.color_mode, where))
     table.columns[column] = _stack_images(images, [str(resolve_path(v, path.parent)) for v in table.columns[column]],
                                           str(path))
@@ -328,6 +351,7 @@ def load_text_folder(source, base_dir: Path) -> Table:
     texts, labels, files = [], [], []
     for name, paths in _class_folders(root, (".txt",), ".txt files"):
         for path in paths:
+            readlog.opened(path)
             try:
                 texts.append(path.read_text(encoding="utf-8"))
             except UnicodeDecodeError as err:
@@ -344,14 +368,13 @@ def load_text_folder(source, base_dir: Path) -> Table:
 
 def load_tfrecord(source, base_dir: Path) -> Table:
     """tf.train.Example records; TensorFlow is imported here, in the data stage only."""
-    import glob
-
     pattern = str(resolve_path(source.path, base_dir))
-    files = sorted(glob.glob(pattern)) if any(c in source.path for c in "*?[") else [pattern]
+    files = readlog.glob(pattern) if any(c in source.path for c in "*?[") else [pattern]
     if not files:
         raise DataError(f"{pattern}: no file matches")
     for file in files:
         _existing_file(Path(file), "TFRecord file")
+        readlog.opened(file)
     from dlpipe.backend_import import import_tensorflow
 
     import_tensorflow()

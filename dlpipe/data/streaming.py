@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dlpipe import readlog
 from dlpipe.data.sources import frame_table, import_pyarrow, records_table, resolve_path
 from dlpipe.data.table import Table
 from dlpipe.errors import DataError
@@ -50,6 +51,7 @@ class ChunkReader:
     def __init__(self, source, base_dir: Path, chunk_rows: int):
         self.source, self.chunk_rows = source, chunk_rows
         self.path = resolve_path(source.path, base_dir)
+        self.base_dir = base_dir
         self.chunks_read = 0
         self.peak_rows = 0
 
@@ -59,6 +61,8 @@ class ChunkReader:
             raise DataError(f"{self.path}: is a directory, not a file")
         if not self.path.is_file():
             raise DataError(f"{self.path}: no such file")
+        readlog.named(self.source.path, self.base_dir)
+        readlog.opened(self.path)  # the data stage's pass is recorded; later passes read the same file
         reader = {"csv": self._csv, "jsonl": self._jsonl, "parquet": self._parquet}[self.source.type]
         start = 0
         for table in reader():

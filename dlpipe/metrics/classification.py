@@ -2,7 +2,8 @@
 
 Each flat metric is scikit-learn's, called with the full label set 0..K-1 so that a class
 missing from the labels or the predictions is still counted (macro averages then include
-its zero). A prediction is the arg-max class; for two classes that is `p(class 1) > 0.5`,
+its zero); `precision`, `recall` and `f1` score the positive class (index 1) of a two-class
+target and are refused for more classes (registry fact `binary`). A prediction is the arg-max class; for two classes that is `p(class 1) > 0.5`,
 the threshold Keras' BinaryAccuracy uses during training.
 
 `confusion` and `per_class` are artifacts, not numbers for metrics.json: the evaluation
@@ -47,6 +48,24 @@ recall_weighted = _prf(sk.recall_score, "weighted")
 f1_macro = _prf(sk.f1_score, "macro")
 f1_micro = _prf(sk.f1_score, "micro")
 f1_weighted = _prf(sk.f1_score, "weighted")
+
+
+def _positive(kind):
+    def metric(y: np.ndarray, proba: np.ndarray) -> float:
+        """Of the positive class (index 1) of two classes, as scikit-learn's default
+        (`average="binary"`); 0 where there is nothing to divide by."""
+        if proba.shape[1] != 2:
+            raise ValueError(f"{metric.__name__} scores the positive class of two classes; "
+                             f"the output has {proba.shape[1]}")
+        return float(kind(y, predicted(proba), pos_label=1, average="binary", zero_division=0))
+
+    metric.__name__ = kind.__name__.removesuffix("_score")
+    return metric
+
+
+precision = _positive(sk.precision_score)
+recall = _positive(sk.recall_score)
+f1 = _positive(sk.f1_score)
 
 
 def roc_auc(y: np.ndarray, proba: np.ndarray) -> float:

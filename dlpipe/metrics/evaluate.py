@@ -146,6 +146,9 @@ def multi_label_score(name: str, y: np.ndarray, proba: np.ndarray) -> float:
     constant in y); log_loss: binary log loss averaged over the classes."""
     from sklearn import metrics as sk
 
+    if "multi_label" not in registry.entry("metric:classification", name).targets:
+        # `dlpipe validate` refuses such a spec (check_metrics); this guards direct callers.
+        raise ValueError(f"{name} does not score multi-label targets")
     y = y.astype(int)
     predicted = (proba >= 0.5).astype(int)
     if name == "accuracy":
@@ -156,6 +159,6 @@ def multi_label_score(name: str, y: np.ndarray, proba: np.ndarray) -> float:
         return float(sk.roc_auc_score(y, proba, average="macro"))
     if name == "log_loss":
         return float(np.mean([sk.log_loss(y[:, k], proba[:, k], labels=[0, 1]) for k in range(y.shape[1])]))
-    kind, _, average = name.partition("_")
+    kind, _, average = name.rpartition("_")
     function = {"precision": sk.precision_score, "recall": sk.recall_score, "f1": sk.f1_score}[kind]
     return float(function(y, predicted, average=average, zero_division=0))

@@ -178,12 +178,62 @@ def check_loss(spec: Spec) -> Found:
         yield (("training", "loss"), f"loss {loss!r} does not fit task {spec.task}; use auto or one of {fits}")
 
 
+_TARGET_KINDS = {"label": "one target per example", "per_step": "per-step targets (model.return_sequences)",
+                 "multi_label": "multi-label targets (data.target.multi_label)"}
+
+
+def target_kind(spec: Spec) -> str:
+    """Which of registry.TARGETS the spec's target is (multi-label: classification only,
+    check_architecture refuses it for other tasks)."""
+    if spec.task == "classification" and spec.data.target is not None and spec.data.target.multi_label:
+        return "multi_label"
+    return "per_step" if getattr(spec.model, "return_sequences", False) else "label"
+
+
+def _known_classes(spec: Spec) -> tuple[int, str] | None:
+    """(number of classes, where the spec says so), when the spec alone tells."""
+    target = spec.data.target
+    if target is None or spec.task != "classification":
+        return None
+    if target.threshold is not None:
+        return 2, "data.target.threshold makes"
+    if target.order is not None:
+        return len(target.order), "data.target.order lists"
+    if target.class_names is not None:
+        return len(target.class_names), "data.target.class_names lists"
+    return None
+
+
 def check_metrics(spec: Spec) -> Found:
-    fitting = registry.names(f"metric:{spec.task}")
+    kind = f"metric:{spec.task}"
+    fitting = registry.names(kind)
+    shape = target_kind(spec)
     for i, name in enumerate(spec.evaluation.metrics or []):
         if name not in fitting:
             yield (("evaluation", "metrics", i),
                    f"metric {name!r} does not fit task {spec.task}; choose from {', '.join(fitting)}")
+        elif shape not in registry.entry(kind, name).targets:
+            scoring = [other for other in fitting if shape in registry.entry(kind, other).targets]
+            yield (("evaluation", "metrics", i),
+                   f"metric {name!r} does not score {_TARGET_KINDS[shape]}; choose from {', '.join(scoring)}")
+    known = _known_classes(spec)
+    if known is not None:
+        yield from check_metric_classes(spec, *known)
+
+
+def check_metric_classes(spec: Spec, n_classes: int | None, where: str = "the data has") -> Found:
+    """Metrics of one class of two (precision, recall, f1) against the number of classes.
+    `dlpipe validate` runs it when the spec names the classes; the data stage, before
+    TensorFlow is imported, when only the data does."""
+    if spec.task != "classification" or n_classes is None or n_classes == 2 or target_kind(spec) == "multi_label":
+        return
+    kind = "metric:classification"
+    for i, name in enumerate(spec.evaluation.metrics or []):
+        if name in registry.names(kind) and registry.entry(kind, name).binary:
+            averaged = [other for other in registry.names(kind) if other.startswith(f"{name}_")]
+            instead = f"; use {_either(averaged)} instead" if averaged else ""
+            yield (("evaluation", "metrics", i), f"metric {name!r} scores the positive class of a two-class "
+                   f"target; {where} {n_classes} classes{instead}")
 
 
 def check_embedding(spec: Spec) -> Found:

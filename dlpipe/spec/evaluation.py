@@ -78,7 +78,9 @@ class Evaluation(StrictModel):
     metrics: list[Metric] | None = None
     """Names as in metrics.json; by default accuracy and f1_macro for classification,
     mae, mse, rmse and r2 for regression, map_50 and map for detection, reconstruction_mse
-    and (with a target) knn_accuracy for embedding, fid and inception_score for generation."""
+    and (with a target) knn_accuracy for embedding, fid and inception_score for generation.
+    precision, recall and f1 score the positive class (the second of two classes); for more
+    classes, or multi-label targets, use their _macro, _micro or _weighted averages."""
     splits: list[Literal["validation", "test"]] = ["validation", "test"]
     """The splits scored into metrics.json (the training split never is)."""
     knn_neighbors: PositiveInt = 5

@@ -264,6 +264,7 @@ def load_image(path: Path, entry: dict) -> np.ndarray:
     import tensorflow as tf
 
     height, width, channels = entry["shape"]
+    _check_pixel_count(path)
     try:
         image = tf.io.decode_image(tf.io.read_file(str(path)), expand_animations=False)
     except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError):
@@ -282,6 +283,19 @@ def load_image(path: Path, entry: dict) -> np.ndarray:
                                 antialias=shrinking)
     low, high = entry.get("value_range") or (0.0, 1.0)
     return (low + image.numpy() * (high - low)).astype(np.float32)
+
+
+def _check_pixel_count(path: Path) -> None:
+    """Refuse an image too large to decode from its header (sources.open_image); a file PIL
+    cannot identify is left to TensorFlow's decoder and its own message."""
+    from PIL import UnidentifiedImageError
+
+    from dlpipe.data.sources import open_image
+
+    try:
+        open_image(path).close()
+    except (UnidentifiedImageError, OSError, ValueError):
+        pass
 
 
 # Outputs ---------------------------------------------------------------------------------

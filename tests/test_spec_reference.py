@@ -72,7 +72,7 @@ def test_types_and_defaults_read_as_yaml():
     from dlpipe.spec.model import Autoencoder
 
     assert reference.type_text(reference._annotation(Autoencoder.model_fields["encoder"])) == '"dense" or "conv"'
-    assert reference.type_text(reference._annotation(Autoencoder.model_fields["latent"])) == "integer (> 0)"
+    assert reference.type_text(reference._annotation(Autoencoder.model_fields["latent"])) == "integer (> 0, ≤ 65536)"
     assert reference.default_text(Autoencoder.model_fields["units"]) == "`[128, 64]`"
     assert reference.default_text(Spec.model_fields["name"]) == "**required**"
 

@@ -368,6 +368,8 @@ def predict_file(model_path: str | Path, input_path: str | Path, out: str | Path
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if out is not None and Path(out).suffix.lower() not in OUTPUT_SUFFIXES:
         raise DlpipeError(f"--out {out}: the suffix chooses the format; use .csv or .jsonl")
+    if out is not None:
+        _refuse_overwriting(Path(out), {"input": Path(input_path), "model": Path(model_path)})
     model = locate_model(model_path)
     examples = read_examples(input_path, model.interface)
     if model.warning:
@@ -387,6 +389,19 @@ def predict_file(model_path: str | Path, input_path: str | Path, out: str | Path
         with atomic_path(Path(out)) as tmp, open(tmp, "w", encoding="utf-8", newline="") as handle:
             into(handle)
     return examples.count
+
+
+def _refuse_overwriting(out: Path, inputs: dict[str, Path]) -> None:
+    """Never write predictions over what they are made from: `--out` naming the input file
+    (by any path: a link, `./`, a hard link) is refused before anything is read."""
+    for what, path in inputs.items():
+        try:
+            same = out.exists() and path.exists() and os.path.samefile(out, path)
+        except OSError:
+            same = False
+        if same:
+            raise DlpipeError(f"--out {out}: is the {what} {path}; predictions never overwrite their input, "
+                              "choose another file")
 
 
 def _predict_into(handle, fmt, model, examples, run, batch_size, log) -> None:

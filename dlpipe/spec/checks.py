@@ -459,10 +459,11 @@ CHECKS = (check_task_owned, check_honoured, check_split, check_target, check_lab
 
 
 def run_checks(spec: Spec) -> list[tuple[tuple, str]]:
-    """The generic checks, then the task's own (dlpipe/tasks/<task>.py). A key the task does
-    not use gets that one line: other checks of its value would only be noise."""
-    refused = list(check_honoured(spec))
-    gone = [path for path, _ in refused]
-    found = [(path, message) for check in (*CHECKS, *tasks.get(spec.task).checks) if check is not check_honoured
-             for path, message in check(spec) if not any(path[:len(g)] == g for g in gone)]
-    return refused + found
+    """The keys the task does not use and the task's own checks (dlpipe/tasks/<task>.py), then
+    the generic checks. A key those speak of gets their line only: a generic check of its
+    value would be noise."""
+    first = [*check_honoured(spec), *(found for check in tasks.get(spec.task).checks for found in check(spec))]
+    said = [path for path, _ in first]
+    rest = [(path, message) for check in CHECKS if check is not check_honoured
+            for path, message in check(spec) if not any(path[:len(p)] == p for p in said)]
+    return first + rest

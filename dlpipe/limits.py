@@ -21,6 +21,15 @@ YAML_MAX_ALIAS_VALUES = 100_000
 YAML_MAX_DEPTH = 64
 """Nesting depth of a spec's YAML (the deepest template nests 5 levels)."""
 
+SPEC_INT_MAX = 2**31 - 1
+"""Integers in a spec fit in 32 bits; narrower bounds per field (epochs, units) in the spec models."""
+
+EPOCHS_MAX = 1_000_000
+BATCH_SIZE_MAX = 1 << 20
+WIDTH_MAX = 1 << 16
+"""Units, filters and dimensions of one layer (a 65,536-wide dense layer on a 65,536-wide
+input already holds 4.3 billion weights)."""
+
 IMAGE_MAX_PIXELS = 1 << 26
 """Pixels of one image file (67 million: 8192 × 8192), checked from its header before decoding."""
 
@@ -35,9 +44,10 @@ KERAS_MAX_RATIO = 200
 (float weights compress about 1.1×; a zero-filled layer about 1000×, hence the allowance
 below 1 MiB)."""
 
-PARAMETER_MAX_COUNT = 2_000_000_000
-"""Parameters of a model `validate --deep` accepts (8 GB of float32 weights, before the
-optimizer's slots and activations)."""
+TRAINING_BYTES_PER_PARAMETER = 16
+"""Memory one float32 parameter takes in training: the weight, its gradient and two
+optimizer slots (Adam's moments); `validate --deep` refuses a model whose parameters alone
+would not fit in this machine's memory."""
 
 
 class TooLarge(Exception):

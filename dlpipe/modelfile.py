@@ -31,6 +31,7 @@ def load_keras_model(path: Path | str, *, allow_unsafe: bool = False, imports: S
     """Load a `.keras` file uncompiled, in safe mode unless `allow_unsafe`. `imports`: the
     modules a graph model's custom layers come from (model.allow_imports), imported first
     so that their registered classes resolve."""
+    check_archive(path)
     import keras
 
     import dlpipe.architectures.layers  # noqa: F401  registers dlpipe's own layers
@@ -43,9 +44,53 @@ def load_keras_model(path: Path | str, *, allow_unsafe: bool = False, imports: S
             raise DlpipeError(f"{path}: cannot import {name!r} for its custom layers: {err}") from None
     try:
         return keras.saving.load_model(path, safe_mode=not allow_unsafe, compile=False)
-    except ValueError as err:
+    except Exception as err:  # noqa: BLE001  a tampered file fails anywhere inside Keras: one line, whatever it is
         text = str(err)
-        if "safe_mode" in text or "arbitrary code" in text or "unsafe" in text.lower():
+        if isinstance(err, ValueError) and ("safe_mode" in text or "arbitrary code" in text
+                                            or "unsafe" in text.lower()):
             raise UnsafeModelError(f"{path}: refused to load the model: "
                                    + UNSAFE_HINT.format(opt_in=opt_in)) from None
-        raise DlpipeError(f"{path}: cannot load the model: {text.splitlines()[0] if text else err}") from None
+        raise DlpipeError(f"{path}: cannot load the model: {_first_line(err)}") from None
+
+
+def _first_line(err: Exception) -> str:
+    """The first line of an error's message, named by its type where the message alone
+    (a KeyError's `'config'`) would not say what went wrong."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    text = lines[0] if lines else type(err).__name__
+    if lines and not isinstance(err, (ValueError, TypeError, OSError)):
+        text = f"{type(err).__name__}: {text}"
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def check_archive(path: Path | str) -> None:
+    """Refuse a `.keras` archive (a zip) that would unzip to more than this machine should
+    hold, before Keras reads it: its JSON (config, metadata) over KERAS_MAX_CONFIG_BYTES, any
+    member that inflates more than KERAS_MAX_RATIO times past that size (Keras stores its
+    members uncompressed), or more than KERAS_MAX_UNCOMPRESSED_BYTES in all. Files that are
+    not zips (a legacy .h5, a SavedModel folder) are left to Keras."""
+    import zipfile
+
+    from dlpipe.limits import KERAS_MAX_CONFIG_BYTES, KERAS_MAX_RATIO, KERAS_MAX_UNCOMPRESSED_BYTES
+
+    path = Path(path)
+    if not path.is_file() or not zipfile.is_zipfile(path):
+        return
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError) as err:
+        raise DlpipeError(f"{path}: cannot load the model: not a readable .keras archive ({err})") from None
+    total = 0
+    for member in members:
+        total += member.file_size
+        size = f"{member.file_size:,} bytes"
+        if member.filename.endswith(".json") and member.file_size > KERAS_MAX_CONFIG_BYTES:
+            raise DlpipeError(f"{path}: cannot load the model: its {member.filename} unzips to {size}, more "
+                              f"than the {KERAS_MAX_CONFIG_BYTES >> 20} MiB a model's description needs")
+        if member.file_size > KERAS_MAX_CONFIG_BYTES and member.file_size > KERAS_MAX_RATIO * member.compress_size:
+            raise DlpipeError(f"{path}: cannot load the model: its {member.filename} unzips to {size} from "
+                              f"{member.compress_size:,} (a zip bomb?)")
+    if total > KERAS_MAX_UNCOMPRESSED_BYTES:
+        raise DlpipeError(f"{path}: cannot load the model: it unzips to {total:,} bytes, more than "
+                          f"{KERAS_MAX_UNCOMPRESSED_BYTES >> 30} GiB")

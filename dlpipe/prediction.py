@@ -264,6 +264,7 @@ def load_image(path: Path, entry: dict) -> np.ndarray:
     import tensorflow as tf
 
     height, width, channels = entry["shape"]
+    _check_pixel_count(path)
     try:
         image = tf.io.decode_image(tf.io.read_file(str(path)), expand_animations=False)
     except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError):
@@ -282,6 +283,19 @@ def load_image(path: Path, entry: dict) -> np.ndarray:
                                 antialias=shrinking)
     low, high = entry.get("value_range") or (0.0, 1.0)
     return (low + image.numpy() * (high - low)).astype(np.float32)
+
+
+def _check_pixel_count(path: Path) -> None:
+    """Refuse an image too large to decode from its header (sources.open_image); a file PIL
+    cannot identify is left to TensorFlow's decoder and its own message."""
+    from PIL import UnidentifiedImageError
+
+    from dlpipe.data.sources import open_image
+
+    try:
+        open_image(path).close()
+    except (UnidentifiedImageError, OSError, ValueError):
+        pass
 
 
 # Outputs ---------------------------------------------------------------------------------
@@ -354,6 +368,8 @@ def predict_file(model_path: str | Path, input_path: str | Path, out: str | Path
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if out is not None and Path(out).suffix.lower() not in OUTPUT_SUFFIXES:
         raise DlpipeError(f"--out {out}: the suffix chooses the format; use .csv or .jsonl")
+    if out is not None:
+        _refuse_overwriting(Path(out), {"input": Path(input_path), "model": Path(model_path)})
     model = locate_model(model_path)
     examples = read_examples(input_path, model.interface)
     if model.warning:
@@ -373,6 +389,19 @@ def predict_file(model_path: str | Path, input_path: str | Path, out: str | Path
         with atomic_path(Path(out)) as tmp, open(tmp, "w", encoding="utf-8", newline="") as handle:
             into(handle)
     return examples.count
+
+
+def _refuse_overwriting(out: Path, inputs: dict[str, Path]) -> None:
+    """Never write predictions over what they are made from: `--out` naming the input file
+    (by any path: a link, `./`, a hard link) is refused before anything is read."""
+    for what, path in inputs.items():
+        try:
+            same = out.exists() and path.exists() and os.path.samefile(out, path)
+        except OSError:
+            same = False
+        if same:
+            raise DlpipeError(f"--out {out}: is the {what} {path}; predictions never overwrite their input, "
+                              "choose another file")
 
 
 def _predict_into(handle, fmt, model, examples, run, batch_size, log) -> None:

@@ -273,6 +273,7 @@ _TABLES: dict[str, dict[str, Entry]] = {
         "precision": _classification("precision", "max", _LABELS, binary=True),
         "recall": _classification("recall", "max", _LABELS, binary=True),
         "f1": _classification("f1", "max", _LABELS, binary=True),
+        "balanced_accuracy": _classification("balanced_accuracy", "max", _LABELS),
     },
     "metric:regression": {
         "mae": _regression("mae", "min"),

@@ -5,17 +5,18 @@
     features  the network FID and the Inception Score read: a small classifier trained here
               on the training split's labels, or an earlier run's classifier
     build     generator and discriminator (scaling to and from −1..1 inside), their optimizers
-    train     fit of the adversarial model (its train_step: discriminator, then generator);
-              every `evaluation.generation.every` epochs FID and IS against the held-out test
-              images and a sample grid (plots/samples_epoch_NNN.png); history.csv;
-              model.keras (the generator) and discriminator.keras
+    train     the adversarial model (its train_step: discriminator, then generator) trained by
+              the shared `fit.train`: schedules on both optimizers, augmentation of the real
+              images, shuffle buffer, TensorBoard, XLA, checkpoints/ each epoch, resumed from
+              when present; every `evaluation.generation.every` epochs FID and IS against the
+              held-out test images and a sample grid (plots/samples_epoch_NNN.png);
+              history.csv; model.keras (the generator) and discriminator.keras
     evaluate  metrics.json: FID and IS of the last evaluation, and of the first (`_first`);
               evaluation/generation.json: every evaluation
     export    the generator: each format written, reloaded, compared on fixed latent vectors
     report    learning curves, FID curve, sample grids → report.html
 
-Not done: checkpoints and --resume (a GAN's two optimizers do not fit the supervised
-checkpoint code yet), multi-device training.
+Not done: multi-device training; a rerun into a finished run's folder (no stage cache).
 """
 
 from __future__ import annotations
@@ -30,8 +31,6 @@ from dlpipe.rundir import atomic_path, atomic_write_json, atomic_write_text
 
 def run(ctx) -> None:
     spec, run_dir = ctx.spec, ctx.run_dir
-    if run_dir.record.get("resumed"):
-        raise DlpipeError(f"{run_dir.root}: --resume is not supported for task generation yet; start a new run")
     evaluation = spec.evaluation.generation
 
     with run_dir.stage("data"):
@@ -63,6 +62,8 @@ def run(ctx) -> None:
         from dlpipe.architectures.gan import build_discriminator, build_generator
         from dlpipe.training.adversarial import AdversarialModel
         from dlpipe.training.compile import make_optimizer
+        from dlpipe.training.determinism import resolve_jit
+        from dlpipe.training.fit import gpus
 
         gan, adversarial = spec.model, spec.training.adversarial
         try:
@@ -75,28 +76,34 @@ def run(ctx) -> None:
                                  discriminator_steps=adversarial.discriminator_steps,
                                  label_smoothing=adversarial.label_smoothing, seed=spec.seed)
         model.compile(make_optimizer(spec.training.optimizer),
-                      make_optimizer(adversarial.discriminator_optimizer or spec.training.optimizer))
+                      make_optimizer(adversarial.discriminator_optimizer or spec.training.optimizer),
+                      jit_compile=resolve_jit(spec.training.jit_compile, gpus()))
         run_dir.update(parameters={"generator": int(generator.count_params()),
                                    "discriminator": int(discriminator.count_params())})
 
     with run_dir.stage("train"):
-        from dlpipe.training.adversarial import Evaluations, fixed_latents
+        from dlpipe.training.adversarial import Evaluations, fixed_latents, history_csv, results
+        from dlpipe.training.fit import train
 
         count = evaluation.samples or len(real)
         latents, labels = fixed_latents(max(count, evaluation.grid), gan.latent_size, n_classes, spec.seed)
         monitor = Evaluations(generator, scorer, real_features, latents, labels, count=count,
                               every=evaluation.every, epochs=spec.training.epochs, grid=evaluation.grid,
                               plots=run_dir.path("plots"), class_names=data.class_names)
-        model.fit(training_input(spec, data, ctx.located), epochs=spec.training.epochs,
-                  callbacks=[monitor, *ctx.callbacks], shuffle=False, verbose=_verbosity(spec.training.progress))
-        atomic_write_text(run_dir.path("history.csv"), monitor.history_csv())
+        # Each step takes `discriminator_steps` full batches of real images, one per
+        # discriminator update; a GAN trains on one device.
+        history = train(model, spec, training_data(data), run_dir=run_dir, located=ctx.located,
+                        callbacks=ctx.callbacks, monitors=[monitor], batch_size=images_per_step(spec, data, ctx),
+                        drop_remainder=True, strategy="none")
+        evaluations = results(history)
+        atomic_write_text(run_dir.path("history.csv"), history_csv(history))
         with atomic_path(run_dir.path("model.keras")) as tmp:
             generator.save(tmp)
         with atomic_path(run_dir.path("discriminator.keras")) as tmp:
             discriminator.save(tmp)
 
     with run_dir.stage("evaluate"):
-        first, last = monitor.results[0], monitor.results[-1]
+        first, last = evaluations[0], evaluations[-1]
         scores = {"fid": last["fid"], "inception_score": last["inception_score"],
                   "fid_first": first["fid"], "inception_score_first": first["inception_score"],
                   "inception_score_real": extractor_info["inception_score_real"]}
@@ -106,7 +113,7 @@ def run(ctx) -> None:
         atomic_write_json(run_dir.path("metrics.json"), {"test": scores})
         atomic_write_json(run_dir.path("evaluation", "generation.json"),
                           {"real_images": int(len(real)), "generated_images": count,
-                           "feature_extractor": extractor_info, "evaluations": monitor.results})
+                           "feature_extractor": extractor_info, "evaluations": evaluations})
         print(f"[dlpipe] FID {first['fid']:.2f} (epoch {first['epoch']}) → {last['fid']:.2f} (epoch "
               f"{last['epoch']}); Inception Score {first['inception_score']:.2f} → {last['inception_score']:.2f} "
               f"(real images: {extractor_info['inception_score_real']:.2f})", file=sys.stderr, flush=True)
@@ -120,7 +127,7 @@ def run(ctx) -> None:
         from dlpipe.report import write_report
         from dlpipe.report.plots import fid_curve
 
-        fid_curve(monitor.results, run_dir.path("plots", "fid.png"))
+        fid_curve(evaluations, run_dir.path("plots", "fid.png"))
         write_report(run_dir.root, model=generator)
 
 
@@ -153,26 +160,26 @@ def feature_extractor(spec, data, ctx):
     return scorer, {"type": "run", "path": str(path), "layer": options.layer or model.layers[-2].name}
 
 
-def training_input(spec, data, located):
-    """Batches of `discriminator_steps × batch_size` real images (with their classes for a
-    conditional GAN), reshuffled every epoch from the spec's seed; a last short batch is
-    dropped, so every discriminator step sees a full batch."""
-    import tensorflow as tf
+def training_data(data):
+    """The GAN's data as `fit.train` reads it: the training images as the discriminator's
+    `image` input (and their classes for a conditional GAN); no validation split."""
+    from dlpipe.architectures.gan import IMAGE
+    from dlpipe.data.prepared import FeatureInfo, PreparedData, Split
 
     images = data.images["train"]
-    items = images if data.labels is None else (images, data.labels["train"].astype(np.int32))
+    labels = None if data.labels is None else data.labels["train"].astype(np.int32)
+    empty = Split(x={IMAGE: images[:0]}, y=None if labels is None else labels[:0], rows=np.arange(0))
+    return PreparedData(features=[FeatureInfo(name=data.feature, input_name=IMAGE, type="image", shape=data.shape)],
+                        target=None, task="generation", class_names=data.class_names,
+                        splits={"train": Split(x={IMAGE: images}, y=labels, rows=np.arange(len(images))),
+                                "validation": empty},
+                        fingerprint=data.fingerprint, origin=data.origin)
+
+
+def images_per_step(spec, data, ctx) -> int:
+    """`discriminator_steps × batch_size`: one share per discriminator update."""
     per_step = spec.training.batch_size * spec.training.adversarial.discriminator_steps
-    if len(images) < per_step:
-        raise located(("training", "batch_size"), f"the training split holds {len(images)} images, fewer than "
-                      f"one step's {per_step} (batch_size × discriminator_steps)")
-    return (tf.data.Dataset.from_tensor_slices(items).cache()
-            .shuffle(len(images), seed=spec.seed, reshuffle_each_iteration=True)
-            .batch(per_step, drop_remainder=True).prefetch(tf.data.AUTOTUNE))
-
-
-def _verbosity(progress: str) -> int:
-    if progress == "none":
-        return 0
-    if progress == "bar" or (progress == "auto" and sys.stderr.isatty()):
-        return 1
-    return 2
+    if len(data.images["train"]) < per_step:
+        raise ctx.located(("training", "batch_size"), f"the training split holds {len(data.images['train'])} "
+                          f"images, fewer than one step's {per_step} (batch_size × discriminator_steps)")
+    return per_step

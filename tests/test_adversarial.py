@@ -46,7 +46,8 @@ def test_gan_run_writes_every_contract_file(gan_run):
     for name in ["spec.yaml", "run.json", "data.json", "metrics.json", "history.csv", "model.keras",
                  "discriminator.keras", "evaluation/generation.json", "export/verification.json",
                  "export/keras/model.keras", "export/saved_model/saved_model.pb", "plots/fid.png",
-                 "plots/samples_epoch_001.png", "plots/samples_epoch_002.png", "report.html"]:
+                 "plots/samples_epoch_001.png", "plots/samples_epoch_002.png", "report.html",
+                 "checkpoints/last.npz", "checkpoints/last.json"]:
         assert (gan_run / name).is_file(), name
     record = json.loads((gan_run / "run.json").read_text())
     assert record["status"] == "completed" and record["error"] is None
@@ -70,7 +71,7 @@ def test_gan_run_writes_every_contract_file(gan_run):
 
     header, *rows = (gan_run / "history.csv").read_text().splitlines()
     columns = header.split(",")
-    assert {"epoch", "d_loss", "g_loss", "d_real", "d_fake", "fid", "inception_score"} == set(columns)
+    assert {"epoch", "d_loss", "g_loss", "d_real", "d_fake", "learning_rate", "fid", "inception_score"} == set(columns)
     assert len(rows) == 2 and all(np.isfinite(float(v)) for v in rows[-1].split(","))
     page = (gan_run / "report.html").read_text()
     assert "samples_epoch_002" in page and page.count("data:image/png;base64,") >= 4

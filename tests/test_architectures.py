@@ -329,6 +329,33 @@ def test_deep_checks_graph_inputs_when_features_are_inferred(tmp_path):
     assert at(spec, 9, 58) == "sepal_lenght_cm]}"
 
 
+def test_deep_refuses_a_model_whose_parameters_cannot_fit_without_allocating_them(tmp_path):
+    # 19 dense layers of 65,536 × 65,536: 81.6 billion parameters, 1.3 TB to train; built with
+    # its weights deferred, so the check itself takes no more memory than a small model.
+    spec = tmp_path / "wide.yaml"
+    spec.write_text("name: wide\ntask: classification\ndata:\n  source: {type: builtin, name: iris}\n"
+                    "  target: {name: target}\nmodel:\n  type: mlp\n  units: [" + ", ".join(["65536"] * 20) + "]\n")
+    graph = tmp_path / "graph.yaml"
+    graph.write_text("name: wide-graph\ntask: classification\ndata:\n  source: {type: builtin, name: iris}\n"
+                     "  target: {name: target}\nmodel:\n  type: graph\n  nodes:\n"
+                     + "".join(f"    - {{name: d{i}, layer: Dense, args: {{units: 65536}}, inputs: [{source}]}}\n"
+                               for i, source in enumerate(["petal_width_cm", "d0", "d1", "d2", "d3"])))
+    code, out, err = validate_deep(spec, graph)
+    assert code == 1 and out == ""
+    lines = err.splitlines()
+    assert len(lines) == 2, err
+    wide = 4 * 65536 + 65536 + 19 * (65536 * 65536 + 65536) + 65536 * 3 + 3  # input 4, 3 classes
+    assert wide == 81_606_148_099
+    assert re.fullmatch(rf"{spec}:7:3: model: the model has 81,606,148,099 parameters: training needs about "
+                        r"1,305\.7 GB for them \(weights, gradients and optimizer state in float32\), more than "
+                        r"this machine's [\d,.]+ GB; the largest layer, 'dense(_\d+)?' \(Dense\), holds 4,295,032,832",
+                        lines[0]), lines[0]
+    # here the four features are inputs of their own, normalized by one layer: mean 4, variance 4, count 1
+    narrow = 1 * 65536 + 65536 + 4 * (65536 * 65536 + 65536) + 65536 * 3 + 3 + 9
+    assert re.fullmatch(rf"{graph}:10:7: model.nodes\[1\]: the model has {narrow:,} parameters: .* the largest "
+                        r"layer, 'd1' \(Dense\), holds 4,295,032,832", lines[1]), lines[1]
+
+
 def deep_parameters(out: str) -> int:
     return int(re.search(r"^  parameters: (\d+) \(trainable (\d+), non-trainable (\d+)\)$", out, re.M).group(1))
 

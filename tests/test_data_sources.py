@@ -216,6 +216,53 @@ def test_image_folder_labels_come_from_subfolder_names(tmp_path):
         prepared(tmp_path / "spec.yaml")
 
 
+def png_header(width: int, height: int) -> bytes:
+    """A PNG whose header claims width × height 8-bit gray pixels, followed by one empty row."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\x00")) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("width, height, shown", [
+    (10000, 10000, "10000 × 10000 pixels"),  # below PIL's own bound (2 × 89.5 million), above dlpipe's
+    (30000, 30000, "900,000,000 pixels"),  # above PIL's: its DecompressionBombError, worded the same way
+])
+def test_an_image_larger_than_the_pixel_cap_is_refused_from_its_header(tmp_path, width, height, shown):
+    from dlpipe.data.sources import read_image
+
+    path = tmp_path / "huge.png"
+    path.write_bytes(png_header(width, height))
+    with pytest.raises(DataError) as info:
+        read_image(path, "rgb")
+    assert str(info.value) == f"{path}: {shown}; dlpipe reads images of at most 67,108,864 pixels (8192 × 8192)"
+    path.write_bytes(png_header(8192, 8192))  # at the cap: decoded (its rows are missing: PIL says so)
+    with pytest.raises(DataError, match="cannot read the image"):
+        read_image(path, "rgb")
+
+
+def test_sixteen_bit_grayscale_images_are_scaled_not_clipped(tmp_path):
+    from PIL import Image
+
+    from dlpipe.data.sources import read_image
+
+    values = np.array([[0, 257, 257 * 100], [257 * 200, 65535, 32768]], dtype=np.uint16)
+    Image.fromarray(values).save(tmp_path / "deep.png")
+    with Image.open(tmp_path / "deep.png") as image:
+        assert image.mode == "I;16"
+    expected = np.array([[0, 1, 100], [200, 255, 128]], dtype=np.uint8)  # 32768 / 257 = 127.5 → 128
+    np.testing.assert_array_equal(read_image(tmp_path / "deep.png", "grayscale")[..., 0], expected)
+    rgb = read_image(tmp_path / "deep.png", "rgb")
+    assert rgb.shape == (2, 3, 3) and all((rgb[..., c] == expected).all() for c in range(3))
+    Image.fromarray(values.astype(np.float32)).save(tmp_path / "float.tiff")
+    with pytest.raises(DataError, match=r"float.tiff: floating-point pixels \(mode F\) have no fixed range"):
+        read_image(tmp_path / "float.tiff", "grayscale")
+
+
 def test_image_csv_reads_paths_relative_to_the_csv(tmp_path):
     written = write_images(tmp_path / "data" / "pics", {"a": 3, "b": 3})
     files = sorted(written)

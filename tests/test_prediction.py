@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -112,6 +113,23 @@ def test_model_and_output_errors(tmp_path):
     result = invoke(tmp_path, rows, "--out", tmp_path / "out.txt")
     assert result.exit_code == 1
     assert result.output == f"error: --out {tmp_path / 'out.txt'}: the suffix chooses the format; use .csv or .jsonl\n"
+
+
+def test_out_naming_the_input_by_any_path_is_refused_and_the_input_kept(tmp_path, monkeypatch):
+    rows = write(tmp_path / "rows.csv", "plan\npro\n")
+    (tmp_path / "link.csv").symlink_to(rows)
+    os.link(rows, tmp_path / "hard.csv")
+    monkeypatch.chdir(tmp_path)
+    for out in [rows, Path("rows.csv"), Path("./sub/../rows.csv"), tmp_path / "link.csv", tmp_path / "hard.csv"]:
+        (tmp_path / "sub").mkdir(exist_ok=True)
+        result = invoke(tmp_path, rows, "--out", out)
+        assert (result.exit_code, result.output) == (
+            1, f"error: --out {out}: is the input {rows}; predictions never overwrite their input, choose another file\n")
+    assert rows.read_text() == "plan\npro\n"
+    model = write(tmp_path / "model.csv", "x\n")  # a model path is an input too (here not a model)
+    result = invoke(model, rows, "--out", model)
+    assert result.output == (f"error: --out {model}: is the model {model}; predictions never overwrite their "
+                             "input, choose another file\n")
 
 
 # Real runs --------------------------------------------------------------------------------

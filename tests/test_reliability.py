@@ -394,6 +394,31 @@ def test_a_model_with_a_lambda_layer_is_refused_unless_allowed(lambda_run, tmp_p
     assert len(allowed.stdout.strip().splitlines()) == 1 + 5
 
 
+def test_a_run_whose_model_file_was_tampered_with_fails_in_one_line(baseline, tmp_path):
+    import zipfile
+
+    from click.testing import CliRunner
+
+    from dlpipe.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(baseline[0], run)
+    model = run / "model.keras"
+    with zipfile.ZipFile(baseline[0] / "model.keras") as source, zipfile.ZipFile(model, "w") as out:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename == "config.json":
+                config = json.loads(data)
+                config["config"]["layers"][-1]["inbound_nodes"] = [{"args": 3}]
+                data = json.dumps(config).encode()
+            out.writestr(item, data)
+    rows = tmp_path / "rows.csv"
+    rows.write_text("sepal_length_cm,sepal_width_cm,petal_length_cm,petal_width_cm\n5.1,3.5,1.4,0.2\n")
+    for args in (["predict", str(run), str(rows)], ["evaluate", str(run)]):
+        result = CliRunner().invoke(main, args)
+        assert (result.exit_code, result.output) == (1, f"error: {model}: cannot load the model: KeyError: 'kwargs'\n")
+
+
 def test_relative_data_paths_are_reported_absolute(tmp_path, monkeypatch):
     from dlpipe.errors import DataError
     from dlpipe.runner import run_spec

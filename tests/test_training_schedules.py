@@ -64,7 +64,8 @@ def test_step_divides_every_n_epochs():
 def test_piecewise_switches_at_boundaries_counted_after_warmup():
     piecewise = schedule(type="piecewise", boundaries=[2, 5], factors=[0.1, 0.01], warmup_epochs=1)
     assert factor(piecewise, 0, 10) == 0.0  # warmup from 0
-    assert [factor(piecewise, e, 10) for e in (1, 2, 2.9, 3, 5.9, 6, 9)] == pytest.approx([1, 1, 1, 0.1, 0.1, 0.01, 0.01])
+    assert [factor(piecewise, e, 10) for e in (1, 2, 2.9, 3, 5.9, 6, 9)] == pytest.approx(
+        [1, 1, 1, 0.1, 0.1, 0.01, 0.01])
 
 
 def test_exponential_smooth_and_staircase():

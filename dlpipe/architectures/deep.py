@@ -34,14 +34,65 @@ def deep_check(paths: Sequence[str | Path], overrides: Sequence[str] = (),
 
 
 def build(spec, document, base_dir: Path):
-    """The model `dlpipe run` would train, built from the spec and the data's shapes."""
-    from dlpipe.data.prepare import prepare
+    """The model `dlpipe run` would train, built from the spec and the data's shapes, its
+    weights left unallocated (Keras defers creating a variable's value in a stateless
+    scope): a model too large for this machine is refused before it takes the memory."""
+    import keras
+
     from dlpipe.spec import locate
 
     def located(path: tuple, message: str) -> SpecError:
         return SpecError([locate(document, path, message)])
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with keras.StatelessScope(initialize_variables=False):
+        model = _build(spec, base_dir, located)
+    problem = memory_problem(model, spec)
+    if problem is not None:
+        keras.utils.clear_session()  # forgets the deferred variables: nothing allocates them later
+        raise located(*problem)
+    return model
+
+
+def memory_problem(model, spec) -> tuple[tuple, str] | None:
+    """(spec path, message) when training the model would need more memory than this machine
+    has for its parameters alone (weights, gradients, optimizer slots: limits.py); else None."""
+    from dlpipe.limits import TRAINING_BYTES_PER_PARAMETER
+
+    counts = [(sum(_size(v) for v in layer.weights), layer) for layer in _leaf_layers(model)]
+    total = sum(_size(v) for v in model.weights)
+    needed = total * TRAINING_BYTES_PER_PARAMETER
+    memory = physical_memory()
+    if memory is None or needed <= memory:
+        return None
+    largest, layer = max(counts, key=lambda pair: pair[0], default=(0, None))
+    names = [node.name for node in getattr(spec.model, "nodes", [])]
+    path = ("model", "nodes", names.index(layer.name)) if layer is not None and layer.name in names else ("model",)
+    where = f"; the largest layer, {layer.name!r} ({type(layer).__name__}), holds {largest:,}" if layer else ""
+    return path, (f"the model has {total:,} parameters: training needs about {needed / 1e9:,.1f} GB for them "
+                  f"(weights, gradients and optimizer state in float32), more than this machine's "
+                  f"{memory / 1e9:,.1f} GB{where}")
+
+
+def physical_memory() -> int | None:
+    """Bytes of memory this machine has, or None where the system does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _leaf_layers(model):
+    for layer in model.layers:
+        if hasattr(layer, "layers") and layer.layers:
+            yield from _leaf_layers(layer)
+        else:
+            yield layer
+
+
+def _build(spec, base_dir: Path, located):
+    from dlpipe.data.prepare import prepare
+
     if spec.task == "detection":  # the trained maps model with its decoding (pipelines/detection.py)
         from dlpipe.architectures.centernet import build_detector, build_maps_model
         from dlpipe.data.detection import prepare_detection

@@ -193,6 +193,8 @@ def read_coco(source, base_dir: Path):
     class indices (categories in id order), class names, file names."""
     from PIL import Image, UnidentifiedImageError
 
+    from dlpipe.data.sources import eight_bit, open_image
+
     path = (base_dir / source.annotations)
     folder = (base_dir / source.images)
     readlog.named(source.images, base_dir)  # listed: the folder the spec names
@@ -274,11 +276,12 @@ def read_coco(source, base_dir: Path):
     for k, file in enumerate(files):
         readlog.opened(file)
         try:
-            with Image.open(file) as image:
+            with open_image(file) as image:
                 if image.size != sizes[k]:
                     coco.fail(("images", k), f"{file.name} is {image.size[0]} × {image.size[1]} pixels, "
                               f"the entry says {sizes[k][0]} × {sizes[k][1]}")
-                pixels = np.asarray(image.convert(mode).resize((side, side), Image.BILINEAR))
+                pixels = np.asarray(Image.fromarray(eight_bit(image, mode, str(file))).resize((side, side),
+                                                                                             Image.BILINEAR))
         except (UnidentifiedImageError, OSError) as err:
             raise DataError(f"{file}: cannot read as an image: {err}") from None
         images[k] = pixels.reshape(side, side, source.channels)

@@ -271,19 +271,65 @@ def arrow_table(arrow, origin: str, row_offset: int) -> Table:
 
 def read_image(path: Path, color_mode: str, where: str | None = None) -> np.ndarray:
     """Pixels (height, width, channels) as uint8; `where` names the referring row."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     prefix = f"{where}: " if where else ""
     if not path.is_file():
         raise DataError(f"{prefix}{path}: no such image file")
     readlog.opened(path)
     try:
-        with Image.open(path) as image:
-            pixels = np.asarray(image.convert("L" if color_mode == "grayscale" else "RGB"))
+        with open_image(path, prefix) as image:
+            pixels = eight_bit(image, "L" if color_mode == "grayscale" else "RGB", f"{prefix}{path}")
     except (UnidentifiedImageError, OSError, ValueError) as err:
         reason = "not an image" if isinstance(err, UnidentifiedImageError) else f"cannot read the image ({err})"
         raise DataError(f"{prefix}{path}: {reason}") from None
     return pixels[..., np.newaxis] if pixels.ndim == 2 else pixels
+
+
+def open_image(path: Path, prefix: str = ""):
+    """PIL's image of `path`, its header read and its size checked, nothing decoded yet: an
+    image of more than IMAGE_MAX_PIXELS (a "decompression bomb": a few kilobytes of PNG can
+    claim 30000 × 30000 pixels) is a DataError naming the file."""
+    import re
+    import warnings
+
+    from PIL import Image
+
+    from dlpipe.limits import IMAGE_MAX_PIXELS
+
+    side = int(IMAGE_MAX_PIXELS ** 0.5)
+    limit = f"dlpipe reads images of at most {IMAGE_MAX_PIXELS:,} pixels ({side} × {side})"
+    try:
+        with warnings.catch_warnings():  # PIL warns above 89 million pixels: refused below, in one line
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+    except Image.DecompressionBombError as err:  # PIL's own, higher bound
+        count = re.search(r"\((\d+) pixels\)", str(err))
+        shown = f"{int(count.group(1)):,} pixels" if count else "too many pixels"
+        raise DataError(f"{prefix}{path}: {shown}; {limit}") from None
+    width, height = image.size
+    if width * height > IMAGE_MAX_PIXELS:
+        image.close()
+        raise DataError(f"{prefix}{path}: {width} × {height} pixels; {limit}")
+    return image
+
+
+_SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
+def eight_bit(image, mode: str, name: str) -> np.ndarray:
+    """The pixels of a PIL image in `mode` (L or RGB) as uint8. A 16-bit grayscale image is
+    scaled (65535 → 255); PIL's own conversion would clip it, turning it all but white."""
+    if image.mode in _SIXTEEN_BIT:
+        values = np.asarray(image)
+        if values.size and (values.min() < 0 or values.max() > 65535):
+            raise DataError(f"{name}: {image.mode} pixels beyond 16 bits (0–65535); dlpipe reads 8- and 16-bit images")
+        pixels = np.rint(values.astype(np.float64) / 257.0).astype(np.uint8)
+        return np.repeat(pixels[..., np.newaxis], 3, axis=-1) if mode == "RGB" else pixels
+    if image.mode == "F":
+        raise DataError(f"{name}: floating-point pixels (mode F) have no fixed range; dlpipe reads 8- and "
+                        "16-bit images")
+    return np.asarray(image.convert(mode))
 
 
 def _stack_images(images: list[np.ndarray], names: list[str], origin: str) -> np.ndarray:

@@ -68,6 +68,15 @@ recall = _positive(sk.recall_score)
 f1 = _positive(sk.f1_score)
 
 
+def balanced_accuracy(y: np.ndarray, proba: np.ndarray) -> float:
+    """The mean of each class's recall, over the classes present in the labels (scikit-learn's);
+    chance level is 1/K however unbalanced the classes are."""
+    with warnings.catch_warnings():
+        # A predicted class absent from the labels: scikit-learn warns and leaves it out.
+        warnings.filterwarnings("ignore", "y_pred contains classes not in y_true", UserWarning)
+        return float(sk.balanced_accuracy_score(y, predicted(proba)))
+
+
 def roc_auc(y: np.ndarray, proba: np.ndarray) -> float:
     """Binary: AUC of class 1's probability. Multiclass: one-vs-rest, macro averaged.
     NaN when a class the average needs is absent from the labels (AUC is undefined)."""

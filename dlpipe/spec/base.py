@@ -10,6 +10,7 @@ from pydantic_core import PydanticCustomError
 
 from dlpipe import registry
 from dlpipe.errors import did_you_mean
+from dlpipe.limits import WIDTH_MAX
 
 
 def _docstrings_in(klass: type) -> dict[str, str]:
@@ -95,6 +96,10 @@ def Name(kind: str, what: str | None = None):
 Activation = Name("activation")
 Initializer = Name("initializer")
 PositiveInt = Annotated[int, Field(gt=0)]
+Width = Annotated[int, Field(gt=0, le=WIDTH_MAX)]
+"""Units, filters, dimensions, kernel sizes, heads of one layer."""
+Depth = Annotated[int, Field(gt=0, le=1000)]
+"""A count of layers or blocks."""
 PositiveFloat = Annotated[float, Field(gt=0)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
 Probability = Annotated[float, Field(ge=0, lt=1)]

@@ -604,6 +604,10 @@ def check_generation(spec: Spec) -> Found:
     for field in ("class_weight", "sample_weight"):
         if getattr(spec.training, field) is not None:
             yield (("training", field), f"{field} is not supported for task generation")
+    for i, step in enumerate(spec.prepare.augmentation):
+        if step.type == "mixup":  # it blends labels and weights the loss: a GAN's real images have neither
+            yield (("prepare", "augmentation", i, "type"), "mixup is not supported for task generation; "
+                   "augment the real images with image steps (flip, rotation, zoom, ...)")
     if spec.training.strategy in ("mirrored", "multi_worker"):
         yield (("training", "strategy"), "GAN training runs on one device: use auto or none")
     for key in ("files", "time_column", "folds"):

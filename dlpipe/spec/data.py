@@ -8,7 +8,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Field, field_validator
 
-from dlpipe.spec.base import Name, PositiveInt, StrictModel
+from dlpipe.spec.base import Name, PositiveInt, StrictModel, Width
 from dlpipe.spec.detection import CocoSource, ShapesSource
 
 
@@ -208,7 +208,7 @@ class CategoricalFeature(StrictModel):
     encoding: Literal["one_hot", "embedding"] = "one_hot"
     """one_hot: one 0/1 input per category (a few categories); embedding: a learned vector
     of `embedding_dim` numbers per category (many categories)."""
-    embedding_dim: PositiveInt | None = None
+    embedding_dim: Width | None = None
     """Length of each category's vector with `encoding: embedding` (default 8; with
     `pretrained`, the file's vector length)."""
     pretrained: PretrainedEmbeddings | None = None
@@ -250,7 +250,7 @@ class TextFeature(StrictModel):
     vocabulary_size: Annotated[int, Field(ge=3)] = 10000
     """At most this many ids, counting the padding (0) and the out-of-vocabulary (1) ids:
     the most frequent tokens of the training split get the rest."""
-    embedding_dim: PositiveInt | None = None
+    embedding_dim: Width | None = None
     """Length of each token's vector; default: the architecture's `embedding_dim` (with
     `pretrained`, the file's vector length)."""
     pretrained: PretrainedEmbeddings | None = None

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from dlpipe.spec.base import Fraction, PositiveFloat, PositiveInt, StrictModel
+from dlpipe.spec.base import Fraction, PositiveFloat, PositiveInt, StrictModel, Width
 
 SHAPES = ("rectangle", "circle", "triangle")
 BoxFormat = Literal["xyxy", "xywh"]
@@ -91,12 +91,12 @@ class CenterNet(StrictModel):
 
     type: Literal["centernet"]
     """Picks this variant: the CenterNet-style detector."""
-    filters: Annotated[list[PositiveInt], Field(min_length=2)] = [16, 32, 64, 96]
+    filters: Annotated[list[Width], Field(min_length=2, max_length=1000)] = [16, 32, 64, 96]
     """Filters of each backbone block (two 3×3 convolutions); every block after the first
     starts with a stride-2 convolution, so block i sees the image at 1/2^i."""
     stride: Literal[1, 2, 4, 8, 16] = 4
     """Output stride: one heatmap cell per stride × stride pixels. At most 2^(blocks-1)."""
-    head_filters: PositiveInt = 64
+    head_filters: Width = 64
     """Width of the 3×3 convolution before each head's output."""
     batch_norm: bool = True
     """Batch normalization after each 3×3 convolution of the backbone and the top-down path (the

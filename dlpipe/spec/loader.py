@@ -12,6 +12,7 @@ override is reported where it was typed.
 from __future__ import annotations
 
 import copy
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
 from dlpipe.errors import Problem, SpecError
-from dlpipe.limits import YAML_MAX_ALIAS_VALUES, YAML_MAX_DEPTH, TooLarge, read_spec_bytes
+from dlpipe.limits import SPEC_INT_MAX, YAML_MAX_ALIAS_VALUES, YAML_MAX_DEPTH, TooLarge, read_spec_bytes
 
 Key = tuple  # a path into the data: ("model", "blocks", 1, "filters")
 Position = tuple[str, int, int]  # (file, line, column), 1-based
@@ -228,6 +229,15 @@ class _Builder:
         value = self._constructor.construct_object(node, deep=True)
         if node.tag.endswith(":timestamp"):
             return node.value  # dates stay text; no spec field is a date object
+        # No value of a spec is endless or undefined, nor an integer beyond 32 bits (an
+        # epoch count of 2^63 would overflow in NumPy long after validation passed).
+        if isinstance(value, float) and not math.isfinite(value):
+            self.problem(node.start_mark, f"expected a finite number, got {node.value}", path)
+            return None
+        if isinstance(value, int) and not isinstance(value, bool) and not -SPEC_INT_MAX - 1 <= value <= SPEC_INT_MAX:
+            self.problem(node.start_mark, f"integers in a spec lie between {-SPEC_INT_MAX - 1:,} and "
+                         f"{SPEC_INT_MAX:,}, got {node.value}", path)
+            return None
         return value
 
 

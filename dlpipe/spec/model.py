@@ -13,7 +13,8 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import AfterValidator, Field, WithJsonSchema
 
 from dlpipe import registry
-from dlpipe.spec.base import (Activation, Initializer, PositiveInt, Probability, StrictModel,
+from dlpipe.limits import WIDTH_MAX
+from dlpipe.spec.base import (Activation, Depth, Initializer, PositiveInt, Probability, StrictModel, Width,
                               did_you_mean, unknown_name)
 from dlpipe.spec.detection import CenterNet
 
@@ -27,7 +28,7 @@ class Head(StrictModel):
     from the task and target: sigmoid for two classes, softmax for more, K sigmoids for
     multi-label, linear for numbers; per step when the architecture returns sequences."""
 
-    units: list[PositiveInt] = []
+    units: Annotated[list[Width], Field(max_length=1000)] = []
     """Width of each dense layer before the output."""
     activation: Activation = "relu"
     """Activation of each dense layer in `units` (not of the output layer, which the task fixes)."""
@@ -41,7 +42,7 @@ class MLP(StrictModel):
 
     type: Literal["mlp"]
     """Picks this architecture: a multi-layer perceptron."""
-    units: Annotated[list[PositiveInt], Field(min_length=1)] = [64, 64]
+    units: Annotated[list[Width], Field(min_length=1, max_length=1000)] = [64, 64]
     """Width of each hidden layer; its length is the depth."""
     activation: Activation = "relu"
     """Activation of each hidden layer."""
@@ -57,7 +58,7 @@ class MLP(StrictModel):
     overfitting."""
     kernel_initializer: Initializer = "glorot_uniform"
     """How the hidden layers' weights are initialised."""
-    embedding_dim: PositiveInt = 16
+    embedding_dim: Width = 16
     """Token features are embedded and averaged over their positions (a bag of embeddings,
     blind to order); numeric sequences are flattened."""
     head: Head = Head()
@@ -67,17 +68,17 @@ class MLP(StrictModel):
 class ConvBlock(StrictModel):
     """`convs` convolutions, then optional batch norm, pooling and dropout."""
 
-    filters: PositiveInt
+    filters: Width
     """Output channels of each convolution in the block."""
-    kernel_size: PositiveInt = 3
+    kernel_size: Width = 3
     """Side of the square convolution kernels, in pixels."""
-    strides: PositiveInt = 1
+    strides: Width = 1
     """Stride of the block's first convolution (2 halves the height and width); later convolutions
     use 1."""
     padding: Literal["same", "valid"] = "same"
     """same: zero padding keeps the size (at stride 1); valid: no padding, so each convolution trims
     the border."""
-    convs: PositiveInt = 1
+    convs: Depth = 1
     """Convolutions in the block, each followed by batch norm (if on) and the activation."""
     batch_norm: bool = False
     """Batch normalization after each convolution, before its activation (the convolution then has
@@ -86,7 +87,7 @@ class ConvBlock(StrictModel):
     """Add the block's input to its output (a 1×1 projection when the shapes differ)."""
     pool: Literal["max", "avg", "none"] = "max"
     """Pooling after the convolutions (and the residual sum): max, average, or none."""
-    pool_size: PositiveInt = 2
+    pool_size: Width = 2
     """Side of the pooling window and its stride: 2 halves the height and width."""
     dropout: Probability = 0.0
     """Dropout rate at the end of the block; 0: none."""
@@ -119,7 +120,7 @@ class RNN(StrictModel):
     cell: Literal["lstm", "gru", "simple"] = "lstm"
     """The recurrent layer: lstm, gru (fewer weights, often as good), or simple (plain RNN; short
     memory)."""
-    units: Annotated[list[PositiveInt], Field(min_length=1)] = [64]
+    units: Annotated[list[Width], Field(min_length=1, max_length=1000)] = [64]
     """Width of each stacked recurrent layer; its length is the depth."""
     bidirectional: bool = False
     """Read each sequence forwards and backwards; the two states are concatenated."""
@@ -128,7 +129,7 @@ class RNN(StrictModel):
     return_sequences: bool = False
     """Many-to-many: one output per time step (the target holds a value per step).
     Otherwise many-to-one: the last layer's final state feeds the head."""
-    embedding_dim: PositiveInt = 32
+    embedding_dim: Width = 32
     """Width of the learned embedding of token features."""
     l1: NonNegative = 0.0
     """L1 penalty on the recurrent layers' input weights, added to the loss."""
@@ -145,15 +146,15 @@ class _Encoder(StrictModel):
 
     type: str
     """Picks the architecture (set by each variant)."""
-    blocks: PositiveInt = 2
+    blocks: Depth = 2
     """Number of encoder blocks (self-attention, then a feed-forward network)."""
-    heads: PositiveInt = 4
+    heads: Width = 4
     """Attention heads per block."""
-    key_dim: PositiveInt = 16
+    key_dim: Width = 16
     """Width of each head's queries and keys."""
-    model_dim: PositiveInt = 64
+    model_dim: Width = 64
     """Width of the vector kept for each position (embeddings, projections, block outputs)."""
-    feed_forward: PositiveInt = 128
+    feed_forward: Width = 128
     """Width of the hidden layer of each block's feed-forward network."""
     activation: Activation = "gelu"
     """Activation of the feed-forward network."""
@@ -192,7 +193,7 @@ class ViT(_Encoder):
 
     type: Literal["vit"]
     """Picks this architecture: a vision transformer."""
-    patch_size: PositiveInt = 4
+    patch_size: Width = 4
     """Side of the square patches, in pixels; must divide the image's height and width."""
     pooling: Literal["class_token", "mean"] = "class_token"
     """Summarise the patches through a learned class token prepended to them, or by their mean."""
@@ -209,12 +210,12 @@ class Autoencoder(StrictModel):
     """Picks this architecture: an autoencoder."""
     encoder: Literal["dense", "conv"] = "dense"
     """dense: on all features flattened; conv: on one image feature."""
-    units: Annotated[list[PositiveInt], Field(min_length=1)] = [128, 64]
+    units: Annotated[list[Width], Field(min_length=1, max_length=1000)] = [128, 64]
     """dense: widths of the encoder's layers; the decoder mirrors them."""
-    filters: Annotated[list[PositiveInt], Field(min_length=1)] = [16, 32]
+    filters: Annotated[list[Width], Field(min_length=1, max_length=1000)] = [16, 32]
     """conv: filters of the encoder's stride-2 convolutions; the decoder mirrors them with
     transposed convolutions."""
-    latent: PositiveInt = 16
+    latent: Width = 16
     """Size of the embedding between encoder and decoder."""
     activation: Activation = "relu"
     """Activation of the encoder's and decoder's hidden layers (the latent and reconstruction layers
@@ -295,18 +296,22 @@ def graph_problems(graph: Graph, features: list[str] | None) -> Iterator[tuple[t
     `features`: the listed feature names, or None when features are inferred from the data
     (then a name that is no node is checked when the model is built)."""
     names = [node.name for node in graph.nodes]
+    seen: set[str] = set()
     for i, name in enumerate(names):
-        if name in names[:i]:
+        if name in seen:
             yield ("nodes", i, "name"), f"node name {name!r} is used twice"
         elif features and name in features:
             yield ("nodes", i, "name"), f"{name!r} is a feature's name; give the node another"
+        seen.add(name)
     known = set(names) | set(features or ())
     for i, node in enumerate(graph.nodes):
         for j, source in enumerate(node.inputs):
             if source == node.name:
                 yield ("nodes", i, "inputs", j), f"node {node.name!r} reads its own output"
             elif source not in known and features is not None:
-                hint = did_you_mean(source, known) or f"; known: {', '.join(sorted(known))}"
+                # (bounded: a spec with thousands of nodes gets no list of them all)
+                hint = (did_you_mean(source, known) if len(known) <= 1000 else "") or (
+                    f"; known: {', '.join(sorted(known))}" if len(known) <= 20 else "")
                 yield ("nodes", i, "inputs", j), f"unknown input {source!r}{hint}"
         yield from _arity(node, i)
         yield from _argument_names(node, i)
@@ -321,11 +326,13 @@ def graph_problems(graph: Graph, features: list[str] | None) -> Iterator[tuple[t
     cycle = find_cycle(graph)
     if cycle:
         # Shown in the direction data flows, from the node listed first.
+        position = {name: i for i, name in reversed(list(enumerate(names)))}
         flow = cycle[::-1]
-        start = min(range(len(flow)), key=lambda k: names.index(flow[k]))
+        start = min(range(len(flow)), key=lambda k: position[flow[k]])
         flow = flow[start:] + flow[:start]
-        yield (("nodes", names.index(flow[0]), "inputs"),
-               "the graph has a cycle: " + " → ".join([*flow, flow[0]]) + " (each node feeds the next)")
+        shown = [*flow, flow[0]] if len(flow) <= 12 else [*flow[:10], f"… ({len(flow) - 11} more)", flow[-1], flow[0]]
+        yield (("nodes", position[flow[0]], "inputs"),
+               "the graph has a cycle: " + " → ".join(shown) + " (each node feeds the next)")
 
 
 def _arity(node: Node, i: int) -> Iterator[tuple[tuple, str]]:
@@ -340,12 +347,23 @@ def _arity(node: Node, i: int) -> Iterator[tuple[tuple, str]]:
         yield ("nodes", i, "inputs"), f"{node.layer} takes 1 input, got {count}; merge them first (Concatenate, Add...)"
 
 
+_WIDTH_ARGS = {"units", "filters", "kernel_size", "pool_size", "strides", "num_heads", "key_dim", "value_dim",
+               "output_dim", "depth_multiplier"}
+
+
 def _argument_names(node: Node, i: int) -> Iterator[tuple[tuple, str]]:
     """Names that Keras would resolve itself are checked here against dlpipe's tables, so
     that `validate` catches them without importing Keras."""
     for key, value in node.args.items():
         if key == "name":
             yield ("nodes", i, "args", "name"), "the layer is named after its node; remove args.name"
+            continue
+        if key == "dtype" and value is not None and not isinstance(value, str):
+            # Keras would take a mapping as a serialized policy of any class it can find.
+            yield ("nodes", i, "args", "dtype"), f"expected a dtype name such as float32 or mixed_float16, got {value!r}"
+            continue
+        if key in _WIDTH_ARGS and isinstance(value, int) and value > WIDTH_MAX:
+            yield ("nodes", i, "args", key), f"expected a value <= {WIDTH_MAX}, got {value}"
             continue
         kind = ("activation" if key in ("activation", "recurrent_activation") else
                 "initializer" if key.endswith("_initializer") else
@@ -366,29 +384,27 @@ def find_cycle(graph: Graph) -> list[str] | None:
     """The node names along one cycle, or None when the graph is acyclic."""
     reads = {node.name: [s for s in node.inputs] for node in graph.nodes}
     state: dict[str, int] = {}  # 1 visiting, 2 done
-    stack: list[str] = []
-
-    def visit(name: str) -> list[str] | None:
-        state[name] = 1
-        stack.append(name)
-        for source in reads.get(name, ()):
-            if source not in reads or source == name:
-                continue
-            if state.get(source) == 1:
-                return stack[stack.index(source):]
-            if source not in state:
-                found = visit(source)
-                if found:
-                    return found
-        stack.pop()
-        state[name] = 2
-        return None
-
+    # A depth-first search with a stack of its own: a chain of thousands of nodes would
+    # exceed Python's recursion limit.
     for node in graph.nodes:
-        if node.name not in state:
-            found = visit(node.name)
-            if found:
-                return found
+        if node.name in state:
+            continue
+        path: list[str] = [node.name]
+        pending = [iter(reads[node.name])]
+        state[node.name] = 1
+        while pending:
+            source = next(pending[-1], None)
+            if source is None:
+                state[path.pop()] = 2
+                pending.pop()
+            elif source not in reads or source == path[-1]:
+                continue
+            elif state.get(source) == 1:
+                return path[path.index(source):]
+            elif source not in state:
+                state[source] = 1
+                path.append(source)
+                pending.append(iter(reads[source]))
     return None
 
 
@@ -398,18 +414,20 @@ def topological_order(graph: Graph) -> list[int]:
     index = {node.name: i for i, node in enumerate(graph.nodes)}
     done: set[int] = set()
     order: list[int] = []
-
-    def visit(i: int) -> None:
-        if i in done:
-            return
-        done.add(i)
-        for source in graph.nodes[i].inputs:
-            if source in index and index[source] != i:
-                visit(index[source])
-        order.append(i)
-
-    for i in range(len(graph.nodes)):
-        visit(i)
+    for start in range(len(graph.nodes)):
+        if start in done:
+            continue
+        done.add(start)
+        pending = [(start, iter(graph.nodes[start].inputs))]
+        while pending:
+            i, sources = pending[-1]
+            source = next(sources, None)
+            if source is None:
+                order.append(i)
+                pending.pop()
+            elif source in index and index[source] != i and index[source] not in done:
+                done.add(index[source])
+                pending.append((index[source], iter(graph.nodes[index[source]].inputs)))
     return order
 
 
@@ -420,9 +438,9 @@ class DCGANGenerator(StrictModel):
 
     type: Literal["dcgan"]
     """Picks this generator: DCGAN's transposed convolutions."""
-    filters: Annotated[list[PositiveInt], Field(min_length=1)] = [128, 64]
+    filters: Annotated[list[Width], Field(min_length=1, max_length=1000)] = [128, 64]
     """Filters of each transposed convolution; the first also sizes the initial map."""
-    kernel_size: PositiveInt = 4
+    kernel_size: Width = 4
     """Side of the transposed convolution kernels, in pixels."""
     batch_norm: bool = True
     """Batch normalization after the dense layer and each transposed convolution."""
@@ -437,9 +455,9 @@ class DCGANDiscriminator(StrictModel):
 
     type: Literal["dcgan"]
     """Picks this discriminator: DCGAN's stride-2 convolutions."""
-    filters: Annotated[list[PositiveInt], Field(min_length=1)] = [64, 128]
+    filters: Annotated[list[Width], Field(min_length=1, max_length=1000)] = [64, 128]
     """Filters of each stride-2 convolution (each halves the side)."""
-    kernel_size: PositiveInt = 4
+    kernel_size: Width = 4
     """Side of the convolution kernels, in pixels."""
     dropout: Probability = 0.3
     """Dropout after each convolution: a discriminator that memorises the real images stops
@@ -484,7 +502,7 @@ class GAN(StrictModel):
     """The network that turns a latent vector into an image: dcgan or a layer graph."""
     discriminator: Discriminator = DCGANDiscriminator(type="dcgan")
     """The network that tells real images from generated ones: dcgan or a layer graph."""
-    class_embedding: PositiveInt = 16
+    class_embedding: Width = 16
     """Conditional GAN (a target is given): the class's learned embedding concatenated to the
     latent vector. The discriminator scores the class by projection (a learned class vector
     dotted with its features)."""

@@ -10,6 +10,7 @@ from pydantic import AfterValidator, BeforeValidator, Discriminator, Field, Tag,
 from pydantic_core import PydanticCustomError
 
 from dlpipe import registry
+from dlpipe.limits import BATCH_SIZE_MAX, EPOCHS_MAX
 from dlpipe.spec.base import (Fraction, PositiveFloat, PositiveInt, Probability, StrictModel, _check_name,
                               did_you_mean)
 
@@ -396,9 +397,9 @@ class Adversarial(StrictModel):
 
 
 class Training(StrictModel):
-    epochs: PositiveInt = 10
+    epochs: Annotated[int, Field(gt=0, le=EPOCHS_MAX)] = 10
     """Passes over the training split (fewer when early stopping ends the run)."""
-    batch_size: PositiveInt = 32
+    batch_size: Annotated[int, Field(gt=0, le=BATCH_SIZE_MAX)] = 32
     """The global batch: with several replicas or workers each gets an equal share of it."""
     optimizer: Optimizer = Adam(type="adam")
     """The optimizer, picked by `type`, and its settings; the default is Adam with learning rate

@@ -181,7 +181,8 @@ def _message(kind: str, loc: tuple, error: dict, ctx: dict) -> str:
               "less_than": ("lt", "<"), "less_than_equal": ("le", "<=")}
     if kind in bounds:
         key, sign = bounds[kind]
-        return f"expected a value {sign} {ctx.get(key):g}, got {_shown(received)}"
+        bound = ctx.get(key)
+        return f"expected a value {sign} {bound if isinstance(bound, int) else format(bound, 'g')}, got {_shown(received)}"
     if kind == "literal_error":
         expected = ctx.get("expected", "")
         options = [o.strip().strip("'") for o in expected.replace(" or ", ", ").split(",")]

@@ -1,12 +1,14 @@
 """Adversarial training: a keras.Model whose `train_step` updates the discriminator
-`discriminator_steps` times, then the generator once, so Keras `fit` runs the loop (progress,
-callbacks, epochs) as for any model.
+`discriminator_steps` times, then the generator once, so the GAN trains through
+`dlpipe.training.fit.train` like any model: Keras `fit`, learning-rate schedules on both
+optimizers, TensorBoard, XLA, augmentation, shuffle buffer, checkpoints and resume.
 
 The losses are the non-saturating ones of Goodfellow et al. (2014), on logits:
   discriminator  BCE(1 − label_smoothing, D(x)) + BCE(0, D(G(z)))
   generator      BCE(1, D(G(z)))
 Each discriminator step takes its own share of the batch of real images: the input
-pipeline serves `discriminator_steps × batch_size` images per step.
+pipeline serves `discriminator_steps × batch_size` images per step (as `x`, or `(x, labels,
+weights)` for a class-conditioned GAN; the weights are all 1 and unused).
 
 The gradient tapes are TensorFlow's (the backend dlpipe trains with); the networks
 themselves are plain Keras (dlpipe/architectures/gan.py).
@@ -14,6 +16,7 @@ themselves are plain Keras (dlpipe/architectures/gan.py).
 
 from __future__ import annotations
 
+import math
 import sys
 
 import keras
@@ -37,11 +40,22 @@ class AdversarialModel(keras.Model):
         self.noise = keras.random.SeedGenerator(seed)
         self.trackers = {name: keras.metrics.Mean(name=name)
                          for name in ("d_loss", "g_loss", "d_real", "d_fake")}
+        self.built = True  # both networks are built; calling this model calls the generator
 
-    def compile(self, generator_optimizer, discriminator_optimizer):
-        super().compile()
+    def compile(self, generator_optimizer, discriminator_optimizer, jit_compile="auto"):
+        # `optimizer` is the generator's (training.optimizer): what Keras and the learning-rate
+        # log read. Each optimizer is built now over its own network's weights only.
+        super().compile(optimizer=generator_optimizer, jit_compile=jit_compile, auto_scale_loss=False)
         self.generator_optimizer = generator_optimizer
         self.discriminator_optimizer = discriminator_optimizer
+        generator_optimizer.build(self.generator.trainable_variables)
+        discriminator_optimizer.build(self.discriminator.trainable_variables)
+
+    @property
+    def optimizer_updates(self) -> list:
+        """Both optimizers and their updates per training step, for schedules and checkpoints
+        (dlpipe.training.compile.optimizers)."""
+        return [(self.generator_optimizer, 1), (self.discriminator_optimizer, self.discriminator_steps)]
 
     @property
     def metrics(self):
@@ -63,7 +77,8 @@ class AdversarialModel(keras.Model):
     def train_step(self, data):
         import tensorflow as tf
 
-        images, labels = (data if self.conditional else (data, None))
+        x, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
+        images = x[IMAGE] if isinstance(x, dict) else x
         steps = self.discriminator_steps
         image_parts = ops.split(images, steps) if steps > 1 else [images]
         label_parts = (ops.split(labels, steps) if steps > 1 else [labels]) if self.conditional else [None] * steps
@@ -119,9 +134,10 @@ def fixed_latents(count: int, latent_size: int, n_classes: int | None, seed: int
 
 class Evaluations(keras.callbacks.Callback):
     """Every `every` epochs and after the last: generate `count` images from fixed latent
-    vectors, compute FID and IS against the real images' features, and draw the first
-    `grid` of them into plots/samples_epoch_NNN.png. Keeps the history of every epoch
-    (the losses; FID and IS where evaluated) for history.csv."""
+    vectors, compute FID and IS against the real images' features, draw the first `grid` of
+    them into plots/samples_epoch_NNN.png, and add `fid` and `inception_score` to the epoch's
+    logs. A monitor of `fit.train`: the history and the checkpoints keep the values, so a
+    resumed run knows the evaluations made before it (`results`)."""
 
     def __init__(self, generator, scorer, real_features, latents, labels, *, count: int, every: int, epochs: int,
                  grid: int, plots, class_names):
@@ -130,14 +146,10 @@ class Evaluations(keras.callbacks.Callback):
         self.latents, self.labels = latents, labels
         self.count, self.every, self.epochs, self.grid = count, every, epochs, grid
         self.plots, self.class_names = plots, class_names
-        self.history: list[dict] = []
-        self.results: list[dict] = []
 
     def on_epoch_end(self, epoch, logs=None):
-        row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
-        if (epoch + 1) % self.every == 0 or epoch + 1 == self.epochs:
-            row.update(self.evaluate(epoch + 1))
-        self.history.append(row)
+        if logs is not None and ((epoch + 1) % self.every == 0 or epoch + 1 == self.epochs):
+            logs.update(self.evaluate(epoch + 1))
 
     def evaluate(self, epoch: int) -> dict:
         from dlpipe.metrics.generative import fid, inception_score
@@ -147,20 +159,29 @@ class Evaluations(keras.callbacks.Callback):
         labels = None if self.labels is None else self.labels[:shown]
         images = generate(self.generator, self.latents[:shown], labels)
         features, probabilities = self.scorer(images[:self.count])
-        result = {"epoch": epoch, "fid": fid(self.real_features, features),
-                  "inception_score": inception_score(probabilities)}
-        self.results.append(result)
+        result = {"fid": fid(self.real_features, features), "inception_score": inception_score(probabilities)}
         captions = [self.class_names[i] for i in labels[:self.grid]] if labels is not None else [""] * self.grid
         image_grid(images[:self.grid], captions, self.plots / f"samples_epoch_{epoch:03d}.png",
                    f"Generated at epoch {epoch}: FID {result['fid']:.2f}, IS {result['inception_score']:.2f}",
                    columns=10, fixed_range=True)
         print(f"[dlpipe] epoch {epoch}: FID {result['fid']:.3f}, Inception Score {result['inception_score']:.3f}",
               file=sys.stderr, flush=True)
-        return {"fid": result["fid"], "inception_score": result["inception_score"]}
+        return result
 
-    def history_csv(self) -> str:
-        names = list(dict.fromkeys(k for row in self.history for k in row if k != "epoch"))
-        lines = [",".join(["epoch", *names])]
-        for row in self.history:
-            lines.append(",".join([str(row["epoch"]), *(repr(row[n]) if n in row else "" for n in names)]))
-        return "\n".join(lines) + "\n"
+
+def results(history: dict[str, list[float]]) -> list[dict]:
+    """The evaluations in a training history: epoch, FID and IS where they were computed."""
+    return [{"epoch": i + 1, "fid": value, "inception_score": history["inception_score"][i]}
+            for i, value in enumerate(history.get("fid", [])) if not math.isnan(value)]
+
+
+def history_csv(history: dict[str, list[float]]) -> str:
+    """history.csv: a row per epoch, a column per logged name (sorted); an empty cell where
+    an epoch did not log it (FID and IS outside evaluations)."""
+    names = sorted(history)
+    epochs = max((len(values) for values in history.values()), default=0)
+    lines = [",".join(["epoch", *names])]
+    for e in range(epochs):
+        cells = ["" if math.isnan(history[n][e]) else repr(history[n][e]) for n in names]
+        lines.append(",".join([str(e + 1), *cells]))
+    return "\n".join(lines) + "\n"

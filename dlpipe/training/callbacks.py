@@ -119,15 +119,19 @@ class EarlyStopping(keras.callbacks.EarlyStopping):
 
 
 class HistoryRecorder(keras.callbacks.Callback):
-    """Every epoch's logs as floats, including the epochs before a resume."""
+    """Every epoch's logs as floats, including the epochs before a resume. Every list has a
+    value per epoch: NaN where an epoch did not log the name (a FID computed every few epochs)."""
 
     def __init__(self, history: dict[str, list[float]] | None = None):
         super().__init__()
         self.history: dict[str, list[float]] = {k: list(v) for k, v in (history or {}).items()}
 
     def on_epoch_end(self, epoch, logs=None):
+        done = max((len(values) for values in self.history.values()), default=0)
         for name, value in (logs or {}).items():
-            self.history.setdefault(name, []).append(float(value))
+            self.history.setdefault(name, [math.nan] * done).append(float(value))
+        for values in self.history.values():
+            values.extend([math.nan] * (done + 1 - len(values)))
 
 
 class TensorBoard(keras.callbacks.TensorBoard):
@@ -208,5 +212,5 @@ class Checkpointer(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         if self.guard.tripped is None:
-            epochs_done = len(self.recorder.history.get("loss", []))
+            epochs_done = max((len(values) for values in self.recorder.history.values()), default=0)
             self._write(("last",), epochs_done, True, logs or {})

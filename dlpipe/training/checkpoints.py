@@ -8,10 +8,11 @@ RUN_DIR/checkpoints/ holds, after every epoch:
 
 A checkpoint is one NumPy archive, written to a temporary name and renamed into place, so
 a run killed at any moment leaves the previous checkpoint whole. It holds every model
-variable (weights, batch-norm statistics, the dropout RNG state), every optimizer variable
-(the step count, which the learning-rate schedule reads; moments), and a JSON record: epochs completed, the history so
-far, and the state of the stateful callbacks (learning-rate plateau, early stopping). The
-data order needs no state: it is a function of (seed, epoch) (dlpipe/training/inputs.py).
+variable (weights, batch-norm statistics, the dropout RNG state), every variable of each
+optimizer (a GAN has two; the step count, which the learning-rate schedule reads, and the
+moments), and a JSON record: epochs completed, the history so far, and the state of the
+stateful callbacks (reduce-on-plateau, early stopping). The data order needs no state: it
+is a function of (seed, epoch) (dlpipe/training/inputs.py).
 """
 
 from __future__ import annotations
@@ -47,10 +48,16 @@ class Checkpoint:
         return bool(self.record.get("finished"))
 
 
+def _optimizer_variables(model) -> list:
+    """Every built optimizer's variables, in order (a GAN has two optimizers)."""
+    from dlpipe.training.compile import optimizers
+
+    return [v for optimizer, _ in optimizers(model) if optimizer.built for v in optimizer.variables]
+
+
 def capture(model, record: dict[str, Any], extra: dict[str, list[np.ndarray]] | None = None) -> Checkpoint:
-    optimizer = model.optimizer.variables if model.optimizer is not None and model.optimizer.built else []
     return Checkpoint(dict(record, format=FORMAT), [np.asarray(v.numpy()) for v in model.variables],
-                      [np.asarray(v.numpy()) for v in optimizer], dict(extra or {}))
+                      [np.asarray(v.numpy()) for v in _optimizer_variables(model)], dict(extra or {}))
 
 
 def write(path: Path, checkpoint: Checkpoint, summary: dict[str, Any] | None = None) -> None:
@@ -86,12 +93,15 @@ def read(path: Path) -> Checkpoint:
 
 
 def restore(model, checkpoint: Checkpoint, path: Path) -> None:
-    """Load the checkpoint's variables into `model` and its (built) optimizer."""
+    """Load the checkpoint's variables into `model` and its (built) optimizers."""
+    from dlpipe.training.compile import optimizers
+
     _assign(model.variables, checkpoint.model, path, "model")
     if checkpoint.optimizer:
-        if not model.optimizer.built:
-            model.optimizer.build(model.trainable_variables)
-        _assign(model.optimizer.variables, checkpoint.optimizer, path, "optimizer")
+        for optimizer, _ in optimizers(model):
+            if not optimizer.built:
+                optimizer.build(model.trainable_variables)
+        _assign(_optimizer_variables(model), checkpoint.optimizer, path, "optimizer")
 
 
 def _assign(variables, values: list[np.ndarray], path: Path, what: str) -> None:

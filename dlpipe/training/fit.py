@@ -30,20 +30,28 @@ def verbosity(progress: str) -> int:
     return {"bar": 1, "epoch": 2, "none": 0}[progress]
 
 
-def train(model, spec, data, *, run_dir=None, located=None, callbacks=None) -> dict[str, list[float]]:
+def train(model, spec, data, *, run_dir=None, located=None, callbacks=None, monitors=(), batch_size=None,
+          drop_remainder: bool = False, strategy: str | None = None) -> dict[str, list[float]]:
     """Train `model` in place; return the history (every epoch, also those before a resume).
 
     With `run_dir`, checkpoints go to run_dir/checkpoints/ and TensorBoard logs to
     run_dir/logs/, and a checkpoints/last.npz already there is resumed from. `callbacks`
-    are extra Keras callbacks, run after dlpipe's own.
+    are extra Keras callbacks, run after dlpipe's own. `monitors` are callbacks that add
+    values to an epoch's logs (a GAN's FID): they run before the history records the logs and
+    the checkpoint saves them, so a resumed run has them too; a value missing in an epoch is
+    NaN in the history. A model that trains with several optimizers lists them in
+    `optimizer_updates` (dlpipe.training.compile.optimizers). `batch_size` (default
+    `training.batch_size`) is the examples one training step takes, `drop_remainder` leaves
+    out each epoch's last short batch, and `strategy` replaces `training.strategy`.
     """
     from dlpipe.training.compile import compile_model
     from dlpipe.training.determinism import resolve_jit
     from dlpipe.training.weights import example_weights
 
     training = spec.training
+    batch_size = batch_size or training.batch_size
     n_classes = len(data.class_names) if data.class_names else None
-    kind = distribute.resolve(training.strategy)
+    kind = distribute.resolve(strategy or training.strategy)
     strategy = distribute.strategy(kind)
     replica = model if strategy is None else distribute.replicate(
         model, strategy, lambda copy: compile_model(copy, spec, n_classes))
@@ -57,10 +65,11 @@ def train(model, spec, data, *, run_dir=None, located=None, callbacks=None) -> d
     directory = checkpoint_dir if writes else None
 
     train_split = data.splits["train"]
-    steps = steps_per_epoch(len(train_split), training.batch_size)
+    steps = steps_per_epoch(len(train_split), batch_size, drop_remainder)
     plateau = _schedule_optimizers(replica, training, steps, strategy)
     run = _Callbacks.create(spec, plateau, directory, run_dir.path("logs") if writes else None,
-                            has_validation=len(data.splits["validation"]) > 0, extra=callbacks or [])
+                            has_validation=len(data.splits["validation"]) > 0, monitors=list(monitors),
+                            extra=callbacks or [])
     first_epoch = 0
     if checkpoint_dir is not None and (checkpoint_dir / "last.npz").exists():
         first_epoch = run.resume(replica, checkpoint_dir / "last.npz")
@@ -72,7 +81,7 @@ def train(model, spec, data, *, run_dir=None, located=None, callbacks=None) -> d
 
     if not run.finished:
         weights = example_weights(spec, data, located)
-        inputs = dict(x=train_split.x, y=train_split.y, weights=weights, batch_size=training.batch_size,
+        inputs = dict(x=train_split.x, y=train_split.y, weights=weights, batch_size=batch_size,
                       seed=spec.seed, first_epoch=first_epoch, epochs=training.epochs,
                       shuffle_buffer=spec.data.shuffle_buffer)
         validation = data.splits["validation"]
@@ -98,7 +107,8 @@ def train(model, spec, data, *, run_dir=None, located=None, callbacks=None) -> d
         else:
             from dlpipe.data.augment import augmenter
 
-            train_input = training_dataset(**inputs, augment=augmenter(spec, data)) if stream is None else train_ds
+            train_input = (training_dataset(**inputs, augment=augmenter(spec, data), drop_remainder=drop_remainder)
+                           if stream is None else train_ds)
             replica.fit(train_input, validation_data=val_ds, epochs=training.epochs,
                         initial_epoch=first_epoch, steps_per_epoch=steps, callbacks=run.callbacks,
                         shuffle=False, verbose=verbosity(training.progress))
@@ -160,7 +170,7 @@ class _Callbacks:
 
     @classmethod
     def create(cls, spec, plateau_rates: list, directory: Path | None, log_dir: Path | None, *,
-               has_validation: bool, extra: list) -> "_Callbacks":
+               has_validation: bool, monitors: list, extra: list) -> "_Callbacks":
         from dlpipe.training import callbacks as cb
 
         training = spec.training
@@ -181,9 +191,9 @@ class _Callbacks:
             checkpointer = cb.Checkpointer(directory, monitor=monitor, mode=mode, epochs=training.epochs,
                                            recorder=recorder, guard=guard, stateful=stateful)
         board = cb.tensorboard(log_dir) if log_dir is not None and training.tensorboard else None
-        # Order matters: the rate and the stop decisions enter the logs before they are
-        # recorded and checkpointed; extra (user) callbacks see the finished logs.
-        ordered = [rate, plateau, guard, early, recorder, checkpointer, board, *extra]
+        # Order matters: the rate, the monitors' values and the stop decisions enter the logs
+        # before they are recorded and checkpointed; extra (user) callbacks see the finished logs.
+        ordered = [rate, plateau, guard, *monitors, early, recorder, checkpointer, board, *extra]
         return cls(rate, plateau, guard, recorder, early, checkpointer, [c for c in ordered if c is not None])
 
     def resume(self, model, path: Path) -> int:

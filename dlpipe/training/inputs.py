@@ -18,15 +18,26 @@ import numpy as np
 _EPOCH_STRIDE = 1_000_003
 
 
-def steps_per_epoch(examples: int, batch_size: int) -> int:
+def steps_per_epoch(examples: int, batch_size: int, drop_remainder: bool = False) -> int:
+    if drop_remainder:
+        return examples // batch_size
     return max(1, math.ceil(examples / batch_size))
 
 
 def _columns(x, y, weights):
+    """(x, y, weight) as tensors; unlabeled data (a GAN's images) is `(x,)` alone."""
     import tensorflow as tf
 
+    if y is None:
+        return (tf.nest.map_structure(tf.constant, x),)
     weights = np.ones(len(y), np.float32) if weights is None else weights.astype(np.float32)
     return tf.nest.map_structure(tf.constant, (x, y, weights))
+
+
+def _examples(x) -> int:
+    import tensorflow as tf
+
+    return len(tf.nest.flatten(x)[0])
 
 
 def epoch_order(n: int, seed: int, epoch, shuffle_buffer: int | None = None):
@@ -47,23 +58,30 @@ def epoch_order(n: int, seed: int, epoch, shuffle_buffer: int | None = None):
     return tf.data.Dataset.from_tensor_slices(order)
 
 
-def training_dataset(x: dict[str, np.ndarray], y: np.ndarray, weights: np.ndarray | None, *, batch_size: int,
-                     seed: int, first_epoch: int, epochs: int, shuffle_buffer: int | None = None, augment=None):
-    """Batches of (x, y, weight) for the epochs [first_epoch, epochs). `augment(x, y, weight,
-    seed)` (dlpipe/data/augment.py) changes each batch, seeded by (seed, epoch, batch)."""
+def training_dataset(x: dict[str, np.ndarray], y: np.ndarray | None, weights: np.ndarray | None, *,
+                     batch_size: int, seed: int, first_epoch: int, epochs: int, shuffle_buffer: int | None = None,
+                     augment=None, drop_remainder: bool = False):
+    """Batches of (x, y, weight) — of (x,) without labels — for the epochs [first_epoch,
+    epochs); with `drop_remainder`, each epoch's last short batch is left out. `augment(x, y,
+    weight, seed)` (dlpipe/data/augment.py) changes each batch, seeded by (seed, epoch, batch)."""
     import tensorflow as tf
 
     columns = _columns(x, y, weights)
 
+    def augmented(number, batch, epoch_seed):
+        x, y, weight = augment(*batch, *(None,) * (3 - len(batch)),
+                               tf.random.experimental.stateless_fold_in(epoch_seed, number))
+        return (x, y, weight)[:len(batch)]
+
     def one_epoch(epoch):
-        batches = epoch_order(len(y), seed, epoch, shuffle_buffer).batch(batch_size).map(
+        batches = epoch_order(_examples(x), seed, epoch, shuffle_buffer).batch(
+            batch_size, drop_remainder=drop_remainder).map(
             lambda index: tf.nest.map_structure(lambda column: tf.gather(column, index), columns),
             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         if augment is None:
             return batches
         epoch_seed = tf.stack([tf.constant(seed, tf.int64), tf.cast(epoch, tf.int64) * _EPOCH_STRIDE])
-        return batches.enumerate().map(
-            lambda number, batch: augment(*batch, tf.random.experimental.stateless_fold_in(epoch_seed, number)))
+        return batches.enumerate().map(lambda number, batch: augmented(number, batch, epoch_seed))
 
     return tf.data.Dataset.range(first_epoch, epochs).flat_map(one_epoch).prefetch(tf.data.AUTOTUNE)
 

@@ -10,7 +10,8 @@ on, chained, so a stage's key changes whenever an earlier stage's does:
     train     data + the prepared data's fingerprint (a hash of the values read: a changed
               file the spec names the same way retrains) + model + training
     evaluate  train + evaluation
-    export    evaluate + export (the model card carries the metrics)
+    export    evaluate + export + name + description (the model card carries the metrics, the
+              run's name and its description)
 
 The files the data stage reads are not in its key: the stage cannot know them before it
 reads. It records them instead (`RunDir.stage(..., reads=True)`, dlpipe/readlog.py: every
@@ -80,7 +81,8 @@ def stage_keys(spec, base_dir: Path, data_fingerprint: str | None = None) -> dic
     train = digest({"data": data, "prepared": data_fingerprint, "model": dump.get("model"),
                     "training": dump.get("training")})
     evaluate = digest({"train": train, "evaluation": dump.get("evaluation")})
-    export = digest({"evaluate": evaluate, "export": dump.get("export")})
+    export = digest({"evaluate": evaluate, "export": dump.get("export"), "name": dump.get("name"),
+                     "description": dump.get("description")})
     return {"data": data, "train": train, "evaluate": evaluate, "export": export}
 
 

@@ -267,26 +267,55 @@ def templates() -> None:
         click.echo(f"{name:<{width}}  {shipped.describe(name)}")
 
 
+def _template_names(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    """Shell completion of `dlpipe init <TAB>` (see README, "Editors and shells")."""
+    from dlpipe import templates as shipped
+
+    return [name for name in shipped.names() if name.startswith(incomplete)]
+
+
 @main.command()
-@click.argument("template")
+@click.argument("template", shell_complete=_template_names)
 @click.argument("dest", type=click.Path(), default=".")
 @click.option("--force", is_flag=True, help="Overwrite DEST if it exists.")
 def init(template: str, dest: str, force: bool) -> None:
     """Copy TEMPLATE to DEST (a file, or a folder; default: the current folder)."""
     from dlpipe import templates as shipped
 
-    target = shipped.write(template, Path(dest), force=force)
+    target, schema_file = shipped.write(template, Path(dest), force=force)
     click.echo(f"wrote {target}; run it with: dlpipe run {target}")
+    if schema_file is not None:
+        click.echo(f"wrote {schema_file}: the spec's JSON Schema, which the template's "
+                   "yaml-language-server line points editors at")
 
 
 @main.command()
-def schema() -> None:
-    """Print the spec's JSON Schema (for editors and other tools)."""
-    import json
+@click.option("--out", type=click.Path(dir_okay=False), default=None, metavar="PATH",
+              help="Write the schema to PATH (e.g. dlpipe-spec.schema.json beside your specs) "
+                   "instead of printing it.")
+def schema(out: str | None) -> None:
+    """Print the spec's JSON Schema (for editors and other tools).
 
-    from dlpipe.spec import json_schema
+    \b
+    VS Code (YAML extension), Neovim and other yaml-language-server editors:
+      dlpipe schema --out dlpipe-spec.schema.json
+    and the spec's line `# yaml-language-server: $schema=dlpipe-spec.schema.json`
+    (a path relative to the spec file; the templates carry this line).
+    """
+    from dlpipe.spec import schema_text
 
-    click.echo(json.dumps(json_schema(), indent=2))
+    text = schema_text()
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    from dlpipe.rundir import atomic_write_text
+
+    try:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(Path(out), text)
+    except OSError as err:
+        raise DlpipeError(f"{out}: cannot write the schema: {err.strerror}") from None
+    click.echo(f"wrote {out}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import yaml
@@ -39,9 +40,12 @@ def describe(name: str) -> str:
     return str(data.get("description", "")).strip()
 
 
-def write(name: str, dest: Path, force: bool = False) -> Path:
+def write(name: str, dest: Path, force: bool = False) -> tuple[Path, Path | None]:
     """Copy a template to `dest` (a file, or a folder to put `<name>.yaml` in); its first
-    line, the command that runs it, is rewritten to name the new path."""
+    line, the command that runs it, is rewritten to name the new path. The template's
+    `# yaml-language-server: $schema=` line names the spec's JSON Schema beside it: that file
+    is written too when it is missing or an older dlpipe schema. Returns (the spec, the
+    schema file written or None)."""
     source = path(name)
     target = dest / source.name if dest.is_dir() else dest
     if target.exists() and not force:
@@ -52,4 +56,28 @@ def write(name: str, dest: Path, force: bool = False) -> Path:
     from dlpipe.rundir import atomic_write_text
 
     atomic_write_text(target, "".join(lines))
+    return target, _write_schema(target.parent)
+
+
+def _write_schema(folder: Path) -> Path | None:
+    from dlpipe.rundir import atomic_write_text
+    from dlpipe.spec import SCHEMA_FILE
+
+    shipped = templates_dir() / SCHEMA_FILE
+    if shipped.is_file():
+        text = shipped.read_text(encoding="utf-8")
+    else:  # a source tree without the generated file
+        from dlpipe.spec import schema_text
+
+        text = schema_text()
+    target = folder / SCHEMA_FILE
+    if target.is_file():
+        try:
+            current = target.read_text(encoding="utf-8")
+            ours = json.loads(current).get("title") == "dlpipe spec"
+        except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+            return None  # someone else's file of that name: left alone
+        if current == text or not ours:
+            return None
+    atomic_write_text(target, text)
     return target

@@ -5,10 +5,12 @@ need a real process (exit codes as a shell sees them, what gets imported) run on
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import jsonschema
 import pytest
 import yaml
 from click.testing import CliRunner, Result
@@ -163,12 +165,22 @@ def test_init_writes_a_template_that_names_its_new_path_and_validates(template, 
     dest = tmp_path / "mine.yaml"
     result = dlpipe("init", template.stem, str(dest))
     assert result.exit_code == 0
-    assert result.stdout == f"wrote {dest}; run it with: dlpipe run {dest}\n"
+    schema_file = tmp_path / "dlpipe-spec.schema.json"
+    assert result.stdout == (f"wrote {dest}; run it with: dlpipe run {dest}\n"
+                             f"wrote {schema_file}: the spec's JSON Schema, which the template's "
+                             "yaml-language-server line points editors at\n")
     written = dest.read_text(encoding="utf-8").splitlines()
     original = template.read_text(encoding="utf-8").splitlines()
     assert written[0] == f"# dlpipe run {dest}"
     assert written[1:] == original[1:]
     assert check_files([dest]) == []
+    # The editor line points at a file that exists beside the copy, and the copy validates
+    # against it; a second init into the same folder leaves the same schema alone.
+    assert written[1] == "# yaml-language-server: $schema=dlpipe-spec.schema.json"
+    schema = json.loads((dest.parent / written[1].split("$schema=")[1]).read_text(encoding="utf-8"))
+    jsonschema.Draft202012Validator(schema).validate(yaml.safe_load(dest.read_text(encoding="utf-8")))
+    again = dlpipe("init", template.stem, str(tmp_path / "second.yaml"))
+    assert again.stdout.count("\n") == 1
 
 
 def test_init_into_a_folder_keeps_the_template_name(tmp_path):
@@ -217,6 +229,33 @@ def test_schema_prints_the_json_schema():
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert set(schema["required"]) == {"name", "task", "data", "model"}
     assert schema["additionalProperties"] is False
+
+
+def test_shell_completion_offers_template_names_for_init():
+    """bash completion as README shows it (`eval "$(_DLPIPE_COMPLETE=bash_source dlpipe)"`),
+    asked the way bash asks it."""
+    env = {**os.environ, "_DLPIPE_COMPLETE": "bash_complete", "COMP_WORDS": "dlpipe init tab", "COMP_CWORD": "2"}
+    done = subprocess.run([sys.executable, "-c", "from dlpipe.cli import main; main(prog_name='dlpipe')"],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["plain,tabular-classification", "plain,tabular-regression"]
+    env.update(COMP_WORDS="dlpipe ", COMP_CWORD="1")
+    done = subprocess.run([sys.executable, "-c", "from dlpipe.cli import main; main(prog_name='dlpipe')"],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert {"plain,init", "plain,run", "plain,tune", "plain,schema"} <= set(done.stdout.split())
+
+
+def test_schema_out_writes_the_file_the_templates_point_at(tmp_path):
+    result = dlpipe("schema", "--out", str(tmp_path / "editor" / "dlpipe-spec.schema.json"))
+    assert (result.exit_code, result.stdout) == (0, f"wrote {tmp_path / 'editor' / 'dlpipe-spec.schema.json'}\n")
+    written = (tmp_path / "editor" / "dlpipe-spec.schema.json").read_text(encoding="utf-8")
+    assert written == dlpipe("schema").stdout == (ROOT / "specs" / "dlpipe-spec.schema.json").read_text(encoding="utf-8")
+    for template in TEMPLATES:  # each names the shipped file, relative to itself
+        assert template.read_text(encoding="utf-8").splitlines()[1] == \
+            "# yaml-language-server: $schema=dlpipe-spec.schema.json"
+    (tmp_path / "taken").mkdir()
+    refused = dlpipe("schema", "--out", str(tmp_path / "taken"))
+    assert refused.exit_code != 0 and "Traceback" not in refused.output
 
 
 @pytest.mark.parametrize("args", [["--help"], ["-h"], ["validate", "--help"], ["init", "--help"]])

@@ -39,6 +39,15 @@ def test_the_committed_reference_is_what_the_models_generate():
         "docs/spec-reference.md is stale: run `python -m dlpipe.spec.reference` and commit it"
 
 
+def test_the_shipped_json_schema_is_what_the_models_generate():
+    """specs/dlpipe-spec.schema.json: what the templates' yaml-language-server line points at."""
+    from dlpipe.spec import SCHEMA_FILE, schema_text
+
+    assert reference.SCHEMA_PATH.name == SCHEMA_FILE
+    assert reference.SCHEMA_PATH.read_text(encoding="utf-8") == schema_text(), \
+        "specs/dlpipe-spec.schema.json is stale: run `python -m dlpipe.spec.reference` and commit it"
+
+
 def test_the_reference_covers_every_field_of_every_section():
     text = DOC.read_text(encoding="utf-8")
     blocks = dict(re.findall(r'<a id="([^"]+)"></a>\n(.*?)(?=<a id="|\Z)', text, re.S))

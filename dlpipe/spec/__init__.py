@@ -10,7 +10,8 @@ from dlpipe.spec.loader import Document, apply_overrides, parse, read
 from dlpipe.spec.spec import Spec
 from dlpipe.spec.validation import locate, validate_document
 
-__all__ = ["Spec", "SpecError", "Problem", "load_spec", "load_document", "check_files", "check_text", "json_schema"]
+__all__ = ["Spec", "SpecError", "Problem", "load_spec", "load_document", "check_files", "check_text", "json_schema",
+           "schema_text", "SCHEMA_FILE"]
 
 
 def load_document(path: str | Path, overrides: Sequence[str] = ()) -> tuple[Spec, Document]:
@@ -51,3 +52,15 @@ def json_schema() -> dict:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "dlpipe spec"
     return schema
+
+
+SCHEMA_FILE = "dlpipe-spec.schema.json"
+"""The schema's file name beside a spec: the templates' `# yaml-language-server: $schema=`
+line names it, `dlpipe init` writes it beside the copy, and specs/ ships it."""
+
+
+def schema_text() -> str:
+    """The JSON Schema as the files hold it (`dlpipe schema`, specs/dlpipe-spec.schema.json)."""
+    import json
+
+    return json.dumps(json_schema(), indent=2) + "\n"

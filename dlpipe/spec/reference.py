@@ -1,8 +1,9 @@
 """docs/spec-reference.md, written from the spec's Pydantic models: every key of every
 section with its type, default and description (the attribute docstring under the field).
 
-    python -m dlpipe.spec.reference            rewrite docs/spec-reference.md
-    python -m dlpipe.spec.reference --check    exit 1 when the committed file is stale
+    python -m dlpipe.spec.reference            rewrite docs/spec-reference.md and
+                                               specs/dlpipe-spec.schema.json
+    python -m dlpipe.spec.reference --check    exit 1 when a committed file is stale
     make docs                                  the same as the first
 
 A test regenerates it and compares, so a new spec field fails the suite until the file is
@@ -27,6 +28,8 @@ from dlpipe.spec.base import StrictModel, _attribute_docstrings
 from dlpipe.spec.spec import Spec
 
 DEFAULT_PATH = Path(__file__).resolve().parent.parent.parent / "docs" / "spec-reference.md"
+SCHEMA_PATH = Path(__file__).resolve().parent.parent.parent / "specs" / "dlpipe-spec.schema.json"
+"""The JSON Schema the templates' editor line points at; written beside the reference."""
 
 
 def anchor(model: type) -> str:
@@ -196,14 +199,17 @@ def _annotation(field: FieldInfo):
 
 
 def main(argv: list[str]) -> int:
-    text = render()
+    from dlpipe.spec import schema_text
+
+    generated = {DEFAULT_PATH: render(), SCHEMA_PATH: schema_text()}
     if "--check" in argv:
-        if DEFAULT_PATH.read_text(encoding="utf-8") != text:
-            print(f"{DEFAULT_PATH} is stale: run `python -m dlpipe.spec.reference`", file=sys.stderr)
-            return 1
-        return 0
-    DEFAULT_PATH.write_text(text, encoding="utf-8")
-    print(f"wrote {DEFAULT_PATH}")
+        stale = [path for path, text in generated.items() if path.read_text(encoding="utf-8") != text]
+        for path in stale:
+            print(f"{path} is stale: run `python -m dlpipe.spec.reference`", file=sys.stderr)
+        return 1 if stale else 0
+    for path, text in generated.items():
+        path.write_text(text, encoding="utf-8")
+        print(f"wrote {path}")
     return 0
 
 

@@ -78,7 +78,7 @@ def validate(specs: tuple[str, ...], overrides: tuple[str, ...], fmt: str, deep:
         from dlpipe.backend_import import import_tensorflow
 
         import_tensorflow()
-        from dlpipe.architectures.deep import deep_check
+        from dlpipe.deepcheck import deep_check
 
         for spec in specs:
             if not found[spec]:  # building needs a valid spec
@@ -194,7 +194,7 @@ def export(run_dir: str, formats: tuple[str, ...], overrides: tuple[str, ...]) -
     from dlpipe.backend_import import import_tensorflow
 
     import_tensorflow()
-    from dlpipe.exporters.stage import export_run
+    from dlpipe.finished import export_run
 
     results = export_run(run_dir, formats=formats or None, overrides=overrides)
     for key, entry in results.items():

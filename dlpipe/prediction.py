@@ -308,16 +308,29 @@ def probabilities(interface: dict, output: np.ndarray) -> np.ndarray:
     return output
 
 
+def output_kind(interface: dict, where: str | Path = "") -> str:
+    """What the model gives per example (the task's `output`: classes, values, embedding,
+    boxes), from the task its model card names; one line when the task cannot be predicted with."""
+    from dlpipe import registry, tasks
+
+    name = interface.get("task")
+    if name not in registry.names("task"):
+        raise DlpipeError(f"{where or 'the model card'}: unknown task {name!r}; this dlpipe knows "
+                          f"{', '.join(registry.names('task'))}")
+    return tasks.require(name, "predict", where or None).output
+
+
 def records(interface: dict, output: np.ndarray, labels: list[str] | None, label_name: str) -> list[dict]:
     out = []
-    if interface["task"] == "classification":
+    kind = output_kind(interface)
+    if kind == "classes":
         classes = interface["class_names"]
         probs = probabilities(interface, output)
         for i, row in enumerate(probs):
             record = {"prediction": classes[int(row.argmax())],
                       "probabilities": {name: float(p) for name, p in zip(classes, row)}}
             out.append(record)
-    elif interface["task"] == "embedding":
+    elif kind == "embedding":
         values = np.asarray(output, dtype=np.float64).reshape(len(output), -1)
         out = [{"embedding": [float(v) for v in row]} for row in values]
     else:
@@ -335,11 +348,12 @@ class Writer:
         self.handle, self.fmt = handle, fmt
         if fmt == "csv":
             header = ([label_name] if labelled else [])
-            if interface["task"] == "embedding":  # one column per number of the vector
+            kind = output_kind(interface)
+            if kind == "embedding":  # one column per number of the vector
                 header += [f"embedding_{i}" for i in range(interface["output"]["units"])]
             else:
                 header.append("prediction")
-            if interface["task"] == "classification":
+            if kind == "classes":
                 header += [f"probability_{name}" for name in interface["class_names"]]
             self.csv = csv.writer(handle, lineterminator="\n")
             self.csv.writerow(header)
@@ -375,7 +389,7 @@ def predict_file(model_path: str | Path, input_path: str | Path, out: str | Path
     if model.warning:
         print(f"[dlpipe] warning: {model.warning}", file=log, flush=True)
     fmt = "csv" if out is None or Path(out).suffix.lower() == ".csv" else "jsonl"
-    if model.interface.get("task") == "detection":  # boxes per image: dlpipe/exporters/detection.py
+    if output_kind(model.interface, model.path) == "boxes":  # per image: dlpipe/exporters/detection.py
         from dlpipe.exporters.detection import load_detector, write_detections
 
         run = load_detector(model.kind, model.path, allow_unsafe)

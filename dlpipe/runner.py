@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from dlpipe import registry, testhooks
+from dlpipe import tasks, testhooks
 from dlpipe.backend_import import import_tensorflow
 from dlpipe.errors import DlpipeError, Interrupted, SpecError
 from dlpipe.rundir import RunDir, atomic_write_text, write_error
@@ -69,14 +69,17 @@ def run_spec(spec_path: str | Path, *, overrides: Sequence[str] = (), out: str |
     if not chief:
         import_tensorflow()
         return _train_as_worker(spec, document, spec_path, root, resume)
-    pipeline = registry.load("pipeline", spec.pipeline)
+    task = tasks.get(spec.task)
+    pipeline = task.hook("run")
     existing = RunDir.holds_run(root)
     resuming, rerun = resume and existing, existing and not resume
-    if rerun and not getattr(sys.modules[pipeline.__module__], "STAGE_CACHE", False):
+    if rerun and not task.supports("rerun"):
         # Only a pipeline that keys its stages can tell stale outputs (checkpoints of
         # another spec) from reusable ones.
         raise DlpipeError(f"{root}: already holds a run; choose another --out or remove it "
-                          f"(the {spec.pipeline} pipeline does not rerun into a run directory)")
+                          f"(the {spec.task} task does not rerun into a run directory yet)")
+    if resuming:
+        tasks.require(spec.task, "resume", root)
     run_dir = RunDir.reopen(root, rerun=rerun) if existing else RunDir.create(root)
     run_dir.cache = cache
     if resuming:
@@ -200,7 +203,7 @@ def _train_as_worker(spec: Spec, document: Document, spec_path: str | Path, root
             shutil.copyfile(last, run_dir.path("checkpoints", "last.npz"))
         run_dir.start(seed=spec.seed, command=[], spec_file=str(Path(spec_path).resolve()))
         context = Context(spec, document, run_dir, Path(spec_path).resolve().parent, chief=False)
-        registry.load("pipeline", spec.pipeline)(context)
+        tasks.get(spec.task).hook("run")(context)
     finally:
         if run_dir is not None:
             run_dir.unlock()

@@ -215,8 +215,7 @@ def test_export_command_refuses_what_it_cannot_do(tmp_path):
     runner = CliRunner()
     result = runner.invoke(main, ["export", str(tmp_path)])
     assert result.exit_code == 1
-    assert result.output == (f"error: {tmp_path}: no spec.yaml; is this a run directory of a run that "
-                             "finished training?\n")
+    assert result.output == f"error: {tmp_path}: not a trained dlpipe run: no spec.yaml\n"
     shutil.copy(_runs.ROOT / "specs" / "tabular-classification.yaml", tmp_path / "spec.yaml")
     (tmp_path / "model.keras").write_bytes(b"")
     result = runner.invoke(main, ["export", str(tmp_path), "--set", "training.epochs=3"])

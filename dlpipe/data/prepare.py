@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dlpipe import readlog
+from dlpipe import readlog, tasks
 from dlpipe.data.sources import load_source
 from dlpipe.data.splits import kfold_indices, split_indices, time_ordered_split
 from dlpipe.data.table import Table
@@ -303,7 +303,7 @@ def _labels(spec: Spec, table: Table, target: str, base_dir: Path,
     missing or unknown are an error, or dropped with `on_unknown: drop`."""
     values = table.columns[target]
     keep = np.ones(len(table), dtype=bool)
-    if spec.task == "regression":
+    if tasks.get(spec.task).target == "values":  # numbers, not classes
         if target in table.booleans or (values.dtype == object and any(isinstance(v, (bool, np.bool_)) for v in values)):
             raise located(("data", "target", "name"), f"column {target!r} of {table.origin} holds true/false "
                           "values, not numbers to regress; for two classes use task classification")

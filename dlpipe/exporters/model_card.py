@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from dlpipe import __version__
+from dlpipe import __version__, tasks
 
 CARD_VERSION = 1
 PACKAGES = ("tensorflow", "keras", "numpy", "scikit-learn", "onnx", "onnxruntime", "tf2onnx", "ai-edge-litert")
@@ -41,10 +41,11 @@ def describe_interface(spec, data, model) -> dict[str, Any]:
                 entry.update(imputation=feature.imputation, fill=[float(v) for v in feature.fill])
         inputs.append(entry)
     units = int(model.outputs[0].shape[-1])
-    if spec.task == "embedding":
+    kind = tasks.get(spec.task).output
+    if kind == "embedding":
         output = {"units": units, "activation": "linear",
                   "meaning": f"the embedding: the autoencoder's {units}-number latent vector of the example"}
-    elif spec.task in ("regression", "forecasting"):
+    elif kind == "values":
         output = {"units": units, "activation": "linear", "meaning": f"the predicted value of {data.target!r}"}
     elif units == 1:
         output = {"units": 1, "activation": "sigmoid",

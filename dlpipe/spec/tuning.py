@@ -28,15 +28,13 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, Field
 
-from dlpipe import registry
+from dlpipe import registry, tasks
 from dlpipe.spec.base import PositiveFloat, PositiveInt, StrictModel
 from dlpipe.spec.evaluation import Metric
 
 MAXIMIZED = registry.maximized()
 """Metrics where higher is better (each registry entry's direction); every other metric
 (losses, errors, FID) is minimized."""
-DEFAULT_OBJECTIVE = {"classification": "accuracy", "regression": "mse", "forecasting": "mae",
-                     "embedding": "reconstruction_mse"}
 DEFAULT_TRIALS = 20
 
 
@@ -209,7 +207,7 @@ def default_search(spec) -> dict[str, Param]:
     fields = type(spec.model).model_fields
     if "dropout" in fields:
         search["model.dropout"] = Uniform(type="uniform", low=0.0, high=0.5)
-    elif "head" in fields and spec.task != "embedding":  # an embedding's autoencoder has no head
+    elif "head" in fields and not tasks.get(spec.task).refused("model.head"):  # an embedding's autoencoder has none
         search["model.head.dropout"] = Uniform(type="uniform", low=0.0, high=0.5)
     size = spec.training.batch_size
     search["training.batch_size"] = Choice(type="choice", values=sorted({max(1, size // 2), size, size * 2}))
@@ -220,7 +218,7 @@ def resolve(spec) -> Tuning:
     """`spec.tuning` with the task-dependent defaults written in (a new object: pydantic
     shares default instances between specs, so they must never be changed in place)."""
     tuning: Tuning = spec.tuning
-    metric = tuning.objective.metric or DEFAULT_OBJECTIVE[spec.task]
+    metric = tuning.objective.metric or tasks.get(spec.task).objective
     objective = tuning.objective.model_copy(update={
         "metric": metric, "direction": tuning.objective.direction or metric_direction(metric)})
     search = tuning.search if tuning.search is not None else default_search(spec)
@@ -279,7 +277,7 @@ def bound_values(param) -> list[tuple[tuple, Any]]:
 
 def check_tuning(spec):
     """(path, message) for every problem of the `tuning` section."""
-    if spec.tuning is None or spec.task == "generation":  # refused as a whole in checks.py
+    if spec.tuning is None or not tasks.get(spec.task).supports("tune"):  # refused as a whole in checks.py
         return
     tuning = spec.tuning
     yield from _check_objective(spec, tuning.objective)

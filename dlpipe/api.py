@@ -76,12 +76,15 @@ def validate(path: str | Path, overrides: Overrides = None, *, cache: bool = Tru
 
 
 def run(spec: str | Path | Mapping, overrides: Overrides = None, out: str | Path | None = None, *,
-        resume: bool = False, cache: bool = True, command: list[str] | None = None) -> "Run":
+        resume: bool = False, cache: bool = True, allow_imports: Sequence[str] = (),
+        command: list[str] | None = None) -> "Run":
     """Run a spec (a file, or a mapping of its keys: relative data paths then resolve against
     the current folder) into `out` (default runs/<name>-<time>) and return the finished `Run`.
-    Exactly what `dlpipe run` does; errors are `DlpipeError`s (one line each)."""
+    Exactly what `dlpipe run` does (`allow_imports`: its --allow-imports, the modules of the
+    spec's model.allow_imports you trust); errors are `DlpipeError`s (one line each)."""
     import tempfile
 
+    from dlpipe.imports import allowed
     from dlpipe.runner import run_spec
 
     sets = override_strings(overrides)
@@ -90,13 +93,14 @@ def run(spec: str | Path | Mapping, overrides: Overrides = None, out: str | Path
     if isinstance(spec, Mapping):
         import yaml
 
-        with tempfile.TemporaryDirectory(prefix="dlpipe-spec-") as folder:
+        with tempfile.TemporaryDirectory(prefix="dlpipe-spec-") as folder, allowed(allow_imports):
             file = Path(folder) / "spec.yaml"
             file.write_text(yaml.safe_dump(dict(spec), sort_keys=False), encoding="utf-8")
             root = run_spec(file, overrides=sets, out=out, command=command, resume=resume, cache=cache,
                             base_dir=Path.cwd())
     else:
-        root = run_spec(spec, overrides=sets, out=out, command=command, resume=resume, cache=cache)
+        with allowed(allow_imports):
+            root = run_spec(spec, overrides=sets, out=out, command=command, resume=resume, cache=cache)
     # Another worker of a multi-worker run writes nothing: the chief's run.json may be elsewhere.
     return Run.open(root) if (Path(root) / "run.json").is_file() else Run(Path(root), {})
 

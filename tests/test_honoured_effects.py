@@ -321,6 +321,7 @@ SAMPLES: dict[str, Sample] = {
     # evaluation
     "evaluation.metrics": Sample("[accuracy]", "metrics"),
     "evaluation.splits": Sample("[test]", "metrics"),
+    "evaluation.explain": Sample("{methods: [integrated_gradients], rows: 1, examples: 5, steps: 4}", "files"),
     # export
     "export.formats": Sample("[keras, saved_model]", "export"),
     "export.verify": Sample("'off'", "export"),
@@ -619,7 +620,7 @@ def _observe_deep(spec_file: Path, overrides: tuple[str, ...]) -> dict:
 def _probe(level: str):
     import keras
 
-    from dlpipe.training.compile import optimizers
+    from dlpipe.training.optimizers import optimizers
 
     class Probe(keras.callbacks.Callback):
         def __init__(self):

@@ -40,8 +40,10 @@ class _Group(click.Group):
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="dlpipe")
 @click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress lines or bars for long steps (reading data, "
+              "export conversions, tuning trials, generative evaluations); results and errors still print.")
 @click.pass_context
-def main(ctx: click.Context, debug: bool) -> None:
+def main(ctx: click.Context, debug: bool, quiet: bool) -> None:
     """Declarative deep learning: one YAML spec → a trained, evaluated, exported Keras model.
 
     \b
@@ -51,7 +53,10 @@ def main(ctx: click.Context, debug: bool) -> None:
       dlpipe validate my.yaml                            check it (no TensorFlow, < 1 s)
       dlpipe run my.yaml                                 train, evaluate, export
     """
+    from dlpipe import progress
+
     ctx.meta["dlpipe.debug"] = debug
+    progress.set_quiet(quiet)
 
 
 @main.command()

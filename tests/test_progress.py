@@ -9,6 +9,7 @@ import io
 import os
 import re
 import select
+import shutil
 import subprocess
 import sys
 import time
@@ -163,7 +164,8 @@ def test_export_names_each_conversion_and_verification(tmp_path, every_update, m
     import _runs
 
     monkeypatch.setattr(progress, "PLAIN_EVERY", 1e9)  # the final lines only
-    run = _runs.tabular()
+    run = tmp_path / "run"  # a copy: the shared run's exports stay as other tests expect them
+    shutil.copytree(_runs.tabular(), run)
     result = CliRunner().invoke(main, ["export", str(run), "--format", "tflite"])
     assert result.exit_code == 0, result.output
     lines = [line for line in result.stderr.splitlines() if re.match(r"\[dlpipe\] (export|verify) ", line)]

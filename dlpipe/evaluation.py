@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dlpipe.errors import DataError, DlpipeError, SpecError
+from dlpipe.errors import DataError, DlpipeError
+from dlpipe.finished import open_run, read_json
 from dlpipe.rundir import atomic_write_json
 
 NEW_DATA = "data"
@@ -30,23 +31,6 @@ NEW_DATA = "data"
 class Evaluation:
     folder: Path
     metrics: dict[str, dict[str, float]]
-
-
-def _check_run(run_root: Path) -> None:
-    if not run_root.is_dir():
-        raise DlpipeError(f"{run_root}: no such run directory")
-    for name in ("spec.yaml", "model.keras"):
-        if not (run_root / name).is_file():
-            status = _read_json(run_root / "run.json").get("status")
-            state = f" (run status: {status})" if status else ""
-            raise DlpipeError(f"{run_root}: not a trained dlpipe run: no {name}{state}")
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
 
 
 def _new_folder(run_root: Path) -> Path:
@@ -64,59 +48,43 @@ def _new_folder(run_root: Path) -> Path:
 
 
 def evaluate_run(run_dir: str | Path, data: str | Path | None = None) -> Evaluation:
-    from dlpipe.spec import load_document, locate
+    """`dlpipe evaluate RUN_DIR [--data FILE]`: the run's task re-evaluates it (pipeline hook
+    `reevaluate`), or says in one line that it cannot."""
+    run = open_run(run_dir, "evaluate")
+    return run.task.hook("reevaluate")(run, data)
 
-    run_root = Path(run_dir)
-    _check_run(run_root)
-    record = _read_json(run_root / "run.json")
-    try:
-        spec, document = load_document(run_root / "spec.yaml")
-    except SpecError as err:
-        raise DlpipeError(f"{run_root / 'spec.yaml'}: the run's spec no longer validates: "
-                          f"{err.problems[0].path}: {err.problems[0].message}") from None
-    if spec.task == "embedding":
-        raise DlpipeError(f"{run_root}: re-evaluating an embedding run is not supported yet; its metrics.json "
-                          "holds the run's own scores (dlpipe predict RUN_DIR writes embeddings)")
-    if spec.task == "detection":
-        raise DlpipeError(f"{run_root}: dlpipe evaluate does not re-evaluate detection runs yet; "
-                          "metrics.json and evaluation/ hold the run's own evaluation")
-    if spec.task == "generation":
-        raise DlpipeError(f"{run_root}: dlpipe evaluate does not re-evaluate GAN runs yet; metrics.json and "
-                          "evaluation/generation.json hold the FID and Inception Score of every evaluation")
-    # Relative data paths in the spec are relative to the spec file the run started from.
-    spec_file = Path(record.get("spec_file") or run_root / "spec.yaml")
-    base_dir = spec_file.parent
 
-    def located(path: tuple, message: str) -> SpecError:
-        return SpecError([locate(document, path, message)])
-
+def reevaluate(run, data: str | Path | None = None) -> Evaluation:
+    """Re-evaluation of a model with one output of classes or values (the supervised tasks)."""
+    run_root, spec, record, located = run.root, run.spec, run.record, run.located
     # The data first: a bad CSV is reported before TensorFlow is imported (seconds).
     if data is None:
         from dlpipe.data.prepare import prepare
 
-        prepared = prepare(spec, base_dir, located)
+        prepared = prepare(spec, run.base_dir, located)
         if record.get("data_fingerprint") and record["data_fingerprint"] != prepared.fingerprint:
             print(f"[dlpipe] warning: the data differs from the run's (fingerprint {prepared.fingerprint} "
                   f"≠ {record['data_fingerprint']}); the splits may hold other examples",
                   file=sys.stderr, flush=True)
         splits = list(spec.evaluation.splits)
     else:
-        prepared = labeled_csv(Path(data), spec, _read_json(run_root / "data.json"))
+        prepared = labeled_csv(Path(data), spec, read_json(run_root / "data.json"), values=run.task.target == "values")
         splits = [NEW_DATA]
 
     from dlpipe.training.determinism import configure
 
     configure(spec.seed)
-    from dlpipe.modelfile import load_keras_model
-
-    model = load_keras_model(run_root / "model.keras", allow_unsafe=spec.allow_unsafe_deserialization,
-                             imports=getattr(spec.model, "allow_imports", None) or ())
+    model = run.load_model()
     from dlpipe.metrics.evaluate import evaluate
     from dlpipe.report import write_report
 
     folder = _new_folder(run_root)
     atomic_write_json(folder / "data.json", prepared.describe())
-    metrics = evaluate(model, spec, prepared, folder, splits)
+    from dlpipe.report.evaluation import draw_evaluation
+
+    outputs = {}
+    metrics = evaluate(model, spec, prepared, folder, splits, outputs)
+    draw_evaluation(folder / "plots", spec, prepared, outputs)
     atomic_write_json(folder / "evaluation.json", {
         "run": str(run_root.resolve()),
         "model": "model.keras",
@@ -128,9 +96,10 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None) -> Evaluat
     return Evaluation(folder, metrics)
 
 
-def labeled_csv(path: Path, spec, described: dict):
+def labeled_csv(path: Path, spec, described: dict, values: bool):
     """New labeled examples from a CSV, encoded as the run encoded its training data:
-    the same feature columns, and labels mapped onto the run's classes."""
+    the same feature columns, and labels mapped onto the run's classes (`values`: the target
+    is numbers, not classes)."""
     from dlpipe.data.prepare import FeatureInfo, PreparedData, Split
     from dlpipe.data.sources import load_source
     from dlpipe.errors import did_you_mean
@@ -155,7 +124,7 @@ def labeled_csv(path: Path, spec, described: dict):
     if target not in table.columns:
         hint = did_you_mean(target, table.columns) or ""
         raise DataError(f"{origin}: no column {target!r} (the target){hint}")
-    if spec.task == "regression":
+    if values:
         y = _numbers(table.columns[target], origin, target, offset)
     else:
         y = _class_codes(table.columns[target], described["class_names"], origin, target, offset,

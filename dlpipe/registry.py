@@ -325,11 +325,14 @@ _TABLES: dict[str, dict[str, Entry]] = {
         "onnx": Exporter("dlpipe.exporters.onnx:FORMAT", tolerance={"onnx": _abs(1e-4)}, cannot_take=("text",),
                          extra="onnx", requires=("onnx", "onnxruntime", "tf2onnx")),
     },
-    "pipeline": {
-        "supervised": Entry("dlpipe.pipelines.supervised:run"),
-        "embedding": Entry("dlpipe.pipelines.embedding:run"),
-        "adversarial": Entry("dlpipe.pipelines.adversarial:run"),
-        "detection": Entry("dlpipe.pipelines.detection:run"),
+    # A task: its facts and its pipeline (dlpipe/tasks/base.py); `task:` in a spec names one.
+    "task": {
+        "classification": Entry("dlpipe.tasks.classification:TASK"),
+        "regression": Entry("dlpipe.tasks.regression:TASK"),
+        "forecasting": Entry("dlpipe.tasks.forecasting:TASK"),
+        "detection": Entry("dlpipe.tasks.detection:TASK"),
+        "embedding": Entry("dlpipe.tasks.embedding:TASK"),
+        "generation": Entry("dlpipe.tasks.generation:TASK"),
     },
 }
 

@@ -20,9 +20,9 @@ the same; otherwise run.json says which (`stages.data.changed`) and the stage ru
 
 run.json records `stages.<name>.key` and `.reused`. A stage is reused when the run the
 folder held completed it with the same key and its outputs still exist
-(`RunDir.reusable`); `dlpipe run --no-cache` reuses nothing. A pipeline adopts it with
-`STAGE_CACHE = True` at module level (the runner refuses to rerun into a folder for a
-pipeline without it) and a few lines per stage (pipelines/supervised.py shows them):
+(`RunDir.reusable`); `dlpipe run --no-cache` reuses nothing. A task adopts it by listing
+`rerun` in its commands (dlpipe/tasks/; the runner refuses to rerun into a folder for a task
+without it) and its pipeline by a few lines per stage (pipelines/supervised.py shows them):
 
     keys = stage_keys(spec, ctx.base_dir)
     reuse = run_dir.reusable("data", keys["data"], DATA_OUTPUTS, reads=True)

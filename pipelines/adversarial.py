@@ -25,6 +25,7 @@ import sys
 
 import numpy as np
 
+from dlpipe import stages
 from dlpipe.errors import DlpipeError
 from dlpipe.rundir import atomic_path, atomic_write_json, atomic_write_text
 
@@ -43,12 +44,7 @@ def run(ctx) -> None:
         real = data.images["test"]
 
     with run_dir.stage("setup"):
-        from dlpipe.training.determinism import configure
-
-        environment = configure(spec.seed, spec.training)
-        run_dir.update(deterministic=environment["deterministic"], device=environment["device"],
-                       backend=environment["backend"], training=environment["training"],
-                       versions={**run_dir.record["versions"], **environment["versions"]})
+        stages.setup(run_dir, spec)
 
     with run_dir.stage("features"):
         from dlpipe.metrics.generative import inception_score
@@ -129,6 +125,23 @@ def run(ctx) -> None:
 
         fid_curve(evaluations, run_dir.path("plots", "fid.png"))
         write_report(run_dir.root, model=generator)
+
+
+def deep_build(spec, base_dir, located):
+    """`dlpipe validate --deep`: the generator (what is exported), built beside its
+    discriminator from the training images' shape, so a misfit of either is reported."""
+    from dlpipe.architectures import BuildProblem
+    from dlpipe.architectures.gan import build_discriminator, build_generator
+    from dlpipe.data.images import prepare_images
+
+    data = prepare_images(spec, base_dir, located)
+    n_classes = len(data.class_names) if data.class_names else None
+    try:
+        generator = build_generator(spec.model, data.shape, n_classes, data.low, data.high)
+        build_discriminator(spec.model, data.shape, n_classes, data.low, data.high)
+    except BuildProblem as problem:
+        raise located(problem.path, problem.message) from None
+    return generator
 
 
 def feature_extractor(spec, data, ctx):

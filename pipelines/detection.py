@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from dlpipe.rundir import atomic_path, atomic_write_json, atomic_write_text
+from dlpipe import stages
+from dlpipe.rundir import atomic_write_json
 from dlpipe.stagecache import MODEL_OUTPUTS, load_model, stage_keys
-
-STAGE_CACHE = True
-"""Stages are keyed: `dlpipe run` may run into a folder holding a run (the runner checks this)."""
 DRAWN_IMAGES = 8
 """Test images drawn with their boxes in plots/detections.png."""
 
@@ -57,14 +55,7 @@ def run(ctx) -> None:
              "export": run_dir.reusable("export", keys["export"], ("export/verification.json",))}
 
     with run_dir.stage("setup"):
-        from dlpipe.exporters.stage import check_available
-        from dlpipe.training.determinism import configure
-
-        environment = configure(spec.seed, spec.training)
-        check_available(spec.export.formats)
-        run_dir.update(deterministic=environment["deterministic"], device=environment["device"],
-                       backend=environment["backend"], training=environment["training"],
-                       versions={**run_dir.record["versions"], **environment["versions"]})
+        stages.setup(run_dir, spec)
 
     with run_dir.stage("build", key=keys["train"], reused=reuse["train"]):
         from dlpipe.architectures.centernet import build_detector, build_maps_model
@@ -86,11 +77,7 @@ def run(ctx) -> None:
                             callbacks=ctx.callbacks)
             if not ctx.chief:
                 return
-            from dlpipe.pipelines.supervised import history_csv
-
-            atomic_write_text(run_dir.path("history.csv"), history_csv(history))
-            with atomic_path(run_dir.path("model.keras")) as tmp:
-                detector.save(tmp)
+            stages.save_training(run_dir, history, {"model.keras": detector})
 
     predicted = {}
     with run_dir.stage("evaluate", key=keys["evaluate"], reused=reuse["evaluate"]):
@@ -121,6 +108,16 @@ def run(ctx) -> None:
         draw_detections(test.images[:shown], test.ground_truth()[:shown], drawn[:shown], data.class_names,
                         run_dir.path("plots", "detections.png"))
         write_report(run_dir.root, model=detector)
+
+
+def deep_build(spec, base_dir, located):
+    """`dlpipe validate --deep`: the trained maps model with its decoding."""
+    from dlpipe.architectures.centernet import build_detector, build_maps_model
+    from dlpipe.data.detection import prepare_detection
+
+    boxes = prepare_detection(spec, base_dir, located)
+    n_classes = len(boxes.class_names)
+    return build_detector(spec, build_maps_model(spec, boxes.image_shape, n_classes), n_classes)
 
 
 def evaluate_detector(detector, spec, data, run_dir) -> tuple[dict, dict]:

@@ -15,15 +15,16 @@ vector; its encoder is the product. Read top to bottom.
               verification.json, model card
     report    learning curves and one self-contained page → report.html
 
-`dlpipe predict RUN_DIR rows.csv` then writes one embedding per example.
+`dlpipe predict RUN_DIR rows.csv` then writes one embedding per example. Hooks: `reexport`
+(dlpipe export: the encoder), `deep_build` (dlpipe validate --deep: the autoencoder).
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-from dlpipe.rundir import atomic_path, atomic_write_json, atomic_write_text
-from dlpipe.pipelines.supervised import history_csv
+from dlpipe import stages
+from dlpipe.rundir import atomic_write_json
 
 
 def run(ctx) -> None:
@@ -37,14 +38,7 @@ def run(ctx) -> None:
         run_dir.update(data_fingerprint=data.fingerprint)
 
     with run_dir.stage("setup"):
-        from dlpipe.exporters.stage import check_available
-        from dlpipe.training.determinism import configure
-
-        environment = configure(spec.seed, spec.training)
-        check_available(spec.export.formats)  # a missing extra fails now, not after training
-        run_dir.update(deterministic=environment["deterministic"], device=environment["device"],
-                       backend=environment["backend"], training=environment["training"],
-                       versions={**run_dir.record["versions"], **environment["versions"]})
+        stages.setup(run_dir, spec)
 
     with run_dir.stage("build"):
         from dlpipe.architectures.autoencoder import build_embedding
@@ -68,18 +62,21 @@ def run(ctx) -> None:
                         callbacks=ctx.callbacks)
         if not ctx.chief:
             return  # another worker of a multi-worker run: the chief evaluates, exports, writes
-        atomic_write_text(run_dir.path("history.csv"), history_csv(history))
-        with atomic_path(run_dir.path("model.keras")) as tmp:
-            models.encoder.save(tmp)
-        with atomic_path(run_dir.path("autoencoder.keras")) as tmp:
-            models.autoencoder.save(tmp)
+        stages.save_training(run_dir, history, {"model.keras": models.encoder,
+                                                "autoencoder.keras": models.autoencoder})
 
     with run_dir.stage("evaluate"):
+        from dlpipe.data.pipeline import predict
         from dlpipe.metrics.embedding import evaluate
         from dlpipe.metrics.evaluate import json_ready
 
-        metrics = evaluate(models, spec, data, targets, spec.evaluation.splits, out=run_dir.root)
+        from dlpipe.report.evaluation import draw_embeddings
+
+        metrics = evaluate(models, spec, data, targets, spec.evaluation.splits)
         atomic_write_json(run_dir.path("metrics.json"), json_ready(metrics))
+        if metrics:  # the last split's embeddings, drawn → plots/embeddings.png
+            last = list(metrics)[-1]
+            draw_embeddings(run_dir.path("plots"), data, last, predict(models.encoder, data.splits[last].x))
 
     with run_dir.stage("export"):
         from dlpipe.exporters.stage import export_model
@@ -90,3 +87,16 @@ def run(ctx) -> None:
         from dlpipe.report import write_report
 
         write_report(run_dir.root, model=models.autoencoder)  # the model section: all that trained
+
+
+def reexport(run, formats=None) -> dict:
+    """`dlpipe export RUN_DIR`: model.keras is the encoder; it is exported as in the run."""
+    return stages.reexport(run, formats)
+
+
+def deep_build(spec, base_dir, located):
+    """`dlpipe validate --deep`: what trains is the autoencoder (encoder + decoder)."""
+    from dlpipe.architectures.autoencoder import build_embedding
+    from dlpipe.data.prepare import prepare
+
+    return build_embedding(spec, prepare(spec, base_dir, located), located).autoencoder

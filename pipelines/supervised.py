@@ -12,16 +12,18 @@
 
 Run again into the same folder, each stage whose cache key is unchanged is reused rather
 than run (dlpipe/stagecache.py): change only `export` and nothing is prepared or trained.
+
+Tasks classification, regression and forecasting (dlpipe/tasks/) run here. Hooks for the
+other commands: `reevaluate` (dlpipe evaluate), `reexport` (dlpipe export), `deep_build`
+(dlpipe validate --deep).
 """
 
 from __future__ import annotations
 
-from dlpipe.rundir import atomic_path, atomic_write_json, atomic_write_text
+from dlpipe import stages
+from dlpipe.rundir import atomic_write_json
 from dlpipe.stagecache import (DATA_OUTPUTS, EVALUATION_OUTPUTS, EXPORT_OUTPUTS, MODEL_OUTPUTS, load_data,
                                load_metrics, load_model, save_data, stage_keys)
-
-STAGE_CACHE = True
-"""Stages are keyed: `dlpipe run` may run into a folder holding a run (the runner checks this)."""
 
 
 def run(ctx) -> None:
@@ -57,14 +59,7 @@ def run(ctx) -> None:
                  export=run_dir.reusable("export", keys["export"], EXPORT_OUTPUTS))
 
     with run_dir.stage("setup"):
-        from dlpipe.exporters.stage import check_available
-        from dlpipe.training.determinism import configure
-
-        environment = configure(spec.seed, spec.training)
-        check_available(spec.export.formats)  # a missing extra fails now, not after training
-        run_dir.update(deterministic=environment["deterministic"], device=environment["device"],
-                       backend=environment["backend"], training=environment["training"],
-                       versions={**run_dir.record["versions"], **environment["versions"]})
+        stages.setup(run_dir, spec)
 
     with run_dir.stage("build", key=keys["train"], reused=reuse["train"]):
         from dlpipe.architectures.assemble import build_model
@@ -84,9 +79,7 @@ def run(ctx) -> None:
             history = train(model, spec, data, run_dir=run_dir, located=ctx.located, callbacks=ctx.callbacks)
             if not ctx.chief:
                 return  # another worker of a multi-worker run: the chief evaluates, exports, writes
-            atomic_write_text(run_dir.path("history.csv"), history_csv(history))
-            with atomic_path(run_dir.path("model.keras")) as tmp:
-                model.save(tmp)
+            stages.save_training(run_dir, history, {"model.keras": model})
 
     with run_dir.stage("evaluate", key=keys["evaluate"], reused=reuse["evaluate"]):
         from dlpipe.metrics.evaluate import evaluate
@@ -94,7 +87,11 @@ def run(ctx) -> None:
         if reuse["evaluate"]:
             metrics = load_metrics(run_dir)
         else:
-            metrics = evaluate(model, spec, data, run_dir.root, spec.evaluation.splits)
+            from dlpipe.report.evaluation import draw_evaluation
+
+            outputs = {}
+            metrics = evaluate(model, spec, data, run_dir.root, spec.evaluation.splits, outputs)
+            draw_evaluation(run_dir.path("plots"), spec, data, outputs)
 
     with run_dir.stage("export", key=keys["export"], reused=reuse["export"], stale=("export",)):
         from dlpipe.exporters.stage import export_model
@@ -109,9 +106,21 @@ def run(ctx) -> None:
         write_report(run_dir.root, model=model)
 
 
-def history_csv(history: dict[str, list[float]]) -> str:
-    names = sorted(history)
-    epochs = len(next(iter(history.values()))) if history else 0
-    rows = [",".join(["epoch", *names])]
-    rows += [",".join([str(e + 1), *(repr(history[n][e]) for n in names)]) for e in range(epochs)]
-    return "\n".join(rows) + "\n"
+def reevaluate(run, data=None):
+    """`dlpipe evaluate RUN_DIR [--data FILE]` (dlpipe/evaluation.py)."""
+    from dlpipe.evaluation import reevaluate
+
+    return reevaluate(run, data)
+
+
+def reexport(run, formats=None) -> dict:
+    """`dlpipe export RUN_DIR [--format F]`."""
+    return stages.reexport(run, formats)
+
+
+def deep_build(spec, base_dir, located):
+    """`dlpipe validate --deep`: the model this pipeline would train, from the data's shapes."""
+    from dlpipe.architectures.assemble import build_model
+    from dlpipe.data.prepare import prepare
+
+    return build_model(spec, prepare(spec, base_dir, located), located)

@@ -127,8 +127,8 @@ def test_agreement_needs_a_classifier(tmp_path):
     assert problems(tmp_path, """\
         export:
           tolerance: {keras: {agreement: 0.9}}
-        """, task="regression") == ["9:34: export.tolerance.keras.agreement: agreement needs task classification, "
-                                    "not regression"]
+        """, task="regression") == ["9:34: export.tolerance.keras.agreement: agreement compares classes; "
+                                    "a regression model gives none: use max_abs_diff"]
 
 
 def test_bounds(tmp_path):

@@ -27,13 +27,14 @@ def test_keys_the_gan_honours_validate(override):
 
 @pytest.mark.parametrize("override, message", [
     ("training.schedule={type: reduce_on_plateau}",
-     "--set:1:19: training.schedule: reduce_on_plateau needs a monitored loss; a GAN has none that measures progress"),
+     "--set:1:19: training.schedule: reduce_on_plateau needs a monitored loss; task generation has none that "
+     "measures progress (FID does, every few epochs): choose a schedule by epochs"),
     ("prepare.augmentation=[{type: mixup}]",
      "--set:1:22: prepare.augmentation[0].type: mixup is not supported for task generation; augment the real "
      "images with image steps (flip, rotation, zoom, ...)"),
     ("training.early_stopping={monitor: loss}",
-     "--set:1:25: training.early_stopping: early stopping needs a validation loss; a GAN's losses do not measure "
-     "progress (FID does): remove early_stopping and choose training.epochs"),
+     "--set:1:25: training.early_stopping: early stopping needs a validation loss; the losses of task generation "
+     "do not measure progress (FID does): remove early_stopping and choose training.epochs"),
 ])
 def test_keys_the_gan_does_not_honour_are_refused_at_their_line(override, message):
     with pytest.raises(SpecError) as caught:

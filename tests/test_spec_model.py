@@ -198,7 +198,7 @@ def test_regularizer_names_in_graph_arguments():
 def test_multi_label_and_per_step_targets():
     regression = spec_text("type: mlp", task="regression", target="positions", features="[{name: signal, type: sequence}]")
     assert problems(regression.replace("target: {name: positions}", "target: {name: positions, multi_label: true}")) == [
-        "s.yaml:6:42: data.target.multi_label: multi_label needs task classification"]
+        "s.yaml:6:42: data.target.multi_label: task regression learns numbers: multi_label needs task classification"]
     assert problems(spec_text("type: mlp", extra="training: {loss: sparse_categorical_crossentropy}\n")
                     .replace("target: {name: label}", "target: {name: label, multi_label: true}")) == [
         "s.yaml:9:18: training.loss: multi-label targets need a binary loss (one sigmoid per class), not "

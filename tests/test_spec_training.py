@@ -139,8 +139,8 @@ def test_class_weight_is_balanced_or_a_mapping(tmp_path):
     regression = BASE.replace("classification", "regression").replace("breast_cancer", "diabetes").replace(
         "  target: {name: target}\n", "  target: {name: target}\n  split: {stratify: false}\n")
     path = write(tmp_path, "  class_weight: balanced\n", base=regression)
-    assert errors(path) == [f"{path}:11:17: training.class_weight: class_weight needs task classification, "
-                            "not regression"]
+    assert errors(path) == [f"{path}:11:17: training.class_weight: class_weight weighs classes; task regression "
+                            "has none (use training.sample_weight)"]
 
 
 def test_sample_weight_column_cannot_be_the_target(tmp_path):

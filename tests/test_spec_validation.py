@@ -237,13 +237,13 @@ CHECK_CASES = [
                  "missing required key 'target' (task classification learns from labels)", id="no-target"),
     pytest.param(TABULAR, [("task: classification", "task: regression"),
                            ("metrics: [accuracy, f1_macro, roc_auc, log_loss]", "metrics: [mae]")],
-                 "true}", "data.split.stratify", "stratify needs task classification, not regression",
+                 "true}", "data.split.stratify", "stratify needs classes to stratify by; the regression task has none",
                  id="stratify-vs-task"),
     pytest.param(TABULAR, [("  target: {name: target}", "  target: {name: target, class_names: [a, b]}"),
                            ("task: classification", "task: regression"),
                            ("stratify: true", "stratify: false"),
                            ("metrics: [accuracy, f1_macro, roc_auc, log_loss]", "metrics: [mae]")],
-                 "[a, b]", "data.target.class_names", "class_names needs task classification, embedding or generation",
+                 "[a, b]", "data.target.class_names", "task regression learns numbers, not classes: class_names does not apply",
                  id="class-names-vs-task"),
 ]
 

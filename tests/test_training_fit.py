@@ -127,7 +127,7 @@ def test_logged_learning_rate_follows_the_schedule(spec_path, plain, name):
 
 
 def test_history_csv_has_a_learning_rate_column():
-    from pipelines.supervised import history_csv
+    from dlpipe.stages import history_csv
 
     text = history_csv({"loss": [0.5, 0.25], "learning_rate": [0.01, 0.005]})
     assert text == "epoch,learning_rate,loss\n1,0.01,0.5\n2,0.005,0.25\n"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import keras
 
-from dlpipe import registry
+from dlpipe import registry, tasks
 from dlpipe.architectures import BuildProblem, heads
 from dlpipe.architectures import layers as _layers  # noqa: F401  registers dlpipe's layers for load_model
 from dlpipe.architectures.inputs import adapt_text, build_inputs
@@ -34,9 +34,10 @@ def _build(spec, data) -> keras.Model:
     x = heads.combine(body, encoded, getattr(spec.model, "embedding_dim", 16))
     n_classes = len(data.class_names) if data.class_names else None
     target_shape = tuple(int(d) for d in data.splits["train"].y.shape[1:])
-    outputs = heads.attach(x, spec.model.head, spec.task, n_classes, target_shape,
+    task = tasks.get(spec.task)
+    outputs = heads.attach(x, spec.model.head, task.output == "classes", n_classes, target_shape,
                            multi_label=spec.data.target.multi_label)
-    if spec.task == "forecasting":
+    if task.horizon:
         outputs = _from_last_value(outputs, inputs, data)
     return keras.Model(inputs, outputs, name=spec.name.replace("-", "_").replace(".", "_"))
 

@@ -142,6 +142,11 @@ class DecodeDetections(keras.layers.Layer):
                 "box_format": self.box_format, "box_units": self.box_units}
 
 
+def detection_loss(spec, n_classes: int):
+    """Task detection's loss (dlpipe/tasks/detection.py `loss_factory`), weighted by the spec's model."""
+    return centernet_loss(n_classes, spec.model.heatmap_weight, spec.model.size_weight, spec.model.offset_weight)
+
+
 def centernet_loss(n_classes: int, heatmap_weight: float = 1.0, size_weight: float = 0.1,
                    offset_weight: float = 1.0):
     """Per-image loss of `y_pred` (B × G × G × (K+4) maps) against `centernet_targets`:

@@ -20,13 +20,10 @@ from dlpipe.architectures import BuildProblem
 from dlpipe.architectures.inputs import Encoded, flat_features
 from dlpipe.spec.model import Head
 
-NUMERIC_TASKS = ("regression", "forecasting")
-"""Tasks whose outputs are numbers (linear units)."""
-
-
-def output_units(task: str, n_classes: int | None, multi_label: bool = False) -> tuple[int, str]:
-    """(units, activation) of the output layer, per example or per step."""
-    if task in NUMERIC_TASKS:
+def output_units(classes: bool, n_classes: int | None, multi_label: bool = False) -> tuple[int, str]:
+    """(units, activation) of the output layer, per example or per step; `classes`: the task's
+    output is classes (dlpipe/tasks/), else numbers (linear units)."""
+    if not classes:
         return 1, "linear"
     if multi_label:
         return n_classes, "sigmoid"
@@ -47,32 +44,32 @@ def combine(x: keras.KerasTensor, encoded: Encoded, embedding_dim: int = 16) -> 
     return keras.layers.Concatenate(name="combined")([x, side])
 
 
-def attach(x: keras.KerasTensor, head: Head, task: str, n_classes: int | None,
+def attach(x: keras.KerasTensor, head: Head, classes: bool, n_classes: int | None,
            target_shape: tuple[int, ...] = (), multi_label: bool = False) -> keras.KerasTensor:
     per_step = len(x.shape) == 3
     if len(x.shape) > 3 or (len(x.shape) == 3 and not per_step):
         x = keras.layers.Flatten(name="body_flat")(x)
-    _check_target(x, task, target_shape, multi_label)
+    _check_target(x, classes, target_shape, multi_label)
     for i, units in enumerate(head.units):
         x = keras.layers.Dense(units, activation=head.activation, name=f"head_dense_{i}")(x)
         if head.dropout:
             x = keras.layers.Dropout(head.dropout, name=f"head_dropout_{i}")(x)
     if not head.units and head.dropout:
         x = keras.layers.Dropout(head.dropout, name="head_dropout")(x)
-    units, activation = output_units(task, n_classes, multi_label)
-    if task in NUMERIC_TASKS:
+    units, activation = output_units(classes, n_classes, multi_label)
+    if not classes:
         # K numbers per example, or (steps × C) numbers per step.
         units = math.prod(target_shape[1:] if per_step else target_shape) or 1
     # float32 output whatever the compute precision: losses and exports expect it.
     x = keras.layers.Dense(units, activation=activation, dtype="float32", name="output")(x)
     if per_step and units == 1:  # one value per step: steps, not steps × 1, like the target
         x = keras.layers.Reshape((x.shape[1],), dtype="float32", name="output_steps")(x)
-    elif task in NUMERIC_TASKS and len(target_shape) > 1 and not per_step:
+    elif not classes and len(target_shape) > 1 and not per_step:
         x = keras.layers.Reshape(target_shape, dtype="float32", name="output_shape")(x)
     return x
 
 
-def _check_target(x, task: str, target_shape: tuple[int, ...], multi_label: bool) -> None:
+def _check_target(x, classes: bool, target_shape: tuple[int, ...], multi_label: bool) -> None:
     per_step = len(x.shape) == 3
     where = ("model", "return_sequences")
     if per_step:
@@ -81,9 +78,9 @@ def _check_target(x, task: str, target_shape: tuple[int, ...], multi_label: bool
             held = f"{target_shape[0]} values" if target_shape else "one value"
             raise BuildProblem(where, f"the model gives an output for each of {steps} steps, but the target holds "
                                f"{held} per example; per-step outputs need one target value per step")
-        if task == "classification" and len(target_shape) != 1:
+        if classes and len(target_shape) != 1:
             raise BuildProblem(("data", "target"), f"per-step classes need one label per step, the target holds "
                                f"{target_shape} values per example")
-    elif task == "classification" and not multi_label and target_shape:
+    elif classes and not multi_label and target_shape:
         raise BuildProblem(("data", "target"), f"the target holds {target_shape} labels per example; set "
                            "data.target.multi_label, or model.return_sequences for a label per step")

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dlpipe import readlog
-from dlpipe.data.sources import frame_table, import_pyarrow, records_table, resolve_path
+from dlpipe import readlog, tasks
+from dlpipe.data.sources import check_header, frame_table, import_pyarrow, records_table, resolve_path
 from dlpipe.data.table import Table
 from dlpipe.errors import DataError
 
@@ -76,6 +76,7 @@ class ChunkReader:
     def _csv(self):
         import pandas as pd
 
+        check_header(self.path, self.source.delimiter)
         try:
             with pd.read_csv(self.path, sep=self.source.delimiter, chunksize=self.chunk_rows) as chunks:
                 start = 0
@@ -369,7 +370,7 @@ def _raw_labels(spec, table: Table, target: str) -> np.ndarray:
     from dlpipe.data.values import _check_numbers, _is_missing
 
     values = table.columns[target]
-    if spec.task == "regression":
+    if tasks.get(spec.task).target == "values":  # numbers, not classes
         _check_numbers(table, target)
         return table.columns[target].astype(np.float32)
     for row, value in enumerate(values):
@@ -388,7 +389,7 @@ def _label_encoding(spec, labels: list[np.ndarray], target: str | None, reader: 
     if target is None:
         return None, None, None
     raw = np.concatenate(labels)
-    if spec.task == "regression":
+    if tasks.get(spec.task).target == "values":  # numbers, not classes
         def encode(table, column):
             return table.columns[column].astype(np.float32)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dlpipe import progress, registry
+from dlpipe import progress, registry, tasks
 from dlpipe.errors import DataError, DlpipeError, SpecError, StageError
 from dlpipe.exporters.base import ExportJob
 from dlpipe.rundir import atomic_write_json, atomic_write_text
@@ -78,7 +78,7 @@ def export_model(model, spec, data, export_dir: Path, *, formats: Sequence[str] 
     formats = list(dict.fromkeys(options.formats if formats is None else formats))
     check_available(formats, "export")
     for key in options.keys(formats):
-        problem = tolerance_problem(options, key, spec.task)
+        problem = tolerance_problem(options, key, spec.task, tasks.get(spec.task).output == "classes")
         if problem:
             raise StageError("export", f"{format_path(problem[0])}: {problem[1]}")
     export_dir = Path(export_dir)
@@ -86,7 +86,7 @@ def export_model(model, spec, data, export_dir: Path, *, formats: Sequence[str] 
     inputs = held_out(spec, data)
     reference = predict(model, inputs)
     job = ExportJob(options, representative(spec, data), interface, keras_file=keras_file)
-    classifier = spec.task == "classification"
+    classifier = tasks.get(spec.task).output == "classes"
 
     results = {key: entry for key, entry in _previous(export_dir).items()
                if key.split("/")[0] not in formats and entry.get("path") and (export_dir / entry["path"]).exists()}
@@ -202,54 +202,6 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
     else:
         path.unlink(missing_ok=True)
-
-
-def export_run(run_path: str | Path, *, formats: Sequence[str] | None = None,
-               overrides: Sequence[str] = ()) -> dict:
-    """Re-export a finished run without training: `dlpipe export RUN_DIR`. `overrides` may
-    change `export.*` keys only (the model and its data are fixed)."""
-    from dlpipe.rundir import RunDir
-    from dlpipe.spec import load_document, locate
-
-    root = Path(run_path)
-    for needed in ("spec.yaml", "model.keras"):
-        if not (root / needed).is_file():
-            raise DlpipeError(f"{root}: no {needed}; is this a run directory of a run that finished training?")
-    for override in overrides:
-        if not override.strip().startswith("export."):
-            raise DlpipeError(f"--set {override}: dlpipe export may change export.* keys only")
-    spec, document = load_document(root / "spec.yaml", overrides)
-    if spec.task == "detection":
-        raise DlpipeError(f"{root}: dlpipe export does not re-export detection runs yet; "
-                          "export/ holds the run's own keras and saved_model exports")
-    if spec.task == "generation":
-        raise DlpipeError(f"{root}: dlpipe export does not re-export GAN runs yet; export/ holds the run's own "
-                          "keras and saved_model exports of the generator")
-    record = _json(root / "run.json")
-    # Relative data paths were relative to the spec file the run started from.
-    base_dir = Path(record["spec_file"]).parent if record.get("spec_file") else root
-
-    run_dir = RunDir(root)
-    run_dir.lock()
-    try:
-        from dlpipe.data.prepare import prepare
-        from dlpipe.training.determinism import configure
-
-        configure(spec.seed)
-        data = prepare(spec, base_dir, lambda path, message: SpecError([locate(document, path, message)]))
-        trained_on = record.get("data_fingerprint")
-        if trained_on and trained_on != data.fingerprint:
-            raise DataError(f"{data.origin}: the data differs from what {root} trained on (fingerprint "
-                            f"{data.fingerprint[:19]}…, the run's {trained_on[:19]}…); retrain instead")
-        from dlpipe.modelfile import load_keras_model
-
-        model = load_keras_model(root / "model.keras", allow_unsafe=spec.allow_unsafe_deserialization,
-                                 imports=getattr(spec.model, "allow_imports", None) or ())
-        metrics = _json(root / "metrics.json") or None
-        return export_model(model, spec, data, root / "export", formats=formats, metrics=metrics,
-                            keras_file=root / "model.keras")
-    finally:
-        run_dir.unlock()
 
 
 def _json(path: Path) -> dict:

@@ -32,10 +32,9 @@ def knn_accuracy(train_embeddings: np.ndarray, train_labels: np.ndarray, embeddi
     return float(knn.score(embeddings, np.asarray(labels)))
 
 
-def evaluate(models, spec, data, targets: dict[str, np.ndarray], splits, out=None) -> dict[str, dict[str, float]]:
+def evaluate(models, spec, data, targets: dict[str, np.ndarray], splits) -> dict[str, dict[str, float]]:
     """{split: {metric: value}} for the spec's metrics. `models` is an
-    architectures.autoencoder.EmbeddingModels; `targets` the normalized inputs per split.
-    With `out`, the last split's embeddings are drawn to out/plots/embeddings.png."""
+    architectures.autoencoder.EmbeddingModels; `targets` the normalized inputs per split."""
     from dlpipe.data.pipeline import predict
 
     train_embeddings = None
@@ -55,12 +54,4 @@ def evaluate(models, spec, data, targets: dict[str, np.ndarray], splits, out=Non
                                               predict(models.encoder, split.x), split.y,
                                               spec.evaluation.knn_neighbors)
         metrics[name] = values
-    if out is not None and metrics:
-        from pathlib import Path
-
-        from dlpipe.report import plots
-
-        last = list(metrics)[-1]
-        plots.embedding_map(predict(models.encoder, data.splits[last].x), data.splits[last].y, data.class_names,
-                            Path(out) / "plots" / "embeddings.png", last)
     return metrics

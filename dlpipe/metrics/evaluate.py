@@ -5,10 +5,9 @@ One function, `evaluate`, serves both `dlpipe run` (pipelines/supervised.py) and
 
     metrics.json                          {split: {metric: number}}
     evaluation/<split>/confusion_matrix.json, per_class.json     (classification)
-    plots/confusion_matrix.png, roc_curve.png, pr_curve.png, misclassified.png
-    plots/residuals.png                   (regression)
 
-Plots describe the last evaluated split (the test split in a run).
+and hands back each split's model output, which dlpipe/report/evaluation.py draws (metrics
+compute numbers; the report draws them).
 """
 
 from __future__ import annotations
@@ -21,12 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from dlpipe import registry
+from dlpipe import registry, tasks
 from dlpipe.data.pipeline import predict
 from dlpipe.rundir import atomic_write_json
-
-MISCLASSIFIED_SHOWN = 16
-
 
 def probabilities(model_output: np.ndarray, n_classes: int) -> np.ndarray:
     """Model output → N × K class probabilities (a sigmoid output becomes two columns)."""
@@ -37,20 +33,24 @@ def probabilities(model_output: np.ndarray, n_classes: int) -> np.ndarray:
     return output
 
 
-def scores(task: str, names: list[str], y: np.ndarray, output: np.ndarray, n_classes: int | None,
+def scores(task, names: list[str], y: np.ndarray, output: np.ndarray, n_classes: int | None,
            multi_label: bool = False, naive: np.ndarray | None = None) -> dict:
+    """`task`: a Task (dlpipe/tasks/) or its name; its metric table is `metric:<task name>`."""
+    task = tasks.get(task) if isinstance(task, str) else task
     y, output = np.asarray(y), np.asarray(output)
-    if task == "forecasting":
+    table = f"metric:{task.name}"
+    if task.horizon:
         # Every step of the horizon counts alike; naive_* score the last-value forecast.
         y = y.reshape(len(y), -1)
         forecasts = {"model": output.reshape(y.shape), "naive": None if naive is None else naive.reshape(y.shape)}
-        return {name: registry.load("metric:forecasting", name)(
+        return {name: registry.load(table, name)(
                     y, forecasts["naive" if name.startswith("naive_") else "model"]) for name in names}
     if multi_label:
         return {name: multi_label_score(name, y, output) for name in names}
-    if task == "classification" and y.ndim == 2:  # a class per step: every step is one decision
+    classes = task.output == "classes"
+    if classes and y.ndim == 2:  # a class per step: every step is one decision
         y, output = y.reshape(-1), output.reshape(y.size, -1)
-    if task == "regression":
+    if not classes:
         # Several numbers per example (or per step): sklearn averages over the outputs.
         output = output.reshape(y.shape)
         if y.ndim > 2:
@@ -58,7 +58,7 @@ def scores(task: str, names: list[str], y: np.ndarray, output: np.ndarray, n_cla
         prediction = output if y.ndim == 2 else output.reshape(-1)
     else:
         prediction = probabilities(output, n_classes)
-    return {name: registry.load(f"metric:{task}", name)(y, prediction) for name in names}
+    return {name: registry.load(table, name)(y, prediction) for name in names}
 
 
 def json_ready(metrics: dict[str, dict[str, float]]) -> dict[str, dict[str, float | None]]:
@@ -68,11 +68,15 @@ def json_ready(metrics: dict[str, dict[str, float]]) -> dict[str, dict[str, floa
             for split, values in metrics.items()}
 
 
-def evaluate(model, spec, data, out: Path, splits: Sequence[str]) -> dict[str, dict[str, float]]:
+def evaluate(model, spec, data, out: Path, splits: Sequence[str],
+             outputs: dict | None = None) -> dict[str, dict[str, float]]:
     """Metrics of `model` on each named split of `data` (a PreparedData); writes
-    metrics.json, the per-split artifacts and the plots under `out`."""
+    metrics.json and the per-split artifacts under `out`. `outputs`, when given, receives
+    each split's model output (for the report's plots)."""
     n_classes = len(data.class_names) if data.class_names else None
-    metrics, last = {}, None
+    task = tasks.get(spec.task)
+    classes = task.output == "classes"
+    metrics = {}
     for name in splits:
         split = data.splits[name]
         if not len(split):
@@ -80,22 +84,22 @@ def evaluate(model, spec, data, out: Path, splits: Sequence[str]) -> dict[str, d
         stream = getattr(split, "stream", None)  # data.streaming: features read again, chunk by chunk
         output = predict(model, split.x) if stream is None else stream.predict(model)
         multi_label = spec.data.target.multi_label
-        metrics[name] = scores(spec.task, spec.evaluation.metrics, split.y, output, n_classes,
+        metrics[name] = scores(task, spec.evaluation.metrics, split.y, output, n_classes,
                                multi_label=multi_label, naive=split.naive)
-        if spec.task == "classification" and not multi_label and split.y.ndim == 1:
+        if classes and not multi_label and split.y.ndim == 1:
             _classification_artifacts(out / "evaluation" / name, split.y, probabilities(output, n_classes),
                                       data.class_names)
-        last = (name, split, output)
+        if outputs is not None:
+            outputs[name] = output
     atomic_write_json(out / "metrics.json", json_ready(metrics))
-    if last is not None and not spec.data.target.multi_label and last[1].y.ndim == 1 and spec.task != "forecasting":
-        _plots(out / "plots", spec.task, data, *last)
     for name, values in metrics.items():
         summary = ", ".join(f"{k} {v:.4f}" for k, v in values.items())
         print(f"[dlpipe] {name}: {summary}", file=sys.stderr, flush=True)
-        if spec.task == "forecasting" and "mae" in values and "naive_mae" in values:
-            verdict = "beats" if values["mae"] < values["naive_mae"] else "does NOT beat"
-            print(f"[dlpipe] {name}: the model {verdict} the last-value forecast "
-                  f"(mae {values['mae']:.4f} vs naive_mae {values['naive_mae']:.4f})", file=sys.stderr, flush=True)
+        if task.baseline and task.baseline[0] in values and task.baseline[1] in values:
+            metric, baseline, what = task.baseline
+            verdict = "beats" if values[metric] < values[baseline] else "does NOT beat"
+            print(f"[dlpipe] {name}: the model {verdict} {what} "
+                  f"({metric} {values[metric]:.4f} vs {baseline} {values[baseline]:.4f})", file=sys.stderr, flush=True)
     return metrics
 
 
@@ -110,33 +114,6 @@ def _classification_artifacts(folder: Path, y: np.ndarray, proba: np.ndarray, cl
         "note": "rows: true class, columns: predicted class; normalized divides each row by its total",
     })
     atomic_write_json(folder / "per_class.json", per_class(counts, class_names))
-
-
-def _plots(folder: Path, task: str, data, split_name: str, split, output: np.ndarray) -> None:
-    from dlpipe.report import plots
-
-    if task == "regression":
-        plots.residuals(split.y, output, folder / "residuals.png", split_name)
-        return
-    from dlpipe.metrics.classification import confusion, normalized, predicted
-
-    names = data.class_names
-    proba = probabilities(output, len(names))
-    counts = confusion(split.y, proba)
-    plots.confusion_matrix(counts, normalized(counts), names, folder / "confusion_matrix.png", split_name)
-    if len(names) == 2:
-        plots.roc_curve(split.y, proba[:, 1], folder / "roc_curve.png", split_name, names[1])
-        plots.pr_curve(split.y, proba[:, 1], folder / "pr_curve.png", split_name, names[1])
-    images = [f for f in data.features if f.type == "image"]
-    guess = predicted(proba)
-    wrong = np.flatnonzero(guess != split.y)
-    if images and len(wrong):
-        # The most confident mistakes first: they say most about what the model learned.
-        wrong = wrong[np.argsort(-proba[wrong, guess[wrong]], kind="stable")][:MISCLASSIFIED_SHOWN]
-        captions = [f"{names[split.y[i]]} → {names[guess[i]]} ({proba[i, guess[i]]:.2f})" for i in wrong]
-        plots.image_grid(split.x[images[0].input_name][wrong], captions, folder / "misclassified.png",
-                         f"Misclassified ({split_name}, {len(np.flatnonzero(guess != split.y))} of {len(split)}): "
-                         "true → predicted (probability)")
 
 
 def multi_label_score(name: str, y: np.ndarray, proba: np.ndarray) -> float:

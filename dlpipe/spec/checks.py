@@ -7,28 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from dlpipe import registry
+from dlpipe import registry, tasks
 from dlpipe.spec.spec import Spec
-from dlpipe.spec.tuning import check_tuning
 
 Found = Iterator[tuple[tuple, str]]
 
-_LOSSES = {
-    "classification": {"binary_crossentropy", "categorical_crossentropy",
-                       "sparse_categorical_crossentropy", "binary_focal_crossentropy",
-                       "categorical_focal_crossentropy"},
-    "regression": {"mse", "mae", "huber", "log_cosh"},
-    "forecasting": {"mse", "mae", "huber", "log_cosh"},
-    "detection": set(),  # only auto: the detector's own loss (dlpipe/architectures/centernet.py)
-    "embedding": {"mse"},  # the reconstruction error of the normalized inputs
-    "generation": set(),  # a GAN's adversarial losses are its own (training/adversarial.py)
-}
-# The metric Keras tracks during training, beside the loss (usable by early_stopping).
-# Detection tracks the loss alone (mAP needs decoded boxes: it is computed at evaluation).
-# Generation: fid, in history.csv at the evaluated epochs (nothing monitors it: checks refuse
-# early stopping and plateau schedules for a GAN).
-TRAINING_METRIC = {"classification": "accuracy", "regression": "mae", "forecasting": "mae",
-                   "embedding": "reconstruction_mse", "generation": "fid"}
 FEATURE_TYPES = ("numerical", "image", "sequence", "tokens")
 
 
@@ -39,20 +22,14 @@ def check_split(spec: Spec) -> Found:
         yield (("data", "split"),
                f"train + validation + test must be 1, got {split.train:g} + "
                f"{split.validation:g} + {split.test:g} = {total:g}")
-    if split.stratify and spec.task != "classification":
-        yield (("data", "split", "stratify"), f"stratify needs task classification, not {spec.task}")
+    if split.stratify and tasks.get(spec.task).target != "classes":
+        yield (("data", "split", "stratify"), f"stratify needs classes to stratify by; the {spec.task} task has none")
 
 
 def check_target(spec: Spec) -> Found:
-    if spec.task == "detection":
-        return  # boxes and classes come from the source; check_detection refuses a target
-    if spec.data.target is None:
-        # An autoencoder learns from the features alone; a GAN's target is optional (it makes
-        # the GAN class-conditioned).
-        if spec.task not in ("embedding", "generation"):
-            yield (("data",), f"missing required key 'target' (task {spec.task} learns from labels)")
-    elif spec.data.target.class_names is not None and spec.task not in ("classification", "embedding", "generation"):
-        yield (("data", "target", "class_names"), "class_names needs task classification, embedding or generation")
+    task = tasks.get(spec.task)
+    if spec.data.target is None and task.target in ("classes", "values"):
+        yield (("data",), f"missing required key 'target' (task {spec.task} learns from labels)")
     names = [f.name for f in spec.data.features]
     for i, name in enumerate(names):
         if name in names[:i]:
@@ -69,9 +46,6 @@ def check_labeling(spec: Spec) -> Found:
     modes = [key for key in ("label_map", "order", "threshold") if getattr(target, key) is not None]
     for key in modes[1:]:
         yield ((*path, key), f"{key} and {modes[0]} cannot be combined; give one way of reading labels")
-    for key in modes + (["delimiter"] if target.delimiter is not None else []):
-        if spec.task != "classification":
-            yield ((*path, key), f"{key} needs task classification, not {spec.task}")
     if target.order is not None and target.class_names is not None:
         yield ((*path, "order"), "order names the classes itself; drop class_names")
     if target.threshold is not None and target.class_names is not None and len(target.class_names) != 2:
@@ -141,8 +115,8 @@ def check_streaming(spec: Spec) -> Found:
     if target is not None and (target.multi_label or any(getattr(target, k) is not None
                                                          for k in ("label_map", "order", "threshold"))):
         yield (("data", "target"), "streaming reads one label per row, as is or by class_names")
-    if getattr(spec.model, "return_sequences", False) or spec.task not in ("classification", "regression"):
-        yield (path, f"streaming serves classification and regression of one label per row, not task {spec.task}")
+    if getattr(spec.model, "return_sequences", False):
+        yield (path, "streaming serves one label per row, not one per step")
 
 
 def check_imputation(spec: Spec) -> Found:
@@ -163,19 +137,14 @@ def check_imputation(spec: Spec) -> Found:
 
 
 def check_loss(spec: Spec) -> Found:
-    loss = spec.training.loss
-    if spec.task == "generation":
-        if loss != "auto":
-            yield (("training", "loss"), "a GAN trains with its own adversarial losses; leave loss at auto")
+    loss, task = spec.training.loss, tasks.get(spec.task)
+    if loss == "auto" or loss in task.losses:
         return
-    if spec.task == "detection":
-        if loss != "auto":
-            yield (("training", "loss"), f"loss {loss!r} does not fit task detection; use auto (the "
-                   "detector's own loss: heatmap focal loss + L1 on sizes and offsets)")
-        return
-    if loss != "auto" and loss not in _LOSSES[spec.task]:
-        fits = ", ".join(sorted(_LOSSES[spec.task]))
-        yield (("training", "loss"), f"loss {loss!r} does not fit task {spec.task}; use auto or one of {fits}")
+    if not task.losses:
+        yield (("training", "loss"), f"loss {loss!r} does not fit task {spec.task}; use auto ({task.own_loss})")
+    else:
+        yield (("training", "loss"), f"loss {loss!r} does not fit task {spec.task}; use auto or one of "
+               f"{', '.join(sorted(task.losses))}")
 
 
 _TARGET_KINDS = {"label": "one target per example", "per_step": "per-step targets (model.return_sequences)",
@@ -185,7 +154,7 @@ _TARGET_KINDS = {"label": "one target per example", "per_step": "per-step target
 def target_kind(spec: Spec) -> str:
     """Which of registry.TARGETS the spec's target is (multi-label: classification only,
     check_architecture refuses it for other tasks)."""
-    if spec.task == "classification" and spec.data.target is not None and spec.data.target.multi_label:
+    if tasks.get(spec.task).target == "classes" and spec.data.target is not None and spec.data.target.multi_label:
         return "multi_label"
     return "per_step" if getattr(spec.model, "return_sequences", False) else "label"
 
@@ -193,7 +162,7 @@ def target_kind(spec: Spec) -> str:
 def _known_classes(spec: Spec) -> tuple[int, str] | None:
     """(number of classes, where the spec says so), when the spec alone tells."""
     target = spec.data.target
-    if target is None or spec.task != "classification":
+    if target is None or tasks.get(spec.task).target != "classes":
         return None
     if target.threshold is not None:
         return 2, "data.target.threshold makes"
@@ -225,7 +194,7 @@ def check_metric_classes(spec: Spec, n_classes: int | None, where: str = "the da
     """Metrics of one class of two (precision, recall, f1) against the number of classes.
     `dlpipe validate` runs it when the spec names the classes; the data stage, before
     TensorFlow is imported, when only the data does."""
-    if spec.task != "classification" or n_classes is None or n_classes == 2 or target_kind(spec) == "multi_label":
+    if tasks.get(spec.task).target != "classes" or n_classes is None or n_classes == 2 or target_kind(spec) == "multi_label":
         return
     kind = "metric:classification"
     for i, name in enumerate(spec.evaluation.metrics or []):
@@ -236,32 +205,15 @@ def check_metric_classes(spec: Spec, n_classes: int | None, where: str = "the da
                    f"target; {where} {n_classes} classes{instead}")
 
 
-def check_embedding(spec: Spec) -> Found:
-    if spec.task != "embedding":
-        return
-    if spec.model.type != "autoencoder":
-        yield (("model", "type"), f"task embedding trains an autoencoder and exports its encoder; "
-               f"set model.type to autoencoder, not {spec.model.type}")
-    elif spec.model.head.units or spec.model.head.dropout:
-        yield (("model", "head"), "task embedding has no head: the encoder's latent vector is the output "
-               "(remove model.head, or use task classification for a head on the latent vector)")
-    for i, name in enumerate(spec.evaluation.metrics or []):
-        if name == "knn_accuracy" and spec.data.target is None:
-            yield (("evaluation", "metrics", i), "knn_accuracy scores embeddings by their labels: "
-                   "set data.target (the label column), or drop the metric")
-
-
 def check_early_stopping(spec: Spec) -> Found:
     stopping = spec.training.early_stopping
-    if stopping is not None and spec.task == "generation":
-        yield (("training", "early_stopping"), "early stopping needs a validation loss; a GAN's losses do not "
-               "measure progress (FID does): remove early_stopping and choose training.epochs")
-    elif stopping is not None:
+    if stopping is not None and tasks.get(spec.task).honoured("training.early_stopping"):
         yield from _check_monitor(spec, stopping.monitor, ("training", "early_stopping", "monitor"))
 
 
 def _check_monitor(spec: Spec, monitor: str, path: tuple) -> Found:
-    known = ["loss", *([TRAINING_METRIC[spec.task]] if spec.task in TRAINING_METRIC else [])]
+    metric = tasks.get(spec.task).training_metric
+    known = ["loss", *([metric] if metric else [])]
     known += [f"val_{name}" for name in known]
     if monitor not in known:
         from dlpipe.errors import did_you_mean
@@ -290,17 +242,13 @@ def check_schedule(spec: Spec) -> Found:
                f"got {len(schedule.factors)}")
     if schedule.type == "cosine" and schedule.restarts is not None and schedule.decay_epochs is None:
         yield (path + ("restarts",), "restarts need decay_epochs (the length of the first cycle)")
-    if schedule.type == "reduce_on_plateau" and spec.task == "generation":
-        yield (path, "reduce_on_plateau needs a monitored loss; a GAN has none that measures progress")
-    elif schedule.type == "reduce_on_plateau":
+    if schedule.type == "reduce_on_plateau" and tasks.get(spec.task).honoured("training.schedule"):
         yield from _check_monitor(spec, schedule.monitor, path + ("monitor",))
 
 
 def check_checkpoints(spec: Spec) -> Found:
     monitor = spec.training.checkpoints.monitor
-    if monitor != "auto" and spec.task == "generation":
-        yield (("training", "checkpoints", "monitor"), "a GAN keeps no best checkpoint; leave monitor at auto")
-    elif monitor != "auto":
+    if monitor != "auto" and tasks.get(spec.task).honoured("training.checkpoints.monitor"):
         yield from _check_monitor(spec, monitor, ("training", "checkpoints", "monitor"))
 
 
@@ -308,11 +256,6 @@ def check_jit_compile(spec: Spec) -> Found:
     if spec.training.jit_compile is True and spec.training.deterministic is True:
         yield (("training", "jit_compile"), "XLA cannot compile under op determinism (Keras turns it off): "
                "set training.deterministic to false or auto, or jit_compile to false or auto")
-
-
-def check_class_weight(spec: Spec) -> Found:
-    if spec.training.class_weight is not None and spec.task != "classification":
-        yield (("training", "class_weight"), f"class_weight needs task classification, not {spec.task}")
 
 
 def check_sample_weight(spec: Spec) -> Found:
@@ -359,9 +302,7 @@ def check_architecture(spec: Spec) -> Found:
         if len(images) != 1:
             yield (("model", "encoder"), "a conv autoencoder reads exactly one feature of type image; "
                    f"data.features has {len(images)} of that type")
-    if spec.data.target is not None and spec.data.target.multi_label and spec.task != "classification":
-        yield (("data", "target", "multi_label"), "multi_label needs task classification")
-    elif spec.data.target is not None and spec.data.target.multi_label and spec.training.loss not in (
+    if spec.data.target is not None and spec.data.target.multi_label and spec.training.loss not in (
             "auto", "binary_crossentropy", "binary_focal_crossentropy"):
         yield (("training", "loss"), f"multi-label targets need a binary loss (one sigmoid per class), "
                f"not {spec.training.loss!r}; use auto, binary_crossentropy or binary_focal_crossentropy")
@@ -425,120 +366,62 @@ def check_export(spec: Spec) -> Found:
     for key, tolerance in export.tolerance.items():
         if tolerance.max_abs_diff is None and tolerance.agreement is None:
             yield (("export", "tolerance", key), "give max_abs_diff, agreement or both")
-        elif tolerance.agreement is not None and spec.task != "classification":
-            yield (("export", "tolerance", key, "agreement"), f"agreement needs task classification, not {spec.task}")
+        elif tolerance.agreement is not None and tasks.get(spec.task).output != "classes":
+            yield (("export", "tolerance", key, "agreement"), f"agreement compares classes; a {spec.task} model "
+                   "gives none: use max_abs_diff")
     for key in dict.fromkeys(export.keys()):
-        problem = tolerance_problem(export, key, spec.task)
+        problem = tolerance_problem(export, key, spec.task, tasks.get(spec.task).output == "classes")
         if problem:
             yield problem
 
 
-# What the detection task accepts; everything else in data/model/training is refused there.
-DETECTION_SOURCES = ("shapes", "coco")
-DETECTION_MODELS = ("centernet",)
-DETECTION_EXPORTS = ("keras", "saved_model")
+def check_task_owned(spec: Spec) -> Found:
+    """Models and sources that belong to one task are refused for the others."""
+    task = tasks.get(spec.task)
+    for owner in (tasks.get(name) for name in tasks.names()):
+        if owner is task:
+            continue
+        if spec.model.type in owner.models:
+            yield (("model", "type"), f"model {spec.model.type!r} needs task {owner.name}, not {spec.task}")
+        if spec.data.source.type in owner.sources:
+            yield (("data", "source", "type"), f"source {spec.data.source.type!r} holds what task {owner.name} "
+                   f"learns: it needs task {owner.name}, not {spec.task}")
+    if task.models and spec.model.type not in task.models:
+        yield (("model", "type"), f"task {spec.task} needs a model of type {' or '.join(task.models)}, "
+               f"not {spec.model.type!r}")
+    if task.sources and spec.data.source.type not in task.sources:
+        yield (("data", "source", "type"), f"task {spec.task} reads a source of type "
+               f"{' or '.join(task.sources)}, not {spec.data.source.type!r}")
 
 
-def check_detection(spec: Spec) -> Found:
-    source, model = spec.data.source, spec.model
-    if spec.task != "detection":
-        if source.type in DETECTION_SOURCES:
-            yield (("data", "source", "type"), f"source {source.type!r} holds boxes: it needs task detection, "
-                   f"not {spec.task}")
-        if model.type in DETECTION_MODELS:
-            yield (("model", "type"), f"model {model.type!r} needs task detection, not {spec.task}")
-        return
-    if source.type not in DETECTION_SOURCES:
-        yield (("data", "source", "type"), f"task detection reads boxes from a source of type "
-               f"{' or '.join(DETECTION_SOURCES)}, not {source.type!r}")
-    if model.type not in DETECTION_MODELS:
-        yield (("model", "type"), f"task detection needs a model of type {' or '.join(DETECTION_MODELS)}, "
-               f"not {model.type!r}")
-    if spec.data.target is not None:
-        yield (("data", "target"), "task detection takes its boxes and classes from the source; remove target")
-    if spec.data.features:
-        yield (("data", "features"), "task detection reads one image per example from the source; "
-               "remove features")
-    if spec.data.shuffle_buffer is not None:
-        yield (("data", "shuffle_buffer"), "task detection shuffles the whole training split; remove shuffle_buffer")
-    for key in spec.prepare.normalization:
-        if key != "numerical":  # the default entry; a detector has no numerical features
-            yield (("prepare", "normalization", key), "task detection scales pixels by 1/255 inside the model; "
-                   "remove this normalization")
-    for key in ("class_weight", "sample_weight"):
-        if getattr(spec.training, key) is not None:
-            yield (("training", key), f"{key} does not apply to task detection")
-    if spec.training.strategy == "multi_worker":
-        yield (("training", "strategy"), "task detection trains on one machine: use auto, none or mirrored")
-    if spec.tuning is not None:
-        yield (("tuning",), "dlpipe tune does not search detection specs yet; remove tuning")
-    for i, name in enumerate(spec.export.formats):
-        if name not in DETECTION_EXPORTS:
-            yield (("export", "formats", i), f"task detection exports {' and '.join(DETECTION_EXPORTS)}, "
-                   f"not {name!r}")
-    if source.type == "shapes":
-        if source.min_objects > source.max_objects:
-            yield (("data", "source", "min_objects"), f"min_objects ({source.min_objects}) is more than "
-                   f"max_objects ({source.max_objects})")
-        if source.min_size > source.max_size:
-            yield (("data", "source", "min_size"), f"min_size ({source.min_size}) is more than "
-                   f"max_size ({source.max_size})")
-        if source.max_size > source.image_size:
-            yield (("data", "source", "max_size"), f"objects up to {source.max_size} px do not fit "
-                   f"{source.image_size} px images")
-        for i, name in enumerate(source.classes):
-            if name in source.classes[:i]:
-                yield (("data", "source", "classes", i), f"{name!r} is listed twice")
-    if model.type == "centernet":
-        deepest = 2 ** (len(model.filters) - 1)
-        if model.stride > deepest:
-            yield (("model", "stride"), f"stride {model.stride} is coarser than the deepest block "
-                   f"(1/{deepest} with {len(model.filters)} filters); add blocks or lower the stride")
-        if model.decode.peak_window % 2 == 0:
-            yield (("model", "decode", "peak_window"), f"expected an odd window (centred on the cell), "
-                   f"got {model.decode.peak_window}")
-        size = getattr(source, "image_size", None)
-        if size is not None:
-            if size % model.stride:
-                yield (("model", "stride"), f"stride {model.stride} does not divide the image side ({size})")
-            elif size % deepest:
-                yield (("model", "filters"), f"{len(model.filters)} blocks halve the image "
-                       f"{len(model.filters) - 1} times: its side ({size}) must be a multiple of {deepest}")
-            else:
-                n_classes = len(source.classes) if source.type == "shapes" else None
-                cells = (size // model.stride) ** 2 * (n_classes or 1)
-                if model.decode.max_detections > cells:
-                    yield (("model", "decode", "max_detections"), f"at most {cells} detections exist "
-                           f"({size // model.stride}² cells × {n_classes or 1} classes), got "
-                           f"{model.decode.max_detections}")
+def check_honoured(spec: Spec) -> Found:
+    """What validates is what runs: a key the task's pipeline does not read, set to anything
+    but its default, is refused (the task declares what it honours: dlpipe/tasks/)."""
+    yield from _unhonoured(tasks.get(spec.task), spec, ())
 
 
-def check_windows(spec: Spec) -> Found:
-    windows = spec.data.windows
-    if spec.task == "forecasting" and windows is None:
-        yield (("data",), "task forecasting needs data.windows (lookback, horizon) to turn the series into examples")
-    if windows is None:
-        return
-    if spec.task != "forecasting":
-        yield (("data", "windows"), f"windows need task forecasting, not {spec.task}")
-    for i, feature in enumerate(spec.data.features):
-        if feature.type != "numerical":
-            yield (("data", "features", i, "type"), f"a forecasting window holds numbers per step; "
-                   f"feature {feature.name!r} is {feature.type}")
-        if feature.name == windows.order_by:
-            yield (("data", "features", i, "name"), f"{feature.name!r} is data.windows.order_by (the time); "
-                   "it orders the rows and cannot also be a feature")
-    if spec.data.target is not None and windows.order_by == spec.data.target.name:
-        yield (("data", "windows", "order_by"), f"{windows.order_by!r} is the target; order by a time column")
-    if getattr(spec.model, "return_sequences", False):
-        yield (("model", "return_sequences"), "a forecast is the next `horizon` values of the target, one "
-               "output per example; set return_sequences to false")
-    if spec.data.target is not None and spec.data.target.multi_label:
-        yield (("data", "target", "multi_label"), "multi_label needs task classification")
-    for key in spec.prepare.normalization:
-        if key in FEATURE_TYPES and key not in ("numerical", "sequence"):
-            yield (("prepare", "normalization", key), f"{key!r}: a forecasting window is normalized per channel "
-                   "with the key numerical (or sequence)")
+def _unhonoured(task, model, path: tuple) -> Found:
+    from pydantic import BaseModel
+
+    for name, field in type(model).model_fields.items():
+        key_path = (*path, name)
+        key = ".".join(key_path)
+        value = getattr(model, name)
+        default = _REQUIRED if field.is_required() else field.get_default(call_default_factory=True)
+        if task.refused(key):
+            if value != default:
+                yield key_path, task.refusal(key)
+            continue
+        if isinstance(value, BaseModel) and any(k.startswith(key + ".") for k in (*task.honours, *task.refusals)):
+            yield from _unhonoured(task, value, key_path)  # partly read: look at each key inside
+        elif value != default and not task.honoured(key):
+            users = [other.name for other in map(tasks.get, tasks.names()) if other.honoured(key)
+                     and not other.refused(key)]
+            used = f" (task {' and '.join(users)} does)" if 0 < len(users) <= 2 else ""
+            yield key_path, f"the {task.name} task does not use this key{used}; remove it"
+
+
+_REQUIRED = object()
 
 
 _NEEDS = {"image": "an image", "sequence": "a sequence", "numerical": "a numerical"}
@@ -567,72 +450,19 @@ def check_augmentation(spec: Spec) -> Found:
             yield (path + ("type",), f"{step.type} is listed twice")
 
 
-# Task generation: what the adversarial pipeline supports.
-GENERATOR_EXPORTS = ("keras", "saved_model")
-
-
-def check_generation(spec: Spec) -> Found:
-    generation = spec.task == "generation"
-    if spec.model.type == "gan" and not generation:
-        yield (("model", "type"), f"a gan generates images: it needs task generation, not {spec.task}")
-    if spec.evaluation.generation is not None and not generation:
-        yield (("evaluation", "generation"), f"evaluation.generation needs task generation, not {spec.task}")
-    if spec.training.adversarial is not None and not generation:
-        yield (("training", "adversarial"), f"training.adversarial needs task generation, not {spec.task}")
-    if not generation:
-        return
-    if spec.model.type != "gan":
-        yield (("model", "type"), f"task generation trains a gan, not a {spec.model.type}")
-    if spec.evaluation.generation is None:
-        yield (("evaluation",), "missing required key 'generation' (task generation: how generated images "
-               "are scored, e.g. {feature_extractor: {type: classifier, labels: label}})")
-    images = [f for f in spec.data.features if f.type == "image"]
-    if not spec.data.features:
-        yield (("data",), "missing required key 'features': task generation learns one feature of type image")
-    elif len(images) == 1 and len(spec.data.features) != 1:  # the image count: check_architecture (a gan reads one)
-        yield (("data", "features"), "task generation learns exactly one feature, of type image; "
-               f"data.features lists {len(spec.data.features)} ({len(images)} of type image)")
-    target = spec.data.target
-    if target is not None and target.multi_label:
-        yield (("data", "target", "multi_label"), "a conditional GAN takes one class per image, not several")
-    # The default is allowed (and ignored): a run's resolved spec.yaml writes it out.
-    if spec.prepare.normalization != type(spec.prepare)().normalization:
-        yield (("prepare", "normalization"), "a GAN scales images to −1..1 from the training split's range "
-               "itself (the generator's tanh range); remove prepare.normalization")
-    if spec.data.split.test == 0:  # pragma: no cover - the split model refuses test 0 already
-        yield (("data", "split", "test"), "FID needs held-out real images: give the test split a share")
-    for field in ("class_weight", "sample_weight"):
-        if getattr(spec.training, field) is not None:
-            yield (("training", field), f"{field} is not supported for task generation")
-    for i, step in enumerate(spec.prepare.augmentation):
-        if step.type == "mixup":  # it blends labels and weights the loss: a GAN's real images have neither
-            yield (("prepare", "augmentation", i, "type"), "mixup is not supported for task generation; "
-                   "augment the real images with image steps (flip, rotation, zoom, ...)")
-    if spec.training.strategy in ("mirrored", "multi_worker"):
-        yield (("training", "strategy"), "GAN training runs on one device: use auto or none")
-    for key in ("files", "time_column", "folds"):
-        if getattr(spec.data.split, key, None) is not None:
-            yield (("data", "split", key), f"split {key} is not supported for task generation yet; "
-                   "give train/validation/test fractions")
-    for i, name in enumerate(spec.export.formats):
-        if name not in GENERATOR_EXPORTS:
-            yield (("export", "formats", i), f"the generator exports as {' or '.join(GENERATOR_EXPORTS)} "
-                   f"(a latent → image signature); {name} is not supported for it yet")
-    if spec.tuning is not None:
-        yield (("tuning",), "dlpipe tune does not search GANs yet (its objectives are validation metrics)")
-    extractor = spec.evaluation.generation.feature_extractor if spec.evaluation.generation else None
-    if (extractor is not None and extractor.type == "classifier" and spec.data.features
-            and extractor.labels in [f.name for f in spec.data.features]):
-        yield (("evaluation", "generation", "feature_extractor", "labels"),
-               f"{extractor.labels!r} is the image feature; name the column of class labels")
-
-
-CHECKS = (check_detection, check_generation, check_split, check_target, check_labeling, check_split_modes,
-          check_imputation, check_streaming, check_loss, check_metrics, check_embedding, check_early_stopping,
-          check_normalization, check_architecture, check_categorical, check_export, check_tuning,
-          check_optimizer, check_schedule, check_checkpoints, check_class_weight, check_sample_weight,
-          check_jit_compile, check_windows, check_augmentation)
+CHECKS = (check_task_owned, check_honoured, check_split, check_target, check_labeling, check_split_modes,
+          check_imputation, check_streaming, check_loss, check_metrics, check_early_stopping,
+          check_normalization, check_architecture, check_categorical, check_export,
+          check_optimizer, check_schedule, check_checkpoints, check_sample_weight,
+          check_jit_compile, check_augmentation)
 
 
 def run_checks(spec: Spec) -> list[tuple[tuple, str]]:
-    return [found for check in CHECKS for found in check(spec)]
+    """The keys the task does not use and the task's own checks (dlpipe/tasks/<task>.py), then
+    the generic checks. A key those speak of gets their line only: a generic check of its
+    value would be noise."""
+    first = [*check_honoured(spec), *(found for check in tasks.get(spec.task).checks for found in check(spec))]
+    said = [path for path, _ in first]
+    rest = [(path, message) for check in CHECKS if check is not check_honoured
+            for path, message in check(spec) if not any(path[:len(p)] == p for p in said)]
+    return first + rest

@@ -97,14 +97,16 @@ class Export(StrictModel):
         return self.tolerance.get(key) or self.tolerance.get(fmt) or DEFAULT_TOLERANCES[key]
 
 
-def tolerance_problem(export: Export, key: str, task: str) -> tuple[tuple, str] | None:
-    """(spec path, message) when the tolerance for `key` cannot judge a model of `task`."""
+def tolerance_problem(export: Export, key: str, task: str, classes: bool) -> tuple[tuple, str] | None:
+    """(spec path, message) when the tolerance for `key` cannot judge a model of `task`
+    (`classes`: whether its output is classes, which agreement compares)."""
     tolerance = export.tolerance_for(key)
-    if task == "classification" or tolerance.agreement is None:
+    if classes or tolerance.agreement is None:
         return None
     given = key if key in export.tolerance else key.split("/")[0]
     if given in export.tolerance:
-        return ("export", "tolerance", given, "agreement"), f"agreement needs task classification, not {task}"
+        return (("export", "tolerance", given, "agreement"),
+                f"agreement compares classes; a {task} model gives none: use max_abs_diff")
     return (("export", "tflite", "quantization"),
             f"{key} is judged by class agreement by default, which a {task} model has not; "
             f"set export.tolerance: {{{key}: {{max_abs_diff: ...}}}}")

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
+from dlpipe import registry, tasks
 from dlpipe.spec.base import StrictModel
 from dlpipe.spec.data import Data
 from dlpipe.spec.evaluation import Evaluation
@@ -16,23 +17,8 @@ from dlpipe.spec.prepare import Prepare
 from dlpipe.spec.training import Training
 from dlpipe.spec.tuning import Tuning, resolve as resolve_tuning
 
-Task = Literal["classification", "regression", "forecasting", "detection", "embedding", "generation"]
-
-DEFAULT_METRICS: dict[str, list[str]] = {
-    "classification": ["accuracy", "f1_macro"],
-    "regression": ["mae", "mse", "rmse", "r2"],
-    # naive_mae: the last-value forecast's error, so every run says whether it beats it.
-    "forecasting": ["mae", "rmse", "naive_mae"],
-    "detection": ["map_50", "map"],
-    # knn_accuracy needs labels: dropped when the data has no target (see below).
-    "embedding": ["reconstruction_mse", "knn_accuracy"],
-    "generation": ["fid", "inception_score"],
-}
-
-# Which pipeline in pipelines/ runs each task.
-PIPELINES: dict[str, str] = {"classification": "supervised", "regression": "supervised",
-                             "forecasting": "supervised", "detection": "detection", "embedding": "embedding",
-                             "generation": "adversarial"}
+Task = Literal[registry.names("task")]
+"""Every registered task (dlpipe/tasks/); each one's facts come from `tasks.get(name)`."""
 
 
 class Spec(StrictModel):
@@ -80,27 +66,41 @@ class Spec(StrictModel):
         # resolved spec.yaml of a run shows every value that was used.
         # Copies: a section left out is the class's one shared default object, and setting
         # a value on it would leak into every later spec.
+        task = tasks.get(self.task)
         if self.evaluation.metrics is None:
-            metrics = list(DEFAULT_METRICS[self.task])
-            if self.task == "embedding" and self.data.target is None:
-                metrics.remove("knn_accuracy")  # nothing to score the neighbours with
+            metrics = [name for name in task.default_metrics  # some need labels to score with
+                       if self.data.target is not None or name not in task.unlabelled_drop]
             evaluation = self.evaluation.model_copy(update={"metrics": metrics})
             object.__setattr__(self, "evaluation", evaluation)
         if self.data.split.stratify is None:
             # Stratifying needs one class per example: not per-step or multi-label targets.
             several = getattr(self.model, "return_sequences", False) or (
                 self.data.target is not None and self.data.target.multi_label)
-            split = self.data.split.model_copy(update={"stratify": self.task == "classification" and not several})
+            split = self.data.split.model_copy(update={"stratify": task.target == "classes" and not several})
             object.__setattr__(self.data, "split", split)
-        if self.task == "generation" and self.training.adversarial is None:
-            from dlpipe.spec.training import Adversarial
-
-            training = self.training.model_copy(update={"adversarial": Adversarial()})
-            object.__setattr__(self, "training", training)
-        if self.tuning is not None and self.task != "generation":  # refused in checks.py
+        for key in task.filled:  # optional sections this task always uses: written in with their defaults
+            section_name, _, field = key.partition(".")
+            section = getattr(self, section_name)
+            if getattr(section, field) is None:
+                filled = section.model_copy(update={field: _section_class(type(section), field)()})
+                object.__setattr__(self, section_name, filled)
+        if self.tuning is not None and task.supports("tune"):  # refused otherwise (spec/checks.py)
             object.__setattr__(self, "tuning", resolve_tuning(self))
         return self
 
     @property
     def pipeline(self) -> str:
-        return PIPELINES[self.task]
+        return tasks.get(self.task).pipeline
+
+
+def _section_class(model: type, field: str) -> type:
+    """The model class of an optional field (`X | None`)."""
+    import typing
+
+    from pydantic import BaseModel
+
+    annotation = model.model_fields[field].annotation
+    for candidate in typing.get_args(annotation) or (annotation,):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    raise TypeError(f"{model.__name__}.{field} is not an optional section")

@@ -1,44 +1,32 @@
-"""Optimizer, loss and metrics objects from the `training` section."""
+"""Loss and metrics objects from the `training` section, and compiling a model with them
+(its optimizer from optimizers.py)."""
 
 from __future__ import annotations
 
-from dlpipe import registry
-from dlpipe.spec.checks import TRAINING_METRIC
+import importlib
+
+from dlpipe import registry, tasks
+from dlpipe.tasks import Task
+from dlpipe.training.optimizers import make_optimizer
 
 # Labels are integer class indices; these losses expect one-hot rows, so they get a wrapper.
 _ONE_HOT_LOSSES = ("categorical_crossentropy", "categorical_focal_crossentropy")
 _BINARY_LOSSES = ("binary_crossentropy", "binary_focal_crossentropy")
 
 
-def make_optimizer(spec):
-    options = spec.model_dump(exclude={"type"}, exclude_none=True)
-    return registry.load("optimizer", spec.type)(**options)
-
-
-def optimizers(model) -> list[tuple[object, int]]:
-    """Each optimizer of a compiled `model` with the updates it makes per training step: the
-    model's one, or those of a model that trains several networks and lists them in
-    `optimizer_updates` (the GAN: the generator's once, the discriminator's
-    `discriminator_steps` times)."""
-    several = getattr(model, "optimizer_updates", None)
-    if several is not None:
-        return list(several)
-    return [(model.optimizer, 1)] if model.optimizer is not None else []
-
-
-def loss_name(task: str, loss: str, n_classes: int | None, multi_label: bool = False) -> str:
+def loss_name(task: Task, loss: str, n_classes: int | None, multi_label: bool = False) -> str:
     if loss != "auto":
         return loss
-    if task in ("regression", "forecasting", "embedding"):  # embedding: the reconstruction error
+    if task.output != "classes":  # numbers out (an embedding's: the reconstruction error)
         return "mse"
     return "binary_crossentropy" if n_classes == 2 or multi_label else "sparse_categorical_crossentropy"
 
 
-def check_loss(task: str, loss: str, n_classes: int | None, located=None, multi_label: bool = False) -> None:
+def check_loss(task: Task, loss: str, n_classes: int | None, located=None, multi_label: bool = False) -> None:
     """A classification loss must fit the output layer: one sigmoid unit for two classes
     (one per label when multi-label), a softmax over the classes otherwise. Only the data
     tells how many classes there are."""
-    if task != "classification" or loss == "auto":
+    if task.output != "classes" or loss == "auto":
         return
     problem = None
     if multi_label and loss not in _BINARY_LOSSES:
@@ -60,11 +48,11 @@ def check_loss(task: str, loss: str, n_classes: int | None, located=None, multi_
         raise StageError("build", f"training.loss: {problem}")
 
 
-def make_loss(task: str, loss: str, n_classes: int | None, multi_label: bool = False,
+def make_loss(task: Task, loss: str, n_classes: int | None, multi_label: bool = False,
               reduction: str = "sum_over_batch_size"):
     name = loss_name(task, loss, n_classes, multi_label)
     inner = registry.load("loss", name)(reduction=reduction)
-    if task == "classification" and name in _ONE_HOT_LOSSES and not multi_label:
+    if task.output == "classes" and name in _ONE_HOT_LOSSES and not multi_label:
         from dlpipe.training.losses import OneHotLabels
 
         return OneHotLabels(inner, n_classes, reduction=reduction)
@@ -78,21 +66,20 @@ def compile_model(model, spec, n_classes: int | None, located=None) -> None:
     from dlpipe.training.determinism import resolve_jit
 
     jit = resolve_jit(spec.training.jit_compile, tf.config.list_physical_devices("GPU"))
-    if spec.task == "detection":  # the detector's own loss on its maps (n_classes: the box classes)
-        from dlpipe.architectures.centernet import centernet_loss
-
-        model.compile(optimizer=make_optimizer(spec.training.optimizer), jit_compile=jit,
-                      loss=centernet_loss(n_classes, spec.model.heatmap_weight, spec.model.size_weight,
-                                          spec.model.offset_weight))
+    task = tasks.get(spec.task)
+    if task.loss_factory:  # the task's own loss (the detector's, on its maps; n_classes: the box classes)
+        module, _, name = task.loss_factory.partition(":")
+        loss = getattr(importlib.import_module(module), name)(spec, n_classes)
+        model.compile(optimizer=make_optimizer(spec.training.optimizer), jit_compile=jit, loss=loss)
         return
     multi_label = spec.data.target is not None and spec.data.target.multi_label
-    check_loss(spec.task, spec.training.loss, n_classes, located, multi_label)
-    metric = TRAINING_METRIC[spec.task]
+    check_loss(task, spec.training.loss, n_classes, located, multi_label)
+    metric = task.training_metric
     if metric == "accuracy":
         metric = keras.metrics.BinaryAccuracy(name="accuracy") if n_classes == 2 or multi_label else \
             keras.metrics.SparseCategoricalAccuracy(name="accuracy")
     elif metric == "reconstruction_mse":  # the loss itself, under the name metrics.json uses
         metric = keras.metrics.MeanSquaredError(name="reconstruction_mse")
     model.compile(optimizer=make_optimizer(spec.training.optimizer),
-                  loss=make_loss(spec.task, spec.training.loss, n_classes, multi_label),
+                  loss=make_loss(task, spec.training.loss, n_classes, multi_label),
                   metrics=[metric], jit_compile=jit)

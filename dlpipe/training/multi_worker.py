@@ -22,6 +22,8 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from dlpipe import tasks
+
 
 def fit_multi_worker(model, strategy, spec, n_classes: int | None, inputs: dict, val_ds, steps: int,
                      callbacks: list, *, verbose: int) -> None:
@@ -36,8 +38,8 @@ def fit_multi_worker(model, strategy, spec, n_classes: int | None, inputs: dict,
     optimizer = model.optimizer
     multi_label = spec.data.target is not None and spec.data.target.multi_label
     with strategy.scope():
-        loss_sum = make_loss(spec.task, training.loss, n_classes, multi_label, reduction="sum")
-    metric_name, metric_sum = _metric(spec.task, n_classes)
+        loss_sum = make_loss(tasks.get(spec.task), training.loss, n_classes, multi_label, reduction="sum")
+    metric_name, metric_sum = _metric(tasks.get(spec.task).training_metric, n_classes)
     jit = resolve_jit(training.jit_compile, tf.config.list_physical_devices("GPU"))
 
     dataset = strategy.distribute_datasets_from_function(lambda context: replica_dataset(context, **inputs))
@@ -136,13 +138,13 @@ def _evaluate(evaluate_batch, dataset, metric_name: str) -> dict[str, float]:
     return {"val_loss": sums[0] / sums[2] + regularization, f"val_{metric_name}": sums[1] / sums[2]}
 
 
-def _metric(task: str, n_classes: int | None):
-    """The training metric of dlpipe/spec/checks.py TRAINING_METRIC, summed over a batch."""
+def _metric(name: str, n_classes: int | None):
+    """The task's training metric (accuracy, mae or reconstruction_mse), summed over a batch."""
     ops = keras.ops
-    if task == "embedding":  # per example, the mean over its values
+    if name == "reconstruction_mse":  # per example, the mean over its values
         return "reconstruction_mse", lambda y, p: ops.sum(ops.mean(ops.square(
             ops.reshape(ops.cast(y, p.dtype), (ops.shape(p)[0], -1)) - ops.reshape(p, (ops.shape(p)[0], -1))), axis=-1))
-    if task in ("regression", "forecasting"):
+    if name == "mae":
         return "mae", lambda y, p: ops.sum(ops.abs(ops.reshape(ops.cast(y, p.dtype), (-1,)) - ops.reshape(p, (-1,))))
     if n_classes == 2:
         return "accuracy", lambda y, p: ops.sum(ops.cast(

@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from dlpipe.spec.checks import TRAINING_METRIC
+from dlpipe import tasks
 from dlpipe.spec.loader import _split_key
 from dlpipe.spec.tuning import Choice, Int, LogUniform, Uniform, _yaml, grid_values
 
@@ -93,7 +93,7 @@ def progress_key(spec) -> tuple[str, float]:
     default loss), negated when the objective is maximized so that better is always in the
     study's direction."""
     objective = spec.tuning.objective
-    if objective.metric == TRAINING_METRIC[spec.task]:
+    if objective.metric == tasks.get(spec.task).training_metric:
         return f"val_{objective.metric}", 1.0
     return "val_loss", 1.0 if objective.direction == "minimize" else -1.0
 

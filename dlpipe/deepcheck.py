@@ -8,6 +8,7 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from dlpipe import imports
 from dlpipe.errors import Problem, SpecError
 
 
@@ -24,6 +25,7 @@ def deep_check(paths: Sequence[str | Path], overrides: Sequence[str] = (),
         except SpecError:
             continue
         try:
+            imports.check(spec, document)  # nothing is imported that the command line did not allow
             model = build(spec, document, Path(path).resolve().parent)
         except SpecError as err:
             problems.extend(err.problems)
@@ -34,19 +36,22 @@ def deep_check(paths: Sequence[str | Path], overrides: Sequence[str] = (),
 
 
 def build(spec, document, base_dir: Path):
-    """The model `dlpipe run` would train, built from the spec and the data's shapes, its
-    weights left unallocated (Keras defers creating a variable's value in a stateless
-    scope): a model too large for this machine is refused before it takes the memory."""
+    """The model `dlpipe run` would train, built by the task's pipeline (hook `deep_build`) from
+    the spec and the data's shapes, its weights left unallocated (Keras defers creating a
+    variable's value in a stateless scope): a model too large for this machine is refused
+    before it takes the memory."""
     import keras
 
+    from dlpipe import tasks
     from dlpipe.spec import locate
 
     def located(path: tuple, message: str) -> SpecError:
         return SpecError([locate(document, path, message)])
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    task = tasks.require(spec.task, "deep", spec.name)
     with keras.StatelessScope(initialize_variables=False):
-        model = _build(spec, base_dir, located)
+        model = task.hook("deep_build")(spec, base_dir, located)
     problem = memory_problem(model, spec)
     if problem is not None:
         keras.utils.clear_session()  # forgets the deferred variables: nothing allocates them later
@@ -88,26 +93,6 @@ def _leaf_layers(model):
             yield from _leaf_layers(layer)
         else:
             yield layer
-
-
-def _build(spec, base_dir: Path, located):
-    from dlpipe.data.prepare import prepare
-
-    if spec.task == "detection":  # the trained maps model with its decoding (pipelines/detection.py)
-        from dlpipe.architectures.centernet import build_detector, build_maps_model
-        from dlpipe.data.detection import prepare_detection
-
-        boxes = prepare_detection(spec, base_dir, located)
-        n_classes = len(boxes.class_names)
-        return build_detector(spec, build_maps_model(spec, boxes.image_shape, n_classes), n_classes)
-    data = prepare(spec, base_dir, located)
-    if spec.task == "embedding":  # what trains is the autoencoder (encoder + decoder)
-        from dlpipe.architectures.autoencoder import build_embedding
-
-        return build_embedding(spec, data, located).autoencoder
-    from dlpipe.architectures.assemble import build_model
-
-    return build_model(spec, data, located)
 
 
 def summary(model, title: str) -> str:

@@ -1,0 +1,67 @@
+"""Stage blocks every pipeline shares, written once: the setup stage, history.csv, saving a
+model file, and re-exporting a finished run. The pipelines (pipelines/*.py) stay readable
+recipes; what they have in common lives here."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from dlpipe.rundir import atomic_path, atomic_write_text
+
+
+def setup(run_dir, spec) -> dict:
+    """The setup stage's work: TensorFlow imported, seeds, op determinism, the environment in
+    run.json; a missing export extra fails now, not after training."""
+    from dlpipe.exporters.stage import check_available
+    from dlpipe.training.determinism import configure
+
+    environment = configure(spec.seed, spec.training)
+    check_available(spec.export.formats)
+    run_dir.update(deterministic=environment["deterministic"], device=environment["device"],
+                   backend=environment["backend"], training=environment["training"],
+                   versions={**run_dir.record["versions"], **environment["versions"]})
+    return environment
+
+
+def history_csv(history: dict[str, list[float]]) -> str:
+    """One row per epoch, a column per logged quantity (sorted), the epoch counted from 1."""
+    names = sorted(history)
+    epochs = len(next(iter(history.values()))) if history else 0
+    rows = [",".join(["epoch", *names])]
+    rows += [",".join([str(e + 1), *(repr(history[n][e]) for n in names)]) for e in range(epochs)]
+    return "\n".join(rows) + "\n"
+
+
+def save_training(run_dir, history: dict[str, list[float]], models: dict) -> None:
+    """history.csv and each model file (name → Keras model), each written atomically."""
+    atomic_write_text(run_dir.path("history.csv"), history_csv(history))
+    for name, model in models.items():
+        with atomic_path(run_dir.path(name)) as tmp:
+            model.save(tmp)
+
+
+def reexport(run, formats: Sequence[str] | None = None) -> dict:
+    """`dlpipe export RUN_DIR`: the run's data prepared again (it must be the data it trained
+    on), its model.keras exported to `formats` and verified (exporters/stage.py)."""
+    from dlpipe.data.prepare import prepare
+    from dlpipe.errors import DataError
+    from dlpipe.exporters.stage import export_model
+    from dlpipe.finished import read_json
+    from dlpipe.rundir import RunDir
+    from dlpipe.training.determinism import configure
+
+    run_dir = RunDir(run.root)
+    run_dir.lock()
+    try:
+        configure(run.spec.seed)
+        data = prepare(run.spec, run.base_dir, run.located)
+        trained_on = run.record.get("data_fingerprint")
+        if trained_on and trained_on != data.fingerprint:
+            raise DataError(f"{data.origin}: the data differs from what {run.root} trained on (fingerprint "
+                            f"{data.fingerprint[:19]}…, the run's {trained_on[:19]}…); retrain instead")
+        model = run.load_model()
+        metrics = read_json(run.root / "metrics.json") or None
+        return export_model(model, run.spec, data, run.root / "export", formats=formats, metrics=metrics,
+                            keras_file=run.root / "model.keras")
+    finally:
+        run_dir.unlock()

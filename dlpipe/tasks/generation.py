@@ -1,0 +1,77 @@
+"""Task generation: a GAN learns to draw images like the training images.
+
+Pipeline: pipelines/adversarial.py. A target, if given, makes the GAN class-conditioned.
+Scored by FID and Inception Score against held-out real images.
+"""
+
+from __future__ import annotations
+
+from dlpipe.tasks.base import Found, Task
+
+EXPORTS = ("keras", "saved_model")
+
+
+def check_generation(spec) -> Found:
+    if spec.evaluation.generation is None:
+        yield (("evaluation",), "missing required key 'generation' (task generation: how generated images "
+               "are scored, e.g. {feature_extractor: {type: classifier, labels: label}})")
+    images = [f for f in spec.data.features if f.type == "image"]
+    if not spec.data.features:
+        yield (("data",), "missing required key 'features': task generation learns one feature of type image")
+    elif len(images) == 1 and len(spec.data.features) != 1:  # the image count: check_architecture (a gan reads one)
+        yield (("data", "features"), "task generation learns exactly one feature, of type image; "
+               f"data.features lists {len(spec.data.features)} ({len(images)} of type image)")
+    for i, step in enumerate(spec.prepare.augmentation):
+        if step.type == "mixup":  # it blends labels and weights the loss: a GAN's real images have neither
+            yield (("prepare", "augmentation", i, "type"), "mixup is not supported for task generation; "
+                   "augment the real images with image steps (flip, rotation, zoom, ...)")
+    if spec.training.schedule is not None and spec.training.schedule.type == "reduce_on_plateau":
+        yield (("training", "schedule"), "reduce_on_plateau needs a monitored loss; task generation has none "
+               "that measures progress (FID does, every few epochs): choose a schedule by epochs")
+    if spec.training.strategy in ("mirrored", "multi_worker"):
+        yield (("training", "strategy"), "GAN training runs on one device: use auto or none")
+    for i, name in enumerate(spec.export.formats):
+        if name not in EXPORTS:
+            yield (("export", "formats", i), f"the generator exports as {' or '.join(EXPORTS)} "
+                   f"(a latent → image signature); {name} is not supported for it yet")
+    extractor = spec.evaluation.generation.feature_extractor if spec.evaluation.generation else None
+    if (extractor is not None and extractor.type == "classifier" and spec.data.features
+            and extractor.labels in [f.name for f in spec.data.features]):
+        yield (("evaluation", "generation", "feature_extractor", "labels"),
+               f"{extractor.labels!r} is the image feature; name the column of class labels")
+
+
+TASK = Task(
+    name="generation",
+    pipeline="adversarial",
+    summary="learn to generate images (a GAN); exports the generator (latent vector → image)",
+    target="optional_classes",
+    output="images",
+    default_metrics=("fid", "inception_score"),
+    own_loss="a GAN trains with its own adversarial losses",
+    training_metric="fid",
+    commands=frozenset({"deep", "resume"}),
+    honours=("version", "name", "description", "task", "seed", "allow_unsafe_deserialization", "data.source",
+             "data.features", "data.target.name", "data.split.train", "data.split.validation", "data.split.test",
+             "data.split.stratify", "data.shuffle_buffer", "prepare.augmentation", "model", "training.epochs",
+             "training.batch_size", "training.optimizer", "training.schedule", "training.loss",
+             "training.adversarial", "training.checkpoints", "training.progress", "training.tensorboard",
+             "training.precision", "training.jit_compile", "training.deterministic", "training.strategy",
+             "evaluation.metrics", "evaluation.generation", "export.formats", "export.verify", "export.tolerance",
+             "export.samples"),
+    refusals={"training.early_stopping": "early stopping needs a validation loss; the losses of task generation "
+                                         "do not measure progress (FID does): remove early_stopping and choose "
+                                         "training.epochs",
+              "training.checkpoints.monitor": "task generation keeps no best checkpoint (no loss measures "
+                                              "progress); leave monitor at auto",
+              "training.class_weight": "class_weight is not supported for task generation",
+              "training.sample_weight": "sample_weight is not supported for task generation",
+              "prepare.normalization": "task generation scales images to −1..1 from the training split's "
+                                       "range itself (the generator's tanh range); remove prepare.normalization",
+              "data.target.multi_label": "task generation conditions on one class per image, not several",
+              "tuning": "dlpipe tune does not search task generation yet (its objectives are "
+                        "validation metrics); remove tuning"},
+    filled=("training.adversarial",),
+    models=("gan",),
+    checks=(check_generation,),
+)

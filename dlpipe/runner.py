@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from dlpipe import tasks, testhooks
+from dlpipe import imports, tasks, testhooks
 from dlpipe.backend_import import import_tensorflow
 from dlpipe.errors import DlpipeError, Interrupted, SpecError
 from dlpipe.rundir import RunDir, atomic_write_text, write_error
@@ -62,6 +62,7 @@ def run_spec(spec_path: str | Path, *, overrides: Sequence[str] = (), out: str |
     from dlpipe.training.distribute import writes_run_directory
 
     spec, document = load_document(spec_path, overrides)
+    imports.check(spec, document)  # before any work: a module the command line did not allow is one line
     if resume and out is None:
         raise DlpipeError("--resume needs --out DIR: the run directory to continue")
     root = Path(out) if out else RunDir.default_path(spec.name)

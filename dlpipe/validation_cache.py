@@ -26,7 +26,8 @@ from pathlib import Path
 
 _FORMAT = b"dlpipe-validate-cache-1"
 _PACKAGE = Path(__file__).resolve().parent
-# The modules whose code decides what validation says. The whole spec/ package, plus:
+# The modules whose code decides what validation says. The whole spec/ and tasks/ packages
+# (a task's honoured keys and own checks), plus:
 _ALSO = ("__init__.py", "errors.py", "limits.py", "registry.py")
 _code_hash: bytes | None = None
 
@@ -43,7 +44,8 @@ def _code_fingerprint() -> bytes:
     global _code_hash
     if _code_hash is None:
         digest = hashlib.sha256(_FORMAT)
-        files = sorted((_PACKAGE / "spec").glob("*.py")) + [_PACKAGE / name for name in _ALSO]
+        files = (sorted((_PACKAGE / "spec").glob("*.py")) + sorted((_PACKAGE / "tasks").glob("*.py"))
+                 + [_PACKAGE / name for name in _ALSO])
         for path in files:
             digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
         from importlib.util import find_spec  # finds, does not import

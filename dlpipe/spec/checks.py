@@ -9,7 +9,6 @@ from collections.abc import Iterator
 
 from dlpipe import registry, tasks
 from dlpipe.spec.spec import Spec
-from dlpipe.spec.tuning import check_tuning
 
 Found = Iterator[tuple[tuple, str]]
 
@@ -364,14 +363,15 @@ def check_export(spec: Spec) -> Found:
         for i, value in enumerate(values):
             if value in values[:i]:
                 yield ((*path, i), f"{value!r} is listed twice")
+    task = tasks.get(spec.task)
     for key, tolerance in export.tolerance.items():
         if tolerance.max_abs_diff is None and tolerance.agreement is None:
             yield (("export", "tolerance", key), "give max_abs_diff, agreement or both")
-        elif tolerance.agreement is not None and tasks.get(spec.task).output != "classes":
+        elif tolerance.agreement is not None and not task.has_classes:
             yield (("export", "tolerance", key, "agreement"), f"agreement compares classes; a {spec.task} model "
                    "gives none: use max_abs_diff")
     for key in dict.fromkeys(export.keys()):
-        problem = tolerance_problem(export, key, spec.task, tasks.get(spec.task).output == "classes")
+        problem = tolerance_problem(export, key, task)
         if problem:
             yield problem
 
@@ -453,17 +453,18 @@ def check_augmentation(spec: Spec) -> Found:
 
 CHECKS = (check_task_owned, check_honoured, check_split, check_target, check_labeling, check_split_modes,
           check_imputation, check_streaming, check_loss, check_metrics, check_early_stopping,
-          check_normalization, check_architecture, check_categorical, check_export, check_tuning,
+          check_normalization, check_architecture, check_categorical, check_export,
           check_optimizer, check_schedule, check_checkpoints, check_sample_weight,
           check_jit_compile, check_augmentation)
 
 
-def run_checks(spec: Spec) -> list[tuple[tuple, str]]:
+def run_checks(spec: Spec, extra=()) -> list[tuple[tuple, str]]:
     """The keys the task does not use and the task's own checks (dlpipe/tasks/<task>.py), then
-    the generic checks. A key those speak of gets their line only: a generic check of its
-    value would be noise."""
+    the generic checks and `extra` ones (validation.py adds the tuning checks, which validate
+    specs themselves and so import this module). A key the first speak of gets their line
+    only: a generic check of its value would be noise."""
     first = [*check_honoured(spec), *(found for check in tasks.get(spec.task).checks for found in check(spec))]
     said = [path for path, _ in first]
-    rest = [(path, message) for check in CHECKS if check is not check_honoured
+    rest = [(path, message) for check in (*CHECKS, *extra) if check is not check_honoured
             for path, message in check(spec) if not any(path[:len(p)] == p for p in said)]
     return first + rest

@@ -11,11 +11,20 @@ from pathlib import Path
 
 import click
 
-from dlpipe import __version__
+from dlpipe.version import __version__
 from dlpipe import registry
 from dlpipe.errors import EXIT_FAILED, DlpipeError, SpecError
 
 _SET_HELP = "Override a spec key, e.g. --set training.epochs=5 (VALUE is YAML). Repeatable."
+
+
+def _allow_imports(command):
+    """The --allow-imports option: the modules whose code the person running the command
+    trusts. A spec's model.allow_imports says what it needs; only this allows it."""
+    return click.option(
+        "--allow-imports", "allow_imports", multiple=True, metavar="MODULE",
+        help="Allow importing MODULE (and running its code) for custom layers the spec's model.allow_imports "
+             "lists. Repeatable. Without it a spec never imports anything outside Keras.")(command)
 
 
 class _Group(click.Group):
@@ -63,7 +72,9 @@ def main(ctx: click.Context, debug: bool) -> None:
               "layers, output shapes, parameter count; shape mismatches become located problems.")
 @click.option("--no-cache", is_flag=True, help="Check every file afresh instead of replaying the remembered "
               "result of an unchanged file (kept under $DLPIPE_CACHE_DIR or ~/.cache/dlpipe).")
-def validate(specs: tuple[str, ...], overrides: tuple[str, ...], fmt: str, deep: bool, no_cache: bool) -> None:
+@_allow_imports
+def validate(specs: tuple[str, ...], overrides: tuple[str, ...], fmt: str, deep: bool, no_cache: bool,
+             allow_imports: tuple[str, ...]) -> None:
     """Check SPEC files and report every problem of every file at once.
 
     Exit code 0 when all are valid, 1 otherwise. Nothing is trained or imported beyond
@@ -80,9 +91,12 @@ def validate(specs: tuple[str, ...], overrides: tuple[str, ...], fmt: str, deep:
         import_tensorflow()
         from dlpipe.deepcheck import deep_check
 
+        from dlpipe.imports import allowed
+
         for spec in specs:
             if not found[spec]:  # building needs a valid spec
-                found[spec] = deep_check([spec], overrides, echo=click.echo if fmt == "text" else None)
+                with allowed(allow_imports):
+                    found[spec] = deep_check([spec], overrides, echo=click.echo if fmt == "text" else None)
     problems = [problem for spec in specs for problem in found[spec]]
     if fmt == "json":
         click.echo(json.dumps([p.to_dict() for p in problems], indent=2))
@@ -97,29 +111,11 @@ def validate(specs: tuple[str, ...], overrides: tuple[str, ...], fmt: str, deep:
 
 
 def _check(spec: str, overrides: tuple[str, ...], cache: bool) -> list:
-    """One file's problems: replayed when these exact bytes were checked before by this
-    code (dlpipe/validation_cache.py), otherwise checked — which imports Pydantic."""
-    from dlpipe.errors import Problem
-    from dlpipe.limits import TooLarge, read_spec_bytes
-    from dlpipe.validation_cache import ValidationCache
+    """One file's problems (dlpipe.validate): replayed when these exact bytes were checked
+    before by this code (dlpipe/validation_cache.py), otherwise checked — which imports Pydantic."""
+    from dlpipe.api import validate as check
 
-    store = ValidationCache(enabled=cache)
-    try:
-        data = read_spec_bytes(spec)
-        text = data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")  # as read_text does
-    except (OSError, UnicodeDecodeError, TooLarge):  # the checker words these errors
-        from dlpipe.spec import check_files
-
-        return check_files([spec], overrides)
-    entry = store.entry(spec, data, overrides)
-    remembered = store.get(entry)
-    if remembered is not None:
-        return [Problem(**problem) for problem in remembered]
-    from dlpipe.spec import check_text
-
-    problems = check_text(spec, text, overrides)
-    store.put(entry, [problem.to_dict() for problem in problems])
-    return problems
+    return check(spec, overrides, cache=cache)
 
 
 @main.command()
@@ -131,7 +127,9 @@ def _check(spec: str, overrides: tuple[str, ...], cache: bool) -> list:
               help="Continue the interrupted run in --out from its last checkpoint (a fresh run if there is none).")
 @click.option("--no-cache", is_flag=True,
               help="Run every stage, even those an earlier run into --out did with the same spec sections.")
-def run(spec: str, overrides: tuple[str, ...], out: str | None, resume: bool, no_cache: bool) -> None:
+@_allow_imports
+def run(spec: str, overrides: tuple[str, ...], out: str | None, resume: bool, no_cache: bool,
+        allow_imports: tuple[str, ...]) -> None:
     """Run every stage of SPEC: data, build, train, evaluate, export.
 
     Prints the run directory; everything the run produced is in it (metrics.json,
@@ -140,11 +138,11 @@ def run(spec: str, overrides: tuple[str, ...], out: str | None, resume: bool, no
     export: no data preparation and no training); run.json tells which were reused.
     SIGINT/SIGTERM stop it with run.json `interrupted`; --resume continues.
     """
-    from dlpipe.runner import run_spec
+    from dlpipe.api import run as run_spec
 
-    run_dir = run_spec(spec, overrides=overrides, out=out, command=["dlpipe", *sys.argv[1:]], resume=resume,
-                       cache=not no_cache)
-    click.echo(str(run_dir))
+    finished = run_spec(spec, overrides, out, command=["dlpipe", *sys.argv[1:]], resume=resume, cache=not no_cache,
+                        allow_imports=allow_imports)
+    click.echo(str(finished.path))
 
 
 @main.command()
@@ -161,8 +159,9 @@ def run(spec: str, overrides: tuple[str, ...], out: str | None, resume: bool, no
 @click.option("--study-name", default=None, help="Default: the spec's name.")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Study directory (default: runs/<name>-tune); rerunning continues the study.")
+@_allow_imports
 def tune(spec: str, overrides: tuple[str, ...], trials: int | None, timeout: float | None,
-         storage: str | None, study_name: str | None, out: str | None) -> None:
+         storage: str | None, study_name: str | None, out: str | None, allow_imports: tuple[str, ...]) -> None:
     """Search hyperparameters of SPEC: each trial is a `dlpipe run` with some keys changed.
 
     The keys, their ranges, the objective, sampler (grid, random, bayesian) and pruner
@@ -170,10 +169,12 @@ def tune(spec: str, overrides: tuple[str, ...], trials: int | None, timeout: flo
     batch size are searched. Writes best.yaml (run it to repeat the best trial),
     study.json, trials.csv and report.html into the study directory and prints it.
     """
+    from dlpipe.imports import allowed
     from dlpipe.tuning import tune as run_tuning
 
-    study_dir = run_tuning(spec, overrides=overrides, trials=trials, timeout=timeout, storage=storage,
-                           study_name=study_name, out=out, command=["dlpipe", *sys.argv[1:]])
+    with allowed(allow_imports):
+        study_dir = run_tuning(spec, overrides=overrides, trials=trials, timeout=timeout, storage=storage,
+                               study_name=study_name, out=out, command=["dlpipe", *sys.argv[1:]])
     click.echo(str(study_dir))
 
 
@@ -183,7 +184,8 @@ def tune(spec: str, overrides: tuple[str, ...], trials: int | None, timeout: flo
               help="Export only this format (repeatable); default: the spec's export.formats.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override an export.* key, e.g. --set export.tflite.quantization=[float32,int8].")
-def export(run_dir: str, formats: tuple[str, ...], overrides: tuple[str, ...]) -> None:
+@_allow_imports
+def export(run_dir: str, formats: tuple[str, ...], overrides: tuple[str, ...], allow_imports: tuple[str, ...]) -> None:
     """Export RUN_DIR's trained model again, without training.
 
     Loads RUN_DIR/model.keras, rebuilds the data from RUN_DIR/spec.yaml (held-out
@@ -195,8 +197,10 @@ def export(run_dir: str, formats: tuple[str, ...], overrides: tuple[str, ...]) -
 
     import_tensorflow()
     from dlpipe.finished import export_run
+    from dlpipe.imports import allowed
 
-    results = export_run(run_dir, formats=formats or None, overrides=overrides)
+    with allowed(allow_imports):
+        results = export_run(run_dir, formats=formats or None, overrides=overrides)
     for key, entry in results.items():
         verdict = {True: "verified", False: "FAILED", None: "not verified"}[entry.get("passed")]
         numbers = "".join(f"  {name.replace('_', ' ')} {entry[name]:.3g}" for name in ("max_abs_diff", "agreement")
@@ -234,11 +238,48 @@ def predict(model: str, input: str, out: str | None, batch_size: int, allow_unsa
 
 
 @main.command()
+@click.argument("model", type=click.Path(exists=True))
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (0.0.0.0: every interface; put a proxy with TLS in front).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8501, show_default=True,
+              help="TensorFlow Serving's REST port by default.")
+@click.option("--name", default=None, help="The model's name in /v1/models/NAME (default: the spec's name).")
+@click.option("--max-batch", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Most examples of concurrent requests run in one model call; 1: no batching.")
+@click.option("--max-wait-ms", type=click.FloatRange(min=0), default=2.0, show_default=True,
+              help="How long a request waits for others to join its batch.")
+@click.option("--max-body", type=click.IntRange(min=1), default=4 << 20, show_default=True, metavar="BYTES",
+              help="Larger request bodies are refused (400).")
+@click.option("--allow-unsafe-deserialization", "allow_unsafe", is_flag=True,
+              help="As for dlpipe predict: load a .keras MODEL with Keras safe mode off (files you trust only).")
+def serve(model: str, host: str, port: int, name: str | None, max_batch: int, max_wait_ms: float, max_body: int,
+          allow_unsafe: bool) -> None:
+    """Serve MODEL over HTTP with TensorFlow Serving's REST API, until SIGTERM or Ctrl-C.
+
+    \b
+    MODEL  a run directory, an export directory, a SavedModel folder or a .keras file
+    POST /v1/models/NAME:predict   {"instances": [{"input": value, ...}, ...]} or {"inputs": {...}}
+    GET  /v1/models/NAME[/metadata], /healthz
+    Inputs are raw, as `dlpipe predict` reads them (images as base64 or {"b64": ...}); each
+    prediction is its record: class name and probabilities, or values. A bad request gets a
+    400 with one line; concurrent requests are batched (needs `pip install 'dlpipe[serve]'`).
+    """
+    from dlpipe.backend_import import import_tensorflow
+
+    import_tensorflow()
+    from dlpipe.serving import serve as run_server
+
+    run_server(model, host=host, port=port, name=name, max_batch=max_batch, max_wait_ms=max_wait_ms,
+               max_body=max_body, allow_unsafe=allow_unsafe)
+
+
+@main.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--data", "data", type=click.Path(dir_okay=False), default=None,
               help="A CSV of new labeled examples (the run's feature and target columns). "
                    "Default: the run's validation and test splits, rebuilt from its spec.")
-def evaluate(run_dir: str, data: str | None) -> None:
+@_allow_imports
+def evaluate(run_dir: str, data: str | None, allow_imports: tuple[str, ...]) -> None:
     """Evaluate the trained model of RUN_DIR again, without training.
 
     Prints the metrics, then the folder holding them (RUN_DIR/evaluations/<time>/, with
@@ -248,8 +289,10 @@ def evaluate(run_dir: str, data: str | None) -> None:
 
     import_tensorflow()
     from dlpipe.evaluation import evaluate_run
+    from dlpipe.imports import allowed
 
-    result = evaluate_run(run_dir, data)
+    with allowed(allow_imports):
+        result = evaluate_run(run_dir, data)
     for split, values in result.metrics.items():
         for name, value in values.items():
             click.echo(f"{split}\t{name}\t{value:.6g}")

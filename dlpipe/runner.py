@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from dlpipe import tasks, testhooks
+from dlpipe import imports, tasks, testhooks
 from dlpipe.backend_import import import_tensorflow
 from dlpipe.errors import DlpipeError, Interrupted, SpecError
 from dlpipe.rundir import RunDir, atomic_write_text, write_error
@@ -50,18 +50,20 @@ def dump_spec(spec: Spec) -> str:
 
 def run_spec(spec_path: str | Path, *, overrides: Sequence[str] = (), out: str | Path | None = None,
              command: list[str] | None = None, resume: bool = False, callbacks: Sequence = (),
-             cache: bool = True) -> Path:
+             cache: bool = True, base_dir: Path | None = None) -> Path:
     """Run a spec into `out` (default runs/<name>-<time>). With `resume`, continue the
     interrupted run in `out` from its last checkpoint; an empty or missing `out` starts
     afresh, so a job script can always pass it. Without `resume`, an `out` that holds a run
     is run into again: stages whose cache key is unchanged are reused (dlpipe/stagecache.py)
-    unless `cache` is False.
+    unless `cache` is False. `base_dir`: the folder relative data paths resolve against
+    (default: the spec file's folder).
 
     SIGINT and SIGTERM stop the run between two Python steps: run.json says `interrupted`
     and in which stage, the last checkpoint stays, and `Interrupted` is raised (exit 130/143)."""
     from dlpipe.training.distribute import writes_run_directory
 
     spec, document = load_document(spec_path, overrides)
+    imports.check(spec, document)  # before any work: a module the command line did not allow is one line
     if resume and out is None:
         raise DlpipeError("--resume needs --out DIR: the run directory to continue")
     root = Path(out) if out else RunDir.default_path(spec.name)
@@ -88,7 +90,9 @@ def run_spec(spec_path: str | Path, *, overrides: Sequence[str] = (), out: str |
         except DlpipeError:
             run_dir.unlock()  # the interrupted run stays as it was
             raise
-    spec_file = str(Path(spec_path).resolve())
+    # run.json's spec_file: its folder is where `dlpipe evaluate`/`export` resolve data paths
+    # again; a spec given as a mapping (dlpipe.run) has no file, only that folder.
+    spec_file = str(Path(spec_path).resolve()) if base_dir is None else str(Path(base_dir).resolve() / "(mapping)")
     with _signals_interrupt():  # also while the outcome is recorded: a second signal waits
         try:
             # The spec is valid and the run directory writable (an unwritable --out fails in
@@ -102,7 +106,7 @@ def run_spec(spec_path: str | Path, *, overrides: Sequence[str] = (), out: str |
             else:
                 run_dir.start(seed=spec.seed, command=list(command or []), spec_file=spec_file)
                 atomic_write_text(run_dir.path("spec.yaml"), dump_spec(spec))
-            context = Context(spec, document, run_dir, Path(spec_path).resolve().parent,
+            context = Context(spec, document, run_dir, Path(base_dir or Path(spec_path).resolve().parent).resolve(),
                               callbacks=[*callbacks, *testhooks.callbacks()])
             pipeline(context)
         except KeyboardInterrupt as err:

@@ -458,13 +458,12 @@ CHECKS = (check_task_owned, check_honoured, check_split, check_target, check_lab
           check_jit_compile, check_augmentation)
 
 
-def run_checks(spec: Spec, extra=()) -> list[tuple[tuple, str]]:
+def run_checks(spec: Spec) -> list[tuple[tuple, str]]:
     """The keys the task does not use and the task's own checks (dlpipe/tasks/<task>.py), then
-    the generic checks and `extra` ones (validation.py adds the tuning checks, which validate
-    specs themselves and so import this module). A key the first speak of gets their line
-    only: a generic check of its value would be noise."""
+    the generic checks. A key those speak of gets their line only: a generic check of its
+    value would be noise."""
     first = [*check_honoured(spec), *(found for check in tasks.get(spec.task).checks for found in check(spec))]
     said = [path for path, _ in first]
-    rest = [(path, message) for check in (*CHECKS, *extra) if check is not check_honoured
+    rest = [(path, message) for check in CHECKS if check is not check_honoured
             for path, message in check(spec) if not any(path[:len(p)] == p for p in said)]
     return first + rest

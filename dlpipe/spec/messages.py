@@ -1,6 +1,6 @@
-"""Pydantic's validation errors in a user's words: where in the data (`data_path`) and what
-(`pydantic_message`), with a did-you-mean for unknown keys and union tags. Read by
-validation.py and by the tuning checks (which validate a spec with each bound written in)."""
+"""Pydantic's validation errors as dlpipe's messages: the path in the user's data (not in the
+union members Pydantic names), and one plain sentence with a did-you-mean where it helps.
+Shared by `validation.py` and the tuning section's checks (`search.py`)."""
 
 from __future__ import annotations
 
@@ -101,7 +101,7 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def pydantic_message(kind: str, loc: tuple, error: dict, ctx: dict) -> str:
+def message(kind: str, loc: tuple, error: dict, ctx: dict) -> str:
     received = error.get("input")
     if kind == "extra_forbidden":
         key = loc[-1]

@@ -12,7 +12,9 @@ with the searched keys set as `--set` overrides would set them, and keeps the be
       sampler: {type: bayesian}
       pruner: {type: median}
 
-Its checks (run by `dlpipe validate` too, so before any trial) are in tuning_checks.py.
+Checks here (run by `dlpipe validate` too, so before any trial): every searched key is a
+key of the spec, with a did-you-mean; bounds are sane; every bound and choice is a value
+the spec accepts at that key; the objective is a metric the spec computes.
 """
 
 from __future__ import annotations
@@ -273,3 +275,8 @@ def _yaml(value: Any) -> str:
 
     text = yaml.safe_dump(value, default_flow_style=True, width=math.inf, sort_keys=False).strip()
     return text.removesuffix("...").strip()
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

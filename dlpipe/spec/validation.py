@@ -7,9 +7,9 @@ from pydantic import ValidationError
 from dlpipe.errors import Problem, SpecError
 from dlpipe.spec.checks import run_checks
 from dlpipe.spec.loader import Document, format_path
-from dlpipe.spec.messages import data_path, pydantic_message
+from dlpipe.spec.messages import data_path, message
+from dlpipe.spec.search import check_tuning
 from dlpipe.spec.spec import Spec
-from dlpipe.spec.tuning_checks import check_tuning
 
 
 def validate_document(doc: Document) -> Spec:
@@ -23,8 +23,8 @@ def validate_document(doc: Document) -> Spec:
         refused = {(p.file, p.line, p.column, p.path) for p in doc.problems}
         found = [p for p in found if (p.file, p.line, p.column, p.path) not in refused]
         raise SpecError(_unique_sorted(doc.problems + found)) from None
-    problems = doc.problems + [locate(doc, path, message)
-                               for path, message in run_checks(spec, extra=(check_tuning,))]
+    found = [*run_checks(spec), *check_tuning(spec)]
+    problems = doc.problems + [locate(doc, path, said) for path, said in found]
     if problems:
         raise SpecError(_unique_sorted(problems))
     return spec
@@ -47,10 +47,12 @@ def _unique_sorted(problems: list[Problem]) -> list[Problem]:
 def _problem(doc: Document, error: dict) -> Problem:
     kind, loc, ctx = error["type"], tuple(error["loc"]), error.get("ctx") or {}
     path = data_path(loc, doc.data, kind)
-    message = pydantic_message(kind, loc, error, ctx)
+    said = message(kind, loc, error, ctx)
     if kind == "missing":
         parent = path[:-1]
         file, line, column = doc.key_position(parent) if parent else (doc.file, 1, 1)
-        return Problem(file, line, column, format_path(path), message)
+        return Problem(file, line, column, format_path(path), said)
     at_key = kind == "extra_forbidden"
-    return locate(doc, path, message, at_key=at_key)
+    return locate(doc, path, said, at_key=at_key)
+
+

@@ -50,7 +50,7 @@ class Checkpoint:
 
 def _optimizer_variables(model) -> list:
     """Every built optimizer's variables, in order (a GAN has two optimizers)."""
-    from dlpipe.training.compile import optimizers
+    from dlpipe.training.optimizers import optimizers
 
     return [v for optimizer, _ in optimizers(model) if optimizer.built for v in optimizer.variables]
 
@@ -94,7 +94,7 @@ def read(path: Path) -> Checkpoint:
 
 def restore(model, checkpoint: Checkpoint, path: Path) -> None:
     """Load the checkpoint's variables into `model` and its (built) optimizers."""
-    from dlpipe.training.compile import optimizers
+    from dlpipe.training.optimizers import optimizers
 
     _assign(model.variables, checkpoint.model, path, "model")
     if checkpoint.optimizer:
@@ -112,3 +112,16 @@ def _assign(variables, values: list[np.ndarray], path: Path, what: str) -> None:
                          f"match this model's ({len(shapes)}); was the spec changed since it was written?")
     for variable, value in zip(variables, values):
         variable.assign(value)
+
+
+def copy_variables(source, target) -> None:
+    """Copy model (and, where both are built alike, optimizer) variables between two models
+    of the same architecture, e.g. a model and its replica under a distribution strategy."""
+    for dst, src in zip(target.variables, source.variables, strict=True):
+        dst.assign(src.numpy())
+    if source.optimizer is not None and source.optimizer.built and target.optimizer is not None:
+        if not target.optimizer.built:
+            target.optimizer.build(target.trainable_variables)
+        if len(target.optimizer.variables) == len(source.optimizer.variables):
+            for dst, src in zip(target.optimizer.variables, source.optimizer.variables):
+                dst.assign(src.numpy())

@@ -106,6 +106,8 @@ def replicate(model, strategy, compile_replica):
     `compile_replica(copy)` and holding the same values (dropout RNG state included)."""
     import keras
 
+    from dlpipe.training.checkpoints import copy_variables
+
     with strategy.scope():
         replica = keras.models.clone_model(model)
         compile_replica(replica)
@@ -114,16 +116,3 @@ def replicate(model, strategy, compile_replica):
         replica.optimizer.build(replica.trainable_variables)
     copy_variables(model, replica)
     return replica
-
-
-def copy_variables(source, target) -> None:
-    """Copy model (and, where both are built alike, optimizer) variables between two models
-    of the same architecture, e.g. a model and its replica under a distribution strategy."""
-    for dst, src in zip(target.variables, source.variables, strict=True):
-        dst.assign(src.numpy())
-    if source.optimizer is not None and source.optimizer.built and target.optimizer is not None:
-        if not target.optimizer.built:
-            target.optimizer.build(target.trainable_variables)
-        if len(target.optimizer.variables) == len(source.optimizer.variables):
-            for dst, src in zip(target.optimizer.variables, source.optimizer.variables):
-                dst.assign(src.numpy())

@@ -115,7 +115,7 @@ def train(model, spec, data, *, run_dir=None, located=None, callbacks=None, moni
     if run.guard.tripped is not None:
         raise StageError("train", run.nan_message(directory))
     if replica is not model:
-        distribute.copy_variables(replica, model)
+        checkpoints.copy_variables(replica, model)
     fingerprint = weights_fingerprint(model)
     if run_dir is not None:
         run_dir.update(weights_sha256=fingerprint)
@@ -130,7 +130,7 @@ def _schedule_optimizers(model, training, steps: int, strategy) -> list:
     reduce-on-plateau lowers."""
     import contextlib
 
-    from dlpipe.training.compile import optimizers
+    from dlpipe.training.optimizers import optimizers
     from dlpipe.training.schedules import learning_rate, plateau_rates
 
     found = []

@@ -1,10 +1,10 @@
-"""Checks of the `tuning` section (run by `dlpipe validate`, so before any trial): every
-searched key is a key of the spec, with a did-you-mean; bounds are sane; every bound and
-choice is a value the spec accepts at that key; the objective is a metric the spec computes.
+"""Checks of the `tuning` section, run by `dlpipe validate` (spec/validation.py) before any
+trial: the objective is a metric the spec computes; every searched key is a key of the spec
+(did-you-mean on the whole path); bounds are sane; every bound and choice, written into the
+spec as `--set` would write it, is a value the spec accepts at that key.
 
-A bound is checked by validating the spec with it written in, with the generic checks of
-dlpipe/spec/checks.py: this module reads that one, never the other way round (validation.py
-runs both).
+The last needs the whole of validation (the spec models and the cross-field checks), so it
+lives here, above both, and not beside the section's models in tuning.py.
 """
 
 from __future__ import annotations
@@ -13,12 +13,13 @@ import difflib
 import json
 import types
 import typing
-from typing import Annotated, Any, Union
+from typing import Annotated, Union
 
 from pydantic import BaseModel
 
 from dlpipe import tasks
-from dlpipe.spec.tuning import Choice, Int, Objective, _steps, _yaml, bound_values, grid_values, metric_direction
+from dlpipe.spec.tuning import (Choice, Int, Objective, _shown, _steps, _yaml, bound_values, grid_values,
+                                metric_direction)
 
 
 def check_tuning(spec):
@@ -206,7 +207,7 @@ def _errors_at(spec, base: dict, path: tuple, overrides: list[str]) -> list[str]
 
     from dlpipe.spec.checks import run_checks
     from dlpipe.spec.loader import Document, apply_overrides, format_path
-    from dlpipe.spec.messages import data_path, pydantic_message
+    from dlpipe.spec.messages import data_path, message
 
     doc = Document(file="tuning", data=copy.deepcopy(base))
     apply_overrides(doc, overrides)
@@ -219,12 +220,9 @@ def _errors_at(spec, base: dict, path: tuple, overrides: list[str]) -> list[str]
         for error in err.errors(include_url=False):
             at = data_path(tuple(error["loc"]), doc.data, error["type"])
             if at[: len(path)] == path:
-                message = pydantic_message(error["type"], tuple(error["loc"]), error, error.get("ctx") or {})
-                found.append(f"{format_path(at)}: {message}")
+                said = message(error["type"], tuple(error["loc"]), error, error.get("ctx") or {})
+                found.append(f"{format_path(at)}: {said}")
         return found
     return [f"{format_path(at)}: {message}" for at, message in run_checks(variant) if at[: len(path)] == path]
 
 
-def _shown(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."

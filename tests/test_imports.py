@@ -86,7 +86,7 @@ def find_cycle(graph: dict[str, dict]) -> list[str] | None:
 def test_the_graph_sees_module_and_function_level_imports():
     assert "dlpipe.registry" in GRAPH["dlpipe.spec.spec"]  # module level
     assert "dlpipe.training.fit" in GRAPH["dlpipe.pipelines.supervised"]  # inside run()
-    assert "dlpipe.spec.checks" in GRAPH["dlpipe.spec.tuning_checks"]  # inside a helper
+    assert "dlpipe.spec.checks" in GRAPH["dlpipe.spec.search"]  # inside a helper
     assert "dlpipe.pipelines.detection" in GRAPH  # pipelines/ under its installed name
 
 

@@ -98,10 +98,11 @@ def validate(specs: tuple[str, ...], overrides: tuple[str, ...], fmt: str, deep:
 
 def _check(spec: str, overrides: tuple[str, ...], cache: bool) -> list:
     """One file's problems: replayed when these exact bytes were checked before by this
-    code (dlpipe/validation_cache.py), otherwise checked — which imports Pydantic."""
+    code and the data files it looked at look the same (dlpipe/validation_cache.py),
+    otherwise checked — which imports Pydantic."""
     from dlpipe.errors import Problem
     from dlpipe.limits import TooLarge, read_spec_bytes
-    from dlpipe.validation_cache import ValidationCache
+    from dlpipe.validation_cache import Observations, ValidationCache
 
     store = ValidationCache(enabled=cache)
     try:
@@ -117,8 +118,9 @@ def _check(spec: str, overrides: tuple[str, ...], cache: bool) -> list:
         return [Problem(**problem) for problem in remembered]
     from dlpipe.spec import check_text
 
-    problems = check_text(spec, text, overrides)
-    store.put(entry, [problem.to_dict() for problem in problems])
+    observed = Observations()  # what the check saw of the data files: a replay needs the same
+    problems = check_text(spec, text, overrides, observed=observed)
+    store.put(entry, [problem.to_dict() for problem in problems], observed)
     return problems
 
 

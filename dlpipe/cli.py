@@ -18,6 +18,15 @@ from dlpipe.errors import EXIT_FAILED, DlpipeError, SpecError
 _SET_HELP = "Override a spec key, e.g. --set training.epochs=5 (VALUE is YAML). Repeatable."
 
 
+def _allow_imports(command):
+    """The --allow-imports option: the modules whose code the person running the command
+    trusts. A spec's model.allow_imports says what it needs; only this allows it."""
+    return click.option(
+        "--allow-imports", "allow_imports", multiple=True, metavar="MODULE",
+        help="Allow importing MODULE (and running its code) for custom layers the spec's model.allow_imports "
+             "lists. Repeatable. Without it a spec never imports anything outside Keras.")(command)
+
+
 class _Group(click.Group):
     """Turns user errors into one line and exit code 1; --debug keeps the traceback."""
 
@@ -63,7 +72,9 @@ def main(ctx: click.Context, debug: bool) -> None:
               "layers, output shapes, parameter count; shape mismatches become located problems.")
 @click.option("--no-cache", is_flag=True, help="Check every file afresh instead of replaying the remembered "
               "result of an unchanged file (kept under $DLPIPE_CACHE_DIR or ~/.cache/dlpipe).")
-def validate(specs: tuple[str, ...], overrides: tuple[str, ...], fmt: str, deep: bool, no_cache: bool) -> None:
+@_allow_imports
+def validate(specs: tuple[str, ...], overrides: tuple[str, ...], fmt: str, deep: bool, no_cache: bool,
+             allow_imports: tuple[str, ...]) -> None:
     """Check SPEC files and report every problem of every file at once.
 
     Exit code 0 when all are valid, 1 otherwise. Nothing is trained or imported beyond
@@ -80,9 +91,12 @@ def validate(specs: tuple[str, ...], overrides: tuple[str, ...], fmt: str, deep:
         import_tensorflow()
         from dlpipe.deepcheck import deep_check
 
+        from dlpipe.imports import allowed
+
         for spec in specs:
             if not found[spec]:  # building needs a valid spec
-                found[spec] = deep_check([spec], overrides, echo=click.echo if fmt == "text" else None)
+                with allowed(allow_imports):
+                    found[spec] = deep_check([spec], overrides, echo=click.echo if fmt == "text" else None)
     problems = [problem for spec in specs for problem in found[spec]]
     if fmt == "json":
         click.echo(json.dumps([p.to_dict() for p in problems], indent=2))
@@ -133,7 +147,9 @@ def _check(spec: str, overrides: tuple[str, ...], cache: bool) -> list:
               help="Continue the interrupted run in --out from its last checkpoint (a fresh run if there is none).")
 @click.option("--no-cache", is_flag=True,
               help="Run every stage, even those an earlier run into --out did with the same spec sections.")
-def run(spec: str, overrides: tuple[str, ...], out: str | None, resume: bool, no_cache: bool) -> None:
+@_allow_imports
+def run(spec: str, overrides: tuple[str, ...], out: str | None, resume: bool, no_cache: bool,
+        allow_imports: tuple[str, ...]) -> None:
     """Run every stage of SPEC: data, build, train, evaluate, export.
 
     Prints the run directory; everything the run produced is in it (metrics.json,
@@ -142,10 +158,12 @@ def run(spec: str, overrides: tuple[str, ...], out: str | None, resume: bool, no
     export: no data preparation and no training); run.json tells which were reused.
     SIGINT/SIGTERM stop it with run.json `interrupted`; --resume continues.
     """
+    from dlpipe.imports import allowed
     from dlpipe.runner import run_spec
 
-    run_dir = run_spec(spec, overrides=overrides, out=out, command=["dlpipe", *sys.argv[1:]], resume=resume,
-                       cache=not no_cache)
+    with allowed(allow_imports):
+        run_dir = run_spec(spec, overrides=overrides, out=out, command=["dlpipe", *sys.argv[1:]], resume=resume,
+                           cache=not no_cache)
     click.echo(str(run_dir))
 
 
@@ -163,8 +181,9 @@ def run(spec: str, overrides: tuple[str, ...], out: str | None, resume: bool, no
 @click.option("--study-name", default=None, help="Default: the spec's name.")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Study directory (default: runs/<name>-tune); rerunning continues the study.")
+@_allow_imports
 def tune(spec: str, overrides: tuple[str, ...], trials: int | None, timeout: float | None,
-         storage: str | None, study_name: str | None, out: str | None) -> None:
+         storage: str | None, study_name: str | None, out: str | None, allow_imports: tuple[str, ...]) -> None:
     """Search hyperparameters of SPEC: each trial is a `dlpipe run` with some keys changed.
 
     The keys, their ranges, the objective, sampler (grid, random, bayesian) and pruner
@@ -172,10 +191,12 @@ def tune(spec: str, overrides: tuple[str, ...], trials: int | None, timeout: flo
     batch size are searched. Writes best.yaml (run it to repeat the best trial),
     study.json, trials.csv and report.html into the study directory and prints it.
     """
+    from dlpipe.imports import allowed
     from dlpipe.tuning import tune as run_tuning
 
-    study_dir = run_tuning(spec, overrides=overrides, trials=trials, timeout=timeout, storage=storage,
-                           study_name=study_name, out=out, command=["dlpipe", *sys.argv[1:]])
+    with allowed(allow_imports):
+        study_dir = run_tuning(spec, overrides=overrides, trials=trials, timeout=timeout, storage=storage,
+                               study_name=study_name, out=out, command=["dlpipe", *sys.argv[1:]])
     click.echo(str(study_dir))
 
 
@@ -185,7 +206,8 @@ def tune(spec: str, overrides: tuple[str, ...], trials: int | None, timeout: flo
               help="Export only this format (repeatable); default: the spec's export.formats.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override an export.* key, e.g. --set export.tflite.quantization=[float32,int8].")
-def export(run_dir: str, formats: tuple[str, ...], overrides: tuple[str, ...]) -> None:
+@_allow_imports
+def export(run_dir: str, formats: tuple[str, ...], overrides: tuple[str, ...], allow_imports: tuple[str, ...]) -> None:
     """Export RUN_DIR's trained model again, without training.
 
     Loads RUN_DIR/model.keras, rebuilds the data from RUN_DIR/spec.yaml (held-out
@@ -197,8 +219,10 @@ def export(run_dir: str, formats: tuple[str, ...], overrides: tuple[str, ...]) -
 
     import_tensorflow()
     from dlpipe.finished import export_run
+    from dlpipe.imports import allowed
 
-    results = export_run(run_dir, formats=formats or None, overrides=overrides)
+    with allowed(allow_imports):
+        results = export_run(run_dir, formats=formats or None, overrides=overrides)
     for key, entry in results.items():
         verdict = {True: "verified", False: "FAILED", None: "not verified"}[entry.get("passed")]
         numbers = "".join(f"  {name.replace('_', ' ')} {entry[name]:.3g}" for name in ("max_abs_diff", "agreement")
@@ -240,7 +264,8 @@ def predict(model: str, input: str, out: str | None, batch_size: int, allow_unsa
 @click.option("--data", "data", type=click.Path(dir_okay=False), default=None,
               help="A CSV of new labeled examples (the run's feature and target columns). "
                    "Default: the run's validation and test splits, rebuilt from its spec.")
-def evaluate(run_dir: str, data: str | None) -> None:
+@_allow_imports
+def evaluate(run_dir: str, data: str | None, allow_imports: tuple[str, ...]) -> None:
     """Evaluate the trained model of RUN_DIR again, without training.
 
     Prints the metrics, then the folder holding them (RUN_DIR/evaluations/<time>/, with
@@ -250,8 +275,10 @@ def evaluate(run_dir: str, data: str | None) -> None:
 
     import_tensorflow()
     from dlpipe.evaluation import evaluate_run
+    from dlpipe.imports import allowed
 
-    result = evaluate_run(run_dir, data)
+    with allowed(allow_imports):
+        result = evaluate_run(run_dir, data)
     for split, values in result.metrics.items():
         for name, value in values.items():
             click.echo(f"{split}\t{name}\t{value:.6g}")

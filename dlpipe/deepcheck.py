@@ -8,6 +8,7 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from dlpipe import imports
 from dlpipe.errors import Problem, SpecError
 
 
@@ -24,6 +25,7 @@ def deep_check(paths: Sequence[str | Path], overrides: Sequence[str] = (),
         except SpecError:
             continue
         try:
+            imports.check(spec, document)  # nothing is imported that the command line did not allow
             model = build(spec, document, Path(path).resolve().parent)
         except SpecError as err:
             problems.extend(err.problems)

@@ -40,10 +40,11 @@ class FinishedRun:
 
     def load_model(self, name: str = "model.keras"):
         """A .keras file of the run, through the one model loader (safe mode unless the spec opts out)."""
+        from dlpipe.imports import needed
         from dlpipe.modelfile import load_keras_model
 
         return load_keras_model(self.root / name, allow_unsafe=self.spec.allow_unsafe_deserialization,
-                                imports=getattr(self.spec.model, "allow_imports", None) or ())
+                                imports=[module for _, module in needed(self.spec)])
 
 
 def open_run(path: str | Path, command: str, overrides: Sequence[str] = ()) -> FinishedRun:

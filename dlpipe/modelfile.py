@@ -12,7 +12,6 @@ at the top of a spec (for `dlpipe evaluate`/`export` on its run, and a rerun int
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,16 +29,19 @@ def load_keras_model(path: Path | str, *, allow_unsafe: bool = False, imports: S
                      opt_in: str = "allow_unsafe_deserialization: true in the spec"):
     """Load a `.keras` file uncompiled, in safe mode unless `allow_unsafe`. `imports`: the
     modules a graph model's custom layers come from (model.allow_imports), imported first
-    so that their registered classes resolve."""
+    so that their registered classes resolve, each only if the command line allowed it
+    (dlpipe/imports.py)."""
     check_archive(path)
     import keras
 
     import dlpipe.architectures.layers  # noqa: F401  registers dlpipe's own layers
     import dlpipe.training.schedules  # noqa: F401  and learning-rate schedules (a compiled model's optimizer)
 
+    from dlpipe import imports as allowed_imports
+
     for name in imports:
         try:
-            importlib.import_module(name)
+            allowed_imports.import_module(name, where=f"{path}: ")
         except ImportError as err:
             raise DlpipeError(f"{path}: cannot import {name!r} for its custom layers: {err}") from None
     try:

@@ -449,3 +449,33 @@ class RunDir:
         except (OSError, DlpipeError):
             if status == "completed":
                 raise
+            self._save_record_in_place()
+
+    def _save_record_in_place(self) -> None:
+        """The outcome when a full disk refused the atomic write (whose temporary file needs
+        new space): run.json rewritten over the space it already holds, compact (without the
+        indentation it is about a third smaller; a longer error is shortened to fit). Not
+        atomic, so only this last resort does it; a stage still marked running is marked as
+        the run ended. A disk that refuses even this (read-only) leaves run.json as it was."""
+        path = self.path("run.json")
+        record = json.loads(json.dumps(self.record, allow_nan=True))
+        for stage in (record.get("stages") or {}).values():
+            if isinstance(stage, dict) and stage.get("status") == "running":
+                stage["status"] = record.get("status")
+        try:
+            room = path.stat().st_size
+            data = json.dumps(record, sort_keys=True, separators=(",", ":"), allow_nan=True).encode()
+            over = len(data) + 1 - room
+            error = record.get("error")
+            if over > 0 and isinstance(error, str) and len(error) > over + 40:
+                record["error"] = error[: len(error) - over - 3] + "..."
+                data = json.dumps(record, sort_keys=True, separators=(",", ":"), allow_nan=True).encode()
+            if len(data) + 1 > room:
+                return  # writing past its end could tear it: leave the last whole version
+            with open(path, "r+b") as handle:
+                handle.write(data + b"\n")
+                handle.truncate()
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError:
+            pass

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from dlpipe import tasks, testhooks
+from dlpipe import imports, tasks, testhooks
 from dlpipe.backend_import import import_tensorflow
 from dlpipe.errors import DlpipeError, Interrupted, SpecError
 from dlpipe.rundir import RunDir, atomic_write_text, write_error
@@ -66,6 +66,7 @@ def run_spec(spec_path: str | Path, *, overrides: Sequence[str] = (), out: str |
     from dlpipe.training.distribute import writes_run_directory
 
     spec, document = load_document(spec_path, overrides)
+    imports.check(spec, document)  # before any work: a module the command line did not allow is one line
     # The run reads, keys, fingerprints and writes the spec with its paths made absolute, so
     # its spec.yaml is the very spec it ran, and running that file from anywhere repeats it.
     spec = resolved(spec, Path(spec_path).resolve().parent)

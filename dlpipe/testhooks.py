@@ -5,6 +5,11 @@
     DLPIPE_TEST_KILL_SIGNAL=TERM|INT    send that signal instead of KILL (an interruption the
                                         run handles, rather than a crash)
 
+    DLPIPE_TEST_FILL_DISK_AT=<stage>:<path>
+                                        at the first kill point of stage <stage>, write
+                                        <path> until its disk is full (ENOSPC), then go on:
+                                        every later write of the stage meets a full disk
+
 Kill points are the moments a crash is most likely to leave a mess: every atomic write of
 the stage, after the temporary file is complete and before it is renamed into place; and
 the end of each training batch (so `train:9` stops a 6-batch-per-epoch run in its second
@@ -28,8 +33,12 @@ def enter_stage(name: str | None) -> None:
 
 
 def point() -> None:
-    """A kill point: kill this process here if DLPIPE_TEST_KILL_AT names it."""
+    """A kill point: kill this process here if DLPIPE_TEST_KILL_AT names it (or fill the
+    disk, DLPIPE_TEST_FILL_DISK_AT)."""
     global _count
+    fill = os.environ.get("DLPIPE_TEST_FILL_DISK_AT")
+    if fill and _stage is not None and fill.partition(":")[0] == _stage:
+        _fill(fill.partition(":")[2])
     wanted = os.environ.get("DLPIPE_TEST_KILL_AT")
     if not wanted or _stage is None:
         return
@@ -40,6 +49,25 @@ def point() -> None:
     if _count == int(n or 1):
         name = os.environ.get("DLPIPE_TEST_KILL_SIGNAL", "KILL").upper().removeprefix("SIG")
         os.kill(os.getpid(), getattr(signal, f"SIG{name}"))
+
+
+def _fill(path: str) -> None:
+    if os.path.exists(path):
+        return  # filled already
+    try:
+        with open(path, "wb") as handle:
+            block = b"\0" * (1 << 16)
+            while True:
+                handle.write(block)
+                handle.flush()
+    except OSError:
+        pass
+    try:  # what the buffer held may not have fitted: fill to the last byte
+        with open(path, "ab", buffering=0) as handle:
+            while handle.write(b"\0"):
+                pass
+    except OSError:
+        pass
 
 
 def callbacks() -> list:

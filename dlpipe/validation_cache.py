@@ -33,7 +33,9 @@ from pathlib import Path
 
 _FORMAT = b"dlpipe-validate-cache-2"
 _PACKAGE = Path(__file__).resolve().parent
-# The modules whose code decides what validation says. The whole spec/ package, plus:
+# The modules whose code decides what validation says: the whole spec/ and tasks/ packages
+# (each task's facts, honoured keys and checks), plus:
+_PACKAGES = ("spec", "tasks")
 _ALSO = ("__init__.py", "errors.py", "limits.py", "registry.py")
 _code_hash: bytes | None = None
 
@@ -45,14 +47,19 @@ def cache_dir() -> Path:
     return Path(base) / "dlpipe"
 
 
+def fingerprinted_files() -> list[Path]:
+    """The source files whose bytes are part of every key."""
+    files = [path for package in _PACKAGES for path in sorted((_PACKAGE / package).glob("*.py"))]
+    return files + [_PACKAGE / name for name in _ALSO]
+
+
 def _code_fingerprint() -> bytes:
     """The spec layer's source and the installed Pydantic's identity, hashed once per process."""
     global _code_hash
     if _code_hash is None:
         digest = hashlib.sha256(_FORMAT)
-        files = sorted((_PACKAGE / "spec").glob("*.py")) + [_PACKAGE / name for name in _ALSO]
-        for path in files:
-            digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+        for path in fingerprinted_files():
+            digest.update(path.relative_to(_PACKAGE).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
         from importlib.util import find_spec  # finds, does not import
 
         for package in ("pydantic", "pydantic_core"):

@@ -278,7 +278,7 @@ def at(path: Path, line: int, column: int) -> str:
     return path.read_text().splitlines()[line - 1][column - 1:]
 
 
-def validate_deep(*paths: Path) -> tuple[int, str, str]:
+def validate_deep(*paths: Path | str) -> tuple[int, str, str]:
     result = CliRunner().invoke(main, ["validate", "--deep", *map(str, paths)])
     return result.exit_code, result.stdout, result.stderr
 
@@ -393,10 +393,49 @@ def test_custom_layer_from_an_allowed_module(tmp_path, monkeypatch):
     spec.write_text(digits("custom", "  type: graph\n  allow_imports: [my_layers]\n  nodes:\n"
                            "    - {name: flat, layer: Flatten, inputs: [image]}\n"
                            "    - {name: gate, layer: 'my_layers:Gate', inputs: [flat]}"))
+    # The spec alone (say, a downloaded one) imports nothing, even at validate --deep.
     code, out, err = validate_deep(spec)
+    assert (code, out) == (1, "") and "my_layers" not in sys.modules
+    assert err.splitlines() == [f"{spec}:12:19: model.allow_imports[0]: importing 'my_layers' runs its code; a spec "
+                                "alone never allows that: add --allow-imports my_layers to the command if you trust it"]
+    code, out, err = validate_deep("--allow-imports", "my_layers", spec)
     assert code == 0, err
     assert re.search(r"^  gate +Gate +\(batch, 64\) +64$", out, re.M), out
     assert deep_parameters(out) == 64 + 64 * 10 + 10
+
+
+def test_a_run_and_its_evaluation_import_custom_layers_only_when_the_command_line_allows(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from dlpipe.cli import main
+
+    (tmp_path / "scaled_layers.py").write_text(
+        "import pathlib, keras\n"
+        f"pathlib.Path({str(tmp_path / 'imported')!r}).touch()  # import-time code: must not run unless allowed\n\n"
+        "@keras.saving.register_keras_serializable(package='scaled_layers')\n"
+        "class Half(keras.layers.Layer):\n"
+        "    def call(self, x):\n"
+        "        return x * 0.5\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = tmp_path / "custom.yaml"
+    spec.write_text(digits("custom-run", "  type: graph\n  allow_imports: [scaled_layers]\n  nodes:\n"
+                           "    - {name: flat, layer: Flatten, inputs: [image]}\n"
+                           "    - {name: half, layer: 'scaled_layers:Half', inputs: [flat]}", epochs=1))
+    run = tmp_path / "run"
+    refused = CliRunner().invoke(main, ["run", str(spec), "--out", str(run)])
+    assert (refused.exit_code, refused.output) == (1, (
+        f"{spec}:12:19: model.allow_imports[0]: importing 'scaled_layers' runs its code; a spec alone never allows "
+        "that: add --allow-imports scaled_layers to the command if you trust it\n"))
+    assert not run.exists() and not (tmp_path / "imported").exists()
+    done = CliRunner().invoke(main, ["run", str(spec), "--out", str(run), "--allow-imports", "scaled_layers"])
+    assert done.exit_code == 0, done.output
+    assert (tmp_path / "imported").exists()
+    evaluated = CliRunner().invoke(main, ["evaluate", str(run)])
+    assert (evaluated.exit_code, evaluated.output) == (1, (
+        f"error: {run / 'model.keras'}: importing 'scaled_layers' runs its code; a spec alone never allows that: "
+        "add --allow-imports scaled_layers to the command if you trust it\n"))
+    evaluated = CliRunner().invoke(main, ["evaluate", str(run), "--allow-imports", "scaled_layers"])
+    assert evaluated.exit_code == 0, evaluated.output
 
 
 def test_run_end_to_end_with_a_per_step_model_and_exports(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -109,6 +110,31 @@ def test_model_card_says_when_the_intended_use_is_not_stated():
     assert "| mae | 0.5 |" in markdown
     assert "| keras | `keras/model.keras` | not checked | – | – |  |  |" in markdown
     assert "mlp with 1,234 parameters; up to 3 epochs, batch size 4, adam, seed 1." in markdown
+
+
+def test_model_card_markdown_shows_what_the_spec_and_data_wrote_as_text_never_markup():
+    from dlpipe.exporters.model_card import render_markdown
+
+    script = "<script>alert(1)</script>"
+    card = {"name": "m", "description": f"Made by {script} & co", "intended_use": "<img src=x onerror=alert(1)>",
+            "task": "classification", "target": "label`<b>",
+            "output": {"units": 2, "activation": "softmax", "meaning": f"one of {script}"},
+            "class_names": [script, "a`b``c"],
+            "inputs": [{"name": f"x|{script}", "input": "x", "type": "categorical", "dtype": "string",
+                        "shape": [1], "encoding": "one_hot", "vocabulary": [script, "<!-- hidden", "ok"]}],
+            "data": {"origin": "`<iframe>`", "fingerprint": "sha256:0", "split_sizes": {"train": 8, "test": 2}},
+            "training": {"architecture": "mlp", "parameters": 1, "epochs": 1, "batch_size": 1,
+                         "optimizer": "adam", "seed": 1},
+            "metrics": {"test": {"accuracy": 0.5}}, "versions": {"dlpipe": "0.1.0"},
+            "exports": {"keras": {"path": "keras/model.keras", "error": script}}}
+    markdown = render_markdown(card)
+    outside_code = re.sub(r"(`+)(?:(?!\1).)*?\1", "", markdown)  # what a renderer treats as Markdown/HTML
+    assert "<" not in outside_code and "&lt;script&gt;" in markdown
+    assert "Made by &lt;script&gt;alert(1)&lt;/script&gt; &amp; co" in markdown
+    assert "target column ``label`<b>``" in markdown  # a code span: shown as written, never markup
+    assert "0: `<script>alert(1)</script>`, 1: ```a`b``c```" in markdown
+    assert "| x\\|&lt;script&gt;alert(1)&lt;/script&gt; | `x` |" in markdown
+    assert "Source: `` `<iframe>` ``;" in markdown
 
 
 @pytest.mark.slow

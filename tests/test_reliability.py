@@ -348,6 +348,35 @@ def test_a_full_or_read_only_disk_fails_in_one_line(spec, tmp_path, options, exp
     assert lines[-2].startswith(f"error: {disk}/run") and lines[-2].endswith(expected), lines[-2]
 
 
+@pytest.mark.skipif(not _can_mount(), reason="needs unshare -Urm (user and mount namespaces) to mount a tmpfs")
+def test_a_disk_that_fills_during_evaluation_leaves_run_json_failed(spec, tmp_path):
+    """The disk fills at the evaluate stage's first write (test hook DLPIPE_TEST_FILL_DISK_AT):
+    the atomic rewrite of run.json has no room for its temporary file, so the outcome is
+    written over run.json's own space."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    check = textwrap.dedent("""\
+        import json, pathlib, sys
+        record = json.loads((pathlib.Path(sys.argv[1]) / "run" / "run.json").read_text())
+        stages = {name: stage["status"] for name, stage in record["stages"].items()}
+        print(json.dumps([record["status"], record["error"], stages]))
+    """)
+    script = ('mount -t tmpfs -o size=16m tmpfs "$0" || exit 99; '
+              'DLPIPE_TEST_FILL_DISK_AT="evaluate:$0/filler" "$1" -m dlpipe.cli run "$2" --out "$0/run"; '
+              'code=$?; "$1" -c "$3" "$0"; exit $code')
+    result = subprocess.run(["unshare", "-Urm", "sh", "-c", script, str(disk), sys.executable, str(spec), check],
+                            capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.returncode == 1, result.stderr[-3000:]
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith(f"error: {disk}/run/") and error.endswith(": cannot write: No space left on device")
+    assert "Traceback" not in result.stderr
+    status, recorded, stages = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (status, "error: " + recorded) == ("failed", error)
+    assert stages == {"data": "completed", "setup": "completed", "build": "completed", "train": "completed",
+                      "evaluate": "failed"}
+
+
 # Model files that would run code ------------------------------------------------------------
 
 @pytest.fixture(scope="module")

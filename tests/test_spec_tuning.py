@@ -117,7 +117,7 @@ def test_tune_stops_on_a_misspelled_key_before_any_trial(tmp_path):
             "prepare, model, training, evaluation, export, tuning, allow_unsafe_deserialization"),
 ])
 def test_key_paths_are_walked_through_the_spec_model(key, message):
-    from dlpipe.spec.tuning import _check_key
+    from dlpipe.spec.search import _check_key
 
     found = [m for _, m in _check_key(Spec, key)]
     assert found == ([message] if message else [])

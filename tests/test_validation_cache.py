@@ -95,3 +95,23 @@ def test_a_replay_imports_no_pydantic(tmp_path):
     runs = [subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
             for _ in range(2)]
     assert [run.stdout.split("\n")[-2] for run in runs] == ["True 0", "False 0"]
+
+
+def test_the_key_covers_every_module_validation_runs(tmp_path):
+    """A replayed answer is only as fresh as the code in the key: every dlpipe module that plain
+    validation imports must be among the fingerprinted files (a task's honoured keys, say)."""
+    import json as _json
+    import subprocess
+    import sys
+
+    from dlpipe.validation_cache import fingerprinted_files
+
+    code = ("import json, sys; from pathlib import Path; from dlpipe.spec import load_document; "
+            "[load_document(p) for p in sorted(Path('specs').glob('*.yaml'))]; "
+            "print(json.dumps(sorted(m.__file__ for n, m in sys.modules.items() "
+            "if n.startswith('dlpipe') and getattr(m, '__file__', None))))")
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
+    loaded = {Path(f).resolve() for f in _json.loads(done.stdout)}
+    covered = {f.resolve() for f in fingerprinted_files()}
+    assert loaded - covered == set(), f"validation imports modules the cache key ignores: {sorted(loaded - covered)}"

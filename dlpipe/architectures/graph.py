@@ -12,7 +12,7 @@ import importlib
 
 import keras
 
-from dlpipe import registry
+from dlpipe import imports, registry
 from dlpipe.architectures import BuildProblem
 from dlpipe.architectures.inputs import Encoded
 from dlpipe.spec.model import ATTENTION_LAYERS, MERGE_LAYERS, Graph, graph_problems, topological_order
@@ -53,6 +53,8 @@ def _allowed_modules(spec: Graph) -> dict[str, object]:
     for k, name in enumerate(spec.allow_imports):
         if name not in needed:
             continue  # listed but unused: nothing is imported
+        if not imports.is_allowed(name):  # the spec asks; only the command line allows
+            raise BuildProblem(("model", "allow_imports", k), imports.refusal(name))
         try:
             modules[name] = importlib.import_module(name)
         except ImportError as err:

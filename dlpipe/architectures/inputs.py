@@ -93,8 +93,11 @@ def _image_size(feature, tensor) -> keras.KerasTensor:
 
         tensor = ChannelConvert(channels, name=f"{feature.input_name}_channels")(tensor)
     if size is not None and tuple(size) != tuple(tensor.shape[1:3]):
+        # training=False: called without it, Keras' Resizing puts the traced graph of every
+        # export (SavedModel, ONNX, TFLite) in training mode, and a BatchNormalization after
+        # it then normalizes with the batch's statistics (max abs diff ~0.5 against Keras).
         tensor = keras.layers.Resizing(int(size[0]), int(size[1]), interpolation="bilinear",
-                                       name=f"{feature.input_name}_resize")(tensor)
+                                       name=f"{feature.input_name}_resize")(tensor, training=False)
     return tensor
 
 

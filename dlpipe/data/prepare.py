@@ -310,6 +310,9 @@ def _labels(spec: Spec, table: Table, target: str, base_dir: Path,
     values = table.columns[target]
     keep = np.ones(len(table), dtype=bool)
     if tasks.get(spec.task).target == "values":  # numbers, not classes
+        if target in table.booleans or (values.dtype == object and any(isinstance(v, (bool, np.bool_)) for v in values)):
+            raise located(("data", "target", "name"), f"column {target!r} of {table.origin} holds true/false "
+                          "values, not numbers to regress; for two classes use task classification")
         _check_numbers(table, target)
         return table.columns[target].astype(np.float32), None, keep
     declared = spec.data.target
@@ -353,12 +356,29 @@ def _labels(spec: Spec, table: Table, target: str, base_dir: Path,
     if kept.dtype.kind == "f" and np.all(kept == np.round(kept)):
         as_text = kept.astype(np.int64)  # 0.0/1.0 read from a column with gaps are the integers 0/1
     classes, codes = np.unique(as_text, return_inverse=True)
+    _refuse_near_duplicates(classes, kept, labels)
     if len(classes) < 2:
         raise DataError(f"{table.origin}: column {target!r} has a single class ({classes[0].item()!r}); "
                         "classification needs at least two")
     y = np.zeros(values.shape, dtype=np.int64)
     y[labels.keep] = codes.reshape(kept.shape)  # per-step labels keep their steps
     return y, [str(c) for c in classes], labels.keep
+
+
+def _refuse_near_duplicates(classes: np.ndarray, kept: np.ndarray, labels: "Labels") -> None:
+    """Labels that differ only in spaces around them ('a' and 'a ') are one class mistyped,
+    not two: refused, naming the row of the second spelling (nothing is stripped silently)."""
+    if classes.dtype.kind not in "OUS":
+        return
+    first: dict[str, str] = {}
+    for name in (str(c) for c in classes):
+        other = first.setdefault(name.strip(), name)
+        if other != name:
+            rows = np.flatnonzero(labels.keep)  # kept[i] is row rows[i] of the table
+            text = kept.astype(str).reshape(len(kept), -1)
+            row, earlier = (int(rows[np.flatnonzero((text == label).any(axis=1))[0]]) for label in (name, other))
+            raise DataError(f"{labels.table.at(row)}, column {labels.column!r}: label {name!r} differs from "
+                            f"{other!r} (at {labels.table.at(earlier)}) only in surrounding spaces; write them the same")
 
 
 class Labels:

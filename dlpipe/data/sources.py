@@ -73,6 +73,7 @@ def read_csv(path: Path, delimiter: str = ",", *, nrows: int | None = None, skip
 
     _existing_file(path, "CSV file")
     readlog.opened(path)
+    check_header(path, delimiter)
     try:
         frame = pd.read_csv(path, sep=delimiter)
     except pd.errors.EmptyDataError:
@@ -84,19 +85,62 @@ def read_csv(path: Path, delimiter: str = ",", *, nrows: int | None = None, skip
     return frame_table(frame, str(path), row_offset=2)
 
 
+def check_header(path: Path, delimiter: str) -> None:
+    """Refuse a CSV header that names a column twice: pandas would rename the second `x.1`,
+    and a spec naming `x` would silently read the first."""
+    import csv
+
+    if len(delimiter) != 1:
+        return
+    try:
+        with open(path, encoding="utf-8", newline="") as handle:
+            header = next(csv.reader(handle, delimiter=delimiter), [])
+    except (UnicodeDecodeError, csv.Error):
+        return  # pandas reports the file as it reads it
+    first: dict[str, int] = {}
+    for number, name in enumerate(header, start=1):
+        if name in first:
+            raise DataError(f"{path}: column {name!r} appears twice in the header (columns {first[name]} and "
+                            f"{number}); give each column its own name")
+        first[name] = number
+
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def float32(values: np.ndarray, origin: str, name: str, row_of) -> np.ndarray:
+    """Numbers as float32, refusing a finite value beyond float32's range (1e308 is a number
+    the file holds, not an infinity; the model computes in float32). `row_of(i)` says where
+    row i came from."""
+    with np.errstate(invalid="ignore"):
+        beyond = np.flatnonzero((np.abs(np.nan_to_num(values.astype(np.float64), posinf=0, neginf=0))
+                                 > FLOAT32_MAX).reshape(len(values), -1).any(axis=1))
+    if len(beyond):
+        row = int(beyond[0])
+        value = values.reshape(len(values), -1)[row]
+        value = value[np.abs(np.nan_to_num(value.astype(np.float64), posinf=0, neginf=0)) > FLOAT32_MAX][0]
+        raise DataError(f"{row_of(row)}, column {name!r}: {float(value)!r} lies beyond the range of 32-bit floats "
+                        f"(±3.4e38) that the model computes in; {len(beyond)} row(s) in all")
+    return values.astype(np.float32)
+
+
 def frame_table(frame, origin: str, row_offset: int) -> Table:
-    """A pandas DataFrame → a Table (numbers as float32/int64, anything else as objects)."""
-    columns = {}
+    """A pandas DataFrame → a Table (numbers as float32/int64, true/false as 1/0 noted in
+    `booleans`, anything else as objects)."""
+    columns, booleans = {}, set()
     for name in frame.columns:
         values = frame[name].to_numpy()
-        if values.dtype.kind in "if":
-            values = values.astype(np.float32 if values.dtype.kind == "f" else np.int64)
+        if values.dtype.kind == "f":
+            values = float32(values, origin, str(name), lambda row: f"{origin}: row {row + row_offset}")
+        elif values.dtype.kind in "iu":
+            values = values.astype(np.int64)
         elif values.dtype.kind == "b":
             values = values.astype(np.int64)
+            booleans.add(str(name))
         else:
             values = values.astype(object)
         columns[str(name)] = values
-    return Table(columns, origin=origin, row_offset=row_offset)
+    return Table(columns, origin=origin, row_offset=row_offset, booleans=booleans)
 
 
 # NumPy ---------------------------------------------------------------------------------
@@ -168,7 +212,10 @@ def read_jsonl_records(path: Path, start_line: int = 1):
                 if number < start_line or not line.strip():
                     continue
                 try:
-                    record = json.loads(line)
+                    record = json.loads(line, object_pairs_hook=_unique_keys)
+                except _DuplicateKey as err:
+                    raise DataError(f"{path}: row {number}: key {err.key!r} appears twice in the object; "
+                                    "JSON would keep only the last") from None
                 except ValueError as err:
                     raise DataError(f"{path}: row {number}, column {err.colno}: not valid JSON ({err.msg})") from None
                 if not isinstance(record, dict):
@@ -176,6 +223,21 @@ def read_jsonl_records(path: Path, start_line: int = 1):
                 yield number, record
     except UnicodeDecodeError as err:
         raise DataError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    result: dict = {}
+    for key, value in pairs:
+        if key in result:
+            raise _DuplicateKey(key)
+        result[key] = value
+    return result
 
 
 def records_table(records: list[dict], lines: list[int], origin: str) -> Table:
@@ -189,7 +251,9 @@ def records_table(records: list[dict], lines: list[int], origin: str) -> Table:
             raise DataError(f"{origin}: row {line}: {what}; every line needs the keys of line {lines[0]}: "
                             f"{', '.join(keys)}")
     columns = {key: _json_column([r[key] for r in records], origin, key, lines) for key in keys}
-    table = Table(columns, origin=origin, row_offset=1)
+    booleans = {key for key in keys if any(isinstance(r[key], bool) for r in records)
+                and all(isinstance(r[key], bool) or r[key] is None for r in records)}
+    table = Table(columns, origin=origin, row_offset=1, booleans=booleans)
     if lines != list(range(lines[0], lines[0] + len(lines))):
         table.row_numbers = np.asarray(lines)
     else:
@@ -201,8 +265,14 @@ def _json_column(values: list, origin: str, key: str, lines: list[int]) -> np.nd
     present = [v for v in values if v is not None]
     if present and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
         floats = any(isinstance(v, float) for v in present) or len(present) < len(values)
-        column = np.array([np.nan if v is None else v for v in values], dtype=np.float64 if floats else np.int64)
-        return column.astype(np.float32) if floats else column
+        try:
+            column = np.array([np.nan if v is None else v for v in values], dtype=np.float64 if floats else np.int64)
+        except OverflowError:  # an integer beyond 64 bits
+            column = np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
+            floats = True
+        if not floats:
+            return column
+        return float32(column, origin, key, lambda row: f"{origin}: row {lines[row] if lines else row + 1}")
     if present and all(isinstance(v, bool) for v in present) and len(present) == len(values):
         return np.array(values, dtype=np.int64)
     if present and all(isinstance(v, list) for v in present):
@@ -249,7 +319,7 @@ def load_parquet(source, base_dir: Path) -> Table:
 def arrow_table(arrow, origin: str, row_offset: int) -> Table:
     import pyarrow as pa
 
-    columns = {}
+    columns, booleans = {}, set()
     for name in arrow.column_names:
         column = arrow.column(name)
         kind = column.type
@@ -257,14 +327,16 @@ def arrow_table(arrow, origin: str, row_offset: int) -> Table:
             columns[name] = _json_column(column.to_pylist(), origin, name, [])
         elif pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind):
             values = column.to_numpy(zero_copy_only=False)
+            if pa.types.is_boolean(kind):
+                booleans.add(name)
             if values.dtype.kind == "f" or column.null_count:
-                values = values.astype(np.float32)
+                values = float32(values, origin, name, lambda row: f"{origin}: row {row + row_offset}")
             else:
                 values = values.astype(np.int64)
             columns[name] = values
         else:
             columns[name] = np.array(column.to_pylist(), dtype=object)
-    return Table(columns, origin=origin, row_offset=row_offset)
+    return Table(columns, origin=origin, row_offset=row_offset, booleans=booleans)
 
 
 # Images --------------------------------------------------------------------------------
@@ -353,7 +425,20 @@ def _class_folders(root: Path, suffixes: tuple[str, ...], what: str) -> list[tup
     if not classes:
         raise DataError(f"{root}: no {what} found in subfolders (one subfolder per class, "
                         f"files ending in {', '.join(suffixes)})")
+    _refuse_empty_classes(root, by_class, suffixes, what)
     return classes
+
+
+def _refuse_empty_classes(root: Path, by_class: dict, suffixes: tuple[str, ...], what: str) -> None:
+    """A class folder without a single file of its kind would silently leave the model's
+    head a class short: refused, naming it (folders whose name starts with a dot are not classes)."""
+    import os
+
+    with os.scandir(root) as entries:
+        empty = sorted(e.name for e in entries if e.is_dir() and not e.name.startswith(".") and e.name not in by_class)
+    if empty:
+        raise DataError(f"{root / empty[0]}: a class folder with no {what} (files ending in {', '.join(suffixes)}); "
+                        f"add some or remove the folder" + (f" ({len(empty)} such folders)" if len(empty) > 1 else ""))
 
 
 def load_image_folder(source, base_dir: Path) -> Table:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from dlpipe import readlog, tasks
-from dlpipe.data.sources import frame_table, import_pyarrow, records_table, resolve_path
+from dlpipe.data.sources import check_header, frame_table, import_pyarrow, records_table, resolve_path
 from dlpipe.data.table import Table
 from dlpipe.errors import DataError
 
@@ -76,6 +76,7 @@ class ChunkReader:
     def _csv(self):
         import pandas as pd
 
+        check_header(self.path, self.source.delimiter)
         try:
             with pd.read_csv(self.path, sep=self.source.delimiter, chunksize=self.chunk_rows) as chunks:
                 start = 0

@@ -23,6 +23,8 @@ class Table:
     """Each row's own file (a folder of images or texts): messages name it instead of a row."""
     pieces: list[tuple[int, "Table"]] = field(default_factory=list)
     """(first row, table) of each file joined into this one (explicit split files)."""
+    booleans: set[str] = field(default_factory=set)
+    """Columns the source read as true/false, held as 1/0: a regression target may not be one."""
 
     def __len__(self) -> int:
         return len(next(iter(self.columns.values()))) if self.columns else 0
@@ -62,7 +64,7 @@ def concatenate(tables: list[Table]) -> Table:
         columns[name] = np.concatenate(parts)
     starts = np.cumsum([0] + [len(t) for t in tables[:-1]]).tolist()
     return Table(columns, origin=first.origin, class_names=dict(first.class_names),
-                 pieces=list(zip(starts, tables)))
+                 pieces=list(zip(starts, tables)), booleans=set().union(*(t.booleans for t in tables)))
 
 
 def _data_error(message: str):

@@ -3,8 +3,11 @@ reported with its file, row and column."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
+from dlpipe.data.sources import float32
 from dlpipe.data.table import Table
 from dlpipe.errors import DataError, did_you_mean
 from dlpipe.spec.spec import Spec
@@ -42,13 +45,14 @@ def _check_numbers(table: Table, name: str, allow_nan: bool = False) -> None:
     """Every value a finite number (NaN allowed where an imputation fills it)."""
     values = table.columns[name]
     if values.dtype.kind not in "iufb":
+        numbers = np.empty(values.shape, dtype=np.float64)
         for row, value in enumerate(values):
-            try:
-                float(value)
-            except (TypeError, ValueError):
+            number = _number(value)
+            if number is None:
                 raise DataError(f"{table.at(row)}, column {name!r}: "
                                 f"expected a number, got {value!r}") from None
-        values = table.columns[name] = values.astype(np.float32)
+            numbers[row] = number
+        values = table.columns[name] = float32(numbers, table.origin, name, table.at)
     if values.dtype.kind == "f":
         flat = values.reshape(len(values), -1)
         bad = ~(np.isfinite(flat) | (np.isnan(flat) if allow_nan else False)).all(axis=1)
@@ -59,6 +63,25 @@ def _check_numbers(table: Table, name: str, allow_nan: bool = False) -> None:
                                 f"{int(bad.sum())} row(s) in all")
             raise DataError(f"{table.at(row)}, column {name!r}: a missing value (NaN); {int(bad.sum())} row(s) "
                             f"in all (fill them with prepare.imputation, or clean them)")
+
+
+# What Python's float() accepts beyond a number as a file writes one ("1_000", "١٢"),
+# refused: a number in a data file is digits, a sign, a point, an exponent, or nan / inf.
+_NUMBER = re.compile(r"\s*[-+]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|inf|infinity|nan)\s*",
+                     re.IGNORECASE | re.ASCII)
+
+
+def _number(value) -> float | None:
+    """A cell's number, parsed strictly; None for anything else (text, true/false, a list)."""
+    if value is None or _is_missing(value):
+        return float("nan")
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return float(value)
+    if isinstance(value, str) and _NUMBER.fullmatch(value):
+        return float(value)
+    return None
 
 
 MISSING_TEXT = ""

@@ -5,7 +5,9 @@ what it returns, what it learned from, how well it did, and which exports comput
 from __future__ import annotations
 
 import datetime as _dt
+import html
 import platform
+import re
 from importlib import metadata
 from typing import Any
 
@@ -88,17 +90,19 @@ def build_card(spec, interface: dict, data, metrics: dict | None, exports: dict,
 
 
 def render_markdown(card: dict) -> str:
-    lines = [f"# Model card: {card['name']}", ""]
+    # Everything a spec or the data wrote (description, column and class names, categories,
+    # paths) is text here, never markup: HTML is escaped, code spans cannot be closed early.
+    lines = [f"# Model card: {_text(card['name'])}", ""]
     if card["description"]:
-        lines += [card["description"], ""]
-    lines += ["## Intended use", "", card["intended_use"] or
+        lines += [_text(card["description"]), ""]
+    lines += ["## Intended use", "", _text(card["intended_use"] or "") or
               "Not stated in the spec (`export.intended_use`). Judge from the data and metrics below "
               "whether it fits your use.", ""]
-    target = f"target column `{card['target']}`" if card["target"] else "no target column"
+    target = f"target column {_code(card['target'])}" if card["target"] else "no target column"
     lines += ["## Task and output", "", f"Task: {card['task']}; {target}.",
-              f"Output: {card['output']['units']} value(s), {card['output']['activation']}: {card['output']['meaning']}."]
+              f"Output: {card['output']['units']} value(s), {card['output']['activation']}: {_text(card['output']['meaning'])}."]
     if card["class_names"]:
-        lines.append("Classes (index: name): " + ", ".join(f"{i}: `{n}`" for i, n in enumerate(card["class_names"])) + ".")
+        lines.append("Classes (index: name): " + ", ".join(f"{i}: {_code(n)}" for i, n in enumerate(card["class_names"])) + ".")
     lines += ["", "## Inputs", "",
               "Raw values, as in the training data: normalization and category lookups are inside the model.", "",
               "| column | input | type | dtype | shape per example | preprocessing inside | values seen in training |",
@@ -118,11 +122,11 @@ def render_markdown(card: dict) -> str:
         else:
             low, high = entry["value_range"]
             seen, inside = f"{low:.6g} … {high:.6g}", entry["normalization"]
-        lines.append(f"| {entry['name']} | `{entry['input']}` | {entry['type']} | {entry['dtype']} | "
-                     f"{tuple(entry['shape'])} | {inside} | {seen} |")
+        lines.append(f"| {_cell(entry['name'], 200)} | {_code(entry['input'], cell=True)} | {entry['type']} | "
+                     f"{entry['dtype']} | {tuple(entry['shape'])} | {_cell(inside, 200)} | {seen} |")
     data = card["data"]
     sizes = ", ".join(f"{name} {size}" for name, size in data["split_sizes"].items())
-    lines += ["", "## Data", "", f"Source: `{data['origin']}`; splits: {sizes}.",
+    lines += ["", "## Data", "", f"Source: {_code(data['origin'])}; splits: {sizes}.",
               f"Fingerprint: `{data['fingerprint']}` (same data and spec give the same fingerprint).", ""]
     training = card["training"]
     lines += ["## Training", "", f"{training['architecture']} with {training['parameters']:,} parameters; "
@@ -135,7 +139,7 @@ def render_markdown(card: dict) -> str:
         lines += ["| metric | " + " | ".join(splits) + " |", "|---" * (len(splits) + 1) + "|"]
         for name in names:
             cells = [_number(card["metrics"][split].get(name)) for split in splits]
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+            lines.append(f"| {_cell(name, 200)} | " + " | ".join(cells) + " |")
     else:
         lines.append("No metrics were recorded.")
     lines += ["", "## Exports", "",
@@ -147,7 +151,7 @@ def render_markdown(card: dict) -> str:
         verified = {True: "yes", False: "**no**", None: "not checked"}[entry.get("passed")]
         tolerance = ", ".join(f"{k} {v:g}" for k, v in (entry.get("tolerance") or {}).items() if v is not None)
         notes = "; ".join(str(entry[k]) for k in ("quantization", "pre_step", "error") if entry.get(k))
-        lines.append(f"| {key} | `{entry['path']}` | {verified} | {_number(entry.get('max_abs_diff'))} | "
+        lines.append(f"| {key} | {_code(entry['path'], cell=True)} | {verified} | {_number(entry.get('max_abs_diff'))} | "
                      f"{_number(entry.get('agreement'))} | {tolerance} | {_cell(notes, 200)} |")
     lines += ["", "Predict from this folder: `dlpipe predict <this folder> rows.csv --out predictions.csv`.", "",
               "## Versions", "", ", ".join(f"{name} {version}" for name, version in card["versions"].items()) + ".", ""]
@@ -160,6 +164,24 @@ def _number(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) and not np.isnan(value) else str(value)
 
 
+def _text(text) -> str:
+    """Text as Markdown shows it literally: no HTML tag, entity or comment gets through."""
+    return html.escape(str(text), quote=False)
+
+
 def _cell(text: str, limit: int) -> str:
-    text = text.replace("|", "\\|")
-    return text if len(text) <= limit else text[:limit - 1] + "…"
+    """Text for a table cell: escaped, on one line, pipes kept from splitting the row."""
+    text = " ".join(str(text).split())
+    text = text if len(text) <= limit else text[:limit - 1] + "…"
+    return _text(text).replace("|", "\\|")
+
+
+def _code(text, cell: bool = False) -> str:
+    """A code span around `text` whatever it holds: fenced by more backticks than any run
+    inside it (CommonMark), on one line; `cell`: inside a table row, where a pipe ends the cell."""
+    text = " ".join(str(text).split())
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    padded = f" {text} " if text.startswith("`") or text.endswith("`") else text
+    shown = f"{fence}{padded}{fence}"
+    return shown.replace("|", "\\|") if cell else shown

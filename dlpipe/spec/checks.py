@@ -9,7 +9,6 @@ from collections.abc import Iterator
 
 from dlpipe import registry, tasks
 from dlpipe.spec.spec import Spec
-from dlpipe.spec.tuning import check_tuning
 
 Found = Iterator[tuple[tuple, str]]
 
@@ -487,7 +486,7 @@ def check_augmentation(spec: Spec) -> Found:
 
 CHECKS = (check_task_owned, check_honoured, check_split, check_target, check_labeling, check_split_modes,
           check_imputation, check_streaming, check_loss, check_metrics, check_early_stopping,
-          check_normalization, check_architecture, check_categorical, check_export, check_tuning,
+          check_normalization, check_architecture, check_categorical, check_export,
           check_optimizer, check_schedule, check_checkpoints, check_sample_weight,
           check_jit_compile, check_augmentation)
 

@@ -95,8 +95,9 @@ ColorMode = Literal["grayscale", "rgb"]
 
 class ImageFolderSource(StrictModel):
     """A folder with one subfolder per class, holding that class's images (PNG, JPEG, BMP,
-    GIF; all of one size). Columns: `image` (pixel values 0..255) and `label` (the
-    subfolder's name; classes in sorted order)."""
+    GIF; all of one size; 16-bit grayscale scaled to 0..255). Columns: `image` (pixel values
+    0..255) and `label` (the subfolder's name; classes in sorted order). A subfolder without
+    images is an error, not a class left out."""
 
     type: Literal["image_folder"]
     """Picks this variant: a folder of class subfolders of images."""

@@ -50,7 +50,7 @@ class Checkpoint:
 
 def _optimizer_variables(model) -> list:
     """Every built optimizer's variables, in order (a GAN has two optimizers)."""
-    from dlpipe.training.compile import optimizers
+    from dlpipe.training.optimizers import optimizers
 
     return [v for optimizer, _ in optimizers(model) if optimizer.built for v in optimizer.variables]
 
@@ -94,7 +94,7 @@ def read(path: Path) -> Checkpoint:
 
 def restore(model, checkpoint: Checkpoint, path: Path) -> None:
     """Load the checkpoint's variables into `model` and its (built) optimizers."""
-    from dlpipe.training.compile import optimizers
+    from dlpipe.training.optimizers import optimizers
 
     _assign(model.variables, checkpoint.model, path, "model")
     if checkpoint.optimizer:

@@ -1,4 +1,5 @@
-"""Optimizer, loss and metrics objects from the `training` section."""
+"""Loss and metrics objects from the `training` section, and compiling a model with them
+(its optimizer from optimizers.py)."""
 
 from __future__ import annotations
 
@@ -6,26 +7,11 @@ import importlib
 
 from dlpipe import registry, tasks
 from dlpipe.tasks import Task
+from dlpipe.training.optimizers import make_optimizer
 
 # Labels are integer class indices; these losses expect one-hot rows, so they get a wrapper.
 _ONE_HOT_LOSSES = ("categorical_crossentropy", "categorical_focal_crossentropy")
 _BINARY_LOSSES = ("binary_crossentropy", "binary_focal_crossentropy")
-
-
-def make_optimizer(spec):
-    options = spec.model_dump(exclude={"type"}, exclude_none=True)
-    return registry.load("optimizer", spec.type)(**options)
-
-
-def optimizers(model) -> list[tuple[object, int]]:
-    """Each optimizer of a compiled `model` with the updates it makes per training step: the
-    model's one, or those of a model that trains several networks and lists them in
-    `optimizer_updates` (the GAN: the generator's once, the discriminator's
-    `discriminator_steps` times)."""
-    several = getattr(model, "optimizer_updates", None)
-    if several is not None:
-        return list(several)
-    return [(model.optimizer, 1)] if model.optimizer is not None else []
 
 
 def loss_name(task: Task, loss: str, n_classes: int | None, multi_label: bool = False) -> str:

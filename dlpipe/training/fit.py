@@ -130,7 +130,7 @@ def _schedule_optimizers(model, training, steps: int, strategy) -> list:
     reduce-on-plateau lowers."""
     import contextlib
 
-    from dlpipe.training.compile import optimizers
+    from dlpipe.training.optimizers import optimizers
     from dlpipe.training.schedules import learning_rate, plateau_rates
 
     found = []

@@ -10,9 +10,10 @@ from __future__ import annotations
 def tune(spec_path, *, overrides=(), **options):
     """Validate the spec (every problem, before anything heavy is imported), then run
     dlpipe.tuning.study.tune."""
+    from dlpipe import imports
     from dlpipe.spec import load_document
 
-    load_document(spec_path, overrides)
+    imports.check(*load_document(spec_path, overrides))
     try:
         import optuna  # noqa: F401
     except ImportError:

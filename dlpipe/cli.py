@@ -111,31 +111,12 @@ def validate(specs: tuple[str, ...], overrides: tuple[str, ...], fmt: str, deep:
 
 
 def _check(spec: str, overrides: tuple[str, ...], cache: bool) -> list:
-    """One file's problems: replayed when these exact bytes were checked before by this
-    code and the data files it looked at look the same (dlpipe/validation_cache.py),
-    otherwise checked — which imports Pydantic."""
-    from dlpipe.errors import Problem
-    from dlpipe.limits import TooLarge, read_spec_bytes
-    from dlpipe.validation_cache import Observations, ValidationCache
+    """One file's problems (dlpipe.validate): replayed when these exact bytes were checked
+    before by this code and the data files it looked at look the same
+    (dlpipe/validation_cache.py), otherwise checked — which imports Pydantic."""
+    from dlpipe.api import validate as check
 
-    store = ValidationCache(enabled=cache)
-    try:
-        data = read_spec_bytes(spec)
-        text = data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")  # as read_text does
-    except (OSError, UnicodeDecodeError, TooLarge):  # the checker words these errors
-        from dlpipe.spec import check_files
-
-        return check_files([spec], overrides)
-    entry = store.entry(spec, data, overrides)
-    remembered = store.get(entry)
-    if remembered is not None:
-        return [Problem(**problem) for problem in remembered]
-    from dlpipe.spec import check_text
-
-    observed = Observations()  # what the check saw of the data files: a replay needs the same
-    problems = check_text(spec, text, overrides, observed=observed)
-    store.put(entry, [problem.to_dict() for problem in problems], observed)
-    return problems
+    return check(spec, overrides, cache=cache)
 
 
 @main.command()
@@ -158,13 +139,11 @@ def run(spec: str, overrides: tuple[str, ...], out: str | None, resume: bool, no
     export: no data preparation and no training); run.json tells which were reused.
     SIGINT/SIGTERM stop it with run.json `interrupted`; --resume continues.
     """
-    from dlpipe.imports import allowed
-    from dlpipe.runner import run_spec
+    from dlpipe.api import run as run_spec
 
-    with allowed(allow_imports):
-        run_dir = run_spec(spec, overrides=overrides, out=out, command=["dlpipe", *sys.argv[1:]], resume=resume,
-                           cache=not no_cache)
-    click.echo(str(run_dir))
+    finished = run_spec(spec, overrides, out, command=["dlpipe", *sys.argv[1:]], resume=resume, cache=not no_cache,
+                        allow_imports=allow_imports)
+    click.echo(str(finished.path))
 
 
 @main.command()
@@ -257,6 +236,42 @@ def predict(model: str, input: str, out: str | None, batch_size: int, allow_unsa
     count = predict_file(model, input, out, batch_size=batch_size, allow_unsafe=allow_unsafe)
     if out:
         click.echo(f"wrote {count} predictions to {out}", err=True)
+
+
+@main.command()
+@click.argument("model", type=click.Path(exists=True))
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (0.0.0.0: every interface; put a proxy with TLS in front).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8501, show_default=True,
+              help="TensorFlow Serving's REST port by default.")
+@click.option("--name", default=None, help="The model's name in /v1/models/NAME (default: the spec's name).")
+@click.option("--max-batch", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Most examples of concurrent requests run in one model call; 1: no batching.")
+@click.option("--max-wait-ms", type=click.FloatRange(min=0), default=2.0, show_default=True,
+              help="How long a request waits for others to join its batch.")
+@click.option("--max-body", type=click.IntRange(min=1), default=4 << 20, show_default=True, metavar="BYTES",
+              help="Larger request bodies are refused (400).")
+@click.option("--allow-unsafe-deserialization", "allow_unsafe", is_flag=True,
+              help="As for dlpipe predict: load a .keras MODEL with Keras safe mode off (files you trust only).")
+def serve(model: str, host: str, port: int, name: str | None, max_batch: int, max_wait_ms: float, max_body: int,
+          allow_unsafe: bool) -> None:
+    """Serve MODEL over HTTP with TensorFlow Serving's REST API, until SIGTERM or Ctrl-C.
+
+    \b
+    MODEL  a run directory, an export directory, a SavedModel folder or a .keras file
+    POST /v1/models/NAME:predict   {"instances": [{"input": value, ...}, ...]} or {"inputs": {...}}
+    GET  /v1/models/NAME[/metadata], /healthz
+    Inputs are raw, as `dlpipe predict` reads them (images as base64 or {"b64": ...}); each
+    prediction is its record: class name and probabilities, or values. A bad request gets a
+    400 with one line; concurrent requests are batched (needs `pip install 'dlpipe[serve]'`).
+    """
+    from dlpipe.backend_import import import_tensorflow
+
+    import_tensorflow()
+    from dlpipe.serving import serve as run_server
+
+    run_server(model, host=host, port=port, name=name, max_batch=max_batch, max_wait_ms=max_wait_ms,
+               max_body=max_body, allow_unsafe=allow_unsafe)
 
 
 @main.command()

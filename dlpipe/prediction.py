@@ -23,6 +23,7 @@ INPUT is raw data, as in the training data:
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import sys
@@ -197,20 +198,56 @@ def _rows(path: Path, records: list[dict], interface: dict) -> Examples:
         raise DataError(f"{path}: no rows")
     # Row numbers as a person sees them: CSV counts the header line.
     first_row = 2 if path.suffix.lower() == ".csv" else 1
+    noun = "row" if first_row == 2 else "line"
     columns = _check_columns(path, interface, records[0])
 
     def batch(start: int, stop: int) -> dict[str, np.ndarray]:
-        out = {}
-        for entry in interface["inputs"]:
-            values = []
-            for offset, record in enumerate(records[start:stop]):
-                where = f"{path}: {'row' if first_row == 2 else 'line'} {start + offset + first_row}"
-                values.append(_value(record.get(columns[entry["input"]]), entry, where))
-            out[entry["input"]] = np.stack(values) if entry["type"] not in STRING_TYPES \
-                else np.array(values, dtype=object).reshape(-1, 1)
-        return out
+        return model_inputs(records[start:stop], interface, columns,
+                            lambda offset: f"{path}: {noun} {start + offset + first_row}")
 
     return Examples(len(records), batch)
+
+
+def model_inputs(records: list[dict], interface: dict, columns: dict[str, str], where) -> dict[str, np.ndarray]:
+    """Raw records → the model's inputs by input name. `columns` maps each input to its key in
+    the records (`_check_columns`); `where(i)` names record i in a message. What `dlpipe
+    predict`, `dlpipe serve` and `dlpipe.predict` all convert with."""
+    out = {}
+    for entry in interface["inputs"]:
+        values = []
+        for offset, record in enumerate(records):
+            raw = _raw(record.get(columns[entry["input"]]), entry, where(offset))
+            values.append(_value(raw, entry, where(offset)))
+        out[entry["input"]] = np.stack(values) if entry["type"] not in STRING_TYPES \
+            else np.array(values, dtype=object).reshape(-1, 1)
+    return out
+
+
+def _raw(raw, entry: dict, where: str):
+    """What a record may hold beyond the training data's own values: a text input as a
+    one-element list (a (1,)-shaped tensor, as TensorFlow Serving clients send it), and an
+    image as encoded bytes — base64 text, {"b64": text} (TensorFlow Serving's form for
+    binary values), or a file path (pathlib.Path) — decoded like an image file."""
+    if entry["type"] in STRING_TYPES and isinstance(raw, list) and len(raw) == 1:
+        return raw[0]
+    if entry["type"] != "image":
+        return raw
+    if isinstance(raw, Path):
+        return load_image(raw, entry)
+    if isinstance(raw, dict) and set(raw) == {"b64"}:
+        raw = raw["b64"]
+    if isinstance(raw, str):
+        import base64
+        import binascii
+
+        try:
+            raw = base64.b64decode(raw, validate=True)
+        except (binascii.Error, ValueError):
+            raise DataError(f"{where}, column {entry['name']!r}: expected an image as base64 text or "
+                            "nested lists of pixel values, got text that is not base64") from None
+    if isinstance(raw, (bytes, bytearray)):
+        return decode_image(bytes(raw), entry, f"{where}, column {entry['name']!r}")
+    return raw
 
 
 STRING_TYPES = ("categorical", "ordinal", "text")
@@ -263,15 +300,26 @@ def _images(path: Path, interface: dict) -> Examples:
 
 def load_image(path: Path, entry: dict) -> np.ndarray:
     """One image file → the model's raw input (see the module's docstring)."""
+    _check_pixel_count(path)
+    try:
+        data = Path(path).read_bytes()
+    except OSError as err:
+        raise DataError(f"{path}: cannot read: {err.strerror or err}") from None
+    return decode_image(data, entry, str(path))
+
+
+def decode_image(data: bytes, entry: dict, where: str) -> np.ndarray:
+    """Encoded image bytes (PNG, JPEG, BMP, GIF) → the model's raw input: the input's
+    channels, size and training value range (see the module's docstring)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import tensorflow as tf
 
     height, width, channels = entry["shape"]
-    _check_pixel_count(path)
+    _check_pixel_count(_Named(data, where))
     try:
-        image = tf.io.decode_image(tf.io.read_file(str(path)), expand_animations=False)
+        image = tf.io.decode_image(data, expand_animations=False)
     except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError):
-        raise DataError(f"{path}: cannot decode as an image") from None
+        raise DataError(f"{where}: cannot decode as an image") from None
     scale = 65535.0 if image.dtype == tf.uint16 else 255.0
     image = tf.cast(image, tf.float32) / scale
     if image.shape[-1] in (2, 4):
@@ -288,7 +336,18 @@ def load_image(path: Path, entry: dict) -> np.ndarray:
     return (low + image.numpy() * (high - low)).astype(np.float32)
 
 
-def _check_pixel_count(path: Path) -> None:
+class _Named(io.BytesIO):
+    """Image bytes that a message names as `where` (PIL reads the header from it)."""
+
+    def __init__(self, data: bytes, where: str):
+        super().__init__(data)
+        self.where = where
+
+    def __str__(self) -> str:
+        return self.where
+
+
+def _check_pixel_count(path) -> None:
     """Refuse an image too large to decode from its header (sources.open_image); a file PIL
     cannot identify is left to TensorFlow's decoder and its own message."""
     from PIL import UnidentifiedImageError
@@ -376,12 +435,113 @@ def _cell(value) -> str:
     return f"{value:.9g}" if isinstance(value, float) else str(value)
 
 
+class Predictor:
+    """A model that takes raw records and returns records: `dlpipe predict`, `dlpipe serve`
+    and `dlpipe.predict` all predict through it, so each gives the others' answers.
+
+        predictor = Predictor.open("runs/my-run")
+        inputs = predictor.inputs([{"mean radius": 17.99, ...}], lambda i: f"row {i}")
+        predictor.records(predictor.run(inputs))   # [{"prediction": ..., "probabilities": {...}}]
+    """
+
+    def __init__(self, model: Model, allow_unsafe: bool = False):
+        # TensorFlow's C++ start-up notices (CPU features, CUDA probing) are noise here.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        self.model = model
+        self.interface = model.interface
+        self.output = output_kind(model.interface, model.path)
+        if self.output == "boxes":  # a detector: dlpipe/exporters/detection.py
+            from dlpipe.exporters.detection import load_detector
+
+            self.run = load_detector(model.kind, model.path, allow_unsafe)
+        else:
+            self.run = model.predictor(allow_unsafe)
+        """inputs by input name → the model's output for them (an array; a detector: a dict)."""
+
+    @classmethod
+    def open(cls, path: str | Path, allow_unsafe: bool = False) -> "Predictor":
+        """The model of a run directory, an export directory, a SavedModel or a .keras file."""
+        return cls(locate_model(path), allow_unsafe)
+
+    @property
+    def warning(self) -> str | None:
+        return self.model.warning
+
+    def columns(self, keys, where: str) -> dict[str, str]:
+        """Which key of the records each input is read from (by column name or input name)."""
+        return _check_columns(where, self.interface, keys)
+
+    def inputs(self, rows: list[dict], where) -> dict[str, np.ndarray]:
+        """Raw records → model inputs; `where(i)` names record i in a one-line DataError."""
+        if not rows:
+            return {}
+        for i, row in enumerate(rows):
+            if not isinstance(row, dict):
+                raise DataError(f"{where(i)}: expected an object of inputs by name, got {type(row).__name__} "
+                                f"{_shown(row)}")
+        columns = self.columns(rows[0], where(0))
+        return model_inputs(rows, self.interface, columns, where)
+
+    def records(self, output, labels: list[str] | None = None, label_name: str = "file") -> list[dict]:
+        """The model's output → one record per example (what `dlpipe predict` writes as JSONL)."""
+        if self.output == "boxes":
+            out = detection_records(self.interface, output)
+            return out if labels is None else [{label_name: label, **record} for label, record in zip(labels, out)]
+        return records(self.interface, output, labels, label_name)
+
+    def predict(self, rows: list[dict], batch_size: int = 256, where=None) -> list[dict]:
+        """Records for raw records, `batch_size` at a time."""
+        where = where or (lambda i: f"rows[{i}]")
+        out: list[dict] = []
+        for start in range(0, len(rows), batch_size):
+            part = rows[start:start + batch_size]
+            inputs = self.inputs(part, lambda i, s=start: where(s + i))
+            out += self.records(self.run(_as_float32(inputs) if self.output == "boxes" else inputs))
+        return out
+
+    def predict_file(self, path: str | Path, batch_size: int = 256) -> list[dict]:
+        """Records for every example of a CSV, JSONL or image file, or a folder of images."""
+        examples = read_examples(path, self.interface)
+        out: list[dict] = []
+        for start in range(0, examples.count, batch_size):
+            stop = min(start + batch_size, examples.count)
+            inputs = examples.batch(start, stop)
+            labels = examples.labels[start:stop] if examples.labels is not None else None
+            out += self.records(self.run(_as_float32(inputs) if self.output == "boxes" else inputs), labels,
+                                examples.label_name)
+        return out
+
+
+def _shown(value, limit: int = 60) -> str:
+    text = json.dumps(value) if isinstance(value, (list, dict, str, int, float, bool, type(None))) else repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _as_float32(inputs: dict[str, np.ndarray]):
+    """A detector takes its one image input as a float32 array."""
+    (images,) = inputs.values()
+    return images.astype(np.float32)
+
+
+def detection_records(interface: dict, output: dict) -> list[dict]:
+    """A detector's outputs → one record per image: its kept detections (class >= 0)."""
+    names = interface["class_names"]
+    box = interface["outputs"]["boxes"]
+    out = []
+    for i in range(len(output["classes"])):
+        kept = np.asarray(output["classes"][i]) >= 0
+        out.append({"boxes": np.asarray(output["boxes"][i])[kept].tolist(),
+                    "scores": np.asarray(output["scores"][i])[kept].tolist(),
+                    "classes": [names[c] for c in np.asarray(output["classes"][i])[kept]],
+                    "box_format": box["format"], "box_units": box["units"]})
+    return out
+
+
 def predict_file(model_path: str | Path, input_path: str | Path, out: str | Path | None = None,
                  batch_size: int = 256, log: TextIO | None = None, allow_unsafe: bool = False) -> int:
     """Predict every example of `input_path`; write CSV/JSONL to `out` (by its suffix) or
     CSV to stdout; progress and warnings go to `log` (stderr). Returns the number of examples."""
     log = log or sys.stderr
-    # TensorFlow's C++ start-up notices (CPU features, CUDA probing) are noise here.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if out is not None and Path(out).suffix.lower() not in OUTPUT_SUFFIXES:
         raise DlpipeError(f"--out {out}: the suffix chooses the format; use .csv or .jsonl")
@@ -392,14 +552,14 @@ def predict_file(model_path: str | Path, input_path: str | Path, out: str | Path
     if model.warning:
         print(f"[dlpipe] warning: {model.warning}", file=log, flush=True)
     fmt = "csv" if out is None or Path(out).suffix.lower() == ".csv" else "jsonl"
-    if output_kind(model.interface, model.path) == "boxes":  # per image: dlpipe/exporters/detection.py
-        from dlpipe.exporters.detection import load_detector, write_detections
+    predictor = Predictor(model, allow_unsafe)
+    if predictor.output == "boxes":  # per image: dlpipe/exporters/detection.py
+        from dlpipe.exporters.detection import write_detections
 
-        run = load_detector(model.kind, model.path, allow_unsafe)
-        into = lambda handle: write_detections(handle, fmt, model.interface, examples, run, batch_size, log)  # noqa: E731
+        into = lambda handle: write_detections(handle, fmt, model.interface, examples, predictor.run,  # noqa: E731
+                                               batch_size, log)
     else:
-        run = model.predictor(allow_unsafe)
-        into = lambda handle: _predict_into(handle, fmt, model, examples, run, batch_size, log)  # noqa: E731
+        into = lambda handle: _predict_into(handle, fmt, predictor, examples, batch_size, log)  # noqa: E731
     if out is None:
         into(sys.stdout)
     else:
@@ -421,14 +581,14 @@ def _refuse_overwriting(out: Path, inputs: dict[str, Path]) -> None:
                               "choose another file")
 
 
-def _predict_into(handle, fmt, model, examples, run, batch_size, log) -> None:
-    writer = Writer(handle, fmt, model.interface, examples.labels is not None, examples.label_name)
+def _predict_into(handle, fmt, predictor: Predictor, examples, batch_size, log) -> None:
+    writer = Writer(handle, fmt, predictor.interface, examples.labels is not None, examples.label_name)
     batches = range(0, examples.count, batch_size)
     every = max(1, len(batches) // 20)  # at most ~20 progress lines
     for number, start in enumerate(batches, start=1):
         stop = min(start + batch_size, examples.count)
-        output = run(examples.batch(start, stop))
+        output = predictor.run(examples.batch(start, stop))
         labels = examples.labels[start:stop] if examples.labels is not None else None
-        writer.write(records(model.interface, output, labels, examples.label_name))
+        writer.write(predictor.records(output, labels, examples.label_name))
         if len(batches) > 1 and (number % every == 0 or stop == examples.count):
             print(f"[dlpipe] predict: {stop}/{examples.count} examples", file=log, flush=True)

@@ -54,12 +54,13 @@ def dump_spec(spec: Spec) -> str:
 
 def run_spec(spec_path: str | Path, *, overrides: Sequence[str] = (), out: str | Path | None = None,
              command: list[str] | None = None, resume: bool = False, callbacks: Sequence = (),
-             cache: bool = True) -> Path:
+             cache: bool = True, base_dir: Path | None = None) -> Path:
     """Run a spec into `out` (default runs/<name>-<time>). With `resume`, continue the
     interrupted run in `out` from its last checkpoint; an empty or missing `out` starts
     afresh, so a job script can always pass it. Without `resume`, an `out` that holds a run
     is run into again: stages whose cache key is unchanged are reused (dlpipe/stagecache.py)
-    unless `cache` is False.
+    unless `cache` is False. `base_dir`: the folder relative data paths resolve against
+    (default: the spec file's folder).
 
     SIGINT and SIGTERM stop the run between two Python steps: run.json says `interrupted`
     and in which stage, the last checkpoint stays, and `Interrupted` is raised (exit 130/143)."""
@@ -69,7 +70,7 @@ def run_spec(spec_path: str | Path, *, overrides: Sequence[str] = (), out: str |
     imports.check(spec, document)  # before any work: a module the command line did not allow is one line
     # The run reads, keys, fingerprints and writes the spec with its paths made absolute, so
     # its spec.yaml is the very spec it ran, and running that file from anywhere repeats it.
-    spec = resolved(spec, Path(spec_path).resolve().parent)
+    spec = resolved(spec, Path(base_dir or Path(spec_path).resolve().parent).resolve())
     if resume and out is None:
         raise DlpipeError("--resume needs --out DIR: the run directory to continue")
     root = Path(out) if out else RunDir.default_path(spec.name)
@@ -96,7 +97,9 @@ def run_spec(spec_path: str | Path, *, overrides: Sequence[str] = (), out: str |
         except DlpipeError:
             run_dir.unlock()  # the interrupted run stays as it was
             raise
-    spec_file = str(Path(spec_path).resolve())
+    # run.json's spec_file: its folder is where `dlpipe evaluate`/`export` resolve data paths
+    # again; a spec given as a mapping (dlpipe.run) has no file, only that folder.
+    spec_file = str(Path(spec_path).resolve()) if base_dir is None else str(Path(base_dir).resolve() / "(mapping)")
     with _signals_interrupt():  # also while the outcome is recorded: a second signal waits
         try:
             # The spec is valid and the run directory writable (an unwritable --out fails in
@@ -110,7 +113,7 @@ def run_spec(spec_path: str | Path, *, overrides: Sequence[str] = (), out: str |
             else:
                 run_dir.start(seed=spec.seed, command=list(command or []), spec_file=spec_file)
                 atomic_write_text(run_dir.path("spec.yaml"), dump_spec(spec))
-            context = Context(spec, document, run_dir, Path(spec_path).resolve().parent,
+            context = Context(spec, document, run_dir, Path(base_dir or Path(spec_path).resolve().parent).resolve(),
                               callbacks=[*callbacks, *testhooks.callbacks()])
             pipeline(context)
         except KeyboardInterrupt as err:

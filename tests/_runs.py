@@ -69,3 +69,24 @@ def embedding() -> Path:
                                        "training.epochs=12", "--out", str(folder / "run")])
     assert result.exit_code == 0, result.output
     return folder / "run"
+
+
+def _quick(spec: Path, name: str, overrides: list[str]) -> Path:
+    """A short run exporting keras and saved_model only (no extras needed)."""
+    from dlpipe.runner import run_spec
+
+    return run_spec(spec, overrides=["export.formats=[keras,saved_model]", *overrides], out=_BASE / name,
+                    command=["pytest", name])
+
+
+@functools.cache
+def quick_tabular() -> Path:
+    """The tabular-classification template for 3 epochs: what `dlpipe serve` and the Python
+    API are checked against (the answers matter, not the accuracy)."""
+    return _quick(ROOT / "specs" / "tabular-classification.yaml", "quick-tabular", ["training.epochs=3"])
+
+
+@functools.cache
+def quick_digits() -> Path:
+    """The image-classification template for 3 epochs (8×8 digits, one image input)."""
+    return _quick(ROOT / "specs" / "image-classification.yaml", "quick-digits", ["training.epochs=3"])

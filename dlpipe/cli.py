@@ -300,6 +300,49 @@ def evaluate(run_dir: str, data: str | None, allow_imports: tuple[str, ...]) -> 
     click.echo(str(result.folder))
 
 
+def _rows(ctx: click.Context, param: click.Parameter, value: str | None):
+    """--rows 3 (the first three test rows) or --rows 0,7,12 (those rows)."""
+    if value is None:
+        return None
+    try:
+        numbers = [int(part) for part in value.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"expected a count (3) or row positions (0,7,12), got {value!r}") from None
+    if any(n < 0 for n in numbers) or (len(numbers) == 1 and "," not in value and numbers[0] == 0):
+        raise click.BadParameter(f"expected a positive count or row positions from 0, got {value!r}")
+    if len(numbers) == 1 and "," not in value:
+        return numbers[0]
+    return numbers
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--data", "data", type=click.Path(exists=True), default=None,
+              help="Raw rows to explain instead of the run's test split: CSV, JSONL, an image or a folder of "
+                   "images, as `dlpipe predict` reads them.")
+@click.option("--method", "methods", multiple=True,
+              type=click.Choice(["integrated_gradients", "saliency", "permutation", "shap"]),
+              help="Repeatable. Default: the spec's evaluation.explain.methods, else those that fit the inputs.")
+@click.option("--rows", callback=_rows, default=None, metavar="N|I,J,...",
+              help="Local explanations: the first N rows, or these row positions (from 0). Default: the spec's, else 3.")
+def explain(run_dir: str, data: str | None, methods: tuple[str, ...], rows) -> None:
+    """Explain the trained model of RUN_DIR: global importance per feature and local
+    explanations of chosen rows.
+
+    \b
+    Without --data: the run's test split, into RUN_DIR/explanations/ (a JSON file per
+    method), and report.html is written again with an Explanations section.
+    With --data: those rows, into RUN_DIR/explanations/data-<time>/ with a report.html.
+    Prints the most important features of each method, then the folder.
+    """
+    from dlpipe.explanation import explain_run, top_features
+
+    result = explain_run(run_dir, data, list(methods) or None, rows)
+    for line in top_features(result.index, result.folder):
+        click.echo(line)
+    click.echo(str(result.folder))
+
+
 @main.command()
 def templates() -> None:
     """List the spec templates, one line each."""

@@ -9,8 +9,9 @@ on, chained, so a stage's key changes whenever an earlier stage's does:
               vector files features name (read when the model is built)
     train     data + the prepared data's fingerprint (a hash of the values read: a changed
               file the spec names the same way retrains) + model + training
-    evaluate  train + evaluation
+    evaluate  train + evaluation (but evaluation.explain)
     export    evaluate + export (the model card carries the metrics)
+    explain   train + evaluation.explain (explanations read the model and the data only)
 
 The files the data stage reads are not in its key: the stage cannot know them before it
 reads. It records them instead (`RunDir.stage(..., reads=True)`, dlpipe/readlog.py: every
@@ -57,6 +58,7 @@ DATA_OUTPUTS = ("data.json", "splits.json", "cache/data.json", "cache/data.npz")
 MODEL_OUTPUTS = ("model.keras", "history.csv")
 EVALUATION_OUTPUTS = ("metrics.json",)
 EXPORT_OUTPUTS = ("export/verification.json", "export/model_card.json")
+EXPLAIN_OUTPUTS = ("explanations/explanations.json",)
 CACHED_DATA_LIMIT = 2 << 30
 """Prepared data larger than this (its arrays' bytes) is not copied into the run directory."""
 
@@ -79,9 +81,11 @@ def stage_keys(spec, base_dir: Path, data_fingerprint: str | None = None) -> dic
                    **({"vectors": files_fingerprint(vectors, Path(base_dir))} if vectors else {})})
     train = digest({"data": data, "prepared": data_fingerprint, "model": dump.get("model"),
                     "training": dump.get("training")})
-    evaluate = digest({"train": train, "evaluation": dump.get("evaluation")})
+    evaluation = {k: v for k, v in (dump.get("evaluation") or {}).items() if k != "explain"}
+    evaluate = digest({"train": train, "evaluation": evaluation})
     export = digest({"evaluate": evaluate, "export": dump.get("export")})
-    return {"data": data, "train": train, "evaluate": evaluate, "export": export}
+    explain = digest({"train": train, "explain": (dump.get("evaluation") or {}).get("explain")})
+    return {"data": data, "train": train, "evaluate": evaluate, "export": export, "explain": explain}
 
 
 def files_fingerprint(value: Any, base_dir: Path) -> dict[str, Any]:

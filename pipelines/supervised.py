@@ -8,6 +8,8 @@
     evaluate  the spec's metrics on validation and test → metrics.json, evaluation/, plots/
     export    each format written, loaded back with its own runtime, compared → verification.json,
               model card
+    explain   (with evaluation.explain) attributions per feature, global and for chosen test
+              rows → explanations/
     report    learning curves and one self-contained page → report.html
 
 Run again into the same folder, each stage whose cache key is unchanged is reused rather
@@ -15,15 +17,15 @@ than run (dlpipe/stagecache.py): change only `export` and nothing is prepared or
 
 Tasks classification, regression and forecasting (dlpipe/tasks/) run here. Hooks for the
 other commands: `reevaluate` (dlpipe evaluate), `reexport` (dlpipe export), `deep_build`
-(dlpipe validate --deep).
+(dlpipe validate --deep), `explain` (dlpipe explain).
 """
 
 from __future__ import annotations
 
 from dlpipe import stages
 from dlpipe.rundir import atomic_write_json
-from dlpipe.stagecache import (DATA_OUTPUTS, EVALUATION_OUTPUTS, EXPORT_OUTPUTS, MODEL_OUTPUTS, load_data,
-                               load_metrics, load_model, save_data, stage_keys)
+from dlpipe.stagecache import (DATA_OUTPUTS, EVALUATION_OUTPUTS, EXPLAIN_OUTPUTS, EXPORT_OUTPUTS, MODEL_OUTPUTS,
+                               load_data, load_metrics, load_model, save_data, stage_keys)
 
 
 def run(ctx) -> None:
@@ -52,15 +54,24 @@ def run(ctx) -> None:
 
         for path, message in check_metric_classes(spec, n_classes):  # precision of 3 classes: refused before training
             raise ctx.located(path, message)
+        if spec.evaluation.explain is not None:  # methods that do not fit the features found: before training
+            from dlpipe.explanation import check_explainable
+
+            check_explainable(spec, data, ctx.located)
 
     # The later stages chain on the prepared data itself: changed pixels retrain.
     keys = stage_keys(spec, ctx.base_dir, data.fingerprint)
     reuse.update(train=run_dir.reusable("train", keys["train"], MODEL_OUTPUTS),
                  evaluate=run_dir.reusable("evaluate", keys["evaluate"], EVALUATION_OUTPUTS),
-                 export=run_dir.reusable("export", keys["export"], EXPORT_OUTPUTS))
+                 export=run_dir.reusable("export", keys["export"], EXPORT_OUTPUTS),
+                 explain=run_dir.reusable("explain", keys["explain"], EXPLAIN_OUTPUTS))
 
     with run_dir.stage("setup"):
         stages.setup(run_dir, spec)
+        if spec.evaluation.explain is not None:  # a missing shap fails now, not after training
+            from dlpipe.explain.stage import check_available
+
+            check_available(spec.evaluation.explain.methods)
 
     with run_dir.stage("build", key=keys["train"], reused=reuse["train"]):
         from dlpipe.architectures.assemble import build_model
@@ -101,6 +112,13 @@ def run(ctx) -> None:
             export_model(model, spec, data, run_dir.path("export"), metrics=metrics,
                          keras_file=run_dir.path("model.keras"))
 
+    if spec.evaluation.explain is not None:
+        with run_dir.stage("explain", key=keys["explain"], reused=reuse["explain"]):
+            if not reuse["explain"]:
+                from dlpipe.explanation import explain_prepared
+
+                explain_prepared(model, spec, data, run_dir.path("explanations"))
+
     with run_dir.stage("report"):
         from dlpipe.report import write_report
 
@@ -117,6 +135,13 @@ def reevaluate(run, data=None):
 def reexport(run, formats=None) -> dict:
     """`dlpipe export RUN_DIR [--format F]`."""
     return stages.reexport(run, formats)
+
+
+def explain(run, data=None, methods=None, rows=None):
+    """`dlpipe explain RUN_DIR [--data FILE] [--method M] [--rows N]` (dlpipe/explanation.py)."""
+    from dlpipe.explanation import reexplain
+
+    return reexplain(run, data, methods, rows)
 
 
 def deep_build(spec, base_dir, located):

@@ -53,9 +53,11 @@ def test_each_section_changes_its_stage_and_those_after_it(spec_file):
     assert keys(spec_file) == base
     assert changed(base, keys(spec_file, "export.formats=[saved_model]")) == ["export"]
     assert changed(base, keys(spec_file, "evaluation.metrics=[accuracy]")) == ["evaluate", "export"]
-    assert changed(base, keys(spec_file, "training.epochs=3")) == ["train", "evaluate", "export"]
-    assert changed(base, keys(spec_file, "model.units=[8]")) == ["train", "evaluate", "export"]
-    every = ["data", "train", "evaluate", "export"]
+    # Explanations read the model and the data only: metrics and exports stay.
+    assert changed(base, keys(spec_file, "evaluation.explain={rows: 2}")) == ["explain"]
+    assert changed(base, keys(spec_file, "training.epochs=3")) == ["train", "evaluate", "export", "explain"]
+    assert changed(base, keys(spec_file, "model.units=[8]")) == ["train", "evaluate", "export", "explain"]
+    every = ["data", "train", "evaluate", "export", "explain"]
     assert changed(base, keys(spec_file, "seed=7")) == every
     assert changed(base, keys(spec_file, "data.split.train=0.5", "data.split.validation=0.3")) == every
     assert changed(base, keys(spec_file, "name=other", "description=words")) == []
@@ -67,7 +69,7 @@ def test_the_later_keys_chain_on_the_prepared_data(spec_file):
     spec, _ = load_document(spec_file, [])
     before = stagecache.stage_keys(spec, spec_file.parent, "sha256:aa")
     after = stagecache.stage_keys(spec, spec_file.parent, "sha256:bb")
-    assert changed(before, after) == ["train", "evaluate", "export"]
+    assert changed(before, after) == ["train", "evaluate", "export", "explain"]
 
 
 def data_stage(spec_file: Path, out: Path) -> dict:

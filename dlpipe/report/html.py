@@ -3,7 +3,8 @@
 Everything is inside the file: the style sheet, and every plot as a base64 PNG. No
 script, no link to anything outside. The page is assembled from the run directory
 (spec.yaml, run.json, data.json, history.csv, metrics.json, evaluation/, plots/,
-export/verification.json), so `dlpipe run` and `dlpipe evaluate` build it the same way.
+explanations/, export/verification.json), so `dlpipe run`, `dlpipe evaluate` and
+`dlpipe explain` build it the same way.
 
 Every number of metrics.json is in the metrics table: shown rounded, exact in the cell's
 `title` (a tooltip), and addressed by `data-split` / `data-metric` for tools and tests.
@@ -50,6 +51,8 @@ th { text-align: left; background: #f6f6f8; } td.num { text-align: right; font-v
 figure { margin: 1em 0; max-width: 100%; } figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { color: #555; font-size: 0.9em; } pre { background: #f6f6f8; padding: 0.8em; overflow-x: auto; }
 dl { display: grid; grid-template-columns: max-content auto; gap: 0.2em 1em; } dt { font-weight: 600; } dd { margin: 0; }
+.local-explanation { border-left: 3px solid #ddd; padding-left: 0.8em; margin: 1em 0; }
+.token { padding: 0 0.15em; border-radius: 3px; }
 """
 
 
@@ -253,7 +256,7 @@ def write_report(run_root: Path | str, out: Path | str | None = None, *, model=N
     """Draw the learning curves and write `<out>/report.html` (out: the run directory
     itself, or a re-evaluation's folder). Run-wide files come from `run_root`; metrics,
     evaluation/, plots/ and data.json from `out`."""
-    from dlpipe.report import plots
+    from dlpipe.report import explanations, plots
 
     run_root = Path(run_root)
     out = Path(out) if out is not None else run_root
@@ -277,6 +280,7 @@ def write_report(run_root: Path | str, out: Path | str | None = None, *, model=N
         _metrics_section(_read_json(out / "metrics.json")),
         _plots_section(out / "plots"),
         _per_class_section(out / "evaluation"),
+        explanations.section(out / "explanations"),
         _spec_section(spec, spec_text),
         _data_section(_read_json(out / "data.json"), _read_json(run_root / "labels.json")),
         _model_section(summary),

@@ -458,6 +458,50 @@ def _unhonoured(task, model, path: tuple) -> Found:
 _REQUIRED = object()
 
 
+TABULAR_TYPES = ("numerical", "categorical", "ordinal")
+"""Feature types with one value per example: what permutation importance and SHAP shuffle."""
+
+
+def check_explain(spec: Spec) -> Found:
+    """evaluation.explain: one decision per example to explain, methods that fit the inputs
+    (when the spec lists its features; the data stage checks the features it found)."""
+    explain = spec.evaluation.explain
+    if explain is None:
+        return
+    path = ("evaluation", "explain")
+    kind = target_kind(spec)
+    if kind != "label":
+        what = "a multi-label target" if kind == "multi_label" else "an output per step (return_sequences)"
+        yield path, f"explanations cover one label or value per example; {what} is not covered yet"
+    if spec.data.streaming is not None:
+        yield path, "explanations need the splits in memory; data.streaming holds only a sample of them"
+    for i, method in enumerate(explain.methods or []):
+        if method in explain.methods[:i]:
+            yield (*path, "methods", i), f"{method!r} is listed twice"
+    if isinstance(explain.rows, list):
+        for i, row in enumerate(explain.rows):
+            if row in explain.rows[:i]:
+                yield (*path, "rows", i), f"row {row} is listed twice"
+    if spec.data.features:
+        yield from check_explain_features(spec, [(f.name, f.type) for f in spec.data.features])
+
+
+def check_explain_features(spec: Spec, features: list[tuple[str, str]]) -> Found:
+    """The explain methods the spec names against the features (name, type) the model reads."""
+    explain = spec.evaluation.explain
+    if explain is None or not explain.methods:
+        return
+    for i, method in enumerate(explain.methods):
+        where = ("evaluation", "explain", "methods", i)
+        if method == "saliency" and not any(kind == "image" for _, kind in features):
+            yield where, "saliency maps are drawn over an image input; the model reads no image feature"
+        if method in ("permutation", "shap"):
+            other = [(name, kind) for name, kind in features if kind not in TABULAR_TYPES]
+            if other:
+                yield where, (f"{method} shuffles tabular features (one {', '.join(TABULAR_TYPES)} value each); "
+                              f"feature {other[0][0]!r} is {other[0][1]}: use integrated_gradients")
+
+
 _NEEDS = {"image": "an image", "sequence": "a sequence", "numerical": "a numerical"}
 
 
@@ -488,7 +532,7 @@ CHECKS = (check_task_owned, check_honoured, check_split, check_target, check_lab
           check_imputation, check_streaming, check_loss, check_metrics, check_early_stopping,
           check_normalization, check_architecture, check_categorical, check_export,
           check_optimizer, check_schedule, check_checkpoints, check_sample_weight,
-          check_jit_compile, check_augmentation)
+          check_jit_compile, check_augmentation, check_explain)
 
 
 def run_checks(spec: Spec) -> list[tuple[tuple, str]]:

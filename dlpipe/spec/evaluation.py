@@ -75,6 +75,43 @@ class GenerationEvaluation(StrictModel):
     fixed set of latent vectors, so grids of different epochs show the same draws."""
 
 
+ExplainMethod = Literal["integrated_gradients", "saliency", "permutation", "shap"]
+RowPosition = Annotated[int, Field(ge=0, le=1_000_000)]
+
+
+class Explain(StrictModel):
+    """Explain the trained model at the end of the run (`dlpipe explain RUN` does the same
+    afterwards): global importance per feature and local explanations of chosen test rows,
+    written to explanations/ (a JSON file per method) and shown in report.html. Every method
+    reads the model's raw inputs; normalization and lookups inside the model stay inside
+    (categorical and text features are attributed at their one-hot or embedding output and
+    summed per feature or per token)."""
+
+    methods: list[ExplainMethod] | None = None
+    """Default: integrated_gradients, plus saliency for an image model and permutation for
+    tabular inputs (one value per feature). shap (a kernel explainer on a background sample)
+    needs the `explain` extra: `pip install 'dlpipe[explain]'`."""
+    rows: Annotated[list[RowPosition], Field(min_length=1, max_length=100)] | Annotated[int, Field(gt=0, le=100)] = 3
+    """Local explanations: a count (the first N rows of the test split) or the positions of
+    test rows, e.g. [0, 7, 12]."""
+    examples: Annotated[int, Field(gt=0, le=10_000)] = 100
+    """Test rows (the first ones) whose mean absolute attribution is each feature's global
+    importance (integrated gradients, saliency, shap)."""
+    steps: Annotated[int, Field(ge=2, le=4096)] = 64
+    """Integrated gradients: steps of the path from the baseline (trapezoid rule). An example
+    whose attributions miss f(x) − f(baseline) by more than `tolerance` of it is computed
+    again with twice the steps, up to 64 × steps; explanations/integrated_gradients.json
+    gives the steps and the error of each example."""
+    tolerance: Annotated[float, Field(gt=0, lt=1)] = 0.01
+    """Integrated gradients: the completeness error allowed, relative to |f(x) − f(baseline)|."""
+    repeats: Annotated[int, Field(gt=0, le=100)] = 5
+    """Permutation importance: shuffles of each feature on the validation split; the
+    importance is the mean loss increase, the spread its standard deviation."""
+    background: Annotated[int, Field(gt=0, le=1000)] = 50
+    """SHAP: training rows drawn (seeded) as the background sample the explainer replaces
+    features with."""
+
+
 class Evaluation(StrictModel):
     metrics: list[Metric] | None = None
     """Names as in metrics.json; by default accuracy and f1_macro for classification,
@@ -90,3 +127,6 @@ class Evaluation(StrictModel):
     generation: GenerationEvaluation | None = None
     """Task generation: how the generated images are scored (required there). They are
     compared with the held-out real images of the test split, never the training split."""
+    explain: Explain | None = None
+    """Explain the model after the run (classification and regression): which methods, which
+    rows. Absent: no explanations (run `dlpipe explain RUN` any time later)."""

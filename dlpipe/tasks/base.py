@@ -19,7 +19,7 @@ from typing import Any, Literal
 Found = Iterator[tuple[tuple, str]]
 """(spec path, message) pairs, as every check yields them."""
 
-COMMANDS = ("evaluate", "export", "predict", "tune", "deep", "resume", "rerun")
+COMMANDS = ("evaluate", "export", "predict", "tune", "deep", "resume", "rerun", "explain")
 """What a task may support beside `dlpipe run`:
 
     evaluate  `dlpipe evaluate RUN_DIR` re-evaluates a finished run (pipeline hook `reevaluate`)
@@ -29,11 +29,13 @@ COMMANDS = ("evaluate", "export", "predict", "tune", "deep", "resume", "rerun")
     deep      `dlpipe validate --deep` builds its model (pipeline hook `deep_build`)
     resume    `dlpipe run --resume` continues an interrupted run from its last checkpoint
     rerun     `dlpipe run --out DIR` into a folder holding a run reuses unchanged stages
+    explain   `dlpipe explain RUN_DIR` and `evaluation.explain` explain a finished run's model
+              (pipeline hook `explain`; the run's own stage reads `evaluation.explain`)
 """
 
 COMMAND_NAMES = {"evaluate": "dlpipe evaluate", "export": "dlpipe export", "predict": "dlpipe predict",
                  "tune": "dlpipe tune", "deep": "dlpipe validate --deep", "resume": "dlpipe run --resume",
-                 "rerun": "dlpipe run into a folder that holds a run"}
+                 "rerun": "dlpipe run into a folder that holds a run", "explain": "dlpipe explain"}
 
 Target = Literal["classes", "values", "optional_classes", "none"]
 Output = Literal["classes", "values", "embedding", "boxes", "images"]
@@ -104,7 +106,7 @@ class Task:
         return importlib.import_module(f"dlpipe.pipelines.{self.pipeline}")
 
     def hook(self, name: str) -> Callable:
-        """A hook of the task's pipeline (`run`, `reevaluate`, `reexport`, `deep_build`)."""
+        """A hook of the task's pipeline (`run`, `reevaluate`, `reexport`, `deep_build`, `explain`)."""
         module = self.pipeline_module()
         try:
             return getattr(module, name)

@@ -19,8 +19,8 @@ TASK = Task(
     losses=CLASS_LOSSES,
     training_metric="accuracy",
     objective="accuracy",
-    commands=ALL_COMMANDS,
+    commands=ALL_COMMANDS | {"explain"},
     honours=(*EVERY_TASK, *SUPERVISED_DATA, "data.target", "data.streaming", "prepare", "model",
              *SUPERVISED_TRAINING, "training.class_weight", "evaluation.metrics", "evaluation.splits",
-             *SUPERVISED_EXPORT, "tuning"),
+             "evaluation.explain", *SUPERVISED_EXPORT, "tuning"),
 )

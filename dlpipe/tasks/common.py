@@ -22,3 +22,4 @@ SUPERVISED_EXPORT = ("export.formats", "export.verify", "export.tolerance", "exp
 SUPERVISED_DATA = ("data.source", "data.features", "data.split", "data.shuffle_buffer")
 
 ALL_COMMANDS = frozenset({"evaluate", "export", "predict", "tune", "deep", "resume", "rerun"})
+"""The commands every supervised task supports; `explain` is added by the tasks it covers."""

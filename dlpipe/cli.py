@@ -218,7 +218,10 @@ def export(run_dir: str, formats: tuple[str, ...], overrides: tuple[str, ...], a
 @click.option("--allow-unsafe-deserialization", "allow_unsafe", is_flag=True,
               help="Load a .keras MODEL with Keras safe mode off. A Lambda layer in it runs its Python code "
                    "on loading, with your permissions: only for files you trust. Without it such a file is refused.")
-def predict(model: str, input: str, out: str | None, batch_size: int, allow_unsafe: bool) -> None:
+@click.option("--explain", is_flag=True,
+              help="Also name the 3 features that moved each prediction most (integrated gradients of the "
+                   "predicted class's probability or the value; needs the Keras model).")
+def predict(model: str, input: str, out: str | None, batch_size: int, allow_unsafe: bool, explain: bool) -> None:
     """Predict INPUT with MODEL: class names and probabilities, or values.
 
     \b
@@ -232,7 +235,7 @@ def predict(model: str, input: str, out: str | None, batch_size: int, allow_unsa
     import_tensorflow()
     from dlpipe.prediction import predict_file
 
-    count = predict_file(model, input, out, batch_size=batch_size, allow_unsafe=allow_unsafe)
+    count = predict_file(model, input, out, batch_size=batch_size, allow_unsafe=allow_unsafe, explain=explain)
     if out:
         click.echo(f"wrote {count} predictions to {out}", err=True)
 

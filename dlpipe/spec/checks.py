@@ -22,8 +22,11 @@ def check_split(spec: Spec) -> Found:
         yield (("data", "split"),
                f"train + validation + test must be 1, got {split.train:g} + "
                f"{split.validation:g} + {split.test:g} = {total:g}")
-    if split.stratify and tasks.get(spec.task).target != "classes":
+    target = tasks.get(spec.task).target
+    if split.stratify and target not in ("classes", "optional_classes"):
         yield (("data", "split", "stratify"), f"stratify needs classes to stratify by; the {spec.task} task has none")
+    elif split.stratify and target == "optional_classes" and spec.data.target is None:
+        yield (("data", "split", "stratify"), "stratify needs data.target: the classes to keep in proportion")
 
 
 def check_target(spec: Spec) -> Found:

@@ -55,7 +55,7 @@ from dlpipe.rundir import atomic_path, atomic_write_text, to_json
 
 NOT_DATA = ("model", "training", "evaluation", "export", "tuning", "name", "description",
             "allow_unsafe_deserialization")
-DATA_OUTPUTS = ("data.json", "cache/data.json", "cache/data.npz")
+DATA_OUTPUTS = ("data.json", "splits.json", "cache/data.json", "cache/data.npz")
 MODEL_OUTPUTS = ("model.keras", "history.csv")
 EVALUATION_OUTPUTS = ("metrics.json",)
 EXPORT_OUTPUTS = ("export/verification.json", "export/model_card.json")

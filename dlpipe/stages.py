@@ -25,10 +25,11 @@ def setup(run_dir, spec) -> dict:
 
 def write_splits(run_dir, data) -> None:
     """splits.json: which source rows (or files) each split holds (data/splits.py:
-    split_record), so that anything else can be scored on the same rows."""
+    split_record), so that anything else can be scored on the same rows. `data`: prepared
+    data whose `extra["splits"]` holds the record, or the record itself."""
     from dlpipe.rundir import atomic_write_json
 
-    record = data.extra.get("splits")
+    record = data if isinstance(data, dict) else getattr(data, "extra", {}).get("splits")
     if record is not None:
         splits = {name: rows.tolist() if hasattr(rows, "tolist") else list(rows)
                   for name, rows in record["splits"].items()}
@@ -78,7 +79,8 @@ def reexport(run, formats: Sequence[str] | None = None, *, prepare=None, export=
             raise DataError(f"{data.origin}: the data differs from what {run.root} trained on (fingerprint "
                             f"{data.fingerprint[:19]}…, the run's {trained_on[:19]}…); retrain instead")
         model = run.load_model()
-        metrics = read_json(run.root / "metrics.json") or None
+        metrics = {split: values for split, values in (read_json(run.root / "metrics.json") or {}).items()
+                   if split != "baselines"} or None  # the model card lists the model's own numbers
         return export(model, run.spec, data, run.root / "export", formats=formats, metrics=metrics,
                       keras_file=run.root / "model.keras")
     finally:

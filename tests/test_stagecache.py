@@ -77,6 +77,7 @@ def test_the_later_keys_chain_on_the_prepared_data(spec_file):
 def data_stage(spec_file: Path, out: Path) -> dict:
     """The supervised pipeline's data stage (pipelines/supervised.py, without TensorFlow)
     run into `out`: run.json's entry for it."""
+    from dlpipe import stages
     from dlpipe.data.prepare import prepare
 
     spec, _ = load_document(spec_file, [])
@@ -91,6 +92,7 @@ def data_stage(spec_file: Path, out: Path) -> dict:
             data = prepare(spec, spec_file.parent, None)
             stagecache.save_data(run, data)
             atomic_write_json(run.path("data.json"), data.describe())
+            stages.write_splits(run, data)
     run.finish("completed")
     run.unlock()
     return json.loads((out / "run.json").read_text())["stages"]["data"]

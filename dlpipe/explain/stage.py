@@ -71,9 +71,14 @@ class Subject:
 
     def predict(self, x: dict[str, np.ndarray]) -> np.ndarray:
         """Probabilities per class (a sigmoid's p becomes [1 − p, p]) or values, N × K."""
-        from dlpipe.data.pipeline import predict
+        from dlpipe.data.pipeline import to_tensors
 
-        out = np.asarray(predict(self.model, x, batch_size=8192), dtype=np.float64)
+        # Direct calls, batch by batch: SHAP asks for ~10⁵ rows at a time, and model.predict
+        # would build a tf.data pipeline for each such call.
+        rows = len(next(iter(x.values())))
+        parts = [np.asarray(self.model(to_tensors({k: v[start:start + 8192] for k, v in x.items()}), training=False))
+                 for start in range(0, rows, 8192)]
+        out = np.concatenate(parts).astype(np.float64)
         out = out.reshape(len(out), -1)
         if self.classes and out.shape[1] == 1:
             out = np.concatenate([1.0 - out, out], axis=1)
@@ -254,7 +259,7 @@ def _local(context: _Context, per_feature: np.ndarray, names: list[str], extra=N
     return entries
 
 
-def _tokens(subject: Subject, point, texts: np.ndarray) -> list[list[str]]:
+def _tokens(point, texts: np.ndarray) -> list[list[str]]:
     """The tokens of each text as the model's own vectorizer splits them (padding dropped)."""
     from dlpipe.data.pipeline import to_tensors
 
@@ -277,7 +282,7 @@ def _sequence_parts(context: _Context, attributor, attributions: dict[str, np.nd
         if point.type not in SEQUENCE_TYPES:
             continue
         positions = per_position(attributions[point.feature])
-        tokens = _tokens(context.subject, point, context.x[point.input])
+        tokens = _tokens(point, context.x[point.input])
         totals: dict[str, list[float]] = {}
         for i in context.global_rows:
             for token, value in zip(tokens[i], positions[i]):
@@ -326,7 +331,7 @@ def _integrated_gradients(context: _Context, settings) -> tuple[dict, dict]:
         global_.setdefault("tokens", {})[name] = entry["global"]
     document = {"method": "integrated_gradients", "source": context.examples.source, "explained": _explained(subject),
                 "points": {p.feature: p.where for p in attributor.points},
-                "baselines": {p.feature: _baseline_text(p.type) for p in attributor.points},
+                "baselines": {p.feature: _baseline_text(p) for p in attributor.points},
                 "completeness": completeness, "global": global_, "local": _local(context, per, names, extra)}
     maps = {}
     for point in attributor.points:
@@ -337,12 +342,15 @@ def _integrated_gradients(context: _Context, settings) -> tuple[dict, dict]:
     return document, maps
 
 
-def _baseline_text(kind: str) -> str:
-    return {"numerical": "0 after normalization (the training mean)", "image": "a black image (all pixels 0)",
+def _baseline_text(point) -> str:
+    if point.layer is None and point.type != "image":
+        return "0 (the model does not normalize this feature)"
+    return {"numerical": "0 after normalization (the training mean)", "sequence": "0 after normalization",
+            "image": "a black image (all pixels 0)",
             "categorical": "the zero vector at the one-hot or embedding output (no category)",
             "ordinal": "0 on the scaled order (the lowest value)",
             "text": "the zero vector at every token's embedding (the example's own padding mask kept)",
-            "tokens": "the zero vector at every token's embedding"}.get(kind, "0 at the attributed layer")
+            "tokens": "the zero vector at every token's embedding"}.get(point.type, "0 at the attributed layer")
 
 
 def _binary(subject: Subject) -> bool:

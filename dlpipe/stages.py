@@ -25,10 +25,11 @@ def setup(run_dir, spec) -> dict:
 
 def write_splits(run_dir, data) -> None:
     """splits.json: which source rows (or files) each split holds (data/splits.py:
-    split_record), so that anything else can be scored on the same rows."""
+    split_record), so that anything else can be scored on the same rows. `data`: prepared
+    data whose `extra["splits"]` holds the record, or the record itself."""
     from dlpipe.rundir import atomic_write_json
 
-    record = data.extra.get("splits")
+    record = data if isinstance(data, dict) else getattr(data, "extra", {}).get("splits")
     if record is not None:
         splits = {name: rows.tolist() if hasattr(rows, "tolist") else list(rows)
                   for name, rows in record["splits"].items()}
@@ -52,15 +53,21 @@ def save_training(run_dir, history: dict[str, list[float]], models: dict) -> Non
             model.save(tmp)
 
 
-def reexport(run, formats: Sequence[str] | None = None) -> dict:
+def reexport(run, formats: Sequence[str] | None = None, *, prepare=None, export=None) -> dict:
     """`dlpipe export RUN_DIR`: the run's data prepared again (it must be the data it trained
-    on), its model.keras exported to `formats` and verified (exporters/stage.py)."""
-    from dlpipe.data.prepare import prepare
+    on: same fingerprint), its model.keras exported to `formats` and verified by the one
+    export loop (exporters/stage.py). `prepare(spec, base_dir, located)` → the data and
+    `export(model, spec, data, export_dir, formats=, metrics=, keras_file=)` are the task's
+    (defaults: the supervised data stage and `export_model`)."""
     from dlpipe.errors import DataError
-    from dlpipe.exporters.stage import export_model
     from dlpipe.finished import read_json
     from dlpipe.rundir import RunDir
     from dlpipe.training.determinism import configure
+
+    if prepare is None:
+        from dlpipe.data.prepare import prepare
+    if export is None:
+        from dlpipe.exporters.stage import export_model as export
 
     run_dir = RunDir(run.root)
     run_dir.lock()
@@ -72,8 +79,9 @@ def reexport(run, formats: Sequence[str] | None = None) -> dict:
             raise DataError(f"{data.origin}: the data differs from what {run.root} trained on (fingerprint "
                             f"{data.fingerprint[:19]}…, the run's {trained_on[:19]}…); retrain instead")
         model = run.load_model()
-        metrics = read_json(run.root / "metrics.json") or None
-        return export_model(model, run.spec, data, run.root / "export", formats=formats, metrics=metrics,
-                            keras_file=run.root / "model.keras")
+        metrics = {split: values for split, values in (read_json(run.root / "metrics.json") or {}).items()
+                   if split != "baselines"} or None  # the model card lists the model's own numbers
+        return export(model, run.spec, data, run.root / "export", formats=formats, metrics=metrics,
+                      keras_file=run.root / "model.keras")
     finally:
         run_dir.unlock()

@@ -498,9 +498,6 @@ UNOBSERVABLE: dict[str, str] = {
     **{f"{task}:data.split.stratify": "its one other value, true, is refused: the task has no classes "
                                       "(spec/checks.py check_split); false is the value the task fills in"
        for task in ("regression", "forecasting", "detection")},
-    "detection:export.verify": "acts when an export differs from the trained detector: error fails the run, "
-                               "warn and off only record it (exporters/detection.py; off does not skip the "
-                               "comparison there, as it does for the other tasks)",
     "detection:model.type": "centernet is task detection's one model",
     "embedding:model.type": "autoencoder is task embedding's one model",
     "generation:model.type": "gan is task generation's one model",

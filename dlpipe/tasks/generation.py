@@ -58,7 +58,7 @@ TASK = Task(
              "training.adversarial", "training.checkpoints", "training.progress", "training.tensorboard",
              "training.precision", "training.jit_compile", "training.deterministic", "training.strategy",
              "evaluation.metrics", "evaluation.generation", "export.formats", "export.verify", "export.tolerance",
-             "export.samples"),
+             "export.samples", "tracking"),
     refusals={"training.early_stopping": "early stopping needs a validation loss; the losses of task generation "
                                          "do not measure progress (FID does): remove early_stopping and choose "
                                          "training.epochs",

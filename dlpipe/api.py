@@ -68,6 +68,16 @@ def validate(path: str | Path, overrides: Overrides = None, *, cache: bool = Tru
     remembered = store.get(entry)
     if remembered is not None:
         return [Problem(**problem) for problem in remembered]
+    import yaml
+
+    from dlpipe.yamlbounds import refusal
+
+    # A YAML bomb is refused before Pydantic loads (the same problem the spec loader reports).
+    refused = refusal(text, [getattr(yaml, "CSafeLoader", yaml.SafeLoader), yaml.SafeLoader])
+    if refused is not None:
+        problems = [Problem(spec, *refused[:2], "", refused[2])]
+        store.put(entry, [problem.to_dict() for problem in problems])
+        return problems
     from dlpipe.spec import check_text
 
     problems = check_text(spec, text, sets)

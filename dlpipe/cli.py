@@ -49,8 +49,10 @@ class _Group(click.Group):
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="dlpipe")
 @click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress lines or bars for long steps (reading data, "
+              "export conversions, tuning trials, generative evaluations); results and errors still print.")
 @click.pass_context
-def main(ctx: click.Context, debug: bool) -> None:
+def main(ctx: click.Context, debug: bool, quiet: bool) -> None:
     """Declarative deep learning: one YAML spec → a trained, evaluated, exported Keras model.
 
     \b
@@ -60,7 +62,10 @@ def main(ctx: click.Context, debug: bool) -> None:
       dlpipe validate my.yaml                            check it (no TensorFlow, < 1 s)
       dlpipe run my.yaml                                 train, evaluate, export
     """
+    from dlpipe import progress
+
     ctx.meta["dlpipe.debug"] = debug
+    progress.set_quiet(quiet)
 
 
 @main.command()
@@ -218,21 +223,30 @@ def export(run_dir: str, formats: tuple[str, ...], overrides: tuple[str, ...], a
 @click.option("--allow-unsafe-deserialization", "allow_unsafe", is_flag=True,
               help="Load a .keras MODEL with Keras safe mode off. A Lambda layer in it runs its Python code "
                    "on loading, with your permissions: only for files you trust. Without it such a file is refused.")
-def predict(model: str, input: str, out: str | None, batch_size: int, allow_unsafe: bool) -> None:
-    """Predict INPUT with MODEL: class names and probabilities, or values.
+@click.option("--every-window", is_flag=True,
+              help="A forecaster given its series forecasts from every window of it (one row per window, "
+                   "named by its last step), not only from the series' end.")
+def predict(model: str, input: str, out: str | None, batch_size: int, allow_unsafe: bool,
+            every_window: bool) -> None:
+    """Predict INPUT with MODEL: class names and probabilities (a multi-label model: the set
+    of classes), values, or a forecast.
 
     \b
-    MODEL  a run directory, an export directory, a SavedModel folder or a .keras file
+    MODEL  a run directory, an export directory (its SavedModel, ONNX, TFLite or Keras
+           file), a SavedModel folder, or a .keras, .onnx or .tflite file
     INPUT  raw data as in training: a .csv or .jsonl file (a column or key per input),
            or image files (a file or a folder); images are converted to the model's
-           channels and size and mapped onto the training images' value range
+           channels and size and mapped onto the training images' value range.
+           A forecaster takes its series (one row per step, as trained from) and
+           forecasts the `horizon` steps after its end: columns forecast_1..H
     """
     from dlpipe.backend_import import import_tensorflow
 
     import_tensorflow()
     from dlpipe.prediction import predict_file
 
-    count = predict_file(model, input, out, batch_size=batch_size, allow_unsafe=allow_unsafe)
+    count = predict_file(model, input, out, batch_size=batch_size, allow_unsafe=allow_unsafe,
+                         every_window=every_window)
     if out:
         click.echo(f"wrote {count} predictions to {out}", err=True)
 

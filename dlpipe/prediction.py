@@ -1,11 +1,18 @@
-"""`dlpipe predict MODEL INPUT`: raw data in, class names and probabilities, values, or
-embeddings (one vector per example, columns embedding_0 … embedding_<k-1>) out; for a
-detector, boxes, scores and class names per image (dlpipe/exporters/detection.py).
+"""`dlpipe predict MODEL INPUT`: raw data in, class names and probabilities (a multi-label
+model: the set of classes whose probability is at least 0.5, `a|c` in a CSV cell, a list in
+JSON lines, and every class's probability), values, a forecast (columns forecast_1 …
+forecast_<horizon>), or embeddings (one vector per example, columns embedding_0 …
+embedding_<k-1>) out; for a detector, boxes, scores and class names per image
+(dlpipe/exporters/detection.py).
 
 MODEL is a run directory (its model.keras), an export directory (its SavedModel, else its
-.keras), a SavedModel folder or a .keras file. What the model takes and returns comes from
+.keras, its ONNX file, its TFLite float32 file), one format's folder inside it (onnx/,
+tflite/), a SavedModel folder, or a .keras, .onnx or .tflite file. Each runs with its own
+runtime (TensorFlow, Keras, onnxruntime, the LiteRT interpreter with the lookup pre-step of
+lookup.json), as the export stage verified it. What the model takes and returns comes from
 the model card (export/model_card.json) or, for a SavedModel on its own, from
-assets/dlpipe_interface.json: input names, types, vocabularies, class names.
+assets/dlpipe_interface.json: input names, types, vocabularies, class names, a forecaster's
+windows.
 
 INPUT is raw data, as in the training data:
     *.csv            one row per example, a column per input (by column or input name)
@@ -18,6 +25,12 @@ INPUT is raw data, as in the training data:
                      training images had (the card's value_range: 0..16 for the digits
                      template). Polarity is not changed: the digits data has bright ink on a
                      dark background, so draw digits that way.
+A forecaster takes its series as trained from: a CSV or JSONL with the target and its other
+channels, one row per step, and the time column it was ordered by (rows in any order). It
+forecasts the `horizon` steps after the series' end from the last `lookback` steps, or,
+with `every_window`, from every `lookback` consecutive steps; each row of the output is
+named by the time (or row) of its window's last step. Ready windows under the input name
+`window` are taken too.
 """
 
 from __future__ import annotations
@@ -44,26 +57,55 @@ OUTPUT_SUFFIXES = (".csv", ".jsonl", ".ndjson")
 class Model:
     path: Path
     kind: str
-    """saved_model or keras: the runtime that runs it."""
+    """saved_model, keras, onnx or tflite: the runtime that runs it."""
     interface: dict[str, Any]
     warning: str | None = None
+    export_key: str | None = None
+    """Its entry in the card's `exports` (tflite/<mode> for a TFLite file)."""
 
     def predictor(self, allow_unsafe: bool = False):
-        """`allow_unsafe`: load a .keras file with Keras safe mode off (dlpipe/modelfile.py)."""
-        if self.kind == "saved_model":
-            from dlpipe.exporters.saved_model import load
+        """`allow_unsafe`: load a .keras file with Keras safe mode off (dlpipe/modelfile.py).
+        Each kind runs with its own runtime, as the export stage verified it: TensorFlow
+        for a SavedModel, onnxruntime, the LiteRT interpreter (with lookup.json's pre-step)."""
+        if self.kind == "keras":
+            from dlpipe.exporters.keras_file import load
 
-            return load(self.path)
-        from dlpipe.exporters.keras_file import load
+            return load(self.path, allow_unsafe=allow_unsafe)
+        from dlpipe import registry
 
-        return load(self.path, allow_unsafe=allow_unsafe)
+        try:
+            return registry.load("exporter", self.kind).load(self.path)
+        except ImportError as err:  # onnxruntime or ai_edge_litert missing
+            extra = registry.entry("exporter", self.kind).extra
+            raise DlpipeError(f"{self.path}: running a {self.kind} model needs {err.name or 'its runtime'}: "
+                              f"pip install 'dlpipe[{extra}]'") from None
+
+
+RUNTIMES = ("saved_model", "keras", "onnx", "tflite")
+"""What an export directory is predicted with, in this order of preference."""
+
+
+def _export_file(folder: Path, kind: str) -> Path | None:
+    """The model file of one format inside an export directory (or that format's folder):
+    TFLite's float32 file when there, else its only file."""
+    if kind == "saved_model":
+        return folder if (folder / "saved_model.pb").is_file() else None
+    if kind == "keras":
+        return folder / "model.keras" if (folder / "model.keras").is_file() else None
+    if kind == "onnx":
+        return folder / "model.onnx" if (folder / "model.onnx").is_file() else None
+    files = sorted(folder.glob("model_*.tflite"))
+    float32 = folder / "model_float32.tflite"
+    return float32 if float32.is_file() else (files[0] if len(files) == 1 else None)
 
 
 def locate_model(path: str | Path) -> Model:
-    """Find the model and its interface for a run dir, export dir, SavedModel or .keras."""
+    """Find the model and its interface for a run dir, export dir (or one format's folder in
+    it), SavedModel, or a .keras, .onnx or .tflite file."""
     path = Path(path)
-    if path.is_file() and path.suffix == ".keras":
-        kind, model = "keras", path
+    suffixes = {".keras": "keras", ".onnx": "onnx", ".tflite": "tflite"}
+    if path.is_file() and path.suffix in suffixes:
+        kind, model = suffixes[path.suffix], path
         cards = [path.parent / "model_card.json", path.parent / "export" / "model_card.json",
                  path.parent.parent / "model_card.json"]
     elif (path / "saved_model.pb").is_file():
@@ -71,18 +113,23 @@ def locate_model(path: str | Path) -> Model:
         cards = [path / "assets" / "dlpipe_interface.json", path.parent / "model_card.json"]
     elif (path / "model_card.json").is_file():
         cards = [path / "model_card.json"]
-        if (path / "saved_model" / "saved_model.pb").is_file():
-            kind, model = "saved_model", path / "saved_model"
-        elif (path / "keras" / "model.keras").is_file():
-            kind, model = "keras", path / "keras" / "model.keras"
-        else:
-            raise DlpipeError(f"{path}: an export directory without saved_model/ or keras/; "
-                              "`dlpipe predict` runs those two (re-export with --format saved_model)")
+        found = [(kind, _export_file(path / kind, kind)) for kind in RUNTIMES]
+        found = [(kind, file) for kind, file in found if file is not None]
+        if not found:
+            raise DlpipeError(f"{path}: an export directory without saved_model/, keras/, onnx/ or tflite/; "
+                              "re-export with `dlpipe export RUN_DIR`")
+        kind, model = found[0]
+    elif path.name in ("onnx", "tflite") and (path.parent / "model_card.json").is_file():
+        kind, model = path.name, _export_file(path, path.name)
+        cards = [path.parent / "model_card.json"]
+        if model is None:
+            raise DlpipeError(f"{path}: holds several .tflite files; name one (model_<mode>.tflite)")
     elif (path / "model.keras").is_file():
         kind, model = "keras", path / "model.keras"
         cards = [path / "export" / "model_card.json"]
     else:
-        raise DlpipeError(f"{path}: not a run directory, an export directory, a SavedModel or a .keras file")
+        raise DlpipeError(f"{path}: not a run directory, an export directory, a SavedModel or a .keras, "
+                          ".onnx or .tflite file")
     for card in cards:
         if card.is_file():
             interface = _read_json(card)
@@ -93,10 +140,11 @@ def locate_model(path: str | Path) -> Model:
     labels = _labels_file(path)
     if labels is not None:
         interface = {**interface, "class_names": labels}
-    entry = (interface.get("exports") or {}).get(kind) or {}
-    warning = f"the {kind} export failed its verification (see verification.json)" \
+    key = f"tflite/{model.stem.removeprefix('model_')}" if kind == "tflite" else kind
+    entry = (interface.get("exports") or {}).get(key) or {}
+    warning = f"the {key} export failed its verification (see verification.json)" \
         if entry.get("passed") is False else None
-    return Model(model, kind, interface, warning)
+    return Model(model, kind, interface, warning, key)
 
 
 def _labels_file(path: Path) -> list[str] | None:
@@ -134,16 +182,28 @@ class Examples:
     label_name: str = "file"
 
 
-def read_examples(path: str | Path, interface: dict) -> Examples:
+def read_examples(path: str | Path, interface: dict, every_window: bool = False) -> Examples:
+    """`every_window`: a forecaster given its series forecasts from every window of it, not
+    only from the last one."""
     path = Path(path)
+    series = interface.get("windows") is not None
+    if every_window and not series:
+        raise DlpipeError("--every-window: only a forecasting model reads a series; this model is "
+                          f"{interface.get('task')}")
     if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
         return _images(path, interface)
     if path.suffix.lower() == ".csv":
-        return _rows(path, _read_csv(path, interface), interface)
-    if path.suffix.lower() in (".jsonl", ".ndjson"):
-        return _rows(path, _read_jsonl(path), interface)
-    raise DataError(f"{path}: unknown input kind; use .csv, .jsonl, an image ({', '.join(IMAGE_SUFFIXES)}) "
-                    "or a folder of images")
+        records = _read_frame(path, interface)
+    elif path.suffix.lower() in (".jsonl", ".ndjson"):
+        records = _read_jsonl(path)
+    else:
+        raise DataError(f"{path}: unknown input kind; use .csv, .jsonl, an image ({', '.join(IMAGE_SUFFIXES)}) "
+                        "or a folder of images")
+    # A forecaster takes its series as trained from (one row per step), or ready windows
+    # under its input's name (`window`: lookback × channels numbers per example).
+    if series and not (records and any(e["input"] in records[0] for e in interface["inputs"])):
+        return _series(path, records, interface, every_window)
+    return _rows(path, records, interface)
 
 
 def _column_for(entry: dict, columns) -> str | None:
@@ -167,7 +227,7 @@ def _check_columns(path: Path, interface: dict, columns) -> dict[str, str]:
     return found
 
 
-def _read_csv(path: Path, interface: dict) -> list[dict]:
+def _read_frame(path: Path, interface: dict) -> list[dict]:
     import pandas as pd
 
     try:
@@ -181,7 +241,6 @@ def _read_csv(path: Path, interface: dict) -> list[dict]:
     images = [e["name"] for e in interface["inputs"] if e["type"] == "image"]
     if images:
         raise DataError(f"{path}: input {images[0]!r} is an image; give image files, a folder or JSONL")
-    _check_columns(path, interface, frame.columns)
     return frame.to_dict(orient="records")
 
 
@@ -199,12 +258,62 @@ def _rows(path: Path, records: list[dict], interface: dict) -> Examples:
     first_row = 2 if path.suffix.lower() == ".csv" else 1
     noun = "row" if first_row == 2 else "line"
     columns = _check_columns(path, interface, records[0])
+    # Every value is checked before the first prediction is written: a bad row is one
+    # line on stderr, not a header and some rows followed by an error.
+    inputs = model_inputs(records, interface, columns, lambda offset: f"{path}: {noun} {offset + first_row}")
+    return Examples(len(records), lambda start, stop: {name: v[start:stop] for name, v in inputs.items()})
+
+
+def _series(path: Path, records: list[dict], interface: dict, every_window: bool) -> Examples:
+    """A forecaster's series, one row per step as in its training data (the target and the
+    other channels, and the time column when it was ordered by one), put in time order and
+    cut into the model's windows: the last `lookback` steps (forecasting the `horizon`
+    steps after the series' end) or, with `every_window`, every `lookback` consecutive steps.
+    Each example is named by the time (or row) of its window's last step."""
+    from dlpipe.data.windows import time_order
+
+    windows = interface["windows"]
+    lookback, channels, order_by = windows["lookback"], windows["channels"], windows["order_by"]
+    (entry,) = interface["inputs"]
+    unit, first_row = ("row", 2) if path.suffix.lower() == ".csv" else ("line", 1)
+    needed = [*channels, *([order_by] if order_by else [])]
+    missing = [c for c in needed if not records or c not in records[0]]
+    if missing:
+        what = "the time it is ordered by" if missing[0] == order_by else "a channel of its windows"
+        raise DataError(f"{path}: no column {missing[0]!r} ({what}); a forecaster takes its series with "
+                        f"columns {', '.join(needed)}, one row per step, or windows under {entry['input']!r}")
+    values = np.zeros((len(records), len(channels)), dtype=np.float32)
+    for number, record in enumerate(records):
+        for c, name in enumerate(channels):
+            raw = record.get(name)
+            where = f"{path}: {unit} {number + first_row}, column {name!r}"
+            if raw is None or (isinstance(raw, float) and raw != raw):
+                raise DataError(f"{where}: a missing value; a forecaster's series needs every step")
+            try:
+                values[number, c] = float(raw)
+            except (TypeError, ValueError):
+                raise DataError(f"{where}: expected a number, got {raw!r}") from None
+            if not np.isfinite(values[number, c]):
+                raise DataError(f"{where}: an infinite value")
+    if order_by:
+        times = np.array([record.get(order_by) for record in records])
+        if times.dtype.kind == "O":  # mixed or missing: compare as text, as dates are
+            times = times.astype(str)
+        order = time_order(times, order_by, path, first_row)
+        names = [times[i].item() if isinstance(times[i], np.generic) else times[i] for i in order]
+    else:
+        order = np.arange(len(records))
+        names = [int(i) + first_row for i in order]
+    if len(records) < lookback:
+        raise DataError(f"{path}: {len(records)} {unit}s, fewer than the {lookback} steps each window of "
+                        "this model looks back")
+    series = values[order]
+    ends = np.arange(lookback - 1, len(series)) if every_window else np.array([len(series) - 1])
 
     def batch(start: int, stop: int) -> dict[str, np.ndarray]:
-        return model_inputs(records[start:stop], interface, columns,
-                            lambda offset: f"{path}: {noun} {start + offset + first_row}")
+        return {entry["input"]: np.stack([series[end - lookback + 1:end + 1] for end in ends[start:stop]])}
 
-    return Examples(len(records), batch)
+    return Examples(len(ends), batch, [names[end] for end in ends], label_name=order_by or unit)
 
 
 def model_inputs(records: list[dict], interface: dict, columns: dict[str, str], where) -> dict[str, np.ndarray]:
@@ -367,6 +476,20 @@ def probabilities(interface: dict, output: np.ndarray) -> np.ndarray:
     return output
 
 
+def forecast_steps(interface: dict) -> int:
+    """How many steps ahead a forecaster's output holds (its horizon); 0 for other models."""
+    from dlpipe import tasks
+
+    return int(interface["output"]["units"]) if tasks.get(interface["task"]).horizon else 0
+
+
+def multi_label(interface: dict) -> bool:
+    """K independent sigmoids (a multi-label classifier): the prediction is a set of classes.
+    A card written before dlpipe said so has `softmax` for them and is read as single-label."""
+    output = interface["output"]
+    return bool(output.get("multi_label")) or (output["activation"] == "sigmoid" and output["units"] > 1)
+
+
 def output_kind(interface: dict, where: str | Path = "") -> str:
     """What the model gives per example (the task's `output`: classes, values, embedding,
     boxes), from the task its model card names; one line when the task cannot be predicted with."""
@@ -382,7 +505,12 @@ def output_kind(interface: dict, where: str | Path = "") -> str:
 def records(interface: dict, output: np.ndarray, labels: list[str] | None, label_name: str) -> list[dict]:
     out = []
     kind = output_kind(interface)
-    if kind == "classes":
+    if kind == "classes" and multi_label(interface):
+        classes, threshold = interface["class_names"], interface["output"].get("threshold", 0.5)
+        for row in np.asarray(output, dtype=np.float64).reshape(len(output), -1):
+            out.append({"prediction": [name for name, p in zip(classes, row) if p >= threshold],
+                        "probabilities": {name: float(p) for name, p in zip(classes, row)}})
+    elif kind == "classes":
         classes = interface["class_names"]
         probs = probabilities(interface, output)
         for i, row in enumerate(probs):
@@ -392,12 +520,19 @@ def records(interface: dict, output: np.ndarray, labels: list[str] | None, label
     elif kind == "embedding":
         values = np.asarray(output, dtype=np.float64).reshape(len(output), -1)
         out = [{"embedding": [float(v) for v in row]} for row in values]
+    elif forecast_steps(interface):  # one column per step ahead
+        values = np.asarray(output, dtype=np.float64).reshape(len(output), -1)
+        out = [{f"forecast_{step + 1}": float(v) for step, v in enumerate(row)} for row in values]
     else:
         values = np.asarray(output, dtype=np.float64).reshape(len(output), -1)
         out = [{"prediction": float(row[0]) if len(row) == 1 else [float(v) for v in row]} for row in values]
     if labels is not None:
         out = [{label_name: label, **record} for label, record in zip(labels, out)]
     return out
+
+
+LABEL_SEPARATOR = "|"
+"""Between the class names of a multi-label prediction in a CSV cell (JSON lines: a list)."""
 
 
 class Writer:
@@ -410,14 +545,19 @@ class Writer:
             kind = output_kind(interface)
             if kind == "embedding":  # one column per number of the vector
                 header += [f"embedding_{i}" for i in range(interface["output"]["units"])]
+            elif forecast_steps(interface):
+                header += [f"forecast_{step + 1}" for step in range(forecast_steps(interface))]
             else:
                 header.append("prediction")
             if kind == "classes":
                 header += [f"probability_{name}" for name in interface["class_names"]]
             self.csv = csv.writer(handle, lineterminator="\n")
-            self.csv.writerow(header)
+            self.header = header  # written with the first rows: an error before them prints none
 
     def write(self, rows: list[dict]) -> None:
+        if self.fmt == "csv" and self.header is not None:
+            self.csv.writerow(self.header)
+            self.header = None
         for row in rows:
             if self.fmt == "jsonl":
                 self.handle.write(json.dumps(row, ensure_ascii=False) + "\n")
@@ -429,6 +569,8 @@ class Writer:
 
 
 def _cell(value) -> str:
+    if isinstance(value, list):  # a multi-label prediction: the set's class names
+        return LABEL_SEPARATOR.join(value)
     return f"{value:.9g}" if isinstance(value, float) else str(value)
 
 
@@ -457,7 +599,8 @@ class Predictor:
 
     @classmethod
     def open(cls, path: str | Path, allow_unsafe: bool = False) -> "Predictor":
-        """The model of a run directory, an export directory, a SavedModel or a .keras file."""
+        """The model of a run directory, an export directory, a SavedModel, or a .keras, .onnx or
+        .tflite file (locate_model)."""
         return cls(locate_model(path), allow_unsafe)
 
     @property
@@ -535,9 +678,11 @@ def detection_records(interface: dict, output: dict) -> list[dict]:
 
 
 def predict_file(model_path: str | Path, input_path: str | Path, out: str | Path | None = None,
-                 batch_size: int = 256, log: TextIO | None = None, allow_unsafe: bool = False) -> int:
+                 batch_size: int = 256, log: TextIO | None = None, allow_unsafe: bool = False,
+                 every_window: bool = False) -> int:
     """Predict every example of `input_path`; write CSV/JSONL to `out` (by its suffix) or
-    CSV to stdout; progress and warnings go to `log` (stderr). Returns the number of examples."""
+    CSV to stdout; progress and warnings go to `log` (stderr). Returns the number of examples.
+    `every_window`: a forecaster forecasts from every window of the series (read_examples)."""
     log = log or sys.stderr
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if out is not None and Path(out).suffix.lower() not in OUTPUT_SUFFIXES:
@@ -545,7 +690,7 @@ def predict_file(model_path: str | Path, input_path: str | Path, out: str | Path
     if out is not None:
         _refuse_overwriting(Path(out), {"input": Path(input_path), "model": Path(model_path)})
     model = locate_model(model_path)
-    examples = read_examples(input_path, model.interface)
+    examples = read_examples(input_path, model.interface, every_window)
     if model.warning:
         print(f"[dlpipe] warning: {model.warning}", file=log, flush=True)
     fmt = "csv" if out is None or Path(out).suffix.lower() == ".csv" else "jsonl"

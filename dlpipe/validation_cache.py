@@ -29,7 +29,7 @@ _PACKAGE = Path(__file__).resolve().parent
 # The modules whose code decides what validation says: the whole spec/ and tasks/ packages
 # (each task's facts, honoured keys and checks), plus:
 _PACKAGES = ("spec", "tasks")
-_ALSO = ("__init__.py", "errors.py", "limits.py", "registry.py")
+_ALSO = ("__init__.py", "errors.py", "limits.py", "registry.py", "yamlbounds.py")
 _code_hash: bytes | None = None
 
 

@@ -103,7 +103,8 @@ def test_csv_writer_has_a_column_per_class():
 def test_model_and_output_errors(tmp_path):
     with pytest.raises(DlpipeError) as failed:
         locate_model(tmp_path)
-    assert str(failed.value) == f"{tmp_path}: not a run directory, an export directory, a SavedModel or a .keras file"
+    assert str(failed.value) == (f"{tmp_path}: not a run directory, an export directory, a SavedModel or a .keras, "
+                                 ".onnx or .tflite file")
     (tmp_path / "model.keras").write_bytes(b"")
     with pytest.raises(DlpipeError) as failed:
         locate_model(tmp_path)

@@ -230,6 +230,9 @@ def test_two_workers_share_one_study(shared_storage, tmp_path):
         assert "the spec has no tuning section; searching the default space (training.optimizer" \
                ".learning_rate, model.dropout, training.batch_size)" in stderr
         assert f"[dlpipe] tune: study {name!r} in {url.split('://')[0]}://" in stderr
+        # stderr is a pipe, not a terminal: plain lines, no carriage return or escape.
+        assert re.search(r"^\[dlpipe\] tune: 2 of 2 trial\(s\) run by this process \(\d+\.\d s\)$", stderr, re.M)
+        assert not re.search(r"[\r\x1b]", stderr)
     trials = optuna.load_study(study_name=name, storage=url).trials
     assert sorted(t.number for t in trials) == [0, 1, 2, 3]
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)

@@ -7,12 +7,14 @@ hashes again to tell whether the data changed (dlpipe/readlog.py)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 from pathlib import Path
 
 import numpy as np
 
-from dlpipe import readlog, registry
+from dlpipe import progress, readlog, registry
 from dlpipe.data.table import Table
 from dlpipe.errors import DataError
 
@@ -74,15 +76,52 @@ def read_csv(path: Path, delimiter: str = ",", *, nrows: int | None = None, skip
     _existing_file(path, "CSV file")
     readlog.opened(path)
     check_header(path, delimiter)
-    try:
-        frame = pd.read_csv(path, sep=delimiter)
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{path}: the file is empty") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise DataError(f"{path}: cannot parse as CSV: {str(err).strip().splitlines()[0]}") from None
+    with _reading(path) as (handle, step):
+        try:
+            frame = pd.read_csv(handle, sep=delimiter)
+        except pd.errors.EmptyDataError:
+            raise DataError(f"{path}: the file is empty") from None
+        except (pd.errors.ParserError, UnicodeDecodeError) as err:
+            raise DataError(f"{path}: cannot parse as CSV: {str(err).strip().splitlines()[0]}") from None
+        step.finish(f"{len(frame):,} rows, {_megabytes(path)}")
     if frame.empty:
         raise DataError(f"{path}: no data rows below the header")
     return frame_table(frame, str(path), row_offset=2)
+
+
+class _CountedFile(io.FileIO):
+    """A file opened for reading that tells a progress step how far its reader got."""
+
+    def __init__(self, path: Path, step):
+        super().__init__(path, "rb")
+        self._step = step
+
+    def readinto(self, buffer) -> int | None:
+        count = super().readinto(buffer)
+        self._step.update(self.tell())
+        return count
+
+    def readall(self) -> bytes:
+        data = super().readall()
+        self._step.update(self.tell())
+        return data
+
+
+@contextlib.contextmanager
+def _reading(path: Path, text: bool = False):
+    """(handle, progress step) for reading `path` as open(path, "rb") or as UTF-8 text would;
+    long reads show how many bytes are read (dlpipe/progress.py)."""
+    with progress.task(f"reading {path.name}", total=path.stat().st_size, unit="bytes") as step:
+        with io.BufferedReader(_CountedFile(path, step)) as binary:
+            if not text:
+                yield binary, step
+                return
+            with io.TextIOWrapper(binary, encoding="utf-8") as handle:
+                yield handle, step
+
+
+def _megabytes(path: Path) -> str:
+    return f"{path.stat().st_size / 1e6:,.1f} MB"
 
 
 def check_header(path: Path, delimiter: str) -> None:
@@ -197,17 +236,20 @@ def _same_lengths(origin: str, columns: dict[str, np.ndarray], what: str) -> Non
 
 def load_jsonl(source, base_dir: Path) -> Table:
     path = _existing_file(resolve_path(source.path, base_dir), "JSON-lines file")
-    records = list(read_jsonl_records(path))
+    records = list(read_jsonl_records(path, shown=True))
     if not records:
         raise DataError(f"{path}: the file holds no records")
     return records_table([r for _, r in records], [line for line, _ in records], str(path))
 
 
-def read_jsonl_records(path: Path, start_line: int = 1):
-    """(line number, object) for each non-blank line."""
+def read_jsonl_records(path: Path, start_line: int = 1, shown: bool = False):
+    """(line number, object) for each non-blank line. `shown`: a long read shows its
+    progress (the whole file is read at once; not for a reader that streams batches)."""
     readlog.opened(path)
     try:
-        with open(path, encoding="utf-8") as handle:
+        with (_reading(path, text=True) if shown else contextlib.nullcontext((open(path, encoding="utf-8"), None))
+              ) as (handle, step), handle:
+            number = 0
             for number, line in enumerate(handle, 1):
                 if number < start_line or not line.strip():
                     continue
@@ -221,6 +263,8 @@ def read_jsonl_records(path: Path, start_line: int = 1):
                 if not isinstance(record, dict):
                     raise DataError(f"{path}: row {number}: expected a JSON object, got {type(record).__name__}")
                 yield number, record
+            if step is not None:
+                step.finish(f"{number:,} lines, {_megabytes(path)}")
     except UnicodeDecodeError as err:
         raise DataError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
 
@@ -447,7 +491,11 @@ def load_image_folder(source, base_dir: Path) -> Table:
     for name, paths in _class_folders(root, IMAGE_SUFFIXES, "images"):
         files += paths
         labels += [name] * len(paths)
-    images = [read_image(path, source.color_mode) for path in files]
+    images = []
+    with progress.task(f"reading {root.name}/", total=len(files), unit="images") as step:
+        for path in files:
+            images.append(read_image(path, source.color_mode))
+            step.advance()
     table = Table({"image": _stack_images(images, [str(p) for p in files], str(root)),
                    "label": np.array(labels, dtype=object)}, origin=str(root), row_offset=1)
     table.row_files = [str(p) for p in files]
@@ -464,12 +512,15 @@ def load_image_csv(source, base_dir: Path) -> Table:
         hint = did_you_mean(column, table.columns) or f"; columns are: {', '.join(table.columns)}"
         raise DataError(f"{path}: no image column {column!r}{hint} (set data.source.image_column)")
     images = []
-    for row, value in enumerate(table.columns[column]):
-        where = f"{path}: row {row + table.row_offset}, column {column!r}"
-        if not isinstance(value, str) or not value.strip():
-            raise DataError(f"{where}: expected an image path, got {value!r}")
-        readlog.named(value, path.parent)  # as written (read_image records it resolved)
-        images.append(read_image(resolve_path(value, path.parent), source.color_mode, where))
+    values = table.columns[column]
+    with progress.task(f"reading the images of {path.name}", total=len(values), unit="images") as step:
+        for row, value in enumerate(values):
+            where = f"{path}: row {row + table.row_offset}, column {column!r}"
+            if not isinstance(value, str) or not value.strip():
+                raise DataError(f"{where}: expected an image path, got {value!r}")
+            readlog.named(value, path.parent)  # as written (read_image records it resolved)
+            images.append(read_image(resolve_path(value, path.parent), source.color_mode, where))
+            step.advance()
     table.columns[column] = _stack_images(images, [str(resolve_path(v, path.parent)) for v in table.columns[column]],
                                           str(path))
     return table

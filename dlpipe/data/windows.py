@@ -88,21 +88,29 @@ def _time_order(spec, table: Table, located) -> np.ndarray:
     if column not in table.columns:
         hint = did_you_mean(column, table.columns) or ""
         raise located(("data", "windows", "order_by"), f"no column {column!r} in {table.origin}{hint}")
-    values = table.columns[column]
+    return time_order(table.columns[column], column, table.origin, table.row_offset)
+
+
+def time_order(values: np.ndarray, column: str, origin, row_offset: int) -> np.ndarray:
+    """Positions of `values` (numbers or ISO dates) in time order; a value that is neither, or
+    a time that occurs twice, is a DataError naming its row (row i is `i + row_offset`).
+    Training (above) and `dlpipe predict` on a series (dlpipe/prediction.py) order alike."""
+    raw = values
     if values.dtype.kind not in "iufM":
         try:
             values = np.array([np.datetime64(str(v)) for v in values])
         except ValueError:
             row = next(i for i, v in enumerate(values) if not _is_time(v))
-            raise DataError(f"{table.origin}: row {row + table.row_offset}, column {column!r}: "
+            raise DataError(f"{origin}: row {row + row_offset}, column {column!r}: "
                             f"{values[row]!r} is not a number or an ISO date") from None
     order = np.argsort(values, kind="stable")
     ordered = values[order]
     repeated = np.flatnonzero(ordered[1:] == ordered[:-1])
     if len(repeated):
         row = int(order[repeated[0] + 1])
-        raise DataError(f"{table.origin}: row {row + table.row_offset}, column {column!r}: time "
-                        f"{table.columns[column][row]!r} occurs twice; a series has one row per step")
+        value = raw[row].item() if isinstance(raw[row], np.generic) else raw[row]
+        raise DataError(f"{origin}: row {row + row_offset}, column {column!r}: time "
+                        f"{value!r} occurs twice; a series has one row per step")
     return order
 
 

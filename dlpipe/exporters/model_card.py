@@ -49,13 +49,22 @@ def describe_interface(spec, data, model) -> dict[str, Any]:
                   "meaning": f"the embedding: the autoencoder's {units}-number latent vector of the example"}
     elif kind == "values":
         output = {"units": units, "activation": "linear", "meaning": f"the predicted value of {data.target!r}"}
+    elif getattr(spec.data.target, "multi_label", False):
+        output = {"units": units, "activation": "sigmoid", "multi_label": True, "threshold": 0.5,
+                  "meaning": "one independent probability per class, in class_names order; the predicted "
+                             "set holds every class whose probability is at least the threshold"}
     elif units == 1:
         output = {"units": 1, "activation": "sigmoid",
                   "meaning": f"the probability of class {data.class_names[1]!r} (1 minus it: {data.class_names[0]!r})"}
     else:
         output = {"units": units, "activation": "softmax", "meaning": "one probability per class, in class_names order"}
-    return {"name": spec.name, "task": spec.task, "target": data.target, "inputs": inputs,
-            "output": output, "class_names": data.class_names}
+    interface = {"name": spec.name, "task": spec.task, "target": data.target, "inputs": inputs,
+                 "output": output, "class_names": data.class_names}
+    if tasks.get(spec.task).horizon:  # how `dlpipe predict` cuts a series into this model's windows
+        windows = spec.data.windows
+        interface["windows"] = {"lookback": windows.lookback, "horizon": windows.horizon,
+                                "order_by": windows.order_by, "channels": list(data.extra["channels"])}
+    return interface
 
 
 def versions() -> dict[str, str]:
@@ -75,7 +84,8 @@ def build_card(spec, interface: dict, data, metrics: dict | None, exports: dict,
         "description": spec.description,
         "intended_use": spec.export.intended_use or None,
         "created": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        **{key: interface[key] for key in ("task", "target", "inputs", "output", "class_names")},
+        **{key: interface[key] for key in ("task", "target", "inputs", "output", "class_names", "windows")
+           if key in interface},
         "data": {"origin": data.origin, "fingerprint": data.fingerprint,
                  "split_sizes": {name: len(split) for name, split in data.splits.items()}},
         "training": {"architecture": spec.model.type, "parameters": parameters, "epochs": spec.training.epochs,

@@ -8,7 +8,9 @@ examples to compare on, training examples to calibrate int8) and calls the same 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
 import sys
 from collections.abc import Sequence
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dlpipe import registry, tasks
+from dlpipe import progress, registry, tasks
 from dlpipe.errors import DataError, DlpipeError, SpecError, StageError
 from dlpipe.exporters.base import ExportJob
 from dlpipe.rundir import atomic_write_json, atomic_write_text
@@ -24,6 +26,8 @@ from dlpipe.rundir import atomic_write_json, atomic_write_text
 VERIFICATION = "verification.json"
 CARD_JSON = "model_card.json"
 CARD_MARKDOWN = "model_card.md"
+NATIVE_LOG = "native.log"
+"""What TensorFlow, TFLite and tf2onnx printed while converting and verifying (appended)."""
 
 
 def check_available(formats: Sequence[str], stage: str = "setup") -> None:
@@ -88,21 +92,27 @@ def export_model(model, spec, data, export_dir: Path, *, formats: Sequence[str] 
                if key.split("/")[0] not in formats and entry.get("path") and (export_dir / entry["path"]).exists()}
     unwritten = []
     try:
-        for name in formats:
-            export_format = registry.load("exporter", name)
-            try:
-                artifacts = export_format.write(model, export_dir / name, job)
-            except StageError as err:
-                message = str(err).removeprefix("export: ")
-                results[name] = {"format": name, "path": None, "passed": False, "error": message}
-                unwritten.append(message)
-                continue
-            for artifact in artifacts:
-                entry = {"format": name, "path": artifact.path.relative_to(export_dir).as_posix(), **artifact.notes}
-                if options.verify != "off":
-                    entry.update(_verify(export_format, artifact, inputs, reference, classifier,
-                                         options.tolerance_for(artifact.key)))
-                results[artifact.key] = entry
+        with _native_logs(export_dir / NATIVE_LOG) as console:
+            for name in formats:
+                export_format = registry.load("exporter", name)
+                try:
+                    with progress.task(f"export {name}", stream=console) as step:  # shown when it takes a while
+                        artifacts = export_format.write(model, export_dir / name, job)
+                        step.finish("written: " + ", ".join(a.path.relative_to(export_dir).as_posix()
+                                                            for a in artifacts))
+                except StageError as err:
+                    message = str(err).removeprefix("export: ")
+                    results[name] = {"format": name, "path": None, "passed": False, "error": message}
+                    unwritten.append(message)
+                    continue
+                for artifact in artifacts:
+                    entry = {"format": name, "path": artifact.path.relative_to(export_dir).as_posix(), **artifact.notes}
+                    if options.verify != "off":
+                        with progress.task(f"verify {artifact.key}", stream=console) as step:
+                            entry.update(_verify(export_format, artifact, inputs, reference, classifier,
+                                                 options.tolerance_for(artifact.key)))
+                            step.finish(_verdict(entry))
+                    results[artifact.key] = entry
     finally:
         job.cleanup()
 
@@ -120,6 +130,49 @@ def export_model(model, spec, data, export_dir: Path, *, formats: Sequence[str] 
     for failure in failures:
         print(f"[dlpipe] warning: export {failure}", file=sys.stderr, flush=True)
     return results
+
+
+@contextlib.contextmanager
+def _native_logs(path: Path):
+    """TensorFlow's, TFLite's and tf2onnx's own log lines during conversion and verification
+    (C++ lines written straight to file descriptor 2: "Reading SavedModel from", "Created
+    TensorFlow Lite XNNPACK delegate", ...) go to `path`, export/native.log, not to the
+    terminal. Yields the stream for dlpipe's progress lines: the terminal's stderr, kept.
+    `DLPIPE_TF_LOGS=1` leaves them on stderr (as for the import, dlpipe/backend_import.py)."""
+    try:
+        ours = sys.stderr.fileno() == 2  # not when a test runner has replaced sys.stderr
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (AttributeError, OSError, ValueError):
+        ours, saved = False, None
+    if saved is None or os.environ.get("DLPIPE_TF_LOGS"):
+        if saved is not None:
+            os.close(saved)
+        yield sys.stderr
+        return
+    console = os.fdopen(saved, "w", encoding=sys.stderr.encoding or "utf-8", errors="replace",
+                        buffering=1) if ours else sys.stderr
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "ab") as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            yield console
+        finally:
+            with contextlib.suppress(OSError, ValueError):
+                sys.stderr.flush()
+            os.dup2(saved, 2)
+            if ours:
+                console.close()  # closes `saved`
+            else:
+                os.close(saved)
+
+
+def _verdict(entry: dict) -> str:
+    if entry.get("error"):
+        return f"does not run: {entry['error']}"
+    diff = entry.get("max_abs_diff")
+    shown = f"max abs diff {diff:.3g}, " if isinstance(diff, (int, float)) else ""
+    return shown + ("passed" if entry.get("passed") else "outside its tolerance")
 
 
 def _previous(export_dir: Path) -> dict:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dlpipe import progress
 from dlpipe.errors import StageError
 from dlpipe.exporters.base import Artifact, ExportFormat, ExportJob, atomic_dir
 
@@ -35,7 +36,10 @@ def write(model, directory: Path, job: ExportJob) -> list[Artifact]:
     inference, vocabularies = without_string_lookups(model)
     modes = list(job.options.tflite.quantization)
     saved_model = job.saved_model(inference)
-    files = {mode: convert(saved_model, mode, _calibration(job.representative, vocabularies)) for mode in modes}
+    files = {}
+    for number, mode in enumerate(modes, 1):
+        progress.note(f"converting {mode} ({number} of {len(modes)})")  # the export step's line
+        files[mode] = convert(saved_model, mode, _calibration(job.representative, vocabularies))
     with atomic_dir(directory) as tmp:
         tmp.mkdir()
         for mode, content in files.items():

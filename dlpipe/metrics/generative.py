@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dlpipe import progress
 from dlpipe.errors import DataError
 
 Extractor = Callable[[np.ndarray], np.ndarray]
@@ -120,7 +121,16 @@ def inception_score(probabilities: np.ndarray, splits: int = 1) -> float:
 
 def _batched(model, batch_size: int) -> Extractor:
     def extract(images: np.ndarray) -> np.ndarray:
-        features = model.predict(np.asarray(images, dtype=np.float32), batch_size=batch_size, verbose=0)
+        images = np.asarray(images, dtype=np.float32)
+        # Chunks of whole batches (the same batches as one predict call), so that a long
+        # pass (InceptionV3 on thousands of images) shows its progress.
+        chunk = 16 * batch_size
+        parts = []
+        with progress.task("FID features", total=len(images), unit="images") as step:
+            for start in range(0, len(images), chunk):
+                parts.append(model.predict(images[start:start + chunk], batch_size=batch_size, verbose=0))
+                step.update(min(start + chunk, len(images)))
+        features = np.concatenate(parts) if parts else np.zeros((0,))
         return np.asarray(features, dtype=np.float64).reshape(len(images), -1)
 
     return extract
@@ -202,10 +212,12 @@ def _two_outputs(model, features_layer, batch_size: int = 512):
 
     def run(images: np.ndarray):
         features, probabilities = [], []
-        for start in range(0, len(images), batch_size):
-            f, p = both(np.asarray(images[start:start + batch_size], dtype=np.float32), training=False)
-            features.append(np.asarray(f, dtype=np.float64).reshape(len(f), -1))
-            probabilities.append(np.asarray(p, dtype=np.float64).reshape(len(p), -1))
+        with progress.task("FID and Inception Score features", total=len(images), unit="images") as step:
+            for start in range(0, len(images), batch_size):
+                f, p = both(np.asarray(images[start:start + batch_size], dtype=np.float32), training=False)
+                features.append(np.asarray(f, dtype=np.float64).reshape(len(f), -1))
+                probabilities.append(np.asarray(p, dtype=np.float64).reshape(len(p), -1))
+                step.advance(len(f))
         features, probabilities = np.concatenate(features), np.concatenate(probabilities)
         if probabilities.shape[1] == 1:  # one sigmoid: the probabilities of classes 0 and 1
             probabilities = np.concatenate([1 - probabilities, probabilities], axis=1)

@@ -23,7 +23,8 @@ from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
 from dlpipe.errors import Problem, SpecError
-from dlpipe.limits import SPEC_INT_MAX, YAML_MAX_ALIAS_VALUES, YAML_MAX_DEPTH, TooLarge, read_spec_bytes
+from dlpipe.limits import SPEC_INT_MAX, TooLarge, read_spec_bytes
+from dlpipe.yamlbounds import Unbounded, check_bounds
 
 Key = tuple  # a path into the data: ("model", "blocks", 1, "filters")
 Position = tuple[str, int, int]  # (file, line, column), 1-based
@@ -55,72 +56,16 @@ for _loader in (_Loader, _FastLoader):
         )
 
 
-class _Unbounded(Exception):
-    """The YAML nests too deep or its aliases expand too far; `mark` is where."""
-
-    def __init__(self, mark, message: str):
-        super().__init__(message)
-        self.mark, self.message = mark, message
-
-
-def _check_bounds(events) -> None:
-    """Refuse, from the event stream alone, YAML whose node tree would nest deeper than
-    YAML_MAX_DEPTH or whose aliases would add more than YAML_MAX_ALIAS_VALUES values.
-
-    The composer shares an aliased node, but `_Builder` copies it at each alias (each copy
-    gets its own positions), so a "billion laughs" (anchors of nine aliases of the previous
-    one) would be built 9^depth times over. Here each anchor's expanded size and height are
-    summed as its events close, in one pass over the text, so the refusal costs the same at
-    any depth. Also refused: an alias inside its own anchor (`&a [*a]`), an endless value."""
-    stack: list[list] = []  # per open collection: [anchor, expanded size, height below it]
-    sizes: dict[str, tuple[int, int]] = {}  # anchor → (expanded size, height)
-    added = 0
-
-    def close(anchor, size: int, height: int, mark) -> None:
-        if anchor is not None:
-            sizes[anchor] = (size, height)
-        if stack:
-            stack[-1][1] += size
-            stack[-1][2] = max(stack[-1][2], height + 1)
-        if len(stack) + height > YAML_MAX_DEPTH:
-            raise _Unbounded(mark, f"the YAML nests deeper than {YAML_MAX_DEPTH} levels; a spec needs far fewer")
-
-    for event in events:
-        if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
-            if len(stack) >= YAML_MAX_DEPTH:
-                raise _Unbounded(event.start_mark,
-                                 f"the YAML nests deeper than {YAML_MAX_DEPTH} levels; a spec needs far fewer")
-            stack.append([event.anchor, 1, 0])
-        elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
-            anchor, size, height = stack.pop()
-            close(anchor, size, height, event.start_mark)
-        elif isinstance(event, yaml.ScalarEvent):
-            close(event.anchor, 1, 0, event.start_mark)
-        elif isinstance(event, yaml.AliasEvent):
-            if any(frame[0] == event.anchor for frame in stack):
-                raise _Unbounded(event.start_mark, f"alias *{event.anchor} lies inside its own anchor "
-                                 f"&{event.anchor}: the value would never end")
-            if event.anchor not in sizes:
-                continue  # the composer reports an undefined alias with its own words
-            size, height = sizes[event.anchor]
-            added += size
-            if added > YAML_MAX_ALIAS_VALUES:
-                raise _Unbounded(event.start_mark, f"alias *{event.anchor}: the aliases would repeat more than "
-                                 f"{YAML_MAX_ALIAS_VALUES:,} values; a spec needs far fewer "
-                                 "(an anchor that repeats other anchors grows exponentially)")
-            close(None, size, height, event.start_mark)
-
-
 def _compose(text: str):
     """The YAML node tree of `text` (None when empty); raises PyYAML's YAMLError, or
-    _Unbounded before composing a tree that would not fit in memory or on the stack."""
+    Unbounded before composing a tree that would not fit in memory or on the stack."""
     if _FastLoader is not None:
         try:
-            _check_bounds(yaml.parse(text, Loader=_FastLoader))
+            check_bounds(yaml.parse(text, Loader=_FastLoader))
             return yaml.compose(text, Loader=_FastLoader)
         except (yaml.YAMLError, UnicodeError):  # UnicodeError: a lone surrogate from argv
             pass
-    _check_bounds(yaml.parse(text, Loader=_Loader))
+    check_bounds(yaml.parse(text, Loader=_Loader))
     return yaml.compose(text, Loader=_Loader)
 
 
@@ -275,7 +220,7 @@ def parse(text: str, file: str) -> Document:
         node = _compose(text)
     except yaml.YAMLError as err:
         raise SpecError([_yaml_problem(file, err, text)]) from None
-    except _Unbounded as err:
+    except Unbounded as err:
         raise SpecError([Problem(file, err.mark.line + 1, err.mark.column + 1, "", err.message)]) from None
     if node is None:
         raise SpecError([Problem(file, 1, 1, "", "the spec is empty")])

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import optuna
 
+from dlpipe import progress
 from dlpipe.errors import DlpipeError, SpecError
 from dlpipe.rundir import atomic_write_json
 from dlpipe.spec import load_document
@@ -44,7 +45,7 @@ not what a trial is."""
 
 
 def _echo(message: str) -> None:
-    print(f"[dlpipe] {message}", file=sys.stderr, flush=True)
+    progress.echo(message)  # above the study's progress line, on a terminal
 
 
 def tune(spec_path: str | Path, *, overrides: Sequence[str] = (), trials: int | None = None,
@@ -92,8 +93,12 @@ def tune(spec_path: str | Path, *, overrides: Sequence[str] = (), trials: int | 
             _echo(f"tune: study {name!r} in {shown_url}: {trials} trial(s){until}, "
                   f"{tuning.sampler.type} sampler, {tuning.pruner.type} pruner, "
                   f"{tuning.objective.direction} validation {tuning.objective.metric}")
-            study.optimize(objective, n_trials=trials, timeout=timeout, catch=(DlpipeError,),
-                           gc_after_trial=True)
+            with _console() as console, progress.task("tune", total=trials, unit="trials", stream=console,
+                                                      always=True) as step:
+                objective.step = step
+                study.optimize(objective, n_trials=trials, timeout=timeout, catch=(DlpipeError,),
+                               gc_after_trial=True)
+                step.finish(f"{objective.ran} of {trials} trial(s) run by this process")
     finally:
         summary = report.write(study, spec, spec_path, study_dir, shown_url)
         finish_study(tracker, study_dir, summary)
@@ -289,8 +294,29 @@ class _Objective:
         self.study_dir, self.name, self.command = study_dir, name, command
         self.objective = spec.tuning.objective
         self.key, self.sign = space.progress_key(spec)
+        self.step: progress.Task | None = None  # this process's progress over its trials
+        self.ran = 0
 
     def __call__(self, trial: optuna.Trial) -> float:
+        self._show(trial, "running")
+        try:
+            return self._run(trial)
+        finally:
+            self.ran += 1
+            self._show(trial, "done")
+
+    def _show(self, trial: optuna.Trial, state: str) -> None:
+        if self.step is None:
+            return
+        best = ""
+        with contextlib.suppress(ValueError):  # no completed trial yet
+            if state == "done":  # this trial is not in the storage's best until it returns
+                raise ValueError
+            done = trial.study.best_trial  # as the storage holds it: every worker's trials
+            best = f", best so far {done.value:.4g} (trial {done.number})"
+        self.step.update(self.ran, note=f"trial {trial.number} {state}{best}")
+
+    def _run(self, trial: optuna.Trial) -> float:
         from dlpipe.runner import dump_spec, run_spec
 
         values = {d.key: d.suggest(trial) for d in self.dims}
@@ -349,6 +375,23 @@ class _Objective:
         _note_run(run_dir, None, None, self.name, trial.number, values)
         _echo(f"{label}: validation {self.objective.metric} {value:.6g} in {seconds:.1f} s")
         return value
+
+
+@contextlib.contextmanager
+def _console():
+    """Where the study's progress line goes: stderr as it is now, which on a terminal stays
+    the terminal while each trial's own output is captured to its log (_captured moves
+    file descriptor 2)."""
+    if not progress.is_terminal(sys.stderr):
+        yield sys.stderr
+        return
+    sys.stderr.flush()
+    console = os.fdopen(os.dup(sys.stderr.fileno()), "w", encoding=sys.stderr.encoding or "utf-8",
+                        errors="replace", buffering=1)
+    try:
+        yield console
+    finally:
+        console.close()
 
 
 @contextlib.contextmanager

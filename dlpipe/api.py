@@ -49,10 +49,12 @@ def load_spec(path: str | Path, overrides: Overrides = None):
 
 def validate(path: str | Path, overrides: Overrides = None, *, cache: bool = True) -> list:
     """Every problem of a spec file (`Problem`s: file, line, column, path, message); [] when
-    valid. As `dlpipe validate`: an unchanged file's result is remembered unless `cache` is off."""
+    valid. As `dlpipe validate`: a valid spec's data files are looked at cheaply (they exist,
+    their headers hold the named columns); an unchanged file's result is remembered, and
+    replayed while the data files look the same, unless `cache` is off."""
     from dlpipe.errors import Problem
     from dlpipe.limits import TooLarge, read_spec_bytes
-    from dlpipe.validation_cache import ValidationCache
+    from dlpipe.validation_cache import Observations, ValidationCache
 
     sets = tuple(override_strings(overrides))
     spec = str(path)
@@ -80,8 +82,9 @@ def validate(path: str | Path, overrides: Overrides = None, *, cache: bool = Tru
         return problems
     from dlpipe.spec import check_text
 
-    problems = check_text(spec, text, sets)
-    store.put(entry, [problem.to_dict() for problem in problems])
+    observed = Observations()  # what the check saw of the data files: a replay needs the same
+    problems = check_text(spec, text, sets, observed=observed)
+    store.put(entry, [problem.to_dict() for problem in problems], observed)
     return problems
 
 

@@ -117,7 +117,8 @@ def validate(specs: tuple[str, ...], overrides: tuple[str, ...], fmt: str, deep:
 
 def _check(spec: str, overrides: tuple[str, ...], cache: bool) -> list:
     """One file's problems (dlpipe.validate): replayed when these exact bytes were checked
-    before by this code (dlpipe/validation_cache.py), otherwise checked — which imports Pydantic."""
+    before by this code and the data files it looked at look the same
+    (dlpipe/validation_cache.py), otherwise checked — which imports Pydantic."""
     from dlpipe.api import validate as check
 
     return check(spec, overrides, cache=cache)

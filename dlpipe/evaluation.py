@@ -2,8 +2,10 @@
 
 The model is RUN_DIR/model.keras (loaded in safe mode). The data is either the run's own
 validation and test splits, rebuilt from RUN_DIR/spec.yaml (the same seed gives the same
-split; a changed data fingerprint is reported), or a CSV of new labeled examples with the
-run's feature and target columns. Results go to RUN_DIR/evaluations/<time>/ (metrics.json,
+split; a changed data fingerprint is reported), or a file of new labeled examples with the
+run's feature and target columns (CSV, JSON lines, Parquet, ... — any table the run's source
+type reads, every feature type), read and checked by the data stage itself
+(dlpipe/data/prepare.py: prepare_labeled). Results go to RUN_DIR/evaluations/<time>/ (metrics.json,
 evaluation/, plots/, data.json, report.html); the run's own files are left as they are.
 The metrics are computed by the same function as in `dlpipe run`
 (dlpipe.metrics.evaluate.evaluate).
@@ -12,19 +14,13 @@ The metrics are computed by the same function as in `dlpipe run`
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from dlpipe.errors import DataError, DlpipeError
+from dlpipe.errors import DlpipeError
 from dlpipe.finished import open_run, read_json
 from dlpipe.rundir import atomic_write_json
-
-NEW_DATA = "data"
-"""The split name under which new labeled data is reported in metrics.json."""
 
 
 @dataclass
@@ -68,7 +64,12 @@ def reevaluate(run, data: str | Path | None = None) -> Evaluation:
                   file=sys.stderr, flush=True)
         splits = list(spec.evaluation.splits)
     else:
-        prepared = labeled_csv(Path(data), spec, read_json(run_root / "data.json"), values=run.task.target == "values")
+        from dlpipe.data.prepare import NEW_DATA, prepare_labeled
+
+        described = read_json(run_root / "data.json")
+        if not described.get("features"):
+            raise DlpipeError(f"{run_root}: the run has no data.json describing its features; cannot read new data for it")
+        prepared = prepare_labeled(spec, Path(data), described)
         splits = [NEW_DATA]
 
     from dlpipe.training.determinism import configure
@@ -94,86 +95,3 @@ def reevaluate(run, data: str | Path | None = None) -> Evaluation:
     })
     write_report(run_root, folder, model=model, title=f"{spec.name}: evaluation of {folder.name}")
     return Evaluation(folder, metrics)
-
-
-def labeled_csv(path: Path, spec, described: dict, values: bool):
-    """New labeled examples from a CSV, encoded as the run encoded its training data:
-    the same feature columns, and labels mapped onto the run's classes (`values`: the target
-    is numbers, not classes)."""
-    from dlpipe.data.prepare import FeatureInfo, PreparedData, Split
-    from dlpipe.data.sources import load_source
-    from dlpipe.errors import did_you_mean
-    from dlpipe.spec.data import CsvSource
-
-    if not described.get("features"):
-        raise DlpipeError("the run has no data.json describing its features; cannot read new data for it")
-    table = load_source(CsvSource(type="csv", path=str(path.resolve())), path.parent)
-    origin, offset = table.origin, table.row_offset
-    features = [FeatureInfo(f["name"], f["input"], f["type"], tuple(f["shape"]), f["normalization"])
-                for f in described["features"]]
-    x = {}
-    for feature in features:
-        if feature.type != "numerical":
-            raise DataError(f"{origin}: the model takes {feature.type} feature {feature.name!r}; "
-                            "a CSV holds numerical columns only")
-        if feature.name not in table.columns:
-            hint = did_you_mean(feature.name, table.columns) or f"; the model needs {_names(features)}"
-            raise DataError(f"{origin}: no column {feature.name!r}{hint}")
-        x[feature.input_name] = _numbers(table.columns[feature.name], origin, feature.name, offset).reshape(-1, 1)
-    target = described["target"]
-    if target not in table.columns:
-        hint = did_you_mean(target, table.columns) or ""
-        raise DataError(f"{origin}: no column {target!r} (the target){hint}")
-    if values:
-        y = _numbers(table.columns[target], origin, target, offset)
-    else:
-        y = _class_codes(table.columns[target], described["class_names"], origin, target, offset,
-                         by_index=spec.data.target.class_names is not None or spec.data.source.type == "builtin")
-    rows = np.arange(len(y))
-    return PreparedData(features=features, target=target, task=spec.task, class_names=described.get("class_names"),
-                        splits={NEW_DATA: Split(x, y, rows)}, fingerprint="", origin=origin)
-
-
-def _names(features) -> str:
-    names = [f.name for f in features]
-    return ", ".join(names[:8]) + (f", ... ({len(names)} in all)" if len(names) > 8 else "")
-
-
-def _numbers(values: np.ndarray, origin: str, column: str, offset: int) -> np.ndarray:
-    try:
-        numbers = values.astype(np.float32)
-    except (TypeError, ValueError):
-        row = next(i for i, v in enumerate(values) if not _is_number(v))
-        raise DataError(f"{origin}: row {row + offset}, column {column!r}: expected a number, "
-                        f"got {values[row]!r}") from None
-    bad = np.flatnonzero(~np.isfinite(numbers))
-    if len(bad):
-        raise DataError(f"{origin}: row {int(bad[0]) + offset}, column {column!r}: a missing or infinite value")
-    return numbers
-
-
-def _is_number(value) -> bool:
-    try:
-        float(value)
-    except (TypeError, ValueError):
-        return False
-    return True
-
-
-def _class_codes(values: np.ndarray, class_names: list[str], origin: str, column: str, offset: int,
-                 by_index: bool) -> np.ndarray:
-    """Labels → the run's class indices. `by_index`: the run's labels were integers
-    0..K-1 with names (a builtin dataset, or class_names in the spec); new data may give
-    either the index or the name. Otherwise the run named classes by their label values."""
-    lookup = {name: i for i, name in enumerate(class_names)}
-    codes = np.empty(len(values), dtype=np.int64)
-    for row, value in enumerate(values):
-        if by_index and isinstance(value, (int, np.integer)) and 0 <= value < len(class_names):
-            codes[row] = int(value)
-        elif str(value) in lookup:
-            codes[row] = lookup[str(value)]
-        else:
-            known = ", ".join(class_names[:10]) + (" ..." if len(class_names) > 10 else "")
-            raise DataError(f"{origin}: row {row + offset}, column {column!r}: label {value!r} is not one of "
-                            f"the run's classes ({known})")
-    return codes

@@ -46,6 +46,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from dlpipe.data.values import MISSING_TEXT, _text  # a value turned into text as the data stage does
 from dlpipe.errors import DataError, DlpipeError
 from dlpipe.rundir import atomic_path
 
@@ -366,11 +367,13 @@ def _value(raw, entry: dict, where: str):
     name = entry["name"]
     imputed = entry.get("imputation") is not None  # the model fills a missing value itself
     if raw is None or (isinstance(raw, float) and raw != raw):
+        if imputed and entry["type"] in STRING_TYPES:
+            return MISSING_TEXT  # the model's own sign of a missing text value
         if imputed:
             return np.full(tuple(entry["shape"]), np.nan, dtype=np.float32)
         raise DataError(f"{where}, column {name!r}: a missing value")
     if entry["type"] in STRING_TYPES:
-        return str(raw)
+        return _text(raw)
     try:
         array = np.asarray(raw, dtype=np.float32)
     except (TypeError, ValueError):

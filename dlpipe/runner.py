@@ -22,6 +22,7 @@ from dlpipe.errors import DlpipeError, Interrupted, SpecError
 from dlpipe.rundir import RunDir, atomic_write_text, write_error
 from dlpipe.spec import Spec, load_document, locate
 from dlpipe.spec.loader import Document
+from dlpipe.spec.paths import resolved
 from dlpipe.tracking import open_run_tracker
 
 
@@ -45,7 +46,10 @@ class Context:
 
 
 def dump_spec(spec: Spec) -> str:
-    header = "# The resolved spec of this run: every default filled in. `dlpipe run` accepts it.\n"
+    """The resolved spec as YAML. Give it a spec whose paths are absolute (`resolved`): the
+    file lives in another folder than the spec it came from."""
+    header = ("# The resolved spec of this run: every default filled in, every path absolute. `dlpipe run` "
+              "accepts it from any folder.\n")
     return header + yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
 
 
@@ -66,6 +70,9 @@ def run_spec(spec_path: str | Path, *, overrides: Sequence[str] = (), out: str |
 
     spec, document = load_document(spec_path, overrides)
     imports.check(spec, document)  # before any work: a module the command line did not allow is one line
+    # The run reads, keys, fingerprints and writes the spec with its paths made absolute, so
+    # its spec.yaml is the very spec it ran, and running that file from anywhere repeats it.
+    spec = resolved(spec, Path(base_dir or Path(spec_path).resolve().parent).resolve())
     if resume and out is None:
         raise DlpipeError("--resume needs --out DIR: the run directory to continue")
     root = Path(out) if out else RunDir.default_path(spec.name)

@@ -10,7 +10,8 @@ on, chained, so a stage's key changes whenever an earlier stage's does:
     train     data + the prepared data's fingerprint (a hash of the values read: a changed
               file the spec names the same way retrains) + model + training
     evaluate  train + evaluation (but evaluation.explain)
-    export    evaluate + export (the model card carries the metrics)
+    export    evaluate + export + name + description (the model card carries the metrics, the
+              run's name and its description)
     explain   train + evaluation.explain (explanations read the model and the data only)
 
 The files the data stage reads are not in its key: the stage cannot know them before it
@@ -54,7 +55,7 @@ from dlpipe.rundir import atomic_path, atomic_write_text, to_json
 
 NOT_DATA = ("model", "training", "evaluation", "export", "tuning", "name", "description",
             "allow_unsafe_deserialization", "tracking")
-DATA_OUTPUTS = ("data.json", "cache/data.json", "cache/data.npz")
+DATA_OUTPUTS = ("data.json", "splits.json", "cache/data.json", "cache/data.npz")
 MODEL_OUTPUTS = ("model.keras", "history.csv")
 EVALUATION_OUTPUTS = ("metrics.json",)
 EXPORT_OUTPUTS = ("export/verification.json", "export/model_card.json")
@@ -83,7 +84,8 @@ def stage_keys(spec, base_dir: Path, data_fingerprint: str | None = None) -> dic
                     "training": dump.get("training")})
     evaluation = {k: v for k, v in (dump.get("evaluation") or {}).items() if k != "explain"}
     evaluate = digest({"train": train, "evaluation": evaluation})
-    export = digest({"evaluate": evaluate, "export": dump.get("export")})
+    export = digest({"evaluate": evaluate, "export": dump.get("export"), "name": dump.get("name"),
+                     "description": dump.get("description")})
     explain = digest({"train": train, "explain": (dump.get("evaluation") or {}).get("explain")})
     return {"data": data, "train": train, "evaluate": evaluate, "export": export, "explain": explain}
 

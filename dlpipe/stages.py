@@ -23,6 +23,18 @@ def setup(run_dir, spec) -> dict:
     return environment
 
 
+def write_splits(run_dir, data) -> None:
+    """splits.json: which source rows (or files) each split holds (data/splits.py:
+    split_record), so that anything else can be scored on the same rows."""
+    from dlpipe.rundir import atomic_write_json
+
+    record = data.extra.get("splits")
+    if record is not None:
+        splits = {name: rows.tolist() if hasattr(rows, "tolist") else list(rows)
+                  for name, rows in record["splits"].items()}
+        atomic_write_json(run_dir.path("splits.json"), {**record, "splits": splits})
+
+
 def history_csv(history: dict[str, list[float]]) -> str:
     """One row per epoch, a column per logged quantity (sorted), the epoch counted from 1."""
     names = sorted(history)

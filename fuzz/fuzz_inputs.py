@@ -43,6 +43,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
 TEMPLATES = sorted((ROOT / "specs").glob("*.yaml"))
 BAD_SPECS = sorted((ROOT / "tests" / "fixtures" / "bad" / "spec").glob("*.yaml"))
 
@@ -107,14 +108,18 @@ class Tally:
     findings: dict[str, Finding] = field(default_factory=dict)
 
 
-def _walk(node, path=()):
+def _walk(node, path=(), above=()):
+    """(path, node) of every node; a node inside itself (YAML `&a [*a]`) is not entered again."""
     yield path, node
+    if id(node) in above or len(path) > 50:
+        return
+    above = above + (id(node),)
     if isinstance(node, dict):
         for key, value in node.items():
-            yield from _walk(value, path + (key,))
+            yield from _walk(value, path + (key,), above)
     elif isinstance(node, list):
         for i, value in enumerate(node):
-            yield from _walk(value, path + (i,))
+            yield from _walk(value, path + (i,), above)
 
 
 def _set(root, path, value):
@@ -206,10 +211,10 @@ def mutated_spec(rng: random.Random, text: str) -> tuple[str, list[str]]:
         except yaml.YAMLError:
             pass
         if isinstance(data, (dict, list)) and data and rng.random() < 0.6:
-            data, what = mutate_structure(rng, data)
             try:
+                data, what = mutate_structure(rng, data)
                 text = yaml.safe_dump(data, sort_keys=False, allow_unicode=rng.random() < 0.5, width=rng.choice([80, 10**6]))
-            except (yaml.YAMLError, RecursionError, ValueError):
+            except (yaml.YAMLError, RecursionError, ValueError, TypeError):
                 continue
         else:
             text, what = mutate_text(rng, text)
@@ -412,7 +417,7 @@ def run_case(case: Case, folder: Path) -> Outcome:
            "CUDA_VISIBLE_DEVICES": ""}
     with open(folder / ".stdout", "wb") as out, open(folder / ".stderr", "wb") as err:
         begun = time.monotonic()
-        proc = subprocess.Popen([sys.executable, "-m", "dlpipe.cli", *case.command], cwd=folder, stdout=out,
+        proc = subprocess.Popen([PYTHON, "-m", "dlpipe.cli", *case.command], cwd=folder, stdout=out,
                                 stderr=err, stdin=subprocess.DEVNULL, preexec_fn=limits, env=env)
         code = None
         while True:
@@ -515,7 +520,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-rss-mb", type=float, default=3000.0, help="a run case above this peak is a finding")
     parser.add_argument("--slow", type=float, default=10.0, help="a validate case slower than this is a finding")
     parser.add_argument("--out", type=Path, default=Path("fuzz-findings"), help="where findings are saved")
+    parser.add_argument("--python", default=sys.executable,
+                        help="the interpreter whose dlpipe is fuzzed (default: this one); point it at a checkout "
+                             "nobody edits while it runs")
     args = parser.parse_args(argv)
+    global PYTHON
+    PYTHON = args.python
     seed = args.seed if args.seed is not None else int(time.time())
     rng = random.Random(seed)
     print(f"fuzzing for {args.minutes:g} min, seed {seed}, findings into {args.out}", flush=True)

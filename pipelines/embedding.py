@@ -35,6 +35,7 @@ def run(ctx) -> None:
 
         data = prepare(spec, ctx.base_dir, ctx.located)
         atomic_write_json(run_dir.path("data.json"), data.describe())
+        stages.write_splits(run_dir, data)
         run_dir.update(data_fingerprint=data.fingerprint)
 
     with run_dir.stage("setup"):

@@ -45,6 +45,7 @@ def run(ctx) -> None:
             data = prepare(spec, ctx.base_dir, ctx.located)
             save_data(run_dir, data)
             atomic_write_json(run_dir.path("data.json"), data.describe())
+            stages.write_splits(run_dir, data)
             if data.class_names is not None:  # class names in index order: output i is labels[i]
                 atomic_write_json(run_dir.path("labels.json"), data.class_names)
         run_dir.update(data_fingerprint=data.fingerprint)

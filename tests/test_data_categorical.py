@@ -81,7 +81,7 @@ def test_a_missing_category_is_a_located_data_error(tmp_path):
     with pytest.raises(DataError) as failed:
         prepared(write_case(tmp_path, "x,color,y\n1,red,0\n2,,1\n3,blue,0\n4,red,1\n"))
     assert str(failed.value) == (f"{tmp_path / 'data.csv'}: row 3, column 'color': a missing value; 1 row(s) in all "
-                                 "(categories are not imputed: clean them)")
+                                 "(fill them with prepare.imputation, or clean them)")
 
 
 def test_an_inferred_text_column_suggests_the_categorical_type(tmp_path):

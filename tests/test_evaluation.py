@@ -186,7 +186,7 @@ def test_evaluate_on_new_labeled_csv(run_of, tmp_path):
     test_rows.assign(target=["maybe"] + ["benign"] * (len(test_rows) - 1)).to_csv(tmp_path / "label.csv", index=False)
     result, _ = evaluate_cli(str(run), "--data", str(tmp_path / "label.csv"))
     assert one_line_error(result) == (f"error: {tmp_path / 'label.csv'}: row 2, column 'target': label 'maybe' "
-                                     "is not one of the run's classes (malignant, benign)")
+                                     "is not in the run's classes (malignant, benign, 0, 1)")
 
 
 # Feature extractors for FID ------------------------------------------------------------------

@@ -254,6 +254,18 @@ def test_a_cross_field_check_is_located_at_the_field_to_change(template, replace
     assert problems(text) == [line(text, where, path, message)]
 
 
+def test_an_embedding_or_a_gan_stratifies_by_its_target_when_it_has_one():
+    # Their pipelines split by data.target's classes; without a target there are none.
+    for name in ("autoencoder-embeddings", "image-generation-gan"):
+        text = (ROOT / "specs" / f"{name}.yaml").read_text(encoding="utf-8")
+        with_target = validate_document(apply_overrides(parse(text, "spec.yaml"), [
+            "data.target={name: label}", "data.split.stratify=true"]))
+        assert with_target.data.split.stratify is True
+        found = problems(text, "data.target=null", "data.split.stratify=true")
+        assert [p for p in found if "stratify" in p] == [
+            "--set:2:21: data.split.stratify: stratify needs data.target: the classes to keep in proportion"]
+
+
 def test_a_feature_listed_twice_is_reported_with_the_cnn_check():
     text = edit(IMAGE, ("    - {name: image, type: image}", "    - {name: image, type: image}\n"
                                                             "    - {name: image, type: image}"))

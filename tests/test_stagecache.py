@@ -60,7 +60,9 @@ def test_each_section_changes_its_stage_and_those_after_it(spec_file):
     every = ["data", "train", "evaluate", "export", "explain"]
     assert changed(base, keys(spec_file, "seed=7")) == every
     assert changed(base, keys(spec_file, "data.split.train=0.5", "data.split.validation=0.3")) == every
-    assert changed(base, keys(spec_file, "name=other", "description=words")) == []
+    # The model card states the run's name and description: a rerun writes it again, nothing more.
+    assert changed(base, keys(spec_file, "name=other")) == ["export"]
+    assert changed(base, keys(spec_file, "description=words")) == ["export"]
 
 
 def test_the_later_keys_chain_on_the_prepared_data(spec_file):
@@ -75,6 +77,7 @@ def test_the_later_keys_chain_on_the_prepared_data(spec_file):
 def data_stage(spec_file: Path, out: Path) -> dict:
     """The supervised pipeline's data stage (pipelines/supervised.py, without TensorFlow)
     run into `out`: run.json's entry for it."""
+    from dlpipe import stages
     from dlpipe.data.prepare import prepare
 
     spec, _ = load_document(spec_file, [])
@@ -89,6 +92,7 @@ def data_stage(spec_file: Path, out: Path) -> dict:
             data = prepare(spec, spec_file.parent, None)
             stagecache.save_data(run, data)
             atomic_write_json(run.path("data.json"), data.describe())
+            stages.write_splits(run, data)
     run.finish("completed")
     run.unlock()
     return json.loads((out / "run.json").read_text())["stages"]["data"]

@@ -107,8 +107,17 @@ def categorical_input(feature) -> tuple[keras.KerasTensor, keras.KerasTensor]:
     The lookup is the only layer that sees the string input; exporters rely on that to
     move it out of models whose runtime cannot run it (dlpipe/exporters/tflite.py)."""
     tensor = keras.Input(shape=(1,), name=feature.input_name, dtype="string")
-    index = keras.layers.StringLookup(vocabulary=list(feature.vocabulary), num_oov_indices=1,
+    fill = _text_fill(feature)
+    # With an imputation the missing value (the empty string) gets the last slot, which
+    # then becomes the imputed category's (index 0 is the out-of-vocabulary bucket).
+    vocabulary = list(feature.vocabulary) + ([MISSING_TEXT] if fill is not None else [])
+    index = keras.layers.StringLookup(vocabulary=vocabulary, num_oov_indices=1,
                                       name=f"{feature.input_name}_lookup")(tensor)
+    if fill is not None:
+        from dlpipe.architectures.layers import ReplaceIndex
+
+        index = ReplaceIndex(len(vocabulary), feature.vocabulary.index(fill) + 1,
+                             name=f"{feature.input_name}_impute")(index)
     size = len(feature.vocabulary) + 1
     if feature.encoding == "embedding":
         pretrained = getattr(feature, "pretrained", None)
@@ -126,8 +135,14 @@ def ordinal_input(feature) -> tuple[keras.KerasTensor, keras.KerasTensor]:
     """Text in → its position in the order (a value outside it fails, as in the data
     stage) → scaled to 0..1, so the first layer sees one ordered number."""
     tensor = keras.Input(shape=(1,), name=feature.input_name, dtype="string")
-    index = keras.layers.StringLookup(vocabulary=list(feature.order), num_oov_indices=0,
+    fill = _text_fill(feature)
+    vocabulary = list(feature.order) + ([MISSING_TEXT] if fill is not None else [])
+    index = keras.layers.StringLookup(vocabulary=vocabulary, num_oov_indices=0,
                                       name=f"{feature.input_name}_order")(tensor)
+    if fill is not None:  # the missing value's slot (last) becomes the imputed value's place
+        from dlpipe.architectures.layers import ReplaceIndex
+
+        index = ReplaceIndex(len(feature.order), feature.order.index(fill), name=f"{feature.input_name}_impute")(index)
     scaled = keras.layers.Rescaling(1.0 / (len(feature.order) - 1), name=f"{feature.input_name}_scale")(index)
     return tensor, scaled
 
@@ -141,7 +156,11 @@ def adapt_text(feature, texts: np.ndarray) -> None:
     layer = _vectorizer(feature, vocabulary=None, max_tokens=feature.vocabulary_size)
     import tensorflow as tf  # adapt runs on tf.data, whatever the backend of the model
 
-    layer.adapt(tf.constant(np.asarray(texts, dtype=object).reshape(-1).astype(str)))
+    texts = np.asarray(texts, dtype=object).reshape(-1).astype(str)
+    fill = _text_fill(feature)
+    if fill is not None:  # the texts the model will see: missing ones imputed
+        texts = np.where(texts == MISSING_TEXT, fill, texts)
+    layer.adapt(tf.constant(texts))
     feature.vocabulary = [str(token) for token in layer.get_vocabulary()[len(TEXT_RESERVED):]]
 
 
@@ -157,8 +176,27 @@ def text_input(feature) -> tuple[keras.KerasTensor, keras.KerasTensor]:
     """Raw text in → token ids (sequence_length of them, 0-padded) by a TextVectorization
     holding the training split's vocabulary; architectures embed the ids."""
     tensor = keras.Input(shape=(1,), name=feature.input_name, dtype="string")
-    ids = _vectorizer(feature, list(feature.vocabulary), name=f"{feature.input_name}_vectorize")(tensor)
+    vectorizer = _vectorizer(feature, list(feature.vocabulary), name=f"{feature.input_name}_vectorize")
+    ids = vectorizer(tensor)
+    fill = _text_fill(feature)
+    if fill is not None:  # a text without a token (missing: "") takes the imputed text's ids
+        from dlpipe.architectures.layers import FillEmptyTokens
+
+        import tensorflow as tf  # text features run on TensorFlow only
+
+        fill_ids = keras.ops.convert_to_numpy(vectorizer(tf.constant([[fill]])))[0]
+        ids = FillEmptyTokens(fill_ids, name=f"{feature.input_name}_impute")(ids)
     return tensor, ids
+
+
+MISSING_TEXT = ""
+"""A missing categorical, ordinal or text value as the model takes it (dlpipe/data/values.py)."""
+
+
+def _text_fill(feature) -> str | None:
+    """The imputed value of a categorical, ordinal or text feature, if it has one."""
+    fill = getattr(feature, "fill", None)
+    return None if fill is None else str(np.ravel(fill)[0])
 
 
 def pretrained_embedding(feature, words: list, name: str, mask_zero: bool = False):

@@ -109,6 +109,48 @@ class Impute(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="dlpipe")
+class ReplaceIndex(keras.layers.Layer):
+    """Index `missing` becomes index `fill`: a category lookup's slot for the missing value
+    (the empty string) turned into the imputed category's slot. Integer indices, not text,
+    so the step stays inside a TFLite file whose lookup runs before it, and ONNX needs no
+    string comparison."""
+
+    def __init__(self, missing: int, fill: int, **kwargs):
+        super().__init__(**kwargs)
+        self.missing, self.fill = int(missing), int(fill)
+
+    def call(self, inputs):
+        fill = ops.cast(ops.convert_to_tensor(self.fill), inputs.dtype)
+        return ops.where(ops.equal(inputs, ops.cast(self.missing, inputs.dtype)), fill, inputs)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "missing": self.missing, "fill": self.fill}
+
+
+@keras.saving.register_keras_serializable(package="dlpipe")
+class FillEmptyTokens(keras.layers.Layer):
+    """A text that gave no token (missing, or empty) takes the token ids of the imputed text."""
+
+    def __init__(self, ids, **kwargs):
+        super().__init__(**kwargs)
+        self.ids = [int(i) for i in np.ravel(ids)]
+
+    def call(self, inputs):
+        ids = ops.cast(ops.convert_to_tensor(self.ids), inputs.dtype)
+        empty = ops.all(ops.equal(inputs, ops.cast(0, inputs.dtype)), axis=-1, keepdims=True)
+        return ops.where(empty, ops.expand_dims(ids, 0), inputs)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "ids": self.ids}
+
+
+@keras.saving.register_keras_serializable(package="dlpipe")
 class LastValue(keras.layers.Layer):
     """batch × steps × channels → batch × horizon: the last step's value of channel 0 (a
     forecasting window's target), repeated — the naive forecast a forecaster corrects."""

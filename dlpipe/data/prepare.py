@@ -15,15 +15,15 @@ import numpy as np
 
 from dlpipe import readlog, tasks
 from dlpipe.data.sources import load_source
-from dlpipe.data.splits import kfold_indices, split_indices, time_ordered_split
+from dlpipe.data.splits import kfold_indices, split_indices, split_record, time_ordered_split
 from dlpipe.data.table import Table
 from dlpipe.data.prepared import (SPLITS, STRING_TYPES, FeatureInfo, PreparedData, Split,  # noqa: F401
                                   _fingerprint, _fit_normalization, input_names, normalizer, spec_sections)
-from dlpipe.data.values import (_check_categories, _check_numbers, _check_target, _is_missing,  # noqa: F401
-                               _list, _mostly_numbers)
-from dlpipe.errors import DataError
+from dlpipe.data.values import (MISSING_TEXT, _check_categories, _check_numbers, _check_target,  # noqa: F401
+                               _is_missing, _list, _mostly_numbers)
+from dlpipe.errors import DataError, DlpipeError
 from dlpipe.errors import did_you_mean
-from dlpipe.spec.checks import FEATURE_TYPES
+from dlpipe.spec.checks import FEATURE_TYPES, IMPUTED_TYPES
 from dlpipe.spec.spec import Spec
 
 
@@ -32,14 +32,19 @@ def prepare(spec: Spec, base_dir: Path, located) -> PreparedData:
     if spec.data.streaming is not None:
         from dlpipe.data.streaming import prepare_streaming
 
-        return prepare_streaming(spec, base_dir, located)
+        data = prepare_streaming(spec, base_dir, located)
+        data.extra["splits"] = split_record(data.origin, {name: s.rows for name, s in data.splits.items()})
+        return data
     table, index = _load(spec, base_dir)
     if len(table) == 0:
         raise DataError(f"{table.origin}: the dataset is empty")
     if spec.data.windows is not None:
         from dlpipe.data.windows import prepare_windows
 
-        return prepare_windows(spec, table, located)
+        data = prepare_windows(spec, table, located)
+        data.extra["splits"] = split_record(table.origin, {name: s.rows for name, s in data.splits.items()}, table,
+                                            windows=True)
+        return data
     target = _check_target(spec, table, located) if spec.data.target is not None else None
     times = _time_values(spec, table, located) if spec.data.split.time_column else None
     features = _resolve_features(spec, table, target, located)
@@ -70,6 +75,7 @@ def prepare(spec: Spec, base_dir: Path, located) -> PreparedData:
     _resolve_pretrained(spec, features, base_dir)
     data = PreparedData(features=features, target=target, task=spec.task, class_names=class_names,
                         splits=splits, fingerprint=_fingerprint(spec, table), origin=table.origin)
+    data.extra["splits"] = split_record(table.origin, index, table)
     if dropped:
         data.extra["dropped_rows"] = dropped
     if times is not None:
@@ -166,7 +172,7 @@ def _resolve_features(spec: Spec, table: Table, target: str, located) -> list[Fe
     for (name, kind, path), input_name in zip(declared, names):
         values = table.columns[name]
         if kind in STRING_TYPES:
-            _check_categories(table, name)
+            _check_categories(table, name, imputed=_imputer(spec, name, kind) is not None)
             shape: tuple[int, ...] = (1,)
         elif kind == "numerical":
             _check_numbers(table, name, allow_nan=_imputer(spec, name, kind) is not None)
@@ -197,7 +203,7 @@ def _resolve_features(spec: Spec, table: Table, target: str, located) -> list[Fe
         declared_feature = next((f for f in spec.data.features if f.name == name), None)
         if kind == "ordinal":
             info.normalization, info.order = "none", list(declared_feature.order)
-            _check_order(table, name, info.order)
+            _check_order(table, name, info.order, imputed=imputer is not None)
         if kind == "text":
             info.normalization = "none"
             info.text = {key: getattr(declared_feature, key) for key in ("standardize", "split", "ngrams",
@@ -221,9 +227,9 @@ def _resolve_features(spec: Spec, table: Table, target: str, located) -> list[Fe
             info.vocabulary_size = _vocabulary_size(spec, table, name, path, located)
         features.append(info)
     for key in spec.prepare.imputation:
-        if key != "numerical" and key not in {f.name for f in features}:
-            hint = did_you_mean(key, [f.name for f in features])
-            raise located(("prepare", "imputation", key), f"{key!r} is not a feature{hint}")
+        if key not in IMPUTED_TYPES and key not in {f.name for f in features}:
+            hint = did_you_mean(key, [f.name for f in features] + list(IMPUTED_TYPES))
+            raise located(("prepare", "imputation", key), f"{key!r} is neither a feature nor a feature type{hint}")
     unused = set(spec.prepare.normalization) - {f.name for f in features} - set(FEATURE_TYPES)
     for key in sorted(unused):
         hint = did_you_mean(key, [f.name for f in features])
@@ -280,8 +286,8 @@ def _sample_weights(spec: Spec, table: Table, located) -> np.ndarray | None:
     return weights
 
 
-def _check_order(table: Table, name: str, order: list[str]) -> None:
-    known = set(order)
+def _check_order(table: Table, name: str, order: list[str], imputed: bool = False) -> None:
+    known = set(order) | ({MISSING_TEXT} if imputed else set())
     values = table.columns[name]
     for row, value in enumerate(values):
         if value not in known:
@@ -534,17 +540,23 @@ def _multi_label_lists(spec: Spec, labels: Labels) -> tuple[np.ndarray, list[str
 
 
 def _imputer(spec: Spec, name: str, kind: str):
-    if kind != "numerical":
+    if kind not in IMPUTED_TYPES:
         return None
-    return spec.prepare.imputation.get(name) or spec.prepare.imputation.get("numerical")
+    return spec.prepare.imputation.get(name) or spec.prepare.imputation.get(kind)
 
 
 def _fit_imputation(spec: Spec, features: list[FeatureInfo], train: Split, table: Table) -> None:
-    """Fill values from the training split only (NaN ignored)."""
+    """Fill values from the training split only (missing values ignored): a number per
+    column, or one text (categorical, ordinal, text: the model's input is then "" where
+    the value is missing)."""
     for feature in features:
         if feature.imputation == "none":
             continue
         imputer = _imputer(spec, feature.name, feature.type)
+        if feature.type in STRING_TYPES:
+            feature.fill = np.array([_text_fill(imputer, train.x[feature.input_name].ravel(), feature, table)],
+                                    dtype=object)
+            continue
         values = train.x[feature.input_name].astype(np.float64)
         if imputer.type == "constant":
             fill = np.full(values.shape[-1], imputer.value)
@@ -552,14 +564,41 @@ def _fit_imputation(spec: Spec, features: list[FeatureInfo], train: Split, table
             if np.isnan(values).all(axis=0).any():
                 raise DataError(f"{table.origin}: column {feature.name!r}: every value of the training split is "
                                 f"missing; a {imputer.type} cannot be computed (use a constant)")
-            fill = np.nanmean(values, axis=0) if imputer.type == "mean" else np.nanmedian(values, axis=0)
+            if imputer.type == "most_frequent":
+                fill = np.array([_most_frequent(column[~np.isnan(column)]) for column in values.T])
+            else:
+                fill = np.nanmean(values, axis=0) if imputer.type == "mean" else np.nanmedian(values, axis=0)
         feature.fill = fill
+
+
+def _text_fill(imputer, values: np.ndarray, feature: FeatureInfo, table: Table) -> str:
+    if imputer.type == "constant":
+        return str(imputer.value)
+    present = values[values != MISSING_TEXT]
+    if not len(present):
+        raise DataError(f"{table.origin}: column {feature.name!r}: every value of the training split is missing; "
+                        "a most_frequent cannot be computed (use a constant)")
+    return str(_most_frequent(present))
+
+
+def _most_frequent(values: np.ndarray):
+    """The most frequent value; of equally frequent ones, the smallest (a seed-free choice)."""
+    found, counts = np.unique(values, return_counts=True)
+    value = found[np.argmax(counts)]
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _fit_vocabularies(spec: Spec, features: list[FeatureInfo], train: Split) -> None:
     for feature in features:
-        if feature.type == "categorical" and feature.vocabulary is None:
-            feature.vocabulary = sorted(set(train.x[feature.input_name].ravel().tolist()))
+        if feature.type != "categorical":
+            continue
+        imputed = feature.fill is not None
+        if feature.vocabulary is None:
+            values = set(train.x[feature.input_name].ravel().tolist())
+            feature.vocabulary = sorted(values - {MISSING_TEXT} if imputed else values)
+        if imputed and str(feature.fill[0]) not in feature.vocabulary:
+            # A constant is a category of its own: a missing value is then recognisably missing.
+            feature.vocabulary = [*feature.vocabulary, str(feature.fill[0])]
 
 
 def _resolve_pretrained(spec: Spec, features: list[FeatureInfo], base_dir: Path) -> None:
@@ -589,3 +628,146 @@ def _resolve_pretrained(spec: Spec, features: list[FeatureInfo], base_dir: Path)
     del declared
 
 
+
+
+# New labeled rows for a trained run (`dlpipe evaluate RUN_DIR --data FILE`) -------------------
+
+NEW_DATA = "data"
+"""The one split of new labeled rows (the name metrics.json reports them under)."""
+
+_SUFFIX_SOURCES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".parquet": "parquet",
+                   ".npz": "npz"}
+
+
+def prepare_labeled(spec: Spec, path: Path, described: dict) -> PreparedData:
+    """New labeled examples for the run of `spec`, read and checked by the data stage's own
+    code: the run's source reader (its type, delimiter, image column... when the file is of
+    that type, else the type its suffix names), the same feature resolution and value checks
+    (categories and texts as text, a missing value "" where the model imputes it, ordinal
+    values against their order, images and sequences by shape), labels mapped onto the
+    run's classes (`described`: the run's data.json). Nothing is fitted: normalization,
+    vocabularies and fills live in the model. One split, `data`, holding every row with a
+    label (forecasting: every window of the series)."""
+    path = Path(path).resolve()
+    source = _source_for(spec.data.source, path)
+    data_spec = spec.data.model_copy(update={"source": source, "split": spec.data.split.model_copy(
+        update={"files": None, "time_column": None, "folds": None}), "streaming": None})
+    if not spec.data.features and not spec.data.windows:  # inferred by the run: the same columns, in its order
+        data_spec = data_spec.model_copy(update={"features": _declared(described)})
+    mapping = None
+    if spec.data.target is not None and tasks.get(spec.task).target == "classes":
+        target, mapping = _fixed_classes(spec, described["class_names"])
+        data_spec = data_spec.model_copy(update={"target": target})
+    spec = spec.model_copy(update={"data": data_spec})
+
+    def located(where, message):  # the file is the user's new data, not the spec: name the file
+        return DataError(f"{path}: " + message.replace(f" in {path}", ""))
+
+    table = load_source(source, path.parent)
+    if len(table) == 0:
+        raise DataError(f"{table.origin}: no rows")
+    if spec.data.windows is not None:
+        return _labeled_windows(spec, table, described, located)
+    name = _check_target(spec, table, located)
+    features = _resolve_features(spec, table, name, located)
+    _same_inputs(features, described, table.origin)
+    if mapping is not None:
+        y, _, keep = Labels(table, name, spec.data.target.on_unknown).mapped(mapping, described["class_names"],
+                                                                            "the run's classes")
+    else:
+        y, _, keep = _labels(spec, table, name, path.parent, located)
+    rows = np.flatnonzero(keep)
+    if not len(rows):
+        raise DataError(f"{table.origin}: no row has a usable label")
+    split = Split({f.input_name: _column(table, f)[rows] for f in features}, y[rows], rows)
+    data = PreparedData(features=features, target=name, task=spec.task, class_names=described.get("class_names"),
+                        splits={NEW_DATA: split}, fingerprint=_fingerprint(spec, table), origin=table.origin)
+    if len(rows) < len(table):
+        data.extra["dropped_rows"] = int(len(table) - len(rows))
+    return data
+
+
+def _source_for(source, path: Path):
+    """The run's source type reading `path` when it is of that type, else the type the
+    suffix names (a run trained on parquet may be evaluated on a CSV)."""
+    suffix = path.suffix.lower()
+    folders = ("image_folder", "text_folder")
+    if path.is_dir():
+        if source.type not in folders:
+            raise DataError(f"{path}: is a folder; the run read a {source.type} source, give a file")
+        return source.model_copy(update={"path": str(path)})
+    if source.type in folders:
+        raise DataError(f"{path}: the run read a folder of class subfolders ({source.type}); give such a folder")
+    same = {"csv": (".csv", ".tsv", ".txt"), "image_csv": (".csv", ".tsv", ".txt"), "jsonl": (".jsonl", ".ndjson", ".json"),
+            "parquet": (".parquet",), "npz": (".npz",)}
+    if suffix in same.get(source.type, ()):
+        return source.model_copy(update={"path": str(path)})
+    if suffix not in _SUFFIX_SOURCES:
+        raise DataError(f"{path}: unknown kind of file; give {', '.join(sorted(_SUFFIX_SOURCES))} "
+                        f"(the run read a {source.type} source)")
+    from dlpipe.spec.data import CsvSource, JsonlSource, NpzSource, ParquetSource
+
+    kind = _SUFFIX_SOURCES[suffix]
+    model = {"csv": CsvSource, "jsonl": JsonlSource, "parquet": ParquetSource, "npz": NpzSource}[kind]
+    return model(type=kind, path=str(path))
+
+
+def _declared(described: dict) -> list:
+    """The run's inferred features (numbers, images) as declared features."""
+    from dlpipe.spec.data import ImageFeature, NumericalFeature
+
+    kinds = {"numerical": NumericalFeature, "image": ImageFeature}
+    found = []
+    for feature in described.get("features", []):
+        if feature["type"] not in kinds:
+            raise DlpipeError(f"the run's data.json lists a {feature['type']} feature it could not have inferred")
+        found.append(kinds[feature["type"]](name=feature["name"], type=feature["type"]))
+    return found
+
+
+def _fixed_classes(spec: Spec, names: list[str]):
+    """(the run's target with its classes fixed to the run's, a raw label → class index
+    mapping where the labels are read by one), so that new labels map onto the model's
+    outputs whatever classes the new rows happen to hold."""
+    target = spec.data.target
+    if target.order is not None or target.threshold is not None or isinstance(target.label_map, str):
+        return target, None  # the spec itself fixes the classes (a label map file is read as in the run)
+    if target.label_map is not None or target.multi_label or getattr(spec.model, "return_sequences", False):
+        return target.model_copy(update={"class_names": list(names)}), None
+    # As the run read them: each class is named by its label value, and where the names came
+    # from the spec or the dataset, an integer label is also the class's index.
+    mapping = {name: i for i, name in enumerate(names)}
+    if target.class_names is not None or spec.data.source.type == "builtin":
+        mapping.update({str(i): i for i in range(len(names)) if str(i) not in mapping})
+    return target, mapping
+
+
+def _same_inputs(features: list[FeatureInfo], described: dict, origin: str) -> None:
+    """The model takes what the run prepared: the same inputs, of the same shapes."""
+    trained = {f["input"]: f for f in described.get("features", [])}
+    for feature in features:
+        known = trained.get(feature.input_name)
+        if known is None:
+            continue
+        if feature.type not in ("text", "categorical", "ordinal") and list(feature.shape) != list(known["shape"]):
+            raise DataError(f"{origin}: column {feature.name!r} holds values of shape {tuple(feature.shape)}; "
+                            f"the model takes {tuple(known['shape'])}")
+
+
+def _labeled_windows(spec: Spec, table: Table, described: dict, located) -> PreparedData:
+    """Every window of a new series (in time order), scored like the run's test windows."""
+    from dlpipe.data.windows import cut_windows, series_of
+
+    channels, series, order = series_of(spec, table, located)
+    trained = described["features"][0]["name"]
+    if ", ".join(channels) != trained:
+        raise DataError(f"{table.origin}: the series' channels are {', '.join(channels)}; the model reads {trained}")
+    split, _ = cut_windows(series, order, 0, len(series), spec.data.windows)
+    if not len(split):
+        windows = spec.data.windows
+        raise DataError(f"{table.origin}: {len(series)} rows hold no window of lookback {windows.lookback} + "
+                        f"horizon {windows.horizon}")
+    feature = FeatureInfo(trained, described["features"][0]["input"], "sequence", tuple(described["features"][0]["shape"]),
+                          relative=True)
+    return PreparedData(features=[feature], target=channels[0], task=spec.task, class_names=None,
+                        splits={NEW_DATA: split}, fingerprint=_fingerprint(spec, table), origin=table.origin)

@@ -60,3 +60,44 @@ def time_ordered_split(times: np.ndarray, fractions: dict[str, float], rows: np.
         cuts.append(max(cut, cuts[-1] if cuts else 0))
     bounds = [0, *cuts, n]
     return {name: np.sort(rows[order[bounds[i]:bounds[i + 1]]]) for i, name in enumerate(names)}
+
+
+def split_record(origin: str, rows: dict[str, np.ndarray], table=None, windows: bool = False) -> dict:
+    """What splits.json holds: for each split, the source's row numbers (0-based among its
+    data rows; a CSV's header is not counted) or, for a folder source, the examples' files
+    (relative to the folder); with a file per split (`data.split.files`), row numbers within
+    each split's own file. `rows` are indices into `table` as prepare() read it."""
+    record: dict = {"source": origin}
+    pieces = table.pieces if table is not None else []
+    files = table.row_files if table is not None else None
+    if files is not None:
+        from pathlib import Path
+
+        root = Path(origin)
+        record["unit"] = "file"
+        record["about"] = "each example's file, relative to the source folder"
+        record["splits"] = {name: [Path(files[i]).relative_to(root).as_posix() if Path(files[i]).is_relative_to(root)
+                                   else files[i] for i in index.tolist()] for name, index in rows.items()}
+        return record
+    record["unit"] = "row"
+    if windows:
+        record["about"] = ("0-based number, among the source's data rows, of the row each window starts at "
+                           "(a CSV's header is not counted)")
+    else:
+        record["about"] = "0-based number of each example's row among the source's data rows (a CSV's header is not counted)"
+    if pieces:
+        import bisect
+
+        starts = [start for start, _ in pieces]
+        record["about"] += "; with a file per split, rows of that split's own file"
+        record["files"], record["splits"] = {}, {}
+        for name, index in rows.items():
+            if not len(index):
+                record["splits"][name] = []
+                continue
+            start, piece = pieces[bisect.bisect_right(starts, int(index[0])) - 1]
+            record["files"][name] = piece.origin
+            record["splits"][name] = np.asarray(index, dtype=np.int64) - start
+        return record
+    record["splits"] = {name: np.asarray(index, dtype=np.int64) for name, index in rows.items()}
+    return record

@@ -84,18 +84,33 @@ def _number(value) -> float | None:
     return None
 
 
-def _check_categories(table: Table, name: str) -> None:
-    """Categories become text: the model's input is a string, whatever the column held."""
+MISSING_TEXT = ""
+"""How a missing categorical, ordinal or text value reaches an imputing model: an empty
+string (the model replaces it: dlpipe/architectures/inputs.py)."""
+
+
+def _check_categories(table: Table, name: str, imputed: bool = False) -> None:
+    """Categories become text: the model's input is a string, whatever the column held. A
+    missing value is an error, or with an imputation the empty string the model fills."""
     values = table.columns[name]
     if values.dtype.kind == "f":
-        missing = np.flatnonzero(np.isnan(values))
+        missing = np.isnan(values.reshape(len(values), -1)).any(axis=1)
     else:
-        missing = np.flatnonzero([_is_missing(v) for v in values])
-    if len(missing):
-        row = int(missing[0])
+        missing = np.array([_is_missing(v) for v in values], dtype=bool)
+    if missing.any() and not imputed:
+        row = int(np.flatnonzero(missing)[0])
         raise DataError(f"{table.at(row)}, column {name!r}: a missing value; "
-                        f"{len(missing)} row(s) in all (categories are not imputed: clean them)")
-    table.columns[name] = np.array([str(v) for v in values], dtype=object)
+                        f"{int(missing.sum())} row(s) in all (fill them with prepare.imputation, or clean them)")
+    table.columns[name] = np.array([MISSING_TEXT if gap else _text(v) for v, gap in zip(values, missing)],
+                                   dtype=object)
+
+
+def _text(value) -> str:
+    # A number read from a column with gaps is a float: 3.0 is the category "3", as in a
+    # column without gaps (pandas reads those as integers).
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def _is_missing(value) -> bool:

@@ -20,7 +20,34 @@ WINDOW_INPUT = "window"
 
 
 def prepare_windows(spec, table: Table, located):
-    from dlpipe.data.prepared import FeatureInfo, PreparedData, Split, _fingerprint, _fit_normalization, normalizer
+    from dlpipe.data.prepared import FeatureInfo, PreparedData, _fingerprint, _fit_normalization, normalizer
+
+    windows = spec.data.windows
+    channels, series, order = series_of(spec, table, located)
+    target = channels[0]
+    bounds = _bounds(len(series), spec.data.split)
+    span = windows.lookback + windows.horizon
+    splits, times = {}, {}
+    for name, (start, end) in bounds.items():
+        splits[name], times[name] = cut_windows(series, order, start, end, windows)
+        if name in ("train", "test") and len(splits[name]) == 0:
+            raise located(("data", "split", name),
+                          f"the {name} part of the series holds {end - start} steps, fewer than one window of "
+                          f"lookback {windows.lookback} + horizon {windows.horizon} = {span}")
+    feature = FeatureInfo(", ".join(channels), WINDOW_INPUT, "sequence", (windows.lookback, len(channels)),
+                          relative=True)
+    norm = normalizer(spec, feature)
+    feature.normalization = norm.type if norm else "none"
+    _fit_normalization(spec, [feature], splits["train"])
+    data = PreparedData(features=[feature], target=target, task=spec.task, class_names=None, splits=splits,
+                        fingerprint=_fingerprint(spec, table), origin=table.origin)
+    data.extra.update(channels=channels, window_steps=times, boundaries=bounds,
+                      target_scale=float(feature.std[0]) if feature.std is not None else 1.0)
+    return data
+
+
+def series_of(spec, table: Table, located) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(channels, the series in time order: rows × channels, the rows' order) of a table."""
     from dlpipe.data.values import _check_numbers, _check_target, _list
 
     windows = spec.data.windows
@@ -41,34 +68,21 @@ def prepare_windows(spec, table: Table, located):
         _check_numbers(table, name)
         if table.columns[name].ndim != 1:
             raise DataError(f"{table.origin}: column {name!r} holds arrays; a series needs one number per row")
-    series = np.stack([table.columns[name].astype(np.float32) for name in channels], axis=1)[order]
+    return channels, np.stack([table.columns[name].astype(np.float32) for name in channels], axis=1)[order], order
 
-    bounds = _bounds(len(series), spec.data.split)
+
+def cut_windows(series: np.ndarray, order: np.ndarray, start: int, end: int, windows):
+    """(the windows that fit in steps [start, end) of the series as a Split, their steps)."""
+    from dlpipe.data.prepared import Split
+
     span = windows.lookback + windows.horizon
-    splits, times = {}, {}
-    for name, (start, end) in bounds.items():
-        starts = np.arange(start, end - span + 1, windows.stride)
-        if name in ("train", "test") and len(starts) == 0:
-            raise located(("data", "split", name),
-                          f"the {name} part of the series holds {end - start} steps, fewer than one window of "
-                          f"lookback {windows.lookback} + horizon {windows.horizon} = {span}")
-        steps = starts[:, np.newaxis] + np.arange(span)[np.newaxis, :]
-        x = series[steps[:, :windows.lookback]] if len(starts) else np.zeros((0, windows.lookback, len(channels)),
-                                                                           np.float32)
-        y = series[steps[:, windows.lookback:], 0] if len(starts) else np.zeros((0, windows.horizon), np.float32)
-        naive = np.repeat(x[:, -1:, 0], windows.horizon, axis=1)
-        splits[name] = Split({WINDOW_INPUT: x}, y.astype(np.float32), order[starts], naive=naive)
-        times[name] = steps  # positions in time order, for reports and tests
-    feature = FeatureInfo(", ".join(channels), WINDOW_INPUT, "sequence", (windows.lookback, len(channels)),
-                          relative=True)
-    norm = normalizer(spec, feature)
-    feature.normalization = norm.type if norm else "none"
-    _fit_normalization(spec, [feature], splits["train"])
-    data = PreparedData(features=[feature], target=target, task=spec.task, class_names=None, splits=splits,
-                        fingerprint=_fingerprint(spec, table), origin=table.origin)
-    data.extra.update(channels=channels, window_steps=times, boundaries=bounds,
-                      target_scale=float(feature.std[0]) if feature.std is not None else 1.0)
-    return data
+    starts = np.arange(start, end - span + 1, windows.stride)
+    steps = starts[:, np.newaxis] + np.arange(span)[np.newaxis, :]
+    channels = series.shape[1]
+    x = series[steps[:, :windows.lookback]] if len(starts) else np.zeros((0, windows.lookback, channels), np.float32)
+    y = series[steps[:, windows.lookback:], 0] if len(starts) else np.zeros((0, windows.horizon), np.float32)
+    naive = np.repeat(x[:, -1:, 0], windows.horizon, axis=1)
+    return Split({WINDOW_INPUT: x}, y.astype(np.float32), order[starts], naive=naive), steps
 
 
 def _bounds(n: int, split) -> dict[str, tuple[int, int]]:

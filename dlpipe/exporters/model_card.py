@@ -39,8 +39,10 @@ def describe_interface(spec, data, model) -> dict[str, Any]:
         else:
             values = train.x[feature.input_name]
             entry["value_range"] = [float(np.nanmin(values)), float(np.nanmax(values))] if len(values) else None
-            if getattr(feature, "fill", None) is not None:  # prepare.imputation: the model fills NaN itself
-                entry.update(imputation=feature.imputation, fill=[float(v) for v in feature.fill])
+        if getattr(feature, "fill", None) is not None:  # prepare.imputation: the model fills a gap itself
+            entry.update(imputation=feature.imputation,
+                         fill=[v if isinstance(v, str) else float(v) for v in feature.fill.tolist()],
+                         missing="NaN" if entry["dtype"] == "float32" else "an empty string")
         inputs.append(entry)
     units = int(model.outputs[0].shape[-1])
     kind = tasks.get(spec.task).output

@@ -36,15 +36,23 @@ def check_files(paths: Sequence[str | Path], overrides: Sequence[str] = ()) -> l
     return problems
 
 
-def check_text(path: str, text: str, overrides: Sequence[str] = ()) -> list[Problem]:
-    """Every problem of one spec given as text (`path` names it in messages)."""
+def check_text(path: str, text: str, overrides: Sequence[str] = (), observed=None) -> list[Problem]:
+    """Every problem of one spec given as text (`path` names it in messages). With
+    `observed` (a validation_cache.Observations), a valid spec's data is also looked at
+    cheaply (spec/datacheck.py: files exist, headers hold the named columns), relative
+    paths against `path`'s folder, and every look is recorded there."""
     try:
         doc = parse(text, path)
         apply_overrides(doc, overrides)
-        validate_document(doc)
+        spec = validate_document(doc)
     except SpecError as err:
         return list(err.problems)
-    return []
+    if observed is None:
+        return []
+    from dlpipe.spec.datacheck import check_data
+
+    found = check_data(spec, Path(path).resolve().parent, observed)
+    return sorted((locate(doc, where, message) for where, message in found), key=lambda p: (p.line, p.column))
 
 
 def json_schema() -> dict:

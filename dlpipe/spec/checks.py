@@ -22,8 +22,11 @@ def check_split(spec: Spec) -> Found:
         yield (("data", "split"),
                f"train + validation + test must be 1, got {split.train:g} + "
                f"{split.validation:g} + {split.test:g} = {total:g}")
-    if split.stratify and tasks.get(spec.task).target != "classes":
+    target = tasks.get(spec.task).target
+    if split.stratify and target not in ("classes", "optional_classes"):
         yield (("data", "split", "stratify"), f"stratify needs classes to stratify by; the {spec.task} task has none")
+    elif split.stratify and target == "optional_classes" and spec.data.target is None:
+        yield (("data", "split", "stratify"), "stratify needs data.target: the classes to keep in proportion")
 
 
 def check_target(spec: Spec) -> Found:
@@ -119,21 +122,55 @@ def check_streaming(spec: Spec) -> Found:
         yield (path, "streaming serves one label per row, not one per step")
 
 
+IMPUTED_TYPES = ("numerical", "categorical", "ordinal", "text")
+"""Feature types prepare.imputation fills (by a feature's name, or by its type for all of them)."""
+
+
 def check_imputation(spec: Spec) -> Found:
-    names = {f.name for f in spec.data.features}
+    features = {f.name: f for f in spec.data.features}
     for key, imputer in spec.prepare.imputation.items():
         path = ("prepare", "imputation", key)
         if imputer.type == "constant" and imputer.value is None:
             yield ((*path, "type"), "a constant imputation needs value")
         if imputer.type != "constant" and imputer.value is not None:
             yield ((*path, "value"), f"value is the constant of type constant; {imputer.type} computes its own")
-        if spec.data.features and key not in names and key != "numerical":
+        if key in features:
+            kinds, covered = {features[key].type}, [features[key]]
+        elif key in IMPUTED_TYPES:
+            kinds, covered = {key}, [f for f in features.values() if f.type == key]
+        elif spec.data.features:
             from dlpipe.errors import did_you_mean
 
-            hint = did_you_mean(key, [*names, "numerical"])
-            yield (path, f"{key!r} is neither a feature nor 'numerical'{hint}")
-        elif key in names and next(f.type for f in spec.data.features if f.name == key) != "numerical":
-            yield (path, f"{key!r} is not numerical; only numerical features are imputed")
+            hint = did_you_mean(key, [*features, *IMPUTED_TYPES])
+            yield (path, f"{key!r} is neither a feature nor a feature type ({', '.join(IMPUTED_TYPES)}){hint}")
+            continue
+        else:  # features inferred from the data: the key is checked against its columns
+            continue
+        if not kinds <= set(IMPUTED_TYPES):
+            yield (path, f"{key!r} is {features[key].type}; only {_either(list(IMPUTED_TYPES))} features are imputed")
+            continue
+        numerical = kinds == {"numerical"}
+        if not numerical and imputer.type in ("mean", "median"):
+            yield ((*path, "type"), f"{key!r} holds {next(iter(kinds))} values: a {imputer.type} needs numbers; "
+                   "use most_frequent or constant")
+        if imputer.type == "constant" and imputer.value is not None:
+            if numerical and isinstance(imputer.value, str):
+                yield ((*path, "value"), f"{key!r} is numerical: the constant must be a number, got {imputer.value!r}")
+            elif not numerical and not isinstance(imputer.value, str):
+                yield ((*path, "value"), f"{key!r} holds {next(iter(kinds))} values: the constant must be text, "
+                       f"got {imputer.value!r} (quote it)")
+            else:
+                for feature in covered:
+                    if feature.type == "ordinal" and imputer.value not in feature.order:
+                        hint = did_you_mean_text(imputer.value, feature.order)
+                        yield ((*path, "value"), f"{imputer.value!r} is not in the order of ordinal feature "
+                               f"{feature.name!r}{hint}")
+
+
+def did_you_mean_text(value: str, known) -> str:
+    from dlpipe.errors import did_you_mean
+
+    return did_you_mean(value, list(known)) or f"; it lists {', '.join(known)}"
 
 
 def check_loss(spec: Spec) -> Found:

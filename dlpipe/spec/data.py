@@ -10,17 +10,18 @@ from pydantic import Field, field_validator
 
 from dlpipe.spec.base import Name, PositiveInt, StrictModel, Width
 from dlpipe.spec.detection import CocoSource, ShapesSource
+from dlpipe.spec.paths import FilePath, FolderPath, PatternPath
 
 
 class PretrainedEmbeddings(StrictModel):
     """Word (or category) vectors read from a local file. Known words get the file's vector;
     words of the vocabulary missing from the file get small random (seeded) vectors."""
 
-    path: str
+    path: FilePath
     """A word2vec/GloVe text file (one `word v1 v2 ...` per line; a word2vec `count dim`
     header line is skipped), or a `.npy` matrix (one row per word) with `vocabulary`.
     A relative path is resolved against the spec's folder."""
-    vocabulary: str | None = None
+    vocabulary: FilePath | None = None
     """With a `.npy` matrix: a text file with one word per line, line i naming row i."""
     trainable: bool = False
     """false: the vectors stay as read (frozen); true: training fine-tunes them."""
@@ -43,7 +44,7 @@ class CsvSource(StrictModel):
 
     type: Literal["csv"]
     """Picks this variant: a CSV file."""
-    path: str
+    path: FilePath
     """The CSV file; a relative path is resolved against the spec's folder."""
     delimiter: str = ","
     """The character between fields: change it for semicolon- or tab-separated files."""
@@ -55,7 +56,7 @@ class NpzSource(StrictModel):
 
     type: Literal["npz"]
     """Picks this variant: an `.npz` file."""
-    path: str
+    path: FilePath
     """The `.npz` file; a relative path is resolved against the spec's folder."""
 
 
@@ -65,7 +66,7 @@ class ParquetSource(StrictModel):
 
     type: Literal["parquet"]
     """Picks this variant: a Parquet file."""
-    path: str
+    path: FilePath
     """The Parquet file; a relative path is resolved against the spec's folder."""
 
 
@@ -75,7 +76,7 @@ class JsonlSource(StrictModel):
 
     type: Literal["jsonl"]
     """Picks this variant: a JSON-lines file."""
-    path: str
+    path: FilePath
     """The JSON-lines file; a relative path is resolved against the spec's folder."""
 
 
@@ -85,7 +86,7 @@ class NpySource(StrictModel):
 
     type: Literal["npy"]
     """Picks this variant: one `.npy` file per column."""
-    columns: Annotated[dict[str, str], Field(min_length=1)]
+    columns: Annotated[dict[str, FilePath], Field(min_length=1)]
     """Column name → path of its `.npy` file (relative to the spec's folder)."""
 
 
@@ -100,7 +101,7 @@ class ImageFolderSource(StrictModel):
 
     type: Literal["image_folder"]
     """Picks this variant: a folder of class subfolders of images."""
-    path: str
+    path: FolderPath
     """The folder holding the class subfolders; a relative path is resolved against the spec's
     folder."""
     color_mode: ColorMode = "rgb"
@@ -113,7 +114,7 @@ class ImageCsvSource(StrictModel):
 
     type: Literal["image_csv"]
     """Picks this variant: a CSV file listing image paths."""
-    path: str
+    path: FilePath
     """The CSV file; a relative path is resolved against the spec's folder."""
     image_column: str = "image"
     """The column holding image paths; its values are replaced by the images."""
@@ -129,7 +130,7 @@ class TextFolderSource(StrictModel):
 
     type: Literal["text_folder"]
     """Picks this variant: a folder of class subfolders of text files."""
-    path: str
+    path: FolderPath
     """The folder holding the class subfolders; a relative path is resolved against the spec's
     folder."""
 
@@ -149,7 +150,7 @@ class TfrecordSource(StrictModel):
 
     type: Literal["tfrecord"]
     """Picks this variant: TFRecord files."""
-    path: str
+    path: PatternPath
     """A TFRecord file, or a glob matching several; a relative path is resolved against the spec's
     folder."""
     features: Annotated[dict[str, TfrecordFeature], Field(min_length=1)]
@@ -315,7 +316,7 @@ class Target(StrictModel):
     class_names: list[str] | None = None
     """Names for the classes 0..K-1 of an integer label (classification); by default
     the dataset's own names, or the labels themselves."""
-    label_map: dict[str, str] | str | None = None
+    label_map: dict[str, str] | FilePath | None = None
     """Raw label → class name, inline (`{"0": cat, "1": dog, kitten: cat}`) or the path of a
     JSON or YAML file holding such a mapping (read in the data stage). Several raw values
     may map to one class. Classes: `class_names` (as the order) if given, else sorted."""
@@ -335,10 +336,10 @@ class Target(StrictModel):
 class SplitFiles(StrictModel):
     """Validation and test files beside the source (which holds the training rows)."""
 
-    validation: str | None = None
+    validation: FilePath | None = None
     """The file of validation rows (relative to the spec's folder); left out: no validation
     split."""
-    test: str
+    test: FilePath
     """The file of test rows (relative to the spec's folder)."""
 
 

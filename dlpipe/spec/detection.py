@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from dlpipe.spec.base import Fraction, PositiveFloat, PositiveInt, StrictModel, Width
+from dlpipe.spec.paths import FilePath, FolderPath
 
 SHAPES = ("rectangle", "circle", "triangle")
 BoxFormat = Literal["xyxy", "xywh"]
@@ -51,9 +52,9 @@ class CocoSource(StrictModel):
 
     type: Literal["coco"]
     """Picks this variant: a COCO-style annotations file and an image folder."""
-    annotations: str
+    annotations: FilePath
     """The JSON file."""
-    images: str
+    images: FolderPath
     """The folder that `file_name` is relative to."""
     box_format: BoxFormat = "xywh"
     """How `bbox` is written: x, y, width, height (COCO's own) or x1, y1, x2, y2."""

@@ -10,6 +10,7 @@ from pydantic import AfterValidator, Field, WithJsonSchema
 from dlpipe import registry
 from dlpipe.errors import did_you_mean
 from dlpipe.spec.base import PositiveInt, StrictModel, unknown_name
+from dlpipe.spec.paths import AnyPath
 
 METRIC_NAMES = tuple(
     name for kind in registry.kinds() if kind.startswith("metric:") for name in registry.names(kind)
@@ -50,7 +51,7 @@ class RunFeatures(StrictModel):
 
     type: Literal["run"]
     """Picks this extractor: the classifier of an earlier run."""
-    path: str
+    path: AnyPath
     """The run directory (or its model.keras); a relative path is resolved against the spec's folder."""
     layer: str | None = None
     """The layer whose output are the features; default: the layer before the output layer."""

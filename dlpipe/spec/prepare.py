@@ -49,13 +49,18 @@ Normalizer = Annotated[
 
 
 class Imputer(StrictModel):
-    """What replaces a missing value (NaN, an empty cell): the training split's mean or median
-    of the feature, or a constant. Applied inside the model, so exports impute too."""
+    """What replaces a missing value (NaN, null, an empty cell): the training split's mean,
+    median or most frequent value of the feature, or a constant. Applied inside the model, so
+    exports and `dlpipe predict` impute too. A categorical, ordinal or text value is missing
+    when it is null, NaN or empty (the model takes a missing text value as an empty string)."""
 
-    type: Literal["mean", "median", "constant"]
-    """Picks the replacement: the training split's mean or median of the feature, or `value`."""
-    value: float | None = None
-    """The constant, with type constant."""
+    type: Literal["mean", "median", "most_frequent", "constant"]
+    """Picks the replacement: the training split's mean or median (numerical features), its most
+    frequent value (any imputed feature), or `value`."""
+    value: float | str | None = None
+    """The constant, with type constant: a number for a numerical feature; a text for a
+    categorical one (a category of its own, added to the vocabulary: a missing value is then
+    its own category), an ordinal one (one of its `order`) or a text one."""
 
 
 # Augmentation: random changes to training batches only, drawn with stateless ops from a
@@ -193,8 +198,9 @@ SEQUENCE_AUGMENTATIONS = ("jitter", "scaling")
 
 class Prepare(StrictModel):
     imputation: dict[str, Imputer] = {}
-    """Keyed by a feature name, or by `numerical` for every numerical feature; a feature's own
-    name wins. A missing value in a feature without a policy is an error."""
+    """Keyed by a feature name, or by a feature type (`numerical`, `categorical`, `ordinal`,
+    `text`) for every feature of that type; a feature's own name wins. A missing value in a
+    feature without a policy is an error."""
     normalization: dict[str, Normalizer] = {"numerical": ZScore(type="zscore")}
     """Keyed by a feature name, or by a feature type (`numerical`, `image`) for every
     feature of that type; a feature's own name wins. Features matched by no key are

@@ -25,6 +25,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from dlpipe.spec.base import StrictModel, _attribute_docstrings
+from dlpipe.spec.paths import PathKind
 from dlpipe.spec.spec import Spec
 
 DEFAULT_PATH = Path(__file__).resolve().parent.parent.parent / "docs" / "spec-reference.md"
@@ -77,6 +78,10 @@ def _variant(model: type[BaseModel]) -> str | None:
     return None
 
 
+_PATH_TEXT = {"file": "a file's path", "folder": "a folder's path", "pattern": "a file's path or a glob",
+              "any": "a file's or folder's path"}
+
+
 def _constraints(metadata) -> list[str]:
     out = []
     for item in metadata:
@@ -90,6 +95,8 @@ def _constraints(metadata) -> list[str]:
             out.append(f"at most {item.max_length} items")
         if isinstance(item, FieldInfo):
             out += _constraints(item.metadata)
+        if isinstance(item, PathKind):
+            out.append(_PATH_TEXT[item.kind])
         pattern = getattr(item, "pattern", None)
         if isinstance(pattern, str):
             out.append(f"matching `{pattern}`")

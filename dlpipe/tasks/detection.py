@@ -69,7 +69,7 @@ TASK = Task(
     commands=frozenset({"predict", "deep", "resume", "rerun"}),
     honours=("version", "name", "description", "task", "seed", "allow_unsafe_deserialization", "data.source",
              "data.split.train", "data.split.validation", "data.split.test", "data.split.stratify", "model",
-             "training.epochs", "training.batch_size", "training.optimizer", "training.schedule", "training.loss",
+             "training.epochs", "training.batch_size", "training.optimizer", "training.schedule",
              "training.early_stopping", "training.checkpoints", "training.progress", "training.tensorboard",
              "training.precision", "training.jit_compile", "training.deterministic", "training.strategy",
              "evaluation.metrics", "evaluation.splits", "export.formats", "export.verify",
@@ -82,7 +82,10 @@ TASK = Task(
               "prepare.augmentation": "task detection does not augment images yet; remove augmentation",
               "training.class_weight": "class_weight does not apply to task detection",
               "training.sample_weight": "sample_weight does not apply to task detection",
-              "tuning": "dlpipe tune does not search task detection yet; remove tuning"},
+              "tuning": "dlpipe tune does not search task detection yet; remove tuning",
+              "training.loss": "task detection trains with the detector's own loss (heatmap focal loss + L1 on "
+                               "sizes and offsets; weigh them with model.heatmap_weight, size_weight and "
+                               "offset_weight); remove loss"},
     models=("centernet",),
     sources=("shapes", "coco"),
     checks=(check_detection,),

@@ -28,7 +28,7 @@ TASK = Task(
     output="embedding",
     default_metrics=("reconstruction_mse", "knn_accuracy"),
     unlabelled_drop=("knn_accuracy",),
-    losses=("mse",),
+    own_loss="the mean squared reconstruction error",
     training_metric="reconstruction_mse",
     objective="reconstruction_mse",
     commands=frozenset({"export", "predict", "tune", "deep", "resume"}),
@@ -36,6 +36,9 @@ TASK = Task(
              "prepare", "model", *SUPERVISED_TRAINING, "evaluation.metrics", "evaluation.splits",
              "evaluation.knn_neighbors", *SUPERVISED_EXPORT, "tuning"),
     refusals={"model.head": "task embedding has no head: the encoder's latent vector is the output "
-                            "(remove model.head, or use task classification for a head on the latent vector)"},
+                            "(remove model.head, or use task classification for a head on the latent vector)",
+              "model.reconstruction_weight": "task embedding trains on the reconstruction error alone; "
+                                             "remove reconstruction_weight",
+              "training.loss": "task embedding trains on the mean squared reconstruction error; remove loss"},
     checks=(check_embedding,),
 )

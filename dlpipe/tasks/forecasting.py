@@ -23,9 +23,6 @@ def check_windows(spec) -> Found:
                    "it orders the rows and cannot also be a feature")
     if spec.data.target is not None and windows.order_by == spec.data.target.name:
         yield (("data", "windows", "order_by"), f"{windows.order_by!r} is the target; order by a time column")
-    if getattr(spec.model, "return_sequences", False):
-        yield (("model", "return_sequences"), "a forecast is the next `horizon` values of the target, one "
-               "output per example; set return_sequences to false")
     for key in spec.prepare.normalization:
         if key in ("image", "tokens"):  # feature-type keys a window has no feature of
             yield (("prepare", "normalization", key), f"{key!r}: a forecasting window is normalized per channel "
@@ -53,7 +50,11 @@ TASK = Task(
                                   "rows train); give train/validation/test fractions",
               "data.split.time_column": "task forecasting orders the series by data.windows.order_by; remove split.time_column",
               "data.split.folds": "task forecasting splits a series by time; folds do not apply",
-              "prepare.imputation": "task forecasting does not impute its windows; clean the series"},
+              "prepare.imputation": "task forecasting does not impute its windows; clean the series",
+              "model.return_sequences": "task forecasting gives the next `horizon` values of the target, one "
+                                        "output per example; remove return_sequences",
+              "model.embedding_dim": "task forecasting reads windows of numbers, no tokens to embed; "
+                                     "remove embedding_dim"},
     horizon=True,
     baseline=("mae", "naive_mae", "the last-value forecast"),
     checks=(check_windows,),

@@ -28,8 +28,6 @@ def check_generation(spec) -> Found:
     if spec.training.schedule is not None and spec.training.schedule.type == "reduce_on_plateau":
         yield (("training", "schedule"), "reduce_on_plateau needs a monitored loss; task generation has none "
                "that measures progress (FID does, every few epochs): choose a schedule by epochs")
-    if spec.training.strategy in ("mirrored", "multi_worker"):
-        yield (("training", "strategy"), "GAN training runs on one device: use auto or none")
     for i, name in enumerate(spec.export.formats):
         if name not in EXPORTS:
             yield (("export", "formats", i), f"the generator exports as {' or '.join(EXPORTS)} "
@@ -54,9 +52,9 @@ TASK = Task(
     honours=("version", "name", "description", "task", "seed", "allow_unsafe_deserialization", "data.source",
              "data.features", "data.target.name", "data.split.train", "data.split.validation", "data.split.test",
              "data.split.stratify", "data.shuffle_buffer", "prepare.augmentation", "model", "training.epochs",
-             "training.batch_size", "training.optimizer", "training.schedule", "training.loss",
+             "training.batch_size", "training.optimizer", "training.schedule",
              "training.adversarial", "training.checkpoints", "training.progress", "training.tensorboard",
-             "training.precision", "training.jit_compile", "training.deterministic", "training.strategy",
+             "training.precision", "training.jit_compile", "training.deterministic",
              "evaluation.metrics", "evaluation.generation", "export.formats", "export.verify", "export.tolerance",
              "export.samples", "tracking"),
     refusals={"training.early_stopping": "early stopping needs a validation loss; the losses of task generation "
@@ -69,6 +67,8 @@ TASK = Task(
               "prepare.normalization": "task generation scales images to −1..1 from the training split's "
                                        "range itself (the generator's tanh range); remove prepare.normalization",
               "data.target.multi_label": "task generation conditions on one class per image, not several",
+              "training.loss": "task generation trains with the GAN's own adversarial losses; remove loss",
+              "training.strategy": "task generation trains the GAN on one device; remove strategy",
               "tuning": "dlpipe tune does not search task generation yet (its objectives are "
                         "validation metrics); remove tuning"},
     filled=("training.adversarial",),

@@ -16,6 +16,8 @@ import optuna
 import yaml
 
 from dlpipe.rundir import atomic_write_json, atomic_write_text
+from dlpipe.spec import Spec
+from dlpipe.spec.paths import resolved
 from dlpipe.tuning import space
 
 _STATES = ("complete", "pruned", "fail", "running", "waiting")
@@ -97,11 +99,10 @@ def _importance(study, seed: int, complete: int) -> tuple[dict | None, str | Non
 
 def _write_best(best, spec, spec_path, study_dir: Path) -> None:
     data = yaml.safe_load(best.user_attrs["spec"])
-    source = (data.get("data") or {}).get("source") or {}
-    path = source.get("path")
-    if isinstance(path, str) and not Path(path).is_absolute():
-        # Relative data paths are resolved against the spec's folder; best.yaml lives elsewhere.
-        source["path"] = str((Path(spec_path).resolve().parent / path).resolve())
+    try:  # trials stored by an older dlpipe kept relative paths: resolve them against the spec's folder
+        data = resolved(Spec.model_validate(data), Path(spec_path).resolve().parent).model_dump(mode="json")
+    except ValueError:  # a stored spec this version no longer validates: written as stored
+        pass
     objective = spec.tuning.objective
     target = study_dir / "best.yaml"
     header = (

@@ -318,6 +318,7 @@ class _Objective:
 
     def _run(self, trial: optuna.Trial) -> float:
         from dlpipe.runner import dump_spec, run_spec
+        from dlpipe.spec.paths import resolved
 
         values = {d.key: d.suggest(trial) for d in self.dims}
         params = ", ".join(f"{k}={space.shown(v)}" for k, v in values.items())
@@ -336,7 +337,8 @@ class _Objective:
         run_dir = self.study_dir / "trials" / name
         log = self.study_dir / "logs" / f"{name}.log"
         trial.set_user_attr("run_dir", str(run_dir.resolve()))
-        trial.set_user_attr("spec", dump_spec(trial_spec))
+        # Paths absolute, as in the trial's own spec.yaml: best.yaml lives in the study folder.
+        trial.set_user_attr("spec", dump_spec(resolved(trial_spec, Path(self.spec_path).resolve().parent)))
         _echo(f"{label}: {params}")
         begun = time.perf_counter()
         log.parent.mkdir(parents=True, exist_ok=True)

@@ -227,8 +227,11 @@ def export(run_dir: str, formats: tuple[str, ...], overrides: tuple[str, ...], a
 @click.option("--every-window", is_flag=True,
               help="A forecaster given its series forecasts from every window of it (one row per window, "
                    "named by its last step), not only from the series' end.")
+@click.option("--explain", is_flag=True,
+              help="Also name the 3 features that moved each prediction most (integrated gradients of the "
+                   "predicted class's probability or the value; needs the Keras model).")
 def predict(model: str, input: str, out: str | None, batch_size: int, allow_unsafe: bool,
-            every_window: bool) -> None:
+            every_window: bool, explain: bool) -> None:
     """Predict INPUT with MODEL: class names and probabilities (a multi-label model: the set
     of classes), values, or a forecast.
 
@@ -247,7 +250,7 @@ def predict(model: str, input: str, out: str | None, batch_size: int, allow_unsa
     from dlpipe.prediction import predict_file
 
     count = predict_file(model, input, out, batch_size=batch_size, allow_unsafe=allow_unsafe,
-                         every_window=every_window)
+                         every_window=every_window, explain=explain)
     if out:
         click.echo(f"wrote {count} predictions to {out}", err=True)
 

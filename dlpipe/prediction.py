@@ -541,7 +541,8 @@ LABEL_SEPARATOR = "|"
 class Writer:
     """CSV or JSON lines, one record per example."""
 
-    def __init__(self, handle: TextIO, fmt: str, interface: dict, labelled: bool, label_name: str):
+    def __init__(self, handle: TextIO, fmt: str, interface: dict, labelled: bool, label_name: str,
+                 explained: bool = False):
         self.handle, self.fmt = handle, fmt
         if fmt == "csv":
             header = ([label_name] if labelled else [])
@@ -552,6 +553,8 @@ class Writer:
                 header += [f"forecast_{step + 1}" for step in range(forecast_steps(interface))]
             else:
                 header.append("prediction")
+            if explained:  # the record's "explanation" follows its prediction
+                header.append("explanation")
             if kind == "classes":
                 header += [f"probability_{name}" for name in interface["class_names"]]
             self.csv = csv.writer(handle, lineterminator="\n")
@@ -682,10 +685,11 @@ def detection_records(interface: dict, output: dict) -> list[dict]:
 
 def predict_file(model_path: str | Path, input_path: str | Path, out: str | Path | None = None,
                  batch_size: int = 256, log: TextIO | None = None, allow_unsafe: bool = False,
-                 every_window: bool = False) -> int:
+                 every_window: bool = False, explain: bool = False) -> int:
     """Predict every example of `input_path`; write CSV/JSONL to `out` (by its suffix) or
     CSV to stdout; progress and warnings go to `log` (stderr). Returns the number of examples.
-    `every_window`: a forecaster forecasts from every window of the series (read_examples)."""
+    `every_window`: a forecaster forecasts from every window of the series (read_examples).
+    `explain`: each record also names the features that moved it most (dlpipe/explain/top.py)."""
     log = log or sys.stderr
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if out is not None and Path(out).suffix.lower() not in OUTPUT_SUFFIXES:
@@ -704,7 +708,8 @@ def predict_file(model_path: str | Path, input_path: str | Path, out: str | Path
         into = lambda handle: write_detections(handle, fmt, model.interface, examples, predictor.run,  # noqa: E731
                                                batch_size, log)
     else:
-        into = lambda handle: _predict_into(handle, fmt, predictor, examples, batch_size, log)  # noqa: E731
+        explainer = _explainer(model, predictor, allow_unsafe) if explain else None
+        into = lambda handle: _predict_into(handle, fmt, predictor, examples, batch_size, log, explainer)  # noqa: E731
     if out is None:
         into(sys.stdout)
     else:
@@ -726,14 +731,30 @@ def _refuse_overwriting(out: Path, inputs: dict[str, Path]) -> None:
                               "choose another file")
 
 
-def _predict_into(handle, fmt, predictor: Predictor, examples, batch_size, log) -> None:
-    writer = Writer(handle, fmt, predictor.interface, examples.labels is not None, examples.label_name)
+def _explainer(model: Model, predictor: Predictor, allow_unsafe: bool):
+    from dlpipe.explain.top import TopFeatures, keras_file
+    from dlpipe.modelfile import load_keras_model
+
+    return TopFeatures(load_keras_model(keras_file(model.path, model.kind), allow_unsafe=allow_unsafe),
+                       predictor.interface, predictor.output)
+
+
+def _predict_into(handle, fmt, predictor: Predictor, examples, batch_size, log, explainer=None) -> None:
+    writer = Writer(handle, fmt, predictor.interface, examples.labels is not None, examples.label_name,
+                    explained=explainer is not None)
     batches = range(0, examples.count, batch_size)
     every = max(1, len(batches) // 20)  # at most ~20 progress lines
     for number, start in enumerate(batches, start=1):
         stop = min(start + batch_size, examples.count)
-        output = predictor.run(examples.batch(start, stop))
+        inputs = examples.batch(start, stop)
+        output = predictor.run(inputs)
         labels = examples.labels[start:stop] if examples.labels is not None else None
-        writer.write(predictor.records(output, labels, examples.label_name))
+        rows = predictor.records(output, labels, examples.label_name)
+        if explainer is not None:
+            from dlpipe.explain.top import describe
+
+            for row, found in zip(rows, explainer(inputs, output)):
+                row["explanation"] = found if fmt == "jsonl" else describe(found)
+        writer.write(rows)
         if len(batches) > 1 and (number % every == 0 or stop == examples.count):
             print(f"[dlpipe] predict: {stop}/{examples.count} examples", file=log, flush=True)

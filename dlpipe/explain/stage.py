@@ -71,9 +71,14 @@ class Subject:
 
     def predict(self, x: dict[str, np.ndarray]) -> np.ndarray:
         """Probabilities per class (a sigmoid's p becomes [1 − p, p]) or values, N × K."""
-        from dlpipe.data.pipeline import predict
+        from dlpipe.data.pipeline import to_tensors
 
-        out = np.asarray(predict(self.model, x, batch_size=8192), dtype=np.float64)
+        # Direct calls, batch by batch: SHAP asks for ~10⁵ rows at a time, and model.predict
+        # would build a tf.data pipeline for each such call.
+        rows = len(next(iter(x.values())))
+        parts = [np.asarray(self.model(to_tensors({k: v[start:start + 8192] for k, v in x.items()}), training=False))
+                 for start in range(0, rows, 8192)]
+        out = np.concatenate(parts).astype(np.float64)
         out = out.reshape(len(out), -1)
         if self.classes and out.shape[1] == 1:
             out = np.concatenate([1.0 - out, out], axis=1)
@@ -254,7 +259,7 @@ def _local(context: _Context, per_feature: np.ndarray, names: list[str], extra=N
     return entries
 
 
-def _tokens(subject: Subject, point, texts: np.ndarray) -> list[list[str]]:
+def _tokens(point, texts: np.ndarray) -> list[list[str]]:
     """The tokens of each text as the model's own vectorizer splits them (padding dropped)."""
     from dlpipe.data.pipeline import to_tensors
 
@@ -277,7 +282,7 @@ def _sequence_parts(context: _Context, attributor, attributions: dict[str, np.nd
         if point.type not in SEQUENCE_TYPES:
             continue
         positions = per_position(attributions[point.feature])
-        tokens = _tokens(context.subject, point, context.x[point.input])
+        tokens = _tokens(point, context.x[point.input])
         totals: dict[str, list[float]] = {}
         for i in context.global_rows:
             for token, value in zip(tokens[i], positions[i]):

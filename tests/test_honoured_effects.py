@@ -468,6 +468,8 @@ UNOBSERVABLE: dict[str, str] = {
     "generation:model.type": "gan is task generation's one model",
     "allow_unsafe_deserialization": "acts only when a .keras file holding Python code is loaded: "
                                     "test_unsafe_loading_is_honoured",
+    "tracking": "logs the run to an MLflow server, outside the run: the runner does it around every "
+                "pipeline, and tests/test_tracking.py reads a run back from a real server",
 }
 """Keys (and every key below them) whose effect a tiny run cannot show, and why."""
 

@@ -10,7 +10,7 @@ The Python API (dlpipe/api.py), loaded on first use so that `import dlpipe` stay
     dlpipe.Run.open(run_dir) → Run                       metrics, history, paths
 """
 
-__version__ = "0.1.0"
+from dlpipe.version import __version__
 
 _API = ("run", "load_spec", "validate", "predict", "Run")
 __all__ = ["__version__", *_API]

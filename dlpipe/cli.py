@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from dlpipe import __version__
+from dlpipe.version import __version__
 from dlpipe import registry
 from dlpipe.errors import EXIT_FAILED, DlpipeError, SpecError
 

@@ -1,5 +1,9 @@
 """Loading `.keras` files safely: the one place dlpipe turns a model file into a model.
 
+Every `.keras` file dlpipe reads (a run's model.keras, an export's reload, an earlier run's
+classifier as a GAN's feature extractor) is loaded by `load_keras_model`, after importing
+dlpipe/custom_objects.py, which registers every custom layer dlpipe's models hold.
+
 A `.keras` file is a zip of a JSON config and weights, and loading it can run code: a
 `Lambda` layer stores Python bytecode that runs when the file is loaded. Keras refuses such
 layers in safe mode; dlpipe always loads in safe mode (predict, evaluate, export and its
@@ -34,8 +38,7 @@ def load_keras_model(path: Path | str, *, allow_unsafe: bool = False, imports: S
     check_archive(path)
     import keras
 
-    import dlpipe.architectures.layers  # noqa: F401  registers dlpipe's own layers
-    import dlpipe.training.schedules  # noqa: F401  and learning-rate schedules (a compiled model's optimizer)
+    import dlpipe.custom_objects  # noqa: F401  registers every Keras object dlpipe defines
 
     from dlpipe import imports as allowed_imports
 

@@ -735,6 +735,10 @@ def _explainer(model: Model, predictor: Predictor, allow_unsafe: bool):
     from dlpipe.explain.top import TopFeatures, keras_file
     from dlpipe.modelfile import load_keras_model
 
+    if predictor.output in ("classes", "values") and (multi_label(predictor.interface)
+                                                      or forecast_steps(predictor.interface)):
+        what = "a set of classes" if multi_label(predictor.interface) else "a forecast"
+        raise DlpipeError(f"--explain explains one class or value per example; this model gives {what}")
     return TopFeatures(load_keras_model(keras_file(model.path, model.kind), allow_unsafe=allow_unsafe),
                        predictor.interface, predictor.output)
 

@@ -82,17 +82,22 @@ class Architecture(Entry):
 class Exporter(Entry):
     """tolerance: the default bound (max_abs_diff and/or agreement) of each artifact it
     writes, by its key: the format's name, or `tflite/<mode>` per TFLite quantization mode.
+    output_tolerance: defaults that replace those for a model whose output is of one kind (a
+    task's `output` fact: `boxes` for a detector), by output kind and then artifact key.
     cannot_take: feature types whose processing its runtime cannot run (refused by `dlpipe
     validate`). extra: the dlpipe extra that installs `requires` (None: dlpipe's own
     dependencies suffice). requires: modules it imports beyond dlpipe's own dependencies,
     checked before training."""
 
-    __slots__ = ("tolerance", "cannot_take", "extra", "requires")
+    __slots__ = ("tolerance", "output_tolerance", "cannot_take", "extra", "requires")
 
-    def __init__(self, target: str, *, tolerance: Mapping[str, Mapping[str, float]], cannot_take: tuple[str, ...],
+    def __init__(self, target: str, *, tolerance: Mapping[str, Mapping[str, float]],
+                 output_tolerance: Mapping[str, Mapping[str, Mapping[str, float]]], cannot_take: tuple[str, ...],
                  extra: str | None, requires: tuple[str, ...]):
         super().__init__(target)
         self.tolerance = MappingProxyType(dict(tolerance))
+        self.output_tolerance = MappingProxyType({kind: MappingProxyType(dict(bounds))
+                                                  for kind, bounds in output_tolerance.items()})
         self.cannot_take, self.extra, self.requires = cannot_take, extra, requires
 
 
@@ -113,6 +118,12 @@ def _abs(bound: float) -> Mapping[str, float]:
 
 def _agree(fraction: float) -> Mapping[str, float]:
     return MappingProxyType({"agreement": fraction})
+
+
+def _detections(bound: float) -> Mapping[str, float]:
+    """A detector's export: boxes (pixels or relative units) and scores within `bound`, and
+    the class of every kept detection the same."""
+    return MappingProxyType({"max_abs_diff": bound, "agreement": 1.0})
 
 
 _KERAS_OPTIMIZERS = {
@@ -313,17 +324,22 @@ _TABLES: dict[str, dict[str, Entry]] = {
     # so what must survive is the class. TFLite runs no TextVectorization, and its lookup
     # pre-step (exporters/tflite.py) reproduces only lookups with an out-of-vocabulary bucket,
     # which ordinal has not; onnxruntime has no op for TextVectorization's standardization.
+    # A detector (output `boxes`): the .keras file runs the very ops again, so its boxes and
+    # scores stay within 1e-5; the SavedModel's traced graph within 1e-4 (seen: 0 and ~1e-6).
     "exporter": {
         "keras": Exporter("dlpipe.exporters.keras_file:FORMAT", tolerance={"keras": _abs(1e-4)},
+                          output_tolerance={"boxes": {"keras": _detections(1e-5)}},
                           cannot_take=(), extra=None, requires=()),
         "saved_model": Exporter("dlpipe.exporters.saved_model:FORMAT", tolerance={"saved_model": _abs(1e-4)},
+                                output_tolerance={"boxes": {"saved_model": _detections(1e-4)}},
                                 cannot_take=(), extra=None, requires=()),
         "tflite": Exporter("dlpipe.exporters.tflite:FORMAT",
                            tolerance={"tflite/float32": _abs(1e-4), "tflite/float16": _abs(1e-2),
                                       "tflite/dynamic": _agree(0.97), "tflite/int8": _agree(0.97)},
-                           cannot_take=("text", "ordinal"), extra="tflite", requires=("ai_edge_litert",)),
-        "onnx": Exporter("dlpipe.exporters.onnx:FORMAT", tolerance={"onnx": _abs(1e-4)}, cannot_take=("text",),
-                         extra="onnx", requires=("onnx", "onnxruntime", "tf2onnx")),
+                           output_tolerance={}, cannot_take=("text", "ordinal"), extra="tflite",
+                           requires=("ai_edge_litert",)),
+        "onnx": Exporter("dlpipe.exporters.onnx:FORMAT", tolerance={"onnx": _abs(1e-4)}, output_tolerance={},
+                         cannot_take=("text",), extra="onnx", requires=("onnx", "onnxruntime", "tf2onnx")),
     },
     # A task: its facts and its pipeline (dlpipe/tasks/base.py); `task:` in a spec names one.
     "task": {

@@ -21,7 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from dlpipe import __version__, testhooks
+from dlpipe import testhooks
+from dlpipe.version import __version__
 from dlpipe.errors import DlpipeError
 
 CHANGED_LISTED = 100

@@ -50,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from dlpipe import __version__
+from dlpipe.version import __version__
 from dlpipe.rundir import atomic_path, atomic_write_text, to_json
 
 NOT_DATA = ("model", "training", "evaluation", "export", "tuning", "name", "description",

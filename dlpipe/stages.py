@@ -52,15 +52,21 @@ def save_training(run_dir, history: dict[str, list[float]], models: dict) -> Non
             model.save(tmp)
 
 
-def reexport(run, formats: Sequence[str] | None = None) -> dict:
+def reexport(run, formats: Sequence[str] | None = None, *, prepare=None, export=None) -> dict:
     """`dlpipe export RUN_DIR`: the run's data prepared again (it must be the data it trained
-    on), its model.keras exported to `formats` and verified (exporters/stage.py)."""
-    from dlpipe.data.prepare import prepare
+    on: same fingerprint), its model.keras exported to `formats` and verified by the one
+    export loop (exporters/stage.py). `prepare(spec, base_dir, located)` → the data and
+    `export(model, spec, data, export_dir, formats=, metrics=, keras_file=)` are the task's
+    (defaults: the supervised data stage and `export_model`)."""
     from dlpipe.errors import DataError
-    from dlpipe.exporters.stage import export_model
     from dlpipe.finished import read_json
     from dlpipe.rundir import RunDir
     from dlpipe.training.determinism import configure
+
+    if prepare is None:
+        from dlpipe.data.prepare import prepare
+    if export is None:
+        from dlpipe.exporters.stage import export_model as export
 
     run_dir = RunDir(run.root)
     run_dir.lock()
@@ -73,7 +79,7 @@ def reexport(run, formats: Sequence[str] | None = None) -> dict:
                             f"{data.fingerprint[:19]}…, the run's {trained_on[:19]}…); retrain instead")
         model = run.load_model()
         metrics = read_json(run.root / "metrics.json") or None
-        return export_model(model, run.spec, data, run.root / "export", formats=formats, metrics=metrics,
-                            keras_file=run.root / "model.keras")
+        return export(model, run.spec, data, run.root / "export", formats=formats, metrics=metrics,
+                      keras_file=run.root / "model.keras")
     finally:
         run_dir.unlock()

@@ -36,7 +36,7 @@ _PACKAGE = Path(__file__).resolve().parent
 # The modules whose code decides what validation says: the whole spec/ and tasks/ packages
 # (each task's facts, honoured keys and checks), plus:
 _PACKAGES = ("spec", "tasks")
-_ALSO = ("__init__.py", "errors.py", "limits.py", "registry.py", "yamlbounds.py",
+_ALSO = ("__init__.py", "version.py", "errors.py", "limits.py", "registry.py", "yamlbounds.py",
          "validation_cache.py")  # its observations of the data files too
 _code_hash: bytes | None = None
 

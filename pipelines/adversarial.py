@@ -13,10 +13,13 @@
               history.csv; model.keras (the generator) and discriminator.keras
     evaluate  metrics.json: FID and IS of the last evaluation, and of the first (`_first`);
               evaluation/generation.json: every evaluation
-    export    the generator: each format written, reloaded, compared on fixed latent vectors
+    export    the generator through the one export loop: each format written, reloaded,
+              compared on fixed latent vectors → export/verification.json, model card
     report    learning curves, FID curve, sample grids → report.html
 
-Not done: multi-device training; a rerun into a finished run's folder (no stage cache).
+Hooks: `reexport` (dlpipe export: the generator), `deep_build` (dlpipe validate --deep).
+Not done: multi-device training; a rerun into a finished run's folder (no stage cache);
+`dlpipe evaluate` (FID needs the feature extractor trained again).
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ def run(ctx) -> None:
 
     with run_dir.stage("build"):
         from dlpipe.architectures import BuildProblem
-        from dlpipe.architectures.gan import build_discriminator, build_generator
+        from dlpipe.architectures.gan import IMAGE, LABEL, LATENT, build_discriminator, build_generator
         from dlpipe.training.adversarial import AdversarialModel
         from dlpipe.training.compile import make_optimizer
         from dlpipe.training.determinism import resolve_jit
@@ -67,7 +70,8 @@ def run(ctx) -> None:
             discriminator = build_discriminator(gan, data.shape, n_classes, data.low, data.high)
         except BuildProblem as problem:
             raise ctx.located(problem.path, problem.message) from None
-        model = AdversarialModel(generator, discriminator, latent_size=gan.latent_size,
+        model = AdversarialModel(generator, discriminator, latent=LATENT, label=LABEL, image=IMAGE,
+                                 latent_size=gan.latent_size,
                                  conditional=n_classes is not None,
                                  discriminator_steps=adversarial.discriminator_steps,
                                  label_smoothing=adversarial.label_smoothing, seed=spec.seed)
@@ -78,12 +82,13 @@ def run(ctx) -> None:
                                    "discriminator": int(discriminator.count_params())})
 
     with run_dir.stage("train"):
-        from dlpipe.training.adversarial import Evaluations, fixed_latents, history_csv, results
+        from dlpipe.architectures.gan import fixed_latents, generate
+        from dlpipe.training.adversarial import Evaluations, history_csv, results
         from dlpipe.training.fit import train
 
         count = evaluation.samples or len(real)
         latents, labels = fixed_latents(max(count, evaluation.grid), gan.latent_size, n_classes, spec.seed)
-        monitor = Evaluations(generator, scorer, real_features, latents, labels, count=count,
+        monitor = Evaluations(lambda z, y: generate(generator, z, y), scorer, real_features, latents, labels, count=count,
                               every=evaluation.every, epochs=spec.training.epochs, grid=evaluation.grid,
                               plots=run_dir.path("plots"), class_names=data.class_names)
         # Each step takes `discriminator_steps` full batches of real images, one per
@@ -106,7 +111,8 @@ def run(ctx) -> None:
         wanted = spec.evaluation.metrics
         scores = {name: value for name, value in scores.items() if name.removesuffix("_first") in wanted
                   or name == "inception_score_real" and "inception_score" in wanted}
-        atomic_write_json(run_dir.path("metrics.json"), {"test": scores})
+        metrics = {"test": scores}
+        atomic_write_json(run_dir.path("metrics.json"), metrics)
         atomic_write_json(run_dir.path("evaluation", "generation.json"),
                           {"real_images": int(len(real)), "generated_images": count,
                            "feature_extractor": extractor_info, "evaluations": evaluations})
@@ -117,7 +123,8 @@ def run(ctx) -> None:
     with run_dir.stage("export"):
         from dlpipe.exporters.generator import export_generator
 
-        export_generator(generator, spec, data, run_dir.path("export"))
+        export_generator(generator, spec, data, run_dir.path("export"), metrics=metrics,
+                         keras_file=run_dir.path("model.keras"))
 
     with run_dir.stage("report"):
         from dlpipe.report import write_report
@@ -125,6 +132,15 @@ def run(ctx) -> None:
 
         fid_curve(evaluations, run_dir.path("plots", "fid.png"))
         write_report(run_dir.root, model=generator)
+
+
+def reexport(run, formats=None) -> dict:
+    """`dlpipe export RUN_DIR [--format F] [--set export.K=V]`: model.keras (the generator)
+    exported again, verified on the same seeded latent vectors as in the run."""
+    from dlpipe.data.images import prepare_images
+    from dlpipe.exporters.generator import export_generator
+
+    return stages.reexport(run, formats, prepare=prepare_images, export=export_generator)
 
 
 def deep_build(spec, base_dir, located):
@@ -163,7 +179,7 @@ def feature_extractor(spec, data, ctx):
         return scorer, info
     path = resolve_path(options.path, ctx.base_dir)
     try:
-        scorer, model = run_extractor(path, options.layer)
+        scorer, model = run_extractor(path, options.layer, spec.allow_unsafe_deserialization)
     except DlpipeError as err:
         raise ctx.located(("evaluation", "generation", "feature_extractor", "path"), str(err)) from None
     shape = tuple(model.inputs[0].shape[1:])

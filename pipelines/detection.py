@@ -8,12 +8,14 @@
               when present; history.csv; model.keras (the detector)
     evaluate  the detector on validation and test → COCO-style mAP (metrics.json), AP per class
               and the detections (evaluation/<split>/)
-    export    keras and saved_model, each reloaded with its own runtime and compared on the test
-              images → export/verification.json
+    export    keras and saved_model through the one export loop: each reloaded with its own
+              runtime and compared on the test images → export/verification.json, model card
     report    test images with boxes drawn (plots/detections.png), learning curves, report.html
 
 Run again into the same folder, the train, evaluate and export stages whose cache key is
 unchanged are reused (dlpipe/stagecache.py); the data are drawn or read again (seconds).
+Hooks: `reevaluate` (dlpipe evaluate: mAP on the rebuilt splits), `reexport` (dlpipe
+export), `deep_build` (dlpipe validate --deep).
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ import numpy as np
 
 from dlpipe import stages
 from dlpipe.rundir import atomic_write_json
-from dlpipe.stagecache import MODEL_OUTPUTS, load_model, stage_keys
+from dlpipe.stagecache import MODEL_OUTPUTS, load_metrics, load_model, stage_keys
+
 DRAWN_IMAGES = 8
 """Test images drawn with their boxes in plots/detections.png."""
 
@@ -82,32 +85,58 @@ def run(ctx) -> None:
     predicted = {}
     with run_dir.stage("evaluate", key=keys["evaluate"], reused=reuse["evaluate"]):
         if not reuse["evaluate"]:
-            metrics, predicted = evaluate_detector(detector, spec, data, run_dir)
+            metrics, predicted = evaluate_detector(detector, spec, data, run_dir.root)
             atomic_write_json(run_dir.path("metrics.json"), metrics)
+        else:
+            metrics = load_metrics(run_dir)
 
     with run_dir.stage("export", key=keys["export"], reused=reuse["export"], stale=("export",)):
         from dlpipe.exporters.detection import export_detector
 
-        interface = {"task": "detection", "input": {"name": "image", "shape": list(data.image_shape),
-                                                    "dtype": "float32", "range": [0, 255]},
-                     "outputs": {"boxes": {"format": spec.model.decode.box_format,
-                                           "units": spec.model.decode.box_units},
-                                 "scores": {}, "classes": {"padding": -1}},
-                     "class_names": data.class_names}
         if not reuse["export"]:
-            export_detector(detector, spec, data.splits["test"].images, interface, run_dir.path("export"))
+            export_detector(detector, spec, data, run_dir.path("export"), metrics=metrics,
+                            keras_file=run_dir.path("model.keras"))
 
     with run_dir.stage("report"):
         from dlpipe.report import write_report
-        from dlpipe.report.detection import draw_detections
 
-        test = data.splits["test"]
-        shown = min(DRAWN_IMAGES, len(test))
-        drawn = predicted.get("test") or detect(detector, test.images[:shown], spec.model.decode, side,
-                                                spec.training.batch_size)
-        draw_detections(test.images[:shown], test.ground_truth()[:shown], drawn[:shown], data.class_names,
-                        run_dir.path("plots", "detections.png"))
+        draw_test_detections(detector, spec, data, predicted.get("test"), run_dir.path("plots"))
         write_report(run_dir.root, model=detector)
+
+
+def reevaluate(run, data=None):
+    """`dlpipe evaluate RUN_DIR`: the detector's mAP on the splits rebuilt from the run's spec
+    → RUN_DIR/evaluations/<time>/ (metrics.json, evaluation/<split>/, plots/, report.html)."""
+    from dlpipe.data.detection import prepare_detection
+    from dlpipe.errors import DlpipeError
+    from dlpipe.evaluation import Evaluation, new_folder, record_evaluation, warn_if_changed
+    from dlpipe.report import write_report
+    from dlpipe.training.determinism import configure
+
+    if data is not None:
+        raise DlpipeError(f"--data {data}: task detection re-evaluates on the run's own splits (its images and "
+                          "boxes come from data.source); leave out --data")
+    prepared = prepare_detection(run.spec, run.base_dir, run.located)
+    warn_if_changed(run, prepared.fingerprint)
+    configure(run.spec.seed)
+    detector = run.load_model()
+    folder = new_folder(run.root)
+    atomic_write_json(folder / "data.json", prepared.describe())
+    metrics, predicted = evaluate_detector(detector, run.spec, prepared, folder)
+    atomic_write_json(folder / "metrics.json", metrics)
+    draw_test_detections(detector, run.spec, prepared, predicted.get("test"), folder / "plots")
+    record_evaluation(folder, run, list(metrics))
+    write_report(run.root, folder, model=detector, title=f"{run.spec.name}: evaluation of {folder.name}")
+    return Evaluation(folder, metrics)
+
+
+def reexport(run, formats=None) -> dict:
+    """`dlpipe export RUN_DIR [--format F] [--set export.K=V]`: the detector exported again,
+    verified on the rebuilt test images."""
+    from dlpipe.data.detection import prepare_detection
+    from dlpipe.exporters.detection import export_detector
+
+    return stages.reexport(run, formats, prepare=prepare_detection, export=export_detector)
 
 
 def deep_build(spec, base_dir, located):
@@ -120,9 +149,9 @@ def deep_build(spec, base_dir, located):
     return build_detector(spec, build_maps_model(spec, boxes.image_shape, n_classes), n_classes)
 
 
-def evaluate_detector(detector, spec, data, run_dir) -> tuple[dict, dict]:
+def evaluate_detector(detector, spec, data, out) -> tuple[dict, dict]:
     """COCO mAP of each split (the spec's metric names) and the kept detections per split;
-    writes evaluation/<split>/average_precision.json and detections.json."""
+    writes out/evaluation/<split>/average_precision.json and detections.json."""
     from dlpipe.metrics.detection import mean_average_precision
 
     metrics, predicted = {}, {}
@@ -134,7 +163,7 @@ def evaluate_detector(detector, spec, data, run_dir) -> tuple[dict, dict]:
                                  spec.training.batch_size)
         scores = mean_average_precision(split.ground_truth(), predicted[name])
         metrics[name] = {metric: scores.metrics()[metric] for metric in spec.evaluation.metrics}
-        folder = run_dir.path("evaluation", name)
+        folder = out / "evaluation" / name
         atomic_write_json(folder / "average_precision.json",
                           [{"class": data.class_names[c], "ap_50_95": ap,
                             "objects": int(sum((labels == c).sum() for labels in split.labels))}
@@ -143,6 +172,18 @@ def evaluate_detector(detector, spec, data, run_dir) -> tuple[dict, dict]:
             {"row": int(row), "boxes": p["boxes"].tolist(), "scores": p["scores"].tolist(),
              "classes": p["labels"].tolist()} for row, p in zip(split.rows, predicted[name])])
     return metrics, predicted
+
+
+def draw_test_detections(detector, spec, data, predicted, plots) -> None:
+    """The first test images with their detections over the ground truth → plots/detections.png."""
+    from dlpipe.report.detection import draw_detections
+
+    test = data.splits["test"]
+    shown = min(DRAWN_IMAGES, len(test))
+    drawn = predicted or detect(detector, test.images[:shown], spec.model.decode, data.image_shape[0],
+                                spec.training.batch_size)
+    draw_detections(test.images[:shown], test.ground_truth()[:shown], drawn[:shown], data.class_names,
+                    plots / "detections.png")
 
 
 def detect(detector, images: np.ndarray, decode, side: int, batch_size: int) -> list[dict]:

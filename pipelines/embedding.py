@@ -15,8 +15,9 @@ vector; its encoder is the product. Read top to bottom.
               verification.json, model card
     report    learning curves and one self-contained page → report.html
 
-`dlpipe predict RUN_DIR rows.csv` then writes one embedding per example. Hooks: `reexport`
-(dlpipe export: the encoder), `deep_build` (dlpipe validate --deep: the autoencoder).
+`dlpipe predict RUN_DIR rows.csv` then writes one embedding per example. Hooks:
+`reevaluate` (dlpipe evaluate: the metrics on the rebuilt splits), `reexport` (dlpipe
+export: the encoder), `deep_build` (dlpipe validate --deep: the autoencoder).
 """
 
 from __future__ import annotations
@@ -67,17 +68,7 @@ def run(ctx) -> None:
                                                 "autoencoder.keras": models.autoencoder})
 
     with run_dir.stage("evaluate"):
-        from dlpipe.data.pipeline import predict
-        from dlpipe.metrics.embedding import evaluate
-        from dlpipe.metrics.evaluate import json_ready
-
-        from dlpipe.report.evaluation import draw_embeddings
-
-        metrics = evaluate(models, spec, data, targets, spec.evaluation.splits)
-        atomic_write_json(run_dir.path("metrics.json"), json_ready(metrics))
-        if metrics:  # the last split's embeddings, drawn → plots/embeddings.png
-            last = list(metrics)[-1]
-            draw_embeddings(run_dir.path("plots"), data, last, predict(models.encoder, data.splits[last].x))
+        metrics = evaluate_embedding(models, spec, data, targets, run_dir.root)
 
     with run_dir.stage("export"):
         from dlpipe.exporters.stage import export_model
@@ -88,6 +79,53 @@ def run(ctx) -> None:
         from dlpipe.report import write_report
 
         write_report(run_dir.root, model=models.autoencoder)  # the model section: all that trained
+
+
+def evaluate_embedding(models, spec, data, targets, out) -> dict:
+    """The spec's metrics per split → out/metrics.json; the last split's embeddings drawn →
+    out/plots/embeddings.png."""
+    from dlpipe.data.pipeline import predict
+    from dlpipe.metrics.embedding import evaluate
+    from dlpipe.metrics.evaluate import json_ready
+    from dlpipe.report.evaluation import draw_embeddings
+
+    metrics = evaluate(models, spec, data, targets, spec.evaluation.splits)
+    atomic_write_json(out / "metrics.json", json_ready(metrics))
+    if metrics:
+        last = list(metrics)[-1]
+        draw_embeddings(out / "plots", data, last, predict(models.encoder, data.splits[last].x))
+    return metrics
+
+
+def reevaluate(run, data=None):
+    """`dlpipe evaluate RUN_DIR`: reconstruction_mse and knn_accuracy on the splits rebuilt
+    from the run's spec → RUN_DIR/evaluations/<time>/. The three views of the autoencoder are
+    built again from the spec and given autoencoder.keras's weights (model.keras is the
+    encoder alone; the reconstruction needs the decoder too)."""
+    from dlpipe.architectures.autoencoder import build_embedding
+    from dlpipe.data.pipeline import predict
+    from dlpipe.data.prepare import prepare
+    from dlpipe.errors import DlpipeError
+    from dlpipe.evaluation import Evaluation, new_folder, record_evaluation, warn_if_changed
+    from dlpipe.report import write_report
+    from dlpipe.training.determinism import configure
+
+    if data is not None:
+        raise DlpipeError(f"--data {data}: task embedding re-evaluates on the run's own splits; leave out --data")
+    spec = run.spec
+    prepared = prepare(spec, run.base_dir, run.located)
+    warn_if_changed(run, prepared.fingerprint)
+    configure(spec.seed)
+    trained = run.load_model("autoencoder.keras")
+    models = build_embedding(spec, prepared, run.located)
+    models.autoencoder.set_weights(trained.get_weights())
+    targets = {name: predict(models.original, split.x) for name, split in prepared.splits.items()}
+    folder = new_folder(run.root)
+    atomic_write_json(folder / "data.json", prepared.describe())
+    metrics = evaluate_embedding(models, spec, prepared, targets, folder)
+    record_evaluation(folder, run, list(metrics), models=("autoencoder.keras",))
+    write_report(run.root, folder, model=models.autoencoder, title=f"{spec.name}: evaluation of {folder.name}")
+    return Evaluation(folder, metrics)
 
 
 def reexport(run, formats=None) -> dict:

@@ -150,8 +150,27 @@ def test_fid_on_classifier_features_matches_scipy_and_separates_noise(gan_run):
     assert real_vs_noise > 20 * real_vs_real
 
 
-@pytest.mark.parametrize("command", ["evaluate", "export"])
-def test_evaluate_and_export_refuse_a_gan_run_in_one_line(gan_run, command):
-    result = CliRunner().invoke(main, [command, str(gan_run)])
+def test_export_command_reexports_the_generator_on_the_same_latents(gan_run, tmp_path):
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(gan_run, copy)
+    result = CliRunner().invoke(main, ["export", str(copy), "--set", "export.samples=20",
+                                       "--set", "export.tolerance={saved_model: {max_abs_diff: 1.0e-6}}"])
+    assert result.exit_code == 0, result.output
+    assert [line.split()[:2] for line in result.stdout.strip().splitlines()] == [["keras", "verified"],
+                                                                                  ["saved_model", "verified"]]
+    verification = json.loads((copy / "export/verification.json").read_text())
+    assert verification["saved_model"]["tolerance"] == {"max_abs_diff": 1e-6}
+    assert all(v["samples"] == 20 and v["passed"] and v["max_abs_diff"] <= 1e-6 for v in verification.values())
+    card = json.loads((copy / "export/model_card.json").read_text())
+    assert [i["name"] for i in card["inputs"]] == ["latent"] and card["output"]["shape"] == [8, 8, 1]
+    assert card["exports"] == verification and card["metrics"] == json.loads((gan_run / "metrics.json").read_text())
+    assert "## Exports" in (copy / "export/model_card.md").read_text()
+
+
+def test_evaluate_refuses_a_gan_run_in_one_line(gan_run):
+    result = CliRunner().invoke(main, ["evaluate", str(gan_run)])
     assert result.exit_code == 1 and "Traceback" not in result.output
-    assert result.stderr.strip().splitlines()[-1].startswith(f"error: {gan_run}: dlpipe {command} does not re-")
+    assert result.stderr.strip().splitlines()[-1].startswith(f"error: {gan_run}: dlpipe evaluate does not support "
+                                                             "the generation task yet")

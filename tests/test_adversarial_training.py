@@ -113,7 +113,7 @@ def test_each_optimizer_counts_its_own_updates_against_the_schedule(spec):
     as many of its own steps, so both networks' rates fall together, epoch by epoch."""
     import keras
 
-    from dlpipe.architectures.gan import build_discriminator, build_generator
+    from dlpipe.architectures.gan import IMAGE, LABEL, LATENT, build_discriminator, build_generator
     from dlpipe.spec import load_spec
     from dlpipe.training.adversarial import AdversarialModel
     from dlpipe.training.compile import make_optimizer
@@ -122,8 +122,8 @@ def test_each_optimizer_counts_its_own_updates_against_the_schedule(spec):
     loaded = load_spec(spec, ["training.schedule={type: cosine}"])
     gan, training = loaded.model, loaded.training
     model = AdversarialModel(build_generator(gan, (8, 8, 1), None, 0.0, 16.0),
-                             build_discriminator(gan, (8, 8, 1), None, 0.0, 16.0), latent_size=8, conditional=False,
-                             discriminator_steps=2)
+                             build_discriminator(gan, (8, 8, 1), None, 0.0, 16.0), latent=LATENT, label=LABEL,
+                             image=IMAGE, latent_size=8, conditional=False, discriminator_steps=2)
     model.compile(make_optimizer(training.optimizer), make_optimizer(training.adversarial.discriminator_optimizer))
     assert _schedule_optimizers(model, training, STEPS, None) == []
     for epoch in range(3):

@@ -211,19 +211,22 @@ def test_map_equals_cocoeval_on_the_runs_detections(tiny_run):
 
 @pytest.mark.slow
 def test_exports_reload_and_return_the_same_detections(tiny_run):
-    import keras
     import tensorflow as tf
+
+    from dlpipe.modelfile import load_keras_model
 
     verification = json.loads((tiny_run / "export/verification.json").read_text())
     assert set(verification) == {"keras", "saved_model"}
     assert all(r["passed"] and r["max_abs_diff"] <= 1e-4 and r["agreement"] == 1.0 for r in verification.values())
-
-    import dlpipe.architectures.centernet  # noqa: F401 — registers the decoding layer
+    # The registry's defaults for a detector's boxes (exporter entries' output_tolerance).
+    assert verification["keras"]["tolerance"] == {"max_abs_diff": 1e-5, "agreement": 1.0}
+    assert verification["saved_model"]["tolerance"] == {"max_abs_diff": 1e-4, "agreement": 1.0}
 
     _, test = _test_split(tiny_run)
     images = test.images.astype(np.float32)
-    trained = keras.saving.load_model(tiny_run / "model.keras", safe_mode=True)
-    exported = keras.saving.load_model(tiny_run / "export/keras/model.keras", safe_mode=True)
+    assert all(r["samples"] == len(images) and r["batch_sizes"] == [len(images), 1] for r in verification.values())
+    trained = load_keras_model(tiny_run / "model.keras")
+    exported = load_keras_model(tiny_run / "export/keras/model.keras")
     serve = tf.saved_model.load(str(tiny_run / "export/saved_model")).signatures["serving_default"]
     expected = {k: np.asarray(v) for k, v in trained(images).items()}
     assert expected["boxes"].shape == (len(images), 20, 4) and expected["classes"].dtype == np.int32
@@ -263,24 +266,23 @@ def test_the_trained_detector_runs_on_the_jax_backend(tiny_run, tmp_path):
     import subprocess
     import sys
 
-    import keras
-
-    import dlpipe.architectures.centernet  # noqa: F401
+    from dlpipe.modelfile import load_keras_model
 
     if importlib.util.find_spec("jax") is None:
         pytest.skip("jax is not installed (optional: pip install 'dlpipe[jax]')")
     _, test = _test_split(tiny_run)
     images = test.images[:8].astype(np.float32)
     np.save(tmp_path / "images.npy", images)
-    code = ("import sys, numpy as np, keras, dlpipe.architectures.centernet\n"
-            "model = keras.saving.load_model(sys.argv[1], safe_mode=True)\n"
+    code = ("import sys, numpy as np, keras\n"
+            "from dlpipe.modelfile import load_keras_model\n"
+            "model = load_keras_model(sys.argv[1])\n"
             "out = model(np.load(sys.argv[2]))\n"
             "np.savez(sys.argv[3], **{k: np.asarray(v) for k, v in out.items()}, params=model.count_params())\n")
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
     subprocess.run([sys.executable, "-c", code, str(tiny_run / "model.keras"), str(tmp_path / "images.npy"),
                     str(tmp_path / "jax.npz")], env=env, check=True, timeout=300)
     on_jax = np.load(tmp_path / "jax.npz")
-    model = keras.saving.load_model(tiny_run / "model.keras", safe_mode=True)
+    model = load_keras_model(tiny_run / "model.keras")
     on_tf = {k: np.asarray(v) for k, v in model(images).items()}
     assert int(on_jax["params"]) == model.count_params()
     np.testing.assert_allclose(on_jax["scores"], on_tf["scores"], atol=1e-4)
@@ -362,3 +364,82 @@ def test_validate_deep_builds_the_detector_the_run_trained(tiny_run):
     parameters = json.loads((tiny_run / "run.json").read_text())["parameters"]
     assert f"parameters: {parameters} " in result.output
     assert re.search(r"decode +DecodeDetections +\(batch, 20, 4\), \(batch, 20\), \(batch, 20\) ", result.output)
+
+
+# dlpipe export and dlpipe evaluate on a detection run; the one export loop's verdicts --------
+
+
+@pytest.mark.slow
+def test_export_command_reexports_the_detector_with_the_spec_tolerance_and_samples(tiny_run, tmp_path):
+    import shutil
+
+    from dlpipe.cli import main
+
+    copy = tmp_path / "run"
+    shutil.copytree(tiny_run, copy)
+    shutil.rmtree(copy / "export" / "saved_model")  # proves it comes back
+    result = CliRunner().invoke(main, ["export", str(copy), "--set", "export.samples=5",
+                                       "--set", "export.tolerance={keras: {max_abs_diff: 1.0e-6}}"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].startswith("keras            verified     keras/model.keras  max abs diff ")
+    assert lines[1].startswith("saved_model      verified     saved_model  max abs diff ")
+    verification = json.loads((copy / "export/verification.json").read_text())
+    assert verification["keras"]["tolerance"] == {"max_abs_diff": 1e-6}  # the spec's entry replaces the default
+    assert verification["saved_model"]["tolerance"] == {"max_abs_diff": 1e-4, "agreement": 1.0}
+    assert all(r["samples"] == 5 and r["passed"] and r["agreement"] == 1.0 for r in verification.values())
+    assert (copy / "export/saved_model/saved_model.pb").is_file()
+    card = json.loads((copy / "export/model_card.json").read_text())
+    assert card["exports"] == verification and card["class_names"] == ["rectangle", "circle", "triangle"]
+    assert card["metrics"] == json.loads((tiny_run / "metrics.json").read_text())
+    assert (copy / "model.keras").read_bytes() == (tiny_run / "model.keras").read_bytes()
+
+
+@pytest.mark.slow
+def test_an_export_that_differs_fails_or_warns_as_export_verify_says(tiny_run, tmp_path, capsys):
+    """The keras format copies the run's model file; given another detector's file (an
+    untrained one of the same architecture), the reload differs and the loop says so."""
+    from dlpipe.architectures.centernet import build_detector, build_maps_model
+    from dlpipe.data.detection import prepare_detection
+    from dlpipe.errors import StageError
+    from dlpipe.exporters.detection import export_detector
+    from dlpipe.modelfile import load_keras_model
+
+    spec = load_spec(tiny_run / "spec.yaml", ["export.formats=[keras]"])
+    data = prepare_detection(spec, ROOT, None)
+    trained = load_keras_model(tiny_run / "model.keras")
+    other = build_detector(spec, build_maps_model(spec, data.image_shape, 3), 3)
+    other.save(tmp_path / "other.keras")
+    with pytest.raises(StageError) as failed:
+        export_detector(trained, spec, data, tmp_path / "error", keras_file=tmp_path / "other.keras")
+    assert re.fullmatch(r"export: keras: max abs diff \S+ exceeds 1e-05(; class agreement \S+ is below 1)? "
+                        rf"\(see {re.escape(str(tmp_path / 'error' / 'verification.json'))}\)", str(failed.value))
+    assert json.loads((tmp_path / "error/verification.json").read_text())["keras"]["passed"] is False
+
+    warn = spec.model_copy(update={"export": spec.export.model_copy(update={"verify": "warn"})})
+    results = export_detector(trained, warn, data, tmp_path / "warn", keras_file=tmp_path / "other.keras")
+    assert results["keras"]["passed"] is False and results["keras"]["max_abs_diff"] > 1e-5
+    assert "[dlpipe] warning: export keras: max abs diff " in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_evaluate_command_reproduces_the_runs_map(tiny_run, tmp_path):
+    import shutil
+
+    from dlpipe.cli import main
+
+    copy = tmp_path / "run"
+    shutil.copytree(tiny_run, copy)
+    result = CliRunner().invoke(main, ["evaluate", str(copy)])
+    assert result.exit_code == 0, result.output
+    folder = Path(result.stdout.strip().splitlines()[-1])
+    assert folder.parent == copy / "evaluations"
+    assert json.loads((folder / "metrics.json").read_text()) == json.loads((tiny_run / "metrics.json").read_text())
+    assert (folder / "evaluation/test/detections.json").read_bytes() == \
+        (tiny_run / "evaluation/test/detections.json").read_bytes()
+    assert (folder / "plots/detections.png").is_file() and (folder / "report.html").is_file()
+    assert (copy / "metrics.json").read_bytes() == (tiny_run / "metrics.json").read_bytes()
+    result = CliRunner().invoke(main, ["evaluate", str(copy), "--data", str(tmp_path / "rows.csv")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.stderr.strip() == (f"error: --data {tmp_path / 'rows.csv'}: task detection re-evaluates on the "
+                                     "run's own splits (its images and boxes come from data.source); leave out --data")

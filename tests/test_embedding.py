@@ -68,14 +68,13 @@ def splits(digits_run):
 
 @pytest.mark.slow
 def test_metrics_match_independent_computations(digits_run, splits):
-    import keras
     from sklearn.neighbors import KNeighborsClassifier
 
-    import dlpipe.architectures.layers  # noqa: F401  (registers dlpipe's layers)
+    from dlpipe.modelfile import load_keras_model
 
     metrics = json.loads((digits_run / "metrics.json").read_text())
-    encoder = keras.saving.load_model(digits_run / "model.keras")
-    autoencoder = keras.saving.load_model(digits_run / "autoencoder.keras")
+    encoder = load_keras_model(digits_run / "model.keras")
+    autoencoder = load_keras_model(digits_run / "autoencoder.keras")
     embed = {name: np.asarray(encoder.predict(split.x, verbose=0)) for name, split in splits.items()}
     assert embed["test"].shape == (180, 16)
     knn = KNeighborsClassifier(n_neighbors=5).fit(embed["train"], splits["train"].y)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from dlpipe import registry
+from dlpipe import registry, tasks
 from dlpipe.spec import checks, data, spec, training
 from dlpipe.spec.export import QUANTIZATIONS, Tolerance, export_keys
 from dlpipe.spec.model import Model
@@ -102,8 +102,8 @@ def test_a_missing_fact_fails_when_the_entry_is_made():
     with pytest.raises(TypeError, match="missing 1 required keyword-only argument: 'direction'"):
         registry.Metric("dlpipe.metrics.classification:accuracy", targets=("label",))  # type: ignore[call-arg]
     with pytest.raises(TypeError, match="missing 1 required keyword-only argument: 'tolerance'"):
-        registry.Exporter("dlpipe.exporters.onnx:FORMAT", cannot_take=(), extra="onnx",  # type: ignore[call-arg]
-                          requires=("onnx",))
+        registry.Exporter("dlpipe.exporters.onnx:FORMAT", output_tolerance={}, cannot_take=(),  # type: ignore[call-arg]
+                          extra="onnx", requires=("onnx",))
 
 
 @pytest.mark.parametrize("kind, name", ENTRIES, ids=IDS)
@@ -128,6 +128,16 @@ def test_every_entry_has_its_kinds_facts(kind, name):
         for key, bound in entry.tolerance.items():
             tolerance = Tolerance(**bound)
             assert tolerance.max_abs_diff is not None or tolerance.agreement is not None, f"{where} {key}"
+        # Defaults for one kind of model output: a kind some task gives, keys of this format's
+        # artifacts, agreement only where that output carries classes.
+        outputs = {tasks.get(task).output: tasks.get(task) for task in registry.names("task")}
+        for kind, bounds in entry.output_tolerance.items():
+            assert kind in outputs, f"{where}: output_tolerance for {kind!r}, which no task gives"
+            assert set(bounds) <= set(entry.tolerance), f"{where}: output_tolerance keys for {kind!r}"
+            for key, bound in bounds.items():
+                tolerance = Tolerance(**bound)
+                assert tolerance.max_abs_diff is not None or tolerance.agreement is not None, f"{where} {key}"
+                assert tolerance.agreement is None or outputs[kind].has_classes, f"{where} {kind} {key}"
         assert isinstance(entry.cannot_take, tuple) and set(entry.cannot_take) <= FEATURE_TYPES, where
         assert isinstance(entry.requires, tuple) and all(isinstance(m, str) and m for m in entry.requires), where
         assert (entry.extra is None) == (not entry.requires), f"{where}: an extra installs what it requires"

@@ -366,6 +366,14 @@ def test_a_malformed_override_value_is_located_at_the_value():
         "invalid YAML: the '[' opened here is not closed (expected ',' or ']', but got '<stream end>')")]
 
 
+def test_an_override_value_is_bounded_like_a_spec():
+    # Found by fuzz/fuzz_inputs.py: a recursive alias typed in --set escaped as a traceback.
+    doc = overridden(BASE, "name=&a [*a]", "training.epochs=" + "[" * 70 + "]" * 70)
+    assert doc.problems == [
+        Problem("--set", 1, 10, "name", "alias *a lies inside its own anchor &a: the value would never end"),
+        Problem("--set", 2, 81, "training.epochs", "the YAML nests deeper than 64 levels; a spec needs far fewer")]
+
+
 def test_an_override_value_may_not_carry_a_tag(tmp_path):
     marker = tmp_path / "executed"
     doc = overridden(BASE, f"training.epochs=!!python/object/apply:os.system ['touch {marker}']")

@@ -7,7 +7,6 @@ import keras
 
 from dlpipe import registry, tasks
 from dlpipe.architectures import BuildProblem, heads
-from dlpipe.architectures import layers as _layers  # noqa: F401  registers dlpipe's layers for load_model
 from dlpipe.architectures.inputs import adapt_text, build_inputs
 from dlpipe.errors import Problem, SpecError
 

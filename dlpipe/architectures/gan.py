@@ -16,13 +16,17 @@ Only keras.layers and keras.ops: both networks also build on the JAX backend.
 from __future__ import annotations
 
 import keras
+import numpy as np
 
 from dlpipe.architectures import BuildProblem
 from dlpipe.spec.model import GAN, DCGANDiscriminator, DCGANGenerator, GANGraph
 
 LATENT = "latent"
+"""The generator's input: a standard normal latent vector."""
 LABEL = "label"
+"""The class input of a conditional GAN's generator and discriminator."""
 IMAGE = "image"
+"""The discriminator's image input."""
 
 
 def build_generator(spec: GAN, image_shape: tuple[int, ...], n_classes: int | None,
@@ -100,6 +104,26 @@ def build_discriminator(spec: GAN, image_shape: tuple[int, ...], n_classes: int 
         projection = keras.layers.Dot(axes=1, name="class_score")([class_vector, features])
         logit = keras.layers.Add(name="conditional_logit")([logit, projection])
     return keras.Model(inputs, logit, name="discriminator")
+
+
+def generate(generator: keras.Model, latents: np.ndarray, labels: np.ndarray | None,
+             batch_size: int = 512) -> np.ndarray:
+    """Images for fixed latent vectors (and labels), in inference mode."""
+    parts = []
+    for start in range(0, len(latents), batch_size):
+        z = latents[start:start + batch_size]
+        inputs = {LATENT: z, LABEL: labels[start:start + batch_size]} if labels is not None else {LATENT: z}
+        parts.append(np.asarray(generator(inputs, training=False)))
+    return np.concatenate(parts)
+
+
+def fixed_latents(count: int, latent_size: int, n_classes: int | None, seed: int):
+    """Seeded latent vectors (and labels cycling through the classes, so every class is
+    generated equally often): the same draws at every evaluation and in every export check."""
+    rng = np.random.default_rng(seed)
+    latents = rng.standard_normal((count, latent_size)).astype(np.float32)
+    labels = (np.arange(count) % n_classes).astype(np.int32) if n_classes else None
+    return latents, labels
 
 
 def build(spec: GAN, encoded):

@@ -37,13 +37,10 @@ class TopFeatures:
     def __init__(self, model, interface: dict, output: str):
         from dlpipe.explain.attribution import Attributor
 
-        from dlpipe.prediction import forecast_steps, multi_label
-
+        # A multi-label classifier or a forecaster is refused by the caller
+        # (dlpipe/prediction.py, which reads those from the interface).
         if output not in ("classes", "values"):
             raise DlpipeError(f"--explain explains classes or values; this model gives {output}")
-        if multi_label(interface) or forecast_steps(interface):
-            what = "a set of classes" if multi_label(interface) else "a forecast"
-            raise DlpipeError(f"--explain explains one class or value per example; this model gives {what}")
         features = interface["inputs"]
         images = [f["name"] for f in features if f["type"] == "image"]
         if images:

@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-Predict = Callable[[dict[str, np.ndarray]], np.ndarray]
+Predict = Callable[[dict[str, np.ndarray]], "np.ndarray | dict[str, np.ndarray]"]
+"""inputs by name → the output (an array), or the outputs by name of a model with several."""
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,8 @@ class ExportJob:
     options: Any
     """The spec's `export` section (dlpipe.spec.export.Export)."""
     representative: dict[str, np.ndarray]
-    """Training-split examples by input name (int8 calibration)."""
+    """Training-split examples by input name (int8 calibration); empty where no format that
+    needs them can be chosen (a detector, a generator)."""
     interface: dict[str, Any]
     """Inputs, output and class names, as in the model card (dlpipe/exporters/model_card.py)."""
     keras_file: Path | None = None

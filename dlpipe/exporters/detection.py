@@ -1,10 +1,12 @@
-"""Export of a detector (task detection): `keras` (export/keras/model.keras, reloaded with
-Keras in safe mode) and `saved_model` (export/saved_model/, `serving_default(image)` →
-boxes, scores, classes, reloaded with `tf.saved_model.load` alone). Each is run on the
-test images — the first few one by one, then all in one batch — and its decoded outputs
-compared with the trained detector's: max abs diff of boxes and scores, and the share of
-detections whose class agrees. `dlpipe predict` runs detectors through `load_detector` and
-`write_detections`."""
+"""A detector's export (task detection): its adapter to the one export loop
+(exporters/stage.py), and running detectors for `dlpipe predict`.
+
+The detector (maps model + decoding) is exported by the registered `keras` and
+`saved_model` formats (`serving_default(image)` → boxes, scores, classes), each reloaded
+with its own runtime, run on the first `export.samples` test images (a few one by one, then
+all in one batch) and compared with the trained detector: max abs diff of boxes and scores,
+and the share of kept detections whose class agrees (`compare_detections`), against
+`export.tolerance` (defaults: the registry's exporter entries, for output `boxes`)."""
 
 from __future__ import annotations
 
@@ -13,107 +15,60 @@ from pathlib import Path
 
 import numpy as np
 
-from dlpipe.errors import StageError
-from dlpipe.exporters.base import atomic_dir
-from dlpipe.exporters.verify import SINGLES
-from dlpipe.rundir import atomic_write_json
+from dlpipe.exporters.stage import Subject, export
 
-OUTPUTS = ("boxes", "scores", "classes")
-TOLERANCE = {"keras": 1e-5, "saved_model": 1e-4}
-"""Largest abs diff of boxes (pixels) and scores accepted from each format."""
+INPUT = "image"
+"""The detector's one input (dlpipe/architectures/centernet.py builds it under this name)."""
 
 
-def _keras(detector, directory: Path):
-    import keras
-
-    import dlpipe.architectures.centernet  # noqa: F401 — registers DecodeDetections for safe loading
-
-    with atomic_dir(directory) as tmp:
-        tmp.mkdir(parents=True)
-        detector.save(tmp / "model.keras")
-    loaded = keras.saving.load_model(directory / "model.keras", safe_mode=True)
-    return lambda images: {k: np.asarray(v) for k, v in loaded(images, training=False).items()}
-
-
-def _saved_model(detector, directory: Path, interface: dict):
-    import tensorflow as tf
-
-    with atomic_dir(directory) as tmp:
-        detector.export(str(tmp), format="tf_saved_model", verbose=False)
-        (tmp / "assets").mkdir(exist_ok=True)
-        (tmp / "assets" / "dlpipe_interface.json").write_text(json.dumps(interface, indent=2) + "\n")
-    serve = tf.saved_model.load(str(directory)).signatures["serving_default"]
-    return lambda images: {k: v.numpy() for k, v in serve(image=tf.constant(images)).items()}
+def interface(spec, data) -> dict:
+    """What a caller sends (one image, 0..255) and gets back (boxes in the spec's format and
+    units, scores, classes padded with -1), as the card and `dlpipe predict` read it."""
+    shape = list(data.image_shape)
+    decode = spec.model.decode
+    return {"task": spec.task, "target": None,
+            "input": {"name": INPUT, "shape": shape, "dtype": "float32", "range": [0, 255]},
+            "inputs": [{"name": INPUT, "input": INPUT, "type": "image", "dtype": "float32", "shape": shape,
+                        "value_range": [0, 255]}],
+            "output": {"meaning": f"up to {decode.max_detections} detections per image: boxes "
+                                  f"({decode.box_format}, {decode.box_units}), scores, classes (-1: none)"},
+            "outputs": {"boxes": {"format": decode.box_format, "units": decode.box_units},
+                        "scores": {}, "classes": {"padding": -1}},
+            "class_names": data.class_names}
 
 
-WRITERS = {"keras": lambda d, path, interface: _keras(d, path),
-           "saved_model": _saved_model}
+def subject(detector, spec, data) -> Subject:
+    """The detector, its first `export.samples` test images, and how detections compare."""
+    from dlpipe.exporters.verify import compare_detections
+
+    images = data.splits["test"].images[:spec.export.samples].astype(np.float32)
+    return Subject(model=detector, inputs={INPUT: images}, compare=compare_detections,
+                   interface=interface(spec, data),
+                   data={"origin": data.origin, "fingerprint": data.fingerprint,
+                         "split_sizes": {name: len(split) for name, split in data.splits.items()}})
 
 
-def compare(reference: dict, exported: dict) -> dict:
-    missing = sorted(set(OUTPUTS) - set(exported))
-    if missing:
-        return {"max_abs_diff": float("inf"), "mean_abs_diff": float("inf"), "agreement": 0.0, "missing": missing}
-    diffs = [np.abs(np.asarray(reference[k], np.float64) - np.asarray(exported[k], np.float64)).ravel()
-             for k in ("boxes", "scores")]
-    diff = np.concatenate(diffs)
-    kept = reference["classes"] >= 0
-    agreement = float(np.mean(reference["classes"][kept] == exported["classes"][kept])) if kept.any() else 1.0
-    return {"max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean()), "agreement": agreement}
-
-
-def export_detector(detector, spec, images: np.ndarray, interface: dict, out: Path) -> dict:
-    """Write, reload and compare each of `spec.export.formats`; export/verification.json."""
-    images, interface = images.astype(np.float32), with_inputs(interface)
-    reference = {k: np.asarray(v) for k, v in detector(images, training=False).items()}
-    results = {}
-    for name in spec.export.formats:
-        predict = WRITERS[name](detector, out / name, interface)
-        singles = [predict(images[i:i + 1]) for i in range(min(SINGLES, len(images)))]
-        batch = predict(images)
-        result = compare(reference, batch)
-        for i, one in enumerate(singles):
-            single = compare({k: v[i:i + 1] for k, v in reference.items()}, one)
-            result["max_abs_diff"] = max(result["max_abs_diff"], single["max_abs_diff"])
-            result["agreement"] = min(result["agreement"], single["agreement"])
-        result.update(path=f"export/{name}", samples=int(len(images)), batch_sizes=[int(len(images)), 1],
-                      tolerance=TOLERANCE[name])
-        result["passed"] = result["max_abs_diff"] <= TOLERANCE[name] and result["agreement"] == 1.0
-        results[name] = result
-    atomic_write_json(out / "verification.json", results)
-    # export/model_card.json: what `dlpipe predict EXPORT_DIR` or a run directory reads.
-    atomic_write_json(out / "model_card.json",
-                      {**interface, "exports": {name: {"passed": r["passed"]} for name, r in results.items()}})
-    failed = [f"{name}: max abs diff {r['max_abs_diff']:.3g}, class agreement {r['agreement']:.4f}"
-              for name, r in results.items() if not r["passed"]]
-    if failed and spec.export.verify == "error":
-        raise StageError("export", "exported detector differs from the trained one: " + "; ".join(failed))
-    return results
+def export_detector(detector, spec, data, out: Path, *, formats=None, metrics: dict | None = None,
+                    keras_file: Path | None = None) -> dict:
+    """Every format of `spec.export.formats` (or `formats`) written, reloaded, compared:
+    export/verification.json and the model card."""
+    return export(subject(detector, spec, data), spec, out, formats=formats, metrics=metrics, keras_file=keras_file)
 
 
 # `dlpipe predict` on a detector -------------------------------------------------------------
 
 
-def with_inputs(interface: dict) -> dict:
-    """The interface as `dlpipe predict` reads it: its one image input (0..255) also listed
-    under `inputs`, as model cards list them."""
-    entry = interface["input"]
-    return {**interface, "inputs": [{"name": entry["name"], "input": entry["name"], "type": "image",
-                                     "shape": entry["shape"], "value_range": entry["range"]}]}
-
-
 def load_detector(kind: str, path: Path, allow_unsafe: bool = False):
-    """images → {"boxes", "scores", "classes"} with the export's own runtime."""
+    """images → {"boxes", "scores", "classes"} with the export's own runtime (the format's loader)."""
     if kind == "saved_model":
-        import tensorflow as tf
+        from dlpipe.exporters.saved_model import load
 
-        serve = tf.saved_model.load(str(path)).signatures["serving_default"]
-        return lambda images: {k: v.numpy() for k, v in serve(image=tf.constant(images)).items()}
-    import dlpipe.architectures.centernet  # noqa: F401 — registers DecodeDetections
-    from dlpipe.modelfile import load_keras_model
+        predict = load(path)
+    else:
+        from dlpipe.exporters.keras_file import load
 
-    model = load_keras_model(path, allow_unsafe=allow_unsafe, opt_in="--allow-unsafe-deserialization")
-    return lambda images: {k: np.asarray(v) for k, v in model(images, training=False).items()}
+        predict = load(path, allow_unsafe=allow_unsafe)
+    return lambda images: predict({INPUT: images})
 
 
 def write_detections(handle, fmt: str, interface: dict, examples, run, batch_size: int, log) -> None:

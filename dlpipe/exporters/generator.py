@@ -1,60 +1,52 @@
-"""Export of a GAN's generator: latent vector (and class) → image, in the data's units.
+"""A GAN generator's export (task generation): its adapter to the one export loop
+(exporters/stage.py).
 
-Each format is written with its registered exporter, loaded back with its own runtime
-(Keras for `.keras`; `tf.saved_model` for the SavedModel's `serving_default` signature, whose
-inputs are `latent` and, for a conditional GAN, `label`) and compared with the trained
-generator on fixed, seeded latent vectors (verify.py: one by one, then in one batch),
-against `export.tolerance`.
+The generator maps a latent vector (and, for a conditional GAN, a class) to an image in the
+data's units. The registered `keras` and `saved_model` formats write it (SavedModel
+signature `serving_default(latent[, label])`); each is reloaded with its own runtime, run on
+`export.samples` fixed, seeded latent vectors (a few one by one, then all in one batch) and
+its images compared with the trained generator's, against `export.tolerance`.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-from dlpipe import registry
-from dlpipe.architectures.gan import LABEL, LATENT
-from dlpipe.errors import StageError
-from dlpipe.exporters.base import ExportJob
-from dlpipe.exporters.stage import VERIFICATION, _verify
-from dlpipe.rundir import atomic_write_json
+from dlpipe.architectures.gan import LABEL, LATENT, fixed_latents
+from dlpipe.exporters.stage import Subject, export
 
 
-def export_generator(generator, spec, data, export_dir: Path) -> dict:
-    from dlpipe.training.adversarial import fixed_latents, generate
+def interface(spec, data) -> dict:
+    """What a caller sends (a standard normal latent vector, and a class) and gets back."""
+    inputs = [{"name": LATENT, "input": LATENT, "type": "latent", "dtype": "float32",
+               "shape": [spec.model.latent_size], "distribution": "standard normal"}]
+    if data.class_names:
+        inputs.append({"name": LABEL, "input": LABEL, "type": "class", "dtype": "int32", "shape": [],
+                       "classes": data.class_names})
+    return {"task": spec.task, "target": spec.data.target.name if spec.data.target else None, "inputs": inputs,
+            "output": {"name": "image", "shape": list(data.shape), "value_range": [data.low, data.high],
+                       "meaning": f"an image like the training split's {data.feature!r}, in its units"},
+            "class_names": data.class_names}
 
-    options = spec.export
-    count = min(options.samples, 256)
+
+def subject(generator, spec, data) -> Subject:
+    """The generator on `export.samples` latent vectors drawn from seed + 1 (the evaluations
+    draw from the seed itself), labels cycling through the classes."""
+    from dlpipe.exporters.verify import compare_values
+
     n_classes = len(data.class_names) if data.class_names else None
-    latents, labels = fixed_latents(count, spec.model.latent_size, n_classes, spec.seed + 1)
+    latents, labels = fixed_latents(spec.export.samples, spec.model.latent_size, n_classes, spec.seed + 1)
     inputs = {LATENT: latents} if labels is None else {LATENT: latents, LABEL: labels}
-    reference = generate(generator, latents, labels).reshape(count, -1)
-    interface = {"task": "generation",
-                 "inputs": [{"name": LATENT, "dtype": "float32", "shape": [spec.model.latent_size],
-                             "distribution": "standard normal"}]
-                 + ([{"name": LABEL, "dtype": "int32", "shape": [], "classes": data.class_names}] if labels is not None
-                    else []),
-                 "output": {"name": "image", "shape": list(data.shape), "value_range": [data.low, data.high]}}
-    job = ExportJob(options, {}, interface)
-    results, problems = {}, []
-    try:
-        for name in options.formats:
-            export_format = registry.load("exporter", name)
-            for artifact in export_format.write(generator, Path(export_dir) / name, job):
-                entry = {"format": name, "path": artifact.path.relative_to(export_dir).as_posix(), **artifact.notes}
-                if options.verify != "off":
-                    entry.update(_verify(export_format, artifact, inputs, reference, False,
-                                         options.tolerance_for(artifact.key)))
-                results[artifact.key] = entry
-                problems += [f"{artifact.key}: {p}" for p in entry.get("problems", [])]
-                if entry.get("error"):
-                    problems.append(f"{artifact.key}: {entry['error']}")
-    finally:
-        job.cleanup()
-    atomic_write_json(Path(export_dir) / "interface.json", interface)
-    atomic_write_json(Path(export_dir) / VERIFICATION, results)
-    if problems and options.verify == "error":
-        raise StageError("export", "; ".join(problems) + f" (see {Path(export_dir) / VERIFICATION})")
-    for problem in problems:
-        print(f"[dlpipe] warning: export {problem}", file=sys.stderr, flush=True)
-    return results
+    return Subject(model=generator, inputs=inputs,
+                   compare=lambda reference, exported: compare_values(reference, exported, classes=False),
+                   interface=interface(spec, data),
+                   data={"origin": data.origin, "fingerprint": data.fingerprint,
+                         "split_sizes": {name: len(images) for name, images in data.images.items()}})
+
+
+def export_generator(generator, spec, data, export_dir: Path, *, formats=None, metrics: dict | None = None,
+                     keras_file: Path | None = None) -> dict:
+    """Every format of `spec.export.formats` (or `formats`) written, reloaded, compared:
+    export/verification.json and the model card."""
+    return export(subject(generator, spec, data), spec, export_dir, formats=formats, metrics=metrics,
+                  keras_file=keras_file)

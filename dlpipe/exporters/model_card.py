@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from dlpipe import __version__, tasks
+from dlpipe import tasks
+from dlpipe.version import __version__
 
 CARD_VERSION = 1
 PACKAGES = ("tensorflow", "keras", "numpy", "scikit-learn", "onnx", "onnxruntime", "tf2onnx", "ai-edge-litert")
@@ -79,17 +80,19 @@ def versions() -> dict[str, str]:
     return found
 
 
-def build_card(spec, interface: dict, data, metrics: dict | None, exports: dict, parameters: int) -> dict:
+def build_card(spec, interface: dict, data: dict, metrics: dict | None, exports: dict, parameters: int) -> dict:
+    """The card: the interface (task, target, inputs, output, class names, and whatever else
+    the task's interface says, a detector's `outputs`), `data` (origin, fingerprint,
+    split_sizes), training, metrics and the verified exports."""
     return {
         "model_card_version": CARD_VERSION,
         "name": spec.name,
         "description": spec.description,
         "intended_use": spec.export.intended_use or None,
         "created": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        **{key: interface[key] for key in ("task", "target", "inputs", "output", "class_names", "windows")
-           if key in interface},
-        "data": {"origin": data.origin, "fingerprint": data.fingerprint,
-                 "split_sizes": {name: len(split) for name, split in data.splits.items()}},
+        **{key: interface.get(key) for key in ("task", "target", "inputs", "output", "class_names")},
+        **{key: value for key, value in interface.items() if key not in ("name", "exports")},
+        "data": data,
         "training": {"architecture": spec.model.type, "parameters": parameters, "epochs": spec.training.epochs,
                      "batch_size": spec.training.batch_size, "optimizer": spec.training.optimizer.type,
                      "seed": spec.seed},
@@ -109,12 +112,15 @@ def render_markdown(card: dict) -> str:
               "Not stated in the spec (`export.intended_use`). Judge from the data and metrics below "
               "whether it fits your use.", ""]
     target = f"target column {_code(card['target'])}" if card["target"] else "no target column"
+    output = card["output"]
+    shape = (f"{output['units']} value(s), {output['activation']}" if "units" in output
+             else f"shape {tuple(output['shape'])} per example" if "shape" in output else "")
     lines += ["## Task and output", "", f"Task: {card['task']}; {target}.",
-              f"Output: {card['output']['units']} value(s), {card['output']['activation']}: {_text(card['output']['meaning'])}."]
+              f"Output: {shape + ': ' if shape else ''}{_text(output['meaning'])}."]
     if card["class_names"]:
         lines.append("Classes (index: name): " + ", ".join(f"{i}: {_code(n)}" for i, n in enumerate(card["class_names"])) + ".")
     lines += ["", "## Inputs", "",
-              "Raw values, as in the training data: normalization and category lookups are inside the model.", "",
+              "Raw values, as in the training data: any normalization and category lookups are inside the model.", "",
               "| column | input | type | dtype | shape per example | preprocessing inside | values seen in training |",
               "|---|---|---|---|---|---|---|"]
     for entry in card["inputs"]:
@@ -129,9 +135,12 @@ def render_markdown(card: dict) -> str:
             seen = f"{entry['vocabulary_size']} tokens (any other: out of vocabulary)"
             inside = (f"standardize {text['standardize']}, split {text['split']}, "
                       f"{text['sequence_length']} token ids")
-        else:
+        elif entry.get("value_range"):
             low, high = entry["value_range"]
-            seen, inside = f"{low:.6g} … {high:.6g}", entry["normalization"]
+            seen, inside = f"{low:.6g} … {high:.6g}", entry.get("normalization") or "–"
+        else:  # a generator's latent vector (its distribution) or class (the classes)
+            seen = _cell(entry.get("distribution") or ", ".join(entry.get("classes") or []) or "–", 80)
+            inside = "–"
         lines.append(f"| {_cell(entry['name'], 200)} | {_code(entry['input'], cell=True)} | {entry['type']} | "
                      f"{entry['dtype']} | {tuple(entry['shape'])} | {_cell(inside, 200)} | {seen} |")
     data = card["data"]
@@ -163,7 +172,10 @@ def render_markdown(card: dict) -> str:
         notes = "; ".join(str(entry[k]) for k in ("quantization", "pre_step", "error") if entry.get(k))
         lines.append(f"| {key} | {_code(entry['path'], cell=True)} | {verified} | {_number(entry.get('max_abs_diff'))} | "
                      f"{_number(entry.get('agreement'))} | {tolerance} | {_cell(notes, 200)} |")
-    lines += ["", "Predict from this folder: `dlpipe predict <this folder> rows.csv --out predictions.csv`.", "",
+    if tasks.get(card["task"]).supports("predict"):
+        example = "images/" if any(entry["type"] == "image" for entry in card["inputs"]) else "rows.csv"
+        lines += ["", f"Predict from this folder: `dlpipe predict <this folder> {example} --out predictions.csv`."]
+    lines += ["",
               "## Versions", "", ", ".join(f"{name} {version}" for name, version in card["versions"].items()) + ".", ""]
     return "\n".join(lines)
 

@@ -35,11 +35,12 @@ def load(path: Path):
 
     serve = tf.saved_model.load(str(path)).signatures["serving_default"]
 
-    def predict(inputs: dict[str, np.ndarray]) -> np.ndarray:
+    def predict(inputs: dict[str, np.ndarray]):
+        """The signature's one output, or all of them by name (a detector's boxes, scores, classes)."""
         tensors = {name: tf.constant(as_text(value) if value.dtype == object else value)
                    for name, value in inputs.items()}
-        (output,) = serve(**tensors).values()
-        return output.numpy()
+        outputs = {name: value.numpy() for name, value in serve(**tensors).items()}
+        return next(iter(outputs.values())) if len(outputs) == 1 else outputs
 
     return predict
 

@@ -1,9 +1,16 @@
-"""The export stage: each format written, loaded back with its own runtime, compared with
-the trained model on held-out examples; then export/verification.json and the model card.
+"""The export stage, one loop for every task: each format written, loaded back with its own
+runtime, run on held-out inputs and compared with the trained model (within the spec's
+`export.tolerance`, on `export.samples` inputs, as `export.verify` says); then
+export/verification.json and the model card (model_card.json, model_card.md).
 
-`dlpipe run` calls `export_model` after training. `dlpipe export RUN_DIR` calls
-`export_run`, which loads model.keras, rebuilds the data from the run's spec (held-out
-examples to compare on, training examples to calibrate int8) and calls the same function.
+What differs between tasks comes in a `Subject`, built by the task's adapter: the held-out
+inputs (test examples; test images; seeded latent vectors), how two outputs compare
+(exporters/verify.py) and the interface the card describes. `export_model` builds the
+subject of a model with one output of classes, values or an embedding (the supervised and
+embedding pipelines); exporters/detection.py and exporters/generator.py build theirs.
+
+`dlpipe run` exports after training; `dlpipe export RUN_DIR` calls the task's `reexport`
+hook, which loads model.keras and rebuilds the inputs from the run's spec.
 """
 
 from __future__ import annotations
@@ -13,13 +20,15 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from dlpipe import progress, registry, tasks
-from dlpipe.errors import DataError, DlpipeError, SpecError, StageError
+from dlpipe.errors import StageError
 from dlpipe.exporters.base import ExportJob
 from dlpipe.rundir import atomic_write_json, atomic_write_text
 
@@ -28,6 +37,24 @@ CARD_JSON = "model_card.json"
 CARD_MARKDOWN = "model_card.md"
 NATIVE_LOG = "native.log"
 """What TensorFlow, TFLite and tf2onnx printed while converting and verifying (appended)."""
+
+
+@dataclass
+class Subject:
+    """A trained model and what the export loop needs to verify and describe it."""
+
+    model: Any
+    inputs: dict[str, np.ndarray]
+    """Held-out inputs by input name, each export is run on."""
+    compare: Callable[[Any, Any], dict]
+    """(trained model's output, export's output) → max_abs_diff, mean_abs_diff, [agreement]."""
+    interface: dict[str, Any]
+    """What a caller sends and gets back (task, inputs, output, class names): the card's
+    core, and assets/dlpipe_interface.json of a SavedModel."""
+    data: dict[str, Any]
+    """What it learned from, for the card: origin, fingerprint, split_sizes."""
+    representative: dict[str, np.ndarray] = field(default_factory=dict)
+    """Training examples by input name that calibrate int8 (only formats that quantize read it)."""
 
 
 def check_available(formats: Sequence[str], stage: str = "setup") -> None:
@@ -64,29 +91,47 @@ def representative(spec, data) -> dict[str, np.ndarray]:
 
 def export_model(model, spec, data, export_dir: Path, *, formats: Sequence[str] | None = None,
                  metrics: dict | None = None, keras_file: Path | None = None) -> dict:
-    """Export `model` to `formats` (default: the spec's) under `export_dir`; returns the
-    verification results. Entries of formats not exported this time are kept when their
+    """Export a model with one output (classes, values or an embedding) trained on the
+    prepared `data` (dlpipe.data.prepare): the test examples are its held-out inputs."""
+    from dlpipe.exporters.model_card import describe_interface
+    from dlpipe.exporters.verify import compare_values
+
+    has_classes = tasks.get(spec.task).has_classes
+    subject = Subject(model=model, inputs=held_out(spec, data),
+                      compare=lambda reference, exported: compare_values(reference, exported, has_classes),
+                      interface=describe_interface(spec, data, model), data=data_summary(data),
+                      representative=representative(spec, data))
+    return export(subject, spec, export_dir, formats=formats, metrics=metrics, keras_file=keras_file)
+
+
+def data_summary(data) -> dict:
+    """The card's `data`: a prepared data set's origin, fingerprint and split sizes."""
+    return {"origin": data.origin, "fingerprint": data.fingerprint,
+            "split_sizes": {name: len(split) for name, split in data.splits.items()}}
+
+
+def export(subject: Subject, spec, export_dir: Path, *, formats: Sequence[str] | None = None,
+           metrics: dict | None = None, keras_file: Path | None = None) -> dict:
+    """Export `subject.model` to `formats` (default: the spec's) under `export_dir`; returns
+    the verification results. Entries of formats not exported this time are kept when their
     files still exist (`dlpipe export --format` re-exports some). Raises StageError when a
     format cannot be written, or (verify: error) when an export is outside its tolerance.
-    `keras_file`: `model` as saved already (the run's model.keras), copied for the keras format."""
+    `keras_file`: the model as saved already (the run's model.keras), copied for the keras format."""
     from dlpipe.data.pipeline import predict
-    from dlpipe.exporters.model_card import build_card, describe_interface, render_markdown
+    from dlpipe.exporters.model_card import build_card, render_markdown
     from dlpipe.spec.export import tolerance_problem
     from dlpipe.spec.loader import format_path
 
-    options = spec.export
+    options, task = spec.export, tasks.get(spec.task)
     formats = list(dict.fromkeys(options.formats if formats is None else formats))
     check_available(formats, "export")
     for key in options.keys(formats):
-        problem = tolerance_problem(options, key, spec.task, tasks.get(spec.task).output == "classes")
+        problem = tolerance_problem(options, key, task)
         if problem:
             raise StageError("export", f"{format_path(problem[0])}: {problem[1]}")
     export_dir = Path(export_dir)
-    interface = describe_interface(spec, data, model)
-    inputs = held_out(spec, data)
-    reference = predict(model, inputs)
-    job = ExportJob(options, representative(spec, data), interface, keras_file=keras_file)
-    classifier = tasks.get(spec.task).output == "classes"
+    reference = predict(subject.model, subject.inputs)
+    job = ExportJob(options, subject.representative, subject.interface, keras_file=keras_file)
 
     results = {key: entry for key, entry in _previous(export_dir).items()
                if key.split("/")[0] not in formats and entry.get("path") and (export_dir / entry["path"]).exists()}
@@ -97,7 +142,7 @@ def export_model(model, spec, data, export_dir: Path, *, formats: Sequence[str] 
                 export_format = registry.load("exporter", name)
                 try:
                     with progress.task(f"export {name}", stream=console) as step:  # shown when it takes a while
-                        artifacts = export_format.write(model, export_dir / name, job)
+                        artifacts = export_format.write(subject.model, export_dir / name, job)
                         step.finish("written: " + ", ".join(a.path.relative_to(export_dir).as_posix()
                                                             for a in artifacts))
                 except StageError as err:
@@ -109,15 +154,15 @@ def export_model(model, spec, data, export_dir: Path, *, formats: Sequence[str] 
                     entry = {"format": name, "path": artifact.path.relative_to(export_dir).as_posix(), **artifact.notes}
                     if options.verify != "off":
                         with progress.task(f"verify {artifact.key}", stream=console) as step:
-                            entry.update(_verify(export_format, artifact, inputs, reference, classifier,
-                                                 options.tolerance_for(artifact.key)))
+                            entry.update(_verify(export_format, artifact, subject, reference,
+                                                 options.tolerance_for(artifact.key, task.output)))
                             step.finish(_verdict(entry))
                     results[artifact.key] = entry
     finally:
         job.cleanup()
 
     atomic_write_json(export_dir / VERIFICATION, results)
-    card = build_card(spec, interface, data, metrics, results, int(model.count_params()))
+    card = build_card(spec, subject.interface, subject.data, metrics, results, int(subject.model.count_params()))
     atomic_write_json(export_dir / CARD_JSON, card)
     atomic_write_text(export_dir / CARD_MARKDOWN, render_markdown(card))
 
@@ -182,12 +227,12 @@ def _previous(export_dir: Path) -> dict:
         return {}
 
 
-def _verify(export_format, artifact, inputs, reference, classifier: bool, tolerance) -> dict:
+def _verify(export_format, artifact, subject: Subject, reference, tolerance) -> dict:
     from dlpipe.exporters.verify import judge, run_and_compare
 
     entry = {"tolerance": tolerance.model_dump(exclude_none=True)}
     try:
-        result = run_and_compare(export_format.load(artifact.path), inputs, reference, classifier)
+        result = run_and_compare(export_format.load(artifact.path), subject.inputs, reference, subject.compare)
     except Exception as err:  # whatever the runtime raises: the artifact does not run
         _remove(artifact.path)
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
@@ -202,10 +247,3 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
     else:
         path.unlink(missing_ok=True)
-
-
-def _json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}

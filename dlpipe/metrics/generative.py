@@ -141,12 +141,14 @@ def layer_extractor(model_path: str | Path, layer: str, batch_size: int = 256) -
     run directory holding one), flattened. The model must take one input."""
     import keras
 
+    from dlpipe.modelfile import load_keras_model
+
     path = Path(model_path)
     if path.is_dir():
         path = path / "model.keras"
     if not path.is_file():
         raise DataError(f"{path}: no such model file")
-    model = keras.saving.load_model(path, safe_mode=True, compile=False)
+    model = load_keras_model(path)
     names = [item.name for item in model.layers]
     if layer not in names:
         from dlpipe.errors import did_you_mean
@@ -250,19 +252,18 @@ def train_classifier_extractor(train_images: np.ndarray, train_labels: np.ndarra
     return _two_outputs(model, features), model
 
 
-def run_extractor(model_path: str | Path, layer: str | None = None):
+def run_extractor(model_path: str | Path, layer: str | None = None, allow_unsafe: bool = False):
     """A classifier saved by an earlier dlpipe run: returns run(images) → (the output of
-    `layer` — default: the layer before the output layer —, class probabilities)."""
-    import keras
-
-    import dlpipe.architectures.layers  # noqa: F401  (dlpipe's own layers, for safe-mode loading)
+    `layer` — default: the layer before the output layer —, class probabilities). Loaded in
+    safe mode unless `allow_unsafe` (the spec's allow_unsafe_deserialization)."""
+    from dlpipe.modelfile import load_keras_model
 
     path = Path(model_path)
     if path.is_dir():
         path = path / "model.keras"
     if not path.is_file():
         raise DataError(f"{path}: no such model file (give a run directory holding model.keras)")
-    model = keras.saving.load_model(path, safe_mode=True, compile=False)
+    model = load_keras_model(path, allow_unsafe=allow_unsafe)
     if len(model.inputs) != 1:
         raise DataError(f"{path}: the model takes {len(model.inputs)} inputs; a feature extractor needs one")
     names = [item.name for item in model.layers]

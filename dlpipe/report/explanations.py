@@ -75,7 +75,7 @@ def draw_maps(images: np.ndarray, maps: dict[str, np.ndarray], captions: list[st
 # The report.html section ------------------------------------------------------------------
 
 def _number(value) -> str:
-    from dlpipe.report.html import format_number
+    from dlpipe.report.style import format_number
 
     return format_number(value)
 
@@ -220,7 +220,7 @@ def section(folder: Path, heading: str = "Explanations") -> str:
 
 def write_page(folder: Path, title: str) -> Path:
     """A page of the explanations alone (`dlpipe explain --data`), beside its JSON files."""
-    from dlpipe.report.html import STYLE
+    from dlpipe.report.style import STYLE
     from dlpipe.rundir import atomic_write_text
 
     body = section(folder, title)

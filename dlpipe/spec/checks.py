@@ -400,14 +400,15 @@ def check_export(spec: Spec) -> Found:
         for i, value in enumerate(values):
             if value in values[:i]:
                 yield ((*path, i), f"{value!r} is listed twice")
+    task = tasks.get(spec.task)
     for key, tolerance in export.tolerance.items():
         if tolerance.max_abs_diff is None and tolerance.agreement is None:
             yield (("export", "tolerance", key), "give max_abs_diff, agreement or both")
-        elif tolerance.agreement is not None and tasks.get(spec.task).output != "classes":
+        elif tolerance.agreement is not None and not task.has_classes:
             yield (("export", "tolerance", key, "agreement"), f"agreement compares classes; a {spec.task} model "
                    "gives none: use max_abs_diff")
     for key in dict.fromkeys(export.keys()):
-        problem = tolerance_problem(export, key, spec.task, tasks.get(spec.task).output == "classes")
+        problem = tolerance_problem(export, key, task)
         if problem:
             yield problem
 

@@ -48,6 +48,13 @@ DEFAULT_TOLERANCES: dict[str, Tolerance] = {
 }
 """Per artifact key, from each export format's registry entry."""
 
+OUTPUT_TOLERANCES: dict[str, dict[str, Tolerance]] = {}
+"""Per kind of model output (a task's `output`), the defaults that replace DEFAULT_TOLERANCES
+for it (a detector's boxes): each export format's registry entry's `output_tolerance`."""
+for _name in registry.names("exporter"):
+    for _kind, _bounds in registry.entry("exporter", _name).output_tolerance.items():
+        OUTPUT_TOLERANCES.setdefault(_kind, {}).update({key: Tolerance(**bound) for key, bound in _bounds.items()})
+
 
 def export_keys(formats, quantization) -> list[str]:
     """The entries of verification.json: one per format, one per TFLite mode."""
@@ -80,9 +87,12 @@ class Export(StrictModel):
     """Per format (`onnx`), per TFLite mode (`tflite/int8`) or for every TFLite mode
     (`tflite`). Defaults: max_abs_diff 1e-4 for keras, saved_model, onnx and tflite/float32;
     1e-2 for tflite/float16; agreement 0.97 for tflite/dynamic and tflite/int8
-    (a regression model has no classes: give those a max_abs_diff)."""
+    (a regression model has no classes: give those a max_abs_diff). A detector's boxes and
+    scores: max_abs_diff 1e-5 (keras) and 1e-4 (saved_model), and agreement 1.0 (the class
+    of every kept detection)."""
     samples: Annotated[PositiveInt, Field(le=100_000)] = 256
-    """Held-out (test split) examples used for the comparison (all of them when fewer)."""
+    """Held-out examples used for the comparison: the first of the test split (all of them
+    when fewer); a generator's, this many seeded latent vectors."""
     tflite: TFLite = TFLite()
     """TensorFlow Lite options, used when `formats` lists tflite."""
     intended_use: str = ""
@@ -91,22 +101,24 @@ class Export(StrictModel):
     def keys(self, formats=None) -> list[str]:
         return export_keys(self.formats if formats is None else formats, self.tflite.quantization)
 
-    def tolerance_for(self, key: str) -> Tolerance:
-        """The spec's entry for `key`, else for its format, else the default."""
+    def tolerance_for(self, key: str, output: str | None = None) -> Tolerance:
+        """The spec's entry for `key`, else for its format, else the default for a model
+        whose output is `output` (a task's `output` fact), else the default."""
         fmt = key.split("/")[0]
-        return self.tolerance.get(key) or self.tolerance.get(fmt) or DEFAULT_TOLERANCES[key]
+        return (self.tolerance.get(key) or self.tolerance.get(fmt)
+                or OUTPUT_TOLERANCES.get(output, {}).get(key) or DEFAULT_TOLERANCES[key])
 
 
-def tolerance_problem(export: Export, key: str, task: str, classes: bool) -> tuple[tuple, str] | None:
-    """(spec path, message) when the tolerance for `key` cannot judge a model of `task`
-    (`classes`: whether its output is classes, which agreement compares)."""
-    tolerance = export.tolerance_for(key)
-    if classes or tolerance.agreement is None:
+def tolerance_problem(export: Export, key: str, task) -> tuple[tuple, str] | None:
+    """(spec path, message) when the tolerance for `key` cannot judge a model of `task` (a
+    dlpipe.tasks.Task: agreement compares classes, which only some outputs carry)."""
+    tolerance = export.tolerance_for(key, task.output)
+    if task.has_classes or tolerance.agreement is None:
         return None
     given = key if key in export.tolerance else key.split("/")[0]
     if given in export.tolerance:
         return (("export", "tolerance", given, "agreement"),
-                f"agreement compares classes; a {task} model gives none: use max_abs_diff")
+                f"agreement compares classes; a {task.name} model gives none: use max_abs_diff")
     return (("export", "tflite", "quantization"),
-            f"{key} is judged by class agreement by default, which a {task} model has not; "
+            f"{key} is judged by class agreement by default, which a {task.name} model has not; "
             f"set export.tolerance: {{{key}: {{max_abs_diff: ...}}}}")

@@ -289,6 +289,9 @@ def apply_overrides(doc: Document, overrides: list[str] | tuple[str, ...]) -> Do
             bad = _yaml_problem("--set", err)
             problems.append(Problem("--set", number, value_column, format_path(path), bad.message))
             continue
+        except Unbounded as err:  # an alias bomb or endless nesting typed on the command line
+            problems.append(Problem("--set", number, value_column + err.mark.column, format_path(path), err.message))
+            continue
         value = builder.build(node, path) if node is not None else None
         problems.extend(builder.problems)
         if builder.problems:

@@ -96,6 +96,12 @@ class Task:
     beat it."""
     checks: tuple[Callable[[Any], Found], ...] = ()
 
+    @property
+    def has_classes(self) -> bool:
+        """Its model's output carries classes (a classifier's; each detection's), which an
+        export tolerance's `agreement` compares."""
+        return self.output in ("classes", "boxes")
+
     def supports(self, command: str) -> bool:
         if command not in COMMANDS:
             raise KeyError(f"unknown command {command!r}; known: {', '.join(COMMANDS)}")

@@ -31,7 +31,7 @@ TASK = Task(
     own_loss="the mean squared reconstruction error",
     training_metric="reconstruction_mse",
     objective="reconstruction_mse",
-    commands=frozenset({"export", "predict", "tune", "deep", "resume"}),
+    commands=frozenset({"evaluate", "export", "predict", "tune", "deep", "resume"}),
     honours=(*EVERY_TASK, *SUPERVISED_DATA, "data.target.name", "data.target.class_names", "data.target.on_unknown",
              "prepare", "model", *SUPERVISED_TRAINING, "evaluation.metrics", "evaluation.splits",
              "evaluation.knn_neighbors", *SUPERVISED_EXPORT, "tuning"),

@@ -48,7 +48,7 @@ TASK = Task(
     default_metrics=("fid", "inception_score"),
     own_loss="a GAN trains with its own adversarial losses",
     training_metric="fid",
-    commands=frozenset({"deep", "resume"}),
+    commands=frozenset({"export", "deep", "resume"}),
     honours=("version", "name", "description", "task", "seed", "allow_unsafe_deserialization", "data.source",
              "data.features", "data.target.name", "data.split.train", "data.split.validation", "data.split.test",
              "data.split.stratify", "data.shuffle_buffer", "prepare.augmentation", "model", "training.epochs",

@@ -11,28 +11,34 @@ pipeline serves `discriminator_steps × batch_size` images per step (as `x`, or 
 weights)` for a class-conditioned GAN; the weights are all 1 and unused).
 
 The gradient tapes are TensorFlow's (the backend dlpipe trains with); the networks
-themselves are plain Keras (dlpipe/architectures/gan.py).
+themselves are plain Keras, built by the task's architecture (dlpipe/architectures/gan.py),
+which also names their inputs: the pipeline passes those names in, so that training knows
+no task's architecture.
 """
 
 from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Callable
 
 import keras
 import numpy as np
 from keras import ops
 
-from dlpipe.architectures.gan import IMAGE, LABEL, LATENT
-
 
 class AdversarialModel(keras.Model):
-    def __init__(self, generator: keras.Model, discriminator: keras.Model, *, latent_size: int,
-                 conditional: bool, discriminator_steps: int = 1, label_smoothing: float = 0.0,
+    """`latent`, `label`: the generator's input names (latent vector, class); `image`,
+    `label`: the discriminator's (an image, its class). The training data's `x` holds the
+    real images under `image`."""
+
+    def __init__(self, generator: keras.Model, discriminator: keras.Model, *, latent: str, label: str, image: str,
+                 latent_size: int, conditional: bool, discriminator_steps: int = 1, label_smoothing: float = 0.0,
                  seed: int = 0, **kwargs):
         super().__init__(**kwargs)
         self.generator = generator
         self.discriminator = discriminator
+        self.latent_input, self.label_input, self.image_input = latent, label, image
         self.latent_size = latent_size
         self.conditional = conditional
         self.discriminator_steps = discriminator_steps
@@ -67,18 +73,19 @@ class AdversarialModel(keras.Model):
     def _generate(self, count, labels, training: bool):
         z = keras.random.normal((count, self.latent_size), seed=self.noise)
         # By input name: Keras warns when a one-input model gets a bare tensor for its list.
-        inputs = {LATENT: z, LABEL: labels} if self.conditional else {LATENT: z}
+        inputs = {self.latent_input: z, self.label_input: labels} if self.conditional else {self.latent_input: z}
         return self.generator(inputs, training=training)
 
     def _score(self, images, labels, training: bool):
-        inputs = {IMAGE: images, LABEL: labels} if self.conditional else {IMAGE: images}
+        inputs = {self.image_input: images, self.label_input: labels} if self.conditional else \
+            {self.image_input: images}
         return self.discriminator(inputs, training=training)
 
     def train_step(self, data):
         import tensorflow as tf
 
         x, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
-        images = x[IMAGE] if isinstance(x, dict) else x
+        images = x[self.image_input] if isinstance(x, dict) else x
         steps = self.discriminator_steps
         image_parts = ops.split(images, steps) if steps > 1 else [images]
         label_parts = (ops.split(labels, steps) if steps > 1 else [labels]) if self.conditional else [None] * steps
@@ -112,37 +119,19 @@ def _bce(target, logits):
     return ops.mean(keras.losses.binary_crossentropy(target, logits, from_logits=True))
 
 
-def generate(generator: keras.Model, latents: np.ndarray, labels: np.ndarray | None,
-             batch_size: int = 512) -> np.ndarray:
-    """Images for fixed latent vectors (and labels), in inference mode."""
-    parts = []
-    for start in range(0, len(latents), batch_size):
-        z = latents[start:start + batch_size]
-        inputs = {LATENT: z, LABEL: labels[start:start + batch_size]} if labels is not None else {LATENT: z}
-        parts.append(np.asarray(generator(inputs, training=False)))
-    return np.concatenate(parts)
-
-
-def fixed_latents(count: int, latent_size: int, n_classes: int | None, seed: int):
-    """Seeded latent vectors (and labels cycling through the classes, so every class is
-    generated equally often): the same draws at every evaluation and in every export check."""
-    rng = np.random.default_rng(seed)
-    latents = rng.standard_normal((count, latent_size)).astype(np.float32)
-    labels = (np.arange(count) % n_classes).astype(np.int32) if n_classes else None
-    return latents, labels
-
-
 class Evaluations(keras.callbacks.Callback):
     """Every `every` epochs and after the last: generate `count` images from fixed latent
     vectors, compute FID and IS against the real images' features, draw the first `grid` of
     them into plots/samples_epoch_NNN.png, and add `fid` and `inception_score` to the epoch's
     logs. A monitor of `fit.train`: the history and the checkpoints keep the values, so a
-    resumed run knows the evaluations made before it (`results`)."""
+    resumed run knows the evaluations made before it (`results`).
 
-    def __init__(self, generator, scorer, real_features, latents, labels, *, count: int, every: int, epochs: int,
-                 grid: int, plots, class_names):
+    `generate(latents, labels)` → images: the generator as it is now, in inference mode."""
+
+    def __init__(self, generate: Callable[[np.ndarray, np.ndarray | None], np.ndarray], scorer, real_features,
+                 latents, labels, *, count: int, every: int, epochs: int, grid: int, plots, class_names):
         super().__init__()
-        self.generator, self.scorer, self.real_features = generator, scorer, real_features
+        self.generate, self.scorer, self.real_features = generate, scorer, real_features
         self.latents, self.labels = latents, labels
         self.count, self.every, self.epochs, self.grid = count, every, epochs, grid
         self.plots, self.class_names = plots, class_names
@@ -157,7 +146,7 @@ class Evaluations(keras.callbacks.Callback):
 
         shown = max(self.count, self.grid)
         labels = None if self.labels is None else self.labels[:shown]
-        images = generate(self.generator, self.latents[:shown], labels)
+        images = self.generate(self.latents[:shown], labels)
         features, probabilities = self.scorer(images[:self.count])
         result = {"fid": fid(self.real_features, features), "inception_score": inception_score(probabilities)}
         captions = [self.class_names[i] for i in labels[:self.grid]] if labels is not None else [""] * self.grid

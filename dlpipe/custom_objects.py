@@ -1,0 +1,21 @@
+"""Every Keras object dlpipe defines for its model files, registered in one place.
+
+A `.keras` file names its custom layers by their registered name (`dlpipe>Impute`); Keras
+finds the class only if the module that registers it was imported first (`keras.saving`
+imports only Keras's own modules). Importing this module imports every module of dlpipe
+that registers objects with `keras.saving.register_keras_serializable`, so a fresh process
+that imports it can load any model dlpipe wrote. dlpipe/modelfile.py, the one loader of
+`.keras` files, imports it before loading.
+
+A module that registers a Keras object must be imported here: tests/test_custom_objects.py
+finds every registration in dlpipe/ and fails otherwise, and loads every kind of model dlpipe
+writes in a fresh process.
+"""
+
+from __future__ import annotations
+
+import dlpipe.architectures.centernet  # noqa: F401  DecodeDetections (a detector's decoding)
+import dlpipe.architectures.layers  # noqa: F401  PositionEmbedding, ClassToken, ReconstructionLoss, Impute, ...
+import dlpipe.training.losses  # noqa: F401  OneHotLabels (a compiled classifier's loss)
+import dlpipe.training.schedules  # noqa: F401  Warmup, Piecewise, PlateauRate (a compiled model's optimizer)
+

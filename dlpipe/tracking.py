@@ -38,7 +38,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from dlpipe import __version__
+from dlpipe.version import __version__
 from dlpipe.errors import DlpipeError
 
 PARAM_LIMIT = 6000
@@ -241,7 +241,7 @@ class MLflowRun:
 
     def finish_run(self, root: Path, status: str, error: str | None = None) -> None:
         """Log what the run directory holds at its end, then close the MLflow run."""
-        from dlpipe.api import read_history
+        from dlpipe.rundir import read_history
 
         history = read_history(root / "history.csv")
         epochs = history.pop("epoch", None) or []

@@ -25,10 +25,11 @@ def setup(run_dir, spec) -> dict:
 
 def write_splits(run_dir, data) -> None:
     """splits.json: which source rows (or files) each split holds (data/splits.py:
-    split_record), so that anything else can be scored on the same rows."""
+    split_record), so that anything else can be scored on the same rows. `data`: prepared
+    data whose `extra["splits"]` holds the record, or the record itself."""
     from dlpipe.rundir import atomic_write_json
 
-    record = data.extra.get("splits")
+    record = data if isinstance(data, dict) else getattr(data, "extra", {}).get("splits")
     if record is not None:
         splits = {name: rows.tolist() if hasattr(rows, "tolist") else list(rows)
                   for name, rows in record["splits"].items()}

@@ -42,6 +42,7 @@ def run(ctx) -> None:
 
         data = prepare_images(spec, ctx.base_dir, ctx.located)
         atomic_write_json(run_dir.path("data.json"), data.describe())
+        stages.write_splits(run_dir, data.splits)
         run_dir.update(data_fingerprint=data.fingerprint)
         n_classes = len(data.class_names) if data.class_names else None
         real = data.images["test"]

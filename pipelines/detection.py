@@ -40,6 +40,10 @@ def run(ctx) -> None:
 
         data = prepare_detection(spec, ctx.base_dir, ctx.located)
         atomic_write_json(run_dir.path("data.json"), data.describe())
+        stages.write_splits(run_dir, {  # each image by its name: a COCO file_name, or shape-NNNN
+            "source": data.origin, "unit": "image",
+            "about": "each image's file_name in the COCO annotations (generated shapes: shape-NNNN, in drawing order)",
+            "splits": {name: [data.names[i] for i in split.rows.tolist()] for name, split in data.splits.items()}})
         run_dir.update(data_fingerprint=data.fingerprint)
         n_classes, side = len(data.class_names), data.image_shape[0]
 

@@ -54,6 +54,10 @@ def test_gan_run_writes_every_contract_file(gan_run):
     assert set(record["stages"]) == {"data", "setup", "features", "build", "train", "evaluate", "export", "report"}
     assert all(s["status"] == "completed" for s in record["stages"].values())
     assert set(record["parameters"]) == {"generator", "discriminator"}
+    splits = json.loads((gan_run / "splits.json").read_text())  # the digits' rows of each split
+    rows = [row for part in splits["splits"].values() for row in part]
+    assert splits["unit"] == "row" and sorted(rows) == list(range(1797))
+    assert len(splits["splits"]["test"]) == json.loads((gan_run / "data.json").read_text())["split_sizes"]["test"]
     assert not list(gan_run.glob("**/.*.tmp*")) and RunDir.lock_holder(gan_run) is None
     resolved = load_spec(gan_run / "spec.yaml")  # complete: every default written, and valid
     assert resolved.model_dump() == yaml.safe_load((gan_run / "spec.yaml").read_text())

@@ -175,6 +175,11 @@ def test_run_writes_the_contract_files(tiny_run):
     record = json.loads((tiny_run / "run.json").read_text())
     assert record["status"] == "completed" and record["data_fingerprint"].startswith("sha256:")
     assert set(record["stages"]) == {"data", "setup", "build", "train", "evaluate", "export", "report"}
+    splits = json.loads((tiny_run / "splits.json").read_text())  # each image of each split, by name
+    sizes = json.loads((tiny_run / "data.json").read_text())["split_sizes"]
+    assert {name: len(images) for name, images in splits["splits"].items()} == sizes
+    named = [image for images in splits["splits"].values() for image in images]
+    assert len(set(named)) == len(named) and all(image.startswith("shape-") for image in named)
     header, *rows = (tiny_run / "history.csv").read_text().splitlines()
     assert "loss" in header.split(",") and "val_loss" in header.split(",") and len(rows) == 3
     metrics = json.loads((tiny_run / "metrics.json").read_text())

@@ -15,7 +15,7 @@ import numpy as np
 
 from dlpipe.data.prepare import _fingerprint, _labels
 from dlpipe.data.sources import load_source
-from dlpipe.data.splits import split_indices
+from dlpipe.data.splits import split_indices, split_record
 from dlpipe.errors import DataError, did_you_mean
 
 
@@ -34,6 +34,8 @@ class ImageData:
     high: float
     fingerprint: str
     origin: str
+    splits: dict | None = None
+    """What splits.json holds (data/splits.py: split_record)."""
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -59,6 +61,7 @@ def prepare_images(spec, base_dir: Path, located) -> ImageData:
         raise located(("data", "features", 0, "name"), f"no column {feature!r} in {table.origin}{hint}")
     images = _images(table, feature)
     labels = class_names = None
+    source_rows = np.arange(len(table))  # rows of the source, kept when labels drop some
     if spec.data.target is not None:
         if spec.data.target.name not in table.columns:
             hint = did_you_mean(spec.data.target.name, table.columns) or f"; columns are: {', '.join(table.columns)}"
@@ -67,7 +70,7 @@ def prepare_images(spec, base_dir: Path, located) -> ImageData:
         if not keep.all():  # data.target.on_unknown: drop
             rows = np.flatnonzero(keep)
             table.columns = {name: values[rows] for name, values in table.columns.items()}
-            images, labels = images[rows], labels[rows]
+            images, labels, source_rows = images[rows], labels[rows], source_rows[rows]
     extractor = spec.evaluation.generation.feature_extractor
     extractor_labels = extractor_classes = None
     if extractor.type == "classifier":
@@ -102,7 +105,9 @@ def prepare_images(spec, base_dir: Path, located) -> ImageData:
 
     return ImageData(feature=feature, images=by_split(images), labels=by_split(labels), class_names=class_names,
                      extractor_labels=by_split(extractor_labels), extractor_classes=extractor_classes,
-                     low=low, high=high, fingerprint=_fingerprint(spec, table), origin=table.origin)
+                     low=low, high=high, fingerprint=_fingerprint(spec, table), origin=table.origin,
+                     splits=split_record(table.origin, {name: source_rows[rows] for name, rows in index.items()},
+                                         table))  # the table's row_files still count the source's rows
 
 
 def _images(table, name: str) -> np.ndarray:

@@ -241,7 +241,8 @@ def load_metrics(run_dir) -> dict:
     """metrics.json as the evaluate stage returned it (undefined metrics, written null, as NaN)."""
     metrics = json.loads(run_dir.path("metrics.json").read_text())
     return {split: {name: float("nan") if value is None else value for name, value in values.items()}
-            if isinstance(values, dict) else values for split, values in metrics.items()}
+            if isinstance(values, dict) else values for split, values in metrics.items()
+            if split != "baselines"}  # the baselines' scores (metrics/baselines.py) are not the model's
 
 
 def load_model(run_dir, spec):

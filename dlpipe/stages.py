@@ -79,7 +79,8 @@ def reexport(run, formats: Sequence[str] | None = None, *, prepare=None, export=
             raise DataError(f"{data.origin}: the data differs from what {run.root} trained on (fingerprint "
                             f"{data.fingerprint[:19]}…, the run's {trained_on[:19]}…); retrain instead")
         model = run.load_model()
-        metrics = read_json(run.root / "metrics.json") or None
+        metrics = {split: values for split, values in (read_json(run.root / "metrics.json") or {}).items()
+                   if split != "baselines"} or None  # the model card lists the model's own numbers
         return export(model, run.spec, data, run.root / "export", formats=formats, metrics=metrics,
                       keras_file=run.root / "model.keras")
     finally:

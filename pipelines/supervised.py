@@ -22,6 +22,8 @@ other commands: `reevaluate` (dlpipe evaluate), `reexport` (dlpipe export), `dee
 
 from __future__ import annotations
 
+import sys
+
 from dlpipe import stages
 from dlpipe.rundir import atomic_write_json
 from dlpipe.stagecache import (DATA_OUTPUTS, EVALUATION_OUTPUTS, EXPLAIN_OUTPUTS, EXPORT_OUTPUTS, MODEL_OUTPUTS,
@@ -104,6 +106,18 @@ def run(ctx) -> None:
             outputs = {}
             metrics = evaluate(model, spec, data, run_dir.root, spec.evaluation.splits, outputs)
             draw_evaluation(run_dir.path("plots"), spec, data, outputs)
+            if spec.evaluation.baselines:  # the same splits and metrics, plain predictors
+                from dlpipe.metrics.baselines import baseline_scores, summary
+                from dlpipe.metrics.evaluate import json_ready
+
+                baselines = baseline_scores(spec, data, spec.evaluation.splits)
+                if baselines:
+                    atomic_write_json(run_dir.path("metrics.json"), {
+                        **json_ready(metrics), "baselines": {split: json_ready(values)
+                                                             for split, values in baselines.items()}})
+                    line = summary(spec, metrics, baselines)
+                    if line:
+                        print(f"[dlpipe] {line}", file=sys.stderr, flush=True)
 
     with run_dir.stage("export", key=keys["export"], reused=reuse["export"], stale=("export",)):
         from dlpipe.exporters.stage import export_model

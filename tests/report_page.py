@@ -14,6 +14,8 @@ class Page(HTMLParser):
     def __init__(self, html: str):
         super().__init__()
         self.cells: dict[tuple[str, str], dict] = {}
+        self.baseline_cells: dict[tuple[str, str, str], dict] = {}
+        """(split, baseline, metric) → {"title", "text"}: the Baselines tables."""
         self.images: list[str] = []
         self.external: list[str] = []
         self.headings: list[str] = []
@@ -27,6 +29,10 @@ class Page(HTMLParser):
         if tag == "td" and "data-metric" in attrs:
             self._cell = {"title": attrs.get("title"), "text": ""}
             self.cells[(attrs["data-split"], attrs["data-metric"])] = self._cell
+        if tag == "td" and "data-baseline-metric" in attrs:
+            self._cell = {"title": attrs.get("title"), "text": ""}
+            self.baseline_cells[(attrs["data-split"], attrs["data-baseline"], attrs["data-baseline-metric"])] = \
+                self._cell
         if tag == "img":
             self.images.append(attrs.get("src", ""))
         for name in ("src", "href"):
@@ -57,6 +63,8 @@ def assert_every_metric_shown(cells: dict, metrics: dict) -> int:
     """cells: (split, metric) → {"title", "text"}, as Page.cells or a browser reads them."""
     count = 0
     for split, values in metrics.items():
+        if split == "baselines":  # their own tables: assert_every_baseline_shown
+            continue
         for name, value in values.items():
             cell = cells[(split, name)]
             assert cell["title"] == repr(value), (split, name)
@@ -68,4 +76,19 @@ def assert_every_metric_shown(cells: dict, metrics: dict) -> int:
                 assert shown(cell["text"]) == pytest.approx(value, abs=5e-5, rel=5e-4), (split, name, cell)
             count += 1
     assert len(cells) == count  # and nothing that is not in metrics.json
+    return count
+
+
+def assert_every_baseline_shown(cells: dict, baselines: dict) -> int:
+    """cells: (split, baseline, metric) → {"title", "text"} (Page.baseline_cells)."""
+    count = 0
+    for split, by_baseline in baselines.items():
+        for baseline, values in by_baseline.items():
+            for name, value in values.items():
+                cell = cells[(split, baseline, name)]
+                assert cell["title"] == repr(value), (split, baseline, name)
+                if value is not None and not math.isnan(value):
+                    assert shown(cell["text"]) == pytest.approx(value, abs=5e-5, rel=5e-4), (split, baseline, name)
+                count += 1
+    assert len(cells) == count
     return count

@@ -310,3 +310,33 @@ def test_explain_command_on_a_regression_run_and_new_rows(tmp_path):
     assert result.exit_code == 1
     assert result.stderr.strip().endswith("explain rows: row 500 is beyond the 89 rows of the test split "
                                           "(counted from 0)")
+
+
+@pytest.mark.slow
+def test_a_linear_model_gets_its_exact_attributions():
+    """f = w·[z, one-hot(colour)] + b: integrated gradients from the zero point gives each
+    normalized number w_i z_i and the colour the weight of its category, exactly."""
+    import keras
+
+    from dlpipe.explain.attribution import Attributor, per_feature
+    from dlpipe.explain.methods import integrated_gradients
+
+    number = keras.Input((1,), name="size")
+    colour = keras.Input((1,), name="colour", dtype="string")
+    z = keras.layers.Normalization(mean=2.0, variance=4.0, name="size_zscore")(number)
+    index = keras.layers.StringLookup(vocabulary=["red", "blue"], num_oov_indices=1, name="colour_lookup")(colour)
+    one_hot = keras.layers.CategoryEncoding(3, output_mode="one_hot", name="colour_one_hot")(index)
+    dense = keras.layers.Dense(1, name="out")
+    model = keras.Model({"size": number, "colour": colour}, dense(keras.layers.Concatenate()([z, one_hot])))
+    dense.set_weights([np.array([[1.5], [0.0], [0.7], [-2.0]], dtype=np.float32), np.array([0.3], dtype=np.float32)])
+    features = [{"name": "size", "input": "size", "type": "numerical"},
+                {"name": "colour", "input": "colour", "type": "categorical"}]
+    attributor = Attributor(model, features)
+    assert [p.where for p in attributor.points] == ["output of layer size_zscore", "output of layer colour_one_hot"]
+    x = {"size": np.array([[4.0], [0.0], [2.0]], dtype=np.float32),
+         "colour": np.array([["red"], ["blue"], ["green"]], dtype=object)}
+    result = integrated_gradients(attributor, x, np.zeros(3, dtype=int), steps=4)
+    np.testing.assert_allclose(per_feature(result.attributions, attributor.points),
+                               [[1.5, 0.7], [-1.5, -2.0], [0.0, 0.0]], atol=1e-6)
+    np.testing.assert_allclose(result.baseline_output, [0.3, 0.3, 0.3], atol=1e-6)
+    assert result.met(1e-6).all() and (result.steps == 4).all()

@@ -321,6 +321,7 @@ SAMPLES: dict[str, Sample] = {
     # evaluation
     "evaluation.metrics": Sample("[accuracy]", "metrics"),
     "evaluation.splits": Sample("[test]", "metrics"),
+    "evaluation.baselines": Sample("false", "metrics"),
     "evaluation.explain": Sample("{methods: [integrated_gradients], rows: 1, examples: 5, steps: 4}", "files"),
     # export
     "export.formats": Sample("[keras, saved_model]", "export"),

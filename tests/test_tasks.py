@@ -161,6 +161,7 @@ SAMPLES = {
     "training.tensorboard": "false",
     "training.jit_compile": "false",
     "evaluation.splits": "[test]",
+    "evaluation.baselines": "false",
     "evaluation.knn_neighbors": "3",
     "evaluation.explain": "{rows: 2}",
     "evaluation.generation": "{feature_extractor: {type: classifier, labels: label}}",

@@ -331,7 +331,7 @@ def _integrated_gradients(context: _Context, settings) -> tuple[dict, dict]:
         global_.setdefault("tokens", {})[name] = entry["global"]
     document = {"method": "integrated_gradients", "source": context.examples.source, "explained": _explained(subject),
                 "points": {p.feature: p.where for p in attributor.points},
-                "baselines": {p.feature: _baseline_text(p.type) for p in attributor.points},
+                "baselines": {p.feature: _baseline_text(p) for p in attributor.points},
                 "completeness": completeness, "global": global_, "local": _local(context, per, names, extra)}
     maps = {}
     for point in attributor.points:
@@ -342,12 +342,15 @@ def _integrated_gradients(context: _Context, settings) -> tuple[dict, dict]:
     return document, maps
 
 
-def _baseline_text(kind: str) -> str:
-    return {"numerical": "0 after normalization (the training mean)", "image": "a black image (all pixels 0)",
+def _baseline_text(point) -> str:
+    if point.layer is None and point.type != "image":
+        return "0 (the model does not normalize this feature)"
+    return {"numerical": "0 after normalization (the training mean)", "sequence": "0 after normalization",
+            "image": "a black image (all pixels 0)",
             "categorical": "the zero vector at the one-hot or embedding output (no category)",
             "ordinal": "0 on the scaled order (the lowest value)",
             "text": "the zero vector at every token's embedding (the example's own padding mask kept)",
-            "tokens": "the zero vector at every token's embedding"}.get(kind, "0 at the attributed layer")
+            "tokens": "the zero vector at every token's embedding"}.get(point.type, "0 at the attributed layer")
 
 
 def _binary(subject: Subject) -> bool:

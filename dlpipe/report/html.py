@@ -140,6 +140,39 @@ def _model_section(summary: dict | None) -> str:
 def _metrics_section(metrics: dict | None) -> str:
     if not metrics:
         return "<h2>Metrics</h2><p class='muted'>No metrics.json.</p>"
+    baselines = metrics.get("baselines") or {}
+    metrics = {split: values for split, values in metrics.items() if split != "baselines"}
+    return _model_metrics(metrics) + _baselines_table(metrics, baselines)
+
+
+def _baselines_table(metrics: dict, baselines: dict) -> str:
+    """The model beside the plain predictors (metrics/baselines.py), split by split: a row per
+    metric, a column for the model and for each baseline."""
+    if not baselines:
+        return ""
+    parts = ["<h2>Baselines</h2><p class='muted'>Plain predictors fitted on the same training split and "
+             "scored on the same rows with the same metrics (metrics.json, <code>baselines</code>): "
+             "does the network beat them?</p>"]
+    for split in _in_order(baselines):
+        names = list(dict.fromkeys(n for values in baselines[split].values() for n in values))
+        columns = list(baselines[split])
+        rows = []
+        for name in names:
+            model = metrics.get(split, {}).get(name)
+            cells = [f'<td class="num" title="{escape(repr(model))}">{format_number(model)}</td>']
+            for baseline in columns:
+                value = baselines[split][baseline].get(name)
+                cells.append(f'<td class="num" data-split="{escape(split)}" data-baseline="{escape(baseline)}" '
+                             f'data-baseline-metric="{escape(name)}" title="{escape(repr(value))}">'
+                             f'{format_number(value)}</td>')
+            rows.append(f"<tr><td>{escape(name)}</td>{''.join(cells)}</tr>")
+        head = "".join(f"<th>{escape(b)}</th>" for b in columns)
+        parts.append(f"<h3>{escape(split)}</h3><table class='baselines'><thead><tr><th>metric</th><th>model</th>"
+                     f"{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
+    return "".join(parts)
+
+
+def _model_metrics(metrics: dict) -> str:
     splits = _in_order(metrics)
     names = list(dict.fromkeys(name for values in metrics.values() for name in values))
     rows = []

@@ -121,6 +121,12 @@ class Evaluation(StrictModel):
     classes, or multi-label targets, use their _macro, _micro or _weighted averages."""
     splits: list[Literal["validation", "test"]] = ["validation", "test"]
     """The splits scored into metrics.json (the training split never is)."""
+    baselines: bool = True
+    """Classification, regression and forecasting: also fit plain predictors on the training
+    split and score them on the same splits with the same metrics — the trivial one (majority
+    class, mean, last value and seasonal naive), a linear model (logistic or ridge regression)
+    and scikit-learn's HistGradientBoosting — into metrics.json under `baselines` and the
+    report, so a run says whether the network beat them. `false` skips them."""
     knn_neighbors: PositiveInt = 5
     """Embedding task: neighbours that vote in knn_accuracy (a k-nearest-neighbours
     classifier fitted on the training split's embeddings and labels, scored on each split)."""

@@ -21,6 +21,6 @@ TASK = Task(
     objective="accuracy",
     commands=ALL_COMMANDS | {"explain"},
     honours=(*EVERY_TASK, *SUPERVISED_DATA, "data.target", "data.streaming", "prepare", "model",
-             *SUPERVISED_TRAINING, "training.class_weight", "evaluation.metrics", "evaluation.splits",
+             *SUPERVISED_TRAINING, "training.class_weight", "evaluation.metrics", "evaluation.splits", "evaluation.baselines",
              "evaluation.explain", *SUPERVISED_EXPORT, "tuning"),
 )

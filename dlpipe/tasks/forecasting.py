@@ -44,7 +44,7 @@ TASK = Task(
     honours=(*EVERY_TASK, "data.source", "data.features", "data.target.name", "data.split.train",
              "data.split.validation", "data.split.test", "data.split.stratify", "data.windows", "data.shuffle_buffer",
              "prepare.normalization", "prepare.augmentation", "model", *SUPERVISED_TRAINING, "evaluation.metrics",
-             "evaluation.splits", *SUPERVISED_EXPORT, "tuning"),
+             "evaluation.splits", "evaluation.baselines", *SUPERVISED_EXPORT, "tuning"),
     refusals={"training.sample_weight": "task forecasting has no per-example weights yet (its windows carry none); remove sample_weight",
               "data.split.files": "task forecasting splits a series by time (the first split.train of the "
                                   "rows train); give train/validation/test fractions",

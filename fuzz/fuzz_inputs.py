@@ -208,7 +208,7 @@ def mutated_spec(rng: random.Random, text: str) -> tuple[str, list[str]]:
         data = None
         try:
             data = yaml.safe_load(text)
-        except yaml.YAMLError:
+        except (yaml.YAMLError, RecursionError, ValueError, TypeError):  # deep nesting recurses in PyYAML
             pass
         if isinstance(data, (dict, list)) and data and rng.random() < 0.6:
             try:
@@ -535,10 +535,15 @@ def main(argv: list[str] | None = None) -> int:
     number = 0
     try:
         while time.monotonic() < deadline and (args.cases is None or sum(tally.cases.values()) < args.cases):
-            if rng.random() < args.run_fraction:
-                case = data_case(rng, args) if rng.random() < args.data_fraction else spec_case(rng, args, run=True)
-            else:
-                case = spec_case(rng, args, run=False)
+            try:
+                if rng.random() < args.run_fraction:
+                    case = data_case(rng, args) if rng.random() < args.data_fraction else spec_case(rng, args, run=True)
+                else:
+                    case = spec_case(rng, args, run=False)
+            except Exception as err:  # noqa: BLE001  a mutation the harness cannot make: skip it, say so
+                tally.cases["harness-skipped"] += 1
+                print(f"harness: could not make a case ({type(err).__name__}: {str(err)[:100]}); skipped", flush=True)
+                continue
             folder = scratch / f"case-{sum(tally.cases.values())}"
             folder.mkdir()
             outcome = run_case(case, folder)
@@ -557,6 +562,8 @@ def main(argv: list[str] | None = None) -> int:
             done = sum(tally.cases.values())
             if done % 100 == 0:
                 print(f"... {done} cases ({dict(tally.cases)}), {len(tally.findings)} finding(s)", flush=True)
+    except KeyboardInterrupt:
+        print("interrupted: the summary so far", flush=True)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     total = sum(tally.cases.values())

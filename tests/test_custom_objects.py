@@ -49,6 +49,8 @@ MODELS = {
                                    "tuning=null"]),
     "vit_rgb": ("image-classification", ["data.features=[{name: image, type: image, channels: 3}]",
                                         "model={type: vit, patch_size: 4, blocks: 1, heads: 1, key_dim: 4, model_dim: 8, feed_forward: 8}"]),
+    "text_imputed": ("text-classification", ["prepare.imputation={text: {type: most_frequent}}"]),
+    "categories_imputed": ("../tests/fixtures/churn", ["prepare.imputation={categorical: {type: most_frequent}}"]),
     "transformer": ("text-classification", ["model={type: transformer, blocks: 1, heads: 1, key_dim: 4, model_dim: 8, feed_forward: 8}"]),
     "forecaster": ("time-series-forecasting", []),
     "autoencoder": ("autoencoder-embeddings", []),
@@ -66,8 +68,9 @@ def saved(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("models")
     files = {}
     for name, (template, overrides) in MODELS.items():
-        spec, document = load_document(ROOT / "specs" / f"{template}.yaml", overrides)
-        model = tasks.get(spec.task).hook("deep_build")(spec, ROOT / "specs", None)
+        path = (ROOT / "specs" / f"{template}.yaml").resolve()
+        spec, document = load_document(path, overrides)
+        model = tasks.get(spec.task).hook("deep_build")(spec, path.parent, None)
         files[name] = folder / f"{name}.keras"
         model.save(files[name])
     return files

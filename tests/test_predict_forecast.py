@@ -179,3 +179,33 @@ def test_every_window_and_a_bad_series_print_no_header(forecaster, tmp_path):
     assert code == 1 and out == ""
     assert err.strip().splitlines() == [f"error: {short}: 4 rows, fewer than the {LOOKBACK} steps each window of "
                                         "this model looks back"]
+
+
+@pytest.mark.slow
+def test_model_keras_loads_in_plain_keras_after_the_one_import(forecaster):
+    """README: `import dlpipe.custom_objects`, then plain `keras.saving.load_model` (compiled,
+    safe mode) in a fresh process; without the import Keras names the missing dlpipe class."""
+    import subprocess
+    import sys
+
+    import keras
+
+    run, _, values = forecaster
+    window = values[-LOOKBACK:].astype(np.float32)[np.newaxis]
+    expected = keras.saving.load_model(run / "model.keras").predict({"window": window}, verbose=0)
+    code = ("import sys, numpy as np, keras\n"
+            "try:\n"
+            "    keras.saving.load_model(sys.argv[1])\n"
+            "except Exception as err:\n"
+            "    print('without:', 'dlpipe>SubtractLast' in str(err))\n"
+            "import dlpipe.custom_objects\n"
+            "model = keras.saving.load_model(sys.argv[1])\n"
+            "print('with:', model.predict({'window': np.load(sys.argv[2])}, verbose=0).tolist())\n")
+    np.save(run.parent / "window.npy", window)
+    done = subprocess.run([sys.executable, "-c", code, str(run / "model.keras"), str(run.parent / "window.npy")],
+                          capture_output=True, text=True, timeout=300, env={"TF_CPP_MIN_LOG_LEVEL": "3",
+                                                                             "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.strip().splitlines()
+    assert lines[0] == "without: True"
+    np.testing.assert_allclose(json.loads(lines[1].removeprefix("with: ")), expected, atol=1e-6)

@@ -21,6 +21,11 @@ def check_generation(spec) -> Found:
     elif len(images) == 1 and len(spec.data.features) != 1:  # the image count: check_architecture (a gan reads one)
         yield (("data", "features"), "task generation learns exactly one feature, of type image; "
                f"data.features lists {len(spec.data.features)} ({len(images)} of type image)")
+    for i, feature in enumerate(spec.data.features):
+        for key in ("size", "channels"):
+            if getattr(feature, key, None) is not None:  # the GAN draws and scores images as the data holds them
+                yield (("data", "features", i, key), f"task generation learns images at the data's own {key}; "
+                       f"remove {key}")
     for i, step in enumerate(spec.prepare.augmentation):
         if step.type == "mixup":  # it blends labels and weights the loss: a GAN's real images have neither
             yield (("prepare", "augmentation", i, "type"), "mixup is not supported for task generation; "
@@ -53,15 +58,16 @@ TASK = Task(
              "data.features", "data.target.name", "data.split.train", "data.split.validation", "data.split.test",
              "data.split.stratify", "data.shuffle_buffer", "prepare.augmentation", "model", "training.epochs",
              "training.batch_size", "training.optimizer", "training.schedule",
-             "training.adversarial", "training.checkpoints", "training.progress", "training.tensorboard",
+             "training.adversarial", "training.progress", "training.tensorboard",
              "training.precision", "training.jit_compile", "training.deterministic",
              "evaluation.metrics", "evaluation.generation", "export.formats", "export.verify", "export.tolerance",
              "export.samples", "tracking"),
-    refusals={"training.early_stopping": "early stopping needs a validation loss; the losses of task generation "
+    refusals={"training.checkpoints": "task generation keeps no best checkpoint (no loss measures progress; FID "
+                                      "does): it writes checkpoints/last.npz after every epoch; remove "
+                                      "training.checkpoints",
+              "training.early_stopping": "early stopping needs a validation loss; the losses of task generation "
                                          "do not measure progress (FID does): remove early_stopping and choose "
                                          "training.epochs",
-              "training.checkpoints.monitor": "task generation keeps no best checkpoint (no loss measures "
-                                              "progress); leave monitor at auto",
               "training.class_weight": "class_weight is not supported for task generation",
               "training.sample_weight": "sample_weight is not supported for task generation",
               "prepare.normalization": "task generation scales images to −1..1 from the training split's "

@@ -104,12 +104,13 @@ def strategy(kind: str):
 def replicate(model, strategy, compile_replica):
     """A copy of `model` whose variables live under `strategy`, compiled by
     `compile_replica(copy)` and holding the same values (dropout RNG state included)."""
-    import keras
-
     from dlpipe.training.checkpoints import copy_variables
 
     with strategy.scope():
-        replica = keras.models.clone_model(model)
+        # From the config: keras.models.clone_model would also compile the copy from the
+        # model's compile config, which cannot rebuild a task's own loss (the detector's is
+        # a closure over its weights); compile_replica compiles it as the model was.
+        replica = model.__class__.from_config(model.get_config())
         compile_replica(replica)
         # Optimizer variables must be made under the strategy too (a resume assigns them
         # before training would have built them).

@@ -504,8 +504,8 @@ UNOBSERVABLE: dict[str, str] = {
     "detection:model.type": "centernet is task detection's one model",
     "embedding:model.type": "autoencoder is task embedding's one model",
     "generation:model.type": "gan is task generation's one model",
-    "allow_unsafe_deserialization": "acts only when a .keras file holding Python code is loaded: "
-                                    "test_unsafe_loading_is_honoured",
+    "allow_unsafe_deserialization": "acts only when a .keras file holding Python code (a Lambda layer) is "
+                                    "loaded, and dlpipe writes none (tests/test_reliability.py loads one)",
     "tracking": "logs the run to an MLflow server, outside the run: the runner does it around every "
                 "pipeline, and tests/test_tracking.py reads a run back from a real server",
 }

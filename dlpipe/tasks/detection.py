@@ -68,7 +68,8 @@ TASK = Task(
     loss_factory="dlpipe.architectures.centernet:detection_loss",
     commands=frozenset({"evaluate", "export", "predict", "deep", "resume", "rerun"}),
     honours=("version", "name", "description", "task", "seed", "allow_unsafe_deserialization", "data.source",
-             "data.split.train", "data.split.validation", "data.split.test", "data.split.stratify", "model",
+             "data.split.train", "data.split.validation", "data.split.test", "data.split.stratify",
+             "data.shuffle_buffer", "model",
              "training.epochs", "training.batch_size", "training.optimizer", "training.schedule",
              "training.early_stopping", "training.checkpoints", "training.progress", "training.tensorboard",
              "training.precision", "training.jit_compile", "training.deterministic", "training.strategy",
@@ -76,7 +77,6 @@ TASK = Task(
              "export.samples", "tracking"),
     refusals={"data.target": "task detection takes its boxes and classes from the source; remove target",
               "data.features": "task detection reads one image per example from the source; remove features",
-              "data.shuffle_buffer": "task detection shuffles the whole training split; remove shuffle_buffer",
               "prepare.normalization": "task detection scales pixels by 1/255 inside the model; remove this "
                                        "normalization",
               "prepare.augmentation": "task detection does not augment images yet; remove augmentation",

@@ -9,8 +9,8 @@ in one line, before any data is read or anything trained — and logs:
                hold a password)
     metrics    every epoch's training values as the epoch ends (loss, val_loss, accuracy,
                learning_rate, ...; step = the epoch, 1-based as in history.csv), and at the
-               end metrics.json as `<split>/<metric>` (test/accuracy; a task's baseline
-               metrics, such as naive_mae, are in it too)
+               end every number of metrics.json by its path: `<split>/<metric>`
+               (test/accuracy) and the baselines' `baselines/<split>/<baseline>/<metric>`
     tags       dlpipe.task, dlpipe.run_dir, dlpipe.status (completed, failed, interrupted),
                dlpipe.data_fingerprint, versions (dlpipe, python, tensorflow, keras, ...)
     artifacts  report.html, export/model_card.md and .json, model.keras (under model/),
@@ -249,9 +249,7 @@ class MLflowRun:
             step = int(epoch) if _finite(epoch) else row + 1
             if step not in self.epochs_logged:
                 self.log_epoch(step, {key: values[row] for key, values in history.items()})
-        metrics = _read_json(root / "metrics.json")
-        self.log_metrics({f"{split}/{name}": value for split, values in metrics.items() if isinstance(values, dict)
-                          for name, value in values.items() if _finite(value)})
+        self.log_metrics(numbers(_read_json(root / "metrics.json")))
         record = _read_json(root / "run.json")
         tags = {"dlpipe.status": status, **versions()}
         if record.get("data_fingerprint"):
@@ -319,6 +317,17 @@ def finish_study(tracker: MLflowRun | None, study_dir: Path, summary: dict) -> N
     tracker.end(status)
     if not tracker.lost:
         print(f"[dlpipe] tracking: study logged to MLflow as {tracker.address()}", file=tracker.log, flush=True)
+
+
+def numbers(value, prefix: str = "") -> dict[str, float]:
+    """metrics.json's finite numbers by path: {"test": {"accuracy": x}} → {"test/accuracy": x};
+    the baselines' {"baselines": {"test": {"majority_class": {...}}}} → baselines/test/majority_class/…"""
+    if isinstance(value, dict):
+        out: dict[str, float] = {}
+        for key, item in value.items():
+            out.update(numbers(item, f"{prefix}/{key}" if prefix else str(key)))
+        return out
+    return {prefix: float(value)} if _finite(value) else {}
 
 
 def _finite(value) -> bool:

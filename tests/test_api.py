@@ -42,7 +42,7 @@ def test_python_m_dlpipe_is_the_command():
     done = subprocess.run([sys.executable, "-m", "dlpipe", "--help"], cwd=ROOT, capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 0 and done.stdout.startswith("Usage: dlpipe [OPTIONS] COMMAND")
-    for command in ("serve", "run", "predict"):
+    for command in ("serve", "compare", "run", "predict"):
         assert f"  {command} " in done.stdout
     done = subprocess.run([sys.executable, "-m", "dlpipe", "validate", "nope.yaml"], cwd=ROOT, capture_output=True,
                           text=True, timeout=60)

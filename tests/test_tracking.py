@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from _server import free_port
 from dlpipe.cli import main
-from dlpipe.tracking import _shown, flatten
+from dlpipe.tracking import _shown, flatten, numbers
 
 ROOT = Path(__file__).resolve().parent.parent
 TABULAR = ROOT / "specs" / "tabular-classification.yaml"
@@ -32,6 +32,9 @@ def test_the_spec_becomes_dotted_params_and_passwords_are_never_shown():
     assert len(long) == 6000 and long.endswith("… (cut; see spec.yaml)")
     assert _shown("https://me:secret@mlflow.example.com/x") == "https://me:***@mlflow.example.com/x"
     assert _shown("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
+    assert numbers({"test": {"accuracy": 0.5, "auc": None, "n": float("nan")},
+                    "baselines": {"test": {"majority_class": {"accuracy": 0.25}}}}) == {
+        "test/accuracy": 0.5, "baselines/test/majority_class/accuracy": 0.25}
 
 
 UNREACHABLE = """\
@@ -120,10 +123,9 @@ def test_a_run_is_logged_to_mlflow_and_read_back(mlflow_server, tmp_path):
         logged = client.get_metric_history(run.info.run_id, key)
         assert [m.step for m in logged] == [1, 2, 3]
         assert [m.value for m in logged] == pytest.approx([float(row[key]) for row in epochs], rel=1e-12)
-    metrics = json.loads((out / "metrics.json").read_text())
-    for split, values in metrics.items():
-        for name, value in values.items():
-            assert run.data.metrics[f"{split}/{name}"] == pytest.approx(value, rel=1e-12)
+    metrics = numbers(json.loads((out / "metrics.json").read_text()))
+    assert "test/accuracy" in metrics and "baselines/test/majority_class/accuracy" in metrics
+    assert {key: run.data.metrics[key] for key in metrics} == pytest.approx(metrics, rel=1e-12)
 
     record = json.loads((out / "run.json").read_text())
     tags = run.data.tags

@@ -151,52 +151,49 @@ TEXT_RESERVED = ("", "[UNK]")
 """TextVectorization's ids 0 (padding) and 1 (out of vocabulary)."""
 
 
+BAG_MODES = {"tfidf": "tf_idf", "count": "count", "multi_hot": "multi_hot"}
+"""A text feature's bag-of-n-grams `encoding` → TextVectorization's output_mode."""
+
+
+def is_bag(feature) -> bool:
+    """A text feature encoded as one vector of n-gram weights (not a sequence of ids)."""
+    return feature.type == "text" and (getattr(feature, "text", None) or {}).get("encoding", "sequence") in BAG_MODES
+
+
 def adapt_text(feature, texts: np.ndarray) -> None:
-    """The feature's vocabulary from the training split's texts (most frequent first)."""
+    """The feature's vocabulary from the training split's texts (most frequent first); for
+    TF-IDF also each entry's inverse document frequency (`feature.idf`)."""
     layer = _vectorizer(feature, vocabulary=None, max_tokens=feature.vocabulary_size)
     import tensorflow as tf  # adapt runs on tf.data, whatever the backend of the model
 
-    texts = np.asarray(texts, dtype=object).reshape(-1).astype(str)
-    fill = _text_fill(feature)
-    if fill is not None:  # the texts the model will see: missing ones imputed
-        texts = np.where(texts == MISSING_TEXT, fill, texts)
-    layer.adapt(tf.constant(texts))
-    feature.vocabulary = [str(token) for token in layer.get_vocabulary()[len(TEXT_RESERVED):]]
+    layer.adapt(tf.constant(np.asarray(texts, dtype=object).reshape(-1).astype(str)))
+    # A sequence reserves ids 0 (padding) and 1 (out of vocabulary); a bag only the latter.
+    reserved = 1 if is_bag(feature) else len(TEXT_RESERVED)
+    feature.vocabulary = [str(token) for token in layer.get_vocabulary()[reserved:]]
+    if feature.text.get("encoding") == "tfidf":
+        feature.idf = [float(w) for w in np.asarray(layer._lookup_layer.idf_weights_const)[reserved:]]
 
 
 def _vectorizer(feature, vocabulary, max_tokens=None, name=None):
     text = feature.text
+    mode = BAG_MODES.get(text.get("encoding", "sequence"), "int")
+    idf = getattr(feature, "idf", None) if mode == "tf_idf" and vocabulary is not None else None
     return keras.layers.TextVectorization(
         max_tokens=max_tokens, standardize=None if text["standardize"] == "none" else text["standardize"],
         split=text["split"], ngrams=None if text["ngrams"] == 1 else text["ngrams"],
-        output_mode="int", output_sequence_length=text["sequence_length"], vocabulary=vocabulary, name=name)
+        output_mode=mode, output_sequence_length=text["sequence_length"] if mode == "int" else None,
+        vocabulary=vocabulary, idf_weights=idf, name=name)
 
 
 def text_input(feature) -> tuple[keras.KerasTensor, keras.KerasTensor]:
     """Raw text in → token ids (sequence_length of them, 0-padded) by a TextVectorization
-    holding the training split's vocabulary; architectures embed the ids."""
+    holding the training split's vocabulary, which architectures embed; or, for a bag
+    encoding, one vector of n-gram weights (out of vocabulary first), used as it is."""
     tensor = keras.Input(shape=(1,), name=feature.input_name, dtype="string")
-    vectorizer = _vectorizer(feature, list(feature.vocabulary), name=f"{feature.input_name}_vectorize")
-    ids = vectorizer(tensor)
-    fill = _text_fill(feature)
-    if fill is not None:  # a text without a token (missing: "") takes the imputed text's ids
-        from dlpipe.architectures.layers import FillEmptyTokens
-
-        import tensorflow as tf  # text features run on TensorFlow only
-
-        fill_ids = keras.ops.convert_to_numpy(vectorizer(tf.constant([[fill]])))[0]
-        ids = FillEmptyTokens(fill_ids, name=f"{feature.input_name}_impute")(ids)
+    ids = _vectorizer(feature, list(feature.vocabulary), name=f"{feature.input_name}_vectorize")(tensor)
+    if is_bag(feature) and len(ids.shape) == 3:  # (batch, 1, entries) for a (batch, 1) input
+        ids = keras.layers.Reshape((ids.shape[-1],), name=f"{feature.input_name}_bag")(ids)
     return tensor, ids
-
-
-MISSING_TEXT = ""
-"""A missing categorical, ordinal or text value as the model takes it (dlpipe/data/values.py)."""
-
-
-def _text_fill(feature) -> str | None:
-    """The imputed value of a categorical, ordinal or text feature, if it has one."""
-    fill = getattr(feature, "fill", None)
-    return None if fill is None else str(np.ravel(fill)[0])
 
 
 def pretrained_embedding(feature, words: list, name: str, mask_zero: bool = False):
@@ -234,6 +231,9 @@ def flat_features(encoded: Encoded, tensors: dict[str, keras.KerasTensor], embed
     embeddings, blind to order). None when there are no tensors."""
     flat = []
     for input_name, tensor in tensors.items():
+        if is_bag(encoded.features[input_name]):
+            flat.append(tensor)  # already one vector per example
+            continue
         if encoded.features[input_name].type in ("tokens", "text"):
             tensor = token_embedding(encoded, input_name, tensor, embedding_dim)
             tensor = keras.layers.GlobalAveragePooling1D(name=f"{input_name}_bag")(tensor)
@@ -265,6 +265,11 @@ def sequence_inputs(encoded: Encoded, embedding_dim: int) -> keras.KerasTensor:
     """The sequence and token features (all of them, taken), as one batch × steps × channels
     tensor: token ids embedded, then every sequence joined along the channels."""
     parts = []
+    bags = [name for name in encoded.tensors if name not in encoded.taken and is_bag(encoded.features[name])]
+    if bags:
+        raise BuildProblem(("data", "features"), f"text feature {encoded.features[bags[0]].name!r} is a bag of "
+                           "n-grams (one vector per example); an rnn or transformer reads sequences: use "
+                           "encoding: sequence, or model type mlp")
     for input_name, tensor in encoded.take("sequence", "tokens", "text").items():
         if encoded.features[input_name].type in ("tokens", "text"):
             tensor = token_embedding(encoded, input_name, tensor, embedding_dim)

@@ -207,7 +207,7 @@ def _resolve_features(spec: Spec, table: Table, target: str, located) -> list[Fe
         if kind == "text":
             info.normalization = "none"
             info.text = {key: getattr(declared_feature, key) for key in ("standardize", "split", "ngrams",
-                                                                          "sequence_length")}
+                                                                          "sequence_length", "encoding")}
             info.shape = (1,)
             info.vocabulary_size = declared_feature.vocabulary_size
             info.embedding_dim = declared_feature.embedding_dim

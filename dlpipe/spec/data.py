@@ -247,6 +247,13 @@ class TextFeature(StrictModel):
     """Tokens are words (whitespace) or single characters."""
     ngrams: Annotated[int, Field(ge=1, le=3)] = 1
     """Also count pairs (2) or triples (3) of adjacent tokens as tokens."""
+    encoding: Literal["sequence", "tfidf", "count", "multi_hot"] = "sequence"
+    """`sequence`: token ids in order (sequence_length of them), embedded by the model. The
+    others are a bag of n-grams, one number per vocabulary entry and example, order lost:
+    `tfidf` (count × inverse document frequency of the training split), `count`,
+    `multi_hot` (present or not). A bag feeds an mlp (or the head beside another
+    architecture) directly: a linear model over TF-IDF of words and word pairs is the
+    strong baseline of text classification, and this is how a network starts from it."""
     sequence_length: PositiveInt = 64
     """Token ids per example: longer texts are cut, shorter ones padded with id 0."""
     vocabulary_size: Annotated[int, Field(ge=3)] = 10000

@@ -125,4 +125,5 @@ def test_a_spec_given_as_a_mapping_resolves_paths_against_the_current_folder(tmp
     run = dlpipe.run(spec, overrides={"training.epochs": 1, "export.formats": ["keras"]}, out="out")
     assert run.status == "completed" and run.path == Path("out")
     assert Path(run.record["spec_file"]).parent == tmp_path.resolve()
-    assert run.spec["data"]["source"]["path"] == "cancer.csv" and len(run.history["loss"]) == 1
+    assert run.spec["data"]["source"]["path"] == str(tmp_path.resolve() / "cancer.csv")
+    assert len(run.history["loss"]) == 1

@@ -14,15 +14,14 @@ no TensorFlow: `run` and `predict` import it when they start working.
 
 from __future__ import annotations
 
-import csv
 import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from dlpipe.errors import DlpipeError
+from dlpipe.rundir import read_history
 
 Overrides = Mapping[str, Any] | Sequence[str] | None
 """{"training.epochs": 3} (any value YAML can hold), or `--set` strings ["training.epochs=3"]."""
@@ -189,24 +188,6 @@ class Run:
     def predict(self, rows, **options) -> list[dict]:
         """`dlpipe.predict(self, rows)`."""
         return predict(self, rows, **options)
-
-
-def read_history(path: Path) -> dict[str, list[float]]:
-    """history.csv as columns of floats (an empty cell, where an epoch did not log a name: NaN)."""
-    try:
-        with open(path, encoding="utf-8", newline="") as handle:
-            rows = list(csv.DictReader(handle))
-    except OSError:
-        return {}
-    columns: dict[str, list[float]] = {}
-    for row in rows:
-        for key, value in row.items():
-            try:
-                number = float(value) if value not in (None, "") else math.nan
-            except ValueError:
-                number = math.nan
-            columns.setdefault(key, []).append(number)
-    return columns
 
 
 def _json(path: Path) -> dict:

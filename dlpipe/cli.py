@@ -361,6 +361,22 @@ def explain(run_dir: str, data: str | None, methods: tuple[str, ...], rows) -> N
 
 
 @main.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path(file_okay=False, exists=True))
+@click.option("--out", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="Also write one self-contained HTML page (e.g. compare.html): metrics, spec differences, "
+                   "learning curves overlaid.")
+def compare(runs: tuple[str, ...], out: str | None) -> None:
+    """Put RUNS side by side: metrics (best of each row marked *), the spec keys whose values
+    differ, and which learning curves there are. No TensorFlow: read from the run directories."""
+    from dlpipe.compare import compare as line_up, text, write_page
+
+    comparison = line_up(list(runs))
+    click.echo(text(comparison))
+    if out:
+        click.echo(f"wrote {write_page(comparison, out)}", err=True)
+
+
+@main.command()
 def templates() -> None:
     """List the spec templates, one line each."""
     from dlpipe import templates as shipped

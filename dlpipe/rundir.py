@@ -8,10 +8,12 @@ each time a stage starts or ends, so it always tells how far a run got.
 from __future__ import annotations
 
 import contextlib
+import csv
 import datetime as _dt
 import errno
 import fcntl
 import json
+import math
 import os
 import platform
 import sys
@@ -480,3 +482,21 @@ class RunDir:
                 os.fsync(handle.fileno())
         except OSError:
             pass
+
+
+def read_history(path: Path | str) -> dict[str, list[float]]:
+    """history.csv as columns of floats (an empty cell, where an epoch did not log a name: NaN)."""
+    try:
+        with open(path, encoding="utf-8", newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    except OSError:
+        return {}
+    columns: dict[str, list[float]] = {}
+    for row in rows:
+        for key, value in row.items():
+            try:
+                number = float(value) if value not in (None, "") else math.nan
+            except ValueError:
+                number = math.nan
+            columns.setdefault(key, []).append(number)
+    return columns

@@ -23,6 +23,7 @@ from dlpipe.rundir import RunDir, atomic_write_text, write_error
 from dlpipe.spec import Spec, load_document, locate
 from dlpipe.spec.loader import Document
 from dlpipe.spec.paths import resolved
+from dlpipe.tracking import open_run_tracker
 
 
 @dataclass
@@ -54,13 +55,14 @@ def dump_spec(spec: Spec) -> str:
 
 def run_spec(spec_path: str | Path, *, overrides: Sequence[str] = (), out: str | Path | None = None,
              command: list[str] | None = None, resume: bool = False, callbacks: Sequence = (),
-             cache: bool = True, base_dir: Path | None = None) -> Path:
+             cache: bool = True, base_dir: Path | None = None, tracking_parent: str | None = None) -> Path:
     """Run a spec into `out` (default runs/<name>-<time>). With `resume`, continue the
     interrupted run in `out` from its last checkpoint; an empty or missing `out` starts
     afresh, so a job script can always pass it. Without `resume`, an `out` that holds a run
     is run into again: stages whose cache key is unchanged are reused (dlpipe/stagecache.py)
     unless `cache` is False. `base_dir`: the folder relative data paths resolve against
-    (default: the spec file's folder).
+    (default: the spec file's folder). `tracking_parent`: the MLflow run this run is a child
+    of (a `dlpipe tune` study's), with the spec's `tracking.mlflow`.
 
     SIGINT and SIGTERM stop the run between two Python steps: run.json says `interrupted`
     and in which stage, the last checkpoint stays, and `Interrupted` is raised (exit 130/143)."""
@@ -100,11 +102,9 @@ def run_spec(spec_path: str | Path, *, overrides: Sequence[str] = (), out: str |
     # run.json's spec_file: its folder is where `dlpipe evaluate`/`export` resolve data paths
     # again; a spec given as a mapping (dlpipe.run) has no file, only that folder.
     spec_file = str(Path(spec_path).resolve()) if base_dir is None else str(Path(base_dir).resolve() / "(mapping)")
+    tracker = None
     with _signals_interrupt():  # also while the outcome is recorded: a second signal waits
         try:
-            # The spec is valid and the run directory writable (an unwritable --out fails in
-            # a fraction of a second): TensorFlow will be needed; import it without its noise.
-            import_tensorflow()
             if resuming:
                 run_dir.resume(command=list(command or []))
             elif rerun:
@@ -113,33 +113,57 @@ def run_spec(spec_path: str | Path, *, overrides: Sequence[str] = (), out: str |
             else:
                 run_dir.start(seed=spec.seed, command=list(command or []), spec_file=spec_file)
                 atomic_write_text(run_dir.path("spec.yaml"), dump_spec(spec))
+            # An experiment tracker that cannot be reached stops the run here, in one line,
+            # before anything is read or trained (dlpipe/tracking.py).
+            tracker = open_run_tracker(spec, run_dir.root, spec_file, parent=tracking_parent)
+            # The spec is valid and the run directory writable (an unwritable --out fails in
+            # a fraction of a second): TensorFlow will be needed; import it without its noise.
+            import_tensorflow()
+            logger = [tracker.callback()] if tracker is not None else []  # first: a pruned epoch is logged too
             context = Context(spec, document, run_dir, Path(base_dir or Path(spec_path).resolve().parent).resolve(),
-                              callbacks=[*callbacks, *testhooks.callbacks()])
+                              callbacks=[*logger, *callbacks, *testhooks.callbacks()])
             pipeline(context)
         except KeyboardInterrupt as err:
             signal_name = getattr(err, "signal_name", "SIGINT")
             stage = run_dir.current_stage
             during = f" during the {stage} stage" if stage else ""
             run_dir.finish("interrupted", f"interrupted by {signal_name}{during}", interrupted_stage=stage)
+            _close(tracker, run_dir, "interrupted", f"interrupted by {signal_name}{during}")
             kept = " (checkpoints kept)" if run_dir.path("checkpoints", "last.npz").exists() else ""
             message = (f"interrupted by {signal_name}{during}{kept}; continue with: dlpipe run {spec_path} "
                        f"--out {run_dir.root} --resume")
             raise Interrupted(getattr(err, "signum", signal.SIGINT), message) from None
         except DlpipeError as err:
             run_dir.finish("failed", str(err))
+            _close(tracker, run_dir, "failed", str(err))
             raise
         except BaseException as err:
             problem = write_error(err)
             if problem is not None:  # a full disk, a read-only folder: the user's to fix, one line
                 run_dir.finish("failed", str(problem))
+                _close(tracker, run_dir, "failed", str(problem))
                 raise problem from None
             run_dir.finish("failed", f"{type(err).__name__}: {err}")
+            _close(tracker, run_dir, "failed", f"{type(err).__name__}: {err}")
             raise
         else:
             run_dir.finish("completed")
+            _close(tracker, run_dir, "completed")
         finally:
             run_dir.unlock()
     return run_dir.root
+
+
+def _close(tracker, run_dir: RunDir, status: str, error: str | None = None) -> None:
+    """Log the finished run directory to the tracker and end its run (never raises: a run's
+    outcome does not depend on its tracker after the start)."""
+    if tracker is None:
+        return
+    try:
+        tracker.finish_run(run_dir.root, status, error)
+    except Exception as err:  # noqa: BLE001 — the run's own outcome stands
+        print(f"[dlpipe] warning: tracking.mlflow: the run's end was not logged: {type(err).__name__}: {err}",
+              file=sys.stderr, flush=True)
 
 
 @contextlib.contextmanager

@@ -4,7 +4,7 @@ Each stage of a pipeline has a key: a SHA-256 of the spec sections and inputs it
 on, chained, so a stage's key changes whenever an earlier stage's does:
 
     data      every top-level section except model/training/evaluation/export/tuning/name/
-              description (so: task, seed, data, prepare, and any section added later),
+              description/tracking (so: task, seed, data, prepare, and any section added later),
               training.sample_weight, dlpipe's version, and the bytes of the pretrained
               vector files features name (read when the model is built)
     train     data + the prepared data's fingerprint (a hash of the values read: a changed
@@ -54,7 +54,7 @@ from dlpipe.version import __version__
 from dlpipe.rundir import atomic_path, atomic_write_text, to_json
 
 NOT_DATA = ("model", "training", "evaluation", "export", "tuning", "name", "description",
-            "allow_unsafe_deserialization")
+            "allow_unsafe_deserialization", "tracking")
 DATA_OUTPUTS = ("data.json", "splits.json", "cache/data.json", "cache/data.npz")
 MODEL_OUTPUTS = ("model.keras", "history.csv")
 EVALUATION_OUTPUTS = ("metrics.json",)

@@ -42,7 +42,7 @@ def test_python_m_dlpipe_is_the_command():
     done = subprocess.run([sys.executable, "-m", "dlpipe", "--help"], cwd=ROOT, capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 0 and done.stdout.startswith("Usage: dlpipe [OPTIONS] COMMAND")
-    for command in ("serve", "run", "predict"):
+    for command in ("serve", "compare", "run", "predict"):
         assert f"  {command} " in done.stdout
     done = subprocess.run([sys.executable, "-m", "dlpipe", "validate", "nope.yaml"], cwd=ROOT, capture_output=True,
                           text=True, timeout=60)
@@ -125,4 +125,5 @@ def test_a_spec_given_as_a_mapping_resolves_paths_against_the_current_folder(tmp
     run = dlpipe.run(spec, overrides={"training.epochs": 1, "export.formats": ["keras"]}, out="out")
     assert run.status == "completed" and run.path == Path("out")
     assert Path(run.record["spec_file"]).parent == tmp_path.resolve()
-    assert run.spec["data"]["source"]["path"] == "cancer.csv" and len(run.history["loss"]) == 1
+    assert run.spec["data"]["source"]["path"] == str(tmp_path.resolve() / "cancer.csv")
+    assert len(run.history["loss"]) == 1

@@ -47,7 +47,7 @@ def test_explain_section_validates_for_classification_and_regression():
 
 def test_tasks_without_explanations_refuse_the_section_in_one_line():
     assert refusals("time-series-forecasting.yaml", "evaluation.explain={rows: 2}") == [
-        "evaluation.explain: the forecasting task does not use this key (task classification and regression does); "
+        "evaluation.explain: the forecasting task does not use this key (tasks classification and regression do); "
         "remove it"]
 
 

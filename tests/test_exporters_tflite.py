@@ -61,7 +61,7 @@ def test_the_pre_step_is_the_models_own_lookup(churn):
 
 def test_a_broken_pre_step_fails_verification(churn, tmp_path):
     from dlpipe.exporters import tflite
-    from dlpipe.exporters.verify import judge, run_and_compare
+    from dlpipe.exporters.verify import compare_values, judge, run_and_compare
     from dlpipe.spec.export import Tolerance
 
     _, inputs, reference = churn
@@ -70,7 +70,8 @@ def test_a_broken_pre_step_fails_verification(churn, tmp_path):
     # Sorted the other way round: every known plan gets another plan's index.
     vocabularies["plan"] = ["[UNK]", *reversed(vocabularies["plan"][1:])]
     (tmp_path / "lookup.json").write_text(json.dumps(vocabularies))
-    result = run_and_compare(tflite.load(tmp_path / "model_float32.tflite"), inputs, reference, classifier=True)
+    result = run_and_compare(tflite.load(tmp_path / "model_float32.tflite"), inputs, reference,
+                             lambda ref, out: compare_values(ref, out, classes=True))
     assert result["agreement"] < 0.9, result  # 0.654 measured
     assert judge(result, Tolerance(agreement=0.9)) == [f"class agreement {result['agreement']:.4f} is below 0.9"]
 
@@ -90,7 +91,10 @@ def test_a_tflite_file_with_the_lookup_inside_fails_when_run_and_is_removed(chur
     finally:
         job.cleanup()
     assert np.abs(tflite.load(path)(inputs) - reference).max() <= 1e-4  # a full batch works
-    entry = stage._verify(tflite.FORMAT, Artifact("tflite/float32", path), inputs, reference, True,
+    from dlpipe.exporters.verify import compare_values
+
+    subject = stage.Subject(model, inputs, lambda ref, out: compare_values(ref, out, classes=True), {}, {})
+    entry = stage._verify(tflite.FORMAT, Artifact("tflite/float32", path), subject, reference,
                           Tolerance(max_abs_diff=1e-4))
     assert entry["passed"] is False
     assert entry["error"].startswith("fails when run (RuntimeError: ")

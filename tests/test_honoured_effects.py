@@ -503,6 +503,8 @@ UNOBSERVABLE: dict[str, str] = {
     "generation:model.type": "gan is task generation's one model",
     "allow_unsafe_deserialization": "acts only when a .keras file holding Python code (a Lambda layer) is "
                                     "loaded, and dlpipe writes none (tests/test_reliability.py loads one)",
+    "tracking": "logs the run to an MLflow server, outside the run: the runner does it around every "
+                "pipeline, and tests/test_tracking.py reads a run back from a real server",
 }
 """Keys (and every key below them) whose effect a tiny run cannot show, and why."""
 

@@ -166,7 +166,11 @@ def adapt_text(feature, texts: np.ndarray) -> None:
     layer = _vectorizer(feature, vocabulary=None, max_tokens=feature.vocabulary_size)
     import tensorflow as tf  # adapt runs on tf.data, whatever the backend of the model
 
-    layer.adapt(tf.constant(np.asarray(texts, dtype=object).reshape(-1).astype(str)))
+    texts = np.asarray(texts, dtype=object).reshape(-1).astype(str)
+    fill = _text_fill(feature)
+    if fill is not None:  # the texts the model will see: missing ones imputed
+        texts = np.where(texts == MISSING_TEXT, fill, texts)
+    layer.adapt(tf.constant(texts))
     # A sequence reserves ids 0 (padding) and 1 (out of vocabulary); a bag only the latter.
     reserved = 1 if is_bag(feature) else len(TEXT_RESERVED)
     feature.vocabulary = [str(token) for token in layer.get_vocabulary()[reserved:]]
@@ -190,10 +194,25 @@ def text_input(feature) -> tuple[keras.KerasTensor, keras.KerasTensor]:
     holding the training split's vocabulary, which architectures embed; or, for a bag
     encoding, one vector of n-gram weights (out of vocabulary first), used as it is."""
     tensor = keras.Input(shape=(1,), name=feature.input_name, dtype="string")
-    ids = _vectorizer(feature, list(feature.vocabulary), name=f"{feature.input_name}_vectorize")(tensor)
+    vectorizer = _vectorizer(feature, list(feature.vocabulary), name=f"{feature.input_name}_vectorize")
+    ids = vectorizer(tensor)
     if is_bag(feature) and len(ids.shape) == 3:  # (batch, 1, entries) for a (batch, 1) input
         ids = keras.layers.Reshape((ids.shape[-1],), name=f"{feature.input_name}_bag")(ids)
+    fill = _text_fill(feature)
+    if fill is not None and not is_bag(feature):  # a text without a token (missing: "") takes the imputed text's ids
+        from dlpipe.architectures.layers import FillEmptyTokens
+
+        import tensorflow as tf  # text features run on TensorFlow only
+
+        fill_ids = keras.ops.convert_to_numpy(vectorizer(tf.constant([[fill]])))[0]
+        ids = FillEmptyTokens(fill_ids, name=f"{feature.input_name}_impute")(ids)
     return tensor, ids
+
+
+def _text_fill(feature) -> str | None:
+    """The imputed value of a categorical, ordinal or text feature, if it has one."""
+    fill = getattr(feature, "fill", None)
+    return None if fill is None else str(np.ravel(fill)[0])
 
 
 def pretrained_embedding(feature, words: list, name: str, mask_zero: bool = False):
@@ -300,3 +319,7 @@ def initializer(name: str):
 
 def l1_l2(l1: float, l2: float):
     return keras.regularizers.L1L2(l1=l1, l2=l2) if (l1 or l2) else None
+
+
+MISSING_TEXT = ""
+"""A missing categorical, ordinal or text value as the model takes it (dlpipe/data/values.py)."""

@@ -455,7 +455,8 @@ def _unhonoured(task, model, path: tuple) -> Found:
         elif value != default and not task.honoured(key):
             users = [other.name for other in map(tasks.get, tasks.names()) if other.honoured(key)
                      and not other.refused(key)]
-            used = f" (task {' and '.join(users)} does)" if 0 < len(users) <= 2 else ""
+            used = (f" (task {users[0]} does)" if len(users) == 1
+                    else f" (tasks {' and '.join(users)} do)" if len(users) == 2 else "")
             yield key_path, f"the {task.name} task does not use this key{used}; remove it"
 
 

@@ -14,6 +14,7 @@ from dlpipe.spec.evaluation import Evaluation
 from dlpipe.spec.export import Export
 from dlpipe.spec.model import Model
 from dlpipe.spec.prepare import Prepare
+from dlpipe.spec.tracking import Tracking
 from dlpipe.spec.training import Training
 from dlpipe.spec.tuning import Tuning, resolve as resolve_tuning
 
@@ -55,6 +56,8 @@ class Spec(StrictModel):
     model card's intended use."""
     tuning: Tuning | None = None
     """Hyperparameter search for `dlpipe tune`; `dlpipe run` ignores it."""
+    tracking: Tracking | None = None
+    """Experiment tracking: `tracking.mlflow` logs each run (and each tuning trial) to MLflow."""
     allow_unsafe_deserialization: bool = False
     """Load this run's `.keras` files (by `dlpipe evaluate`, `dlpipe export`, a rerun) with
     Keras safe mode off. A file holding a Lambda layer runs its Python code on loading: set

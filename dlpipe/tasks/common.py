@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-EVERY_TASK = ("version", "name", "description", "task", "seed", "allow_unsafe_deserialization")
-"""Keys of the spec itself: every pipeline reads them (or they only name and describe the run)."""
+EVERY_TASK = ("version", "name", "description", "task", "seed", "allow_unsafe_deserialization", "tracking")
+"""Keys of the spec itself: every pipeline reads them (or they only name and describe the run).
+`tracking` is read by the runner (dlpipe/tracking.py) around any pipeline, and its epoch
+logger rides on the callbacks every pipeline passes to training."""
 
 CLASS_LOSSES = ("binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy",
                 "binary_focal_crossentropy", "categorical_focal_crossentropy")

@@ -36,6 +36,7 @@ from dlpipe import progress
 from dlpipe.errors import DlpipeError, SpecError
 from dlpipe.rundir import atomic_write_json
 from dlpipe.spec import load_document
+from dlpipe.tracking import finish_study, open_study_tracker
 from dlpipe.tuning import report, space
 
 _IDENTITY_EXEMPT = ("trials", "timeout", "sampler", "pruner")
@@ -78,7 +79,10 @@ def tune(spec_path: str | Path, *, overrides: Sequence[str] = (), trials: int | 
     _check_identity(study, spec, shown_url)
     _check_leftovers(study, study_dir, shown_url)
 
-    objective = _Objective(spec_path, spec, overrides, dims, study_dir, name, list(command or []))
+    # With tracking.mlflow: one MLflow run for this study, each trial a child run of it.
+    tracker = open_study_tracker(spec, name, study_dir, shown_url)
+    objective = _Objective(spec_path, spec, overrides, dims, study_dir, name, list(command or []),
+                           tracking_parent=tracker.run_id if tracker is not None else None)
     sampler = study.sampler
     try:
         if tuning.sampler.type == "grid" and sampler.is_exhausted(study):
@@ -97,6 +101,7 @@ def tune(spec_path: str | Path, *, overrides: Sequence[str] = (), trials: int | 
                 step.finish(f"{objective.ran} of {trials} trial(s) run by this process")
     finally:
         summary = report.write(study, spec, spec_path, study_dir, shown_url)
+        finish_study(tracker, study_dir, summary)
     best = summary["best"]
     counts = ", ".join(f"{n} {state}" for state, n in summary["counts"].items() if n and state != "total")
     _echo(f"tune: {summary['counts']['total']} trial(s) in the study ({counts})")
@@ -170,8 +175,9 @@ def _first_line(err: BaseException) -> str:
 
 def _identity(spec) -> dict:
     """What makes trials of one study comparable: the whole resolved spec, except the
-    tuning keys that say how long and how to search."""
+    tuning keys that say how long and how to search, and where runs are tracked."""
     data = spec.model_dump(mode="json")
+    data.pop("tracking", None)
     data["tuning"] = {k: v for k, v in data["tuning"].items() if k not in _IDENTITY_EXEMPT}
     return data
 
@@ -281,8 +287,10 @@ def make_pruner(tuning, spec):
 
 
 class _Objective:
-    def __init__(self, spec_path, spec, overrides, dims, study_dir: Path, name: str, command: list[str]):
+    def __init__(self, spec_path, spec, overrides, dims, study_dir: Path, name: str, command: list[str],
+                 tracking_parent: str | None = None):
         self.spec_path, self.spec, self.overrides, self.dims = spec_path, spec, overrides, dims
+        self.tracking_parent = tracking_parent
         self.study_dir, self.name, self.command = study_dir, name, command
         self.objective = spec.tuning.objective
         self.key, self.sign = space.progress_key(spec)
@@ -341,7 +349,7 @@ class _Objective:
 
                 run_spec(self.spec_path, overrides=overrides, out=run_dir,
                          command=[*self.command, f"(trial {trial.number})"],
-                         callbacks=[ReportEpochs(trial, self.key, self.sign)])
+                         callbacks=[ReportEpochs(trial, self.key, self.sign)], tracking_parent=self.tracking_parent)
         except optuna.TrialPruned as pruned:
             _note_run(run_dir, "pruned", str(pruned), self.name, trial.number, values)
             trial.set_user_attr("reason", str(pruned))

@@ -44,6 +44,10 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
+MAX_TEXT = 3 << 19  # 1.5 MiB
+HARNESS_MEMORY = 4 << 30
+"""The harness's own address-space cap (soft: each child sets its own); parsing a mutated spec
+in Python takes far more memory than its size."""
 TEMPLATES = sorted((ROOT / "specs").glob("*.yaml"))
 BAD_SPECS = sorted((ROOT / "tests" / "fixtures" / "bad" / "spec").glob("*.yaml"))
 
@@ -160,7 +164,8 @@ def mutate_structure(rng: random.Random, data) -> tuple[object, str]:
         node[key] = copy.deepcopy(rng.choice(INTERESTING))
         return data, f"add {shown}.{key}"
     if choice < 0.9:
-        return _set(data, path, [copy.deepcopy(node)] * rng.choice([2, 50])), f"repeat {shown} in a list"
+        times = rng.choice([2, 50]) if len(repr(node)) < 2000 else 2  # bounded: the harness must not blow up
+        return _set(data, path, [copy.deepcopy(node)] * times), f"repeat {shown} {times} times in a list"
     if isinstance(node, (int, float)) and not isinstance(node, bool):
         factor = rng.choice([-1, 10, 1000, 10**6, 10**12, 0.5, 1e-9])
         return _set(data, path, node * factor), f"scale {shown} by {factor}"
@@ -219,6 +224,8 @@ def mutated_spec(rng: random.Random, text: str) -> tuple[str, list[str]]:
         else:
             text, what = mutate_text(rng, text)
         done.append(what)
+        if len(text) > MAX_TEXT:  # a spec over 1 MiB is refused unread: larger says nothing more
+            break
     return text, done
 
 
@@ -526,6 +533,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     global PYTHON
     PYTHON = args.python
+    resource.setrlimit(resource.RLIMIT_AS, (HARNESS_MEMORY, resource.getrlimit(resource.RLIMIT_AS)[1]))
     seed = args.seed if args.seed is not None else int(time.time())
     rng = random.Random(seed)
     print(f"fuzzing for {args.minutes:g} min, seed {seed}, findings into {args.out}", flush=True)

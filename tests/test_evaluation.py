@@ -12,8 +12,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from dlpipe import tasks
 from dlpipe.cli import main
-from report_page import Page, assert_every_metric_shown
+from report_page import Page, assert_every_baseline_shown, assert_every_metric_shown
 
 ROOT = Path(__file__).resolve().parent.parent
 # A GAN's run directory has no validation metrics or confusion matrices: tests/test_adversarial.py
@@ -44,6 +45,10 @@ def run_of(tmp_path_factory):
     return get
 
 
+def spec_task(run: Path) -> str:
+    return yaml.safe_load((run / "spec.yaml").read_text())["task"]
+
+
 EXPECTED_PLOTS = {
     "breast-cancer-mlp": {"learning_curves", "confusion_matrix", "roc_curve", "pr_curve"},
     "digits-cnn": {"learning_curves", "confusion_matrix", "misclassified"},
@@ -59,11 +64,15 @@ def test_report_shows_every_metric_and_is_self_contained(run_of, name):
     record = json.loads((run / "run.json").read_text())
     assert record["status"] == "completed" and record["stages"]["report"]["status"] == "completed"
     metrics = json.loads((run / "metrics.json").read_text())
-    assert set(metrics) == {"validation", "test"}
+    # Every task that honours `evaluation.baselines` (on by default) is compared with them.
+    supervised = "evaluation.baselines" in tasks.get(spec_task(run)).honours
+    assert set(metrics) == {"validation", "test"} | ({"baselines"} if supervised else set())
     html = (run / "report.html").read_text(encoding="utf-8")
     page = Page(html)
     assert assert_every_metric_shown(page.cells, metrics) >= 4
-    assert page.headings[:2] == ["Metrics", "Plots"]
+    if supervised:
+        assert assert_every_baseline_shown(page.baseline_cells, metrics["baselines"]) >= 2 * 2 * 2
+    assert page.headings[:2 + supervised] == ["Metrics", *(["Baselines"] if supervised else []), "Plots"]
     assert {"Spec", "Data", "Model", "Export verification", "Run"} <= set(page.headings)
     assert not page.external and "script" not in page.tags and "link" not in page.tags
     spec_name = yaml.safe_load((run / "spec.yaml").read_text())["name"]
@@ -132,7 +141,11 @@ def test_evaluate_reproduces_the_run_without_touching_it(run_of, name):
     folder = Path(lines[-1])
     assert folder.parent == run / "evaluations"
     again = json.loads((folder / "metrics.json").read_text())
-    assert again == json.loads((run / "metrics.json").read_text())  # the same model, data and split: same numbers
+    # The same model, data and split: the same numbers. The baselines are the run's (fitted on
+    # its training split), not re-fitted by `dlpipe evaluate`.
+    during_run = json.loads((run / "metrics.json").read_text())
+    during_run.pop("baselines", None)
+    assert again == during_run
     printed = {(s, n): float(v) for s, n, v in (line.split("\t") for line in lines[:-1])}
     assert printed == {(s, n): pytest.approx(v, rel=1e-5, nan_ok=True) for s, vs in again.items() for n, v in vs.items()}
     assert {p: p.read_bytes() for p in before} == before

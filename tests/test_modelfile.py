@@ -77,7 +77,9 @@ def edited(config: dict, change) -> str:
 
 
 TAMPERED = {
-    "truncated": (lambda c: json.dumps(c)[:200], "Unterminated string starting at: line 1 column 200 (char 199)"),
+    # Cut inside the model's name: the position depends on the name's length, so the reason is
+    # what the standard library says of the very same text.
+    "truncated": (lambda c: json.dumps(c)[:200], None),
     "a list": (lambda c: "[1, 2]", "list indices must be integers or slices, not str"),
     "unknown class": (lambda c: edited(c, lambda d: d["config"]["layers"][1].update(class_name="NoSuch")),
                       "Could not deserialize 'keras.layers.NoSuch' because it is not a KerasSaveable subclass"),
@@ -96,6 +98,10 @@ def test_a_tampered_config_is_one_line_naming_the_file(saved, tmp_path, case):
     original, config = saved
     text, reason = TAMPERED[case]
     path = tampered(original, tmp_path / "model.keras", text(config))
+    if reason is None:
+        with pytest.raises(json.JSONDecodeError) as decoding:
+            json.loads(text(config))
+        reason = str(decoding.value)
     with pytest.raises(DlpipeError) as info:
         load_keras_model(path)
     assert str(info.value) == f"{path}: cannot load the model: {reason}"

@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args(argv)
 
-    export = ["export.formats=[tflite]", "export.tflite={quantization: [float32]}"]
+    export = ["export.formats=[tflite]", "export.tflite={quantization: [float32]}", "evaluation.baselines=false"]
     pruning = (f"compression.pruning={{sparsity: {args.sparsity}, schedule: {{begin_epoch: 2, end_epoch: 15}}, "
                "frequency: 5}")
     with tempfile.TemporaryDirectory() as scratch:

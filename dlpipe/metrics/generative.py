@@ -170,11 +170,11 @@ def fid_from_samples(real: np.ndarray, generated: np.ndarray, extractor: Extract
 
 
 def _two_outputs(model, features_layer, batch_size: int = 512):
-    """A `Scorer` (metrics/fid.py) of one model: a layer's output (features) and the
+    """A `Scorer` (metrics/scorer.py) of one model: a layer's output (features) and the
     model's output (class probabilities), as one two-output model that a run saves."""
     import keras
 
-    from dlpipe.metrics.fid import Scorer
+    from dlpipe.metrics.scorer import Scorer
 
     # One input tensor, not a list: the model then takes a plain array.
     both = keras.Model(model.inputs[0], [features_layer.output, model.outputs[0]], name="feature_extractor")

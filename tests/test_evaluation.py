@@ -87,6 +87,10 @@ def test_report_shows_every_metric_and_is_self_contained(run_of, name):
     for fmt in verification:
         assert f"<td>{fmt}</td>" in html
     assert f"{record['parameters']:,} parameters" in html
+    # The Run table: every earlier stage completed; the report stage is the page being written.
+    for stage in ("data", "train", "evaluate", "export"):
+        assert f"<tr><td>{stage}</td><td>completed</td>" in html
+    assert "<tr><td>report</td><td>this page</td>" in html
 
 
 @pytest.mark.slow

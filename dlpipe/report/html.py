@@ -259,7 +259,9 @@ def _run_section(record: dict | None) -> str:
     if not record:
         return ""
     stages = record.get("stages", {})
-    rows = [[escape(name), escape(str(stage.get("status"))), format_number(stage.get("seconds") or 0.0)]
+    # The report stage is still running while it writes this page: say so rather than "running".
+    rows = [[escape(name), "this page" if name == "report" and stage.get("status") == "running"
+             else escape(str(stage.get("status"))), format_number(stage.get("seconds") or 0.0)]
             for name, stage in stages.items()]
     versions = ", ".join(f"{k} {v}" for k, v in record.get("versions", {}).items())
     items = [("started", escape(str(record.get("started")))), ("device", escape(str(record.get("device", "")))),

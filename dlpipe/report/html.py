@@ -155,7 +155,22 @@ def _metrics_section(metrics: dict | None) -> str:
         return "<h2>Metrics</h2><p class='muted'>No metrics.json.</p>"
     baselines = metrics.get("baselines") or {}
     metrics = {split: values for split, values in metrics.items() if split != "baselines"}
-    return _model_metrics(metrics) + _baselines_table(metrics, baselines)
+    return _model_metrics(metrics) + _fid_floor(metrics) + _baselines_table(metrics, baselines)
+
+
+def _fid_floor(metrics: dict) -> str:
+    """How to read an FID beside its floor (a generation run's fid_reference)."""
+    values = next((v for v in metrics.values() if "fid_reference" in v), None)
+    if values is None:
+        return ""
+    counts = (f" ({format_number(values['fid_samples'])} generated, {format_number(values['fid_real_samples'])} "
+              "real)" if "fid_samples" in values and "fid_real_samples" in values else "")
+    return ("<p class='muted'><b>FID and its floor.</b> FID depends on the sample count: two samples of the "
+            "same distribution do not score 0, and score more the fewer images there are. "
+            "<code>fid_reference</code> is FID of real training images against the same held-out test images, "
+            f"with the same extractor and the same counts{counts}: the score of a generator that drew exactly "
+            "the training images. Read <code>fid</code> against it; compare FIDs only at the same counts and "
+            "with the same extractor.</p>")
 
 
 def _baselines_table(metrics: dict, baselines: dict) -> str:

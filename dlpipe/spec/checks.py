@@ -395,6 +395,10 @@ def check_export(spec: Spec) -> Found:
             yield (("export", "formats", i),
                    f"{fmt} cannot take the {unfit[0].type} feature {unfit[0].name!r}: its processing runs inside "
                    f"the model, which {fmt} cannot run; use {takes_all}")
+        reason = exporters[fmt].cannot_convert.get(getattr(spec.model, "type", None))
+        if reason and not unfit and fmt not in export.formats[:i]:
+            others = " or ".join(name for name, exporter in exporters.items() if spec.model.type not in exporter.cannot_convert)
+            yield (("export", "formats", i), f"{fmt} cannot export a model of type {spec.model.type}: {reason}; use {others}")
     for field, values in (("formats", export.formats), ("quantization", export.tflite.quantization)):
         path = ("export", field) if field == "formats" else ("export", "tflite", field)
         for i, value in enumerate(values):

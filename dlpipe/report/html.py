@@ -137,6 +137,19 @@ def _model_section(summary: dict | None) -> str:
     return "<h2>Model</h2>" + totals + _folded(f"{len(rows)} layers", len(rows), table)
 
 
+def _pruning_section(record: dict | None) -> str:
+    """compression.pruning: the sparsity reached, overall and per pruned kernel (run.json)."""
+    pruning = (record or {}).get("pruning")
+    if not pruning:
+        return ""
+    rows = [[escape(name), format_number(layer["weights"]), f"{layer['sparsity']:.2%}"]
+            for name, layer in pruning["layers"].items()]
+    text = (f"<p>{pruning['sparsity']:.2%} of {format_number(pruning['weights'])} pruned weights are zero "
+            f"(target {pruning['target']:.0%}, {escape(pruning['scope'])} magnitude); exports carry them as exact zeros.</p>")
+    table = _table(["kernel", "weights", "sparsity"], rows)
+    return "<h2>Pruning</h2>" + text + _folded(f"{len(rows)} pruned kernels", len(rows), table)
+
+
 def _metrics_section(metrics: dict | None) -> str:
     if not metrics:
         return "<h2>Metrics</h2><p class='muted'>No metrics.json.</p>"
@@ -304,6 +317,7 @@ def write_report(run_root: Path | str, out: Path | str | None = None, *, model=N
         _spec_section(spec, spec_text),
         _data_section(_read_json(out / "data.json"), _read_json(run_root / "labels.json")),
         _model_section(summary),
+        _pruning_section(record),
         _export_section(_read_json(run_root / "export" / "verification.json")),
         _run_section(record),
         "</body></html>",

@@ -537,11 +537,17 @@ def check_augmentation(spec: Spec) -> Found:
             yield (path + ("type",), f"{step.type} is listed twice")
 
 
+def check_compression(spec: Spec) -> Found:
+    from dlpipe.spec.compression import compression_problems
+
+    yield from compression_problems(spec)
+
+
 CHECKS = (check_task_owned, check_honoured, check_split, check_target, check_labeling, check_split_modes,
           check_imputation, check_streaming, check_loss, check_metrics, check_early_stopping,
           check_normalization, check_architecture, check_categorical, check_export,
           check_optimizer, check_schedule, check_checkpoints, check_sample_weight,
-          check_jit_compile, check_augmentation, check_explain)
+          check_jit_compile, check_augmentation, check_explain, check_compression)
 
 
 def run_checks(spec: Spec) -> list[tuple[tuple, str]]:

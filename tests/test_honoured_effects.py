@@ -153,6 +153,11 @@ def _write_data() -> None:
                                    keras.layers.Dense(8, activation="relu", name="features"),
                                    keras.layers.Dense(10, activation="softmax")])
     classifier.save(DATA / "classifier.keras")
+    # Distillation teachers on the table's f1..f3: a label's probability (sigmoid), and values.
+    for name, activation in (("teacher_classes.keras", "sigmoid"), ("teacher_values.keras", None)):
+        inputs = [keras.Input((1,), name=f"f{i}") for i in (1, 2, 3)]
+        output = keras.layers.Dense(1, activation=activation)(keras.layers.Concatenate()(inputs))
+        keras.Model(inputs, output).save(DATA / name)
     (DATA / "done").write_text("")
 
 
@@ -351,6 +356,11 @@ _TEXT_FEATURES = _TABLE_FEATURES[:-1] + ", {name: note, type: text, sequence_len
 _CONDITIONAL = ("data.target={name: label}",)
 
 TASK_SAMPLES: dict[tuple[str, str], Sample] = {
+    # distillation: a teacher of the task's kind (written by _write_data); the soft loss shows in the first step
+    ("classification", "distillation"): Sample(f"{{teacher: {DATA}/teacher_classes.keras, temperature: 2.0, "
+                                               "soft_loss_weight: 0.9}", "step"),
+    ("regression", "distillation"): Sample(f"{{teacher: {DATA}/teacher_values.keras, soft_loss_weight: 0.9}}",
+                                           "step"),
     # classification, regression: an mlp (model.type: a layer graph)
     **{(task, key): sample for task in ("classification", "regression") for key, sample in {
         "model.type": Sample(("model={type: graph, nodes: [{name: h, layer: Dense, args: {units: 3}, "

@@ -55,7 +55,7 @@ import numpy as np
 from dlpipe.version import __version__
 from dlpipe.rundir import atomic_path, atomic_write_text, to_json
 
-NOT_DATA = ("model", "training", "evaluation", "export", "tuning", "name", "description",
+NOT_DATA = ("model", "training", "compression", "evaluation", "export", "tuning", "name", "description",
             "allow_unsafe_deserialization", "tracking", "distillation")
 DATA_OUTPUTS = ("data.json", "splits.json", "cache/data.json", "cache/data.npz")
 MODEL_OUTPUTS = ("model.keras", "history.csv")
@@ -84,6 +84,8 @@ def stage_keys(spec, base_dir: Path, data_fingerprint: str | None = None) -> dic
                    **({"vectors": files_fingerprint(vectors, Path(base_dir))} if vectors else {})})
     train = digest({"data": data, "prepared": data_fingerprint, "model": dump.get("model"),
                     "training": dump.get("training"),
+                    # Only specs that compress get this key: the others keep their cached stages.
+                    **({"compression": dump["compression"]} if dump.get("compression") else {}),
                     # A teacher retrained in place must train the student again.
                     **({"distillation": dump["distillation"], "teacher": teacher_fingerprint(
                         dump["distillation"]["teacher"], Path(base_dir))} if dump.get("distillation") else {})})

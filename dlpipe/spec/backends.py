@@ -44,6 +44,9 @@ def check_backend(spec) -> Found:
         yield (("data", "streaming"), f"streaming reads files through tf.data; it {needs}")
     if spec.training.strategy in ("mirrored", "multi_worker"):
         yield (("training", "strategy"), f"{spec.training.strategy} is a tf.distribute strategy; it {needs}")
+    if getattr(spec, "compression", None) is not None:
+        yield (("compression",), f"pruning and quantization-aware training are run and checked on TensorFlow only; "
+               f"they need backend: tensorflow")
     if getattr(spec.evaluation, "explain", None) is not None:
         yield (("evaluation", "explain"), f"attributions take gradients with TensorFlow; they need backend: "
                f"tensorflow")

@@ -47,6 +47,9 @@ def check_backend(spec) -> Found:
     if getattr(spec, "compression", None) is not None:
         yield (("compression",), f"pruning and quantization-aware training are run and checked on TensorFlow only; "
                f"they need backend: tensorflow")
+    if getattr(spec, "distillation", None) is not None:
+        yield (("distillation",), f"distillation is run and checked on TensorFlow only (its teacher runs inside "
+               f"tf.data with augmentation); it needs backend: tensorflow")
     if getattr(spec.evaluation, "explain", None) is not None:
         yield (("evaluation", "explain"), f"attributions take gradients with TensorFlow; they need backend: "
                f"tensorflow")

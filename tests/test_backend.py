@@ -141,9 +141,11 @@ def jax_runs(tmp_path_factory) -> dict[str, Path]:
         out = folder / name
         args = ["run", str(SPECS / f"{name}.yaml"), "--set", "backend=jax", "--set", "export.formats=[keras]",
                 "--set", "training.progress=none", *[a for s in sets for a in ("--set", s)], "--out", str(out)]
-        result = dlpipe_without_tensorflow(*args)
+        result = dlpipe_without_tensorflow(*args, env={"DLPIPE_CACHE_DIR": str(folder / "cache")})
         assert result.returncode == 0, result.stderr[-3000:]
         runs[name] = out
+    # JAX's compilation cache (dlpipe/backend.py) holds the compiled steps for the next run.
+    assert len(list((folder / "cache" / "jax").iterdir())) >= 3
     return runs
 
 
@@ -201,15 +203,17 @@ RESUME_SETS = ("--set", "backend=jax", "--set", "export.formats=[keras]", "--set
 def test_jax_run_killed_mid_training_resumes_to_the_same_bits(tmp_path):
     """Killed (SIGKILL) in epoch 2 after epoch 1's checkpoint, then resumed: the weights are
     bit-identical to an uninterrupted run's (each epoch's order is a function of seed and epoch;
-    JAX on a CPU is deterministic)."""
+    JAX on a CPU is deterministic; the later runs load the first one's compiled steps)."""
     spec = str(SPECS / "tabular-classification.yaml")
-    whole = dlpipe_without_tensorflow("run", spec, *RESUME_SETS, "--out", str(tmp_path / "whole"))
+    cache = {"DLPIPE_CACHE_DIR": str(tmp_path / "cache")}  # compiled by the first run, loaded by the others
+    whole = dlpipe_without_tensorflow("run", spec, *RESUME_SETS, "--out", str(tmp_path / "whole"), env=cache)
     assert whole.returncode == 0, whole.stderr[-3000:]
     killed = dlpipe_without_tensorflow("run", spec, *RESUME_SETS, "--out", str(tmp_path / "killed"),
-                                       env={"DLPIPE_TEST_KILL_AT": "train:20"})  # 13 batches an epoch
+                                       env={"DLPIPE_TEST_KILL_AT": "train:20", **cache})  # 13 batches an epoch
     assert killed.returncode == -9, killed.stderr[-3000:]
     assert json.loads((tmp_path / "killed/checkpoints/last.json").read_text())["epoch"] == 1
-    resumed = dlpipe_without_tensorflow("run", spec, *RESUME_SETS, "--out", str(tmp_path / "killed"), "--resume")
+    resumed = dlpipe_without_tensorflow("run", spec, *RESUME_SETS, "--out", str(tmp_path / "killed"), "--resume",
+                                        env=cache)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming from" in resumed.stderr
     a, b = (json.loads((tmp_path / name / "run.json").read_text()) for name in ("whole", "killed"))

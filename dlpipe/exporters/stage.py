@@ -93,9 +93,13 @@ def export_model(model, spec, data, export_dir: Path, *, formats: Sequence[str] 
                  metrics: dict | None = None, keras_file: Path | None = None) -> dict:
     """Export a model with one output (classes, values or an embedding) trained on the
     prepared `data` (dlpipe.data.prepare): the test examples are its held-out inputs."""
+    from dlpipe.architectures.quantization import strip
     from dlpipe.exporters.model_card import describe_interface
     from dlpipe.exporters.verify import compare_values
 
+    plain = strip(model)  # quantization-aware training: plain layers holding the int8-grid kernels
+    if plain is not model:
+        model, keras_file = plain, None  # model.keras holds the fake-quantizing layers
     has_classes = tasks.get(spec.task).has_classes
     subject = Subject(model=model, inputs=held_out(spec, data),
                       compare=lambda reference, exported: compare_values(reference, exported, has_classes),

@@ -59,15 +59,16 @@ def activate(name: str, *, deterministic: bool = False) -> None:
         flags = os.environ.get("XLA_FLAGS", "")
         if "xla_gpu_deterministic_ops" not in flags:
             os.environ["XLA_FLAGS"] = f"{flags} --xla_gpu_deterministic_ops=true".strip()
+    if name == "jax":
+        _compilation_cache()
     import keras  # noqa: F401
 
     _tensorflow_only_when_imported()
-    if name == "jax":
-        _compilation_cache()
 
 
 COMPILATION_CACHE_BYTES = 2 << 30
-"""The most JAX's compilation cache under dlpipe's cache folder holds (least recently used out)."""
+"""The most JAX's compilation cache under dlpipe's cache folder holds, least recently used out
+(JAX enforces it only where the filelock package is installed)."""
 
 
 def _compilation_cache() -> None:
@@ -79,20 +80,23 @@ def _compilation_cache() -> None:
     JAX_COMPILATION_CACHE_DIR names another folder; DLPIPE_JAX_CACHE=0 turns it off."""
     if os.environ.get("DLPIPE_JAX_CACHE") == "0":
         return
-    import jax
+    # As environment variables, before JAX is imported: JAX decides whether it caches at its
+    # first compilation (Keras compiles while it imports), and never again.
+    if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        from dlpipe.validation_cache import cache_dir
 
-    from dlpipe.validation_cache import cache_dir
-
-    try:
-        if not jax.config.jax_compilation_cache_dir:
-            folder = cache_dir() / "jax"
+        folder = cache_dir() / "jax"
+        try:
             folder.mkdir(parents=True, exist_ok=True)
-            jax.config.update("jax_compilation_cache_dir", str(folder))
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)  # a CPU's steps compile fast
-        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-        jax.config.update("jax_compilation_cache_max_size", COMPILATION_CACHE_BYTES)
-    except (AttributeError, OSError):  # another JAX's options, an unwritable home: compile every time
-        pass
+        except OSError:  # an unwritable home: compile every time
+            return
+        os.environ["JAX_COMPILATION_CACHE_DIR"] = str(folder)
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")  # a CPU's steps compile fast
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+    import importlib.util
+
+    if importlib.util.find_spec("filelock") is not None:  # JAX bounds the folder only with it
+        os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(COMPILATION_CACHE_BYTES))
 
 
 def _tensorflow_only_when_imported() -> None:

@@ -243,3 +243,48 @@ def test_evaluate_writes_the_runs_numbers_again(trained):
     for split in ("validation", "test"):
         assert again[split] == pytest.approx(first[split], rel=1e-6)
     assert again["baselines"] == first["baselines"]
+
+
+def test_tune_objectives_name_an_outputs_metric_at_their_line(tmp_path):
+    text = SPEC + "tuning:\n  objective: {weights: {cultivar/accuracy: 1.0, alcohol/mea: -1.0}}\n"
+    code, lines = validate(tmp_path, text)
+    assert code == 1
+    assert lines == [f"{at(tmp_path, text, 11, '-1.0')}: tuning.objective.weights.alcohol/mea: unknown metric "
+                     "'mea'; did you mean 'mse'?"]
+    text = SPEC + "tuning:\n  objective: {weights: {cultivar/accuracy: 1.0, alcohol/mape: -1.0}}\n"
+    code, lines = validate(tmp_path, text)
+    assert code == 1
+    assert [line.split(": ", 1)[1] for line in lines] == [
+        "tuning.objective.direction: a weighted sum has no direction of its own; give direction: maximize or minimize",
+        "tuning.objective.weights.alcohol/mape: 'alcohol/mape' is not a metric a run computes; "
+        "did you mean 'alcohol/mae'?"]
+    code, lines = validate(tmp_path, SPEC + "tuning: {trials: 2}\n")
+    assert code == 1
+    assert lines[0].endswith("tuning.objective: task multi_output has several outputs: name one output's metric "
+                             "(metric: cultivar/accuracy) or weigh several (weights: {cultivar/accuracy: 1.0})")
+    assert validate(tmp_path, SPEC + "tuning:\n  objective: {metric: alcohol/r2}\n")[0] == 0
+
+
+@pytest.mark.slow
+def test_tune_ranks_trials_by_a_weighted_sum_of_outputs(tmp_path):
+    import optuna
+
+    spec = tmp_path / "tune.yaml"
+    spec.write_text(SPEC + "tuning:\n  objective: {weights: {cultivar/accuracy: 1.0, alcohol/mae: -2.0}, "
+                           "direction: maximize}\n  search:\n"
+                           "    training.optimizer.learning_rate: {type: choice, values: [0.001, 0.03]}\n"
+                           "  sampler: {type: grid}\n", encoding="utf-8")
+    out = tmp_path / "study"
+    result = CliRunner().invoke(main, ["tune", str(spec), "--out", str(out), "--set", "training.epochs=3",
+                                       "--set", "export.formats=[]", "--set", "training.progress=none"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "study.json").read_text())
+    assert summary["objective"] == {"metric": None, "weights": {"cultivar/accuracy": 1.0, "alcohol/mae": -2.0},
+                                    "split": "validation", "direction": "maximize"}
+    trials = optuna.load_study(study_name="two-outputs", storage=f"sqlite:///{out / 'study.db'}").trials
+    assert len(trials) == 2
+    for trial in trials:  # each trial's value: the weighted sum of its run's validation metrics
+        scores = json.loads((out / "trials" / f"trial-{trial.number:04d}" / "metrics.json").read_text())["validation"]
+        assert trial.value == pytest.approx(scores["cultivar/accuracy"] - 2.0 * scores["alcohol/mae"], rel=1e-12)
+    assert summary["best"]["value"] == max(t.value for t in trials)
+    assert "validation 1 × cultivar/accuracy + -2 × alcohol/mae" in result.stderr

@@ -74,7 +74,11 @@ class Task:
     """The metric Keras tracks beside the loss during training (early stopping, checkpoints and
     reduce-on-plateau may monitor it, or its val_ form)."""
     objective: str | None = None
-    """`dlpipe tune`'s default objective (on the validation split)."""
+    """`dlpipe tune`'s default objective (on the validation split); None where the spec must
+    name one (task multi_output: an output's metric, or a weighted sum)."""
+    scored: Callable[[Any], list[str]] | None = None
+    """The metric names a run of a spec writes into metrics.json, where they are not
+    `evaluation.metrics` (task multi_output: `<output>/<metric>`); tuning objectives name them."""
     commands: frozenset[str] = frozenset()
     """The subset of COMMANDS this task supports."""
     honours: tuple[str, ...] = ()

@@ -5,7 +5,8 @@ Pipeline: pipelines/multi_output.py. Each output is a classification (labels →
 or a sigmoid for two classes) or a regression (a number → a linear unit). metrics.json keeps
 the `{split: {metric: value}}` layout of every task, with `<output>/<metric>` names
 (`cultivar/accuracy`, `alcohol/mae`); baselines, the report, `dlpipe evaluate`, `dlpipe tune`
-and `dlpipe compare` read them like any other metric.
+(`tuning.objective.metric: alcohol/mae`, or `weights` over several) and `dlpipe compare` read
+them like any other metric.
 """
 
 from __future__ import annotations
@@ -94,9 +95,10 @@ TASK = Task(
     output="outputs",
     default_metrics=(),
     own_loss="each output's loss, weighted by its loss_weight (data.targets)",
-    commands=frozenset({"evaluate", "export", "predict", "resume", "rerun", "deep"}),
+    scored=metric_names,
+    commands=frozenset({"evaluate", "export", "predict", "tune", "resume", "rerun", "deep"}),
     honours=(*EVERY_TASK, *SUPERVISED_DATA, "data.targets", "prepare.normalization", "prepare.imputation", "model",
-             *_TRAINING, "evaluation.splits", "evaluation.baselines", *SUPERVISED_EXPORT),
+             *_TRAINING, "evaluation.splits", "evaluation.baselines", *SUPERVISED_EXPORT, "tuning"),
     refusals={"data.target": "task multi_output reads its targets from data.targets (one entry per output); "
                              "data.target does not apply",
               "training.loss": "task multi_output takes each output's loss from data.targets[].loss; "

@@ -190,11 +190,14 @@ def test_every_export_gives_every_output_and_verifies(trained):
     from dlpipe.prediction import locate_model
 
     verification = json.loads((trained / "export/verification.json").read_text())
+    test = json.loads((trained / "metrics.json").read_text())["test"]
     assert set(verification) == {"keras", "saved_model", "onnx", "tflite/float32"}
     for key, entry in verification.items():
         assert entry["passed"], (key, entry)
         assert set(entry["outputs"]) == {"cultivar", "alcohol"}, key
         assert entry["max_abs_diff"] <= 1e-4 and entry["agreement"] == 1.0, (key, entry)
+        # Scored from its own runtime on the test split: metrics.json's numbers, to float32's precision.
+        assert entry["test_metrics"] == pytest.approx(test, rel=1e-4, abs=1e-5), key
     x, _, _ = _wine_test_rows(trained)
     paths = {"keras": "keras/model.keras", "saved_model": "saved_model", "onnx": "onnx/model.onnx",
              "tflite": "tflite/model_float32.tflite"}

@@ -2,7 +2,8 @@
 (exporters/stage.py). Every format must give every output, by name; each is compared with
 the trained model's on the first `export.samples` test examples (`compare_outputs`: the worst
 max abs diff of any output, and for classification outputs the share of predicted classes
-that agree), against `export.tolerance`."""
+that agree), against `export.tolerance`; then scored on the test split from that runtime
+under metrics.json's names (`test_metrics`: `<output>/<metric>`)."""
 
 from __future__ import annotations
 
@@ -60,11 +61,23 @@ def compare_outputs(kinds: dict[str, bool]):
     return compare
 
 
+def score(spec, data):
+    """Every output's metrics on the test split from an export's own runtime, under the names
+    metrics.json uses (`<output>/<metric>`: metrics/outputs.py), or None without a test split."""
+    from dlpipe.exporters.scoring import run_split
+    from dlpipe.metrics.outputs import score_outputs
+
+    test = data.splits.get("test")
+    if test is None or not len(test):
+        return None
+    return lambda predict: score_outputs(spec, data, test.y, run_split(predict, test))
+
+
 def subject(model, spec, data) -> Subject:
     kinds = {target.name: gives_classes(target) for target in spec.data.targets}
     return Subject(model=model, inputs=held_out(spec, data), compare=compare_outputs(kinds),
                    interface=interface(spec, data, model), data=data_summary(data),
-                   representative=representative(spec, data))
+                   representative=representative(spec, data), score=score(spec, data))
 
 
 def export_outputs(model, spec, data, out: Path, *, formats=None, metrics: dict | None = None,

@@ -138,3 +138,17 @@ def test_every_application_has_its_facts_and_tasks_that_train_it_honour_its_keys
         for key in ("model.application", "model.from_run", "model.weights", "model.fine_tune.freeze_epochs",
                     "model.fine_tune.unfreeze", "model.fine_tune.learning_rate_factor", "model.fine_tune.batch_norm"):
             assert tasks.get(task).honoured(key), (task, key)
+
+
+def test_init_copies_the_earlier_run_a_template_starts_from(tmp_path):
+    from dlpipe import templates
+
+    assert templates.companions(templates.path("image-transfer-learning")) == ["pretrained/digits-0-4"]
+    assert all(templates.companions(templates.path(name)) == [] for name in templates.names()
+               if name != "image-transfer-learning")
+    result = CliRunner().invoke(main, ["init", "image-transfer-learning", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    for name in ("run.json", "model.keras", "spec.yaml"):
+        assert (tmp_path / "pretrained" / "digits-0-4" / name).is_file()
+    result = CliRunner().invoke(main, ["validate", "--no-cache", str(tmp_path / "image-transfer-learning.yaml")])
+    assert result.exit_code == 0, result.output

@@ -251,6 +251,9 @@ _KERAS_LAYERS = {
         "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate", "Dot",
     )
 }
+# dlpipe's own layers a graph may name, beside Keras's (registered for .keras files in
+# dlpipe/custom_objects.py).
+_DLPIPE_LAYERS = {"MambaBlock": "dlpipe.architectures.ssm:MambaBlock"}
 
 _LABELS = ("label", "per_step")
 _ANY = ("label", "per_step", "multi_label")
@@ -269,7 +272,7 @@ def _regression(attribute: str, direction: str) -> Metric:
 _TABLES: dict[str, dict[str, Entry]] = {
     **{kind: {name: Entry(target) for name, target in table.items()} for kind, table in (
         ("optimizer", _KERAS_OPTIMIZERS), ("activation", _KERAS_ACTIVATIONS), ("initializer", _KERAS_INITIALIZERS),
-        ("regularizer", _KERAS_REGULARIZERS), ("layer", _KERAS_LAYERS), ("loss", _KERAS_LOSSES))},
+        ("regularizer", _KERAS_REGULARIZERS), ("layer", {**_KERAS_LAYERS, **_DLPIPE_LAYERS}), ("loss", _KERAS_LOSSES))},
     "dataset": {name: Entry(f"dlpipe.data.builtin:load_{name}") for name in (
         "digits", "iris", "wine", "breast_cancer", "diabetes", "order_pairs", "co2", "sunspots", "reviews",
         "mnist")},
@@ -291,6 +294,7 @@ _TABLES: dict[str, dict[str, Entry]] = {
         "rnn": Architecture("dlpipe.architectures.rnn:build", reads=("sequence", "tokens", "text"), single=False),
         "transformer": Architecture("dlpipe.architectures.transformer:build", reads=("sequence", "tokens", "text"),
                                     single=False),
+        "ssm": Architecture("dlpipe.architectures.ssm:build", reads=("sequence", "tokens", "text"), single=False),
         "vit": Architecture("dlpipe.architectures.vit:build", reads=("image",), single=True),
         # Dense or conv encoder by model.encoder: checked with the spec (spec/checks.py).
         "autoencoder": Architecture("dlpipe.architectures.autoencoder:build", reads=(), single=False),

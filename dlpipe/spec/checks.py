@@ -334,6 +334,12 @@ def check_architecture(spec: Spec) -> Found:
             wanted = "exactly one feature" if architecture.single else "at least one feature"
             yield (("model", "type"), f"a {model.type} reads {wanted} of type {_either(kinds)}; "
                    f"data.features has {len(read)} of that type")
+    if "text" in kinds:  # it reads text as a sequence of tokens: a bag of n-grams has no order
+        for i, feature in enumerate(features or []):
+            if feature.type == "text" and feature.encoding != "sequence":
+                yield (("data", "features", i, "encoding"), f"{feature.encoding} makes {feature.name!r} a bag of "
+                       f"n-grams (one vector per example); model type {model.type} reads sequences: use encoding: "
+                       "sequence, or model type mlp")
     if model.type == "autoencoder" and model.encoder == "conv" and features:
         images = [f for f in features if f.type == "image"]
         if len(images) != 1:

@@ -69,7 +69,7 @@ evaluation: {{baselines: false}}
 export: {{formats: []}}
 """
 
-TRANSFER = "{type: backbone, from_run: %s, fine_tune: {freeze_epochs: 15, unfreeze: all, learning_rate_factor: 0.1}}"
+TRANSFER = "{type: backbone, from_run: %s, fine_tune: {freeze_epochs: %d, unfreeze: all, learning_rate_factor: %g}}"
 SCRATCH = "{type: cnn, blocks: %s, global_pool: %s}"
 RESCALE = "prepare:\n  normalization: {image: {type: rescale, scale: 0.00392156862745098}}\n"
 
@@ -85,6 +85,9 @@ def main() -> None:
     parser.add_argument("--blocks", default=BLOCKS, help="the CNN's blocks (YAML), both sides")
     parser.add_argument("--pool", default="flatten", choices=["flatten", "avg", "max"])
     parser.add_argument("--source-epochs", type=int, default=8)
+    parser.add_argument("--freeze-epochs", type=int, default=15,
+                        help="transfer: epochs with the body frozen (40 or more: a linear probe, never unfrozen)")
+    parser.add_argument("--factor", type=float, default=0.1, help="transfer: learning-rate factor once unfrozen")
     parser.add_argument("--per-class", type=int, default=20,
                         help="labelled training images per class (of 500 each; at most 20 in issue #19)")
     args = parser.parse_args()
@@ -99,7 +102,9 @@ def main() -> None:
     rows = []
     for seed in args.seeds:
         row = {"seed": seed}
-        for side, model, prepare in (("transfer", TRANSFER % source, ""), ("scratch", SCRATCH % (args.blocks, args.pool), RESCALE)):
+        sides = (("transfer", TRANSFER % (source, args.freeze_epochs, args.factor), ""),
+                 ("scratch", SCRATCH % (args.blocks, args.pool), RESCALE))
+        for side, model, prepare in sides:
             spec = out / f"{side}-{seed}.yaml"
             train = args.per_class / 500  # stratified by largest remainder: exactly per_class of each digit
             spec.write_text(FEW_SHOT.format(side=side, seed=seed, model=model, prepare=prepare, train=train,
@@ -111,7 +116,8 @@ def main() -> None:
         print(f"seed {seed}: transfer {row['transfer']:.4f}  scratch {row['scratch']:.4f}", file=sys.stderr)
     transfer = statistics.mean(r["transfer"] for r in rows)
     scratch = statistics.mean(r["scratch"] for r in rows)
-    result = {"per_class": args.per_class, "source_test_accuracy": accuracy(source), "seeds": rows, "transfer_mean": transfer,
+    result = {"per_class": args.per_class, "source_test_accuracy": accuracy(source), "seeds": rows,
+              "transfer_mean": transfer,
               "scratch_mean": scratch, "difference_points": 100 * (transfer - scratch),
               "seconds": time.perf_counter() - started}
     (out / "transfer_few_shot.json").write_text(json.dumps(result, indent=2))
@@ -119,7 +125,8 @@ def main() -> None:
     print("| seed | transfer (from digits 0–4) | scratch | difference |")
     print("|---|---|---|---|")
     for r in rows:
-        print(f"| {r['seed']} | {r['transfer']:.4f} | {r['scratch']:.4f} | {100 * (r['transfer'] - r['scratch']):+.1f} |")
+        gap = 100 * (r["transfer"] - r["scratch"])
+        print(f"| {r['seed']} | {r['transfer']:.4f} | {r['scratch']:.4f} | {gap:+.1f} |")
     print(f"| mean | {transfer:.4f} | {scratch:.4f} | **{100 * (transfer - scratch):+.1f} points** |")
     print(f"source run test accuracy (digits 0–4): {accuracy(source):.4f}; {result['seconds']:.0f} s; {out}")
 

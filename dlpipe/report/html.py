@@ -96,7 +96,8 @@ def _spec_section(spec: dict, spec_text: str) -> str:
 def _fine_tuning(model: dict, epochs) -> str:
     """A backbone's start and schedule in words (the learning curves plot `phase` and
     `trainable_params` per epoch)."""
-    start = f"run {model['from_run']}" if model.get("from_run") else f"{model.get('application')} ({model.get('weights')})"
+    start = (f"run {model['from_run']}" if model.get("from_run")
+             else f"{model.get('application')} ({model.get('weights')})")
     tune = model.get("fine_tune") or {}
     frozen, unfreeze = tune.get("freeze_epochs", 0), tune.get("unfreeze", "all")
     trained = "all of it trains" if unfreeze == "all" else f"its top {unfreeze} layers train"

@@ -18,6 +18,7 @@ import dlpipe.architectures.adapt  # noqa: F401  ResizeImage, ImagePreprocess (a
 import dlpipe.architectures.centernet  # noqa: F401  DecodeDetections (a detector's decoding)
 import dlpipe.architectures.layers  # noqa: F401  PositionEmbedding, ClassToken, ReconstructionLoss, Impute, ...
 import dlpipe.architectures.ssm  # noqa: F401  MambaBlock (a state-space model's blocks)
+import dlpipe.training.distillation  # noqa: F401  Distillation, HardTargets (a distilled student's loss, metric)
 import dlpipe.training.losses  # noqa: F401  OneHotLabels (a compiled classifier's loss)
 import dlpipe.training.schedules  # noqa: F401  Warmup, Piecewise, PlateauRate (a compiled model's optimizer)
 

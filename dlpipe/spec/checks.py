@@ -196,7 +196,7 @@ def target_kind(spec: Spec) -> str:
     return "per_step" if getattr(spec.model, "return_sequences", False) else "label"
 
 
-def _known_classes(spec: Spec) -> tuple[int, str] | None:
+def known_classes(spec: Spec) -> tuple[int, str] | None:
     """(number of classes, where the spec says so), when the spec alone tells."""
     target = spec.data.target
     if target is None or tasks.get(spec.task).target != "classes":
@@ -222,7 +222,7 @@ def check_metrics(spec: Spec) -> Found:
             scoring = [other for other in fitting if shape in registry.entry(kind, other).targets]
             yield (("evaluation", "metrics", i),
                    f"metric {name!r} does not score {_TARGET_KINDS[shape]}; choose from {', '.join(scoring)}")
-    known = _known_classes(spec)
+    known = known_classes(spec)
     if known is not None:
         yield from check_metric_classes(spec, *known)
 
@@ -577,6 +577,26 @@ def check_augmentation(spec: Spec) -> Found:
             yield (path + ("type",), f"{step.type} is listed twice")
 
 
+def check_distillation(spec: Spec) -> Found:
+    """What distillation cannot be combined with (dlpipe/distillation.py); the teacher file
+    itself is looked at by spec/datacheck.py (plain validate) and the teacher stage."""
+    section = spec.distillation
+    if section is None:
+        return
+    if spec.data.streaming is not None:
+        yield (("distillation",), "distillation keeps the teacher's outputs beside each training example; "
+               "data.streaming holds none: leave out one or the other")
+    if spec.training.strategy == "multi_worker":
+        yield (("training", "strategy"), "distillation trains with Keras fit; multi_worker's own loop does not "
+               "read the teacher's outputs")
+    if tasks.get(spec.task).output != "classes" and section.temperature != type(section).model_fields["temperature"].default:
+        yield (("distillation", "temperature"), "temperature softens class probabilities; a teacher's values "
+               "are matched as they are: leave it out")
+    if getattr(spec.model, "return_sequences", False):
+        yield (("distillation",), "distillation matches one output per example; model.return_sequences gives "
+               "one per step")
+
+
 def check_compression(spec: Spec) -> Found:
     from dlpipe.spec.compression import compression_problems
 
@@ -587,7 +607,7 @@ CHECKS = (check_task_owned, check_honoured, check_split, check_target, check_lab
           check_imputation, check_streaming, check_loss, check_metrics, check_early_stopping,
           check_normalization, check_architecture, check_backbone, check_categorical, check_export,
           check_optimizer, check_schedule, check_checkpoints, check_sample_weight,
-          check_jit_compile, check_augmentation, check_explain, check_compression)
+          check_jit_compile, check_augmentation, check_explain, check_compression, check_distillation)
 
 
 def run_checks(spec: Spec) -> list[tuple[tuple, str]]:

@@ -88,7 +88,10 @@ class GenerationEvaluation(StrictModel):
     every: Annotated[int, Field(gt=0)] = 5
     """Evaluate after every this many epochs (and after the last)."""
     samples: Annotated[int, Field(gt=1, le=50_000)] | None = None
-    """Generated images per evaluation; default: as many as the held-out real images."""
+    """Generated images per evaluation; default: as many as the held-out real images. FID
+    depends on this count: metrics.json holds it (`fid_samples`, `fid_real_samples`) and
+    `fid_reference`, the FID of as many real training images against the same held-out
+    images with the same extractor: the floor of an FID at these counts."""
     feature_extractor: FeatureExtractor
     """The network whose features FID compares. FID values depend on it: compare only FIDs
     measured with the same extractor."""

@@ -85,8 +85,9 @@ class Exporter(Entry):
     output_tolerance: defaults that replace those for a model whose output is of one kind (a
     task's `output` fact: `boxes` for a detector), by output kind and then artifact key.
     cannot_take: feature types whose processing its runtime cannot run (refused by `dlpipe
-    validate`). cannot_convert: model types (`model.type`) its converter cannot turn into a
-    working file, with the reason (refused by `dlpipe validate`). extra: the dlpipe extra that installs `requires` (None: dlpipe's own
+    validate`). cannot_convert: model types (`model.type`, or `type/scan` for one choice of an
+    ssm's `scan`) its converter cannot turn into a working file, with the reason (refused by
+    `dlpipe validate`). extra: the dlpipe extra that installs `requires` (None: dlpipe's own
     dependencies suffice). requires: modules it imports beyond dlpipe's own dependencies,
     checked before training."""
 
@@ -162,6 +163,9 @@ def _detections(bound: float) -> Mapping[str, float]:
     the class of every kept detection the same."""
     return MappingProxyType({"max_abs_diff": bound, "agreement": 1.0})
 
+
+_SEQUENTIAL_SCAN = ("its converter cannot turn the sequential scan's loop into builtin ops; with model.scan: "
+                    "parallel (the same outputs, no loop) it converts")
 
 _KERAS_OPTIMIZERS = {
     "adam": "keras.optimizers:Adam",
@@ -386,9 +390,14 @@ _TABLES: dict[str, dict[str, Entry]] = {
                            # fixed batch of 1 it converts, and the file then fails at run time
                            # reading the loop's variables. ONNX converts the same model exactly.
                            cannot_convert={"rnn": "TensorFlow Lite's converter cannot turn the recurrent "
-                                                  "layers' loop into builtin ops"}),
+                                                  "layers' loop into builtin ops",
+                                           # The same TensorList; scan: parallel has no loop and converts
+                                           # (max abs diff 3e-7 on order_pairs).
+                                           "ssm/sequential": _SEQUENTIAL_SCAN}),
         "onnx": Exporter("dlpipe.exporters.onnx:FORMAT", tolerance={"onnx": _abs(1e-4)}, output_tolerance={},
-                         cannot_take=("text",), extra="onnx", requires=("onnx", "onnxruntime", "tf2onnx")),
+                         cannot_take=("text",), extra="onnx", requires=("onnx", "onnxruntime", "tf2onnx"),
+                         # tf2onnx: "While loop couldn't find scan output index"; parallel converts.
+                         cannot_convert={"ssm/sequential": _SEQUENTIAL_SCAN}),
     },
     # Keras applications a `backbone` model may start from (model.application), by their
     # Keras names; dlpipe/architectures/backbone.py builds them headless.

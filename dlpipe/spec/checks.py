@@ -435,10 +435,14 @@ def check_export(spec: Spec) -> Found:
             yield (("export", "formats", i),
                    f"{fmt} cannot take the {unfit[0].type} feature {unfit[0].name!r}: its processing runs inside "
                    f"the model, which {fmt} cannot run; use {takes_all}")
-        reason = exporters[fmt].cannot_convert.get(getattr(spec.model, "type", None))
+        kind = getattr(spec.model, "type", None)
+        if getattr(spec.model, "scan", None):  # one choice of a type converts, the other not
+            kind = kind if kind in exporters[fmt].cannot_convert else f"{kind}/{spec.model.scan}"
+        reason = exporters[fmt].cannot_convert.get(kind)
         if reason and not unfit and fmt not in export.formats[:i]:
-            others = " or ".join(name for name, exporter in exporters.items() if spec.model.type not in exporter.cannot_convert)
-            yield (("export", "formats", i), f"{fmt} cannot export a model of type {spec.model.type}: {reason}; use {others}")
+            others = " or ".join(name for name, exporter in exporters.items() if kind not in exporter.cannot_convert)
+            what = spec.model.type if kind == spec.model.type else f"{spec.model.type} with scan {spec.model.scan}"
+            yield (("export", "formats", i), f"{fmt} cannot export a model of type {what}: {reason}; use {others}")
     for field, values in (("formats", export.formats), ("quantization", export.tflite.quantization)):
         path = ("export", field) if field == "formats" else ("export", "tflite", field)
         for i, value in enumerate(values):

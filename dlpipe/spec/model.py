@@ -224,9 +224,9 @@ class SSM(StrictModel):
     """Width of the low-rank projection that computes each step's step size Δ; auto:
     model_dim / 16, rounded up."""
     scan: Literal["sequential", "parallel"] = "sequential"
-    """How the recurrence runs: sequential, one compiled loop over the steps (least work; the
-    fastest on a CPU), or parallel, an associative scan of logarithmic depth (more work and
-    memory; for long sequences on a GPU). Both give the same outputs."""
+    """How the recurrence runs: sequential, one compiled loop over the steps (the fastest on a
+    CPU), or parallel, an associative scan of logarithmic depth (more memory traffic; for long
+    sequences on a GPU, and the form TFLite and ONNX can convert). Both give the same outputs."""
     dropout: Probability = 0.0
     """Dropout on each block's output, before the residual sum."""
     pooling: Literal["mean", "max", "last"] = "mean"

@@ -14,6 +14,7 @@ writes in a fresh process.
 
 from __future__ import annotations
 
+import dlpipe.architectures.adapt  # noqa: F401  ResizeImage, ImagePreprocess (a backbone's input adaptation)
 import dlpipe.architectures.centernet  # noqa: F401  DecodeDetections (a detector's decoding)
 import dlpipe.architectures.layers  # noqa: F401  PositionEmbedding, ClassToken, ReconstructionLoss, Impute, ...
 import dlpipe.architectures.quantization  # noqa: F401  QuantizedDense, QuantizedConv2D (quantization-aware training)

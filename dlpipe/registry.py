@@ -85,8 +85,9 @@ class Exporter(Entry):
     output_tolerance: defaults that replace those for a model whose output is of one kind (a
     task's `output` fact: `boxes` for a detector), by output kind and then artifact key.
     cannot_take: feature types whose processing its runtime cannot run (refused by `dlpipe
-    validate`). cannot_convert: model types (`model.type`) its converter cannot turn into a
-    working file, with the reason (refused by `dlpipe validate`). extra: the dlpipe extra that installs `requires` (None: dlpipe's own
+    validate`). cannot_convert: model types (`model.type`, or `type/scan` for one choice of an
+    ssm's `scan`) its converter cannot turn into a working file, with the reason (refused by
+    `dlpipe validate`). extra: the dlpipe extra that installs `requires` (None: dlpipe's own
     dependencies suffice). requires: modules it imports beyond dlpipe's own dependencies,
     checked before training."""
 
@@ -114,6 +115,41 @@ class Source(Entry):
         self.split_files, self.streams = split_files, streams
 
 
+class Application(Entry):
+    """A Keras application (`keras.applications`), the pretrained network a `backbone` model
+    starts from. preprocessing: what it expects of pixels valued 0..255 — `built_in` (the
+    network rescales them itself), `tf` (to −1..1), `caffe` (RGB → BGR, ImageNet means
+    subtracted), `torch` (to 0..1, then ImageNet means and deviations). min_size: the
+    smallest height and width Keras builds it for."""
+
+    __slots__ = ("preprocessing", "min_size")
+
+    def __init__(self, target: str, *, preprocessing: Literal["built_in", "tf", "caffe", "torch"], min_size: int):
+        super().__init__(target)
+        self.preprocessing, self.min_size = preprocessing, min_size
+
+
+def _application(name: str, preprocessing: str, min_size: int = 32) -> Application:
+    return Application(f"keras.applications:{name}", preprocessing=preprocessing, min_size=min_size)
+
+
+_APPLICATIONS = {
+    **{name: _application(name, "tf") for name in ("MobileNet", "MobileNetV2")},
+    **{name: _application(name, "built_in") for name in ("MobileNetV3Small", "MobileNetV3Large")},
+    **{f"EfficientNetB{i}": _application(f"EfficientNetB{i}", "built_in") for i in range(8)},
+    **{f"EfficientNetV2{v}": _application(f"EfficientNetV2{v}", "built_in")
+       for v in ("B0", "B1", "B2", "B3", "S", "M", "L")},
+    **{name: _application(name, "caffe") for name in ("ResNet50", "ResNet101", "ResNet152", "VGG16", "VGG19")},
+    **{name: _application(name, "tf") for name in ("ResNet50V2", "ResNet101V2", "ResNet152V2")},
+    **{name: _application(name, "torch") for name in ("DenseNet121", "DenseNet169", "DenseNet201")},
+    **{f"ConvNeXt{size}": _application(f"ConvNeXt{size}", "built_in")
+       for size in ("Tiny", "Small", "Base", "Large", "XLarge")},
+    "Xception": _application("Xception", "tf", 71),
+    "InceptionV3": _application("InceptionV3", "tf", 75),
+    "InceptionResNetV2": _application("InceptionResNetV2", "tf", 75),
+}
+
+
 def _abs(bound: float) -> Mapping[str, float]:
     return MappingProxyType({"max_abs_diff": bound})
 
@@ -127,6 +163,9 @@ def _detections(bound: float) -> Mapping[str, float]:
     the class of every kept detection the same."""
     return MappingProxyType({"max_abs_diff": bound, "agreement": 1.0})
 
+
+_SEQUENTIAL_SCAN = ("its converter cannot turn the sequential scan's loop into builtin ops; with model.scan: "
+                    "parallel (the same outputs, no loop) it converts")
 
 _KERAS_OPTIMIZERS = {
     "adam": "keras.optimizers:Adam",
@@ -269,6 +308,7 @@ _TABLES: dict[str, dict[str, Entry]] = {
         # Task detection's own model (maps model; pipelines/detection.py adds the decoding). Its
         # image comes from the source, not from data.features.
         "centernet": Architecture("dlpipe.architectures.centernet:build_maps_model", reads=(), single=False),
+        "backbone": Architecture("dlpipe.architectures.backbone:build", reads=("image",), single=True),
     },
     # (labels 0..K-1, probabilities N × K) → a number; dlpipe/metrics/evaluate.py scores
     # multi-label targets itself (multi_label_score) for the metrics whose targets say so.
@@ -350,10 +390,18 @@ _TABLES: dict[str, dict[str, Entry]] = {
                            # fixed batch of 1 it converts, and the file then fails at run time
                            # reading the loop's variables. ONNX converts the same model exactly.
                            cannot_convert={"rnn": "TensorFlow Lite's converter cannot turn the recurrent "
-                                                  "layers' loop into builtin ops"}),
+                                                  "layers' loop into builtin ops",
+                                           # The same TensorList; scan: parallel has no loop and converts
+                                           # (max abs diff 3e-7 on order_pairs).
+                                           "ssm/sequential": _SEQUENTIAL_SCAN}),
         "onnx": Exporter("dlpipe.exporters.onnx:FORMAT", tolerance={"onnx": _abs(1e-4)}, output_tolerance={},
-                         cannot_take=("text",), extra="onnx", requires=("onnx", "onnxruntime", "tf2onnx")),
+                         cannot_take=("text",), extra="onnx", requires=("onnx", "onnxruntime", "tf2onnx"),
+                         # tf2onnx: "While loop couldn't find scan output index"; parallel converts.
+                         cannot_convert={"ssm/sequential": _SEQUENTIAL_SCAN}),
     },
+    # Keras applications a `backbone` model may start from (model.application), by their
+    # Keras names; dlpipe/architectures/backbone.py builds them headless.
+    "application": _APPLICATIONS,
     # A task: its facts and its pipeline (dlpipe/tasks/base.py); `task:` in a spec names one.
     "task": {
         "classification": Entry("dlpipe.tasks.classification:TASK"),
@@ -362,8 +410,13 @@ _TABLES: dict[str, dict[str, Entry]] = {
         "detection": Entry("dlpipe.tasks.detection:TASK"),
         "embedding": Entry("dlpipe.tasks.embedding:TASK"),
         "generation": Entry("dlpipe.tasks.generation:TASK"),
+        "multi_output": Entry("dlpipe.tasks.multi_output:TASK"),
     },
 }
+
+# Task multi_output scores each output with its kind's table (dlpipe/tasks/multi_output.py);
+# its own table is their union, which names every metric an output may list.
+_TABLES["metric:multi_output"] = {**_TABLES["metric:classification"], **_TABLES["metric:regression"]}
 
 TABLES = MappingProxyType({kind: MappingProxyType(t) for kind, t in _TABLES.items()})
 

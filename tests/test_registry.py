@@ -35,6 +35,7 @@ CONTRACT_METRICS = {"accuracy", "precision_macro", "recall_macro", "f1_macro", "
                     "roc_auc", "log_loss", "mae", "mse", "rmse", "r2", "map", "map_50", "map_75", "fid",
                     "inception_score"}
 ENTRY_TYPES = {"architecture": registry.Architecture, "exporter": registry.Exporter, "source": registry.Source,
+               "application": registry.Application,
                **{kind: registry.Metric for kind in registry.metric_kinds()}}
 
 
@@ -54,7 +55,7 @@ def test_names_are_the_table_keys_in_order():
         for name, entry in registry.TABLES[kind].items():
             module, colon, attribute = entry.target.partition(":")
             # Layers keep Keras's class names (Dense, Conv2D): the graph spec names them so.
-            assert (name == name.lower() or kind == "layer") and " " not in name
+            assert (name == name.lower() or kind in ("layer", "application")) and " " not in name
             assert colon and module and attribute.isidentifier(), f"{kind} {name!r}: bad target {entry.target!r}"
 
 
@@ -117,7 +118,9 @@ def test_every_entry_has_its_kinds_facts(kind, name):
         assert isinstance(entry.targets, tuple) and entry.targets, f"{where}: no targets"
         assert set(entry.targets) <= set(registry.TARGETS) and len(set(entry.targets)) == len(entry.targets), where
         assert isinstance(entry.binary, bool), where
-        assert not entry.binary or kind == "metric:classification", f"{where}: only classes have a positive class"
+        # multi_output's table is the union of classification's and regression's (an output of each kind)
+        assert not entry.binary or kind in ("metric:classification", "metric:multi_output"), \
+            f"{where}: only classes have a positive class"
     elif isinstance(entry, registry.Architecture):
         assert isinstance(entry.reads, tuple) and set(entry.reads) <= FEATURE_TYPES, where
         assert isinstance(entry.single, bool) and (entry.reads or not entry.single), where
@@ -141,6 +144,11 @@ def test_every_entry_has_its_kinds_facts(kind, name):
         assert isinstance(entry.cannot_take, tuple) and set(entry.cannot_take) <= FEATURE_TYPES, where
         assert isinstance(entry.requires, tuple) and all(isinstance(m, str) and m for m in entry.requires), where
         assert (entry.extra is None) == (not entry.requires), f"{where}: an extra installs what it requires"
+    elif isinstance(entry, registry.Application):
+        # Named as Keras names it; the preprocessing a 0..255 image needs; the size Keras allows.
+        assert entry.target == f"keras.applications:{name}", where
+        assert entry.preprocessing in ("built_in", "tf", "caffe", "torch"), where
+        assert isinstance(entry.min_size, int) and entry.min_size >= 32, where
     elif isinstance(entry, registry.Source):
         assert isinstance(entry.split_files, bool) and isinstance(entry.streams, bool), where
         assert entry.split_files or not entry.streams, f"{where}: a streamed source is a file"
@@ -227,6 +235,7 @@ CALLS = {
     "metric:classification": ("y", "probabilities"),
     "metric:regression": ("y", "prediction"),
     "metric:forecasting": ("y", "forecast"),
+    "metric:multi_output": ("y", "output"),  # an output's labels and its part of the model's output
     "metric:detection": ("ground_truth", "predictions"),
     ("metric:embedding", "reconstruction_mse"): ("original", "reconstruction"),
     ("metric:embedding", "knn_accuracy"): ("train_embeddings", "train_labels", "embeddings", "labels", "neighbors"),

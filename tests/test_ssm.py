@@ -171,3 +171,37 @@ def test_both_scans_run_on_jax_and_agree():
     found = json.loads(done.stdout.strip().splitlines()[-1])
     assert found["backend"] == "jax" and found["parameters"] == block_parameters(8, 4, 2, 4)
     assert found["diff"] <= 1e-5
+
+
+def test_tflite_and_onnx_are_refused_for_the_sequential_scan_with_the_way_out(tmp_path):
+    path = tmp_path / "spec.yaml"
+    text = SPEC.format(name="export", feature="tokens", feature_type="tokens", model="  {type: ssm}")
+    path.write_text(text + "export: {formats: [keras, saved_model, tflite, onnx]}\n")
+    result = CliRunner().invoke(main, ["validate", str(path)])
+    assert result.exit_code == 1
+    reason = ("cannot export a model of type ssm with scan sequential: its converter cannot turn the sequential "
+              "scan's loop into builtin ops; with model.scan: parallel (the same outputs, no loop) it converts; "
+              "use keras or saved_model")
+    assert result.stderr.splitlines() == [f"{path}:11:40: export.formats[2]: tflite {reason}",
+                                          f"{path}:11:48: export.formats[3]: onnx {reason}"]
+    path.write_text(text.replace("{type: ssm}", "{type: ssm, scan: parallel}")
+                    + "export: {formats: [keras, saved_model, tflite, onnx]}\n")
+    assert CliRunner().invoke(main, ["validate", str(path)]).exit_code == 0
+
+
+def test_a_parallel_scan_ssm_exports_to_every_format_and_each_verifies(tmp_path):
+    import json
+
+    from dlpipe.runner import run_spec
+
+    for module in ("onnx", "onnxruntime", "tf2onnx", "ai_edge_litert"):
+        pytest.importorskip(module)
+    path = tmp_path / "spec.yaml"
+    path.write_text(SPEC.format(name="export", feature="tokens", feature_type="tokens",
+                                model="  {type: ssm, blocks: 1, model_dim: 8, state_size: 4, scan: parallel}")
+                    + "export: {formats: [keras, saved_model, tflite, onnx], tflite: {quantization: [float32]}}\n")
+    run = run_spec(path, out=tmp_path / "run", command=["pytest"])
+    results = json.loads((run / "export" / "verification.json").read_text())
+    assert sorted(results) == ["keras", "onnx", "saved_model", "tflite/float32"]
+    for key, entry in results.items():
+        assert entry["passed"] is True and entry["max_abs_diff"] <= 1e-5, (key, entry)

@@ -34,18 +34,15 @@ def selective_scan(u, delta, a, b, c, d, parallel: bool = False):
 
     parallel=False runs the recurrence as one compiled loop over the steps (`keras.ops.scan`:
     a while loop on TensorFlow, `lax.scan` on JAX): O(steps) work, the fastest on a CPU.
-    parallel=True composes steps pairwise (`keras.ops.associative_scan`): O(log steps) depth
-    but more work and memory, for accelerators. docs/benchmarks.md has both measured."""
+    parallel=True composes steps pairwise (an associative scan): O(log steps) depth and O(steps)
+    work, but more memory traffic, for accelerators; it is also the form TFLite and ONNX
+    convert (no loop in the graph). docs/benchmarks.md has both measured."""
     decay = ops.exp(delta[..., None] * a)  # batch × steps × channels × state, each in (0, 1]
     drive = (delta * u)[..., None] * b[:, :, None, :]
-    if parallel:
-        def combine(earlier, later):
-            # Two steps of h ↦ a·h + b composed: first `earlier`, then `later`.
-            a1, b1 = earlier
-            a2, b2 = later
-            return a1 * a2, a2 * b1 + b2
-
-        _, states = ops.associative_scan(combine, (decay, drive), axis=1)
+    if parallel and decay.shape[1] is not None:
+        _, states = _pairwise_scan(decay, drive)
+    elif parallel:  # steps unknown until run time
+        _, states = ops.associative_scan(_compose, (decay, drive), axis=1)
     else:
         def step(h, inputs):
             h = inputs[0] * h + inputs[1]
@@ -58,6 +55,41 @@ def selective_scan(u, delta, a, b, c, d, parallel: bool = False):
         # TensorFlow's scans lose the static shape in a traced graph; layers after them need it.
         y = ops.reshape(y, (-1, *u.shape[1:]))
     return y + u * d
+
+
+def _compose(earlier, later):
+    """Two steps of h ↦ a·h + b composed: first `earlier`, then `later`."""
+    a1, b1 = earlier
+    a2, b2 = later
+    return a1 * a2, a2 * b1 + b2
+
+
+def _pairwise_scan(a, b):
+    """Every prefix of the maps h ↦ a_t·h + b_t along axis 1 (a known length): compose
+    neighbouring pairs, scan the half-length sequence, fill in the even positions; the same
+    recursion as an associative scan, unrolled at trace time on static slices. Keras's
+    TensorFlow associative_scan decides odd and even lengths with `tf.cond` at run time,
+    which tf2onnx cannot convert; with the length known here, Python decides."""
+    steps = a.shape[1]
+    if steps < 2:
+        return a, b
+    pairs = steps // 2
+    first = (a[:, 0:2 * pairs:2], b[:, 0:2 * pairs:2])
+    second = (a[:, 1:2 * pairs:2], b[:, 1:2 * pairs:2])
+    odd_a, odd_b = _pairwise_scan(*_compose(first, second))  # prefixes ending at steps 1, 3, 5, …
+    # Prefixes ending at steps 2, 4, …: the prefix up to the step before, then that step.
+    rest = (a[:, 2::2], b[:, 2::2])
+    count = rest[0].shape[1]
+    even_a, even_b = _compose((odd_a[:, :count], odd_b[:, :count]), rest)
+    even_a = ops.concatenate([a[:, :1], even_a], axis=1)
+    even_b = ops.concatenate([b[:, :1], even_b], axis=1)
+
+    def interleave(even, odd):
+        shape = tuple(-1 if d is None else d for d in even.shape[2:])
+        both = ops.reshape(ops.stack([even[:, :pairs], odd], axis=2), (-1, 2 * pairs, *shape))
+        return ops.concatenate([both, even[:, pairs:]], axis=1) if steps % 2 else both
+
+    return interleave(even_a, odd_a), interleave(even_b, odd_b)
 
 
 class _StepBias(keras.initializers.Initializer):

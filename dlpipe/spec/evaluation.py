@@ -62,7 +62,8 @@ class InceptionFeatures(StrictModel):
     (no top, so no class probabilities: list only `fid` in evaluation.metrics). Images are
     prepared as the reference implementations do: grey repeated over 3 channels, resized to
     299 × 299 bilinearly, the data's value range scaled to −1..1. About 6 GFLOPs an image:
-    on a CPU, expect tens of images a second."""
+    on a CPU, expect tens of images a second. The run saves the network, so that its FID
+    can be recomputed (feature_extractor.keras: about 90 MB in each run directory)."""
 
     type: Literal["inception_v3"]
     """Picks this extractor: Keras' InceptionV3."""

@@ -78,7 +78,7 @@ class Spec(StrictModel):
         # Copies: a section left out is the class's one shared default object, and setting
         # a value on it would leak into every later spec.
         task = tasks.get(self.task)
-        if self.evaluation.metrics is None:
+        if self.evaluation.metrics is None and task.default_metrics:  # multi_output: per output (data.targets)
             metrics = [name for name in task.default_metrics  # some need labels to score with
                        if self.data.target is not None or name not in task.unlabelled_drop]
             evaluation = self.evaluation.model_copy(update={"metrics": metrics})

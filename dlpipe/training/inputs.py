@@ -30,7 +30,8 @@ def _columns(x, y, weights):
 
     if y is None:
         return (tf.nest.map_structure(tf.constant, x),)
-    weights = np.ones(len(y), np.float32) if weights is None else weights.astype(np.float32)
+    # y may be a dict of labels by output (task multi_output): count the examples by x.
+    weights = np.ones(_examples(x), np.float32) if weights is None else weights.astype(np.float32)
     return tf.nest.map_structure(tf.constant, (x, y, weights))
 
 

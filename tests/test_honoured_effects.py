@@ -80,6 +80,11 @@ BASES: dict[str, tuple[str, tuple[str, ...]]] = {
         "training.batch_size=16", "evaluation.generation.every=1", "evaluation.generation.grid=4",
         "evaluation.generation.feature_extractor.epochs=1", "evaluation.generation.feature_extractor.units=8",
         "export.formats=[keras]")),
+    "multi_output": ("multi-output", (
+        f"data.source={{type: csv, path: {DATA}/table.csv}}", f"data.features={_TABLE_FEATURES}",
+        "data.targets=[{name: label, column: label, kind: classification}, {name: value, column: value, "
+        "kind: regression}]", "model.units=[4]", "model.head.units=[2]", "training.epochs=2",
+        "training.batch_size=16", "export.formats=[keras]")),
 }
 """task → (template in specs/, the overrides that make it tiny)."""
 
@@ -363,7 +368,7 @@ TASK_SAMPLES: dict[tuple[str, str], Sample] = {
     ("regression", "distillation"): Sample(f"{{teacher: {DATA}/teacher_values.keras, soft_loss_weight: 0.9}}",
                                            "step"),
     # classification, regression: an mlp (model.type: a layer graph)
-    **{(task, key): sample for task in ("classification", "regression") for key, sample in {
+    **{(task, key): sample for task in ("classification", "regression", "multi_output") for key, sample in {
         "model.type": Sample(("model={type: graph, nodes: [{name: h, layer: Dense, args: {units: 3}, "
                               "inputs: [f1]}]}",), "model"),
         # The width of a text feature's bag of embeddings: it needs a text feature.
@@ -374,6 +379,9 @@ TASK_SAMPLES: dict[tuple[str, str], Sample] = {
                                            "model_dim: 4, feed_forward: 4, head: {units: [4]}}",), "model"),
     ("forecasting", "model.cell"): Sample("lstm", "model"),
     ("forecasting", "model.bidirectional"): Sample("true", "model"),
+    # multi_output: the regression output becomes a second classification output (label2)
+    ("multi_output", "data.targets"): Sample("[{name: label, column: label, kind: classification}, "
+                                             "{name: value, column: label2, kind: classification}]", "model"),
     ("regression", "training.loss"): Sample("huber", "compiled"),
     ("forecasting", "training.loss"): Sample("huber", "compiled"),
     ("regression", "evaluation.metrics"): Sample("[mae]", "metrics"),
@@ -509,7 +517,7 @@ UNOBSERVABLE: dict[str, str] = {
     "tuning": "read by `dlpipe tune`, not `dlpipe run` (tests/test_tuning.py changes its keys)",
     **{f"{task}:data.split.stratify": "its one other value, true, is refused: the task has no classes "
                                       "(spec/checks.py check_split); false is the value the task fills in"
-       for task in ("regression", "forecasting", "detection")},
+       for task in ("regression", "forecasting", "detection", "multi_output")},
     "detection:model.type": "centernet is task detection's one model",
     "embedding:model.type": "autoencoder is task embedding's one model",
     "generation:model.type": "gan is task generation's one model",
@@ -517,6 +525,9 @@ UNOBSERVABLE: dict[str, str] = {
                                     "loaded, and dlpipe writes none (tests/test_reliability.py loads one)",
     "tracking": "logs the run to an MLflow server, outside the run: the runner does it around every "
                 "pipeline, and tests/test_tracking.py reads a run back from a real server",
+    "backend": "Keras picks its backend once per process, and this module runs every sample in one "
+               "TensorFlow process; tests/test_backend.py runs classification and regression on jax in "
+               "fresh processes (run.json backend jax, no TensorFlow imported)",
 }
 """Keys (and every key below them) whose effect a tiny run cannot show, and why."""
 

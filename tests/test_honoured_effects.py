@@ -525,6 +525,9 @@ UNOBSERVABLE: dict[str, str] = {
                                     "loaded, and dlpipe writes none (tests/test_reliability.py loads one)",
     "tracking": "logs the run to an MLflow server, outside the run: the runner does it around every "
                 "pipeline, and tests/test_tracking.py reads a run back from a real server",
+    "backend": "Keras picks its backend once per process, and this module runs every sample in one "
+               "TensorFlow process; tests/test_backend.py runs classification and regression on jax in "
+               "fresh processes (run.json backend jax, no TensorFlow imported)",
 }
 """Keys (and every key below them) whose effect a tiny run cannot show, and why."""
 

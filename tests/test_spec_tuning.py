@@ -113,7 +113,7 @@ def test_tune_stops_on_a_misspelled_key_before_any_trial(tmp_path):
     ("model..units", "'model..units' is not a spec key; write a dotted path such as "
                      "training.optimizer.learning_rate"),
     ("trainig.epochs", "unknown spec key 'trainig.epochs'; did you mean 'training.epochs'?"),
-    ("zzz", "unknown spec key 'zzz'; the spec has: version, name, description, task, seed, data, "
+    ("zzz", "unknown spec key 'zzz'; the spec has: version, name, description, task, seed, backend, data, "
             "prepare, model, training, evaluation, compression, export, distillation, tuning, tracking, allow_unsafe_deserialization"),
 ])
 def test_key_paths_are_walked_through_the_spec_model(key, message):

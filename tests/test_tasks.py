@@ -126,6 +126,7 @@ def test_the_scan_finds_a_task_comparison():
 # Every key a task does not honour is refused ------------------------------------------------
 
 SAMPLES = {
+    "backend": "jax",
     "data.features": "[{name: x, type: numerical}]",
     "data.target": "{name: label}",
     "data.target.class_names": "[a, b]",

@@ -39,6 +39,13 @@ class Spec(StrictModel):
     example to a vector (pipelines/embedding.py); a target, if given, only scores the embedding."""
     seed: Annotated[int, Field(ge=0, lt=2**31)] = 42
     """Seeds splits, shuffling, initial weights; with it a CPU run is bit-for-bit repeatable."""
+    backend: Literal["tensorflow", "jax", "torch"] = "tensorflow"
+    """The Keras backend the run trains on. `jax` imports no TensorFlow unless a step needs it
+    (SavedModel, TFLite and ONNX export, TFRecord sources, `training.tensorboard: true`): data
+    reaches the model as numpy batches, start-up is a few seconds shorter, and the train step is
+    compiled by XLA. String features, augmentation, streaming, tf.distribute strategies and
+    attributions need `tensorflow`. `torch` takes the same path as `jax` (untested: PyTorch is
+    not installed where dlpipe is tested). A `.keras` file from any backend loads on any other."""
     data: Data
     """Where the examples come from, which columns are features and target, and how they are
     split."""

@@ -8,7 +8,8 @@
     train     fit on tf.data with a dict of labels; checkpoints/ each epoch, resumed from when
               present; history.csv (loss, <output>_loss, <output>_accuracy / <output>_mae); model.keras
     evaluate  each output's metrics on validation and test → metrics.json as
-              {split: {"<output>/<metric>": value}}, evaluation/<split>/<output>/; baselines
+              {split: {"<output>/<metric>": value}}, evaluation/<split>/<output>/, plots per
+              output (plots/<output>_confusion_matrix.png, <output>_residuals.png); baselines
               fitted per output
     export    each format written, loaded back with its own runtime, every output compared →
               verification.json, model card
@@ -94,8 +95,12 @@ def _evaluate(model, spec, data, folder, splits=None) -> dict:
     from dlpipe.metrics.evaluate import json_ready
     from dlpipe.metrics.outputs import baseline_summary, evaluate_outputs, output_baselines
 
+    from dlpipe.report.evaluation import draw_outputs
+
     splits = list(spec.evaluation.splits if splits is None else splits)
-    metrics = evaluate_outputs(model, spec, data, folder, splits)
+    outputs = {}
+    metrics = evaluate_outputs(model, spec, data, folder, splits, outputs)
+    draw_outputs(folder / "plots", spec, data, outputs)
     if spec.evaluation.baselines:  # the same splits and metrics, plain predictors per output
         baselines = output_baselines(spec, data, splits)
         if baselines:

@@ -183,6 +183,10 @@ def test_each_outputs_metrics_equal_scikit_learns(trained):
     # The confusion matrix of the classification output, counted by scikit-learn too.
     counts = json.loads((trained / "evaluation/test/cultivar/confusion_matrix.json").read_text())["counts"]
     assert counts == sk.confusion_matrix(cultivar, probabilities.argmax(axis=1), labels=[0, 1, 2]).tolist()
+    # Each output's plots, and the report that shows them beside every output's metric.
+    assert {"cultivar_confusion_matrix.png", "alcohol_residuals.png"} <= {p.name for p in (trained / "plots").iterdir()}
+    report = (trained / "report.html").read_text()
+    assert "cultivar confusion matrix" in report and "alcohol residuals" in report and "alcohol/mae" in report
 
 
 @pytest.mark.slow

@@ -223,7 +223,10 @@ class _Callbacks:
             pruning = Pruning(pruning_spec, steps_per_epoch)
         # While the pruning schedule runs, every epoch is sparser than the last: early stopping
         # starts watching (and keeping best weights) at the epoch that reaches the target.
-        watch_from = pruning_spec.schedule.end_epoch - 1 if pruning_spec is not None else 0
+        # Likewise the epochs before quantization-aware training starts are float epochs.
+        quantization = spec.compression.quantization_aware if spec.compression is not None else None
+        watch_from = max(pruning_spec.schedule.end_epoch - 1 if pruning_spec is not None else 0,
+                         quantization.start_epoch - 1 if quantization is not None else 0)
         early = cb.EarlyStopping(monitor=stop.monitor, patience=stop.patience, min_delta=stop.min_delta,
                                  mode=stop.mode, restore_best_weights=stop.restore_best_weights,
                                  start_from_epoch=watch_from) if stop else None

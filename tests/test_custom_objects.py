@@ -54,6 +54,11 @@ MODELS = {
     "transformer": ("text-classification", ["model={type: transformer, blocks: 1, heads: 1, key_dim: 4, model_dim: 8, feed_forward: 8}"]),
     "ssm": ("text-classification", ["model={type: ssm, blocks: 1, model_dim: 8, state_size: 4}"]),
     "forecaster": ("time-series-forecasting", []),
+    # An application on grey 8×8 digits: resized and turned RGB inside the model, then its own
+    # preprocessing (ResizeImage, ImagePreprocess); random weights, nothing downloaded.
+    "backbone_application": ("image-classification", ["model={type: backbone, application: MobileNetV2, "
+                                                      "weights: random, input_size: [32, 32]}", "prepare.normalization={}"]),
+    "backbone_from_run": ("image-transfer-learning", [f"model.from_run={ROOT / 'specs' / 'pretrained' / 'digits-0-4'}"]),
     "classifier_quantization_aware": ("image-classification", ["compression.quantization_aware={}",
                                                                "export.formats=[tflite]",
                                                                "export.tflite={quantization: [int8]}"]),

@@ -17,6 +17,7 @@ from dlpipe.limits import WIDTH_MAX
 from dlpipe.spec.base import (Activation, Depth, Initializer, PositiveInt, Probability, StrictModel, Width,
                               did_you_mean, unknown_name)
 from dlpipe.spec.detection import CenterNet
+from dlpipe.spec.diffusion import Diffusion
 
 NonNegative = Annotated[float, Field(ge=0)]
 
@@ -508,5 +509,5 @@ class GAN(StrictModel):
     dotted with its features)."""
 
 
-Model = Annotated[Union[MLP, CNN, RNN, Transformer, ViT, Autoencoder, Graph, GAN, CenterNet],
+Model = Annotated[Union[MLP, CNN, RNN, Transformer, ViT, Autoencoder, Graph, GAN, CenterNet, Diffusion],
                   Field(discriminator="type")]

@@ -394,7 +394,9 @@ def _images(path: Path, interface: dict) -> Examples:
                         f"{', '.join(e['name'] + ' (' + e['type'] + ')' for e in inputs)}")
     entry = inputs[0]
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        from dlpipe.readlog import walk  # links followed (symlinked folders too), loops not entered
+
+        files = [p for p in walk(path) if p.suffix.lower() in IMAGE_SUFFIXES]
         if not files:
             raise DataError(f"{path}: no image files ({', '.join(IMAGE_SUFFIXES)}) in the folder")
         labels = [p.relative_to(path).as_posix() for p in files]

@@ -53,7 +53,7 @@ import numpy as np
 from dlpipe.version import __version__
 from dlpipe.rundir import atomic_path, atomic_write_text, to_json
 
-NOT_DATA = ("model", "training", "evaluation", "export", "tuning", "name", "description",
+NOT_DATA = ("model", "training", "compression", "evaluation", "export", "tuning", "name", "description",
             "allow_unsafe_deserialization", "tracking")
 DATA_OUTPUTS = ("data.json", "splits.json", "cache/data.json", "cache/data.npz")
 MODEL_OUTPUTS = ("model.keras", "history.csv")
@@ -81,7 +81,9 @@ def stage_keys(spec, base_dir: Path, data_fingerprint: str | None = None) -> dic
                    # must retrain (only specs that name one get this key, others keep theirs).
                    **({"vectors": files_fingerprint(vectors, Path(base_dir))} if vectors else {})})
     train = digest({"data": data, "prepared": data_fingerprint, "model": dump.get("model"),
-                    "training": dump.get("training")})
+                    "training": dump.get("training"),
+                    # Only specs that compress get this key: the others keep their cached stages.
+                    **({"compression": dump["compression"]} if dump.get("compression") else {})})
     evaluation = {k: v for k, v in (dump.get("evaluation") or {}).items() if k != "explain"}
     evaluate = digest({"train": train, "evaluation": evaluation})
     export = digest({"evaluate": evaluate, "export": dump.get("export"), "name": dump.get("name"),

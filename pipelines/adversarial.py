@@ -3,7 +3,10 @@
     data      read the image column, check it, split; the training split's value range
     setup     import TensorFlow, seed everything, turn on op determinism
     features  the network FID and the Inception Score read: a small classifier trained here
-              on the training split's labels, or an earlier run's classifier
+              on the training split's labels, an earlier run's classifier, or InceptionV3;
+              saved as feature_extractor.keras (+ .json); the real images' features, and
+              fid_reference: FID of as many training images as are generated against the
+              held-out test images, with the same extractor — the floor of every FID here
     build     generator and discriminator (scaling to and from −1..1 inside), their optimizers
     train     the adversarial model (its train_step: discriminator, then generator) trained by
               the shared `fit.train`: schedules on both optimizers, augmentation of the real
@@ -11,8 +14,11 @@
               when present; every `evaluation.generation.every` epochs FID and IS against the
               held-out test images and a sample grid (plots/samples_epoch_NNN.png);
               history.csv; model.keras (the generator) and discriminator.keras
-    evaluate  metrics.json: FID and IS of the last evaluation, and of the first (`_first`);
-              evaluation/generation.json: every evaluation
+    evaluate  metrics.json: FID and IS of the last evaluation, and of the first (`_first`),
+              fid_reference and the sample counts (fid_samples generated, fid_real_samples
+              real); evaluation/generation.json: every evaluation; evaluation/fid_samples.npz:
+              the images the last FID and fid_reference read (`python -m dlpipe.metrics.fid
+              RUN` recomputes both from it and the saved extractor)
     export    the generator through the one export loop: each format written, reloaded,
               compared on fixed latent vectors → export/verification.json, model card
     report    learning curves, FID curve, sample grids → report.html
@@ -50,12 +56,21 @@ def run(ctx) -> None:
     with run_dir.stage("setup"):
         stages.setup(run_dir, spec)
 
+    count = evaluation.samples or len(real)  # generated images per evaluation
     with run_dir.stage("features"):
+        from dlpipe.metrics.fid import fid_reference, reference_images
         from dlpipe.metrics.generative import inception_score
 
         scorer, extractor_info = feature_extractor(spec, data, ctx)
+        extractor_info.update(scorer.save(run_dir.root))
         real_features, real_probabilities = scorer(real)
-        extractor_info["inception_score_real"] = inception_score(real_probabilities)
+        if real_probabilities is not None:
+            extractor_info["inception_score_real"] = inception_score(real_probabilities)
+        references = reference_images(data.images["train"], count, spec.seed)
+        reference = {"fid_reference": fid_reference(scorer, real_features, references),
+                     "real_images": int(len(real)), "training_images": int(len(references))}
+        print(f"[dlpipe] fid_reference {reference['fid_reference']:.3f}: {len(references)} training images "
+              f"against the {len(real)} test images (the floor of FID at these counts)", file=sys.stderr, flush=True)
 
     with run_dir.stage("build"):
         from dlpipe.architectures import BuildProblem
@@ -87,7 +102,6 @@ def run(ctx) -> None:
         from dlpipe.training.adversarial import Evaluations, history_csv, results
         from dlpipe.training.fit import train
 
-        count = evaluation.samples or len(real)
         latents, labels = fixed_latents(max(count, evaluation.grid), gan.latent_size, n_classes, spec.seed)
         monitor = Evaluations(lambda z, y: generate(generator, z, y), scorer, real_features, latents, labels, count=count,
                               every=evaluation.every, epochs=spec.training.epochs, grid=evaluation.grid,
@@ -105,21 +119,36 @@ def run(ctx) -> None:
             discriminator.save(tmp)
 
     with run_dir.stage("evaluate"):
+        from dlpipe.architectures.gan import fixed_latents, generate
+        from dlpipe.metrics.fid import save_samples
+
         first, last = evaluations[0], evaluations[-1]
-        scores = {"fid": last["fid"], "inception_score": last["inception_score"],
-                  "fid_first": first["fid"], "inception_score_first": first["inception_score"],
-                  "inception_score_real": extractor_info["inception_score_real"]}
+        scores = {"fid": last["fid"], "fid_first": first["fid"], "fid_reference": reference["fid_reference"],
+                  "fid_samples": count, "fid_real_samples": int(len(real))}
+        if "inception_score" in last:
+            scores.update(inception_score=last["inception_score"], inception_score_first=first["inception_score"],
+                          inception_score_real=extractor_info["inception_score_real"])
         wanted = spec.evaluation.metrics
-        scores = {name: value for name, value in scores.items() if name.removesuffix("_first") in wanted
+        scores = {name: value for name, value in scores.items()
+                  if name.removesuffix("_first") in wanted
+                  or name in ("fid_reference", "fid_samples", "fid_real_samples") and "fid" in wanted
                   or name == "inception_score_real" and "inception_score" in wanted}
         metrics = {"test": scores}
         atomic_write_json(run_dir.path("metrics.json"), metrics)
         atomic_write_json(run_dir.path("evaluation", "generation.json"),
                           {"real_images": int(len(real)), "generated_images": count,
-                           "feature_extractor": extractor_info, "evaluations": evaluations})
+                           "feature_extractor": extractor_info, "fid_reference": reference,
+                           "evaluations": evaluations})
+        # The images the last evaluation scored, drawn again from the same latents (the
+        # generator has not changed since): what `python -m dlpipe.metrics.fid RUN` reads.
+        latents, labels = fixed_latents(max(count, evaluation.grid), gan.latent_size, n_classes, spec.seed)
+        generated = generate(generator, latents, labels)[:count]
+        save_samples(run_dir.root, real, generated, references)
+        shown = (f"; Inception Score {first['inception_score']:.2f} → {last['inception_score']:.2f} "
+                 f"(real images: {extractor_info['inception_score_real']:.2f})" if "inception_score" in last else "")
         print(f"[dlpipe] FID {first['fid']:.2f} (epoch {first['epoch']}) → {last['fid']:.2f} (epoch "
-              f"{last['epoch']}); Inception Score {first['inception_score']:.2f} → {last['inception_score']:.2f} "
-              f"(real images: {extractor_info['inception_score_real']:.2f})", file=sys.stderr, flush=True)
+              f"{last['epoch']}), real against real at the same counts: {reference['fid_reference']:.2f}"
+              f"{shown}", file=sys.stderr, flush=True)
 
     with run_dir.stage("export"):
         from dlpipe.exporters.generator import export_generator
@@ -131,7 +160,7 @@ def run(ctx) -> None:
         from dlpipe.report import write_report
         from dlpipe.report.plots import fid_curve
 
-        fid_curve(evaluations, run_dir.path("plots", "fid.png"))
+        fid_curve(evaluations, run_dir.path("plots", "fid.png"), reference["fid_reference"])
         write_report(run_dir.root, model=generator)
 
 
@@ -162,7 +191,7 @@ def deep_build(spec, base_dir, located):
 
 
 def feature_extractor(spec, data, ctx):
-    """(run(images) → (features, probabilities), what it is, for generation.json)."""
+    """(a Scorer: images → (features, probabilities or None), what it is, for generation.json)."""
     from dlpipe.metrics.generative import run_extractor, train_classifier_extractor
     from dlpipe.data.sources import resolve_path
 
@@ -178,6 +207,17 @@ def feature_extractor(spec, data, ctx):
         print(f"[dlpipe] feature extractor: classifier of {options.labels!r}, test accuracy {accuracy:.3f}",
               file=sys.stderr, flush=True)
         return scorer, info
+    if options.type == "inception_v3":
+        from dlpipe.metrics.fid import inception_v3
+
+        weights = resolve_path(options.path, ctx.base_dir) if options.path else options.weights or "imagenet"
+        try:
+            scorer = inception_v3(weights, low=data.low, high=data.high, seed=spec.seed,
+                                  batch_size=options.batch_size)
+        except DlpipeError as err:
+            raise ctx.located(("evaluation", "generation", "feature_extractor", "path" if options.path else "weights"),
+                              str(err)) from None
+        return scorer, dict(scorer.info)
     path = resolve_path(options.path, ctx.base_dir)
     try:
         scorer, model = run_extractor(path, options.layer, spec.allow_unsafe_deserialization)

@@ -81,6 +81,41 @@ def test_gan_run_writes_every_contract_file(gan_run):
     assert "samples_epoch_002" in page and page.count("data:image/png;base64,") >= 4
 
 
+def test_every_fid_has_its_floor_and_sample_counts(gan_run):
+    """fid_reference: FID of as many training images as are generated against the same test
+    images, with the same extractor; a 2-epoch GAN is far above it."""
+    metrics = json.loads((gan_run / "metrics.json").read_text())["test"]
+    generation = json.loads((gan_run / "evaluation/generation.json").read_text())
+    n_test = json.loads((gan_run / "data.json").read_text())["split_sizes"]["test"]
+    assert metrics["fid_samples"] == 100 and metrics["fid_real_samples"] == n_test == 359
+    assert generation["fid_reference"] == {"fid_reference": metrics["fid_reference"], "real_images": 359,
+                                           "training_images": 100}
+    assert 0 < metrics["fid_reference"] < metrics["fid"]
+    assert generation["feature_extractor"]["file"] == "feature_extractor.keras"
+    assert "fid_reference" in (gan_run / "report.html").read_text()
+
+
+def test_fid_recomputed_from_the_saved_extractor_equals_metrics_json(gan_run, capsys):
+    """`python -m dlpipe.metrics.fid RUN` reads feature_extractor.keras and
+    evaluation/fid_samples.npz only; the generated images there are the generator's on the
+    run's fixed latents."""
+    from dlpipe.architectures.gan import fixed_latents, generate
+    from dlpipe.metrics import fid
+    from dlpipe.modelfile import load_keras_model
+
+    metrics = json.loads((gan_run / "metrics.json").read_text())["test"]
+    values = fid.recompute(gan_run)
+    assert values["fid"] == metrics["fid"] and values["fid_reference"] == metrics["fid_reference"]
+    assert fid.main([str(gan_run)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith(f"fid {metrics['fid']!r}  metrics.json {metrics['fid']!r}  difference 0")
+    with np.load(gan_run / "evaluation/fid_samples.npz") as samples:
+        generated, real = samples["generated"], samples["real"]
+    latents, _ = fixed_latents(100, 32, None, 42)
+    np.testing.assert_array_equal(generate(load_keras_model(gan_run / "model.keras"), latents, None), generated)
+    assert real.shape == (359, 8, 8, 1)
+
+
 def test_exported_generator_maps_a_fixed_latent_to_the_same_image(gan_run):
     import keras
     import tensorflow as tf

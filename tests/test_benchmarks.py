@@ -23,9 +23,8 @@ def test_benchmark_specs_are_valid(path):
 
 
 @pytest.mark.parametrize("streaming", [False, True])
-def test_scaling_spec_is_valid_when_streaming_exists(tmp_path, streaming):
-    if streaming and not scaling.has_streaming():
-        pytest.skip("data.streaming is not in the spec yet")
+def test_scaling_spec_is_valid_with_and_without_streaming(tmp_path, streaming):
+    assert scaling.has_streaming()
     text = scaling.spec_text(100, tmp_path / "rows.csv", 2, streaming)
     assert check_text("scaling.yaml", text) == []
 

@@ -87,6 +87,10 @@ def test_report_shows_every_metric_and_is_self_contained(run_of, name):
     for fmt in verification:
         assert f"<td>{fmt}</td>" in html
     assert f"{record['parameters']:,} parameters" in html
+    # The Run table: every earlier stage completed; the report stage is the page being written.
+    for stage in ("data", "train", "evaluate", "export"):
+        assert f"<tr><td>{stage}</td><td>completed</td>" in html
+    assert "<tr><td>report</td><td>this page</td>" in html
 
 
 @pytest.mark.slow
@@ -216,28 +220,6 @@ def test_layer_extractor_of_a_saved_model(tmp_path):
     assert fid(extract(images), extract(images + 3.0)) > 1.0
     with pytest.raises(DataError, match=r"model.keras: no layer 'feature'; did you mean 'features'\?"):
         layer_extractor(tmp_path / "model.keras", "feature")
-
-
-@pytest.mark.slow
-def test_inception_extractor_from_a_weights_file(tmp_path):
-    """A user-supplied InceptionV3 weights file (here: a randomly initialized network's,
-    saved) gives that network's pooled features; gray images are repeated over RGB."""
-    import keras
-
-    from dlpipe.errors import DataError
-    from dlpipe.metrics.generative import inception_extractor
-
-    size = 75  # InceptionV3's smallest input; FID proper uses 299
-    network = keras.applications.InceptionV3(include_top=False, weights=None, pooling="avg",
-                                             input_shape=(size, size, 3))
-    network.save_weights(tmp_path / "inception.weights.h5")
-    gray = np.random.default_rng(1).uniform(0, 255, (3, size, size, 1)).astype(np.float32)
-    features = inception_extractor(tmp_path / "inception.weights.h5", image_size=size)(gray)
-    expected = network.predict(np.repeat(gray, 3, axis=-1) / 127.5 - 1.0, verbose=0)
-    assert features.shape == (3, 2048)
-    np.testing.assert_allclose(features, expected, atol=1e-5)
-    with pytest.raises(DataError, match="no such weights file"):
-        inception_extractor(tmp_path / "missing.h5")
 
 
 def test_metrics_json_holds_no_nan_or_infinity(tmp_path):

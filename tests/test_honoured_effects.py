@@ -311,6 +311,7 @@ SAMPLES: dict[str, Sample] = {
     "training.class_weight": Sample("balanced", "first_step"),
     "training.sample_weight": Sample("w", "first_step"),
     # Stopped after epoch 2, which did not improve by min_delta: epoch 1's weights are restored.
+    "compression": Sample("{pruning: {sparsity: 0.5, schedule: {end_epoch: 1}}}", "trained"),
     "training.early_stopping": Sample("{monitor: loss, patience: 1, min_delta: 100}", "trained"),
     "training.early_stopping.monitor": Sample("loss", "checkpoints"),
     # Keras restores the best weights when training ends, stopped early or not: what patience

@@ -206,7 +206,9 @@ def test_a_folder_of_png_digits(tmp_path):
 
     images = load_digits().images[:40]
     folder = tmp_path / "digits"
-    (folder / "big").mkdir(parents=True)
+    folder.mkdir()
+    (tmp_path / "elsewhere").mkdir()  # a symbolic link to a folder is followed
+    (folder / "big").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
     for i, scan in enumerate(images):
         pixels = np.round(scan * 255 / 16).astype(np.uint8)[..., np.newaxis]
         if i % 2:  # 4× larger, three channels: resized and turned grey again

@@ -40,3 +40,26 @@ def test_keys_the_gan_does_not_honour_are_refused_at_their_line(override, messag
     with pytest.raises(SpecError) as caught:
         load_spec(TEMPLATE, [override])
     assert str(caught.value) == message
+
+
+def test_inception_v3_extractor_validates_with_fid_only():
+    spec = load_spec(TEMPLATE, ["evaluation.generation.feature_extractor={type: inception_v3}",
+                                "evaluation.metrics=[fid]"])
+    extractor = spec.evaluation.generation.feature_extractor
+    assert (extractor.type, extractor.weights, extractor.path, extractor.batch_size) == ("inception_v3", None, None, 32)
+    load_spec(TEMPLATE, ["evaluation.generation.feature_extractor={type: inception_v3, weights: random}",
+                         "evaluation.metrics=[fid]"])
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["evaluation.generation.feature_extractor={type: inception_v3}"],
+     "evaluation.metrics: inception_score needs class probabilities; the inception_v3 extractor gives its 2,048 "
+     "pool features only: list [fid], or use a classifier extractor"),
+    (["evaluation.generation.feature_extractor={type: inception_v3, weights: imagenet, path: w.h5}",
+      "evaluation.metrics=[fid]"],
+     "evaluation.generation.feature_extractor: give weights (imagenet) or path (a weights file), not both"),
+])
+def test_inception_v3_refusals_name_the_key(overrides, message):
+    with pytest.raises(SpecError) as caught:
+        load_spec(TEMPLATE, overrides)
+    assert message in str(caught.value)

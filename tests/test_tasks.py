@@ -165,6 +165,7 @@ SAMPLES = {
     "evaluation.knn_neighbors": "3",
     "evaluation.explain": "{rows: 2}",
     "evaluation.generation": "{feature_extractor: {type: classifier, labels: label}}",
+    "compression": "{pruning: {sparsity: 0.5, schedule: {end_epoch: 1}}}",
     "export.tolerance": "{keras: {max_abs_diff: 0.001}}",
     "export.samples": "10",
     "export.tflite": "{representative_samples: 20}",

@@ -21,8 +21,9 @@ of 2,048 unit-variance dimensions and the same samples shifted by d, this gives 
 is a squared distance).
 
 Features come from an extractor: `layer_extractor` (a layer of a Keras model, e.g. the
-classifier trained by another dlpipe run) or `inception_extractor` (InceptionV3's pooled
-features, from a weights file the user supplies: nothing is downloaded).
+classifier trained by another dlpipe run), the classifier a generation run trains itself
+(`train_classifier_extractor`), or InceptionV3's pooled features (metrics/fid.py, which
+also computes each FID's real-against-real floor and recomputes a run's FID from outside).
 """
 
 from __future__ import annotations
@@ -160,43 +161,6 @@ def layer_extractor(model_path: str | Path, layer: str, batch_size: int = 256) -
     return _batched(keras.Model(model.inputs, model.get_layer(layer).output), batch_size)
 
 
-def inception_extractor(weights: str | Path, image_size: int = 299, batch_size: int = 32) -> Extractor:
-    """InceptionV3's 2,048 average-pooled features, the network FID was defined with.
-
-    `weights`: a file of InceptionV3 weights without the top (classification) layers, e.g.
-    Keras' `inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5`. Images (N × H × W × C,
-    C = 1 or 3, values 0..255) are resized to `image_size` and scaled to [-1, 1] as
-    InceptionV3 expects; gray images are repeated over three channels.
-    """
-    import keras
-
-    path = Path(weights)
-    if not path.is_file():
-        raise DataError(f"{path}: no such weights file (InceptionV3 weights are not downloaded; "
-                        "give the path of a file you have)")
-    try:
-        network = keras.applications.InceptionV3(include_top=False, weights=str(path), pooling="avg",
-                                                 input_shape=(image_size, image_size, 3))
-    except ValueError as err:
-        raise DataError(f"{path}: not InceptionV3 weights without the top layers: {err}") from None
-    inputs = keras.Input(shape=(None, None, 3), name="images")
-    x = keras.layers.Resizing(image_size, image_size, name="resize")(inputs)
-    x = keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="scale")(x)
-    model = keras.Model(inputs, network(x))
-
-    def extract(images: np.ndarray) -> np.ndarray:
-        images = np.asarray(images, dtype=np.float32)
-        if images.ndim == 3:
-            images = images[..., np.newaxis]
-        if images.ndim != 4 or images.shape[-1] not in (1, 3):
-            raise DataError(f"InceptionV3 features need images N × H × W × 1 or 3, got shape {images.shape}")
-        if images.shape[-1] == 1:
-            images = np.repeat(images, 3, axis=-1)
-        return _batched(model, batch_size)(images)
-
-    return extract
-
-
 def fid_from_samples(real: np.ndarray, generated: np.ndarray, extractor: Extractor) -> float:
     """FID between two sets of samples, both passed through the same extractor."""
     return fid(extractor(real), extractor(generated))
@@ -206,26 +170,15 @@ def fid_from_samples(real: np.ndarray, generated: np.ndarray, extractor: Extract
 
 
 def _two_outputs(model, features_layer, batch_size: int = 512):
-    """(features, probabilities) functions of one model: a layer's output and the output."""
+    """A `Scorer` (metrics/scorer.py) of one model: a layer's output (features) and the
+    model's output (class probabilities), as one two-output model that a run saves."""
     import keras
 
+    from dlpipe.metrics.scorer import Scorer
+
     # One input tensor, not a list: the model then takes a plain array.
-    both = keras.Model(model.inputs[0], [features_layer.output, model.outputs[0]])
-
-    def run(images: np.ndarray):
-        features, probabilities = [], []
-        with progress.task("FID and Inception Score features", total=len(images), unit="images") as step:
-            for start in range(0, len(images), batch_size):
-                f, p = both(np.asarray(images[start:start + batch_size], dtype=np.float32), training=False)
-                features.append(np.asarray(f, dtype=np.float64).reshape(len(f), -1))
-                probabilities.append(np.asarray(p, dtype=np.float64).reshape(len(p), -1))
-                step.advance(len(f))
-        features, probabilities = np.concatenate(features), np.concatenate(probabilities)
-        if probabilities.shape[1] == 1:  # one sigmoid: the probabilities of classes 0 and 1
-            probabilities = np.concatenate([1 - probabilities, probabilities], axis=1)
-        return features, probabilities
-
-    return run
+    both = keras.Model(model.inputs[0], [features_layer.output, model.outputs[0]], name="feature_extractor")
+    return Scorer(both, batch_size=batch_size)
 
 
 def train_classifier_extractor(train_images: np.ndarray, train_labels: np.ndarray, n_classes: int, *,

@@ -137,12 +137,40 @@ def _model_section(summary: dict | None) -> str:
     return "<h2>Model</h2>" + totals + _folded(f"{len(rows)} layers", len(rows), table)
 
 
+def _pruning_section(record: dict | None) -> str:
+    """compression.pruning: the sparsity reached, overall and per pruned kernel (run.json)."""
+    pruning = (record or {}).get("pruning")
+    if not pruning:
+        return ""
+    rows = [[escape(name), format_number(layer["weights"]), f"{layer['sparsity']:.2%}"]
+            for name, layer in pruning["layers"].items()]
+    text = (f"<p>{pruning['sparsity']:.2%} of {format_number(pruning['weights'])} pruned weights are zero "
+            f"(target {pruning['target']:.0%}, {escape(pruning['scope'])} magnitude); exports carry them as exact zeros.</p>")
+    table = _table(["kernel", "weights", "sparsity"], rows)
+    return "<h2>Pruning</h2>" + text + _folded(f"{len(rows)} pruned kernels", len(rows), table)
+
+
 def _metrics_section(metrics: dict | None) -> str:
     if not metrics:
         return "<h2>Metrics</h2><p class='muted'>No metrics.json.</p>"
     baselines = metrics.get("baselines") or {}
     metrics = {split: values for split, values in metrics.items() if split != "baselines"}
-    return _model_metrics(metrics) + _baselines_table(metrics, baselines)
+    return _model_metrics(metrics) + _fid_floor(metrics) + _baselines_table(metrics, baselines)
+
+
+def _fid_floor(metrics: dict) -> str:
+    """How to read an FID beside its floor (a generation run's fid_reference)."""
+    values = next((v for v in metrics.values() if "fid_reference" in v), None)
+    if values is None:
+        return ""
+    counts = (f" ({format_number(values['fid_samples'])} generated, {format_number(values['fid_real_samples'])} "
+              "real)" if "fid_samples" in values and "fid_real_samples" in values else "")
+    return ("<p class='muted'><b>FID and its floor.</b> FID depends on the sample count: two samples of the "
+            "same distribution do not score 0, and score more the fewer images there are. "
+            "<code>fid_reference</code> is FID of real training images against the same held-out test images, "
+            f"with the same extractor and the same counts{counts}: the score of a generator that drew exactly "
+            "the training images. Read <code>fid</code> against it; compare FIDs only at the same counts and "
+            "with the same extractor.</p>")
 
 
 def _baselines_table(metrics: dict, baselines: dict) -> str:
@@ -244,7 +272,9 @@ def _run_section(record: dict | None) -> str:
     if not record:
         return ""
     stages = record.get("stages", {})
-    rows = [[escape(name), escape(str(stage.get("status"))), format_number(stage.get("seconds") or 0.0)]
+    # The report stage is still running while it writes this page: say so rather than "running".
+    rows = [[escape(name), "this page" if name == "report" and stage.get("status") == "running"
+             else escape(str(stage.get("status"))), format_number(stage.get("seconds") or 0.0)]
             for name, stage in stages.items()]
     versions = ", ".join(f"{k} {v}" for k, v in record.get("versions", {}).items())
     items = [("started", escape(str(record.get("started")))), ("device", escape(str(record.get("device", "")))),
@@ -287,6 +317,7 @@ def write_report(run_root: Path | str, out: Path | str | None = None, *, model=N
         _spec_section(spec, spec_text),
         _data_section(_read_json(out / "data.json"), _read_json(run_root / "labels.json")),
         _model_section(summary),
+        _pruning_section(record),
         _export_section(_read_json(run_root / "export" / "verification.json")),
         _run_section(record),
         "</body></html>",

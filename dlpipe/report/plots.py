@@ -229,19 +229,29 @@ def image_grid(images: np.ndarray, captions: Sequence[str], path: Path, title: s
     return _save(figure, path)
 
 
-def fid_curve(results: Sequence[dict], path: Path) -> Path | None:
-    """FID (log scale) and Inception Score at each evaluation of a GAN's training."""
+def fid_curve(results: Sequence[dict], path: Path, reference: float | None = None) -> Path | None:
+    """FID (log scale) and Inception Score at each evaluation of a GAN's training; the FID
+    of real against real at the same counts (`reference`) as a dashed line: its floor."""
     if not results:
         return None
     epochs = [r["epoch"] for r in results]
-    figure, axes = _figure(8.4, 3.2, columns=2)
-    fid_axis, is_axis = axes[0]
+    scored = all("inception_score" in r for r in results)  # not with InceptionV3's pool features
+    figure, axes = _figure(8.4 if scored else 4.2, 3.2, columns=2 if scored else 1)
+    fid_axis = axes[0][0]
     fid_axis.plot(epochs, [max(r["fid"], 1e-6) for r in results], marker="o")
+    if reference is not None:
+        fid_axis.axhline(max(reference, 1e-6), color="tab:grey", linestyle="--",
+                         label="real vs real (fid_reference)")
+        fid_axis.legend(fontsize=7)
     fid_axis.set_yscale("log")
     fid_axis.set_title("FID (lower is better)")
-    is_axis.plot(epochs, [r["inception_score"] for r in results], marker="o", color="tab:green")
-    is_axis.set_title("Inception Score (higher is better)")
-    for ax in (fid_axis, is_axis):
+    used = [fid_axis]
+    if scored:
+        is_axis = axes[0][1]
+        is_axis.plot(epochs, [r["inception_score"] for r in results], marker="o", color="tab:green")
+        is_axis.set_title("Inception Score (higher is better)")
+        used.append(is_axis)
+    for ax in used:
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
     return _save(figure, path)

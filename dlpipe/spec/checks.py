@@ -395,6 +395,10 @@ def check_export(spec: Spec) -> Found:
             yield (("export", "formats", i),
                    f"{fmt} cannot take the {unfit[0].type} feature {unfit[0].name!r}: its processing runs inside "
                    f"the model, which {fmt} cannot run; use {takes_all}")
+        reason = exporters[fmt].cannot_convert.get(getattr(spec.model, "type", None))
+        if reason and not unfit and fmt not in export.formats[:i]:
+            others = " or ".join(name for name, exporter in exporters.items() if spec.model.type not in exporter.cannot_convert)
+            yield (("export", "formats", i), f"{fmt} cannot export a model of type {spec.model.type}: {reason}; use {others}")
     for field, values in (("formats", export.formats), ("quantization", export.tflite.quantization)):
         path = ("export", field) if field == "formats" else ("export", "tflite", field)
         for i, value in enumerate(values):
@@ -533,11 +537,17 @@ def check_augmentation(spec: Spec) -> Found:
             yield (path + ("type",), f"{step.type} is listed twice")
 
 
+def check_compression(spec: Spec) -> Found:
+    from dlpipe.spec.compression import compression_problems
+
+    yield from compression_problems(spec)
+
+
 CHECKS = (check_task_owned, check_honoured, check_split, check_target, check_labeling, check_split_modes,
           check_imputation, check_streaming, check_loss, check_metrics, check_early_stopping,
           check_normalization, check_architecture, check_categorical, check_export,
           check_optimizer, check_schedule, check_checkpoints, check_sample_weight,
-          check_jit_compile, check_augmentation, check_explain)
+          check_jit_compile, check_augmentation, check_explain, check_compression)
 
 
 def run_checks(spec: Spec) -> list[tuple[tuple, str]]:

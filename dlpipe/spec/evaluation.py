@@ -10,7 +10,7 @@ from pydantic import AfterValidator, Field, WithJsonSchema
 from dlpipe import registry
 from dlpipe.errors import did_you_mean
 from dlpipe.spec.base import PositiveInt, StrictModel, unknown_name
-from dlpipe.spec.paths import AnyPath
+from dlpipe.spec.paths import AnyPath, FilePath
 
 METRIC_NAMES = tuple(
     name for kind in registry.kinds() if kind.startswith("metric:") for name in registry.names(kind)
@@ -57,7 +57,29 @@ class RunFeatures(StrictModel):
     """The layer whose output are the features; default: the layer before the output layer."""
 
 
-FeatureExtractor = Annotated[Union[ClassifierFeatures, RunFeatures], Field(discriminator="type")]
+class InceptionFeatures(StrictModel):
+    """InceptionV3, the network FID was defined with: the 2,048 numbers of its average pool
+    (no top, so no class probabilities: list only `fid` in evaluation.metrics). Images are
+    prepared as the reference implementations do: grey repeated over 3 channels, resized to
+    299 × 299 bilinearly, the data's value range scaled to −1..1. About 6 GFLOPs an image:
+    on a CPU, expect tens of images a second."""
+
+    type: Literal["inception_v3"]
+    """Picks this extractor: Keras' InceptionV3."""
+    weights: Literal["imagenet", "random"] | None = None
+    """imagenet (the default without `path`): the ImageNet weights, downloaded by Keras on
+    first use (87 MB, kept in ~/.keras/models/); only these give FIDs comparable with
+    published ones. random: a seeded random network (tests; such an FID compares with
+    nothing outside its run)."""
+    path: FilePath | None = None
+    """A local file of InceptionV3 weights without the top layers (Keras'
+    `inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5`, or a `.weights.h5`), used
+    instead of downloading; a relative path is resolved against the spec's folder."""
+    batch_size: Annotated[int, Field(gt=0, le=1024)] = 32
+    """Images per forward pass of the extractor."""
+
+
+FeatureExtractor = Annotated[Union[ClassifierFeatures, RunFeatures, InceptionFeatures], Field(discriminator="type")]
 
 
 class GenerationEvaluation(StrictModel):

@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 
 from dlpipe import registry, tasks
 from dlpipe.spec.base import StrictModel
+from dlpipe.spec.compression import Compression
 from dlpipe.spec.data import Data
 from dlpipe.spec.evaluation import Evaluation
 from dlpipe.spec.export import Export
@@ -51,6 +52,9 @@ class Spec(StrictModel):
     evaluation: Evaluation = Evaluation()
     """Which metrics are computed, on which splits. Default: the task's usual metrics on validation
     and test."""
+    compression: Compression | None = None
+    """Pruning during training: the model is trained sparse and exported with its pruned weights
+    exactly zero."""
     export: Export = Export()
     """The formats written after training, how each is checked against the trained model, and the
     model card's intended use."""

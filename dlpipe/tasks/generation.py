@@ -45,6 +45,13 @@ def check_generation(spec) -> Found:
             and extractor.labels in [f.name for f in spec.data.features]):
         yield (("evaluation", "generation", "feature_extractor", "labels"),
                f"{extractor.labels!r} is the image feature; name the column of class labels")
+    if extractor is not None and extractor.type == "inception_v3":
+        if extractor.path is not None and extractor.weights is not None:
+            yield (("evaluation", "generation", "feature_extractor"),
+                   f"give weights ({extractor.weights}) or path (a weights file), not both")
+        if "inception_score" in (spec.evaluation.metrics or ()):
+            yield (("evaluation", "metrics"), "inception_score needs class probabilities; the inception_v3 "
+                   "extractor gives its 2,048 pool features only: list [fid], or use a classifier extractor")
 
 
 def check_diffusion(spec) -> Found:

@@ -148,19 +148,21 @@ class Evaluations(keras.callbacks.Callback):
         labels = None if self.labels is None else self.labels[:shown]
         images = self.generate(self.latents[:shown], labels)
         features, probabilities = self.scorer(images[:self.count])
-        result = {"fid": fid(self.real_features, features), "inception_score": inception_score(probabilities)}
+        result = {"fid": fid(self.real_features, features)}
+        if probabilities is not None:  # an extractor without class probabilities (InceptionV3's pool): no IS
+            result["inception_score"] = inception_score(probabilities)
+        shown = f", IS {result['inception_score']:.2f}" if "inception_score" in result else ""
         captions = [self.class_names[i] for i in labels[:self.grid]] if labels is not None else [""] * self.grid
         image_grid(images[:self.grid], captions, self.plots / f"samples_epoch_{epoch:03d}.png",
-                   f"Generated at epoch {epoch}: FID {result['fid']:.2f}, IS {result['inception_score']:.2f}",
-                   columns=10, fixed_range=True)
-        print(f"[dlpipe] epoch {epoch}: FID {result['fid']:.3f}, Inception Score {result['inception_score']:.3f}",
-              file=sys.stderr, flush=True)
+                   f"Generated at epoch {epoch}: FID {result['fid']:.2f}{shown}", columns=10, fixed_range=True)
+        print(f"[dlpipe] epoch {epoch}: FID {result['fid']:.3f}{shown}", file=sys.stderr, flush=True)
         return result
 
 
 def results(history: dict[str, list[float]]) -> list[dict]:
     """The evaluations in a training history: epoch, FID and IS where they were computed."""
-    return [{"epoch": i + 1, "fid": value, "inception_score": history["inception_score"][i]}
+    scores = history.get("inception_score")
+    return [{"epoch": i + 1, "fid": value, **({"inception_score": scores[i]} if scores else {})}
             for i, value in enumerate(history.get("fid", [])) if not math.isnan(value)]
 
 

@@ -69,7 +69,7 @@ def train(model, spec, data, *, run_dir=None, located=None, callbacks=None, moni
     plateau = _schedule_optimizers(replica, training, steps, strategy)
     run = _Callbacks.create(spec, plateau, directory, run_dir.path("logs") if writes else None,
                             has_validation=len(data.splits["validation"]) > 0, monitors=list(monitors),
-                            extra=callbacks or [])
+                            extra=callbacks or [], steps_per_epoch=steps)
     first_epoch = 0
     if checkpoint_dir is not None and (checkpoint_dir / "last.npz").exists():
         first_epoch = run.resume(replica, checkpoint_dir / "last.npz")
@@ -116,6 +116,10 @@ def train(model, spec, data, *, run_dir=None, located=None, callbacks=None, moni
         raise StageError("train", run.nan_message(directory))
     if replica is not model:
         checkpoints.copy_variables(replica, model)
+    if run.pruning is not None and run_dir is not None:
+        from dlpipe.training.pruning import summary
+
+        run_dir.update(pruning=summary(model, spec.compression.pruning))
     fingerprint = weights_fingerprint(model)
     if run_dir is not None:
         run_dir.update(weights_sha256=fingerprint)
@@ -165,12 +169,13 @@ class _Callbacks:
     recorder: object
     early_stopping: object | None
     checkpointer: object | None
+    pruning: object | None = None
     callbacks: list = field(default_factory=list)
     finished: bool = False
 
     @classmethod
     def create(cls, spec, plateau_rates: list, directory: Path | None, log_dir: Path | None, *,
-               has_validation: bool, monitors: list, extra: list) -> "_Callbacks":
+               has_validation: bool, monitors: list, extra: list, steps_per_epoch: int = 1) -> "_Callbacks":
         from dlpipe.training import callbacks as cb
 
         training = spec.training
@@ -178,10 +183,21 @@ class _Callbacks:
         plateau = cb.ReduceOnPlateau(training.schedule, plateau_rates) if plateau_rates else None
         guard, recorder = cb.NanGuard(), cb.HistoryRecorder()
         stop = training.early_stopping
+        pruning_spec = spec.compression.pruning if spec.compression is not None else None
+        pruning = None
+        if pruning_spec is not None:
+            from dlpipe.training.pruning import Pruning
+
+            pruning = Pruning(pruning_spec, steps_per_epoch)
+        # While the pruning schedule runs, every epoch is sparser than the last: early stopping
+        # starts watching (and keeping best weights) at the epoch that reaches the target.
+        watch_from = pruning_spec.schedule.end_epoch - 1 if pruning_spec is not None else 0
         early = cb.EarlyStopping(monitor=stop.monitor, patience=stop.patience, min_delta=stop.min_delta,
-                                 mode=stop.mode, restore_best_weights=stop.restore_best_weights) if stop else None
+                                 mode=stop.mode, restore_best_weights=stop.restore_best_weights,
+                                 start_from_epoch=watch_from) if stop else None
         stateful = {**({"reduce_on_plateau": plateau} if plateau else {}),
-                    **({"early_stopping": early} if early else {})}
+                    **({"early_stopping": early} if early else {}),
+                    **({"pruning": pruning} if pruning else {})}
         checkpointer = None
         if directory is not None:
             monitor, mode = training.checkpoints.monitor, training.checkpoints.mode
@@ -193,8 +209,10 @@ class _Callbacks:
         board = cb.tensorboard(log_dir) if log_dir is not None and training.tensorboard else None
         # Order matters: the rate, the monitors' values and the stop decisions enter the logs
         # before they are recorded and checkpointed; extra (user) callbacks see the finished logs.
-        ordered = [rate, plateau, guard, *monitors, early, recorder, checkpointer, board, *extra]
-        return cls(rate, plateau, guard, recorder, early, checkpointer, [c for c in ordered if c is not None])
+        # Pruning first: its masks are applied before anything sees or saves a step's weights.
+        ordered = [pruning, rate, plateau, guard, *monitors, early, recorder, checkpointer, board, *extra]
+        return cls(rate, plateau, guard, recorder, early, checkpointer, pruning,
+                   [c for c in ordered if c is not None])
 
     def resume(self, model, path: Path) -> int:
         """Load `path` into the model and the callbacks; return the epochs already done."""
@@ -207,6 +225,8 @@ class _Callbacks:
             self.plateau.set_state(states["reduce_on_plateau"])
         if self.early_stopping is not None and "early_stopping" in states:
             self.early_stopping.set_state(states["early_stopping"], checkpoint.extra.get("early_stopping"))
+        if self.pruning is not None and "pruning" in states:
+            self.pruning.set_state(states["pruning"], checkpoint.extra.get("pruning"))
         if self.checkpointer is not None:
             self.checkpointer.restore(record)
         self.finished = checkpoint.finished

@@ -1,0 +1,94 @@
+"""The `compression` section: magnitude pruning during training (dlpipe/training/pruning.py)."""
+
+# No `from __future__ import annotations` here: Pydantic would parse every field annotation
+# from its string at import, a cost `dlpipe validate` pays on each run.
+
+from collections.abc import Iterator
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from dlpipe.spec.base import PositiveInt, StrictModel
+
+Sparsity = Annotated[float, Field(gt=0, lt=1)]
+"""A fraction of weights set to zero: above 0 (something is pruned), below 1 (something is kept)."""
+
+LayerKind = Literal["dense", "conv"]
+
+
+class PruningSchedule(StrictModel):
+    """Polynomial decay of the kept fraction (Zhu & Gupta, 2017): the sparsity rises from
+    `initial_sparsity` at the first step of `begin_epoch` to the target at the last step of
+    `end_epoch`, as s = target + (initial − target)·(1 − progress)^power, and stays there."""
+
+    begin_epoch: PositiveInt = 1
+    """The epoch (counting from 1) whose first step prunes first."""
+    end_epoch: PositiveInt
+    """The epoch (counting from 1) at whose last step the target sparsity is reached; the
+    epochs after it fine-tune the pruned weights. At most training.epochs."""
+    initial_sparsity: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    """The sparsity of the first pruning step."""
+    power: PositiveInt = 3
+    """The exponent of the polynomial: 3 prunes fast while many redundant weights remain and
+    slowly near the target; 1 is a straight line."""
+
+
+class Pruning(StrictModel):
+    """Magnitude pruning: the weights of smallest magnitude are set to zero by masks, which
+    are applied after every training step, saved with every checkpoint, and dropped before
+    export (the exported weights are exactly zero; the graph holds no mask)."""
+
+    sparsity: Sparsity
+    """The fraction of the pruned layers' weights that are zero at the end (0.8: one in five kept)."""
+    schedule: PruningSchedule
+    """When pruning happens: from `begin_epoch` to `end_epoch`, polynomially."""
+    frequency: PositiveInt = 10
+    """Training steps between mask updates during the schedule (each update sorts every pruned
+    weight by magnitude)."""
+    scope: Literal["layer", "global"] = "layer"
+    """layer: each layer reaches the sparsity on its own; global: the smallest weights of all
+    pruned layers together are pruned, so layers with many redundant weights lose more."""
+    layers: Annotated[list[LayerKind], Field(min_length=1)] = ["dense", "conv"]
+    """Which kinds of layer have their kernels pruned: dense (Dense, EinsumDense, the head) and
+    conv (every convolution). Biases and normalization layers are never pruned."""
+
+
+class Compression(StrictModel):
+    """Ways to make the trained model smaller (and faster on integer hardware)."""
+
+    pruning: Pruning | None = None
+    """Magnitude pruning to a target sparsity during training."""
+
+
+def layer_kinds(model) -> set[str]:
+    """The kinds of prunable layer (dense, conv) an architecture spec builds. A supervised
+    model always ends in a Dense output layer (dlpipe/architectures/heads.py)."""
+    kinds = {"dense"}
+    if model.type in ("cnn", "vit") or (model.type == "autoencoder" and model.encoder == "conv"):
+        kinds.add("conv")
+    if model.type == "graph" and any("conv" in node.layer.rpartition(":")[2].lower() for node in model.nodes):
+        kinds.add("conv")
+    return kinds
+
+
+def compression_problems(spec) -> Iterator[tuple[tuple, str]]:
+    """Located problems of `spec.compression` against the rest of the spec."""
+    pruning = spec.compression.pruning if spec.compression is not None else None
+    if pruning is None:
+        return
+    path = ("compression", "pruning")
+    schedule, epochs = pruning.schedule, spec.training.epochs
+    if schedule.end_epoch > epochs:
+        yield (path + ("schedule", "end_epoch"), f"epoch {schedule.end_epoch} is after the last training epoch "
+               f"(training.epochs is {epochs})")
+    if schedule.begin_epoch > min(schedule.end_epoch, epochs):
+        yield (path + ("schedule", "begin_epoch"), f"epoch {schedule.begin_epoch} is after "
+               + (f"end_epoch ({schedule.end_epoch})" if schedule.end_epoch <= epochs
+                  else f"the last training epoch (training.epochs is {epochs})"))
+    if schedule.initial_sparsity >= pruning.sparsity:
+        yield (path + ("schedule", "initial_sparsity"), f"{schedule.initial_sparsity:g} is not below the target "
+               f"sparsity {pruning.sparsity:g}")
+    present = layer_kinds(spec.model)
+    if not present & set(pruning.layers):
+        yield (path + ("layers",), f"a {spec.model.type} model has no {' or '.join(pruning.layers)} layer to prune; "
+               f"its prunable layers are {', '.join(sorted(present))}")

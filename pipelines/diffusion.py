@@ -2,7 +2,11 @@
 
     data      read the image column, check it, split; the training split's value range
     setup     import TensorFlow, seed everything, turn on op determinism
-    features  the network FID and the Inception Score read (the GAN's: pipelines/adversarial.py)
+    features  the network FID and the Inception Score read, as for a GAN (pipelines/adversarial.py:
+              a small classifier trained here, an earlier run's classifier, or InceptionV3),
+              saved as feature_extractor.keras (+ .json); the real images' features, and
+              fid_reference: FID of as many training images as are generated against the
+              held-out test images — the floor of every FID here
     build     the denoiser U-Net, its moving-average copy, the DDIM sampler around that copy
     train     DDPM noise prediction (training/diffusion.py) trained by the shared `fit.train`:
               schedule, augmentation of the real images, shuffle buffer, TensorBoard,
@@ -11,8 +15,10 @@
               seeded noise → FID and IS against the held-out test images and a sample grid
               (plots/samples_epoch_NNN.png); history.csv; model.keras (the sampler: noise
               [and class] → image) and denoiser.keras (the moving-average denoiser alone)
-    evaluate  metrics.json: FID and IS of the last evaluation, and of the first (`_first`);
-              evaluation/generation.json: every evaluation
+    evaluate  metrics.json: FID and IS of the last evaluation, and of the first (`_first`),
+              fid_reference and the sample counts; evaluation/generation.json: every
+              evaluation; evaluation/fid_samples.npz: the images the last FID and
+              fid_reference read (`python -m dlpipe.metrics.fid RUN` recomputes both)
     export    the sampler through the one export loop: each format written, reloaded, compared
               on fixed seeded noise → export/verification.json, model card
     report    loss curve, FID curve, sample grids → report.html
@@ -45,13 +51,22 @@ def run(ctx) -> None:
     with run_dir.stage("setup"):
         stages.setup(run_dir, spec)
 
+    count = evaluation.samples or len(real)  # generated images per evaluation
     with run_dir.stage("features"):
+        from dlpipe.metrics.fid import fid_reference, reference_images
         from dlpipe.metrics.generative import inception_score
         from dlpipe.pipelines.adversarial import feature_extractor
 
         scorer, extractor_info = feature_extractor(spec, data, ctx)
+        extractor_info.update(scorer.save(run_dir.root))
         real_features, real_probabilities = scorer(real)
-        extractor_info["inception_score_real"] = inception_score(real_probabilities)
+        if real_probabilities is not None:
+            extractor_info["inception_score_real"] = inception_score(real_probabilities)
+        references = reference_images(data.images["train"], count, spec.seed)
+        reference = {"fid_reference": fid_reference(scorer, real_features, references),
+                     "real_images": int(len(real)), "training_images": int(len(references))}
+        print(f"[dlpipe] fid_reference {reference['fid_reference']:.3f}: {len(references)} training images "
+              f"against the {len(real)} test images (the floor of FID at these counts)", file=sys.stderr, flush=True)
 
     with run_dir.stage("build"):
         from dlpipe.training.compile import make_optimizer
@@ -69,7 +84,6 @@ def run(ctx) -> None:
         from dlpipe.training.adversarial import Evaluations, history_csv, results
         from dlpipe.training.fit import train
 
-        count = evaluation.samples or len(real)
         noise, labels = fixed_noise(max(count, evaluation.grid), data.shape, n_classes, spec.seed)
         monitor = Evaluations(lambda z, y: sample(sampler, z, y), scorer, real_features, noise, labels,
                               count=count, every=evaluation.every, epochs=spec.training.epochs,
@@ -87,23 +101,36 @@ def run(ctx) -> None:
             model.ema.save(tmp)
 
     with run_dir.stage("evaluate"):
+        from dlpipe.metrics.fid import save_samples
+
         first, last = evaluations[0], evaluations[-1]
-        scores = {"fid": last["fid"], "inception_score": last["inception_score"],
-                  "fid_first": first["fid"], "inception_score_first": first["inception_score"],
-                  "inception_score_real": extractor_info["inception_score_real"]}
+        scores = {"fid": last["fid"], "fid_first": first["fid"], "fid_reference": reference["fid_reference"],
+                  "fid_samples": count, "fid_real_samples": int(len(real))}
+        if "inception_score" in last:
+            scores.update(inception_score=last["inception_score"], inception_score_first=first["inception_score"],
+                          inception_score_real=extractor_info["inception_score_real"])
         wanted = spec.evaluation.metrics
-        scores = {name: value for name, value in scores.items() if name.removesuffix("_first") in wanted
+        scores = {name: value for name, value in scores.items()
+                  if name.removesuffix("_first") in wanted
+                  or name in ("fid_reference", "fid_samples", "fid_real_samples") and "fid" in wanted
                   or name == "inception_score_real" and "inception_score" in wanted}
         metrics = {"test": scores}
         atomic_write_json(run_dir.path("metrics.json"), metrics)
         atomic_write_json(run_dir.path("evaluation", "generation.json"),
                           {"real_images": int(len(real)), "generated_images": count,
-                           "sampler": {"steps": spec.model.sampler.steps, "guidance": spec.model.sampler.guidance
-                                       if n_classes else None},
-                           "feature_extractor": extractor_info, "evaluations": evaluations})
+                           "sampler": {"steps": spec.model.sampler.steps,
+                                       "guidance": spec.model.sampler.guidance if n_classes else None},
+                           "feature_extractor": extractor_info, "fid_reference": reference,
+                           "evaluations": evaluations})
+        # The images the last evaluation scored, drawn again from the same noise (the
+        # sampler has not changed since): what `python -m dlpipe.metrics.fid RUN` reads.
+        generated = sample(sampler, noise[:count], None if labels is None else labels[:count])
+        save_samples(run_dir.root, real, generated, references)
+        shown = (f"; Inception Score {first['inception_score']:.2f} → {last['inception_score']:.2f} "
+                 f"(real images: {extractor_info['inception_score_real']:.2f})" if "inception_score" in last else "")
         print(f"[dlpipe] FID {first['fid']:.2f} (epoch {first['epoch']}) → {last['fid']:.2f} (epoch "
-              f"{last['epoch']}); Inception Score {first['inception_score']:.2f} → {last['inception_score']:.2f} "
-              f"(real images: {extractor_info['inception_score_real']:.2f})", file=sys.stderr, flush=True)
+              f"{last['epoch']}), real against real at the same counts: {reference['fid_reference']:.2f}"
+              f"{shown}", file=sys.stderr, flush=True)
 
     with run_dir.stage("export"):
         from dlpipe.exporters.diffusion import export_sampler
@@ -115,7 +142,7 @@ def run(ctx) -> None:
         from dlpipe.report import write_report
         from dlpipe.report.plots import fid_curve
 
-        fid_curve(evaluations, run_dir.path("plots", "fid.png"))
+        fid_curve(evaluations, run_dir.path("plots", "fid.png"), reference["fid_reference"])
         write_report(run_dir.root, model=sampler)
 
 

@@ -139,8 +139,9 @@ class Run:
     path: Path
     record: dict = field(repr=False)
     """run.json: status, per-stage seconds, versions, data fingerprint, command."""
-    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
-    """metrics.json: {split: {metric: value}}."""
+    metrics: dict[str, dict] = field(default_factory=dict)
+    """metrics.json: {split: {metric: value}}; a supervised run's also holds the baselines it was
+    compared with, under "baselines": {split: {baseline: {metric: value}}}."""
     history: dict[str, list[float]] = field(default_factory=dict, repr=False)
     """history.csv by column: {"loss": [...], "val_loss": [...], ...}, one value per epoch."""
 

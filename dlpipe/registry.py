@@ -85,8 +85,9 @@ class Exporter(Entry):
     output_tolerance: defaults that replace those for a model whose output is of one kind (a
     task's `output` fact: `boxes` for a detector), by output kind and then artifact key.
     cannot_take: feature types whose processing its runtime cannot run (refused by `dlpipe
-    validate`). cannot_convert: model types (`model.type`) its converter cannot turn into a
-    working file, with the reason (refused by `dlpipe validate`). extra: the dlpipe extra that installs `requires` (None: dlpipe's own
+    validate`). cannot_convert: model types (`model.type`, or `type/scan` for one choice of an
+    ssm's `scan`) its converter cannot turn into a working file, with the reason (refused by
+    `dlpipe validate`). extra: the dlpipe extra that installs `requires` (None: dlpipe's own
     dependencies suffice). requires: modules it imports beyond dlpipe's own dependencies,
     checked before training."""
 
@@ -127,6 +128,9 @@ def _detections(bound: float) -> Mapping[str, float]:
     the class of every kept detection the same."""
     return MappingProxyType({"max_abs_diff": bound, "agreement": 1.0})
 
+
+_SEQUENTIAL_SCAN = ("its converter cannot turn the sequential scan's loop into builtin ops; with model.scan: "
+                    "parallel (the same outputs, no loop) it converts")
 
 _KERAS_OPTIMIZERS = {
     "adam": "keras.optimizers:Adam",
@@ -216,6 +220,9 @@ _KERAS_LAYERS = {
         "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate", "Dot",
     )
 }
+# dlpipe's own layers a graph may name, beside Keras's (registered for .keras files in
+# dlpipe/custom_objects.py).
+_DLPIPE_LAYERS = {"MambaBlock": "dlpipe.architectures.ssm:MambaBlock"}
 
 _LABELS = ("label", "per_step")
 _ANY = ("label", "per_step", "multi_label")
@@ -234,7 +241,7 @@ def _regression(attribute: str, direction: str) -> Metric:
 _TABLES: dict[str, dict[str, Entry]] = {
     **{kind: {name: Entry(target) for name, target in table.items()} for kind, table in (
         ("optimizer", _KERAS_OPTIMIZERS), ("activation", _KERAS_ACTIVATIONS), ("initializer", _KERAS_INITIALIZERS),
-        ("regularizer", _KERAS_REGULARIZERS), ("layer", _KERAS_LAYERS), ("loss", _KERAS_LOSSES))},
+        ("regularizer", _KERAS_REGULARIZERS), ("layer", {**_KERAS_LAYERS, **_DLPIPE_LAYERS}), ("loss", _KERAS_LOSSES))},
     "dataset": {name: Entry(f"dlpipe.data.builtin:load_{name}") for name in (
         "digits", "iris", "wine", "breast_cancer", "diabetes", "order_pairs", "co2", "sunspots", "reviews",
         "mnist")},
@@ -256,6 +263,7 @@ _TABLES: dict[str, dict[str, Entry]] = {
         "rnn": Architecture("dlpipe.architectures.rnn:build", reads=("sequence", "tokens", "text"), single=False),
         "transformer": Architecture("dlpipe.architectures.transformer:build", reads=("sequence", "tokens", "text"),
                                     single=False),
+        "ssm": Architecture("dlpipe.architectures.ssm:build", reads=("sequence", "tokens", "text"), single=False),
         "vit": Architecture("dlpipe.architectures.vit:build", reads=("image",), single=True),
         # Dense or conv encoder by model.encoder: checked with the spec (spec/checks.py).
         "autoencoder": Architecture("dlpipe.architectures.autoencoder:build", reads=(), single=False),
@@ -348,9 +356,14 @@ _TABLES: dict[str, dict[str, Entry]] = {
                            # fixed batch of 1 it converts, and the file then fails at run time
                            # reading the loop's variables. ONNX converts the same model exactly.
                            cannot_convert={"rnn": "TensorFlow Lite's converter cannot turn the recurrent "
-                                                  "layers' loop into builtin ops"}),
+                                                  "layers' loop into builtin ops",
+                                           # The same TensorList; scan: parallel has no loop and converts
+                                           # (max abs diff 3e-7 on order_pairs).
+                                           "ssm/sequential": _SEQUENTIAL_SCAN}),
         "onnx": Exporter("dlpipe.exporters.onnx:FORMAT", tolerance={"onnx": _abs(1e-4)}, output_tolerance={},
-                         cannot_take=("text",), extra="onnx", requires=("onnx", "onnxruntime", "tf2onnx")),
+                         cannot_take=("text",), extra="onnx", requires=("onnx", "onnxruntime", "tf2onnx"),
+                         # tf2onnx: "While loop couldn't find scan output index"; parallel converts.
+                         cannot_convert={"ssm/sequential": _SEQUENTIAL_SCAN}),
     },
     # A task: its facts and its pipeline (dlpipe/tasks/base.py); `task:` in a spec names one.
     "task": {

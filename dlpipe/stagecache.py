@@ -4,11 +4,13 @@ Each stage of a pipeline has a key: a SHA-256 of the spec sections and inputs it
 on, chained, so a stage's key changes whenever an earlier stage's does:
 
     data      every top-level section except model/training/evaluation/export/tuning/name/
-              description/tracking (so: task, seed, data, prepare, and any section added later),
+              description/tracking/distillation (so: task, seed, data, prepare, and any section
+              added later),
               training.sample_weight, dlpipe's version, and the bytes of the pretrained
               vector files features name (read when the model is built)
     train     data + the prepared data's fingerprint (a hash of the values read: a changed
-              file the spec names the same way retrains) + model + training
+              file the spec names the same way retrains) + model + training + distillation
+              (and the bytes of the teacher's model file)
     evaluate  train + evaluation (but evaluation.explain)
     export    evaluate + export + name + description (the model card carries the metrics, the
               run's name and its description)
@@ -54,7 +56,7 @@ from dlpipe.version import __version__
 from dlpipe.rundir import atomic_path, atomic_write_text, to_json
 
 NOT_DATA = ("model", "training", "compression", "evaluation", "export", "tuning", "name", "description",
-            "allow_unsafe_deserialization", "tracking")
+            "allow_unsafe_deserialization", "tracking", "distillation")
 DATA_OUTPUTS = ("data.json", "splits.json", "cache/data.json", "cache/data.npz")
 MODEL_OUTPUTS = ("model.keras", "history.csv")
 EVALUATION_OUTPUTS = ("metrics.json",)
@@ -83,13 +85,23 @@ def stage_keys(spec, base_dir: Path, data_fingerprint: str | None = None) -> dic
     train = digest({"data": data, "prepared": data_fingerprint, "model": dump.get("model"),
                     "training": dump.get("training"),
                     # Only specs that compress get this key: the others keep their cached stages.
-                    **({"compression": dump["compression"]} if dump.get("compression") else {})})
+                    **({"compression": dump["compression"]} if dump.get("compression") else {}),
+                    # A teacher retrained in place must train the student again.
+                    **({"distillation": dump["distillation"], "teacher": teacher_fingerprint(
+                        dump["distillation"]["teacher"], Path(base_dir))} if dump.get("distillation") else {})})
     evaluation = {k: v for k, v in (dump.get("evaluation") or {}).items() if k != "explain"}
     evaluate = digest({"train": train, "evaluation": evaluation})
     export = digest({"evaluate": evaluate, "export": dump.get("export"), "name": dump.get("name"),
                      "description": dump.get("description")})
     explain = digest({"train": train, "explain": (dump.get("evaluation") or {}).get("explain")})
     return {"data": data, "train": train, "evaluate": evaluate, "export": export, "explain": explain}
+
+
+def teacher_fingerprint(teacher: str, base_dir: Path) -> dict[str, Any]:
+    """The SHA-256 of a distillation teacher's model file (a run directory's model.keras)."""
+    path = Path(teacher).expanduser()
+    path = path if path.is_absolute() else base_dir / path
+    return files_fingerprint(str(path / "model.keras" if path.is_dir() else path), base_dir)
 
 
 def files_fingerprint(value: Any, base_dir: Path) -> dict[str, Any]:

@@ -126,6 +126,21 @@ class Observations:
         self._keep("zip_names", path, answer)
         return answer
 
+    def keras_head(self, path: str) -> dict | None:
+        """A .keras file's input names and output layers (class, units, activation), read
+        from the archive's config.json (None: not a readable .keras file)."""
+        self.stat(path)
+        answer = _OBSERVE["keras_head"](path)
+        self._keep("keras_head", path, answer)
+        return answer
+
+    def small_json(self, path: str):
+        """A small JSON file's value (None: absent, over 1 MiB or not JSON)."""
+        self.stat(path)
+        answer = _OBSERVE["small_json"](path)
+        self._keep("small_json", path, answer)
+        return answer
+
     def listing(self, path: str) -> list[str] | None:
         answer = _OBSERVE["listing"](path)
         self._keep("listing", path, answer)
@@ -208,6 +223,53 @@ def _zip_names(path: str):
         return None
 
 
+KERAS_CONFIG_LIMIT = 64 << 20
+"""The largest config.json read (dlpipe/modelfile.py refuses larger JSON members too)."""
+
+
+def _keras_head(path: str):
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            info = archive.getinfo("config.json")
+            if info.file_size > KERAS_CONFIG_LIMIT:
+                return None
+            config = json.loads(archive.read(info))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile, RuntimeError):
+        return None
+    try:
+        inner = config["config"]
+        layers = {layer["config"]["name"]: layer for layer in inner["layers"]}
+
+        def heads(named):  # ["name", 0, 0], a list of them, or a dict of them
+            if isinstance(named, dict):
+                return [item for value in named.values() for item in heads(value)]
+            return [named[0]] if named and isinstance(named[0], str) else [n for item in named for n in heads(item)]
+
+        def activation(value):
+            if isinstance(value, dict):  # a serialized function: {"class_name": "function", "config": "softmax"}
+                value = value.get("config")
+            return value if isinstance(value, str) else None
+
+        outputs = [{"class_name": layers[name]["class_name"], "units": layers[name]["config"].get("units"),
+                    "activation": activation(layers[name]["config"].get("activation"))}
+                   for name in heads(inner["output_layers"])]
+        return {"inputs": heads(inner["input_layers"]), "outputs": outputs}
+    except (KeyError, TypeError, IndexError, AttributeError):
+        return None
+
+
+def _small_json(path: str):
+    try:
+        if os.stat(path).st_size > 1 << 20:
+            return None
+        with open(path, "rb") as handle:
+            return json.loads(handle.read())
+    except (OSError, ValueError):
+        return None
+
+
 def _listing(path: str):
     try:
         return sorted(os.listdir(path))
@@ -222,7 +284,7 @@ def _glob(pattern: str):
 
 
 _OBSERVE = {"stat": _stat, "first_line": _first_line, "parquet_footer": _parquet_footer, "zip_names": _zip_names,
-            "listing": _listing, "glob": _glob}
+            "keras_head": _keras_head, "small_json": _small_json, "listing": _listing, "glob": _glob}
 
 
 class ValidationCache:

@@ -58,19 +58,15 @@ def run(ctx) -> None:
 
     count = evaluation.samples or len(real)  # generated images per evaluation
     with run_dir.stage("features"):
-        from dlpipe.metrics.fid import fid_reference, reference_images
+        from dlpipe.metrics.fid import Floor
         from dlpipe.metrics.generative import inception_score
 
         scorer, extractor_info = feature_extractor(spec, data, ctx)
-        extractor_info.update(scorer.save(run_dir.root))
-        real_features, real_probabilities = scorer(real)
-        if real_probabilities is not None:
-            extractor_info["inception_score_real"] = inception_score(real_probabilities)
-        references = reference_images(data.images["train"], count, spec.seed)
-        reference = {"fid_reference": fid_reference(scorer, real_features, references),
-                     "real_images": int(len(real)), "training_images": int(len(references))}
-        print(f"[dlpipe] fid_reference {reference['fid_reference']:.3f}: {len(references)} training images "
-              f"against the {len(real)} test images (the floor of FID at these counts)", file=sys.stderr, flush=True)
+        floor = Floor.measure(scorer, run_dir.root, real, data.images["train"], count, spec.seed)
+        extractor_info.update(floor.described)
+        real_features = floor.real_features
+        if floor.real_probabilities is not None:
+            extractor_info["inception_score_real"] = inception_score(floor.real_probabilities)
 
     with run_dir.stage("build"):
         from dlpipe.architectures import BuildProblem
@@ -120,34 +116,23 @@ def run(ctx) -> None:
 
     with run_dir.stage("evaluate"):
         from dlpipe.architectures.gan import fixed_latents, generate
-        from dlpipe.metrics.fid import save_samples
 
         first, last = evaluations[0], evaluations[-1]
-        scores = {"fid": last["fid"], "fid_first": first["fid"], "fid_reference": reference["fid_reference"],
-                  "fid_samples": count, "fid_real_samples": int(len(real))}
-        if "inception_score" in last:
-            scores.update(inception_score=last["inception_score"], inception_score_first=first["inception_score"],
-                          inception_score_real=extractor_info["inception_score_real"])
-        wanted = spec.evaluation.metrics
-        scores = {name: value for name, value in scores.items()
-                  if name.removesuffix("_first") in wanted
-                  or name in ("fid_reference", "fid_samples", "fid_real_samples") and "fid" in wanted
-                  or name == "inception_score_real" and "inception_score" in wanted}
-        metrics = {"test": scores}
+        metrics = {"test": floor.scores(evaluations, spec.evaluation.metrics,
+                                        extractor_info.get("inception_score_real"))}
         atomic_write_json(run_dir.path("metrics.json"), metrics)
         atomic_write_json(run_dir.path("evaluation", "generation.json"),
                           {"real_images": int(len(real)), "generated_images": count,
-                           "feature_extractor": extractor_info, "fid_reference": reference,
+                           "feature_extractor": extractor_info, "fid_reference": floor.describe(),
                            "evaluations": evaluations})
         # The images the last evaluation scored, drawn again from the same latents (the
         # generator has not changed since): what `python -m dlpipe.metrics.fid RUN` reads.
         latents, labels = fixed_latents(max(count, evaluation.grid), gan.latent_size, n_classes, spec.seed)
-        generated = generate(generator, latents, labels)[:count]
-        save_samples(run_dir.root, real, generated, references)
+        floor.save_samples(run_dir.root, generate(generator, latents, labels))
         shown = (f"; Inception Score {first['inception_score']:.2f} → {last['inception_score']:.2f} "
                  f"(real images: {extractor_info['inception_score_real']:.2f})" if "inception_score" in last else "")
         print(f"[dlpipe] FID {first['fid']:.2f} (epoch {first['epoch']}) → {last['fid']:.2f} (epoch "
-              f"{last['epoch']}), real against real at the same counts: {reference['fid_reference']:.2f}"
+              f"{last['epoch']}), real against real at the same counts: {floor.value:.2f}"
               f"{shown}", file=sys.stderr, flush=True)
 
     with run_dir.stage("export"):
@@ -160,7 +145,7 @@ def run(ctx) -> None:
         from dlpipe.report import write_report
         from dlpipe.report.plots import fid_curve
 
-        fid_curve(evaluations, run_dir.path("plots", "fid.png"), reference["fid_reference"])
+        fid_curve(evaluations, run_dir.path("plots", "fid.png"), floor.value)
         write_report(run_dir.root, model=generator)
 
 

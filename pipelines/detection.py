@@ -192,21 +192,10 @@ def draw_test_detections(detector, spec, data, predicted, plots) -> None:
 
 def detect(detector, images: np.ndarray, decode, side: int, batch_size: int) -> list[dict]:
     """The detector's kept detections per image, boxes as x1, y1, x2, y2 in pixels."""
+    from dlpipe.metrics.detection import kept_detections
+
     out = []
     for start in range(0, len(images), batch_size):
         batch = detector(images[start:start + batch_size].astype(np.float32), training=False)
-        boxes, scores, classes = (np.asarray(batch[k]) for k in ("boxes", "scores", "classes"))
-        for b, s, c in zip(boxes, scores, classes):
-            kept = c >= 0
-            out.append({"boxes": to_xyxy_pixels(b[kept], decode.box_format, decode.box_units, side),
-                        "scores": s[kept].astype(np.float64), "labels": c[kept].astype(np.int64)})
+        out += kept_detections({k: np.asarray(batch[k]) for k in ("boxes", "scores", "classes")}, decode, side)
     return out
-
-
-def to_xyxy_pixels(boxes: np.ndarray, box_format: str, box_units: str, side: int) -> np.ndarray:
-    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-    if box_units == "relative":
-        boxes = boxes * side
-    if box_format == "xywh":
-        boxes = np.concatenate([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], axis=1)
-    return boxes

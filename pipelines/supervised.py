@@ -3,6 +3,8 @@
     data      read the source, check every value, split, fit normalization on train
     setup     import TensorFlow, seed everything, turn on op determinism
     build     inputs (normalization inside) → architecture → head; compile
+    teacher   (with `distillation`) the teacher checked against the data, its outputs on every
+              training and validation example computed once (cache/teacher.npz)
     train     fit on tf.data (or the multi-worker loop); checkpoints/ each epoch, resumed
               from when present; history.csv; model.keras
     evaluate  the spec's metrics on validation and test → metrics.json, evaluation/, plots/
@@ -86,11 +88,23 @@ def run(ctx) -> None:
             compile_model(model, spec, n_classes, ctx.located)
         run_dir.update(parameters=int(model.count_params()))
 
+    teacher, fitting = None, data
+    if spec.distillation is not None:
+        with run_dir.stage("teacher", key=keys["train"], reused=reuse["train"]):
+            # The teacher's outputs on every training and validation example, once
+            # (cache/teacher.npz), then carried by the targets (dlpipe/distillation.py).
+            if not reuse["train"]:
+                from dlpipe.distillation import cached, open_teacher
+
+                teacher = open_teacher(spec, data, ctx.located)
+                fitting = teacher.packed(data, cached(teacher, data, run_dir.path("cache")))
+
     with run_dir.stage("train", key=keys["train"], reused=reuse["train"], stale=("checkpoints",)):
         from dlpipe.training.fit import train
 
         if not reuse["train"]:
-            history = train(model, spec, data, run_dir=run_dir, located=ctx.located, callbacks=ctx.callbacks)
+            history = train(model, spec, fitting, run_dir=run_dir, located=ctx.located, callbacks=ctx.callbacks,
+                            wrap_augment=teacher.augment if teacher is not None else None)
             if not ctx.chief:
                 return  # another worker of a multi-worker run: the chief evaluates, exports, writes
             stages.save_training(run_dir, history, {"model.keras": model})
@@ -163,4 +177,9 @@ def deep_build(spec, base_dir, located):
     from dlpipe.architectures.assemble import build_model
     from dlpipe.data.prepare import prepare
 
-    return build_model(spec, prepare(spec, base_dir, located), located)
+    data = prepare(spec, base_dir, located)
+    if spec.distillation is not None:  # the teacher against the data: its classes, inputs, outputs
+        from dlpipe.distillation import open_teacher
+
+        open_teacher(spec, data, located, base_dir)
+    return build_model(spec, data, located)

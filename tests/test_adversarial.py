@@ -89,10 +89,11 @@ def test_every_fid_has_its_floor_and_sample_counts(gan_run):
     n_test = json.loads((gan_run / "data.json").read_text())["split_sizes"]["test"]
     assert metrics["fid_samples"] == 100 and metrics["fid_real_samples"] == n_test == 359
     assert generation["fid_reference"] == {"fid_reference": metrics["fid_reference"], "real_images": 359,
-                                           "training_images": 100}
+                                           "training_images": 100, "generated_images": 100}
     assert 0 < metrics["fid_reference"] < metrics["fid"]
     assert generation["feature_extractor"]["file"] == "feature_extractor.keras"
-    assert "fid_reference" in (gan_run / "report.html").read_text()
+    page = (gan_run / "report.html").read_text()
+    assert "FID and its floor" in page and "fid_reference" in page
 
 
 def test_fid_recomputed_from_the_saved_extractor_equals_metrics_json(gan_run, capsys):

@@ -172,5 +172,6 @@ def test_kill_9_mid_training_then_resume_matches_the_uninterrupted_run(spec, pla
     assert record["status"] == "completed" and record["resumed_from_epoch"] == 1
     assert (out / "metrics.json").read_bytes() == (plain / "metrics.json").read_bytes()
     assert (out / "history.csv").read_bytes() == (plain / "history.csv").read_bytes()
-    generation = Path("evaluation", "generation.json")
-    assert (out / generation).read_bytes() == (plain / generation).read_bytes()
+    for name in (Path("evaluation", "generation.json"), Path("evaluation", "fid_samples.npz")):
+        assert (out / name).read_bytes() == (plain / name).read_bytes(), name
+    assert json.loads((out / "metrics.json").read_text())["test"]["fid_reference"] > 0

@@ -74,6 +74,7 @@ SPECS = {
     "lstm": order("lstm", "  type: rnn\n  cell: lstm\n  units: [16]\n  embedding_dim: 16"),
     "transformer": order("transformer", "  {type: transformer, blocks: 1, heads: 2, key_dim: 16, model_dim: 32, "
                          "feed_forward: 64, dropout: 0.0}", lr=0.003),
+    "ssm": order("ssm", "  {type: ssm, blocks: 1, model_dim: 32, state_size: 8}", lr=0.003),
     "order_blind_mlp": order("order-blind-mlp", "  {type: mlp, units: [64, 64]}", lr=0.003),
     "vit": digits("vit", "  {type: vit, patch_size: 2, blocks: 1, heads: 2, key_dim: 16, model_dim: 32, "
                   "feed_forward: 64, dropout: 0.0}"),
@@ -149,7 +150,7 @@ def test_cnn_digits_reaches_095_in_5_epochs(trained):
     assert result.scores["accuracy"] >= 0.95
 
 
-@pytest.mark.parametrize("name", ["lstm", "transformer"])
+@pytest.mark.parametrize("name", ["lstm", "transformer", "ssm"])
 def test_sequence_models_learn_which_pattern_comes_first(trained, name):
     assert trained(name).scores["accuracy"] >= 0.9
 
@@ -233,7 +234,7 @@ def test_multi_label_head_and_metrics(tmp_path):
     assert result.scores["accuracy"] >= 0.8 and result.scores["accuracy"] >= majority + 0.5, majority
 
 
-ROUND_TRIP = ["cnn", "lstm", "transformer", "order_blind_mlp", "vit", "autoencoder", "graph", "gru_per_step",
+ROUND_TRIP = ["cnn", "lstm", "transformer", "ssm", "order_blind_mlp", "vit", "autoencoder", "graph", "gru_per_step",
               "bigru_positions"]
 
 
@@ -361,7 +362,7 @@ def deep_parameters(out: str) -> int:
 
 
 def test_deep_parameter_count_is_keras_count_params(trained, tmp_path):
-    names = ["lstm", "transformer", "vit", "autoencoder", "graph", "cnn"]
+    names = ["lstm", "transformer", "ssm", "vit", "autoencoder", "graph", "cnn"]
     paths = []
     for name in names:
         paths.append(tmp_path / f"{name}.yaml")
@@ -576,7 +577,7 @@ def test_every_architecture_builds_and_runs_on_the_jax_backend(trained, tmp_path
 
     if importlib.util.find_spec("jax") is None:
         pytest.skip("jax is not installed (optional: pip install 'dlpipe[jax]')")
-    one_per_type = ["cnn", "lstm", "transformer", "order_blind_mlp", "vit", "autoencoder", "graph"]
+    one_per_type = ["cnn", "lstm", "transformer", "ssm", "order_blind_mlp", "vit", "autoencoder", "graph"]
     (tmp_path / "specs.json").write_text(json.dumps({name: SPECS[name] for name in one_per_type}))
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
     done = subprocess.run([sys.executable, "-c", JAX_BUILD, str(tmp_path / "specs.json"), str(ROOT)],

@@ -52,6 +52,7 @@ MODELS = {
     "text_imputed": ("text-classification", ["prepare.imputation={text: {type: most_frequent}}"]),
     "categories_imputed": ("../tests/fixtures/churn", ["prepare.imputation={categorical: {type: most_frequent}}"]),
     "transformer": ("text-classification", ["model={type: transformer, blocks: 1, heads: 1, key_dim: 4, model_dim: 8, feed_forward: 8}"]),
+    "ssm": ("text-classification", ["model={type: ssm, blocks: 1, model_dim: 8, state_size: 4}"]),
     "forecaster": ("time-series-forecasting", []),
     "autoencoder": ("autoencoder-embeddings", []),
     "detector": ("object-detection", ["data.source.images=24", "data.source.image_size=32",

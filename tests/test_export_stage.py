@@ -54,6 +54,17 @@ def test_templates_export_and_verify_every_format(run, test_size, modes):
     assert results["tflite/int8"]["tolerance"] == {"agreement": 0.97}
     assert results["tflite/int8"]["max_abs_diff"] > 0  # it really is quantized
     assert results["onnx"]["opset"] == 17 and results["tflite/int8"]["quantization"] == "int8"
+    # Every export scored on the whole test split with its own runtime, sized, timed.
+    model_test = read(run() / "metrics.json")["test"]
+    for key, entry in results.items():
+        assert set(entry["test_metrics"]) == set(model_test), key
+        close = 1e-4 if key in FLOAT_KEYS else 0.03  # int8 and float16 may move a few examples
+        for metric in ("accuracy", "f1_macro"):
+            assert abs(entry["test_metrics"][metric] - model_test[metric]) <= close, (key, metric)
+        assert 0 < entry["gzip_bytes"] < entry["bytes"] and entry["latency"]["calls"] == 50
+        assert entry["latency"]["median_ms"] <= entry["latency"]["p90_ms"]
+    sizes = {key: entry["bytes"] for key, entry in results.items()}
+    assert sizes["tflite/int8"] < sizes["tflite/float32"]
 
 
 @pytest.mark.slow
@@ -193,6 +204,9 @@ def test_export_command_reexports_without_training():
     before = read(root / "export" / "verification.json")
     onnx_file = root / "export" / "onnx" / "model.onnx"
     onnx_file.unlink()  # proves the file comes back
+    stale = {**before, "onnx": {k: v for k, v in before["onnx"].items()
+                                if k not in ("test_metrics", "bytes", "gzip_bytes", "latency")}}
+    (root / "export" / "verification.json").write_text(json.dumps(stale))  # proves the scores come back
     result = CliRunner().invoke(main, ["export", str(root), "--format", "onnx"])
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[-1].startswith("onnx             verified     onnx/model.onnx  max abs diff ")
@@ -200,6 +214,8 @@ def test_export_command_reexports_without_training():
     assert sorted(after) == sorted(before)
     assert {k: v for k, v in after.items() if k != "onnx"} == {k: v for k, v in before.items() if k != "onnx"}
     assert after["onnx"]["passed"] and after["onnx"]["max_abs_diff"] <= 1e-4
+    assert after["onnx"]["test_metrics"]["accuracy"] == pytest.approx(read(root / "metrics.json")["test"]["accuracy"])
+    assert after["onnx"]["bytes"] == onnx_file.stat().st_size and after["onnx"]["latency"]["calls"] == 50
     assert onnx_file.is_file()
     assert hashlib.sha256((root / "model.keras").read_bytes()).hexdigest() == model_hash
     assert read(root / "export" / "model_card.json")["exports"] == after

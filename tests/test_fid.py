@@ -3,7 +3,8 @@ images prepared as the reference implementations prepare them, a saved extractor
 the same numbers when loaded back, and the real-against-real floor.
 
 InceptionV3 runs with random weights (offline) on a handful of images: on this CPU each
-image costs about 6 GFLOPs.
+image costs about 6 GFLOPs. The tests without TensorFlow (the floor's draw, metrics.json's
+numbers, the recomputation's refusals) are not marked slow.
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ import numpy as np
 import pytest
 
 from dlpipe.errors import DataError
-
-pytestmark = pytest.mark.slow
 
 
 def _bilinear(image: np.ndarray, size: int) -> np.ndarray:
@@ -47,6 +46,7 @@ def inception(tmp_path_factory):
     return inception_v3("random", low=0.0, high=16.0, seed=3, batch_size=4)
 
 
+@pytest.mark.slow
 def test_images_are_prepared_as_the_reference_implementations_do(digits):
     from dlpipe.metrics.fid import inception_input
 
@@ -59,6 +59,7 @@ def test_images_are_prepared_as_the_reference_implementations_do(digits):
         inception_input(np.zeros((2, 8, 8, 2)), size=299, low=0.0, high=1.0)
 
 
+@pytest.mark.slow
 def test_inception_v3_gives_2048_features_and_fid_of_a_set_with_itself_is_0(digits, inception):
     from dlpipe.metrics.generative import fid
 
@@ -71,6 +72,7 @@ def test_inception_v3_gives_2048_features_and_fid_of_a_set_with_itself_is_0(digi
     assert fid(features[:3], features[3:]) > 0
 
 
+@pytest.mark.slow
 def test_saved_extractor_gives_the_same_features(tmp_path, digits, inception):
     from dlpipe.metrics.fid import EXTRACTOR_FILE, EXTRACTOR_INFO, load_scorer
 
@@ -82,6 +84,7 @@ def test_saved_extractor_gives_the_same_features(tmp_path, digits, inception):
     np.testing.assert_array_equal(loaded(digits[:3])[0], inception(digits[:3])[0])
 
 
+@pytest.mark.slow
 def test_a_weights_file_gives_that_network(tmp_path, digits, inception):
     from dlpipe.metrics.fid import inception_v3
 
@@ -122,6 +125,7 @@ export: {formats: [keras]}
 """
 
 
+@pytest.mark.slow
 def test_a_gan_run_scored_by_inception_v3_writes_fid_its_floor_and_counts(tmp_path, digits, capsys):
     """8 real test images, 6 generated, 6 training images for the floor: FID on 2,048
     dimensions; recomputed from the saved InceptionV3, the same numbers."""
@@ -144,3 +148,32 @@ def test_a_gan_run_scored_by_inception_v3_writes_fid_its_floor_and_counts(tmp_pa
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines] == ["fid", "fid_reference", "fid_samples", "fid_real_samples"]
     assert all(line.endswith("difference 0") for line in lines)
+
+
+def test_floor_scores_are_what_metrics_json_holds():
+    from dlpipe.metrics.fid import Floor
+
+    real = np.zeros((5, 2, 2, 1))
+    floor = Floor(scorer=None, real=real, real_features=np.zeros((5, 3)), real_probabilities=None,
+                  references=real[:4], value=1.5, count=4, described={})
+    evaluations = [{"epoch": 1, "fid": 9.0, "inception_score": 2.0}, {"epoch": 2, "fid": 3.0, "inception_score": 4.0}]
+    assert floor.scores(evaluations, ["fid", "inception_score"], 7.0) == {
+        "fid": 3.0, "fid_first": 9.0, "fid_reference": 1.5, "fid_samples": 4, "fid_real_samples": 5,
+        "inception_score": 4.0, "inception_score_first": 2.0, "inception_score_real": 7.0}
+    assert floor.scores(evaluations, ["fid"]) == {"fid": 3.0, "fid_first": 9.0, "fid_reference": 1.5,
+                                                  "fid_samples": 4, "fid_real_samples": 5}
+    assert floor.describe() == {"fid_reference": 1.5, "real_images": 5, "training_images": 4, "generated_images": 4}
+
+
+def test_recompute_refuses_a_folder_without_the_run_files_in_one_line(tmp_path, capsys):
+    from dlpipe.metrics import fid
+
+    assert fid.main([str(tmp_path)]) == 1
+    assert capsys.readouterr().err == (f"error: {tmp_path}: no evaluation/fid_samples.npz (the images a "
+                                       "generation run's last FID read)\n")
+    np.savez(tmp_path / "samples.npz", real=np.zeros(2))
+    (tmp_path / "evaluation").mkdir()
+    (tmp_path / "samples.npz").rename(tmp_path / "evaluation" / "fid_samples.npz")
+    assert fid.main([str(tmp_path)]) == 1
+    assert capsys.readouterr().err == (f"error: {tmp_path}: no feature_extractor.json (a generation run saves "
+                                       "its feature extractor there)\n")

@@ -314,6 +314,44 @@ def test_template_beats_its_trivial_baseline(name, template_run):
         assert value >= entry.target, (entry.metric, value, entry.target)
 
 
+NOT_SCORED_PER_EXPORT = {
+    "autoencoder-embeddings": {"reconstruction_mse"},  # the export is the encoder: no decoder to reconstruct with
+    "image-generation-gan": None,  # FID needs thousands of images through an extractor: none scored
+}
+
+
+@pytest.mark.parametrize("name", sorted(TEMPLATES))
+def test_every_export_is_scored_on_the_test_split(name, template_run):
+    """export/verification.json: every format's test metrics from its own runtime (equal to the
+    trained model's, within what verification allows), bytes, gzip bytes and latency."""
+    run = template_run(name)
+    verification = json.loads((run / "export/verification.json").read_text())
+    model_test = metrics(run)["test"]
+    left_out = NOT_SCORED_PER_EXPORT.get(name, set())
+    assert verification
+    for key, entry in verification.items():
+        assert entry["passed"], (key, entry)
+        assert 0 < entry["gzip_bytes"] < entry["bytes"], (key, entry)
+        exported = run / "export" / entry["path"]
+        on_disk = exported.stat().st_size if exported.is_file() else \
+            sum(p.stat().st_size for p in exported.rglob("*") if p.is_file())
+        assert entry["bytes"] == on_disk
+        latency = entry["latency"]
+        assert latency["calls"] == 50 and latency["batch_size"] == 1
+        assert 0 < latency["median_ms"] <= latency["p90_ms"] < 5000, latency
+        if left_out is None:
+            assert "test_metrics" not in entry and "FID" in entry["test_metrics_note"]
+            continue
+        expected = {m: v for m, v in model_test.items() if m not in left_out}
+        assert set(entry["test_metrics"]) == set(expected), key
+        for metric, value in expected.items():
+            assert entry["test_metrics"][metric] == pytest.approx(value, rel=1e-3, abs=1e-3), (key, metric)
+        for metric in left_out:
+            assert metric in entry["test_metrics_note"]
+    card = (run / "export/model_card.md").read_text(encoding="utf-8")
+    assert "Each export scored on the whole test split" in card and "latency p90" in card
+
+
 # Every template's report, as a browser shows it ------------------------------------------
 
 SCREENSHOTS = ROOT / "build" / "report-screenshots"

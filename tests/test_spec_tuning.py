@@ -114,7 +114,7 @@ def test_tune_stops_on_a_misspelled_key_before_any_trial(tmp_path):
                      "training.optimizer.learning_rate"),
     ("trainig.epochs", "unknown spec key 'trainig.epochs'; did you mean 'training.epochs'?"),
     ("zzz", "unknown spec key 'zzz'; the spec has: version, name, description, task, seed, data, "
-            "prepare, model, training, evaluation, compression, export, tuning, tracking, allow_unsafe_deserialization"),
+            "prepare, model, training, evaluation, compression, export, distillation, tuning, tracking, allow_unsafe_deserialization"),
 ])
 def test_key_paths_are_walked_through_the_spec_model(key, message):
     from dlpipe.spec.search import _check_key

@@ -171,6 +171,7 @@ SAMPLES = {
     "export.tflite": "{representative_samples: 20}",
     "export.intended_use": "research",
     "tuning": "{trials: 2}",
+    "distillation": "{teacher: teacher.keras}",
 }
 """A value other than the default for each key some task refuses."""
 

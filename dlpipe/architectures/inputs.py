@@ -287,7 +287,7 @@ def sequence_inputs(encoded: Encoded, embedding_dim: int) -> keras.KerasTensor:
     bags = [name for name in encoded.tensors if name not in encoded.taken and is_bag(encoded.features[name])]
     if bags:
         raise BuildProblem(("data", "features"), f"text feature {encoded.features[bags[0]].name!r} is a bag of "
-                           "n-grams (one vector per example); an rnn or transformer reads sequences: use "
+                           "n-grams (one vector per example); an rnn, transformer or ssm reads sequences: use "
                            "encoding: sequence, or model type mlp")
     for input_name, tensor in encoded.take("sequence", "tokens", "text").items():
         if encoded.features[input_name].type in ("tokens", "text"):

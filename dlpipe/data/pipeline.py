@@ -20,12 +20,12 @@ def predict(model, x: dict[str, np.ndarray], batch_size: int = 1024):
         parts = []
         for start in range(0, max(rows, 1), batch_size):
             batch = {name: values[start:start + batch_size] for name, values in x.items()}
-            parts.append(_numpy(model(_as_called(model, to_tensors(batch) if text else batch), training=False)))
+            parts.append(_numpy(model(as_called(model, to_tensors(batch) if text else batch), training=False)))
         if isinstance(parts[0], dict):
             return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
         return np.concatenate(parts)
     if not text:
-        return _numpy(model.predict(_as_called(model, x), batch_size=batch_size, verbose=0))
+        return _numpy(model.predict(as_called(model, x), batch_size=batch_size, verbose=0))
     # Keras rejects numpy arrays of text ("Invalid dtype: object"), which categorical inputs are.
     import tensorflow as tf
 
@@ -33,7 +33,7 @@ def predict(model, x: dict[str, np.ndarray], batch_size: int = 1024):
     return _numpy(model.predict(dataset, verbose=0))
 
 
-def _as_called(model, x: dict):
+def as_called(model, x: dict):
     """`x` as the model's inputs are structured: a model built on one input tensor (not a
     list or dict of them, as a detector's image) takes the bare array; Keras warns about a
     dict there."""

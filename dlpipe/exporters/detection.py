@@ -6,7 +6,8 @@ The detector (maps model + decoding) is exported by the registered `keras` and
 with its own runtime, run on the first `export.samples` test images (a few one by one, then
 all in one batch) and compared with the trained detector: max abs diff of boxes and scores,
 and the share of kept detections whose class agrees (`compare_detections`), against
-`export.tolerance` (defaults: the registry's exporter entries, for output `boxes`)."""
+`export.tolerance` (defaults: the registry's exporter entries, for output `boxes`). Each is
+then scored on every test image: the spec's mAP metrics from its own decoded detections."""
 
 from __future__ import annotations
 
@@ -43,9 +44,30 @@ def subject(detector, spec, data) -> Subject:
 
     images = data.splits["test"].images[:spec.export.samples].astype(np.float32)
     return Subject(model=detector, inputs={INPUT: images}, compare=compare_detections,
-                   interface=interface(spec, data),
+                   interface=interface(spec, data), score=score(spec, data),
                    data={"origin": data.origin, "fingerprint": data.fingerprint,
                          "split_sizes": {name: len(split) for name, split in data.splits.items()}})
+
+
+def score(spec, data):
+    """The spec's mAP metrics on every test image from the export's own boxes, scores and
+    classes (decoding is inside every export), as the evaluate stage scores the detector."""
+    from dlpipe.exporters.scoring import CHUNK
+    from dlpipe.metrics.detection import kept_detections, mean_average_precision
+
+    test = data.splits.get("test")
+    if test is None or not len(test):
+        return None
+
+    def scored(predict) -> dict[str, float]:
+        predicted = []
+        for start in range(0, len(test), CHUNK):
+            predicted += kept_detections(predict({INPUT: test.images[start:start + CHUNK].astype(np.float32)}),
+                                         spec.model.decode, data.image_shape[0])
+        values = mean_average_precision(test.ground_truth(), predicted).metrics()
+        return {metric: values[metric] for metric in spec.evaluation.metrics}
+
+    return scored
 
 
 def export_detector(detector, spec, data, out: Path, *, formats=None, metrics: dict | None = None,

@@ -172,12 +172,48 @@ def render_markdown(card: dict) -> str:
         notes = "; ".join(str(entry[k]) for k in ("quantization", "pre_step", "error") if entry.get(k))
         lines.append(f"| {key} | {_code(entry['path'], cell=True)} | {verified} | {_number(entry.get('max_abs_diff'))} | "
                      f"{_number(entry.get('agreement'))} | {tolerance} | {_cell(notes, 200)} |")
+    lines += _scores_table(card)
     if tasks.get(card["task"]).supports("predict"):
         example = "images/" if any(entry["type"] == "image" for entry in card["inputs"]) else "rows.csv"
         lines += ["", f"Predict from this folder: `dlpipe predict <this folder> {example} --out predictions.csv`."]
     lines += ["",
               "## Versions", "", ", ".join(f"{name} {version}" for name, version in card["versions"].items()) + ".", ""]
     return "\n".join(lines)
+
+
+def _scores_table(card: dict) -> list[str]:
+    """Each export on the test split (its own runtime), its size and single-example latency."""
+    scored = {key: entry for key, entry in card["exports"].items()
+              if any(k in entry for k in ("test_metrics", "bytes", "latency"))}
+    if not scored:
+        return []
+    names = list(dict.fromkeys(m for entry in scored.values() for m in (entry.get("test_metrics") or {})))
+    calls = next((entry["latency"]["calls"] for entry in scored.values() if entry.get("latency")), None)
+    timing = (f"the median and 90th percentile of {calls} single-example calls on the machine that exported"
+              if calls else "no latency measured")
+    lines = ["", f"Each export scored on the whole test split with its own runtime; its size; {timing}:", "",
+             "| export | " + "".join(f"test {_cell(m, 60)} | " for m in names)
+             + "size | gzipped | latency median | latency p90 |",
+             "|---" * (len(names) + 5) + "|"]
+    model_test = (card.get("metrics") or {}).get("test") or {}
+    if names and model_test:
+        lines.append("| trained model | " + "".join(f"{_number(model_test.get(m))} | " for m in names) + "– | – | – | – |")
+    for key, entry in scored.items():
+        values, latency = entry.get("test_metrics") or {}, entry.get("latency") or {}
+        lines.append(f"| {key} | " + "".join(f"{_number(values.get(m))} | " for m in names)
+                     + f"{_bytes(entry.get('bytes'))} | {_bytes(entry.get('gzip_bytes'))} | "
+                     f"{_ms(latency.get('median_ms'))} | {_ms(latency.get('p90_ms'))} |")
+    notes = sorted({entry[k] for entry in scored.values() for k in ("test_metrics_note", "test_metrics_error")
+                    if entry.get(k)})
+    return lines + [f"\n{_text(note)}" for note in notes]
+
+
+def _bytes(value) -> str:
+    return "–" if value is None else f"{value:,} B"
+
+
+def _ms(value) -> str:
+    return "–" if value is None else f"{value:.3g} ms"
 
 
 def _number(value) -> str:

@@ -1,7 +1,9 @@
 """The export stage, one loop for every task: each format written, loaded back with its own
 runtime, run on held-out inputs and compared with the trained model (within the spec's
-`export.tolerance`, on `export.samples` inputs, as `export.verify` says); then
-export/verification.json and the model card (model_card.json, model_card.md).
+`export.tolerance`, on `export.samples` inputs, as `export.verify` says), then scored with
+that same runtime (exporters/scoring.py: the spec's metrics on the test split, bytes, gzip
+bytes, single-example latency); then export/verification.json and the model card
+(model_card.json, model_card.md).
 
 What differs between tasks comes in a `Subject`, built by the task's adapter: the held-out
 inputs (test examples; test images; seeded latent vectors), how two outputs compare
@@ -55,6 +57,11 @@ class Subject:
     """What it learned from, for the card: origin, fingerprint, split_sizes."""
     representative: dict[str, np.ndarray] = field(default_factory=dict)
     """Training examples by input name that calibrate int8 (only formats that quantize read it)."""
+    score: Callable[[Any], dict] | None = None
+    """The export's own runner (a format's `load`) → its metrics on the test split
+    (exporters/scoring.py); None where the task's metrics are not computed per export."""
+    score_note: str | None = None
+    """What the score leaves out and why (verification.json's `test_metrics_note`)."""
 
 
 def check_available(formats: Sequence[str], stage: str = "setup") -> None:
@@ -96,11 +103,17 @@ def export_model(model, spec, data, export_dir: Path, *, formats: Sequence[str] 
     from dlpipe.exporters.model_card import describe_interface
     from dlpipe.exporters.verify import compare_values
 
-    has_classes = tasks.get(spec.task).has_classes
+    from dlpipe.exporters import scoring
+
+    task = tasks.get(spec.task)
+    if task.output == "embedding":  # the encoder alone: scored by its neighbours
+        score, note = scoring.embedding(spec, data)
+    else:
+        score, note = scoring.supervised(spec, data), None
     subject = Subject(model=model, inputs=held_out(spec, data),
-                      compare=lambda reference, exported: compare_values(reference, exported, has_classes),
+                      compare=lambda reference, exported: compare_values(reference, exported, task.has_classes),
                       interface=describe_interface(spec, data, model), data=data_summary(data),
-                      representative=representative(spec, data))
+                      representative=representative(spec, data), score=score, score_note=note)
     return export(subject, spec, export_dir, formats=formats, metrics=metrics, keras_file=keras_file)
 
 
@@ -154,9 +167,14 @@ def export(subject: Subject, spec, export_dir: Path, *, formats: Sequence[str] |
                     entry = {"format": name, "path": artifact.path.relative_to(export_dir).as_posix(), **artifact.notes}
                     if options.verify != "off":
                         with progress.task(f"verify {artifact.key}", stream=console) as step:
-                            entry.update(_verify(export_format, artifact, subject, reference,
-                                                 options.tolerance_for(artifact.key, task.output)))
+                            verified, predict = _verify(export_format, artifact, subject, reference,
+                                                        options.tolerance_for(artifact.key, task.output))
+                            entry.update(verified)
                             step.finish(_verdict(entry))
+                        if predict is not None:
+                            with progress.task(f"score {artifact.key}", stream=console) as step:
+                                entry.update(_score(predict, artifact, subject, options.latency_calls))
+                                step.finish(_scored(entry))
                     results[artifact.key] = entry
     finally:
         job.cleanup()
@@ -170,6 +188,10 @@ def export(subject: Subject, spec, export_dir: Path, *, formats: Sequence[str] |
                 if entry.get("problems") and key.split("/")[0] in formats]
     failures += [f"{key}: {entry['error']}" for key, entry in results.items()
                  if entry.get("error") and entry.get("path") and key.split("/")[0] in formats]
+    for key, entry in results.items():
+        if entry.get("test_metrics_error") and key.split("/")[0] in formats:
+            print(f"[dlpipe] warning: export {key}: not scored on the test split: {entry['test_metrics_error']}",
+                  file=sys.stderr, flush=True)
     if unwritten or (failures and options.verify == "error"):
         raise StageError("export", "; ".join(unwritten + failures) + f" (see {export_dir / VERIFICATION})")
     for failure in failures:
@@ -227,19 +249,51 @@ def _previous(export_dir: Path) -> dict:
         return {}
 
 
-def _verify(export_format, artifact, subject: Subject, reference, tolerance) -> dict:
+def _verify(export_format, artifact, subject: Subject, reference, tolerance) -> tuple[dict, Any]:
+    """(the verification entry, the loaded runner) — the runner is None when it does not run."""
     from dlpipe.exporters.verify import judge, run_and_compare
 
     entry = {"tolerance": tolerance.model_dump(exclude_none=True)}
     try:
-        result = run_and_compare(export_format.load(artifact.path), subject.inputs, reference, subject.compare)
+        predict = export_format.load(artifact.path)
+        result = run_and_compare(predict, subject.inputs, reference, subject.compare)
     except Exception as err:  # whatever the runtime raises: the artifact does not run
         _remove(artifact.path)
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         return {**entry, "passed": False,
-                "error": f"fails when run ({type(err).__name__}: {first}); the file was removed"}
+                "error": f"fails when run ({type(err).__name__}: {first}); the file was removed"}, None
     problems = judge(result, tolerance)
-    return {**entry, **result, "passed": not problems, "problems": problems}
+    return {**entry, **result, "passed": not problems, "problems": problems}, predict
+
+
+def _score(predict, artifact, subject: Subject, latency_calls: int) -> dict:
+    """The export as a user judges it (exporters/scoring.py): its metrics on the test split
+    from its own runtime, bytes and gzip bytes, single-example latency."""
+    from dlpipe.exporters.scoring import finite, footprint, latency
+
+    entry = dict(footprint(artifact.path))
+    if subject.score is not None:
+        try:
+            entry["test_metrics"] = finite(subject.score(predict))
+        except Exception as err:  # the runtime failed on a batch verification did not try
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            entry["test_metrics_error"] = f"{type(err).__name__}: {first}"
+    if subject.score_note:
+        entry["test_metrics_note"] = subject.score_note
+    example = {name: values[:1] for name, values in subject.inputs.items()}
+    timed = latency(predict, example, latency_calls)
+    if timed is not None:
+        entry["latency"] = timed
+    return entry
+
+
+def _scored(entry: dict) -> str:
+    parts = [f"{name} {value:.4g}" for name, value in (entry.get("test_metrics") or {}).items()
+             if isinstance(value, float)]
+    parts.append(f"{entry['bytes']:,} bytes ({entry['gzip_bytes']:,} gzipped)")
+    if "latency" in entry:
+        parts.append(f"{entry['latency']['median_ms']:.3g} ms per example")
+    return "test: " + ", ".join(parts)
 
 
 def _remove(path: Path) -> None:

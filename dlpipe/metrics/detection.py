@@ -173,3 +173,24 @@ def map_50(ground_truth: Sequence[Mapping], predictions: Sequence[Mapping]) -> f
 
 def map_75(ground_truth: Sequence[Mapping], predictions: Sequence[Mapping]) -> float:
     return mean_average_precision(ground_truth, predictions).map_75
+
+
+def kept_detections(outputs: Mapping, decode, side: int) -> list[dict]:
+    """A detector's batch outputs ({"boxes", "scores", "classes"}, classes -1 where nothing was
+    kept) → per image {"boxes" (x1, y1, x2, y2 in pixels), "scores", "labels"}, as
+    `mean_average_precision` takes them. `decode`: the spec's model.decode (box format, units)."""
+    out = []
+    for b, s, c in zip(*(np.asarray(outputs[k]) for k in ("boxes", "scores", "classes"))):
+        kept = c >= 0
+        out.append({"boxes": to_xyxy_pixels(b[kept], decode.box_format, decode.box_units, side),
+                    "scores": s[kept].astype(np.float64), "labels": c[kept].astype(np.int64)})
+    return out
+
+
+def to_xyxy_pixels(boxes: np.ndarray, box_format: str, box_units: str, side: int) -> np.ndarray:
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    if box_units == "relative":
+        boxes = boxes * side
+    if box_format == "xywh":
+        boxes = np.concatenate([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], axis=1)
+    return boxes

@@ -104,6 +104,59 @@ def fid_reference(scorer: Scorer, real_features: np.ndarray, references: np.ndar
     return fid(real_features, scorer(references)[0])
 
 
+class Floor:
+    """A generation pipeline's FID bookkeeping, in three calls:
+
+        floor = Floor.measure(scorer, run_dir, real, train_images, count, seed)   # features stage
+        ... floor.real_features is what every evaluation's FID compares with ...
+        scores = floor.scores(evaluations, wanted, inception_score_real)          # metrics.json "test"
+        floor.save_samples(run_dir, generated)                                    # the last FID's images
+
+    `measure` saves the extractor into the run directory, extracts the held-out real images'
+    features (and class probabilities, for the Inception Score of real images) and computes
+    fid_reference with `count` training images."""
+
+    def __init__(self, scorer: Scorer, real: np.ndarray, real_features: np.ndarray,
+                 real_probabilities: np.ndarray | None, references: np.ndarray, value: float, count: int,
+                 described: dict):
+        self.scorer, self.real, self.real_features = scorer, real, real_features
+        self.real_probabilities = real_probabilities  # None for an extractor without classes
+        self.references, self.value, self.count, self.described = references, value, count, described
+
+    @classmethod
+    def measure(cls, scorer: Scorer, run_dir: Path, real: np.ndarray, train_images: np.ndarray, count: int,
+                seed: int) -> "Floor":
+        described = scorer.save(run_dir)
+        real_features, real_probabilities = scorer(real)
+        references = reference_images(train_images, count, seed)
+        value = fid_reference(scorer, real_features, references)
+        print(f"[dlpipe] fid_reference {value:.3f}: {len(references)} training images against the {len(real)} "
+              "test images (the floor of FID at these counts)", file=sys.stderr, flush=True)
+        return cls(scorer, real, real_features, real_probabilities, references, value, count, described)
+
+    def describe(self) -> dict:
+        """For evaluation/generation.json."""
+        return {"fid_reference": self.value, "real_images": int(len(self.real)),
+                "training_images": int(len(self.references)), "generated_images": int(self.count)}
+
+    def scores(self, evaluations: list[dict], wanted, inception_score_real: float | None = None) -> dict:
+        """metrics.json's numbers: fid, fid_first, fid_reference, fid_samples, fid_real_samples
+        (when `fid` is wanted), and the Inception Scores where the evaluations have them."""
+        first, last = evaluations[0], evaluations[-1]
+        scores = {}
+        if "fid" in wanted:
+            scores.update(fid=last["fid"], fid_first=first["fid"], fid_reference=self.value,
+                          fid_samples=int(self.count), fid_real_samples=int(len(self.real)))
+        if "inception_score" in wanted and "inception_score" in last:
+            scores.update(inception_score=last["inception_score"], inception_score_first=first["inception_score"])
+            if inception_score_real is not None:
+                scores["inception_score_real"] = inception_score_real
+        return scores
+
+    def save_samples(self, run_dir: Path, generated: np.ndarray) -> Path:
+        return save_samples(run_dir, self.real, generated[:self.count], self.references)
+
+
 def save_samples(run_dir: Path, real: np.ndarray, generated: np.ndarray, reference: np.ndarray) -> Path:
     """evaluation/fid_samples.npz: the images the run's last FID and fid_reference read."""
     from dlpipe.rundir import atomic_path

@@ -250,7 +250,7 @@ def _plots_section(folder: Path) -> str:
     return "<h2>Plots</h2><div class='plots'>" + "".join(figures) + "</div>" if figures else ""
 
 
-def _export_section(verification: dict | None) -> str:
+def _export_section(verification: dict | None, metrics: dict | None = None) -> str:
     if not verification:
         return "<h2>Export</h2><p class='muted'>No export/verification.json.</p>"
     rows = []
@@ -265,7 +265,36 @@ def _export_section(verification: dict | None) -> str:
     return ("<h2>Export verification</h2><p>Each format loaded back with its own runtime and run on "
             "held-out examples, compared with the trained model.</p>"
             + _table(["format", "path", "verdict", "max abs diff", "mean abs diff", "agreement", "tolerance",
-                      "samples"], rows, numeric_from=3))
+                      "samples"], rows, numeric_from=3)
+            + _export_scores(verification, (metrics or {}).get("test")))
+
+
+def _export_scores(verification: dict, model_test: dict | None) -> str:
+    """Each export as a user judges it: test metrics from its own runtime, size, latency."""
+    scored = {name: result for name, result in verification.items()
+              if any(key in result for key in ("test_metrics", "bytes", "latency"))}
+    if not scored:
+        return ""
+    names = list(dict.fromkeys(metric for result in scored.values() for metric in (result.get("test_metrics") or {})))
+    rows = []
+    if model_test and names:
+        rows.append(["trained model (metrics.json)", *(format_number(model_test.get(m, "")) for m in names),
+                     "", "", "", ""])
+    for name, result in scored.items():
+        values, latency = result.get("test_metrics") or {}, result.get("latency") or {}
+        rows.append([escape(name), *(format_number(values.get(m, "")) for m in names),
+                     format_number(result.get("bytes", "")), format_number(result.get("gzip_bytes", "")),
+                     format_number(latency.get("median_ms", "")), format_number(latency.get("p90_ms", ""))])
+    notes = sorted({result[key] for result in scored.values() for key in ("test_metrics_note", "test_metrics_error")
+                    if result.get(key)})
+    calls = next((result["latency"]["calls"] for result in scored.values() if result.get("latency")), None)
+    about = ("<p>Each export scored on the whole test split with its own runtime; its size on disk and gzipped; "
+             + (f"the median and 90th percentile of {calls} single-example calls on this machine.</p>" if calls
+                else "no latency measured.</p>"))
+    return ("<h3>Exports on the test split</h3>" + about
+            + _table(["export", *(f"test {m}" for m in names), "bytes", "gzip bytes", "latency median (ms)",
+                      "latency p90 (ms)"], rows)
+            + "".join(f"<p class='muted'>{escape(note)}</p>" for note in notes))
 
 
 def _run_section(record: dict | None) -> str:
@@ -318,7 +347,7 @@ def write_report(run_root: Path | str, out: Path | str | None = None, *, model=N
         _data_section(_read_json(out / "data.json"), _read_json(run_root / "labels.json")),
         _model_section(summary),
         _pruning_section(record),
-        _export_section(_read_json(run_root / "export" / "verification.json")),
+        _export_section(_read_json(run_root / "export" / "verification.json"), _read_json(run_root / "metrics.json")),
         _run_section(record),
         "</body></html>",
     ]

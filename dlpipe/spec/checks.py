@@ -196,7 +196,7 @@ def target_kind(spec: Spec) -> str:
     return "per_step" if getattr(spec.model, "return_sequences", False) else "label"
 
 
-def _known_classes(spec: Spec) -> tuple[int, str] | None:
+def known_classes(spec: Spec) -> tuple[int, str] | None:
     """(number of classes, where the spec says so), when the spec alone tells."""
     target = spec.data.target
     if target is None or tasks.get(spec.task).target != "classes":
@@ -222,7 +222,7 @@ def check_metrics(spec: Spec) -> Found:
             scoring = [other for other in fitting if shape in registry.entry(kind, other).targets]
             yield (("evaluation", "metrics", i),
                    f"metric {name!r} does not score {_TARGET_KINDS[shape]}; choose from {', '.join(scoring)}")
-    known = _known_classes(spec)
+    known = known_classes(spec)
     if known is not None:
         yield from check_metric_classes(spec, *known)
 
@@ -334,6 +334,12 @@ def check_architecture(spec: Spec) -> Found:
             wanted = "exactly one feature" if architecture.single else "at least one feature"
             yield (("model", "type"), f"a {model.type} reads {wanted} of type {_either(kinds)}; "
                    f"data.features has {len(read)} of that type")
+    if "text" in kinds:  # it reads text as a sequence of tokens: a bag of n-grams has no order
+        for i, feature in enumerate(features or []):
+            if feature.type == "text" and feature.encoding != "sequence":
+                yield (("data", "features", i, "encoding"), f"{feature.encoding} makes {feature.name!r} a bag of "
+                       f"n-grams (one vector per example); model type {model.type} reads sequences: use encoding: "
+                       "sequence, or model type mlp")
     if model.type == "autoencoder" and model.encoder == "conv" and features:
         images = [f for f in features if f.type == "image"]
         if len(images) != 1:
@@ -395,10 +401,14 @@ def check_export(spec: Spec) -> Found:
             yield (("export", "formats", i),
                    f"{fmt} cannot take the {unfit[0].type} feature {unfit[0].name!r}: its processing runs inside "
                    f"the model, which {fmt} cannot run; use {takes_all}")
-        reason = exporters[fmt].cannot_convert.get(getattr(spec.model, "type", None))
+        kind = getattr(spec.model, "type", None)
+        if getattr(spec.model, "scan", None):  # one choice of a type converts, the other not
+            kind = kind if kind in exporters[fmt].cannot_convert else f"{kind}/{spec.model.scan}"
+        reason = exporters[fmt].cannot_convert.get(kind)
         if reason and not unfit and fmt not in export.formats[:i]:
-            others = " or ".join(name for name, exporter in exporters.items() if spec.model.type not in exporter.cannot_convert)
-            yield (("export", "formats", i), f"{fmt} cannot export a model of type {spec.model.type}: {reason}; use {others}")
+            others = " or ".join(name for name, exporter in exporters.items() if kind not in exporter.cannot_convert)
+            what = spec.model.type if kind == spec.model.type else f"{spec.model.type} with scan {spec.model.scan}"
+            yield (("export", "formats", i), f"{fmt} cannot export a model of type {what}: {reason}; use {others}")
     for field, values in (("formats", export.formats), ("quantization", export.tflite.quantization)):
         path = ("export", field) if field == "formats" else ("export", "tflite", field)
         for i, value in enumerate(values):
@@ -537,6 +547,26 @@ def check_augmentation(spec: Spec) -> Found:
             yield (path + ("type",), f"{step.type} is listed twice")
 
 
+def check_distillation(spec: Spec) -> Found:
+    """What distillation cannot be combined with (dlpipe/distillation.py); the teacher file
+    itself is looked at by spec/datacheck.py (plain validate) and the teacher stage."""
+    section = spec.distillation
+    if section is None:
+        return
+    if spec.data.streaming is not None:
+        yield (("distillation",), "distillation keeps the teacher's outputs beside each training example; "
+               "data.streaming holds none: leave out one or the other")
+    if spec.training.strategy == "multi_worker":
+        yield (("training", "strategy"), "distillation trains with Keras fit; multi_worker's own loop does not "
+               "read the teacher's outputs")
+    if tasks.get(spec.task).output != "classes" and section.temperature != type(section).model_fields["temperature"].default:
+        yield (("distillation", "temperature"), "temperature softens class probabilities; a teacher's values "
+               "are matched as they are: leave it out")
+    if getattr(spec.model, "return_sequences", False):
+        yield (("distillation",), "distillation matches one output per example; model.return_sequences gives "
+               "one per step")
+
+
 def check_compression(spec: Spec) -> Found:
     from dlpipe.spec.compression import compression_problems
 
@@ -547,7 +577,7 @@ CHECKS = (check_task_owned, check_honoured, check_split, check_target, check_lab
           check_imputation, check_streaming, check_loss, check_metrics, check_early_stopping,
           check_normalization, check_architecture, check_categorical, check_export,
           check_optimizer, check_schedule, check_checkpoints, check_sample_weight,
-          check_jit_compile, check_augmentation, check_explain, check_compression)
+          check_jit_compile, check_augmentation, check_explain, check_compression, check_distillation)
 
 
 def run_checks(spec: Spec) -> list[tuple[tuple, str]]:

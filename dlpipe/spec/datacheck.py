@@ -25,7 +25,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from dlpipe.errors import did_you_mean
-from dlpipe.spec.checks import FEATURE_TYPES, IMPUTED_TYPES
+from dlpipe import tasks
+from dlpipe.spec.checks import FEATURE_TYPES, IMPUTED_TYPES, known_classes
 from dlpipe.spec.paths import absolute, path_values
 from dlpipe.validation_cache import Observations
 
@@ -39,6 +40,7 @@ def check_data(spec, base_dir: Path, seen: Observations) -> list[tuple[tuple, st
     missing: set[tuple] = set()
     found = list(_check_paths(spec, base_dir, seen, missing))
     found += list(_check_columns(spec, base_dir, seen, missing))
+    found += list(_check_teacher(spec, base_dir, seen, missing))
     return found
 
 
@@ -336,3 +338,56 @@ class _ThriftReader:
                 children = self.zigzag()
             else:
                 self.skip(kind)
+
+
+_TEACHER = ("distillation", "teacher")
+
+
+def _check_teacher(spec, base_dir: Path, seen: Observations, missing: set) -> Found:
+    """A distillation teacher's model file, from its configuration alone (no TensorFlow): it
+    exists, gives one output, of the kind the task needs (class probabilities for a
+    classifier, values for regression) and, where the spec tells the classes, as many as it
+    names (and the same names, for a run directory's labels.json). The teacher stage checks
+    the rest against the data (inputs, classes found in the data)."""
+    if spec.distillation is None or _TEACHER in missing:
+        return
+    path = Path(absolute(spec.distillation.teacher, base_dir))
+    state = seen.stat(str(path))
+    model_file, labels_file = (path / "model.keras", path / "labels.json") if state and state[0] == "folder" \
+        else (path, None)
+    if labels_file is not None and (seen.stat(str(model_file)) or ["none"])[0] != "file":
+        yield _TEACHER, f"{path} holds no model.keras: name an earlier run directory or a .keras file"
+        return
+    head = seen.keras_head(str(model_file))
+    if head is None:
+        yield _TEACHER, f"{model_file}: not a Keras model file (a .keras archive with config.json)"
+        return
+    if len(head["outputs"]) != 1:
+        yield _TEACHER, f"{model_file} gives {len(head['outputs'])} outputs; a teacher gives one, as the student does"
+        return
+    output = head["outputs"][0]
+    kind = output["activation"] if output["activation"] in ("softmax", "sigmoid") else "values"
+    units = output["units"] if isinstance(output["units"], int) else None
+    classifier = tasks.get(spec.task).output == "classes"
+    gives = ("class probabilities (a " + kind + (f" over {units} units" if units else "") + ")" if kind != "values"
+             else "values (no softmax or sigmoid)")
+    if classifier and kind == "values":
+        yield _TEACHER, f"{model_file} gives {gives}; task {spec.task} needs a teacher that gives class probabilities"
+        return
+    if not classifier and kind != "values":
+        yield _TEACHER, f"{model_file} gives {gives}; task {spec.task} needs a teacher that gives values"
+        return
+    known = known_classes(spec)
+    multi_label = spec.data.target is not None and spec.data.target.multi_label
+    if classifier and known is not None and units is not None:
+        count, where = known
+        wanted = ("sigmoid", 1) if count == 2 and not multi_label else ("sigmoid" if multi_label else "softmax", count)
+        if (kind, units) != wanted:
+            what = "one sigmoid unit" if wanted == ("sigmoid", 1) else f"a {wanted[0]} over {wanted[1]} units"
+            yield _TEACHER, (f"{model_file} gives {gives}; {where} {count} classes, so the teacher must end in {what}")
+            return
+    if classifier and labels_file is not None and spec.data.target is not None and spec.data.target.class_names:
+        names = seen.small_json(str(labels_file))
+        if isinstance(names, list) and sorted(map(str, names)) != sorted(map(str, spec.data.target.class_names)):
+            yield _TEACHER, (f"the teacher's classes ({_list(map(str, names))}) differ from data.target.class_names "
+                             f"({_list(spec.data.target.class_names)})")

@@ -62,7 +62,8 @@ class InceptionFeatures(StrictModel):
     (no top, so no class probabilities: list only `fid` in evaluation.metrics). Images are
     prepared as the reference implementations do: grey repeated over 3 channels, resized to
     299 × 299 bilinearly, the data's value range scaled to −1..1. About 6 GFLOPs an image:
-    on a CPU, expect tens of images a second."""
+    on a CPU, expect tens of images a second. The run saves the network, so that its FID
+    can be recomputed (feature_extractor.keras: about 90 MB in each run directory)."""
 
     type: Literal["inception_v3"]
     """Picks this extractor: Keras' InceptionV3."""
@@ -88,7 +89,10 @@ class GenerationEvaluation(StrictModel):
     every: Annotated[int, Field(gt=0)] = 5
     """Evaluate after every this many epochs (and after the last)."""
     samples: Annotated[int, Field(gt=1, le=50_000)] | None = None
-    """Generated images per evaluation; default: as many as the held-out real images."""
+    """Generated images per evaluation; default: as many as the held-out real images. FID
+    depends on this count: metrics.json holds it (`fid_samples`, `fid_real_samples`) and
+    `fid_reference`, the FID of as many real training images against the same held-out
+    images with the same extractor: the floor of an FID at these counts."""
     feature_extractor: FeatureExtractor
     """The network whose features FID compares. FID values depend on it: compare only FIDs
     measured with the same extractor."""

@@ -95,6 +95,11 @@ class Export(StrictModel):
     when fewer); a generator's, this many seeded latent vectors."""
     tflite: TFLite = TFLite()
     """TensorFlow Lite options, used when `formats` lists tflite."""
+    latency_calls: Annotated[int, Field(ge=0, le=10_000)] = 50
+    """Single-example calls timed per export with its own runtime (after two untimed ones),
+    for export/verification.json's latency median and p90; 0 measures none. Each export is
+    also scored on the whole test split with the spec's metrics, and its bytes and gzip
+    bytes are recorded (skipped with `verify: off`, which runs no export)."""
     intended_use: str = ""
     """What the model is for, and what it is not for: the model card's first section."""
 

@@ -202,6 +202,45 @@ class ViT(_Encoder):
     """Dense layers between the pooled encoding and the output."""
 
 
+class SSM(StrictModel):
+    """A selective state-space model (Mamba-style) over the sequence features: token ids are
+    embedded, numeric time steps projected to `model_dim`, then `blocks` residual blocks, each
+    layer normalization → a gated selective scan. Its cost grows linearly with the sequence
+    length (attention's grows with its square). Other features join in the head."""
+
+    type: Literal["ssm"]
+    """Picks this architecture: a selective state-space model."""
+    blocks: Depth = 2
+    """Number of stacked blocks, each with a residual connection."""
+    model_dim: Width = 64
+    """Width of the vector kept for each step (embeddings, projections, block outputs)."""
+    state_size: Annotated[int, Field(gt=0, le=1024)] = 16
+    """Size of each channel's hidden state (N); memory and time grow with it."""
+    expand: Annotated[int, Field(gt=0, le=64)] = 2
+    """Inner width of each block as a multiple of `model_dim`."""
+    conv_width: Annotated[int, Field(gt=0, le=1024)] = 4
+    """Kernel of each block's short causal convolution, in steps."""
+    dt_rank: Union[Literal["auto"], Width] = "auto"
+    """Width of the low-rank projection that computes each step's step size Δ; auto:
+    model_dim / 16, rounded up."""
+    scan: Literal["sequential", "parallel"] = "sequential"
+    """How the recurrence runs: sequential, one compiled loop over the steps (the fastest on a
+    CPU), or parallel, an associative scan of logarithmic depth (more memory traffic; for long
+    sequences on a GPU, and the form TFLite and ONNX can convert). Both give the same outputs."""
+    dropout: Probability = 0.0
+    """Dropout on each block's output, before the residual sum."""
+    pooling: Literal["mean", "max", "last"] = "mean"
+    """How the steps are summarised into one vector for a per-example output; last: the final
+    step, whose state has read the whole sequence."""
+    return_sequences: bool = False
+    """One output per step (the target holds a value per step) instead of pooling."""
+    kernel_initializer: Initializer = "glorot_uniform"
+    """How the projection weights are initialised (the input projection and each block's in,
+    x and out projections)."""
+    head: Head = Head()
+    """Dense layers between the pooled (or per-step) encoding and the output."""
+
+
 class Autoencoder(StrictModel):
     """Encoder → latent → decoder. The head reads the latent vector; the decoder's
     reconstruction error (of the normalized inputs) is added to the loss. The encoder is a
@@ -509,5 +548,5 @@ class GAN(StrictModel):
     dotted with its features)."""
 
 
-Model = Annotated[Union[MLP, CNN, RNN, Transformer, ViT, Autoencoder, Graph, GAN, CenterNet, Diffusion],
+Model = Annotated[Union[MLP, CNN, RNN, Transformer, SSM, ViT, Autoencoder, Graph, GAN, CenterNet, Diffusion],
                   Field(discriminator="type")]

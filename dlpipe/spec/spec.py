@@ -11,6 +11,7 @@ from dlpipe import registry, tasks
 from dlpipe.spec.base import StrictModel
 from dlpipe.spec.compression import Compression
 from dlpipe.spec.data import Data
+from dlpipe.spec.distillation import Distillation
 from dlpipe.spec.evaluation import Evaluation
 from dlpipe.spec.export import Export
 from dlpipe.spec.model import Model
@@ -58,6 +59,9 @@ class Spec(StrictModel):
     export: Export = Export()
     """The formats written after training, how each is checked against the trained model, and the
     model card's intended use."""
+    distillation: Distillation | None = None
+    """Train the model (the student) on an earlier model's outputs (the teacher) as well as
+    on the labels: classification and regression."""
     tuning: Tuning | None = None
     """Hyperparameter search for `dlpipe tune`; `dlpipe run` ignores it."""
     tracking: Tracking | None = None

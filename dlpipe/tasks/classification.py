@@ -22,5 +22,5 @@ TASK = Task(
     commands=ALL_COMMANDS | {"explain"},
     honours=(*EVERY_TASK, *SUPERVISED_DATA, "data.target", "data.streaming", "prepare", "model",
              *SUPERVISED_TRAINING, "training.class_weight", "evaluation.metrics", "evaluation.splits", "evaluation.baselines",
-             "evaluation.explain", "compression", *SUPERVISED_EXPORT, "tuning"),
+             "evaluation.explain", "compression", *SUPERVISED_EXPORT, "tuning", "distillation"),
 )

@@ -18,7 +18,7 @@ SUPERVISED_TRAINING = ("training.epochs", "training.batch_size", "training.optim
 """What training/fit.py reads (the supervised, embedding and detection pipelines train through it)."""
 
 SUPERVISED_EXPORT = ("export.formats", "export.verify", "export.tolerance", "export.samples", "export.tflite",
-                     "export.intended_use")
+                     "export.latency_calls", "export.intended_use")
 """What exporters/stage.py reads."""
 
 SUPERVISED_DATA = ("data.source", "data.features", "data.split", "data.shuffle_buffer")

@@ -74,7 +74,7 @@ TASK = Task(
              "training.early_stopping", "training.checkpoints", "training.progress", "training.tensorboard",
              "training.precision", "training.jit_compile", "training.deterministic", "training.strategy",
              "evaluation.metrics", "evaluation.splits", "export.formats", "export.verify", "export.tolerance",
-             "export.samples", "tracking"),
+             "export.samples", "export.latency_calls", "tracking"),
     refusals={"data.target": "task detection takes its boxes and classes from the source; remove target",
               "data.features": "task detection reads one image per example from the source; remove features",
               "prepare.normalization": "task detection scales pixels by 1/255 inside the model; remove this "

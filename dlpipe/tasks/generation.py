@@ -94,7 +94,7 @@ TASK = Task(
              "training.adversarial", "training.progress", "training.tensorboard",
              "training.precision", "training.jit_compile", "training.deterministic",
              "evaluation.metrics", "evaluation.generation", "export.formats", "export.verify", "export.tolerance",
-             "export.samples", "tracking"),
+             "export.samples", "export.latency_calls", "tracking"),
     refusals={"training.checkpoints": "task generation keeps no best checkpoint (no loss measures progress; FID "
                                       "does): it writes checkpoints/last.npz after every epoch; remove "
                                       "training.checkpoints",

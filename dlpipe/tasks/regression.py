@@ -22,7 +22,7 @@ TASK = Task(
     commands=ALL_COMMANDS | {"explain"},
     honours=(*EVERY_TASK, *SUPERVISED_DATA, "data.target.name", "data.streaming", "prepare", "model",
              *SUPERVISED_TRAINING, "evaluation.metrics", "evaluation.splits", "evaluation.baselines", "evaluation.explain",
-             "compression", *SUPERVISED_EXPORT, "tuning"),
+             "compression", *SUPERVISED_EXPORT, "tuning", "distillation"),
     refusals={"data.target.class_names": "task regression learns numbers, not classes: class_names does not apply",
               "data.target.multi_label": "task regression learns numbers: multi_label needs task classification",
               "training.class_weight": "class_weight weighs classes; task regression has none "

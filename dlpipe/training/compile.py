@@ -80,6 +80,12 @@ def compile_model(model, spec, n_classes: int | None, located=None) -> None:
             keras.metrics.SparseCategoricalAccuracy(name="accuracy")
     elif metric == "reconstruction_mse":  # the loss itself, under the name metrics.json uses
         metric = keras.metrics.MeanSquaredError(name="reconstruction_mse")
-    model.compile(optimizer=make_optimizer(spec.training.optimizer),
-                  loss=make_loss(task, spec.training.loss, n_classes, multi_label),
-                  metrics=[metric], jit_compile=jit)
+    loss = make_loss(task, spec.training.loss, n_classes, multi_label)
+    if spec.distillation is not None:  # targets carry the teacher's outputs after the labels
+        from dlpipe.training.distillation import Distillation, HardTargets
+
+        binary = n_classes == 2 or multi_label
+        kind = ("sigmoid" if binary else "softmax") if task.output == "classes" else "values"
+        loss = Distillation(loss, kind, spec.distillation.temperature, spec.distillation.soft_loss_weight)
+        metric = HardTargets(task.training_metric, binary=binary)
+    model.compile(optimizer=make_optimizer(spec.training.optimizer), loss=loss, metrics=[metric], jit_compile=jit)

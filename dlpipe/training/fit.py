@@ -31,7 +31,7 @@ def verbosity(progress: str) -> int:
 
 
 def train(model, spec, data, *, run_dir=None, located=None, callbacks=None, monitors=(), batch_size=None,
-          drop_remainder: bool = False, strategy: str | None = None) -> dict[str, list[float]]:
+          drop_remainder: bool = False, strategy: str | None = None, wrap_augment=None) -> dict[str, list[float]]:
     """Train `model` in place; return the history (every epoch, also those before a resume).
 
     With `run_dir`, checkpoints go to run_dir/checkpoints/ and TensorBoard logs to
@@ -43,6 +43,8 @@ def train(model, spec, data, *, run_dir=None, located=None, callbacks=None, moni
     `optimizer_updates` (dlpipe.training.compile.optimizers). `batch_size` (default
     `training.batch_size`) is the examples one training step takes, `drop_remainder` leaves
     out each epoch's last short batch, and `strategy` replaces `training.strategy`.
+    `wrap_augment(augment)` → the batch function that replaces the spec's augmentation when
+    there is one (a distillation teacher then runs on each augmented batch).
     """
     from dlpipe.training.compile import compile_model
     from dlpipe.training.determinism import resolve_jit
@@ -107,7 +109,10 @@ def train(model, spec, data, *, run_dir=None, located=None, callbacks=None, moni
         else:
             from dlpipe.data.augment import augmenter
 
-            train_input = (training_dataset(**inputs, augment=augmenter(spec, data), drop_remainder=drop_remainder)
+            augment = augmenter(spec, data)
+            if augment is not None and wrap_augment is not None:
+                augment = wrap_augment(augment)
+            train_input = (training_dataset(**inputs, augment=augment, drop_remainder=drop_remainder)
                            if stream is None else train_ds)
             replica.fit(train_input, validation_data=val_ds, epochs=training.epochs,
                         initial_epoch=first_epoch, steps_per_epoch=steps, callbacks=run.callbacks,

@@ -14,9 +14,11 @@ writes in a fresh process.
 
 from __future__ import annotations
 
+import dlpipe.architectures.adapt  # noqa: F401  ResizeImage, ImagePreprocess (a backbone's input adaptation)
 import dlpipe.architectures.centernet  # noqa: F401  DecodeDetections (a detector's decoding)
 import dlpipe.architectures.diffusion  # noqa: F401  TimestepEmbedding, DDIMSampler (a diffusion model's sampler)
 import dlpipe.architectures.layers  # noqa: F401  PositionEmbedding, ClassToken, ReconstructionLoss, Impute, ...
+import dlpipe.architectures.quantization  # noqa: F401  QuantizedDense, QuantizedConv2D (quantization-aware training)
 import dlpipe.architectures.ssm  # noqa: F401  MambaBlock (a state-space model's blocks)
 import dlpipe.training.distillation  # noqa: F401  Distillation, HardTargets (a distilled student's loss, metric)
 import dlpipe.training.losses  # noqa: F401  OneHotLabels (a compiled classifier's loss)

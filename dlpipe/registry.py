@@ -115,6 +115,41 @@ class Source(Entry):
         self.split_files, self.streams = split_files, streams
 
 
+class Application(Entry):
+    """A Keras application (`keras.applications`), the pretrained network a `backbone` model
+    starts from. preprocessing: what it expects of pixels valued 0..255 — `built_in` (the
+    network rescales them itself), `tf` (to −1..1), `caffe` (RGB → BGR, ImageNet means
+    subtracted), `torch` (to 0..1, then ImageNet means and deviations). min_size: the
+    smallest height and width Keras builds it for."""
+
+    __slots__ = ("preprocessing", "min_size")
+
+    def __init__(self, target: str, *, preprocessing: Literal["built_in", "tf", "caffe", "torch"], min_size: int):
+        super().__init__(target)
+        self.preprocessing, self.min_size = preprocessing, min_size
+
+
+def _application(name: str, preprocessing: str, min_size: int = 32) -> Application:
+    return Application(f"keras.applications:{name}", preprocessing=preprocessing, min_size=min_size)
+
+
+_APPLICATIONS = {
+    **{name: _application(name, "tf") for name in ("MobileNet", "MobileNetV2")},
+    **{name: _application(name, "built_in") for name in ("MobileNetV3Small", "MobileNetV3Large")},
+    **{f"EfficientNetB{i}": _application(f"EfficientNetB{i}", "built_in") for i in range(8)},
+    **{f"EfficientNetV2{v}": _application(f"EfficientNetV2{v}", "built_in")
+       for v in ("B0", "B1", "B2", "B3", "S", "M", "L")},
+    **{name: _application(name, "caffe") for name in ("ResNet50", "ResNet101", "ResNet152", "VGG16", "VGG19")},
+    **{name: _application(name, "tf") for name in ("ResNet50V2", "ResNet101V2", "ResNet152V2")},
+    **{name: _application(name, "torch") for name in ("DenseNet121", "DenseNet169", "DenseNet201")},
+    **{f"ConvNeXt{size}": _application(f"ConvNeXt{size}", "built_in")
+       for size in ("Tiny", "Small", "Base", "Large", "XLarge")},
+    "Xception": _application("Xception", "tf", 71),
+    "InceptionV3": _application("InceptionV3", "tf", 75),
+    "InceptionResNetV2": _application("InceptionResNetV2", "tf", 75),
+}
+
+
 def _abs(bound: float) -> Mapping[str, float]:
     return MappingProxyType({"max_abs_diff": bound})
 
@@ -273,6 +308,7 @@ _TABLES: dict[str, dict[str, Entry]] = {
         # Task detection's own model (maps model; pipelines/detection.py adds the decoding). Its
         # image comes from the source, not from data.features.
         "centernet": Architecture("dlpipe.architectures.centernet:build_maps_model", reads=(), single=False),
+        "backbone": Architecture("dlpipe.architectures.backbone:build", reads=("image",), single=True),
         # Task generation's other model (pipelines/diffusion.py builds it).
         "diffusion": Architecture("dlpipe.architectures.diffusion:build", reads=("image",), single=True),
     },
@@ -365,6 +401,9 @@ _TABLES: dict[str, dict[str, Entry]] = {
                          # tf2onnx: "While loop couldn't find scan output index"; parallel converts.
                          cannot_convert={"ssm/sequential": _SEQUENTIAL_SCAN}),
     },
+    # Keras applications a `backbone` model may start from (model.application), by their
+    # Keras names; dlpipe/architectures/backbone.py builds them headless.
+    "application": _APPLICATIONS,
     # A task: its facts and its pipeline (dlpipe/tasks/base.py); `task:` in a spec names one.
     "task": {
         "classification": Entry("dlpipe.tasks.classification:TASK"),

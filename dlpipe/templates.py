@@ -42,7 +42,8 @@ def describe(name: str) -> str:
 
 def write(name: str, dest: Path, force: bool = False) -> tuple[Path, Path | None]:
     """Copy a template to `dest` (a file, or a folder to put `<name>.yaml` in); its first
-    line, the command that runs it, is rewritten to name the new path. The template's
+    line, the command that runs it, is rewritten to name the new path, and what it names by
+    a relative path inside the templates folder (`companions`) is copied beside it. The template's
     `# yaml-language-server: $schema=` line names the spec's JSON Schema beside it: that file
     is written too when it is missing or an older dlpipe schema. Returns (the spec, the
     schema file written or None)."""
@@ -56,7 +57,37 @@ def write(name: str, dest: Path, force: bool = False) -> tuple[Path, Path | None
     from dlpipe.rundir import atomic_write_text
 
     atomic_write_text(target, "".join(lines))
+    _copy_companions(source, target.parent, force)
     return target, _write_schema(target.parent)
+
+
+def companions(source: Path) -> list[str]:
+    """What a template names by a relative path inside the templates folder (the earlier
+    run a transfer-learning template starts from): copied beside the copy, so the copy runs."""
+    from dlpipe.spec import load_spec
+    from dlpipe.spec.paths import path_values
+
+    folder = source.parent.resolve()
+    found = []
+    for _, value, _ in path_values(load_spec(source)):
+        candidate = (folder / value).resolve()
+        if not Path(value).is_absolute() and candidate.is_relative_to(folder) and candidate.exists():
+            found.append(value)
+    return found
+
+
+def _copy_companions(source: Path, folder: Path, force: bool) -> None:
+    import shutil
+
+    for value in companions(source):
+        origin, copy = source.parent / value, folder / value
+        if copy.exists() and not force:
+            continue
+        if origin.is_dir():
+            shutil.copytree(origin, copy, dirs_exist_ok=True)
+        else:
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(origin, copy)
 
 
 def _write_schema(folder: Path) -> Path | None:

@@ -78,13 +78,12 @@ def run(ctx) -> None:
             check_available(spec.evaluation.explain.methods)
 
     with run_dir.stage("build", key=keys["train"], reused=reuse["train"]):
-        from dlpipe.architectures.assemble import build_model
         from dlpipe.training.compile import compile_model
 
         if reuse["train"]:
             model = load_model(run_dir, spec)
         else:
-            model = build_model(spec, data, ctx.located)
+            model = build(spec, data, ctx.located)
             compile_model(model, spec, n_classes, ctx.located)
         run_dir.update(parameters=int(model.count_params()))
 
@@ -172,9 +171,21 @@ def explain(run, data=None, methods=None, rows=None):
     return reexplain(run, data, methods, rows)
 
 
+def build(spec, data, located):
+    """The model to train: the architecture, rebuilt with int8-simulating layers for
+    quantization-aware training."""
+    from dlpipe.architectures.assemble import build_model
+
+    model = build_model(spec, data, located)
+    if spec.compression is not None and spec.compression.quantization_aware is not None:
+        from dlpipe.architectures.quantization import quantization_aware
+
+        model = quantization_aware(model, spec.compression.quantization_aware.ema_decay)
+    return model
+
+
 def deep_build(spec, base_dir, located):
     """`dlpipe validate --deep`: the model this pipeline would train, from the data's shapes."""
-    from dlpipe.architectures.assemble import build_model
     from dlpipe.data.prepare import prepare
 
     data = prepare(spec, base_dir, located)
@@ -182,4 +193,4 @@ def deep_build(spec, base_dir, located):
         from dlpipe.distillation import open_teacher
 
         open_teacher(spec, data, located, base_dir)
-    return build_model(spec, data, located)
+    return build(spec, data, located)

@@ -35,6 +35,7 @@ CONTRACT_METRICS = {"accuracy", "precision_macro", "recall_macro", "f1_macro", "
                     "roc_auc", "log_loss", "mae", "mse", "rmse", "r2", "map", "map_50", "map_75", "fid",
                     "inception_score"}
 ENTRY_TYPES = {"architecture": registry.Architecture, "exporter": registry.Exporter, "source": registry.Source,
+               "application": registry.Application,
                **{kind: registry.Metric for kind in registry.metric_kinds()}}
 
 
@@ -54,7 +55,7 @@ def test_names_are_the_table_keys_in_order():
         for name, entry in registry.TABLES[kind].items():
             module, colon, attribute = entry.target.partition(":")
             # Layers keep Keras's class names (Dense, Conv2D): the graph spec names them so.
-            assert (name == name.lower() or kind == "layer") and " " not in name
+            assert (name == name.lower() or kind in ("layer", "application")) and " " not in name
             assert colon and module and attribute.isidentifier(), f"{kind} {name!r}: bad target {entry.target!r}"
 
 
@@ -141,6 +142,11 @@ def test_every_entry_has_its_kinds_facts(kind, name):
         assert isinstance(entry.cannot_take, tuple) and set(entry.cannot_take) <= FEATURE_TYPES, where
         assert isinstance(entry.requires, tuple) and all(isinstance(m, str) and m for m in entry.requires), where
         assert (entry.extra is None) == (not entry.requires), f"{where}: an extra installs what it requires"
+    elif isinstance(entry, registry.Application):
+        # Named as Keras names it; the preprocessing a 0..255 image needs; the size Keras allows.
+        assert entry.target == f"keras.applications:{name}", where
+        assert entry.preprocessing in ("built_in", "tf", "caffe", "torch"), where
+        assert isinstance(entry.min_size, int) and entry.min_size >= 32, where
     elif isinstance(entry, registry.Source):
         assert isinstance(entry.split_files, bool) and isinstance(entry.streams, bool), where
         assert entry.split_files or not entry.streams, f"{where}: a streamed source is a file"

@@ -20,9 +20,13 @@ from dlpipe.architectures import BuildProblem
 class Encoded:
     """Normalized input tensors by input name, with what is known of each feature."""
 
-    def __init__(self, tensors: dict[str, keras.KerasTensor], features: dict):
+    def __init__(self, tensors: dict[str, keras.KerasTensor], features: dict,
+                 raw: dict[str, keras.KerasTensor] | None = None):
         self.tensors = tensors
         self.features = features
+        self.raw = raw or {}
+        """The model's inputs by input name, before normalization (a pretrained backbone
+        normalizes images its own way)."""
         self.taken: set[str] = set()
 
     def take(self, *types: str) -> dict[str, keras.KerasTensor]:
@@ -81,7 +85,7 @@ def build_inputs(features) -> tuple[dict[str, keras.KerasTensor], Encoded]:
     for feature in features:
         if feature.type == "image":
             encoded[feature.input_name] = _image_size(feature, encoded[feature.input_name])
-    return inputs, Encoded(encoded, {f.input_name: f for f in features})
+    return inputs, Encoded(encoded, {f.input_name: f for f in features}, raw=inputs)
 
 
 def _image_size(feature, tensor) -> keras.KerasTensor:

@@ -100,10 +100,14 @@ def export_model(model, spec, data, export_dir: Path, *, formats: Sequence[str] 
                  metrics: dict | None = None, keras_file: Path | None = None) -> dict:
     """Export a model with one output (classes, values or an embedding) trained on the
     prepared `data` (dlpipe.data.prepare): the test examples are its held-out inputs."""
+    from dlpipe.architectures.quantization import strip
+    from dlpipe.exporters import scoring
     from dlpipe.exporters.model_card import describe_interface
     from dlpipe.exporters.verify import compare_values
 
-    from dlpipe.exporters import scoring
+    plain = strip(model)  # quantization-aware training: plain layers holding the int8-grid kernels
+    if plain is not model:
+        model, keras_file = plain, None  # model.keras holds the fake-quantizing layers
 
     task = tasks.get(spec.task)
     if task.output == "embedding":  # the encoder alone: scored by its neighbours

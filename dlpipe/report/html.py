@@ -87,8 +87,26 @@ def _spec_section(spec: dict, spec_text: str) -> str:
         ("metrics", escape(", ".join(spec.get("evaluation", {}).get("metrics") or []))),
         ("export formats", escape(", ".join(spec.get("export", {}).get("formats") or []))),
     ]
+    if model.get("type") == "backbone":
+        items.insert(4, ("backbone", escape(_fine_tuning(model, training.get("epochs")))))
     return ("<h2>Spec</h2>" + _definitions(items)
             + f"<details><summary>The resolved spec (spec.yaml)</summary><pre>{escape(spec_text)}</pre></details>")
+
+
+def _fine_tuning(model: dict, epochs) -> str:
+    """A backbone's start and schedule in words (the learning curves plot `phase` and
+    `trainable_params` per epoch)."""
+    start = (f"run {model['from_run']}" if model.get("from_run")
+             else f"{model.get('application')} ({model.get('weights')})")
+    tune = model.get("fine_tune") or {}
+    frozen, unfreeze = tune.get("freeze_epochs", 0), tune.get("unfreeze", "all")
+    trained = "all of it trains" if unfreeze == "all" else f"its top {unfreeze} layers train"
+    factor = tune.get("learning_rate_factor", 1.0)
+    if frozen and epochs is not None and frozen >= epochs:
+        return f"{start}; frozen for every epoch (a fixed feature extractor)"
+    when = f"frozen for epochs 1–{frozen}, then {trained} from epoch {frozen + 1}" if frozen else \
+        f"{trained} from epoch 1"
+    return f"{start}; {when} at {factor:g}× the learning rate; batch norm {tune.get('batch_norm', 'frozen')}"
 
 
 def _data_section(data: dict | None, labels: list[str] | None = None) -> str:

@@ -363,6 +363,40 @@ def check_architecture(spec: Spec) -> Found:
             yield ("model", *path), message
 
 
+def check_backbone(spec: Spec) -> Found:
+    """A backbone starts from one network (an application or an earlier run), reads the
+    image as stored, and trains the way its fine-tune schedule says."""
+    model = spec.model
+    if model.type != "backbone":
+        return
+    if model.application is None and model.from_run is None:
+        yield ("model",), "a backbone starts from a network: give application (a Keras application) or from_run"
+    elif model.application is not None and model.from_run is not None:
+        yield ("model", "from_run"), "application and from_run cannot be combined; give one network to start from"
+    elif model.from_run is not None:
+        for key, default in (("weights", "imagenet"), ("pooling", "avg")):
+            if getattr(model, key) != default:
+                yield ("model", key), f"{key} belongs to an application; a run's body keeps its own weights and pooling"
+    elif model.input_size is not None:
+        smallest = registry.entry("application", model.application).min_size
+        if min(model.input_size) < smallest:
+            yield (("model", "input_size"), f"{model.application} needs images of at least {smallest}×{smallest}, "
+                   f"got {model.input_size[0]}×{model.input_size[1]}")
+    for i, feature in enumerate(spec.data.features):
+        for key in ("size", "channels"):
+            if feature.type == "image" and getattr(feature, key) is not None:
+                yield (("data", "features", i, key), f"a backbone adapts the image to its network itself "
+                       f"(model.input_size, 1 ↔ 3 channels); remove {key}")
+    images = [f.name for f in spec.data.features if f.type == "image"]
+    for key in spec.prepare.normalization:
+        if key == "image" or key in images:
+            yield (("prepare", "normalization", key), "a backbone reads raw pixels and normalizes them as its "
+                   "network expects (the application's preprocessing, or the earlier run's own layers); remove it")
+    tune = model.fine_tune
+    if spec.training.strategy == "multi_worker" and (tune.freeze_epochs or tune.learning_rate_factor != 1.0):
+        yield ("model", "fine_tune"), "a fine-tune schedule is not supported under the multi_worker strategy yet"
+
+
 def check_categorical(spec: Spec) -> Found:
     for i, feature in enumerate(spec.data.features):
         if feature.type in ("text", "ordinal") and feature.name in spec.prepare.normalization:
@@ -575,7 +609,7 @@ def check_compression(spec: Spec) -> Found:
 
 CHECKS = (check_task_owned, check_honoured, check_split, check_target, check_labeling, check_split_modes,
           check_imputation, check_streaming, check_loss, check_metrics, check_early_stopping,
-          check_normalization, check_architecture, check_categorical, check_export,
+          check_normalization, check_architecture, check_backbone, check_categorical, check_export,
           check_optimizer, check_schedule, check_checkpoints, check_sample_weight,
           check_jit_compile, check_augmentation, check_explain, check_compression, check_distillation)
 

@@ -1,4 +1,5 @@
-"""The `compression` section: magnitude pruning during training (dlpipe/training/pruning.py)."""
+"""The `compression` section: magnitude pruning (dlpipe/training/pruning.py) and
+quantization-aware training (dlpipe/architectures/quantization.py)."""
 
 # No `from __future__ import annotations` here: Pydantic would parse every field annotation
 # from its string at import, a cost `dlpipe validate` pays on each run.
@@ -53,11 +54,22 @@ class Pruning(StrictModel):
     conv (every convolution). Biases and normalization layers are never pruned."""
 
 
+class QuantizationAware(StrictModel):
+    """Quantization-aware training: the Dense and Conv2D layers round their kernels to TFLite's
+    int8 grid and their inputs to 8 bits in every step (fake quantization, straight-through
+    gradients), so the model learns around int8 rounding; exported as an int8 TFLite file."""
+
+    ema_decay: Annotated[float, Field(gt=0, lt=1)] = 0.99
+    """How slowly each layer's running input range follows the batches' minimum and maximum."""
+
+
 class Compression(StrictModel):
     """Ways to make the trained model smaller (and faster on integer hardware)."""
 
     pruning: Pruning | None = None
     """Magnitude pruning to a target sparsity during training."""
+    quantization_aware: QuantizationAware | None = None
+    """Train with int8 simulated, for the int8 TFLite export (export.tflite.quantization: [int8])."""
 
 
 def layer_kinds(model) -> set[str]:
@@ -73,7 +85,13 @@ def layer_kinds(model) -> set[str]:
 
 def compression_problems(spec) -> Iterator[tuple[tuple, str]]:
     """Located problems of `spec.compression` against the rest of the spec."""
-    pruning = spec.compression.pruning if spec.compression is not None else None
+    if spec.compression is None:
+        return
+    if spec.compression.quantization_aware is not None and not (
+            "tflite" in spec.export.formats and "int8" in spec.export.tflite.quantization):
+        yield (("compression", "quantization_aware"), "quantization-aware training is for an int8 TFLite export: "
+               "add tflite to export.formats and int8 to export.tflite.quantization")
+    pruning = spec.compression.pruning
     if pruning is None:
         return
     path = ("compression", "pruning")

@@ -52,6 +52,12 @@ def _check_paths(spec, base_dir: Path, seen: Observations, missing: set) -> Foun
                 missing.add(where)
                 yield where, f"no file matches {path}"
             continue
+        if kind == "run":
+            problem = _run_problem(path, seen)
+            if problem:
+                missing.add(where)
+                yield where, problem
+            continue
         state = seen.stat(path)
         wanted = {"file": ("file",), "pattern": ("file",), "folder": ("folder",), "any": ("file", "folder")}[kind]
         if state is None:
@@ -61,6 +67,24 @@ def _check_paths(spec, base_dir: Path, seen: Observations, missing: set) -> Foun
         elif state[0] not in wanted:
             missing.add(where)
             yield where, f"{path} is a {state[0]}, not a {' or '.join(wanted)}"
+
+
+RUN_FILES = ("run.json", "model.keras")
+"""What a folder must hold to be a finished run another spec can start from (`from_run`)."""
+
+
+def _run_problem(path: str, seen: Observations) -> str | None:
+    """Why `path` is no finished dlpipe run (None when it is one)."""
+    state = seen.stat(path)
+    if state is None:
+        return f"no such run folder: {path}{_similar(path, seen)}"
+    if state[0] != "folder":
+        return f"{path} is a {state[0]}, not a run folder"
+    absent = [name for name in RUN_FILES if (seen.stat(str(Path(path) / name)) or ("",))[0] != "file"]
+    if absent:
+        return (f"{path} holds no dlpipe run (no {' or '.join(absent)}); name the --out folder of a "
+                "finished `dlpipe run`")
+    return None
 
 
 def _similar(path: str, seen: Observations) -> str:

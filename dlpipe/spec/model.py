@@ -14,10 +14,11 @@ from pydantic import AfterValidator, Field, WithJsonSchema
 
 from dlpipe import registry
 from dlpipe.limits import WIDTH_MAX
-from dlpipe.spec.base import (Activation, Depth, Initializer, PositiveInt, Probability, StrictModel, Width,
+from dlpipe.spec.base import (Activation, Depth, Initializer, Name, PositiveInt, Probability, StrictModel, Width,
                               did_you_mean, unknown_name)
 from dlpipe.spec.detection import CenterNet
 from dlpipe.spec.diffusion import Diffusion
+from dlpipe.spec.paths import PathKind, RunPath
 
 NonNegative = Annotated[float, Field(ge=0)]
 
@@ -548,5 +549,64 @@ class GAN(StrictModel):
     dotted with its features)."""
 
 
-Model = Annotated[Union[MLP, CNN, RNN, Transformer, SSM, ViT, Autoencoder, Graph, GAN, CenterNet, Diffusion],
+WEIGHT_WORDS = ("imagenet", "random")
+"""Values of `weights` that name no file."""
+
+WeightsPath = Annotated[str, PathKind("file", words=WEIGHT_WORDS)]
+
+
+class FineTune(StrictModel):
+    """When the backbone trains: frozen for the first epochs (only the head learns, batch
+    normalization in inference mode), then unfrozen — all of it or its top layers — at a
+    lower learning rate. Each epoch's `phase` and `trainable_params` are columns of
+    history.csv."""
+
+    freeze_epochs: Annotated[int, Field(ge=0)] = 0
+    """Epochs with the whole backbone frozen; 0: it trains from the first epoch. At or
+    above training.epochs the backbone never trains (a fixed feature extractor)."""
+    unfreeze: Union[Literal["all"], Annotated[int, Field(gt=0)]] = "all"
+    """After the frozen epochs: `all` of the backbone trains, or only its top K layers that
+    hold weights (counted from the output; batch-norm layers not counted)."""
+    learning_rate_factor: Annotated[float, Field(gt=0, le=1000)] = 1.0
+    """Multiplies the learning rate (and its schedule) from the first unfrozen epoch on: 0.1
+    keeps the pretrained weights close to where they were."""
+    batch_norm: Literal["frozen", "train"] = "frozen"
+    """The backbone's batch-norm layers once unfrozen: `frozen` keeps their moving statistics
+    and normalizes with them (inference mode; Keras's advice for fine-tuning), `train` lets
+    them learn and normalize with each batch's statistics. While the backbone is frozen they
+    are always in inference mode."""
+
+
+class Backbone(StrictModel):
+    """A network trained before, its own head removed, with a new head for this task. It
+    reads one image feature as stored (raw pixel values: an application expects 0..255):
+    the model resizes it (`input_size`), converts 1 ↔ 3 channels and applies the
+    network's own preprocessing inside itself, so exports and `dlpipe predict` take raw
+    images. Give `application` or `from_run`."""
+
+    type: Literal["backbone"]
+    """Picks this architecture: a pretrained network with a new head."""
+    application: Name("application") | None = None
+    """A Keras application by its Keras name (MobileNetV3Small, EfficientNetB0, ResNet50,
+    ...), built without its classifier."""
+    weights: WeightsPath = "imagenet"
+    """With `application`: `imagenet` (Keras downloads the file once into ~/.keras, which
+    needs the network), `random` (no pretrained weights), or the path of a weights file of
+    the headless network (`.weights.h5`, as `model.save_weights` writes it)."""
+    from_run: RunPath | None = None
+    """The folder of an earlier `dlpipe run` (its --out): its model up to the head — the
+    input normalization and the architecture — becomes the backbone."""
+    input_size: Annotated[list[Width], Field(min_length=2, max_length=2)] | None = None
+    """Height and width the image is resized to before the backbone. Default: an
+    application takes the image's own size, a run's body its own input size."""
+    pooling: Literal["avg", "max"] = "avg"
+    """How an application's last feature map becomes a vector (a run's body keeps its own)."""
+    fine_tune: FineTune = FineTune()
+    """When the backbone is frozen and when it trains."""
+    head: Head = Head()
+    """Dense layers between the backbone's features and the output."""
+
+
+Model = Annotated[Union[MLP, CNN, RNN, Transformer, SSM, ViT, Autoencoder, Graph, GAN, CenterNet, Backbone,
+                        Diffusion],
                   Field(discriminator="type")]

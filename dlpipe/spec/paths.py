@@ -28,41 +28,48 @@ from pydantic import BaseModel
 
 @dataclass(frozen=True)
 class PathKind:
-    """What a path names: `file`, `folder`, `pattern` (a file or a glob of files) or `any`
-    (a file or a folder)."""
+    """What a path names: `file`, `folder`, `pattern` (a file or a glob of files), `any`
+    (a file or a folder) or `run` (a folder holding a finished dlpipe run). `words` are
+    values of the same key that name no path (`weights: imagenet`): never resolved or
+    looked for."""
 
     kind: str
+    words: tuple[str, ...] = ()
 
 
 FilePath = Annotated[str, PathKind("file")]
 FolderPath = Annotated[str, PathKind("folder")]
 PatternPath = Annotated[str, PathKind("pattern")]
 AnyPath = Annotated[str, PathKind("any")]
+RunPath = Annotated[str, PathKind("run")]
 
 
-def _kind_in(annotation, metadata=()) -> str | None:
-    """The PathKind of a str inside `annotation` (through Annotated, unions, dict values)."""
-    for item in metadata:
-        if isinstance(item, PathKind):
-            return item.kind
+def _kind_in(annotation, metadata=(), within: str = "str") -> PathKind | None:
+    """The PathKind of a str inside `annotation` (through Annotated and unions) when `within`
+    is "str", or of a dict's str values when it is "dict": `dict[str, str] | FilePath` (an
+    inline label_map or its file) marks the file, not the dict's values."""
+    if within == "str":
+        for item in metadata:
+            if isinstance(item, PathKind):
+                return item
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin is Annotated:
-        return _kind_in(args[0], args[1:])
+        return _kind_in(args[0], args[1:], within)
     if origin is dict:
-        return _kind_in(args[1])
+        return _kind_in(args[1]) if within == "dict" else None
     if origin in (typing.Union, types.UnionType):
-        return next((found for found in map(_kind_in, args) if found), None)
+        return next((found for found in (_kind_in(arg, (), within) for arg in args) if found), None)
     return None
 
 
-_KINDS: dict[tuple[type, str], str | None] = {}
+_KINDS: dict[tuple[type, str, str], PathKind | None] = {}
 
 
-def _field_kind(model: type[BaseModel], name: str) -> str | None:
-    key = (model, name)
+def _field_kind(model: type[BaseModel], name: str, within: str = "str") -> PathKind | None:
+    key = (model, name, within)
     if key not in _KINDS:
         field = model.model_fields[name]
-        _KINDS[key] = _kind_in(field.annotation, field.metadata)
+        _KINDS[key] = _kind_in(field.annotation, field.metadata, within)
     return _KINDS[key]
 
 
@@ -71,12 +78,14 @@ def path_values(model: BaseModel, at: tuple = ()) -> Iterator[tuple[tuple, str, 
     for name in type(model).model_fields:
         value = getattr(model, name)
         where = (*at, name)
-        kind = _field_kind(type(model), name)
+        found = _field_kind(type(model), name, "dict" if isinstance(value, dict) else "str")
+        kind = found.kind if found is not None else None
         if kind is not None and isinstance(value, str):
-            yield where, value, kind
+            if value not in found.words:
+                yield where, value, kind
         elif kind is not None and isinstance(value, dict):
             for key, item in value.items():
-                if isinstance(item, str):
+                if isinstance(item, str) and item not in found.words:
                     yield (*where, key), item, kind
         elif isinstance(value, BaseModel):
             yield from path_values(value, where)

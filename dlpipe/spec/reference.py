@@ -79,7 +79,7 @@ def _variant(model: type[BaseModel]) -> str | None:
 
 
 _PATH_TEXT = {"file": "a file's path", "folder": "a folder's path", "pattern": "a file's path or a glob",
-              "any": "a file's or folder's path"}
+              "any": "a file's or folder's path", "run": "a dlpipe run folder's path"}
 
 
 def _constraints(metadata) -> list[str]:
@@ -96,7 +96,7 @@ def _constraints(metadata) -> list[str]:
         if isinstance(item, FieldInfo):
             out += _constraints(item.metadata)
         if isinstance(item, PathKind):
-            out.append(_PATH_TEXT[item.kind])
+            out.append(_PATH_TEXT[item.kind] + "".join(f" or `{word}`" for word in item.words))
         pattern = getattr(item, "pattern", None)
         if isinstance(pattern, str):
             out.append(f"matching `{pattern}`")

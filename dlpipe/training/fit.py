@@ -69,6 +69,14 @@ def train(model, spec, data, *, run_dir=None, located=None, callbacks=None, moni
     train_split = data.splits["train"]
     steps = steps_per_epoch(len(train_split), batch_size, drop_remainder)
     plateau = _schedule_optimizers(replica, training, steps, strategy)
+    import contextlib
+
+    from dlpipe.training.finetune import prepare as prepare_fine_tune
+
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        fine_tune = prepare_fine_tune(replica, spec, steps)  # a backbone's frozen and unfrozen epochs
+    if fine_tune is not None:
+        monitors = [*monitors, fine_tune]
     run = _Callbacks.create(spec, plateau, directory, run_dir.path("logs") if writes else None,
                             has_validation=len(data.splits["validation"]) > 0, monitors=list(monitors),
                             extra=callbacks or [], steps_per_epoch=steps)
@@ -139,7 +147,7 @@ def _schedule_optimizers(model, training, steps: int, strategy) -> list:
     reduce-on-plateau lowers."""
     import contextlib
 
-    from dlpipe.training.optimizers import optimizers
+    from dlpipe.training.optimizers import optimizers, set_learning_rate
     from dlpipe.training.schedules import learning_rate, plateau_rates
 
     found = []
@@ -147,7 +155,7 @@ def _schedule_optimizers(model, training, steps: int, strategy) -> list:
         for optimizer, updates in optimizers(model):
             base = float(optimizer.learning_rate.numpy())
             rate = learning_rate(base, training.schedule, training.epochs, steps * updates)
-            optimizer.learning_rate = rate
+            set_learning_rate(optimizer, rate)
             found += plateau_rates(rate)
     return found
 

@@ -12,8 +12,9 @@ Keras's own schedules where they mean what the spec says: `ExponentialDecay` (ty
 exponential), `CosineDecay` and `CosineDecayRestarts` (cosine). Ours where Keras has none,
 written with keras.ops so that they run on every backend: `Warmup` (a linear ramp in front of
 any schedule; Keras has one inside CosineDecay only), `Piecewise` (the rate changes *at* each
-boundary; Keras's PiecewiseConstantDecay changes one step later), and `PlateauRate`, the
-constant that reduce-on-plateau lowers. They are registered as `dlpipe>…`, so a compiled
+boundary; Keras's PiecewiseConstantDecay changes one step later), `PlateauRate`, the
+constant that reduce-on-plateau lowers, and `FineTuneRate` (a backbone's fine-tuning factor
+from the first unfrozen epoch on). They are registered as `dlpipe>…`, so a compiled
 model.keras holding them loads in a fresh process once this module is imported
 (dlpipe/modelfile.py does).
 
@@ -140,6 +141,27 @@ class PlateauRate(Schedule):
 
     def get_config(self):
         return {"base": self.base, "scale": float(ops.convert_to_numpy(self.scale))}
+
+
+@keras.saving.register_keras_serializable(package="dlpipe")
+class FineTuneRate(Schedule):
+    """`before` (a schedule or a constant) until step `boundary`, then `factor` times it: the
+    learning-rate factor of a backbone's fine-tuning epochs (dlpipe/training/finetune.py).
+    A function of the step counter, so a resumed run continues it exactly."""
+
+    def __init__(self, before, boundary: float, factor: float):
+        self.before, self.boundary, self.factor = before, float(boundary), float(factor)
+
+    def __call__(self, step):
+        rate = _value(self.before, step)
+        return ops.where(ops.cast(step, "float32") >= self.boundary, rate * self.factor, rate)
+
+    def get_config(self):
+        return {"before": _serialize(self.before), "boundary": self.boundary, "factor": self.factor}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**{**config, "before": _deserialize(config["before"])})
 
 
 @dataclass

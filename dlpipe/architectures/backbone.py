@@ -1,0 +1,102 @@
+"""A network trained before, its head removed: a Keras application or the body of an
+earlier dlpipe run (model type `backbone`).
+
+The raw image goes in (not the data's normalization: the network normalizes as it was
+trained to), is adapted inside the model — 1 ↔ 3 channels, bilinear resize, the
+application's own preprocessing — and passes through the network, a nested Keras model
+named `backbone` that dlpipe/training/finetune.py freezes and unfreezes. The head follows in
+assemble.py as for any architecture.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+
+from dlpipe import registry
+from dlpipe.architectures import BuildProblem
+from dlpipe.architectures.adapt import ImagePreprocess, ResizeImage
+from dlpipe.architectures.inputs import Encoded, one_image
+from dlpipe.architectures.layers import ChannelConvert
+
+NAME = "backbone"
+"""The nested model's name: what the fine-tune schedule looks for."""
+
+HEAD_LAYERS = ("combined", "side_features", "body_flat", "output")
+"""Names of layers that begin a dlpipe model's head (besides `head_*`): where a run's body ends."""
+
+
+def build(spec, encoded: Encoded) -> keras.KerasTensor:
+    one_image(encoded, "backbone")  # marks the image as read; the raw input is what goes in
+    name = next(n for n, f in encoded.features.items() if f.type == "image")
+    raw = encoded.raw[name]
+    if spec.from_run is not None:
+        return _from_run(spec, raw, name)
+    return _application(spec, raw, name)
+
+
+def _adapt(x, name: str, size: tuple[int, int], channels: int):
+    if x.shape[-1] != channels:
+        x = ChannelConvert(channels, name=f"{name}_channels")(x)
+    if tuple(x.shape[1:3]) != tuple(size):
+        x = ResizeImage(*size, name=f"{name}_resize")(x)
+    return x
+
+
+def _application(spec, raw, name: str) -> keras.KerasTensor:
+    entry = registry.entry("application", spec.application)
+    size = tuple(spec.input_size or raw.shape[1:3])
+    if min(size) < entry.min_size:
+        raise BuildProblem(("model", "input_size"), f"{spec.application} needs images of at least "
+                           f"{entry.min_size}×{entry.min_size}; the data's are {size[0]}×{size[1]}: set input_size")
+    x = _adapt(raw, name, size, 3)
+    if entry.preprocessing != "built_in":
+        x = ImagePreprocess(entry.preprocessing, name=f"{name}_preprocess")(x)
+    weights = None if spec.weights == "random" else spec.weights
+    try:
+        network = registry.load("application", spec.application)(
+            include_top=False, weights=weights, input_shape=(*size, 3), pooling=spec.pooling)
+    except Exception as err:  # noqa: BLE001  a download, a weights file or a shape Keras refuses: one line
+        text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if weights == "imagenet":
+            text = (f"could not get {spec.application}'s imagenet weights ({text}); offline, give the path of a "
+                    "weights file, or random")
+        elif weights is not None:
+            text = f"cannot load {weights} into {spec.application} without its top: {text}"
+        raise BuildProblem(("model", "weights" if weights else "application"), text) from None
+    backbone = keras.Model(network.inputs[0], network.outputs[0], name=NAME)
+    return backbone(x)
+
+
+def _from_run(spec, raw, name: str) -> keras.KerasTensor:
+    from dlpipe.errors import DlpipeError
+    from dlpipe.modelfile import load_keras_model
+
+    where = ("model", "from_run")
+    path = Path(spec.from_run) / "model.keras"
+    try:
+        earlier = load_keras_model(path)
+    except DlpipeError as err:
+        raise BuildProblem(where, str(err)) from None
+    if len(earlier.inputs) != 1 or len(earlier.inputs[0].shape) != 4:
+        raise BuildProblem(where, f"{path}: a backbone reads one image; that model has {len(earlier.inputs)} "
+                           "inputs (or one that is no image)")
+    cut = _body_output(earlier)
+    if cut is None:
+        raise BuildProblem(where, f"{path}: no dlpipe head found (layers head_*/output) to cut the body from")
+    body = keras.Model(earlier.inputs[0], cut, name=NAME)
+    wanted = tuple(int(d) for d in earlier.inputs[0].shape[1:3])
+    if spec.input_size is not None and tuple(spec.input_size) != wanted:
+        raise BuildProblem(("model", "input_size"), f"the run's body reads {wanted[0]}×{wanted[1]} images; "
+                           "remove input_size (the image is resized to that)")
+    return body(_adapt(raw, name, wanted, int(earlier.inputs[0].shape[-1])))
+
+
+def _body_output(model):
+    """The tensor a dlpipe model's head starts from: the input of its first head layer."""
+    for layer in model.layers:
+        if layer.name in HEAD_LAYERS or layer.name.startswith("head_"):
+            found = layer.input
+            return found[0] if isinstance(found, (list, tuple)) else found
+    return None

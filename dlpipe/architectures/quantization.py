@@ -1,0 +1,165 @@
+"""Quantization-aware training (`compression.quantization_aware`): int8 simulated in training.
+
+Keras 3.15 has int8 layers (`model.quantize("int8")`, int8 dtype policies), but they quantize
+a trained model: their int8 kernels are not trainable, so they cannot learn around their own
+rounding. It does have the fake-quantization op TFLite's converter knows
+(`keras.quantizers.fake_quant_with_min_max_vars`, which on TensorFlow is
+`tf.quantization.fake_quant_with_min_max_vars`: rounding in the forward pass, a
+straight-through gradient). So the model is rebuilt with layers of our own, `QuantizedDense`
+and `QuantizedConv2D`, which are Keras's Dense and Conv2D plus, in every call:
+
+- the kernel rounded to the int8 grid TFLite will use: symmetric, 127 steps either side of
+  zero, one scale per output channel for a convolution, one per tensor for a dense kernel;
+- the input rounded to an 8-bit grid between its running minimum and maximum (exponential
+  moving averages, widened in training to hold the batch; fixed at inference), as TFLite
+  quantizes activations, with zero exactly representable.
+
+Training therefore sees the int8 model's errors and learns weights robust to them; the
+metrics of the trained Keras model are the simulated int8 model's. Before export
+(`strip`), the model is rebuilt with plain Dense and Conv2D layers holding the kernels as
+rounded to that grid, so that TFLite's full-integer quantization (calibrated on training
+examples, dlpipe/exporters/tflite.py) lands on the very weights training saw, and the other
+formats are float models with the same weights. Only top-level Dense and Conv2D layers are
+quantized in training; layers inside other layers (attention, graph layers from user code)
+keep float training and are quantized by TFLite's calibration alone.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+EMA_DECAY = 0.99
+
+
+def _kernel_range(kernel, per_channel: bool):
+    reduce = tuple(range(len(kernel.shape) - 1)) if per_channel else None
+    bound = ops.stop_gradient(ops.maximum(ops.max(ops.abs(kernel), axis=reduce), 1e-8))
+    return -bound, bound
+
+
+def quantize_kernel(kernel, per_channel: bool):
+    """The kernel rounded to TFLite's symmetric int8 grid (narrow range: −127..127)."""
+    low, high = _kernel_range(kernel, per_channel)
+    return keras.quantizers.fake_quant_with_min_max_vars(kernel, low, high, num_bits=8, narrow_range=True,
+                                                        axis=-1 if per_channel else None)
+
+
+class _InputQuantizer:
+    """The running range of a layer's input and its 8-bit fake quantization."""
+
+    def _build_quantizer(self):
+        self.input_min = self.add_weight(name="input_min", shape=(), initializer="zeros", trainable=False)
+        self.input_max = self.add_weight(name="input_max", shape=(), initializer="zeros", trainable=False)
+        self.input_seen = self.add_weight(name="input_seen", shape=(), initializer="zeros", trainable=False)
+
+    # Dense and Conv2D save only their kernel and bias (by their quantization modes' lists);
+    # Keras's base Layer saves and loads every variable the layer owns, the ranges included.
+    def save_own_variables(self, store):
+        keras.layers.Layer.save_own_variables(self, store)
+
+    def load_own_variables(self, store):
+        keras.layers.Layer.load_own_variables(self, store)
+
+    def _quantize_input(self, inputs, training):
+        if training:
+            # The range always holds 0 (exact zero padding and ReLU zeros).
+            low = ops.minimum(ops.min(ops.stop_gradient(inputs)), 0.0)
+            high = ops.maximum(ops.max(ops.stop_gradient(inputs)), 0.0)
+            first = ops.equal(self.input_seen, 0.0)
+            self.input_min.assign(ops.where(first, low, self.ema_decay * self.input_min + (1 - self.ema_decay) * low))
+            self.input_max.assign(ops.where(first, high, self.ema_decay * self.input_max + (1 - self.ema_decay) * high))
+            self.input_seen.assign(1.0)
+            # In training the grid spans the batch too: a range that lags behind growing
+            # activations would clip them, and the clipped ones get no gradient, so the
+            # network could not grow past its initial ranges.
+            low, high = ops.minimum(self.input_min, low), ops.maximum(self.input_max, high)
+        else:
+            low, high = self.input_min, self.input_max
+        high = ops.maximum(high, low + 1e-6)
+        return keras.quantizers.fake_quant_with_min_max_vars(inputs, low, high, num_bits=8)
+
+
+@keras.saving.register_keras_serializable(package="dlpipe")
+class QuantizedDense(_InputQuantizer, keras.layers.Dense):
+    """Dense with int8-simulated input and kernel (see the module docstring)."""
+
+    def __init__(self, *args, ema_decay: float = EMA_DECAY, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.ema_decay = ema_decay
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self._build_quantizer()
+
+    def call(self, inputs, training=None):
+        x = ops.matmul(self._quantize_input(inputs, training), quantize_kernel(self.kernel, per_channel=False))
+        if self.bias is not None:
+            x = ops.add(x, self.bias)
+        return self.activation(x) if self.activation is not None else x
+
+    def get_config(self):
+        return {**super().get_config(), "ema_decay": self.ema_decay}
+
+
+@keras.saving.register_keras_serializable(package="dlpipe")
+class QuantizedConv2D(_InputQuantizer, keras.layers.Conv2D):
+    """Conv2D with int8-simulated input and kernel (one scale per output channel)."""
+
+    def __init__(self, *args, ema_decay: float = EMA_DECAY, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.ema_decay = ema_decay
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self._build_quantizer()
+
+    def call(self, inputs, training=None):
+        x = self.convolution_op(self._quantize_input(inputs, training), quantize_kernel(self.kernel, per_channel=True))
+        if self.use_bias:
+            shape = (1,) * 3 + (self.filters,) if self.data_format == "channels_last" else (1, self.filters, 1, 1)
+            x = ops.add(x, ops.reshape(self.bias, shape))
+        return self.activation(x) if self.activation is not None else x
+
+    def get_config(self):
+        return {**super().get_config(), "ema_decay": self.ema_decay}
+
+
+_QUANTIZED = {keras.layers.Dense: QuantizedDense, keras.layers.Conv2D: QuantizedConv2D}
+_PLAIN = {QuantizedDense: keras.layers.Dense, QuantizedConv2D: keras.layers.Conv2D}
+
+
+def _rebuild(model, swap, ema_decay: float = EMA_DECAY):
+    """`model` with each top-level layer whose exact type is a key of `swap` rebuilt as the
+    value's class (same config), the others cloned, and every weight the two share copied."""
+
+    def clone(layer):
+        config = layer.get_config()
+        target = swap.get(type(layer))
+        if target is None:
+            return type(layer).from_config(config)
+        config.pop("ema_decay", None)
+        return target.from_config({**config, "ema_decay": ema_decay} if target in _PLAIN else config)
+
+    rebuilt = keras.models.clone_model(model, clone_function=clone)
+    for old, new in zip(model.layers, rebuilt.layers, strict=True):
+        values = old.get_weights()
+        if type(old) in _PLAIN:  # to plain: the kernel as training rounded it
+            values[0] = ops.convert_to_numpy(quantize_kernel(old.kernel, per_channel=type(old) is QuantizedConv2D))
+        shared = min(len(values), len(new.weights))  # the quantizers' own variables come last
+        for variable, value in zip(new.weights[:shared], values[:shared]):
+            variable.assign(value)
+    return rebuilt
+
+
+def quantization_aware(model, ema_decay: float = EMA_DECAY):
+    """`model` rebuilt for quantization-aware training (its weights kept)."""
+    return _rebuild(model, _QUANTIZED, ema_decay)
+
+
+def strip(model):
+    """A model trained quantization-aware, as plain Keras layers holding int8-grid kernels; any
+    other model as it is."""
+    if not any(type(layer) in _PLAIN for layer in model.layers):
+        return model
+    return _rebuild(model, _PLAIN)

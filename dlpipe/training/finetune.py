@@ -1,0 +1,119 @@
+"""A backbone's fine-tune schedule (`model.fine_tune`): which of its layers train in which
+epoch, and the learning-rate factor once it trains.
+
+    phase 0  epochs [0, freeze_epochs): the nested model named `backbone` is frozen — its
+             weights do not train and its batch-norm layers normalize with their moving
+             statistics (a non-trainable BatchNormalization runs in inference mode);
+    phase 1  from freeze_epochs on: all of it, or its top K layers that hold weights, trains
+             (batch norm kept in inference mode unless `batch_norm: train`), at the learning
+             rate × `learning_rate_factor` (`FineTuneRate`, a function of the step counter).
+
+What trains is a pure function of the epoch, and the optimizer is built once over every
+variable that trains in either phase (a variable frozen for now simply gets no update), so
+a checkpoint holds the same variables in both phases and `--resume` on either side of the
+unfreeze continues exactly. The callback switches the phase when an epoch begins (Keras
+retraces its train step then) and logs `phase` and `trainable_params` for history.csv.
+
+Found by name, not by import: training imports no architecture.
+"""
+
+from __future__ import annotations
+
+import keras
+
+BACKBONE = "backbone"
+"""The nested model dlpipe/architectures/backbone.py builds."""
+
+
+def prepare(model, spec, steps_per_epoch: int) -> "FineTuneSchedule | None":
+    """Set `model` up for its fine-tune schedule (None for a model without a backbone): the
+    learning-rate factor in the optimizer, the optimizer built over both phases' variables,
+    the layers as the first epoch wants them. Call before a checkpoint is restored."""
+    tune = getattr(spec.model, "fine_tune", None)
+    backbone = _backbone(model)
+    if tune is None or backbone is None:
+        return None
+    from dlpipe.training.optimizers import optimizers, set_learning_rate
+    from dlpipe.training.schedules import FineTuneRate
+
+    schedule = FineTuneSchedule(backbone, tune)
+    schedule.apply(model, 1)
+    for optimizer, updates in optimizers(model):
+        if tune.learning_rate_factor != 1.0:
+            rate = optimizer.learning_rate
+            if not isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
+                rate = float(keras.ops.convert_to_numpy(rate))
+            set_learning_rate(optimizer, FineTuneRate(rate, tune.freeze_epochs * steps_per_epoch * updates,
+                                                      tune.learning_rate_factor))
+        if not optimizer.built:
+            optimizer.build(model.trainable_variables)
+    schedule.apply(model, schedule.phase(0))
+    return schedule
+
+
+def _backbone(model):
+    try:
+        return model.get_layer(BACKBONE)
+    except ValueError:
+        return None
+
+
+def _layers(layer) -> list:
+    """Every layer inside `layer`, nested models walked, in order."""
+    found = []
+    for inner in getattr(layer, "layers", []):
+        found.append(inner)
+        found += _layers(inner)
+    return found
+
+
+def trainable_params(model) -> int:
+    return int(sum(int(keras.ops.size(v)) for v in model.trainable_variables))
+
+
+class FineTuneSchedule(keras.callbacks.Callback):
+    """Switches the backbone's phase as epochs begin; logs `phase` and `trainable_params`."""
+
+    def __init__(self, backbone, tune):
+        super().__init__()
+        self.backbone, self.tune = backbone, tune
+        self.current: int | None = None
+
+    def phase(self, epoch: int) -> int:
+        return 0 if epoch < self.tune.freeze_epochs else 1
+
+    def apply(self, model, phase: int) -> None:
+        backbone = self.backbone
+        backbone.trainable = phase == 1
+        layers = _layers(backbone)
+        first = 0  # the first layer that trains; batch norm from there on follows `batch_norm`
+        if phase == 1 and self.tune.unfreeze != "all":
+            for layer in layers:
+                layer.trainable = False
+            weighted = [layer for layer in layers if layer.weights and not getattr(layer, "layers", None)
+                        and not isinstance(layer, keras.layers.BatchNormalization)]
+            top = weighted[-self.tune.unfreeze:]
+            for layer in top:
+                layer.trainable = True
+            first = layers.index(top[0]) if top else len(layers)
+        if phase == 1:
+            for i, layer in enumerate(layers):
+                if isinstance(layer, keras.layers.BatchNormalization):
+                    layer.trainable = self.tune.batch_norm == "train" and i >= first
+        self.current = phase
+
+    def on_epoch_begin(self, epoch, logs=None):
+        wanted = self.phase(epoch)
+        if wanted != self.current:
+            self.apply(self.model, wanted)
+            # The traced train step captured the old trainable variables: trace it again.
+            self.model.make_train_function(force=True)
+            if wanted == 1:
+                print(f"[dlpipe] epoch {epoch + 1}: backbone unfrozen "
+                      f"({self.tune.unfreeze if self.tune.unfreeze == 'all' else f'top {self.tune.unfreeze} layers'}; "
+                      f"{trainable_params(self.model):,} trainable parameters)", flush=True)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["phase"] = float(self.current)
+            logs["trainable_params"] = float(trainable_params(self.model))

@@ -1,0 +1,109 @@
+"""Quantization-aware training (`compression.quantization_aware`,
+dlpipe/architectures/quantization.py): the int8 grid of the kernels, the rebuild into plain
+layers before export, a tiny QAT run exported as an int8 TFLite file, and the refusal
+without one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dlpipe.errors import SpecError
+from dlpipe.spec import load_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CNN = """\
+version: 1
+name: qat-cnn
+task: classification
+seed: 3
+data:
+  source: {type: builtin, name: digits}
+  features: [{name: image, type: image}]
+  target: {name: label}
+  split: {train: 0.8, validation: 0.1, test: 0.1, stratify: true}
+prepare:
+  normalization: {image: {type: rescale, scale: 0.0625}}
+model:
+  type: cnn
+  blocks: [{filters: 8, convs: 1}]
+  global_pool: flatten
+  head: {units: [16]}
+training:
+  epochs: 4
+  batch_size: 32
+  optimizer: {type: adam, learning_rate: 3.0e-3}
+  progress: none
+evaluation: {baselines: false}
+compression:
+  quantization_aware: {}
+export:
+  formats: [keras, tflite]
+  tflite: {quantization: [int8]}
+"""
+
+
+def test_quantization_aware_training_without_an_int8_tflite_export_is_refused_at_its_line(tmp_path):
+    path = tmp_path / "spec.yaml"
+    path.write_text(CNN.replace("  tflite: {quantization: [int8]}\n", ""))
+    with pytest.raises(SpecError) as caught:
+        load_spec(path)
+    line = next(i for i, text in enumerate(CNN.splitlines(), 1) if "quantization_aware" in text)
+    assert [str(p) for p in caught.value.problems] == [
+        f"{path}:{line}:23: compression.quantization_aware: quantization-aware training is for an int8 TFLite "
+        "export: add tflite to export.formats and int8 to export.tflite.quantization"]
+
+
+@pytest.mark.slow
+def test_kernels_are_rounded_to_tflites_symmetric_int8_grid():
+    import keras
+
+    from dlpipe.architectures.quantization import quantize_kernel
+
+    kernel = np.random.default_rng(0).normal(size=(3, 3, 4, 5)).astype("float32")
+    for per_channel in (True, False):
+        rounded = keras.ops.convert_to_numpy(quantize_kernel(keras.ops.convert_to_tensor(kernel), per_channel))
+        bound = np.abs(kernel).max(axis=(0, 1, 2) if per_channel else None)
+        steps = rounded / (bound / 127)
+        assert np.allclose(steps, np.round(steps), atol=1e-3) and np.abs(np.round(steps)).max() == 127
+        assert np.abs(rounded - kernel).max() <= (bound / 127 / 2 + 1e-6).max()
+
+
+@pytest.mark.slow
+def test_a_quantization_aware_run_exports_plain_layers_and_an_int8_tflite_file(tmp_path):
+    import keras
+
+    from dlpipe.architectures.quantization import QuantizedConv2D, QuantizedDense, quantize_kernel
+    from dlpipe.exporters.tflite import load
+    from dlpipe.modelfile import load_keras_model
+    from dlpipe.rundir import RunDir
+    from dlpipe.runner import run_spec
+    from dlpipe.stagecache import load_data
+
+    (tmp_path / "spec.yaml").write_text(CNN)
+    out = run_spec(tmp_path / "spec.yaml", out=tmp_path / "run")
+    trained = load_keras_model(out / "model.keras")
+    kinds = {type(layer) for layer in trained.layers}
+    assert {QuantizedConv2D, QuantizedDense} <= kinds
+    for layer in trained.layers:
+        if isinstance(layer, (QuantizedConv2D, QuantizedDense)):  # ranges were learned
+            low, high = (float(keras.ops.convert_to_numpy(v)) for v in (layer.input_min, layer.input_max))
+            assert low <= 0 < high
+
+    exported = load_keras_model(out / "export" / "keras" / "model.keras")
+    assert not any(isinstance(layer, (QuantizedConv2D, QuantizedDense)) for layer in exported.layers)
+    conv = trained.get_layer("block0_conv0")
+    assert np.array_equal(keras.ops.convert_to_numpy(exported.get_layer("block0_conv0").kernel),
+                          keras.ops.convert_to_numpy(quantize_kernel(conv.kernel, per_channel=True)))
+
+    verification = json.loads((out / "export" / "verification.json").read_text())
+    assert verification["tflite/int8"]["passed"] and verification["tflite/int8"]["agreement"] >= 0.97
+    test = load_data(RunDir(out)).splits["test"]
+    predict = load(out / "export" / "tflite" / "model_int8.tflite")
+    accuracy = float(np.mean(np.argmax(predict(test.x), axis=-1) == test.y))
+    keras_accuracy = json.loads((out / "metrics.json").read_text())["test"]["accuracy"]
+    assert accuracy >= 0.85 and abs(accuracy - keras_accuracy) <= 0.03, (accuracy, keras_accuracy)

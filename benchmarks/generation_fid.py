@@ -1,7 +1,7 @@
 """The diffusion template against the GAN template, each FID with the same data, the same
 feature extractor and the same sample count.
 
-    python benchmarks/generation_fid.py [--only digits,mnist] [--out DIR]
+    python benchmarks/generation_fid.py [--only digits,mnist] [--out DIR] [--parallel]
 
 FID depends on the extractor and on the sample count, so the two models are compared on one
 dataset at a time, with that dataset's template's `data` and `evaluation` sections (its
@@ -54,17 +54,24 @@ def specs(dataset: str) -> dict[str, dict]:
     return {"diffusion (template)": diffusion, "gan": other}
 
 
-def run(spec: dict, out: Path) -> dict:
+def start(spec: dict, out: Path) -> tuple[subprocess.Popen, Path, float]:
     out.mkdir(parents=True, exist_ok=True)
     path = out.with_suffix(".yaml")
     path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
     environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "dlpipe.cli", "run", str(path), "--out", str(out),
-                           "--set", "training.progress=none"], capture_output=True, text=True, env=environment)
-    seconds = time.perf_counter() - started
-    if done.returncode != 0:
-        raise SystemExit(f"{path}: dlpipe run failed:\n{done.stderr[-3000:]}")
+    log = open(out.with_suffix(".log"), "w", encoding="utf-8")
+    process = subprocess.Popen([sys.executable, "-m", "dlpipe.cli", "run", str(path), "--out", str(out),
+                                "--set", "training.progress=none"], stdout=log, stderr=subprocess.STDOUT,
+                               env=environment)
+    return process, out, time.perf_counter()
+
+
+def finish(started: tuple[subprocess.Popen, Path, float]) -> dict:
+    process, out, began = started
+    process.wait()
+    seconds = time.perf_counter() - began
+    if process.returncode != 0:
+        raise SystemExit(f"{out}: dlpipe run failed; see {out.with_suffix('.log')}")
     metrics = json.loads((out / "metrics.json").read_text())["test"]
     return {**metrics, "seconds": seconds}
 
@@ -73,18 +80,28 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="digits,mnist")
     parser.add_argument("--out", type=Path, default=Path("build") / "generation-fid")
+    parser.add_argument("--parallel", action="store_true",
+                        help="start every run at once (wall times then include each other's load)")
     args = parser.parse_args(argv)
-    results = {}
+    datasets = args.only.split(",")
     print(f"load average at start: {os.getloadavg()[0]:.1f}")
+    jobs = [(dataset, name, spec) for dataset in datasets for name, spec in specs(dataset).items()]
+    running = {}
+    results = {}
+    for dataset, name, spec in jobs:
+        running[(dataset, name)] = start(spec, args.out / f"{dataset}-{name.split()[0]}")
+        if not args.parallel:
+            results[(dataset, name)] = finish(running[(dataset, name)])
+    for key, started in running.items():
+        if key not in results:
+            results[key] = finish(started)
     print("| data | model | FID first → last | fid_reference | samples (generated / real) | IS (real) | wall |")
     print("|---|---|---|---|---|---|---|")
-    for dataset in args.only.split(","):
-        for name, spec in specs(dataset).items():
-            m = run(spec, args.out / f"{dataset}-{name.split()[0]}")
-            results[(dataset, name)] = m
-            print(f"| {dataset} | {name} | {m['fid_first']:.2f} → {m['fid']:.2f} | {m['fid_reference']:.2f} | "
-                  f"{m['fid_samples']} / {m['fid_real_samples']} | {m.get('inception_score', float('nan')):.2f} "
-                  f"({m.get('inception_score_real', float('nan')):.2f}) | {m['seconds']:.0f} s |", flush=True)
+    for (dataset, name), m in results.items():
+        print(f"| {dataset} | {name} | {m['fid_first']:.2f} → {m['fid']:.2f} | {m['fid_reference']:.2f} | "
+              f"{m['fid_samples']} / {m['fid_real_samples']} | {m.get('inception_score', float('nan')):.2f} "
+              f"({m.get('inception_score_real', float('nan')):.2f}) | {m['seconds']:.0f} s |")
+    for dataset in datasets:
         fids = {name.split()[0]: results[(dataset, name)]["fid"] for name in specs(dataset)}
         verdict = "at most" if fids["diffusion"] <= fids["gan"] else "ABOVE"
         print(f"{dataset}: diffusion FID {fids['diffusion']:.2f} is {verdict} the GAN's {fids['gan']:.2f}")

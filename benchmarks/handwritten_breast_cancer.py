@@ -2,7 +2,8 @@
 
 The same work as `dlpipe run benchmarks/specs/breast-cancer-e2e.yaml`: load, 70/10/20
 stratified split, z-score fitted on train (inside the model), MLP 2×64 ReLU with dropout
-0.1, Adam 1e-3, batch 32, 50 epochs, test accuracy, save model.keras, export a SavedModel.
+0.1, Adam 1e-3, batch 32, 50 epochs, test accuracy, save model.keras, export a SavedModel
+(not with --keras-only, the comparison with `backend: jax` in benchmarks/e2e.py).
 """
 
 import os
@@ -15,7 +16,9 @@ import numpy as np  # noqa: E402
 from sklearn.datasets import load_breast_cancer  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 
-out = sys.argv[1] if len(sys.argv) > 1 else "/tmp/handwritten-bc"
+args = [a for a in sys.argv[1:] if a != "--keras-only"]
+keras_only = "--keras-only" in sys.argv  # write model.keras alone (no SavedModel)
+out = args[0] if args else "/tmp/handwritten-bc"
 os.makedirs(out, exist_ok=True)
 keras.utils.set_random_seed(42)
 x, y = load_breast_cancer(return_X_y=True)
@@ -33,5 +36,8 @@ model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="binary_crossentropy",
 model.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=50, batch_size=32, verbose=2)
 accuracy = float(((model.predict(x_test, verbose=0)[:, 0] >= 0.5) == y_test).mean())
 model.save(os.path.join(out, "model.keras"))
-model.export(os.path.join(out, "saved_model"), verbose=False)
+if not keras_only:
+    model.export(os.path.join(out, "saved_model"), verbose=False)
+with open(os.path.join(out, "accuracy.txt"), "w") as handle:
+    handle.write(repr(accuracy))
 print(f"test accuracy {accuracy:.4f}")

@@ -1,7 +1,7 @@
 """Start-up: from launching `dlpipe run` to the end of its first training step, against
 `python -c "import tensorflow"` (and `import keras`) as the floor.
 
-    python benchmarks/startup.py [--rounds 3] [--spec benchmarks/specs/breast-cancer-e2e.yaml]
+    python benchmarks/startup.py [--rounds 3] [--spec benchmarks/specs/breast-cancer-e2e.yaml] [--backend jax]
 
 The dlpipe process is `dlpipe run SPEC --set training.epochs=1` started through a small
 wrapper (this file with --child) that only adds one callback to the run: at the end of the
@@ -9,6 +9,9 @@ first training batch it writes the wall-clock time to a file. Start-up is that t
 the moment the parent launched the process; the whole run's wall time is printed too. The
 floors are whole processes. dlpipe and the floors alternate, round after round, so that load
 from other processes hits all alike; medians are printed.
+
+`--backend jax` runs the spec with `--set backend=jax --set export.formats=[keras]` and also
+prints the median of the per-round ratios (first step) / (import tensorflow): target ≤ 0.4.
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--spec", default=str(HERE / "specs/breast-cancer-e2e.yaml"))
+    parser.add_argument("--backend", choices=["tensorflow", "jax"], default="tensorflow")
     args = parser.parse_args(argv)
     scratch = Path(tempfile.mkdtemp(prefix="dlpipe-startup-"))
     stamp = scratch / "first_step"
@@ -77,8 +81,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     def dlpipe(i: int) -> tuple[float, float]:
         stamp.unlink(missing_ok=True)
+        sets = ["--set", "backend=jax", "--set", "export.formats=[keras]"] if args.backend == "jax" else []
         return timed([python, __file__, "--child", str(stamp), "run", args.spec, "--set", "training.epochs=1",
-                      "--out", str(scratch / f"run{i}")], stamp)
+                      *sets, "--out", str(scratch / f"run{i}")], stamp)
 
     floors = {"import tensorflow": [python, "-c", "import tensorflow"],
               "import keras": [python, "-c", "import keras"]}
@@ -100,7 +105,9 @@ def main(argv: list[str] | None = None) -> dict:
     result = {name: statistics.median(r[name] for r in rows) for name in rows[0]}
     result["first step - import tensorflow"] = statistics.median(
         r["dlpipe run: first step"] - r["import tensorflow"] for r in rows)
-    print(f"\nspec {Path(args.spec).name} (1 epoch), {args.rounds} rounds, load average {os.getloadavg()[0]:.2f}, "
+    result["first step / import tensorflow"] = statistics.median(
+        r["dlpipe run: first step"] / r["import tensorflow"] for r in rows)
+    print(f"\nspec {Path(args.spec).name} (1 epoch, backend {args.backend}), {args.rounds} rounds, load average {os.getloadavg()[0]:.2f}, "
           f"cpu count {os.cpu_count()}, TF_CPP_MIN_LOG_LEVEL={env_note}")
     print("\n| | median (s) |\n|---|---:|")
     for name, value in result.items():

@@ -197,7 +197,8 @@ def export(run_dir: str, formats: tuple[str, ...], overrides: tuple[str, ...], a
     Loads RUN_DIR/model.keras, rebuilds the data from RUN_DIR/spec.yaml (held-out
     examples to verify on, training examples to calibrate int8), then writes, verifies
     and describes each format exactly as `dlpipe run` does: export/<format>/,
-    export/verification.json, export/model_card.md and .json.
+    export/verification.json (each format's test metrics, bytes, gzip bytes and latency
+    computed again with its own runtime), export/model_card.md and .json.
     """
     from dlpipe.backend_import import import_tensorflow
 
@@ -211,7 +212,12 @@ def export(run_dir: str, formats: tuple[str, ...], overrides: tuple[str, ...], a
         verdict = {True: "verified", False: "FAILED", None: "not verified"}[entry.get("passed")]
         numbers = "".join(f"  {name.replace('_', ' ')} {entry[name]:.3g}" for name in ("max_abs_diff", "agreement")
                           if name in entry)
-        click.echo(f"{key:<16} {verdict:<12} {entry.get('path') or entry.get('error')}{numbers}")
+        scored = [f"test {name} {value:.4g}" for name, value in (entry.get("test_metrics") or {}).items()
+                  if isinstance(value, float)][:2]
+        scored += [f"{entry['gzip_bytes']:,} gzip bytes"] if "gzip_bytes" in entry else []
+        scored += [f"{entry['latency']['median_ms']:.3g} ms per example"] if "latency" in entry else []
+        shown = f"  ({', '.join(scored)})" if scored else ""
+        click.echo(f"{key:<16} {verdict:<12} {entry.get('path') or entry.get('error')}{numbers}{shown}")
 
 
 @main.command()

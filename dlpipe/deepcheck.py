@@ -49,7 +49,10 @@ def build(spec, document, base_dir: Path):
         return SpecError([locate(document, path, message)])
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from dlpipe.spec.paths import resolved
+
     task = tasks.require(spec.task, "deep", spec.name)
+    spec = resolved(spec, base_dir)  # as `dlpipe run` builds it: paths beyond the data (a from_run) too
     with keras.StatelessScope(initialize_variables=False):
         model = task.hook("deep_build")(spec, base_dir, located)
     problem = memory_problem(model, spec)

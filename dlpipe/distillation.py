@@ -110,10 +110,10 @@ class Teacher:
         def apply(x, y, weight, seed):
             x, y, weight = augment(x, y, weight, seed)
             out = model(as_called(model, {name: x[name] for name in inputs}), training=False)
-            soft = tf.reshape(tf.cast(out, tf.float32), [tf.shape(y)[0], -1])
+            soft = tf.reshape(tf.cast(out, tf.float32), [-1, width])  # a static width: the losses read it
             if order is not None:
                 soft = tf.gather(soft, order, axis=1)
-            return x, tf.concat([y[:, :-width], soft], axis=1), weight
+            return x, tf.ensure_shape(tf.concat([y[:, :-width], soft], axis=1), y.shape), weight
 
         return apply
 

@@ -507,10 +507,46 @@ def output_kind(interface: dict, where: str | Path = "") -> str:
     return tasks.require(name, "predict", where or None).output
 
 
+def output_columns(interface: dict) -> list[str]:
+    """A multi-output model's columns, one group per output: `<output>/prediction` (a class
+    name or a number), then for a classification output `<output>/probability_<class>`."""
+    columns = []
+    for name, entry in _outputs(interface):
+        columns.append(f"{name}/prediction")
+        columns += [f"{name}/probability_{label}" for label in entry.get("class_names") or ()]
+    return columns
+
+
+def _outputs(interface: dict) -> list[tuple[str, dict]]:
+    """(name, entry) of each output, in the spec's order (`output_names`; JSON sorts the dict)."""
+    names = interface.get("output_names") or list(interface["outputs"])
+    return [(name, interface["outputs"][name]) for name in names]
+
+
+def _output_records(interface: dict, output: dict) -> list[dict]:
+    """A multi-output model's outputs (by name) → one flat record per example, by output_columns."""
+    count = len(next(iter(output.values())))
+    out = [{} for _ in range(count)]
+    for name, entry in _outputs(interface):
+        values = np.asarray(output[name], dtype=np.float64).reshape(count, -1)
+        names = entry.get("class_names")
+        if names:
+            probs = probabilities({"output": entry}, values)
+            for record, row in zip(out, probs):
+                record[f"{name}/prediction"] = names[int(row.argmax())]
+                record.update({f"{name}/probability_{label}": float(p) for label, p in zip(names, row)})
+        else:
+            for record, row in zip(out, values):
+                record[f"{name}/prediction"] = float(row[0])
+    return out
+
+
 def records(interface: dict, output: np.ndarray, labels: list[str] | None, label_name: str) -> list[dict]:
     out = []
     kind = output_kind(interface)
-    if kind == "classes" and multi_label(interface):
+    if kind == "outputs":  # several outputs (task multi_output): a column group per output
+        out = _output_records(interface, output)
+    elif kind == "classes" and multi_label(interface):
         classes, threshold = interface["class_names"], interface["output"].get("threshold", 0.5)
         for row in np.asarray(output, dtype=np.float64).reshape(len(output), -1):
             out.append({"prediction": [name for name, p in zip(classes, row) if p >= threshold],
@@ -553,6 +589,8 @@ class Writer:
                 header += [f"embedding_{i}" for i in range(interface["output"]["units"])]
             elif forecast_steps(interface):
                 header += [f"forecast_{step + 1}" for step in range(forecast_steps(interface))]
+            elif kind == "outputs":
+                header += output_columns(interface)
             else:
                 header.append("prediction")
             if explained:  # the record's "explanation" follows its prediction
@@ -737,6 +775,8 @@ def _explainer(model: Model, predictor: Predictor, allow_unsafe: bool):
     from dlpipe.explain.top import TopFeatures, keras_file
     from dlpipe.modelfile import load_keras_model
 
+    if predictor.output == "outputs":
+        raise DlpipeError("--explain explains one class or value per example; this model gives several outputs")
     if predictor.output in ("classes", "values") and (multi_label(predictor.interface)
                                                       or forecast_steps(predictor.interface)):
         what = "a set of classes" if multi_label(predictor.interface) else "a forecast"

@@ -412,8 +412,13 @@ _TABLES: dict[str, dict[str, Entry]] = {
         "detection": Entry("dlpipe.tasks.detection:TASK"),
         "embedding": Entry("dlpipe.tasks.embedding:TASK"),
         "generation": Entry("dlpipe.tasks.generation:TASK"),
+        "multi_output": Entry("dlpipe.tasks.multi_output:TASK"),
     },
 }
+
+# Task multi_output scores each output with its kind's table (dlpipe/tasks/multi_output.py);
+# its own table is their union, which names every metric an output may list.
+_TABLES["metric:multi_output"] = {**_TABLES["metric:classification"], **_TABLES["metric:regression"]}
 
 TABLES = MappingProxyType({kind: MappingProxyType(t) for kind, t in _TABLES.items()})
 

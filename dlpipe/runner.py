@@ -17,7 +17,6 @@ from pathlib import Path
 import yaml
 
 from dlpipe import imports, tasks, testhooks
-from dlpipe.backend_import import import_tensorflow
 from dlpipe.errors import DlpipeError, Interrupted, SpecError
 from dlpipe.rundir import RunDir, atomic_write_text, write_error
 from dlpipe.spec import Spec, load_document, locate
@@ -70,6 +69,7 @@ def run_spec(spec_path: str | Path, *, overrides: Sequence[str] = (), out: str |
 
     spec, document = load_document(spec_path, overrides)
     imports.check(spec, document)  # before any work: a module the command line did not allow is one line
+    _check_backend(spec, document)
     # The run reads, keys, fingerprints and writes the spec with its paths made absolute, so
     # its spec.yaml is the very spec it ran, and running that file from anywhere repeats it.
     spec = resolved(spec, Path(base_dir or Path(spec_path).resolve().parent).resolve())
@@ -78,7 +78,7 @@ def run_spec(spec_path: str | Path, *, overrides: Sequence[str] = (), out: str |
     root = Path(out) if out else RunDir.default_path(spec.name)
     chief = writes_run_directory(spec.training.strategy)
     if not chief:
-        import_tensorflow()
+        _activate(spec)
         return _train_as_worker(spec, document, spec_path, root, resume)
     task = tasks.get(spec.task)
     pipeline = task.hook("run")
@@ -117,8 +117,9 @@ def run_spec(spec_path: str | Path, *, overrides: Sequence[str] = (), out: str |
             # before anything is read or trained (dlpipe/tracking.py).
             tracker = open_run_tracker(spec, run_dir.root, spec_file, parent=tracking_parent)
             # The spec is valid and the run directory writable (an unwritable --out fails in
-            # a fraction of a second): TensorFlow will be needed; import it without its noise.
-            import_tensorflow()
+            # a fraction of a second): import Keras on the spec's backend (TensorFlow without its
+            # noise; on jax no TensorFlow at all: dlpipe/backend.py).
+            _activate(spec)
             logger = [tracker.callback()] if tracker is not None else []  # first: a pruned epoch is logged too
             context = Context(spec, document, run_dir, Path(base_dir or Path(spec_path).resolve().parent).resolve(),
                               callbacks=[*logger, *callbacks, *testhooks.callbacks()])
@@ -152,6 +153,28 @@ def run_spec(spec_path: str | Path, *, overrides: Sequence[str] = (), out: str |
         finally:
             run_dir.unlock()
     return run_dir.root
+
+
+def _check_backend(spec: Spec, document: Document) -> None:
+    """Before any work: the packages the spec's backend and steps need are installed
+    (spec/backends.py, as `dlpipe validate` checks), and this process has not imported Keras
+    on another backend."""
+    from dlpipe import backend
+    from dlpipe.spec.backends import check_environment
+    from dlpipe.validation_cache import Observations
+
+    problems = [locate(document, path, message) for path, message in check_environment(spec, Observations())]
+    if problems:
+        raise SpecError(problems)
+    before = backend.current()
+    if before is not None and before != spec.backend:
+        backend.activate(spec.backend)  # raises the one line
+
+
+def _activate(spec: Spec) -> None:
+    from dlpipe import backend
+
+    backend.activate(spec.backend, deterministic=spec.training.deterministic is True)
 
 
 def _close(tracker, run_dir: RunDir, status: str, error: str | None = None) -> None:

@@ -151,6 +151,12 @@ class Observations:
         self._keep("glob", pattern, answer)
         return answer
 
+    def module(self, name: str) -> bool:
+        """Whether a top-level package is installed (looked up, not imported)."""
+        answer = _OBSERVE["module"](name)
+        self._keep("module", name, answer)
+        return answer
+
 
 def unchanged(observations: list) -> bool:
     """Whether every observation, made again now, gives the answer it gave."""
@@ -283,8 +289,19 @@ def _glob(pattern: str):
     return sorted(glob.glob(pattern))
 
 
-_OBSERVE = {"stat": _stat, "first_line": _first_line, "parquet_footer": _parquet_footer, "zip_names": _zip_names,
-            "keras_head": _keras_head, "small_json": _small_json, "listing": _listing, "glob": _glob}
+def _module(name: str) -> bool:
+    import importlib.util
+    import sys
+
+    try:
+        return name in sys.modules or importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+_OBSERVE = {"module": _module, "stat": _stat, "first_line": _first_line, "parquet_footer": _parquet_footer,
+            "zip_names": _zip_names, "keras_head": _keras_head, "small_json": _small_json, "listing": _listing,
+            "glob": _glob}
 
 
 class ValidationCache:

@@ -102,7 +102,8 @@ def run(ctx) -> None:
         from dlpipe.training.fit import train
 
         if not reuse["train"]:
-            history = train(model, spec, fitting, run_dir=run_dir, located=ctx.located, callbacks=ctx.callbacks,
+            history = train(model, spec, fitting, run_dir=run_dir, located=ctx.located,
+                            callbacks=[*(ctx.callbacks or []), *quantize_from(spec)],
                             wrap_augment=teacher.augment if teacher is not None else None)
             if not ctx.chief:
                 return  # another worker of a multi-worker run: the chief evaluates, exports, writes
@@ -182,6 +183,15 @@ def build(spec, data, located):
 
         model = quantization_aware(model, spec.compression.quantization_aware.ema_decay)
     return model
+
+
+def quantize_from(spec) -> list:
+    """The callback that starts int8 simulation at compression.quantization_aware.start_epoch."""
+    if spec.compression is None or spec.compression.quantization_aware is None:
+        return []
+    from dlpipe.architectures.quantization import QuantizeFrom
+
+    return [QuantizeFrom(spec.compression.quantization_aware.start_epoch)]
 
 
 def deep_build(spec, base_dir, located):

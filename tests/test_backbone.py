@@ -221,3 +221,17 @@ def test_an_application_trains_freezes_unfreezes_and_exports_raw_image_models(tm
     for key in ("keras", "saved_model", "tflite/float32"):
         assert verification[key]["passed"] is True, (key, verification[key])
     assert model.inputs[0].shape[1:] == (8, 8, 1)  # raw 8×8 grey digits in; 32×32 RGB inside
+
+
+def test_validate_deep_finds_the_earlier_run_beside_the_spec(folder):
+    """`from_run: earlier` is relative to the spec's folder, not the working directory."""
+    from click.testing import CliRunner
+
+    from dlpipe.cli import main
+
+    assert Path.cwd() != folder
+    result = CliRunner().invoke(main, ["validate", "--deep", str(folder / "later.yaml")])
+    assert result.exit_code == 0, result.output
+    import re
+
+    assert re.search(r"\n  backbone +Functional ", result.output) and "output shape: (batch, 5)" in result.output

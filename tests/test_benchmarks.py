@@ -40,3 +40,23 @@ def test_scaling_csv_has_the_rows_and_columns_the_spec_names(tmp_path):
     assert {row["colour"] for row in rows} <= {"red", "green", "blue", "grey", "black"}
     scaling.write_csv(tmp_path / "again.csv", 58)
     assert (tmp_path / "again.csv").read_bytes() == path.read_bytes()  # seeded
+
+
+@pytest.mark.slow
+def test_gpu_benchmark_runs_tiny_on_this_cpu(tmp_path):
+    """benchmarks/gpu.py at its tiny size: a ViT trained by `dlpipe run` on backend jax with
+    precision and jit_compile auto, its throughput and XLA's FLOP count (no peak on a CPU)."""
+    import json
+    import os
+    import subprocess
+
+    out = tmp_path / "gpu.json"
+    env = {**os.environ, "DLPIPE_CACHE_DIR": str(tmp_path / "cache")}
+    env.pop("KERAS_BACKEND", None)
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "run", "--size", "tiny",
+                           "--models", "vit", "--json", str(out)], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (row,) = json.loads(out.read_text())
+    assert (row["model"], row["backend"], row["precision"], row["jit_compile"]) == ("vit", "jax", "float32", True)
+    assert row["samples_per_s"] > 0 and row["forward_gflops_per_example"] > 0 and row["parameters"] > 0
+    assert row["mfu"] is None and "samples/s" in done.stdout

@@ -252,3 +252,17 @@ def test_a_student_learns_from_the_teacher_s_cached_outputs(teacher_run, tmp_pat
     student = load_keras_model(distilled / "model.keras")
     assert isinstance(student, keras.Model) and student.output.shape[-1] == 10
     assert json.loads((distilled / "export/verification.json").read_text())["keras"]["passed"]
+
+
+@pytest.mark.slow
+def test_with_augmentation_the_teacher_runs_inside_the_training_input(teacher_run, tmp_path):
+    """The teacher's call on each augmented batch runs in tf.data's graph (Teacher.augment;
+    its numbers are checked against the teacher in the test above it): a real run trains."""
+    augmented = ("prepare.augmentation=[{type: rotation, factor: 0.05}, {type: mixup, alpha: 0.2}]",)
+    run = _student(tmp_path / "augmented", *augmented, f"distillation={{teacher: {teacher_run}, soft_loss_weight: 0.5}}")
+    history = [line.split(",") for line in (run / "history.csv").read_text().splitlines()]
+    losses = [float(row[history[0].index("loss")]) for row in history[1:]]
+    assert len(losses) == 2 and all(np.isfinite(losses)) and losses[1] < losses[0]
+    plain = _student(tmp_path / "plain", *augmented)
+    assert (plain / "history.csv").read_text() != (run / "history.csv").read_text()
+    assert json.loads((run / "run.json").read_text())["status"] == "completed"

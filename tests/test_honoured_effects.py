@@ -58,28 +58,33 @@ BASES: dict[str, tuple[str, tuple[str, ...]]] = {
     "classification": ("tabular-classification", (
         f"data.source={{type: csv, path: {DATA}/table.csv}}", f"data.features={_TABLE_FEATURES}",
         "data.target={name: label}", "model.units=[4]", "training.epochs=2", "training.batch_size=16",
-        "export.formats=[keras]", "tuning=null")),
+        "export.formats=[keras]", "export.latency_calls=5", "tuning=null")),
     "regression": ("tabular-regression", (
         f"data.source={{type: csv, path: {DATA}/table.csv}}", f"data.features={_TABLE_FEATURES}",
         "data.target={name: value}", "model.units=[4]", "training.epochs=2", "training.batch_size=16",
-        "export.formats=[keras]")),
+        "export.formats=[keras]", "export.latency_calls=5")),
     "forecasting": ("time-series-forecasting", (
         f"data.source={{type: csv, path: {DATA}/series.csv}}",
         "data.windows={lookback: 6, horizon: 2, stride: 1, order_by: week}", "model.units=[4]",
-        "model.head.units=[4]", "training.epochs=2", "training.batch_size=16", "export.formats=[keras]")),
+        "model.head.units=[4]", "training.epochs=2", "training.batch_size=16", "export.formats=[keras]", "export.latency_calls=5")),
     "detection": ("object-detection", (
         "data.source.images=40", "data.source.image_size=32", "data.source.min_size=6", "data.source.max_size=12",
         "data.source.max_objects=2", "model.filters=[4, 8]", "model.stride=2", "model.head_filters=4",
-        "model.decode.max_detections=5", "training.epochs=2", "training.batch_size=16", "export.formats=[keras]")),
+        "model.decode.max_detections=5", "training.epochs=2", "training.batch_size=16", "export.formats=[keras]", "export.latency_calls=5")),
     "embedding": ("autoencoder-embeddings", (
         f"data.source={{type: npz, path: {DATA}/digits.npz}}", "model.units=[8]", "model.latent=4",
-        "training.epochs=2", "training.batch_size=16", "evaluation.knn_neighbors=3", "export.formats=[keras]")),
+        "training.epochs=2", "training.batch_size=16", "evaluation.knn_neighbors=3", "export.formats=[keras]", "export.latency_calls=5")),
     "generation": ("image-generation-gan", (
         f"data.source={{type: npz, path: {DATA}/digits.npz}}", "model.latent_size=4",
         "model.generator.filters=[4]", "model.discriminator.filters=[4, 4]", "training.epochs=2",
         "training.batch_size=16", "evaluation.generation.every=1", "evaluation.generation.grid=4",
         "evaluation.generation.feature_extractor.epochs=1", "evaluation.generation.feature_extractor.units=8",
-        "export.formats=[keras]")),
+        "export.formats=[keras]", "export.latency_calls=5")),
+    "multi_output": ("multi-output", (
+        f"data.source={{type: csv, path: {DATA}/table.csv}}", f"data.features={_TABLE_FEATURES}",
+        "data.targets=[{name: label, column: label, kind: classification}, {name: value, column: value, "
+        "kind: regression}]", "model.units=[4]", "model.head.units=[2]", "training.epochs=2",
+        "training.batch_size=16", "export.formats=[keras]", "export.latency_calls=5")),
 }
 """task → (template in specs/, the overrides that make it tiny)."""
 
@@ -359,11 +364,11 @@ _CONDITIONAL = ("data.target={name: label}",)
 TASK_SAMPLES: dict[tuple[str, str], Sample] = {
     # distillation: a teacher of the task's kind (written by _write_data); the soft loss shows in the first step
     ("classification", "distillation"): Sample(f"{{teacher: {DATA}/teacher_classes.keras, temperature: 2.0, "
-                                               "soft_loss_weight: 0.9}", "step"),
+                                               "soft_loss_weight: 0.9}", "first_step"),
     ("regression", "distillation"): Sample(f"{{teacher: {DATA}/teacher_values.keras, soft_loss_weight: 0.9}}",
-                                           "step"),
+                                           "first_step"),
     # classification, regression: an mlp (model.type: a layer graph)
-    **{(task, key): sample for task in ("classification", "regression") for key, sample in {
+    **{(task, key): sample for task in ("classification", "regression", "multi_output") for key, sample in {
         "model.type": Sample(("model={type: graph, nodes: [{name: h, layer: Dense, args: {units: 3}, "
                               "inputs: [f1]}]}",), "model"),
         # The width of a text feature's bag of embeddings: it needs a text feature.
@@ -374,6 +379,9 @@ TASK_SAMPLES: dict[tuple[str, str], Sample] = {
                                            "model_dim: 4, feed_forward: 4, head: {units: [4]}}",), "model"),
     ("forecasting", "model.cell"): Sample("lstm", "model"),
     ("forecasting", "model.bidirectional"): Sample("true", "model"),
+    # multi_output: the regression output becomes a second classification output (label2)
+    ("multi_output", "data.targets"): Sample("[{name: label, column: label, kind: classification}, "
+                                             "{name: value, column: label2, kind: classification}]", "model"),
     ("regression", "training.loss"): Sample("huber", "compiled"),
     ("forecasting", "training.loss"): Sample("huber", "compiled"),
     ("regression", "evaluation.metrics"): Sample("[mae]", "metrics"),
@@ -509,7 +517,7 @@ UNOBSERVABLE: dict[str, str] = {
     "tuning": "read by `dlpipe tune`, not `dlpipe run` (tests/test_tuning.py changes its keys)",
     **{f"{task}:data.split.stratify": "its one other value, true, is refused: the task has no classes "
                                       "(spec/checks.py check_split); false is the value the task fills in"
-       for task in ("regression", "forecasting", "detection")},
+       for task in ("regression", "forecasting", "detection", "multi_output")},
     "detection:model.type": "centernet is task detection's one model",
     "embedding:model.type": "autoencoder is task embedding's one model",
     "generation:model.type": "gan is task generation's one model",
@@ -517,6 +525,9 @@ UNOBSERVABLE: dict[str, str] = {
                                     "loaded, and dlpipe writes none (tests/test_reliability.py loads one)",
     "tracking": "logs the run to an MLflow server, outside the run: the runner does it around every "
                 "pipeline, and tests/test_tracking.py reads a run back from a real server",
+    "backend": "Keras picks its backend once per process, and this module runs every sample in one "
+               "TensorFlow process; tests/test_backend.py runs classification and regression on jax in "
+               "fresh processes (run.json backend jax, no TensorFlow imported)",
 }
 """Keys (and every key below them) whose effect a tiny run cannot show, and why."""
 
@@ -776,9 +787,16 @@ _SIZE = re.compile(r"\d[\d,]*\sB\b")
 between two exports of one model in one process (TensorFlow numbers its traced functions)."""
 
 
+_SLOW_STEP = re.compile(r"^\[dlpipe\] [^\n]*(\(<t>\)|, <t>|, ETA <t>)\n?", re.M)
+"""A progress step's lines (dlpipe/progress.py), printed only when the step takes over 2 s (its
+final line ends with the elapsed time in parentheses, a line while it runs with the elapsed
+time): whether they are there at all depends on the machine's load."""
+
+
 def _plain_text(text: str, out: Path) -> str:
-    """`text` without what differs between two runs of one spec: durations, the run's folder."""
-    return _SIZE.sub("<size>", _DURATION.sub("<t>", text.replace(str(out), "<run>")))
+    """`text` without what differs between two runs of one spec: durations, the run's folder,
+    the lines of steps that happened to be slow."""
+    return _SLOW_STEP.sub("", _SIZE.sub("<size>", _DURATION.sub("<t>", text.replace(str(out), "<run>"))))
 
 
 def _plain(value, out: Path | None = None):

@@ -40,7 +40,7 @@ training:
   progress: none
 evaluation: {baselines: false}
 compression:
-  quantization_aware: {}
+  quantization_aware: {start_epoch: 2}
 export:
   formats: [keras, tflite]
   tflite: {quantization: [int8]}
@@ -56,6 +56,17 @@ def test_quantization_aware_training_without_an_int8_tflite_export_is_refused_at
     assert [str(p) for p in caught.value.problems] == [
         f"{path}:{line}:23: compression.quantization_aware: quantization-aware training is for an int8 TFLite "
         "export: add tflite to export.formats and int8 to export.tflite.quantization"]
+
+
+def test_a_start_epoch_after_training_is_refused_at_its_line(tmp_path):
+    path = tmp_path / "spec.yaml"
+    path.write_text(CNN.replace("start_epoch: 2", "start_epoch: 5"))
+    with pytest.raises(SpecError) as caught:
+        load_spec(path)
+    line = next(i for i, text in enumerate(CNN.splitlines(), 1) if "quantization_aware" in text)
+    assert [str(p) for p in caught.value.problems] == [
+        f"{path}:{line}:37: compression.quantization_aware.start_epoch: epoch 5 is after the last training epoch "
+        "(training.epochs is 4)"]
 
 
 @pytest.mark.slow
@@ -90,9 +101,10 @@ def test_a_quantization_aware_run_exports_plain_layers_and_an_int8_tflite_file(t
     kinds = {type(layer) for layer in trained.layers}
     assert {QuantizedConv2D, QuantizedDense} <= kinds
     for layer in trained.layers:
-        if isinstance(layer, (QuantizedConv2D, QuantizedDense)):  # ranges were learned
-            low, high = (float(keras.ops.convert_to_numpy(v)) for v in (layer.input_min, layer.input_max))
-            assert low <= 0 < high
+        if isinstance(layer, (QuantizedConv2D, QuantizedDense)):  # ranges were learned; int8 simulated
+            low, high, on = (float(keras.ops.convert_to_numpy(v)) for v in (layer.input_min, layer.input_max,
+                                                                           layer.quantizing))
+            assert low <= 0 < high and on == 1.0
 
     exported = load_keras_model(out / "export" / "keras" / "model.keras")
     assert not any(isinstance(layer, (QuantizedConv2D, QuantizedDense)) for layer in exported.layers)

@@ -118,7 +118,9 @@ def test_every_entry_has_its_kinds_facts(kind, name):
         assert isinstance(entry.targets, tuple) and entry.targets, f"{where}: no targets"
         assert set(entry.targets) <= set(registry.TARGETS) and len(set(entry.targets)) == len(entry.targets), where
         assert isinstance(entry.binary, bool), where
-        assert not entry.binary or kind == "metric:classification", f"{where}: only classes have a positive class"
+        # multi_output's table is the union of classification's and regression's (an output of each kind)
+        assert not entry.binary or kind in ("metric:classification", "metric:multi_output"), \
+            f"{where}: only classes have a positive class"
     elif isinstance(entry, registry.Architecture):
         assert isinstance(entry.reads, tuple) and set(entry.reads) <= FEATURE_TYPES, where
         assert isinstance(entry.single, bool) and (entry.reads or not entry.single), where
@@ -233,6 +235,7 @@ CALLS = {
     "metric:classification": ("y", "probabilities"),
     "metric:regression": ("y", "prediction"),
     "metric:forecasting": ("y", "forecast"),
+    "metric:multi_output": ("y", "output"),  # an output's labels and its part of the model's output
     "metric:detection": ("ground_truth", "predictions"),
     ("metric:embedding", "reconstruction_mse"): ("original", "reconstruction"),
     ("metric:embedding", "knn_accuracy"): ("train_embeddings", "train_labels", "embeddings", "labels", "neighbors"),

@@ -113,7 +113,7 @@ def test_tune_stops_on_a_misspelled_key_before_any_trial(tmp_path):
     ("model..units", "'model..units' is not a spec key; write a dotted path such as "
                      "training.optimizer.learning_rate"),
     ("trainig.epochs", "unknown spec key 'trainig.epochs'; did you mean 'training.epochs'?"),
-    ("zzz", "unknown spec key 'zzz'; the spec has: version, name, description, task, seed, data, "
+    ("zzz", "unknown spec key 'zzz'; the spec has: version, name, description, task, seed, backend, data, "
             "prepare, model, training, evaluation, compression, export, distillation, tuning, tracking, allow_unsafe_deserialization"),
 ])
 def test_key_paths_are_walked_through_the_spec_model(key, message):
@@ -232,12 +232,12 @@ def test_combinations_are_left_to_the_trials(tmp_path):
 
 def test_objective_defaults_follow_the_task(tmp_path):
     spec = load_spec(write_spec(tmp_path, "tuning: {}\n"))
-    assert spec.tuning.objective.model_dump() == {"metric": "accuracy", "split": "validation",
+    assert spec.tuning.objective.model_dump() == {"metric": "accuracy", "weights": None, "split": "validation",
                                                   "direction": "maximize"}
     regression = BASE.replace("task: classification", "task: regression").replace(
         "breast_cancer", "diabetes").replace("stratify: true", "stratify: false")
     spec = load_spec(write_spec(tmp_path, "tuning: {}\n", base=regression))
-    assert spec.tuning.objective.model_dump() == {"metric": "mse", "split": "validation",
+    assert spec.tuning.objective.model_dump() == {"metric": "mse", "weights": None, "split": "validation",
                                                   "direction": "minimize"}
     assert space.progress_key(spec) == ("val_loss", 1.0)
 

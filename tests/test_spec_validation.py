@@ -109,7 +109,8 @@ NAME_CASES = [
     pytest.param(IMAGE, ("  batch_size: 64\n", "  batch_size: 64\n  loss: msee\n"), "msee", "training.loss",
                  "unknown loss 'msee'; did you mean 'mse'?", id="loss"),
     pytest.param(IMAGE, ("task: classification", "task: clasification"), "clasification", "task",
-                 "expected 'classification', 'regression', 'forecasting', 'detection', 'embedding' or 'generation', got 'clasification'; "
+                 "expected 'classification', 'regression', 'forecasting', 'detection', 'embedding', 'generation' or 'multi_output', got "
+                 "'clasification'; "
                  "did you mean 'classification'?",
                  id="task"),
     pytest.param(IMAGE, ("global_pool: flatten", "global_pool: flaten"), "flaten", "model.global_pool",

@@ -14,8 +14,13 @@ from dlpipe.errors import Problem, SpecError
 def build_model(spec, data, located=None) -> keras.Model:
     """`located(path, message)` → SpecError pointing at the spec's line (Context.located);
     without it the error names the spec path only."""
+    return build_with(_build, spec, data, located)
+
+
+def build_with(build, spec, data, located=None) -> keras.Model:
+    """`build(spec, data)`, its BuildProblem turned into a located SpecError."""
     try:
-        return _build(spec, data)
+        return build(spec, data)
     except BuildProblem as problem:
         if located is None:
             from dlpipe.spec.loader import format_path

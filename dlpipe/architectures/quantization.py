@@ -52,6 +52,12 @@ class _InputQuantizer:
         self.input_min = self.add_weight(name="input_min", shape=(), initializer="zeros", trainable=False)
         self.input_max = self.add_weight(name="input_max", shape=(), initializer="zeros", trainable=False)
         self.input_seen = self.add_weight(name="input_seen", shape=(), initializer="zeros", trainable=False)
+        # 1: int8 simulated; 0 (the epochs before compression.quantization_aware.start_epoch):
+        # float, while the input ranges are tracked already. Set by `QuantizeFrom`.
+        self.quantizing = self.add_weight(name="quantizing", shape=(), initializer="ones", trainable=False)
+
+    def _switch(self, quantized, plain):
+        return ops.where(ops.greater(self.quantizing, 0.0), quantized, plain)
 
     # Dense and Conv2D save only their kernel and bias (by their quantization modes' lists);
     # Keras's base Layer saves and loads every variable the layer owns, the ranges included.
@@ -77,7 +83,7 @@ class _InputQuantizer:
         else:
             low, high = self.input_min, self.input_max
         high = ops.maximum(high, low + 1e-6)
-        return keras.quantizers.fake_quant_with_min_max_vars(inputs, low, high, num_bits=8)
+        return self._switch(keras.quantizers.fake_quant_with_min_max_vars(inputs, low, high, num_bits=8), inputs)
 
 
 @keras.saving.register_keras_serializable(package="dlpipe")
@@ -93,7 +99,8 @@ class QuantizedDense(_InputQuantizer, keras.layers.Dense):
         self._build_quantizer()
 
     def call(self, inputs, training=None):
-        x = ops.matmul(self._quantize_input(inputs, training), quantize_kernel(self.kernel, per_channel=False))
+        kernel = self._switch(quantize_kernel(self.kernel, per_channel=False), self.kernel)
+        x = ops.matmul(self._quantize_input(inputs, training), kernel)
         if self.bias is not None:
             x = ops.add(x, self.bias)
         return self.activation(x) if self.activation is not None else x
@@ -115,7 +122,8 @@ class QuantizedConv2D(_InputQuantizer, keras.layers.Conv2D):
         self._build_quantizer()
 
     def call(self, inputs, training=None):
-        x = self.convolution_op(self._quantize_input(inputs, training), quantize_kernel(self.kernel, per_channel=True))
+        kernel = self._switch(quantize_kernel(self.kernel, per_channel=True), self.kernel)
+        x = self.convolution_op(self._quantize_input(inputs, training), kernel)
         if self.use_bias:
             shape = (1,) * 3 + (self.filters,) if self.data_format == "channels_last" else (1, self.filters, 1, 1)
             x = ops.add(x, ops.reshape(self.bias, shape))
@@ -123,6 +131,25 @@ class QuantizedConv2D(_InputQuantizer, keras.layers.Conv2D):
 
     def get_config(self):
         return {**super().get_config(), "ema_decay": self.ema_decay}
+
+
+class QuantizeFrom(keras.callbacks.Callback):
+    """Turns int8 simulation on at the start of epoch `start_epoch` (counting from 1) and off
+    before it: the model trains in float first, then learns around int8 rounding. A state of
+    the model's own variables, so checkpoints carry it; set again at every epoch's start."""
+
+    def __init__(self, start_epoch: int):
+        super().__init__()
+        self.start_epoch = start_epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        value = 1.0 if epoch + 1 >= self.start_epoch else 0.0
+        for layer in self.model.layers:
+            if isinstance(layer, _InputQuantizer):
+                layer.quantizing.assign(value)
+
+    def on_train_end(self, logs=None):
+        self.on_epoch_begin(self.start_epoch - 1)  # the trained model simulates int8
 
 
 _QUANTIZED = {keras.layers.Dense: QuantizedDense, keras.layers.Conv2D: QuantizedConv2D}

@@ -52,11 +52,16 @@ def prepare(spec: Spec, base_dir: Path, located) -> PreparedData:
     y, class_names = (None, None)
     if target is not None:
         y, class_names, keep = _labels(spec, table, target, base_dir, located)
+    outputs = None
+    if spec.data.targets:  # task multi_output: one label array per output (dlpipe/data/outputs.py)
+        from dlpipe.data.outputs import output_labels
+
+        y, outputs = output_labels(spec, table, located)
     dropped = int((~keep).sum())
     if dropped == len(table):
         raise DataError(f"{table.origin}: every row's label is unknown or missing; nothing is left to learn from")
     if index is None:
-        index = _split(spec, table, y, keep, times, located)
+        index = _split(spec, table, None if outputs else y, keep, times, located)
     else:  # explicit split files: drop rows without a usable label from each
         index = {name: rows[keep[rows]] for name, rows in index.items()}
     for name in ("train", "test"):
@@ -65,7 +70,7 @@ def prepare(spec: Spec, base_dir: Path, located) -> PreparedData:
             raise located(where, f"the {name} split of {int(keep.sum())} examples is empty")
     weights = _sample_weights(spec, table, located)
     splits = {
-        name: Split({f.input_name: _column(table, f)[rows] for f in features}, None if y is None else y[rows], rows,
+        name: Split({f.input_name: _column(table, f)[rows] for f in features}, _rows(y, rows), rows,
                     None if weights is None else weights[rows])
         for name, rows in index.items()
     }
@@ -76,12 +81,21 @@ def prepare(spec: Spec, base_dir: Path, located) -> PreparedData:
     data = PreparedData(features=features, target=target, task=spec.task, class_names=class_names,
                         splits=splits, fingerprint=_fingerprint(spec, table), origin=table.origin)
     data.extra["splits"] = split_record(table.origin, index, table)
+    if outputs is not None:
+        data.extra["outputs"] = outputs
     if dropped:
         data.extra["dropped_rows"] = dropped
     if times is not None:
         data.extra["time_ranges"] = {name: [_shown_time(times[rows].min()), _shown_time(times[rows].max())]
                                      for name, rows in index.items() if len(rows)}
     return data
+
+
+def _rows(y, rows: np.ndarray):
+    """The labels of some rows: an array's, or each output's (task multi_output)."""
+    if y is None:
+        return None
+    return {name: values[rows] for name, values in y.items()} if isinstance(y, dict) else y[rows]
 
 
 def _load(spec: Spec, base_dir: Path) -> tuple[Table, dict[str, np.ndarray] | None]:
@@ -157,9 +171,11 @@ def _resolve_features(spec: Spec, table: Table, target: str, located) -> list[Fe
                 hint = did_you_mean(name, table.columns) or f"; columns are: {_list(table.columns)}"
                 raise located(path, f"no column {name!r} in {table.origin}{hint}")
     else:
-        declared = []
+        from dlpipe.data.outputs import target_columns
+
+        declared, targets = [], target_columns(spec)
         for name, values in table.columns.items():
-            if name in (target, spec.training.sample_weight, spec.data.split.time_column):
+            if name in (target, spec.training.sample_weight, spec.data.split.time_column) or name in targets:
                 continue
             kind = "image" if values.ndim >= 3 else "numerical"
             if values.dtype.kind not in "iufb" and not _mostly_numbers(values):

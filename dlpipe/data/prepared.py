@@ -125,7 +125,7 @@ class PreparedData:
             "class_names": self.class_names,
             "features": [f.describe() for f in self.features],
             "split_sizes": {name: len(split) for name, split in self.splits.items()},
-            **{key: self.extra[key] for key in ("dropped_rows", "time_ranges", "streaming")
+            **{key: self.extra[key] for key in ("dropped_rows", "time_ranges", "streaming", "outputs")
                if key in self.extra},
         }
 

@@ -22,29 +22,7 @@ PACKAGES = ("tensorflow", "keras", "numpy", "scikit-learn", "onnx", "onnxruntime
 
 def describe_interface(spec, data, model) -> dict[str, Any]:
     """What a caller must send and gets back: the part of the card `dlpipe predict` needs."""
-    train = data.splits["train"]
-    inputs = []
-    for feature in data.features:
-        entry: dict[str, Any] = {
-            "name": feature.name, "input": feature.input_name, "type": feature.type,
-            "dtype": "string" if feature.type in ("categorical", "ordinal", "text") else "float32",
-            "shape": list(feature.shape), "normalization": feature.normalization,
-        }
-        if feature.type == "categorical":
-            entry.update(vocabulary=list(feature.vocabulary), encoding=feature.encoding,
-                         out_of_vocabulary="any other value shares one bucket")
-        elif feature.type == "ordinal":
-            entry.update(order=list(feature.order), out_of_order="an error")
-        elif feature.type == "text":
-            entry.update(text=dict(feature.text), vocabulary_size=len(feature.vocabulary or []))
-        else:
-            values = train.x[feature.input_name]
-            entry["value_range"] = [float(np.nanmin(values)), float(np.nanmax(values))] if len(values) else None
-        if getattr(feature, "fill", None) is not None:  # prepare.imputation: the model fills a gap itself
-            entry.update(imputation=feature.imputation,
-                         fill=[v if isinstance(v, str) else float(v) for v in feature.fill.tolist()],
-                         missing="NaN" if entry["dtype"] == "float32" else "an empty string")
-        inputs.append(entry)
+    inputs = describe_inputs(data)
     units = int(model.outputs[0].shape[-1])
     kind = tasks.get(spec.task).output
     if kind == "embedding":
@@ -68,6 +46,34 @@ def describe_interface(spec, data, model) -> dict[str, Any]:
         interface["windows"] = {"lookback": windows.lookback, "horizon": windows.horizon,
                                 "order_by": windows.order_by, "channels": list(data.extra["channels"])}
     return interface
+
+
+def describe_inputs(data) -> list[dict[str, Any]]:
+    """Each model input: its column, type, dtype, shape and what the model does with it."""
+    train = data.splits["train"]
+    inputs = []
+    for feature in data.features:
+        entry: dict[str, Any] = {
+            "name": feature.name, "input": feature.input_name, "type": feature.type,
+            "dtype": "string" if feature.type in ("categorical", "ordinal", "text") else "float32",
+            "shape": list(feature.shape), "normalization": feature.normalization,
+        }
+        if feature.type == "categorical":
+            entry.update(vocabulary=list(feature.vocabulary), encoding=feature.encoding,
+                         out_of_vocabulary="any other value shares one bucket")
+        elif feature.type == "ordinal":
+            entry.update(order=list(feature.order), out_of_order="an error")
+        elif feature.type == "text":
+            entry.update(text=dict(feature.text), vocabulary_size=len(feature.vocabulary or []))
+        else:
+            values = train.x[feature.input_name]
+            entry["value_range"] = [float(np.nanmin(values)), float(np.nanmax(values))] if len(values) else None
+        if getattr(feature, "fill", None) is not None:  # prepare.imputation: the model fills a gap itself
+            entry.update(imputation=feature.imputation,
+                         fill=[v if isinstance(v, str) else float(v) for v in feature.fill.tolist()],
+                         missing="NaN" if entry["dtype"] == "float32" else "an empty string")
+        inputs.append(entry)
+    return inputs
 
 
 def versions() -> dict[str, str]:

@@ -60,11 +60,14 @@ def load(path: Path):
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     names = {node.name.split(":")[0]: node.name for node in session.get_inputs()}
+    outputs = [node.name.split(":")[0] for node in session.get_outputs()]
 
-    def predict(inputs: dict[str, np.ndarray]) -> np.ndarray:
+    def predict(inputs: dict[str, np.ndarray]):
+        """The one output, or every output by name (the signature's names, as tf2onnx keeps them)."""
         feed = {names[name]: as_text(value) if value.dtype == object else value
                 for name, value in inputs.items()}
-        return session.run(None, feed)[0]
+        found = session.run(None, feed)
+        return found[0] if len(found) == 1 else dict(zip(outputs, found))
 
     return predict
 

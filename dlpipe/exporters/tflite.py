@@ -161,8 +161,8 @@ def load(path: Path):
                 feed[name] = np.asarray(values).astype(str).astype(np.bytes_)
             else:
                 feed[name] = np.ascontiguousarray(values, dtype=dtypes[name])
-        (output,) = runner(**feed).values()
-        return np.array(output)
+        found = {name: np.array(value) for name, value in runner(**feed).items()}
+        return next(iter(found.values())) if len(found) == 1 else found  # several outputs: by name
 
     return predict
 

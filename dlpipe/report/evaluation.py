@@ -25,6 +25,23 @@ def draw_evaluation(folder: Path, spec, data, outputs: dict) -> None:
     _plots(folder, task.output == "classes", data, name, split, outputs[name])
 
 
+def draw_outputs(folder: Path, spec, data, outputs: dict) -> None:
+    """A model with several outputs (task multi_output): each output's plots of the last split,
+    named `<output>_confusion_matrix.png`, `<output>_residuals.png`, ..."""
+    import dataclasses
+
+    from dlpipe.tasks.multi_output import gives_classes
+
+    if not outputs:
+        return
+    name = list(outputs)[-1]
+    split = data.splits[name]
+    for target in spec.data.targets:
+        view = dataclasses.replace(data, class_names=data.extra["outputs"][target.name]["class_names"])
+        one = dataclasses.replace(split, y=split.y[target.name])
+        _plots(folder, gives_classes(target), view, name, one, outputs[name][target.name], prefix=f"{target.name}_")
+
+
 def draw_embeddings(folder: Path, data, name: str, embeddings: np.ndarray) -> None:
     """The embeddings of split `name`, projected to 2-D and coloured by label."""
     from dlpipe.report import plots
@@ -32,21 +49,22 @@ def draw_embeddings(folder: Path, data, name: str, embeddings: np.ndarray) -> No
     plots.embedding_map(embeddings, data.splits[name].y, data.class_names, Path(folder) / "embeddings.png", name)
 
 
-def _plots(folder: Path, classes: bool, data, split_name: str, split, output: np.ndarray) -> None:
+def _plots(folder: Path, classes: bool, data, split_name: str, split, output: np.ndarray, prefix: str = "") -> None:
+    """`prefix` begins each file's name (an output's name when a model has several)."""
     from dlpipe.metrics.classification import confusion, normalized, predicted
     from dlpipe.metrics.evaluate import probabilities
     from dlpipe.report import plots
 
     if not classes:
-        plots.residuals(split.y, output, folder / "residuals.png", split_name)
+        plots.residuals(split.y, output, folder / f"{prefix}residuals.png", split_name)
         return
     names = data.class_names
     proba = probabilities(output, len(names))
     counts = confusion(split.y, proba)
-    plots.confusion_matrix(counts, normalized(counts), names, folder / "confusion_matrix.png", split_name)
+    plots.confusion_matrix(counts, normalized(counts), names, folder / f"{prefix}confusion_matrix.png", split_name)
     if len(names) == 2:
-        plots.roc_curve(split.y, proba[:, 1], folder / "roc_curve.png", split_name, names[1])
-        plots.pr_curve(split.y, proba[:, 1], folder / "pr_curve.png", split_name, names[1])
+        plots.roc_curve(split.y, proba[:, 1], folder / f"{prefix}roc_curve.png", split_name, names[1])
+        plots.pr_curve(split.y, proba[:, 1], folder / f"{prefix}pr_curve.png", split_name, names[1])
     images = [f for f in data.features if f.type == "image"]
     guess = predicted(proba)
     wrong = np.flatnonzero(guess != split.y)
@@ -54,6 +72,6 @@ def _plots(folder: Path, classes: bool, data, split_name: str, split, output: np
         # The most confident mistakes first: they say most about what the model learned.
         wrong = wrong[np.argsort(-proba[wrong, guess[wrong]], kind="stable")][:MISCLASSIFIED_SHOWN]
         captions = [f"{names[split.y[i]]} → {names[guess[i]]} ({proba[i, guess[i]]:.2f})" for i in wrong]
-        plots.image_grid(split.x[images[0].input_name][wrong], captions, folder / "misclassified.png",
+        plots.image_grid(split.x[images[0].input_name][wrong], captions, folder / f"{prefix}misclassified.png",
                          f"Misclassified ({split_name}, {len(np.flatnonzero(guess != split.y))} of {len(split)}): "
                          "true → predicted (probability)")

@@ -49,9 +49,10 @@ def check_text(path: str, text: str, overrides: Sequence[str] = (), observed=Non
         return list(err.problems)
     if observed is None:
         return []
+    from dlpipe.spec.backends import check_environment
     from dlpipe.spec.datacheck import check_data
 
-    found = check_data(spec, Path(path).resolve().parent, observed)
+    found = [*check_environment(spec, observed), *check_data(spec, Path(path).resolve().parent, observed)]
     return sorted((locate(doc, where, message) for where, message in found), key=lambda p: (p.line, p.column))
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from dlpipe import registry, tasks
+from dlpipe.spec.backends import check_backend
 from dlpipe.spec.spec import Spec
 
 Found = Iterator[tuple[tuple, str]]
@@ -290,7 +291,8 @@ def check_checkpoints(spec: Spec) -> Found:
 
 
 def check_jit_compile(spec: Spec) -> Found:
-    if spec.training.jit_compile is True and spec.training.deterministic is True:
+    # On JAX every op is XLA's, and determinism is XLA's own flag (dlpipe/backend.py).
+    if spec.training.jit_compile is True and spec.training.deterministic is True and spec.backend == "tensorflow":
         yield (("training", "jit_compile"), "XLA cannot compile under op determinism (Keras turns it off): "
                "set training.deterministic to false or auto, or jit_compile to false or auto")
 
@@ -611,7 +613,8 @@ CHECKS = (check_task_owned, check_honoured, check_split, check_target, check_lab
           check_imputation, check_streaming, check_loss, check_metrics, check_early_stopping,
           check_normalization, check_architecture, check_backbone, check_categorical, check_export,
           check_optimizer, check_schedule, check_checkpoints, check_sample_weight,
-          check_jit_compile, check_augmentation, check_explain, check_compression, check_distillation)
+          check_jit_compile, check_augmentation, check_explain, check_compression, check_distillation,
+          check_backend)
 
 
 def run_checks(spec: Spec) -> list[tuple[tuple, str]]:

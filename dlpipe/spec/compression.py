@@ -59,6 +59,10 @@ class QuantizationAware(StrictModel):
     int8 grid and their inputs to 8 bits in every step (fake quantization, straight-through
     gradients), so the model learns around int8 rounding; exported as an int8 TFLite file."""
 
+    start_epoch: PositiveInt = 1
+    """The epoch (counting from 1) from which int8 is simulated; the epochs before it train in
+    float (the input ranges are tracked already), so QAT fine-tunes a converged float model.
+    Early stopping starts watching at this epoch. At most training.epochs."""
     ema_decay: Annotated[float, Field(gt=0, lt=1)] = 0.99
     """How slowly each layer's running input range follows the batches' minimum and maximum."""
 
@@ -91,6 +95,10 @@ def compression_problems(spec) -> Iterator[tuple[tuple, str]]:
             "tflite" in spec.export.formats and "int8" in spec.export.tflite.quantization):
         yield (("compression", "quantization_aware"), "quantization-aware training is for an int8 TFLite export: "
                "add tflite to export.formats and int8 to export.tflite.quantization")
+    quantization = spec.compression.quantization_aware
+    if quantization is not None and quantization.start_epoch > spec.training.epochs:
+        yield (("compression", "quantization_aware", "start_epoch"), f"epoch {quantization.start_epoch} is after "
+               f"the last training epoch (training.epochs is {spec.training.epochs})")
     pruning = spec.compression.pruning
     if pruning is None:
         return

@@ -340,6 +340,30 @@ class Target(StrictModel):
     row and column) or drop the row (the count is reported in data.json)."""
 
 
+class Output(StrictModel):
+    """One output of a multi-output model (task multi_output): a column it predicts, with its
+    own head, loss, loss weight and metrics. metrics.json names its scores `<name>/<metric>`."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$", max_length=64)]
+    """The output's name: the model's output layer, the `<name>/` prefix of its metrics and of
+    its columns in `dlpipe predict`'s file. Letters, digits and underscores; unique."""
+    column: str
+    """The column holding its labels (classification) or numbers (regression); it cannot
+    also be a feature."""
+    kind: Literal["classification", "regression"]
+    """classification: integer or text labels, a softmax (a sigmoid for two classes);
+    regression: one number, a linear unit."""
+    loss: str = "auto"
+    """auto (sparse categorical or binary cross-entropy; mse), or a loss that fits `kind`:
+    a cross-entropy for classification, mse, mae, huber or log_cosh for regression."""
+    loss_weight: Annotated[float, Field(ge=0)] = 1.0
+    """Its share of the training loss: the model minimizes the sum of each output's loss
+    times its weight."""
+    metrics: list[str] | None = None
+    """Scores in metrics.json (as `<name>/<metric>`); default accuracy and f1_macro
+    (classification) or mae, mse, rmse and r2 (regression)."""
+
+
 class SplitFiles(StrictModel):
     """Validation and test files beside the source (which holds the training rows)."""
 
@@ -387,6 +411,9 @@ class Data(StrictModel):
     """The column to predict. Required for classification, regression and forecasting; optional for
     embedding (it only scores the embedding) and generation (it makes the GAN class-conditional);
     refused for detection (boxes and classes come from the source)."""
+    targets: Annotated[list[Output], Field(min_length=1)] | None = None
+    """Task multi_output: the outputs one model predicts from the same features, each a
+    column with its own kind, loss, loss weight and metrics (data.target is then refused)."""
     split: Split = Split()
     """How the examples are divided into training, validation and test sets. Default: 80/10/10,
     seeded."""

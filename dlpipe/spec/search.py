@@ -46,18 +46,39 @@ def check_tuning(spec):
 
 
 def _check_objective(spec, objective: Objective):
-    metric = objective.metric
-    if metric is None:
-        return
     from dlpipe import registry
+    from dlpipe.errors import did_you_mean
 
-    fitting = registry.names(f"metric:{spec.task}")
-    path = ("tuning", "objective")
-    if metric not in fitting:
-        yield (path + ("metric",),
-               f"metric {metric!r} does not fit task {spec.task}; choose from {', '.join(fitting)}")
+    task, path = tasks.get(spec.task), ("tuning", "objective")
+    scored = task.scored(spec) if task.scored is not None else None  # names that depend on the spec
+    if objective.weights is not None:
+        if objective.metric is not None:
+            yield (path + ("weights",), "give metric or weights, not both")
+        if objective.direction is None:
+            yield (path + ("direction",), "a weighted sum has no direction of its own; give direction: "
+                                          "maximize or minimize")
+        for name in objective.weights:
+            if name not in (scored or spec.evaluation.metrics or []):
+                known = scored or spec.evaluation.metrics or []
+                hint = did_you_mean(name, known) or f"; a run computes {', '.join(known)}"
+                yield (path + ("weights", name), f"{name!r} is not a metric a run computes{hint}")
+    metric = objective.metric
+    if metric is None and objective.weights is None and scored is not None:
+        example = scored[0] if scored else "<output>/<metric>"
+        yield (path, f"task {spec.task} has several outputs: name one output's metric "
+                     f"(metric: {example}) or weigh several (weights: {{{example}: 1.0}})")
         return
-    computed = spec.evaluation.metrics or []
+    if metric is None:
+        if objective.weights is not None:
+            yield from _check_validation_split(spec)
+        return
+    fitting = scored if scored is not None else registry.names(f"metric:{spec.task}")
+    if metric not in fitting:
+        hint = did_you_mean(metric, fitting) if scored is not None else ""
+        yield (path + ("metric",),
+               f"metric {metric!r} does not fit task {spec.task}{hint or '; choose from ' + ', '.join(fitting)}")
+        return
+    computed = scored if scored is not None else spec.evaluation.metrics or []
     if metric not in computed:
         yield (path + ("metric",),
                f"{metric!r} is not in evaluation.metrics ({', '.join(computed)}); add it there "
@@ -66,6 +87,10 @@ def _check_objective(spec, objective: Objective):
     if objective.direction is not None and objective.direction != natural:
         yield (path + ("direction",),
                f"{metric} is to be {natural}d; direction {objective.direction} would keep the worst trial")
+    yield from _check_validation_split(spec)
+
+
+def _check_validation_split(spec):
     if "validation" not in spec.evaluation.splits:
         yield (("evaluation", "splits"), "tuning ranks trials on the validation split; list validation here")
     if spec.data.split.validation == 0:

@@ -39,6 +39,13 @@ class Spec(StrictModel):
     example to a vector (pipelines/embedding.py); a target, if given, only scores the embedding."""
     seed: Annotated[int, Field(ge=0, lt=2**31)] = 42
     """Seeds splits, shuffling, initial weights; with it a CPU run is bit-for-bit repeatable."""
+    backend: Literal["tensorflow", "jax", "torch"] = "tensorflow"
+    """The Keras backend the run trains on. `jax` imports no TensorFlow unless a step needs it
+    (SavedModel, TFLite and ONNX export, TFRecord sources, `training.tensorboard: true`): data
+    reaches the model as numpy batches, start-up is a few seconds shorter, and the train step is
+    compiled by XLA. String features, augmentation, streaming, tf.distribute strategies and
+    attributions need `tensorflow`. `torch` takes the same path as `jax` (untested: PyTorch is
+    not installed where dlpipe is tested). A `.keras` file from any backend loads on any other."""
     data: Data
     """Where the examples come from, which columns are features and target, and how they are
     split."""
@@ -78,7 +85,7 @@ class Spec(StrictModel):
         # Copies: a section left out is the class's one shared default object, and setting
         # a value on it would leak into every later spec.
         task = tasks.get(self.task)
-        if self.evaluation.metrics is None:
+        if self.evaluation.metrics is None and task.default_metrics:  # multi_output: per output (data.targets)
             metrics = [name for name in task.default_metrics  # some need labels to score with
                        if self.data.target is not None or name not in task.unlabelled_drop]
             evaluation = self.evaluation.model_copy(update={"metrics": metrics})

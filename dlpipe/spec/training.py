@@ -422,9 +422,11 @@ class Training(StrictModel):
     """Which saved state counts as the best, for `--resume` and the best checkpoint."""
     progress: Literal["auto", "bar", "epoch", "none"] = "auto"
     """`auto`: a progress bar on a terminal, one line per epoch otherwise (CI, logs)."""
-    tensorboard: bool = True
+    tensorboard: Literal["auto", True, False] = "auto"
     """Write TensorBoard logs to RUN_DIR/logs/ (skipped, with a notice, when the tensorboard
-    package is not installed: `pip install dlpipe[tensorboard]`)."""
+    package is not installed: `pip install dlpipe[tensorboard]`). `auto`: on with `backend:
+    tensorflow`, off on the others (Keras writes the logs with TensorFlow's summary ops; `true`
+    there imports TensorFlow at the train stage)."""
     precision: Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"] = "auto"
     """`auto`: float32 on a CPU (mixed precision is several times slower there); on a GPU
     mixed_bfloat16 where it is supported (compute capability 8+), else mixed_float16."""

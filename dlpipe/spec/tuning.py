@@ -22,11 +22,11 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field
+from pydantic import AfterValidator, Field, WithJsonSchema
 
 from dlpipe import registry, tasks
 from dlpipe.spec.base import PositiveFloat, PositiveInt, StrictModel
-from dlpipe.spec.evaluation import Metric
+from dlpipe.spec.evaluation import _check_metric
 
 MAXIMIZED = registry.maximized()
 """Metrics where higher is better (each registry entry's direction); every other metric
@@ -35,22 +35,59 @@ DEFAULT_TRIALS = 20
 
 
 def metric_direction(metric: str) -> str:
-    return "maximize" if metric in MAXIMIZED else "minimize"
+    """An output's metric (`cultivar/accuracy`) goes the way of its metric."""
+    return "maximize" if metric.rpartition("/")[2] in MAXIMIZED else "minimize"
+
+
+def _check_objective_metric(name: str) -> str:
+    """A metric's name, or an output's metric (`alcohol/mae`, task multi_output) whose part
+    after the slash is a metric's name."""
+    output, slash, metric = name.rpartition("/")
+    if slash and output:
+        _check_metric(metric)
+        return name
+    return _check_metric(name)
+
+
+ObjectiveMetric = Annotated[str, AfterValidator(_check_objective_metric),
+                            WithJsonSchema({"type": "string", "description": "a metric, or <output>/<metric>"})]
 
 
 class Objective(StrictModel):
-    """The number trials are ranked by: one metric of the trial's metrics.json."""
+    """The number trials are ranked by: one metric of the trial's metrics.json, or a weighted
+    sum of several (a model with several outputs)."""
 
-    metric: Metric | None = None
+    metric: ObjectiveMetric | None = None
     """A metric listed in evaluation.metrics; default accuracy (classification) or mse
-    (regression)."""
+    (regression). Task multi_output: one output's metric, `<output>/<metric>`."""
+    weights: Annotated[dict[ObjectiveMetric, float], Field(min_length=1)] | None = None
+    """Instead of `metric` (task multi_output): the trial's value is the sum of each
+    `<output>/<metric>` times its weight (`{cultivar/accuracy: 1.0, alcohol/mae: -0.5}`);
+    give `direction` too."""
     split: Literal["validation"] = "validation"
     """Trials are ranked on the validation split only. Ranking on the test split would
     spend it on model selection, and the best run's test metrics would stop being an
     honest estimate."""
     direction: Literal["maximize", "minimize"] | None = None
     """Follows from the metric (maximize accuracy, f1, precision, recall, roc_auc, r2;
-    minimize losses and errors); written out in the resolved spec."""
+    minimize losses and errors); written out in the resolved spec. Required with `weights`."""
+
+    @property
+    def shown(self) -> str:
+        """The objective in words: the metric, or the weighted sum."""
+        if self.weights is None:
+            return str(self.metric)
+        return " + ".join(f"{weight:g} × {name}" for name, weight in self.weights.items())
+
+    def value(self, scores: dict) -> float | None:
+        """The trial's value from its metrics.json split; None when a metric is missing."""
+        names = [self.metric] if self.weights is None else list(self.weights)
+        if any(name not in scores for name in names):
+            return None
+        values = {name: float("nan") if scores[name] is None else float(scores[name]) for name in names}
+        if self.weights is None:
+            return values[self.metric]
+        return sum(weight * values[name] for name, weight in self.weights.items())
 
 
 class Uniform(StrictModel):
@@ -214,9 +251,13 @@ def resolve(spec) -> Tuning:
     """`spec.tuning` with the task-dependent defaults written in (a new object: pydantic
     shares default instances between specs, so they must never be changed in place)."""
     tuning: Tuning = spec.tuning
-    metric = tuning.objective.metric or tasks.get(spec.task).objective
-    objective = tuning.objective.model_copy(update={
-        "metric": metric, "direction": tuning.objective.direction or metric_direction(metric)})
+    given = tuning.objective
+    if given.weights is not None:  # a weighted sum: its direction is the spec's (spec/search.py)
+        objective = given
+    else:
+        metric = given.metric or tasks.get(spec.task).objective
+        objective = given.model_copy(update={
+            "metric": metric, "direction": given.direction or (metric_direction(metric) if metric else None)})
     search = tuning.search if tuning.search is not None else default_search(spec)
     trials = tuning.trials
     if trials is None:

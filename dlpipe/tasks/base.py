@@ -37,8 +37,8 @@ COMMAND_NAMES = {"evaluate": "dlpipe evaluate", "export": "dlpipe export", "pred
                  "tune": "dlpipe tune", "deep": "dlpipe validate --deep", "resume": "dlpipe run --resume",
                  "rerun": "dlpipe run into a folder that holds a run", "explain": "dlpipe explain"}
 
-Target = Literal["classes", "values", "optional_classes", "none"]
-Output = Literal["classes", "values", "embedding", "boxes", "images"]
+Target = Literal["classes", "values", "optional_classes", "none", "outputs"]
+Output = Literal["classes", "values", "embedding", "boxes", "images", "outputs"]
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,8 @@ class Task:
     target: Target
     """What `data.target` holds: classes (required; every labeling mode), values (required
     numbers), optional_classes (labels that only score or condition the model), none (the
-    source carries the annotations; a target is refused)."""
+    source carries the annotations; a target is refused), outputs (data.targets names one
+    column per output; data.target is refused)."""
     output: Output
     """What the exported model gives per example; `dlpipe predict` writes it accordingly."""
     default_metrics: tuple[str, ...]
@@ -73,7 +74,11 @@ class Task:
     """The metric Keras tracks beside the loss during training (early stopping, checkpoints and
     reduce-on-plateau may monitor it, or its val_ form)."""
     objective: str | None = None
-    """`dlpipe tune`'s default objective (on the validation split)."""
+    """`dlpipe tune`'s default objective (on the validation split); None where the spec must
+    name one (task multi_output: an output's metric, or a weighted sum)."""
+    scored: Callable[[Any], list[str]] | None = None
+    """The metric names a run of a spec writes into metrics.json, where they are not
+    `evaluation.metrics` (task multi_output: `<output>/<metric>`); tuning objectives name them."""
     commands: frozenset[str] = frozenset()
     """The subset of COMMANDS this task supports."""
     honours: tuple[str, ...] = ()

@@ -20,7 +20,7 @@ TASK = Task(
     training_metric="accuracy",
     objective="accuracy",
     commands=ALL_COMMANDS | {"explain"},
-    honours=(*EVERY_TASK, *SUPERVISED_DATA, "data.target", "data.streaming", "prepare", "model",
+    honours=(*EVERY_TASK, "backend", *SUPERVISED_DATA, "data.target", "data.streaming", "prepare", "model",
              *SUPERVISED_TRAINING, "training.class_weight", "evaluation.metrics", "evaluation.splits", "evaluation.baselines",
              "evaluation.explain", "compression", *SUPERVISED_EXPORT, "tuning", "distillation"),
 )

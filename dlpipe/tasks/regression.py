@@ -20,7 +20,7 @@ TASK = Task(
     training_metric="mae",
     objective="mse",
     commands=ALL_COMMANDS | {"explain"},
-    honours=(*EVERY_TASK, *SUPERVISED_DATA, "data.target.name", "data.streaming", "prepare", "model",
+    honours=(*EVERY_TASK, "backend", *SUPERVISED_DATA, "data.target.name", "data.streaming", "prepare", "model",
              *SUPERVISED_TRAINING, "evaluation.metrics", "evaluation.splits", "evaluation.baselines", "evaluation.explain",
              "compression", *SUPERVISED_EXPORT, "tuning", "distillation"),
     refusals={"data.target.class_names": "task regression learns numbers, not classes: class_names does not apply",

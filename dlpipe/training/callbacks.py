@@ -147,12 +147,24 @@ class TensorBoard(keras.callbacks.TensorBoard):
         pass
 
 
+def writes_tensorboard(training) -> bool:
+    """`training.tensorboard`: `auto` writes logs on the TensorFlow backend only (Keras writes
+    them with TensorFlow's summary ops: on JAX that would import TensorFlow, about 5 s)."""
+    if training.tensorboard == "auto":
+        return keras.backend.backend() == "tensorflow"
+    return bool(training.tensorboard)
+
+
 def tensorboard(log_dir) -> keras.callbacks.Callback | None:
     """A TensorBoard callback writing to `log_dir`, or None (with a notice) without the package."""
     if importlib.util.find_spec("tensorboard") is None:
         print("[dlpipe] notice: TensorBoard logs skipped: the tensorboard package is not installed "
               "(pip install 'dlpipe[tensorboard]', or set training.tensorboard: false)", file=sys.stderr, flush=True)
         return None
+    if keras.backend.backend() != "tensorflow":  # training.tensorboard: true on JAX: the one step that needs TF
+        from dlpipe.backend_import import import_tensorflow
+
+        import_tensorflow()
     # Event files are append-only streams, read while they grow: they are the one thing in a
     # run directory not written by atomic rename.
     return TensorBoard(log_dir=str(log_dir), write_graph=False, profile_batch=0)

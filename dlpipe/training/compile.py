@@ -61,11 +61,10 @@ def make_loss(task: Task, loss: str, n_classes: int | None, multi_label: bool = 
 
 def compile_model(model, spec, n_classes: int | None, located=None) -> None:
     import keras
-    import tensorflow as tf
 
-    from dlpipe.training.determinism import resolve_jit
+    from dlpipe.training.determinism import gpus, resolve_jit
 
-    jit = resolve_jit(spec.training.jit_compile, tf.config.list_physical_devices("GPU"))
+    jit = resolve_jit(spec.training.jit_compile, gpus(), keras.backend.backend())
     task = tasks.get(spec.task)
     if task.loss_factory:  # the task's own loss (the detector's, on its maps; n_classes: the box classes)
         module, _, name = task.loss_factory.partition(":")

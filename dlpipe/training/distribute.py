@@ -63,6 +63,10 @@ def resolve(name: str, gpus: int | None = None) -> str:
     """The strategy `training.strategy: name` means here (`auto` resolved)."""
     if name != "auto":
         return name
+    from dlpipe.backend import current
+
+    if current() not in (None, "tensorflow"):  # tf.distribute is TensorFlow's: one device elsewhere
+        return "none"
     if cluster().tasks > 1:
         return "multi_worker"
     if gpus is None:

@@ -18,9 +18,15 @@ from dlpipe.training.inputs import evaluation_dataset, steps_per_epoch, training
 
 
 def gpus() -> list:
-    import tensorflow as tf
+    from dlpipe.training.determinism import gpus
 
-    return tf.config.list_physical_devices("GPU")
+    return gpus()
+
+
+def _on_tensorflow() -> bool:
+    import keras
+
+    return keras.backend.backend() == "tensorflow"
 
 
 def verbosity(progress: str) -> int:
@@ -96,7 +102,18 @@ def train(model, spec, data, *, run_dir=None, located=None, callbacks=None, moni
                       shuffle_buffer=spec.data.shuffle_buffer)
         validation = data.splits["validation"]
         stream = getattr(train_split, "stream", None)
-        if stream is None:
+        if not _on_tensorflow():  # JAX: numpy batches, nothing of TensorFlow (inputs.numpy_batches)
+            if stream is not None or spec.prepare.augmentation or kind != "none":
+                raise StageError("train", "data.streaming, prepare.augmentation and tf.distribute strategies "
+                                 "need backend: tensorflow")
+            from dlpipe.training.inputs import numpy_batches
+
+            replica.fit(numpy_batches(**inputs, drop_remainder=drop_remainder),
+                        validation_data=(validation.x, validation.y) if len(validation) else None,
+                        validation_batch_size=training.batch_size, epochs=training.epochs,
+                        initial_epoch=first_epoch, steps_per_epoch=steps, callbacks=run.callbacks,
+                        shuffle=False, verbose=verbosity(training.progress))
+        elif stream is None:
             val_ds = (evaluation_dataset(validation.x, validation.y, batch_size=training.batch_size)
                       if len(validation) else None)
         else:  # data.streaming: the file is read again, chunk by chunk, each epoch
@@ -106,7 +123,9 @@ def train(model, spec, data, *, run_dir=None, located=None, callbacks=None, moni
                                                epochs=training.epochs, y_example=train_split.y[:1])
             val_ds = (validation.stream.evaluation_dataset(batch_size=training.batch_size,
                                                            y_example=train_split.y[:1]) if len(validation) else None)
-        if kind == "multi_worker":
+        if not _on_tensorflow():
+            pass
+        elif kind == "multi_worker":
             from dlpipe.training.multi_worker import fit_multi_worker
 
             if spec.prepare.augmentation:
@@ -204,7 +223,10 @@ class _Callbacks:
             pruning = Pruning(pruning_spec, steps_per_epoch)
         # While the pruning schedule runs, every epoch is sparser than the last: early stopping
         # starts watching (and keeping best weights) at the epoch that reaches the target.
-        watch_from = pruning_spec.schedule.end_epoch - 1 if pruning_spec is not None else 0
+        # Likewise the epochs before quantization-aware training starts are float epochs.
+        quantization = spec.compression.quantization_aware if spec.compression is not None else None
+        watch_from = max(pruning_spec.schedule.end_epoch - 1 if pruning_spec is not None else 0,
+                         quantization.start_epoch - 1 if quantization is not None else 0)
         early = cb.EarlyStopping(monitor=stop.monitor, patience=stop.patience, min_delta=stop.min_delta,
                                  mode=stop.mode, restore_best_weights=stop.restore_best_weights,
                                  start_from_epoch=watch_from) if stop else None
@@ -219,7 +241,7 @@ class _Callbacks:
                 mode = stop.mode if stop and mode == "auto" else mode
             checkpointer = cb.Checkpointer(directory, monitor=monitor, mode=mode, epochs=training.epochs,
                                            recorder=recorder, guard=guard, stateful=stateful)
-        board = cb.tensorboard(log_dir) if log_dir is not None and training.tensorboard else None
+        board = cb.tensorboard(log_dir) if log_dir is not None and cb.writes_tensorboard(training) else None
         # Order matters: the rate, the monitors' values and the stop decisions enter the logs
         # before they are recorded and checkpointed; extra (user) callbacks see the finished logs.
         # Pruning first: its masks are applied before anything sees or saves a step's weights.

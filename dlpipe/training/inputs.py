@@ -6,6 +6,11 @@ is shuffled with a seed derived from (seed, epoch) alone: an interrupted and res
 sees exactly the batches of an uninterrupted one. The dataset holds the epochs
 [first_epoch, epochs) back to back, batches never straddle two epochs, and `fit` reads it
 with `steps_per_epoch`.
+
+On a backend other than TensorFlow (`backend: jax`), `numpy_batches` gives the same contract
+without TensorFlow: numpy batches from a generator, each epoch's order a pure function of
+(seed, epoch) drawn by NumPy (another order than tf's stateless shuffle: the two backends do
+not see the same batches, each repeats its own exactly).
 """
 
 from __future__ import annotations
@@ -30,7 +35,8 @@ def _columns(x, y, weights):
 
     if y is None:
         return (tf.nest.map_structure(tf.constant, x),)
-    weights = np.ones(len(y), np.float32) if weights is None else weights.astype(np.float32)
+    # y may be a dict of labels by output (task multi_output): count the examples by x.
+    weights = np.ones(_examples(x), np.float32) if weights is None else weights.astype(np.float32)
     return tf.nest.map_structure(tf.constant, (x, y, weights))
 
 
@@ -118,3 +124,42 @@ def evaluation_dataset(x: dict[str, np.ndarray], y: np.ndarray, *, batch_size: i
     import tensorflow as tf
 
     return tf.data.Dataset.from_tensor_slices((x, y)).cache().batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def numpy_epoch_order(n: int, seed: int, epoch: int, shuffle_buffer: int | None = None) -> np.ndarray:
+    """`epoch_order` in NumPy: a permutation seeded by (seed, epoch) alone; with a
+    `shuffle_buffer` smaller than the split, a windowed shuffle (each example drawn from a
+    buffer of that many, refilled in file order) seeded the same way."""
+    rng = np.random.default_rng([seed, epoch])
+    if shuffle_buffer is None or shuffle_buffer >= n:
+        return rng.permutation(n)
+    buffer = list(range(min(shuffle_buffer, n)))
+    order = np.empty(n, np.int64)
+    incoming = len(buffer)
+    for position in range(n):
+        pick = int(rng.integers(len(buffer)))
+        order[position] = buffer[pick]
+        if incoming < n:
+            buffer[pick] = incoming
+            incoming += 1
+        else:
+            buffer[pick] = buffer[-1]
+            buffer.pop()
+    return order
+
+
+def numpy_batches(x: dict[str, np.ndarray], y: np.ndarray | None, weights: np.ndarray | None, *,
+                  batch_size: int, seed: int, first_epoch: int, epochs: int, shuffle_buffer: int | None = None,
+                  drop_remainder: bool = False):
+    """`training_dataset` without TensorFlow: a generator of numpy batches (x, y, weight) —
+    (x,) without labels — for the epochs [first_epoch, epochs), back to back."""
+    examples = len(next(iter(x.values())))
+    if y is not None:
+        weights = np.ones(len(y), np.float32) if weights is None else weights.astype(np.float32)
+    for epoch in range(first_epoch, epochs):
+        order = numpy_epoch_order(examples, seed, epoch, shuffle_buffer)
+        stop = examples - examples % batch_size if drop_remainder else examples
+        for start in range(0, stop, batch_size):
+            index = order[start:start + batch_size]
+            batch = {name: values[index] for name, values in x.items()}
+            yield (batch,) if y is None else (batch, y[index], weights[index])

@@ -38,7 +38,8 @@ def write(study, spec, spec_path, study_dir: Path, shown_url: str) -> dict:
         "study": study.study_name,
         "storage": shown_url,
         "spec": {"name": spec.name, "file": str(Path(spec_path).resolve())},
-        "objective": tuning.objective.model_dump(mode="json"),
+        "objective": tuning.objective.model_dump(  # weights only where the objective is a weighted sum
+            mode="json", exclude=None if tuning.objective.weights is not None else {"weights"}),
         "sampler": tuning.sampler.model_dump(mode="json"),
         "pruner": tuning.pruner.model_dump(mode="json"),
         "search": {k: p.model_dump(mode="json") for k, p in tuning.search.items()},
@@ -107,7 +108,7 @@ def _write_best(best, spec, spec_path, study_dir: Path) -> None:
     target = study_dir / "best.yaml"
     header = (
         f"# dlpipe run {target}\n"
-        f"# Trial {best.number}, the best of its study: validation {objective.metric} {best.value!r} "
+        f"# Trial {best.number}, the best of its study: validation {objective.shown} {best.value!r} "
         f"({objective.direction}).\n"
         "# Every key resolved; running this spec repeats the trial, number for number.\n"
     )
@@ -165,6 +166,13 @@ def _num(value) -> str:
     return _e(space.shown(value))
 
 
+def _objective_shown(objective: dict) -> str:
+    """study.json's objective in words: its metric, or its weighted sum."""
+    if objective.get("weights"):
+        return " + ".join(f"{weight:g} × {name}" for name, weight in objective["weights"].items())
+    return str(objective["metric"])
+
+
 def report_html(summary: dict) -> str:
     objective = summary["objective"]
     best = summary["best"]
@@ -177,7 +185,7 @@ def report_html(summary: dict) -> str:
         f"<p class='muted'>{_e(summary['spec']['file'])} · storage {_e(summary['storage'])}</p>",
         "<table>",
         f"<tr><th>objective</th><td>{_e(objective['direction'])} {_e(objective['split'])} "
-        f"{_e(objective['metric'])}</td></tr>",
+        f"{_e(_objective_shown(objective))}</td></tr>",
         f"<tr><th>sampler</th><td>{_e(_options(summary['sampler']))}</td></tr>",
         f"<tr><th>pruner</th><td>{_e(_options(summary['pruner']))}; fed "
         f"<code>{_e(_reported(summary))}</code> after each epoch</td></tr>",

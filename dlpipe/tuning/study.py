@@ -92,7 +92,7 @@ def tune(spec_path: str | Path, *, overrides: Sequence[str] = (), trials: int | 
             until = f" (no new one after {timeout:g} s)" if timeout else ""
             _echo(f"tune: study {name!r} in {shown_url}: {trials} trial(s){until}, "
                   f"{tuning.sampler.type} sampler, {tuning.pruner.type} pruner, "
-                  f"{tuning.objective.direction} validation {tuning.objective.metric}")
+                  f"{tuning.objective.direction} validation {tuning.objective.shown}")
             with _console() as console, progress.task("tune", total=trials, unit="trials", stream=console,
                                                       always=True) as step:
                 objective.step = step
@@ -107,7 +107,7 @@ def tune(spec_path: str | Path, *, overrides: Sequence[str] = (), trials: int | 
     _echo(f"tune: {summary['counts']['total']} trial(s) in the study ({counts})")
     if best is None:
         raise DlpipeError(f"{study_dir}: no trial completed; see trials.csv for the reasons")
-    _echo(f"tune: best trial {best['number']}: validation {tuning.objective.metric} "
+    _echo(f"tune: best trial {best['number']}: validation {tuning.objective.shown} "
           f"{best['value']:.6g}; {study_dir / 'best.yaml'} repeats it")
     return study_dir
 
@@ -363,19 +363,18 @@ class _Objective:
         seconds = time.perf_counter() - begun
         metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
         scores = metrics.get(self.objective.split, {})
-        if self.objective.metric not in scores:
-            raise DlpipeError(f"{run_dir}: metrics.json has no {self.objective.split} {self.objective.metric}")
-        value = scores[self.objective.metric]
-        value = float("nan") if value is None else float(value)  # null: undefined on this split
+        value = self.objective.value(scores)  # null: undefined on this split (NaN)
+        if value is None:
+            raise DlpipeError(f"{run_dir}: metrics.json has no {self.objective.split} {self.objective.shown}")
         if not math.isfinite(value):
-            reason = f"validation {self.objective.metric} is {value} (training diverged?)"
+            reason = f"validation {self.objective.shown} is {value} (training diverged?)"
             trial.set_user_attr("reason", reason)
             _echo(f"{label}: failed: {reason}")
             raise DlpipeError(reason)
         trial.set_user_attr("metrics", scores)
         trial.set_user_attr("seconds", round(seconds, 3))
         _note_run(run_dir, None, None, self.name, trial.number, values)
-        _echo(f"{label}: validation {self.objective.metric} {value:.6g} in {seconds:.1f} s")
+        _echo(f"{label}: validation {self.objective.shown} {value:.6g} in {seconds:.1f} s")
         return value
 
 

@@ -1,0 +1,222 @@
+"""`backend:` in the spec: templates train on JAX without importing TensorFlow, resume
+exactly, and their .keras files load on TensorFlow (and back); what JAX cannot run is refused
+at validate time in one line.
+
+Each JAX run is a fresh process (Keras picks its backend once per process) started with
+TensorFlow made unimportable (`NO_TENSORFLOW`: an import hook that fails every `tensorflow`
+import, as on a machine without it): a run that imported TensorFlow anywhere would fail.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from dlpipe.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+SPECS = ROOT / "specs"
+
+NO_TENSORFLOW = """
+import sys
+class NoTensorFlow:
+    def find_spec(self, name, path=None, target=None):
+        if name == "tensorflow" or name.startswith("tensorflow."):
+            raise ImportError("No module named 'tensorflow' (hidden by the test)")
+sys.meta_path.insert(0, NoTensorFlow())
+"""
+
+
+def without_tensorflow(code: str, *, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run Python `code` in a fresh process in which `import tensorflow` fails."""
+    environment = {**os.environ, **(env or {})}
+    environment.pop("KERAS_BACKEND", None)
+    return subprocess.run([sys.executable, "-c", NO_TENSORFLOW + code], capture_output=True, text=True,
+                          env=environment, timeout=timeout)
+
+
+def dlpipe_without_tensorflow(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return without_tensorflow(f"from dlpipe.cli import main\nsys.argv = ['dlpipe', *{list(args)!r}]\nmain()",
+                              env=env)
+
+
+def validate(*args: str) -> tuple[int, list[str]]:
+    result = CliRunner().invoke(main, ["validate", "--no-cache", *args])
+    return result.exit_code, [line for line in result.output.splitlines() if line.strip()]
+
+
+# Validate time: one line for what a backend cannot run (no TensorFlow imported) -----------------
+
+def test_backend_defaults_to_tensorflow():
+    from dlpipe.spec import load_spec
+
+    assert load_spec(SPECS / "tabular-classification.yaml").backend == "tensorflow"
+    assert validate(str(SPECS / "tabular-classification.yaml"), "--set", "backend=jax")[0] == 0
+
+
+def test_string_features_on_jax_are_refused_in_one_line():
+    code, lines = validate(str(SPECS / "text-classification.yaml"), "--set", "backend=jax")
+    assert code == 1 and len(lines) == 1, lines
+    assert "data.features[0].type" in lines[0] and "text features" in lines[0] and "backend: tensorflow" in lines[0]
+
+
+def test_augmentation_streaming_and_strategies_on_jax_are_refused(tmp_path):
+    spec = SPECS / "image-classification.yaml"
+    code, lines = validate(str(spec), "--set", "backend=jax", "--set", "prepare.augmentation=[{type: flip}]",
+                           "--set", "training.strategy=mirrored")
+    assert code == 1 and len(lines) == 2, lines
+    assert any("prepare.augmentation" in line and "tf.data" in line for line in lines)
+    assert any("training.strategy" in line and "tf.distribute" in line for line in lines)
+
+
+def test_a_task_whose_pipeline_does_not_read_backend_refuses_it():
+    code, lines = validate(str(SPECS / "image-generation-gan.yaml"), "--set", "backend=jax")
+    assert code == 1 and len(lines) == 1 and "backend" in lines[0] and "generation" in lines[0], lines
+
+
+def test_without_tensorflow_saved_model_is_refused_naming_the_package():
+    """No TensorFlow installed: backend jax validates with keras export, and saved_model is
+    refused at its line, naming the package; the default backend names it too."""
+    spec = str(SPECS / "tabular-classification.yaml")
+    result = dlpipe_without_tensorflow("validate", "--no-cache", spec, "--set", "backend=jax")
+    assert result.returncode == 1, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "export.formats[1]" in lines[0], lines
+    assert "saved_model export needs the tensorflow package, which is not installed" in lines[0]
+    result = dlpipe_without_tensorflow("validate", "--no-cache", spec, "--set", "backend=jax",
+                                       "--set", "export.formats=[keras]")
+    assert result.returncode == 0 and "valid" in result.stdout, result.stderr
+    result = dlpipe_without_tensorflow("validate", "--no-cache", spec, "--set", "export.formats=[keras]")
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 1 and len(lines) == 1, lines
+    assert ":backend" not in lines[0] and "backend tensorflow (the default) needs the tensorflow package" in lines[0]
+    assert "set backend: jax" in lines[0]
+
+
+def test_a_remembered_result_is_not_replayed_once_tensorflow_is_gone(tmp_path):
+    """The cache keeps which packages validation looked up: a result remembered with
+    TensorFlow installed is checked afresh without it."""
+    spec = str(SPECS / "tabular-classification.yaml")
+    env = {"DLPIPE_CACHE_DIR": str(tmp_path)}
+    first = subprocess.run([sys.executable, "-m", "dlpipe.cli", "validate", spec, "--set", "backend=jax"],
+                           capture_output=True, text=True, env={**os.environ, **env})
+    assert first.returncode == 0, first.stderr
+    again = dlpipe_without_tensorflow("validate", spec, "--set", "backend=jax", env=env)
+    assert again.returncode == 1 and "saved_model export needs the tensorflow package" in again.stderr
+
+
+# Training on JAX ------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_keras_imported_on_another_backend_is_refused_in_one_line():
+    code = ("import os, sys\nos.environ['KERAS_BACKEND'] = 'jax'\nimport keras\nfrom dlpipe.cli import main\n"
+            f"sys.argv = ['dlpipe', 'run', {str(SPECS / 'tabular-classification.yaml')!r}]\nmain()")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == ["error: backend: tensorflow: Keras was already imported in this process with backend jax "
+                     "(it reads KERAS_BACKEND once, at its first import); run this spec in a new process"], lines
+
+
+JAX_TEMPLATES = {
+    # (the --set overrides shortening the run, metric, trivial baseline's value, margin, higher is better)
+    "tabular-classification": (("training.epochs=20",), "accuracy", 0.63, 0.25, True),  # majority class: 0.63
+    "tabular-regression": (("training.epochs=40",), "mse", 6395.0, 1500.0, False),  # the mean predictor: ~6,395
+    "image-classification": (("training.epochs=6",), "accuracy", 0.10, 0.5, True),  # 10 classes
+}
+
+
+@pytest.fixture(scope="module")
+def jax_runs(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("jax")
+    runs = {}
+    for name, (sets, *_) in JAX_TEMPLATES.items():
+        out = folder / name
+        args = ["run", str(SPECS / f"{name}.yaml"), "--set", "backend=jax", "--set", "export.formats=[keras]",
+                "--set", "training.progress=none", *[a for s in sets for a in ("--set", s)], "--out", str(out)]
+        result = dlpipe_without_tensorflow(*args, env={"DLPIPE_CACHE_DIR": str(folder / "cache")})
+        assert result.returncode == 0, result.stderr[-3000:]
+        runs[name] = out
+    # JAX's compilation cache (dlpipe/backend.py) holds the compiled steps for the next run.
+    assert len(list((folder / "cache" / "jax").iterdir())) >= 3
+    return runs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(JAX_TEMPLATES))
+def test_template_trains_on_jax_without_tensorflow(name, jax_runs):
+    run = jax_runs[name]
+    _, metric, baseline, margin, higher = JAX_TEMPLATES[name]
+    record = json.loads((run / "run.json").read_text())
+    assert record["status"] == "completed" and record["backend"] == "jax"
+    assert "jax" in record["versions"] and "tensorflow" not in record["versions"]
+    assert record["training"]["jit_compile"] is True and record["deterministic"] is True
+    value = json.loads((run / "metrics.json").read_text())["test"][metric]
+    assert (value >= baseline + margin) if higher else (value <= baseline - margin), (metric, value)
+    assert (run / "model.keras").is_file() and (run / "export" / "keras" / "model.keras").is_file()
+    assert not (run / "logs").exists()  # training.tensorboard: auto writes none on jax
+    verification = json.loads((run / "export" / "verification.json").read_text())
+    assert verification["keras"]["passed"] is True
+
+
+@pytest.mark.slow
+def test_keras_files_cross_backends(jax_runs, tmp_path):
+    """A .keras written on JAX loads on TensorFlow (this process) with the same outputs, and one
+    written on TensorFlow loads on JAX (a fresh process) with the same outputs."""
+    import keras
+
+    from dlpipe.modelfile import load_keras_model
+
+    assert keras.backend.backend() == "tensorflow"
+    run = jax_runs["image-classification"]
+    x = np.random.default_rng(0).uniform(0, 16, (32, 8, 8, 1)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    predict = ("import os, numpy as np\nos.environ['KERAS_BACKEND'] = 'jax'\n"
+               "from dlpipe.modelfile import load_keras_model\n"
+               f"model = load_keras_model({{path!r}})\n"
+               f"np.save({str(tmp_path)!r} + '/{{out}}', np.asarray(model({{{{'image': np.load({str(tmp_path / 'x.npy')!r})}}}}, "
+               "training=False)))\nimport keras\nassert keras.backend.backend() == 'jax'\n")
+    result = without_tensorflow(predict.format(path=str(run / "model.keras"), out="jax.npy"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    on_jax = np.load(tmp_path / "jax.npy")
+    model = load_keras_model(run / "model.keras")
+    on_tensorflow = np.asarray(model({"image": x}, training=False))
+    np.testing.assert_allclose(on_tensorflow, on_jax, atol=1e-5)
+    model.save(tmp_path / "from_tensorflow.keras")  # written by TensorFlow's Keras
+    result = without_tensorflow(predict.format(path=str(tmp_path / "from_tensorflow.keras"), out="back.npy"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    np.testing.assert_allclose(np.load(tmp_path / "back.npy"), on_tensorflow, atol=1e-5)
+
+
+RESUME_SETS = ("--set", "backend=jax", "--set", "export.formats=[keras]", "--set", "training.epochs=3",
+               "--set", "training.progress=none")
+
+
+@pytest.mark.slow
+def test_jax_run_killed_mid_training_resumes_to_the_same_bits(tmp_path):
+    """Killed (SIGKILL) in epoch 2 after epoch 1's checkpoint, then resumed: the weights are
+    bit-identical to an uninterrupted run's (each epoch's order is a function of seed and epoch;
+    JAX on a CPU is deterministic; the later runs load the first one's compiled steps)."""
+    spec = str(SPECS / "tabular-classification.yaml")
+    cache = {"DLPIPE_CACHE_DIR": str(tmp_path / "cache")}  # compiled by the first run, loaded by the others
+    whole = dlpipe_without_tensorflow("run", spec, *RESUME_SETS, "--out", str(tmp_path / "whole"), env=cache)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    killed = dlpipe_without_tensorflow("run", spec, *RESUME_SETS, "--out", str(tmp_path / "killed"),
+                                       env={"DLPIPE_TEST_KILL_AT": "train:20", **cache})  # 13 batches an epoch
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    assert json.loads((tmp_path / "killed/checkpoints/last.json").read_text())["epoch"] == 1
+    resumed = dlpipe_without_tensorflow("run", spec, *RESUME_SETS, "--out", str(tmp_path / "killed"), "--resume",
+                                        env=cache)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from" in resumed.stderr
+    a, b = (json.loads((tmp_path / name / "run.json").read_text()) for name in ("whole", "killed"))
+    assert b["resumed_from_epoch"] == 1
+    assert a["weights_sha256"] == b["weights_sha256"]
+    assert (tmp_path / "whole/history.csv").read_text() == (tmp_path / "killed/history.csv").read_text()

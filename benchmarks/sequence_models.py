@@ -3,6 +3,7 @@ count, on long sequences where only order decides the label.
 
     python benchmarks/sequence_models.py [--steps 256] [--rows 2000] [--epochs 8]
                                          [--models ssm,lstm,transformer] [--out DIR]
+    python benchmarks/sequence_models.py --scans [--steps 256]   # the scan variants alone
 
 Data: dlpipe's `order_pairs` generator (seeded) at `--steps` steps: each row's token ids hold
 pattern A (1, 2) and pattern B (3, 4) once, anywhere; the label says whether A comes first.
@@ -30,9 +31,13 @@ import time
 from pathlib import Path
 
 MODELS = {
-    # About 20,000 parameters each (printed exactly by the run).
-    "ssm": "{type: ssm, blocks: 2, model_dim: 32, state_size: 16, expand: 2}",
-    "ssm_parallel": "{type: ssm, blocks: 2, model_dim: 32, state_size: 16, expand: 2, scan: parallel}",
+    # About 20,000 parameters each (printed exactly by the run). The ssm's state is
+    # steps × 2·model_dim × state_size numbers per example: on a CPU its time per epoch grows
+    # with state_size (state_size 16 at model_dim 32 took 126 s an epoch here under load);
+    # max pooling picks out the steps where B meets a remembered A.
+    "ssm": "{type: ssm, blocks: 2, model_dim: 36, state_size: 4, pooling: max}",
+    "ssm_parallel": "{type: ssm, blocks: 2, model_dim: 36, state_size: 4, pooling: max, scan: parallel}",
+    "ssm_state16": "{type: ssm, blocks: 2, model_dim: 32, state_size: 16, expand: 2}",
     "lstm": "{type: rnn, cell: lstm, units: [56], embedding_dim: 32}",
     "transformer": "{type: transformer, blocks: 2, heads: 2, key_dim: 16, model_dim: 32, feed_forward: 32, "
                    "dropout: 0.0}",
@@ -105,6 +110,52 @@ def train_one(model: str, path: Path, epochs: int) -> dict:
             "steps": int(test.x["tokens"].shape[1]), "train_rows": len(data.splits["train"])}
 
 
+def time_scans(steps: int, repeat: int = 3) -> list[tuple[str, float, float]]:
+    """One training step's scan alone (forward and gradient, batch 32 × `steps` × 64 channels
+    × state 16, TensorFlow): (name, first call's seconds with tracing, later calls' median)."""
+    import numpy as np
+    import tensorflow as tf
+    from keras import ops
+
+    from dlpipe.architectures import ssm
+
+    rng = np.random.default_rng(0)
+    batch, channels, state = 32, 64, 16
+    u = tf.constant(rng.normal(size=(batch, steps, channels)), "float32")
+    delta = tf.constant(rng.uniform(0.01, 0.2, size=(batch, steps, channels)), "float32")
+    a = tf.Variable(-rng.uniform(0.5, 3.0, size=(channels, state)).astype("float32"))
+    b, c = (tf.constant(rng.normal(size=(batch, steps, state)), "float32") for _ in range(2))
+    d = tf.constant(np.ones(channels), "float32")
+
+    def keras_associative(u, delta, a, b, c, d):
+        decay = ops.exp(delta[..., None] * a)
+        _, states = ops.associative_scan(ssm._compose, (decay, (delta * u)[..., None] * b[:, :, None, :]), axis=1)
+        return ops.sum(states * c[:, :, None, :], axis=-1) + u * d
+
+    variants = {"sequential (keras.ops.scan)": lambda *x: ssm.selective_scan(*x),
+                "parallel (pairwise, static slices)": lambda *x: ssm.selective_scan(*x, parallel=True),
+                "keras.ops.associative_scan": keras_associative}
+    found = []
+    for name, scan in variants.items():
+        @tf.function
+        def step():
+            with tf.GradientTape() as tape:
+                y = scan(u, delta, a, b, c, d)
+                loss = tf.reduce_sum(y * y)
+            return tape.gradient(loss, a)
+
+        began = time.perf_counter()
+        step()
+        first = time.perf_counter() - began
+        later = []
+        for _ in range(repeat):
+            began = time.perf_counter()
+            step()
+            later.append(time.perf_counter() - began)
+        found.append((name, first, statistics.median(later)))
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=256)
@@ -114,7 +165,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="folder for the data and results.json")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # child process: train one model
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--scans", action="store_true", help="time the scan variants alone and stop")
     args = parser.parse_args()
+    if args.scans:
+        load = os.getloadavg()[0]
+        print(f"one scan, forward + gradient, batch 32 × {args.steps} steps × 64 channels × state 16")
+        print("| scan | first call, with tracing (s) | later calls, median (s) |\n|---|---|---|")
+        for name, first, later in time_scans(args.steps):
+            print(f"| {name} | {first:.2f} | {later:.3f} |")
+        print(f"load 1-min before/after: {load:.1f} / {os.getloadavg()[0]:.1f}")
+        return
     if args.one:
         print(json.dumps(train_one(args.one, args.data, args.epochs)))
         return

@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import scaling  # noqa: E402
+import sequence_models  # noqa: E402
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "benchmarks" / "specs").glob("*.yaml")), ids=lambda p: p.name)
@@ -40,6 +41,11 @@ def test_scaling_csv_has_the_rows_and_columns_the_spec_names(tmp_path):
     assert {row["colour"] for row in rows} <= {"red", "green", "blue", "grey", "black"}
     scaling.write_csv(tmp_path / "again.csv", 58)
     assert (tmp_path / "again.csv").read_bytes() == path.read_bytes()  # seeded
+
+
+@pytest.mark.parametrize("model", sorted(sequence_models.MODELS))
+def test_sequence_model_specs_are_valid(model, tmp_path):
+    assert check_text(f"{model}.yaml", sequence_models.spec_text(model, tmp_path / "order.npz", 8)) == []
 
 
 @pytest.mark.slow

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dlpipe.architectures.adapt  # noqa: F401  ResizeImage, ImagePreprocess (a backbone's input adaptation)
 import dlpipe.architectures.centernet  # noqa: F401  DecodeDetections (a detector's decoding)
+import dlpipe.architectures.diffusion  # noqa: F401  TimestepEmbedding, DDIMSampler (a diffusion model's sampler)
 import dlpipe.architectures.layers  # noqa: F401  PositionEmbedding, ClassToken, ReconstructionLoss, Impute, ...
 import dlpipe.architectures.quantization  # noqa: F401  QuantizedDense, QuantizedConv2D (quantization-aware training)
 import dlpipe.architectures.ssm  # noqa: F401  MambaBlock (a state-space model's blocks)

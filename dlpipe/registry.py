@@ -309,6 +309,8 @@ _TABLES: dict[str, dict[str, Entry]] = {
         # image comes from the source, not from data.features.
         "centernet": Architecture("dlpipe.architectures.centernet:build_maps_model", reads=(), single=False),
         "backbone": Architecture("dlpipe.architectures.backbone:build", reads=("image",), single=True),
+        # Task generation's other model (pipelines/diffusion.py builds it).
+        "diffusion": Architecture("dlpipe.architectures.diffusion:build", reads=("image",), single=True),
     },
     # (labels 0..K-1, probabilities N × K) → a number; dlpipe/metrics/evaluate.py scores
     # multi-label targets itself (multi_label_score) for the metrics whose targets say so.

@@ -66,6 +66,7 @@ MODELS = {
     "detector": ("object-detection", ["data.source.images=24", "data.source.image_size=32",
                                       "data.source.max_size=14", "model.filters=[8,16,16]"]),
     "generator": ("image-generation-gan", []),
+    "sampler": ("image-generation-diffusion", ["model.unet.filters=[8,16]", "model.sampler.steps=2"]),
 }
 
 

@@ -281,6 +281,9 @@ TEMPLATES: dict[str, Entry] = {
     # Seen: cultivar accuracy 0.97 (alcohol r2 0.4) after 40 epochs; the majority class is 0.22.
     "multi-output": Entry(("training.epochs=40",), "cultivar/accuracy", majority_cultivar, True, 0.4),
     "image-generation-gan": Entry(("training.epochs=10", "training.progress=none"), "fid", first_fid, False, 50.0),
+    # Shortened: 6 epochs, FID at epochs 3 and 6 (the template's first evaluation is at 3).
+    "image-generation-diffusion": Entry(("training.epochs=6", "training.progress=none"), "fid", first_fid, False,
+                                        20.0),
     # In full (the `dlpipe init` copy carries the earlier run it starts from). Seen: accuracy
     # 0.90 from 20 labels per digit; the majority class is 0.20.
     "image-transfer-learning": Entry(("training.progress=none",), "accuracy", majority_accuracy, True, 0.5),

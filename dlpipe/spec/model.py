@@ -17,6 +17,7 @@ from dlpipe.limits import WIDTH_MAX
 from dlpipe.spec.base import (Activation, Depth, Initializer, Name, PositiveInt, Probability, StrictModel, Width,
                               did_you_mean, unknown_name)
 from dlpipe.spec.detection import CenterNet
+from dlpipe.spec.diffusion import Diffusion
 from dlpipe.spec.paths import PathKind, RunPath
 
 NonNegative = Annotated[float, Field(ge=0)]
@@ -606,5 +607,6 @@ class Backbone(StrictModel):
     """Dense layers between the backbone's features and the output."""
 
 
-Model = Annotated[Union[MLP, CNN, RNN, Transformer, SSM, ViT, Autoencoder, Graph, GAN, CenterNet, Backbone],
+Model = Annotated[Union[MLP, CNN, RNN, Transformer, SSM, ViT, Autoencoder, Graph, GAN, CenterNet, Backbone,
+                        Diffusion],
                   Field(discriminator="type")]

@@ -1,7 +1,8 @@
-"""Task generation: a GAN learns to draw images like the training images.
+"""Task generation: a GAN or a diffusion model learns to draw images like the training images.
 
-Pipeline: pipelines/adversarial.py. A target, if given, makes the GAN class-conditioned.
-Scored by FID and Inception Score against held-out real images.
+Pipeline: pipelines/generation.py, which hands a `gan` to pipelines/adversarial.py and a
+`diffusion` model to pipelines/diffusion.py. A target, if given, makes the model
+class-conditioned. Scored by FID and Inception Score against held-out real images.
 """
 
 from __future__ import annotations
@@ -35,8 +36,10 @@ def check_generation(spec) -> Found:
                "that measures progress (FID does, every few epochs): choose a schedule by epochs")
     for i, name in enumerate(spec.export.formats):
         if name not in EXPORTS:
-            yield (("export", "formats", i), f"the generator exports as {' or '.join(EXPORTS)} "
-                   f"(a latent → image signature); {name} is not supported for it yet")
+            what = "the sampler (noise → image)" if spec.model.type == "diffusion" else \
+                "the generator (latent → image)"
+            yield (("export", "formats", i), f"{what} exports as {' or '.join(EXPORTS)}; "
+                   f"{name} is not supported for it yet")
     extractor = spec.evaluation.generation.feature_extractor if spec.evaluation.generation else None
     if (extractor is not None and extractor.type == "classifier" and spec.data.features
             and extractor.labels in [f.name for f in spec.data.features]):
@@ -51,14 +54,37 @@ def check_generation(spec) -> Found:
                    "extractor gives its 2,048 pool features only: list [fid], or use a classifier extractor")
 
 
+def check_diffusion(spec) -> Found:
+    """A diffusion model's own rules: what its sampler can do with its training steps and
+    classes, and the GAN's keys it has no use for."""
+    if spec.model.type != "diffusion":
+        return
+    model = spec.model
+    if model.sampler.steps > model.timesteps:
+        yield (("model", "sampler", "steps"), f"DDIM samples with at most the {model.timesteps} timesteps the "
+               f"model is trained on (model.timesteps); got {model.sampler.steps} steps")
+    if spec.data.target is None:
+        if model.sampler.guidance != 1.0:
+            yield (("model", "sampler", "guidance"), "classifier-free guidance needs classes (data.target); "
+                   "without a target, remove guidance")
+        if model.label_dropout != type(model)(type="diffusion").label_dropout:
+            yield (("model", "label_dropout"), "label_dropout drops classes (data.target); without a target, "
+                   "remove label_dropout")
+    adversarial = spec.training.adversarial
+    if adversarial is not None and adversarial != type(adversarial)():
+        yield (("training", "adversarial"), "a diffusion model has no discriminator: training.adversarial "
+               "applies to model type gan; remove it")
+
+
 TASK = Task(
     name="generation",
-    pipeline="adversarial",
-    summary="learn to generate images (a GAN); exports the generator (latent vector → image)",
+    pipeline="generation",
+    summary="learn to generate images (a GAN or a diffusion model); exports the generator (latent vector → "
+            "image) or the DDIM sampler (noise → image)",
     target="optional_classes",
     output="images",
     default_metrics=("fid", "inception_score"),
-    own_loss="a GAN trains with its own adversarial losses",
+    own_loss="a GAN trains with its own adversarial losses, a diffusion model with noise prediction",
     training_metric="fid",
     commands=frozenset({"export", "deep", "resume"}),
     honours=("version", "name", "description", "task", "seed", "allow_unsafe_deserialization", "data.source",
@@ -80,11 +106,12 @@ TASK = Task(
               "prepare.normalization": "task generation scales images to −1..1 from the training split's "
                                        "range itself (the generator's tanh range); remove prepare.normalization",
               "data.target.multi_label": "task generation conditions on one class per image, not several",
-              "training.loss": "task generation trains with the GAN's own adversarial losses; remove loss",
+              "training.loss": "task generation trains with its model's own loss (a GAN's adversarial losses, "
+                               "a diffusion model's noise prediction); remove loss",
               "training.strategy": "task generation trains the GAN on one device; remove strategy",
               "tuning": "dlpipe tune does not search task generation yet (its objectives are "
                         "validation metrics); remove tuning"},
     filled=("training.adversarial",),
-    models=("gan",),
-    checks=(check_generation,),
+    models=("gan", "diffusion"),
+    checks=(check_generation, check_diffusion),
 )

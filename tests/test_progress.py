@@ -202,11 +202,11 @@ def test_generative_feature_passes_count_images(every_update, capsys):
     assert found.shape == (250, 256) and probabilities.shape == (250, 3)
     lines = capsys.readouterr().err.splitlines()
     assert [re.sub(r", \d+ s.*| \(.*", "", line) for line in lines] == [
-        "[dlpipe] FID and Inception Score features: 0% 0/250 images",
-        "[dlpipe] FID and Inception Score features: 40% 100/250 images",
-        "[dlpipe] FID and Inception Score features: 80% 200/250 images",
-        "[dlpipe] FID and Inception Score features: 100% 250/250 images",
-        "[dlpipe] FID and Inception Score features: 250 images",
+        "[dlpipe] FID features: 0% 0/250 images",
+        "[dlpipe] FID features: 40% 100/250 images",
+        "[dlpipe] FID features: 80% 200/250 images",
+        "[dlpipe] FID features: 100% 250/250 images",
+        "[dlpipe] FID features: 250 images",
     ]
 
 

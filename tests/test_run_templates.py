@@ -331,6 +331,7 @@ def test_template_beats_its_trivial_baseline(name, template_run):
 NOT_SCORED_PER_EXPORT = {
     "autoencoder-embeddings": {"reconstruction_mse"},  # the export is the encoder: no decoder to reconstruct with
     "image-generation-gan": None,  # FID needs thousands of images through an extractor: none scored
+    "image-generation-diffusion": None,
 }
 
 

@@ -18,6 +18,10 @@ from pathlib import Path
 from dlpipe.architectures.diffusion import LABEL, NOISE, fixed_noise
 from dlpipe.exporters.stage import Subject, export
 
+SCORE_NOTE = ("not scored per export: FID needs thousands of sampled images through a feature extractor; the "
+              "export's images match the sampler's within max_abs_diff on the same noise, so metrics.json's "
+              "scores stand for it")
+
 
 def interface(spec, data) -> dict:
     """What a caller sends (standard normal noise of an image's shape, and a class) and gets back."""
@@ -45,7 +49,7 @@ def subject(sampler, spec, data) -> Subject:
     inputs = {NOISE: noise} if labels is None else {NOISE: noise, LABEL: labels}
     return Subject(model=sampler, inputs=inputs,
                    compare=lambda reference, exported: compare_values(reference, exported, classes=False),
-                   interface=interface(spec, data),
+                   interface=interface(spec, data), score_note=SCORE_NOTE,
                    data={"origin": data.origin, "fingerprint": data.fingerprint,
                          "split_sizes": {name: len(images) for name, images in data.images.items()}})
 

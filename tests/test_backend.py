@@ -125,6 +125,36 @@ def test_keras_imported_on_another_backend_is_refused_in_one_line():
                      "(it reads KERAS_BACKEND once, at its first import); run this spec in a new process"], lines
 
 
+LEAN = """
+import numpy as np, os, sys, tempfile
+from dlpipe import backend
+backend.activate("jax")
+loaded = lambda name: type(sys.modules.get(name)).__name__ == "module"
+print(sorted(name for name in ("sklearn", "matplotlib", "pandas", "requests", "h5py", "tensorflow",
+                               "jax.experimental.pallas") if loaded(name)))
+import keras
+print(keras.wrappers.SKLearnClassifier.__name__, "sklearn" in sys.modules)
+import pandas
+model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+frame = pandas.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]})
+path = os.path.join(tempfile.mkdtemp(), "m.keras")
+model.save(path)
+print(np.allclose(keras.saving.load_model(path).predict(frame, verbose=0), model.predict(frame.to_numpy(), verbose=0)))
+from keras.src.backend.jax import nn
+print(nn.splash_attention_mask.CausalMask.__name__)
+"""
+
+
+@pytest.mark.slow
+def test_keras_on_jax_imports_without_what_a_run_does_not_use():
+    """`backend.activate('jax')` imports Keras without scikit-learn, matplotlib, pandas,
+    requests, h5py and Pallas; each still works when first used (pandas DataFrames reach
+    `predict`, .keras files save and load, the scikit-learn wrappers resolve)."""
+    result = without_tensorflow(LEAN)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.splitlines() == ["[]", "SKLearnClassifier True", "True", "CausalMask"]
+
+
 JAX_TEMPLATES = {
     # (the --set overrides shortening the run, metric, trivial baseline's value, margin, higher is better)
     "tabular-classification": (("training.epochs=20",), "accuracy", 0.63, 0.25, True),  # majority class: 0.63

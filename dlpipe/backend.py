@@ -134,21 +134,24 @@ def _import_keras_lean() -> None:
     hide_pandas = "pandas" not in sys.modules and importlib.util.find_spec("pandas") is not None
     if hide_pandas:
         sys.modules["pandas"] = None  # `import pandas` raises ImportError while this is in place
-    splash = None
-    if SPLASH not in sys.modules and os.environ.get("KERAS_BACKEND") == "jax":
+    stand_ins = {}
+    if os.environ.get("KERAS_BACKEND") == "jax":
         import types
 
-        splash = sys.modules[SPLASH] = types.ModuleType(SPLASH, "imported at first use (dlpipe.backend)")
-        for name in ("splash_attention_kernel", "splash_attention_mask"):
-            setattr(splash, name, _AtFirstUse(f"{SPLASH}.{name}"))
+        if SPLASH not in sys.modules:
+            splash = stand_ins[SPLASH] = types.ModuleType(SPLASH, "imported at first use (dlpipe.backend)")
+            for name in ("splash_attention_kernel", "splash_attention_mask"):
+                setattr(splash, name, _AtFirstUse(f"{SPLASH}.{name}"))
+        sys.modules.update(stand_ins)
     try:
         import keras  # noqa: F401
     finally:
         sys.meta_path.remove(deferring)
         if hide_pandas and sys.modules.get("pandas", 0) is None:
             del sys.modules["pandas"]
-        if splash is not None and sys.modules.get(SPLASH) is splash:
-            del sys.modules[SPLASH]  # the next `import` of it imports the real package
+        for name, stand_in in stand_ins.items():
+            if sys.modules.get(name) is stand_in:
+                del sys.modules[name]  # the next `import` of it imports the real module
     if hide_pandas:
         if "pandas" in sys.modules:  # imported meanwhile by another thread: tell Keras now
             _teach_keras_pandas()
@@ -262,3 +265,41 @@ def tensorflow_installed() -> bool:
     import importlib.util
 
     return "tensorflow" in sys.modules or importlib.util.find_spec("tensorflow") is not None
+
+
+def of_saved(path) -> str:
+    """The backend to load a saved model with: the backend of the run it belongs to (its
+    run.json, in `path` or up to two folders above it: a run, its export folder, one format's
+    folder or a file in them), if that backend's package is installed; else `KERAS_BACKEND`,
+    else tensorflow. `.keras` files carry no backend and load on any, so a JAX run is
+    evaluated, exported, predicted and served on JAX without importing TensorFlow."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    folder = Path(path).resolve()
+    folder = folder if folder.is_dir() else folder.parent
+    for candidate in (folder, *list(folder.parents)[:2]):
+        try:
+            record = json.loads((candidate / "run.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        name = record.get("backend") if isinstance(record, dict) else None
+        if name in BACKENDS and (name in sys.modules or importlib.util.find_spec(PACKAGE[name]) is not None):
+            return name
+        break
+    name = os.environ.get("KERAS_BACKEND", "tensorflow")
+    return name if name in BACKENDS else "tensorflow"
+
+
+def activate_for(path) -> str:
+    """Import Keras for a command that loads a saved model (`of_saved(path)`): on tensorflow
+    with its notices silenced, on another backend without TensorFlow. Returns the backend.
+    Keras already imported in this process (the Python API, a notebook) is used as it is."""
+    before = current()
+    if before is not None:
+        return before
+    name = of_saved(path)
+    activate(name)
+    return name
+

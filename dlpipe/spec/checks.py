@@ -366,20 +366,23 @@ def check_architecture(spec: Spec) -> Found:
 
 
 def check_backbone(spec: Spec) -> Found:
-    """A backbone starts from one network (an application or an earlier run), reads the
-    image as stored, and trains the way its fine-tune schedule says."""
+    """A backbone starts from one network (an application, a KerasHub preset or an earlier
+    run), reads the image as stored, and trains the way its fine-tune schedule says. A
+    preset is looked up in spec/datacheck.py, which sees the installed packages."""
     model = spec.model
     if model.type != "backbone":
         return
-    if model.application is None and model.from_run is None:
-        yield ("model",), "a backbone starts from a network: give application (a Keras application) or from_run"
-    elif model.application is not None and model.from_run is not None:
-        yield ("model", "from_run"), "application and from_run cannot be combined; give one network to start from"
+    given = [key for key in ("application", "preset", "from_run") if getattr(model, key) is not None]
+    if not given:
+        yield ("model",), ("a backbone starts from a network: give application (a Keras application), preset (a "
+                           "KerasHub preset) or from_run")
+    elif len(given) > 1:
+        yield ("model", given[-1]), (f"{' and '.join(given)} cannot be combined; give one network to start from")
     elif model.from_run is not None:
         for key, default in (("weights", "imagenet"), ("pooling", "avg")):
             if getattr(model, key) != default:
                 yield ("model", key), f"{key} belongs to an application; a run's body keeps its own weights and pooling"
-    elif model.input_size is not None:
+    elif model.application is not None and model.input_size is not None:
         smallest = registry.entry("application", model.application).min_size
         if min(model.input_size) < smallest:
             yield (("model", "input_size"), f"{model.application} needs images of at least {smallest}×{smallest}, "

@@ -33,7 +33,8 @@ def prepare(spec: Spec, base_dir: Path, located) -> PreparedData:
         from dlpipe.data.streaming import prepare_streaming
 
         data = prepare_streaming(spec, base_dir, located)
-        data.extra["splits"] = split_record(data.origin, {name: s.rows for name, s in data.splits.items()})
+        if "splits" not in data.extra:  # an image folder's record names files (image_streaming.py)
+            data.extra["splits"] = split_record(data.origin, {name: s.rows for name, s in data.splits.items()})
         return data
     table, index = _load(spec, base_dir)
     if len(table) == 0:

@@ -229,8 +229,14 @@ class _Moments:
 
 
 def prepare_streaming(spec, base_dir: Path, located):
-    """One pass over the file's chunks → a PreparedData whose splits stream (see the module)."""
+    """One pass over the file's chunks → a PreparedData whose splits stream (see the module).
+    Image sources stream by file instead (image_streaming.py)."""
     import hashlib
+
+    from dlpipe.data.image_streaming import IMAGE_SOURCES, prepare_image_streaming
+
+    if spec.data.source.type in IMAGE_SOURCES:
+        return prepare_image_streaming(spec, base_dir, located)
 
     from dlpipe.data.prepared import FeatureInfo, PreparedData, input_names, normalizer, spec_sections
     from dlpipe.data.values import _check_numbers, _mostly_numbers

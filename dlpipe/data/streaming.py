@@ -233,11 +233,6 @@ def prepare_streaming(spec, base_dir: Path, located):
     Image sources stream by file instead (image_streaming.py)."""
     import hashlib
 
-    from dlpipe.data.image_streaming import IMAGE_SOURCES, prepare_image_streaming
-
-    if spec.data.source.type in IMAGE_SOURCES:
-        return prepare_image_streaming(spec, base_dir, located)
-
     from dlpipe.data.prepared import FeatureInfo, PreparedData, input_names, normalizer, spec_sections
     from dlpipe.data.values import _check_numbers, _mostly_numbers
     from dlpipe.errors import did_you_mean

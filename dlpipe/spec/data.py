@@ -8,7 +8,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Field, field_validator
 
-from dlpipe.spec.base import Name, PositiveInt, StrictModel, Width
+from dlpipe.spec.base import ByType, Name, PositiveInt, StrictModel, Width
 from dlpipe.spec.detection import CocoSource, ShapesSource
 from dlpipe.spec.paths import FilePath, FolderPath, PatternPath
 
@@ -169,7 +169,7 @@ class Streaming(StrictModel):
 Source = Annotated[Union[BuiltinSource, CsvSource, NpzSource, ParquetSource, JsonlSource, NpySource,
                          ImageFolderSource, ImageCsvSource, TextFolderSource, TfrecordSource, ShapesSource,
                          CocoSource],
-                   Field(discriminator="type")]
+                   ByType()]
 
 
 class NumericalFeature(StrictModel):
@@ -291,7 +291,7 @@ class TokensFeature(StrictModel):
 
 Feature = Annotated[Union[NumericalFeature, ImageFeature, CategoricalFeature, OrdinalFeature, TextFeature,
                           SequenceFeature, TokensFeature],
-                    Field(discriminator="type")]
+                    ByType()]
 
 
 class Windows(StrictModel):

@@ -14,7 +14,7 @@ from pydantic import AfterValidator, Field, WithJsonSchema
 
 from dlpipe import registry
 from dlpipe.limits import WIDTH_MAX
-from dlpipe.spec.base import (Activation, Depth, Initializer, Name, PositiveInt, Probability, StrictModel, Width,
+from dlpipe.spec.base import (Activation, ByType, Depth, Initializer, Name, PositiveInt, Probability, StrictModel, Width,
                               did_you_mean, unknown_name)
 from dlpipe.spec.detection import CenterNet
 from dlpipe.spec.diffusion import Diffusion
@@ -524,8 +524,8 @@ class GANGraph(StrictModel):
     """Python modules whose layer classes nodes may use (`module.path:ClassName`)."""
 
 
-Generator = Annotated[Union[DCGANGenerator, GANGraph], Field(discriminator="type")]
-Discriminator = Annotated[Union[DCGANDiscriminator, GANGraph], Field(discriminator="type")]
+Generator = Annotated[Union[DCGANGenerator, GANGraph], ByType()]
+Discriminator = Annotated[Union[DCGANDiscriminator, GANGraph], ByType()]
 
 
 class GAN(StrictModel):
@@ -609,4 +609,4 @@ class Backbone(StrictModel):
 
 Model = Annotated[Union[MLP, CNN, RNN, Transformer, SSM, ViT, Autoencoder, Graph, GAN, CenterNet, Backbone,
                         Diffusion],
-                  Field(discriminator="type")]
+                  ByType()]

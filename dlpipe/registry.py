@@ -106,7 +106,8 @@ class Exporter(Entry):
 
 class Source(Entry):
     """split_files: it reads a file, so data.split.files may give one file per split.
-    streams: data.streaming can read it chunk by chunk, never holding it whole."""
+    streams: data.streaming can read it chunk by chunk (a folder: a batch of its files at a
+    time), never holding it whole."""
 
     __slots__ = ("split_files", "streams")
 

@@ -165,8 +165,8 @@ def _detections(bound: float) -> Mapping[str, float]:
     return MappingProxyType({"max_abs_diff": bound, "agreement": 1.0})
 
 
-_SEQUENTIAL_SCAN = ("its converter cannot turn the sequential scan's loop into builtin ops; with model.scan: "
-                    "parallel (the same outputs, no loop) it converts")
+_SEQUENTIAL_SCAN = ("its converter cannot turn the sequential scan's loop into builtin ops; with scan: parallel "
+                    "(the same outputs, no loop) it converts")
 
 _KERAS_OPTIMIZERS = {
     "adam": "keras.optimizers:Adam",

@@ -9,7 +9,7 @@ from pydantic import AfterValidator, Field, WithJsonSchema
 
 from dlpipe import registry
 from dlpipe.errors import did_you_mean
-from dlpipe.spec.base import PositiveInt, StrictModel, unknown_name
+from dlpipe.spec.base import ByType, PositiveInt, StrictModel, unknown_name
 from dlpipe.spec.paths import AnyPath, FilePath
 
 METRIC_NAMES = tuple(
@@ -81,7 +81,7 @@ class InceptionFeatures(StrictModel):
     """Images per forward pass of the extractor."""
 
 
-FeatureExtractor = Annotated[Union[ClassifierFeatures, RunFeatures, InceptionFeatures], Field(discriminator="type")]
+FeatureExtractor = Annotated[Union[ClassifierFeatures, RunFeatures, InceptionFeatures], ByType()]
 
 
 class GenerationEvaluation(StrictModel):

@@ -102,17 +102,23 @@ def check_streaming(spec: Spec) -> Found:
         yield (path, f"streaming reads {', '.join(_sources('streams'))} files, not a {data.source.type} source")
     modes = [key for key in ("files", "time_column", "folds") if getattr(data.split, key) is not None]
     if modes:
-        yield (path, f"streaming splits rows by a seeded hash; it cannot be combined with data.split.{modes[0]}")
+        yield (path, f"streaming splits by seeded fractions (a hash of the row; for images, of the "
+               f"file list); it cannot be combined with data.split.{modes[0]}")
+    images = data.source.type in ("image_folder", "image_csv")  # streamed by file: data/image_streaming.py
     for i, feature in enumerate(data.features):
-        if feature.type not in ("numerical", "categorical"):
+        if images and (i > 0 or feature.type != "image"):
+            yield (("data", "features", i, "type"), f"streaming an {data.source.type} source reads one image "
+                   f"feature (the images) and the label, not {'a second feature' if i else feature.type}")
+        elif not images and feature.type not in ("numerical", "categorical"):
             yield (("data", "features", i, "type"), f"streaming reads numerical and categorical features, "
                    f"not {feature.type}")
     if spec.prepare.imputation:
         yield (("prepare", "imputation"), "imputation is not available with data.streaming")
     if spec.training.sample_weight is not None:
         yield (("training", "sample_weight"), "sample weights are not available with data.streaming")
-    if spec.prepare.augmentation:
-        yield (("prepare", "augmentation"), "augmentation is not available with data.streaming")
+    if spec.prepare.augmentation and not images:
+        yield (("prepare", "augmentation"), "augmentation is not available with data.streaming of a table "
+               "(it is of images: image_folder, image_csv)")
     if spec.training.strategy == "multi_worker":
         yield (("training", "strategy"), "multi_worker training does not read streamed data")
     target = data.target

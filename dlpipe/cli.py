@@ -215,9 +215,9 @@ def export(run_dir: str, formats: tuple[str, ...], overrides: tuple[str, ...], a
     export/verification.json (each format's test metrics, bytes, gzip bytes and latency
     computed again with its own runtime), export/model_card.md and .json.
     """
-    from dlpipe.backend_import import import_tensorflow
+    from dlpipe.backend import activate_for
 
-    import_tensorflow()
+    activate_for(run_dir)  # a JAX run on JAX, without TensorFlow
     from dlpipe.finished import export_run
     from dlpipe.imports import allowed
 
@@ -265,9 +265,9 @@ def predict(model: str, input: str, out: str | None, batch_size: int, allow_unsa
            A forecaster takes its series (one row per step, as trained from) and
            forecasts the `horizon` steps after its end: columns forecast_1..H
     """
-    from dlpipe.backend_import import import_tensorflow
+    from dlpipe.backend import activate_for
 
-    import_tensorflow()
+    activate_for(model)  # a JAX run's model on JAX, without TensorFlow
     from dlpipe.prediction import predict_file
 
     count = predict_file(model, input, out, batch_size=batch_size, allow_unsafe=allow_unsafe,
@@ -303,9 +303,9 @@ def serve(model: str, host: str, port: int, name: str | None, max_batch: int, ma
     prediction is its record: class name and probabilities, or values. A bad request gets a
     400 with one line; concurrent requests are batched (needs `pip install 'dlpipe[serve]'`).
     """
-    from dlpipe.backend_import import import_tensorflow
+    from dlpipe.backend import activate_for
 
-    import_tensorflow()
+    activate_for(model)  # a JAX run's model on JAX, without TensorFlow
     from dlpipe.serving import serve as run_server
 
     run_server(model, host=host, port=port, name=name, max_batch=max_batch, max_wait_ms=max_wait_ms,
@@ -324,9 +324,9 @@ def evaluate(run_dir: str, data: str | None, allow_imports: tuple[str, ...]) -> 
     Prints the metrics, then the folder holding them (RUN_DIR/evaluations/<time>/, with
     metrics.json and report.html); the run's own metrics.json is left as it is.
     """
-    from dlpipe.backend_import import import_tensorflow
+    from dlpipe.backend import activate_for
 
-    import_tensorflow()
+    activate_for(run_dir)  # a JAX run on JAX, without TensorFlow
     from dlpipe.evaluation import evaluate_run
     from dlpipe.imports import allowed
 

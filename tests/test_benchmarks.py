@@ -68,6 +68,14 @@ def test_gpu_benchmark_runs_tiny_on_this_cpu(tmp_path):
     assert row["mfu"] is None and "samples/s" in done.stdout
 
 
+def test_image_streaming_spec_is_valid(tmp_path):
+    import image_streaming
+
+    (tmp_path / "digits" / "0").mkdir(parents=True)
+    text = image_streaming.spec_text(10, tmp_path / "digits", 1)
+    assert check_text(str(tmp_path / "s.yaml"), text) == []
+
+
 @pytest.mark.parametrize("argv", [[], ["--per-class", "20"], ["--dataset", "mnist"], ["--source", "mnist"],
                                   ["--source-augment", "", "--augment", "[{type: zoom, factor: 0.1}]"]],
                          ids=["animals", "animals-20", "mnist", "mnist-to-animals", "augment-both-sides"])

@@ -374,10 +374,10 @@ def test_shap_and_permutation_importance_agree_on_an_additive_model(tmp_path):
         return Split({name: z[:, [j]] for j, name in enumerate(names)}, z @ weights + 0.1 * rng.normal(size=rows),
                      np.arange(rows))
 
-    train, validation, test = split(200), split(300), split(60)
-    settings = Explain(methods=["permutation", "shap"], examples=60, repeats=10, background=30, rows=1)
+    train, validation, test = split(100), split(300), split(40)
+    settings = Explain(methods=["permutation", "shap"], examples=40, repeats=10, background=20, rows=1)
     explain_model(Subject(model, features, None, 7), settings,
-                  Examples(test.x, test.y, [f"test row {i}" for i in range(60)], "the test split"), validation,
+                  Examples(test.x, test.y, [f"test row {i}" for i in range(40)], "the test split"), validation,
                   train, tmp_path, log=lambda line: None)
     found = {m: {f["feature"]: f["importance"] for f in read(tmp_path, m)["global"]["features"]}
              for m in ("permutation", "shap")}

@@ -27,6 +27,10 @@ def _allow_imports(command):
              "lists. Repeatable. Without it a spec never imports anything outside Keras.")(command)
 
 
+_QUICK_EXIT = False
+"""Set by a command whose process may end without tearing the interpreter down (see `run`)."""
+
+
 class _Group(click.Group):
     """Turns user errors into one line and exit code 1; --debug keeps the traceback."""
 
@@ -85,11 +89,22 @@ def validate(specs: tuple[str, ...], overrides: tuple[str, ...], fmt: str, deep:
     Exit code 0 when all are valid, 1 otherwise. Nothing is trained or imported beyond
     the spec layer, so this is fast enough for an editor hook or a pre-commit check.
     """
+    import gc
     import json
 
+    global _QUICK_EXIT
     # One file at a time: a problem in a --set override is located at `--set`, not at
-    # the file, yet makes that file invalid.
-    found = {spec: _check(spec, overrides, cache=not no_cache) for spec in specs}
+    # the file, yet makes that file invalid. No cyclic garbage collection meanwhile: importing
+    # Pydantic and building the spec models makes many objects and no cycles worth freeing,
+    # and each collection walks them all again (about a tenth of a first check).
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        found = {spec: _check(spec, overrides, cache=not no_cache) for spec in specs}
+    finally:
+        if collecting:
+            gc.enable()
+    _QUICK_EXIT = not deep
     if deep:
         from dlpipe.backend_import import import_tensorflow
 
@@ -444,5 +459,25 @@ def schema(out: str | None) -> None:
     click.echo(f"wrote {out}")
 
 
+def run() -> None:
+    """The `dlpipe` executable and `python -m dlpipe`: `main` in a process of its own."""
+    try:
+        main(prog_name="dlpipe")
+    except SystemExit as done:
+        if not _QUICK_EXIT:
+            raise
+        # A command that only checked specs: all it had to say is printed and every file it
+        # wrote is closed. Freeing Pydantic's and the spec models' objects one by one at
+        # interpreter exit took about a fifth of a first `dlpipe validate`
+        # (docs/benchmarks.md); os._exit skips that.
+        import os
+
+        if done.code is not None and not isinstance(done.code, int):
+            print(done.code, file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(done.code if isinstance(done.code, int) else (0 if done.code is None else 1))
+
+
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    run()

@@ -4,7 +4,7 @@
 spec/checks.py): on a backend other than TensorFlow, the pieces that are TensorFlow inside
 the model or the input pipeline are refused in one line each — string features (StringLookup
 and TextVectorization run TensorFlow string ops inside the model), augmentation (tf.data
-ops), streaming (a tf.data reader), tf.distribute strategies, attributions (TensorFlow
+ops), tf.distribute strategies, attributions (TensorFlow
 gradients).
 
 `check_environment` looks at which packages are installed (without importing them) through
@@ -40,8 +40,6 @@ def check_backend(spec) -> Found:
                    f"string ops inside the model; this {needs}")
     if spec.prepare.augmentation:
         yield (("prepare", "augmentation"), f"augmentation runs as TensorFlow ops in tf.data; it {needs}")
-    if spec.data.streaming is not None:
-        yield (("data", "streaming"), f"streaming reads files through tf.data; it {needs}")
     if spec.training.strategy in ("mirrored", "multi_worker"):
         yield (("training", "strategy"), f"{spec.training.strategy} is a tf.distribute strategy; it {needs}")
     if getattr(spec, "compression", None) is not None:

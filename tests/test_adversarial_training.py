@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from _killed import assert_same_bytes, digits_npz, history, run_killed
 from dlpipe.runner import run_spec
 
 pytestmark = pytest.mark.slow
@@ -59,20 +57,11 @@ STEPS = 432 // (16 * 2)  # images per step: batch_size × discriminator_steps; t
 
 @pytest.fixture(scope="module")
 def spec(tmp_path_factory) -> Path:
-    from sklearn.datasets import load_digits
-
     folder = tmp_path_factory.mktemp("gan-training")
-    digits = load_digits()
-    np.savez(folder / "digits.npz", image=digits.images[:540].astype(np.float32), label=digits.target[:540])
+    digits_npz(folder)
     path = folder / "spec.yaml"
     path.write_text(SPEC)
     return path
-
-
-def history(run: Path) -> dict[str, list[str]]:
-    header, *rows = (run / "history.csv").read_text().splitlines()
-    columns = header.split(",")
-    return {name: [row.split(",")[i] for row in rows] for i, name in enumerate(columns)}
 
 
 @pytest.fixture(scope="module")
@@ -159,10 +148,7 @@ def test_kill_9_mid_training_then_resume_matches_the_uninterrupted_run(spec, pla
     out = spec.parent / "killed"
     # Kill points in the train stage: every batch's end (13 an epoch) and every atomic write
     # (2 for a checkpoint); the 20th falls in epoch 2, after epoch 1's checkpoint.
-    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "DLPIPE_TEST_KILL_AT": "train:20"}
-    result = subprocess.run([sys.executable, "-m", "dlpipe.cli", "run", str(spec), "--out", str(out)],
-                            capture_output=True, text=True, env=environment, timeout=300)
-    assert result.returncode == -9, result.stderr[-2000:]
+    run_killed(spec, out, "train:20")
     assert json.loads((out / "checkpoints" / "last.json").read_text())["epoch"] == 1
     assert not (out / "metrics.json").exists()
 
@@ -170,8 +156,6 @@ def test_kill_9_mid_training_then_resume_matches_the_uninterrupted_run(spec, pla
 
     record = json.loads((out / "run.json").read_text())
     assert record["status"] == "completed" and record["resumed_from_epoch"] == 1
-    assert (out / "metrics.json").read_bytes() == (plain / "metrics.json").read_bytes()
-    assert (out / "history.csv").read_bytes() == (plain / "history.csv").read_bytes()
-    for name in (Path("evaluation", "generation.json"), Path("evaluation", "fid_samples.npz")):
-        assert (out / name).read_bytes() == (plain / name).read_bytes(), name
+    assert_same_bytes(out, plain, "metrics.json", "history.csv", Path("evaluation", "generation.json"),
+                      Path("evaluation", "fid_samples.npz"))
     assert json.loads((out / "metrics.json").read_text())["test"]["fid_reference"] > 0

@@ -135,10 +135,15 @@ def test_a_vision_transformer_preset_pools_its_tokens_at_its_fixed_size(folder):
     assert backbone.inputs[0].shape[1:] == (16, 16, 3)
     assert isinstance(backbone.get_layer("backbone_pool"), keras.layers.GlobalMaxPooling1D)
     assert backbone.output.shape[-1] == 8 and model.output.shape[-1] == 1
-    from dlpipe.errors import SpecError
+    from click.testing import CliRunner
 
-    with pytest.raises(SpecError, match=r"model\.input_size: ViTBackbone of .*tiny-vit reads 16×16 images only"):
-        build(folder / "spec.yaml", ["model.preset=./tiny-vit", "model.input_size=[32, 32]"])
+    from dlpipe.cli import main
+
+    (folder / "vit.yaml").write_text(SPEC.replace("./tiny-resnet", "./tiny-vit\n  input_size: [32, 32]"))
+    result = CliRunner().invoke(main, ["validate", "--deep", str(folder / "vit.yaml")])
+    assert result.exit_code == 1 and result.output.strip() == (
+        f"{folder / 'vit.yaml'}:13:15: model.input_size: ViTBackbone of {folder / 'tiny-vit'} reads 16×16 images "
+        "only; remove input_size (the image is resized to that)")
 
 
 def test_the_names_validate_reads_without_importing_are_the_names_keras_hub_lists():

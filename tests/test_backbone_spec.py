@@ -246,3 +246,25 @@ def test_without_keras_hub_a_preset_is_refused_in_one_line_naming_the_extra(tmp_
         assert (done.stdout + done.stderr).strip() == (f"{tmp_path / 'spec.yaml'}:10:11: model.preset: KerasHub presets "
                                                        "need the keras-hub package, which is not installed (pip "
                                                        "install 'dlpipe[hub]')")
+
+
+def test_validating_a_preset_imports_neither_keras_hub_nor_tensorflow(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    preset_folder(tmp_path / "tiny")
+    specs = []
+    for i, value in enumerate(("resnet_50_imagenet", "resnet_50_imagenett", "./tiny")):
+        specs.append(tmp_path / f"spec{i}.yaml")
+        specs[-1].write_text(SPEC.replace("MODEL", f"preset: {value}"))
+    code = ("import json, sys\n"
+            "from dlpipe.cli import main\n"
+            "try:\n"
+            "    main(['validate', '--no-cache', *sys.argv[1:]])\n"
+            "except SystemExit as exit:\n"
+            "    heavy = sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras', 'keras_hub'})\n"
+            "    print(json.dumps([exit.code, heavy]))\n")
+    done = subprocess.run([sys.executable, "-c", code, *map(str, specs)], capture_output=True, text=True, timeout=60)
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == [1, []], done.stdout + done.stderr
+    assert "did you mean 'resnet_50_imagenet'?" in done.stdout + done.stderr

@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from _killed import assert_same_bytes, digits_npz, history, resume_in_a_fresh_process, run_killed
 from dlpipe.spec import load_spec
 from dlpipe.spec.validation import SpecError
 
@@ -59,11 +57,8 @@ STEPS = 432 // 32
 
 @pytest.fixture(scope="module")
 def spec(tmp_path_factory) -> Path:
-    from sklearn.datasets import load_digits
-
     folder = tmp_path_factory.mktemp("diffusion")
-    digits = load_digits()
-    np.savez(folder / "digits.npz", image=digits.images[:540].astype(np.float32), label=digits.target[:540])
+    digits_npz(folder)
     path = folder / "spec.yaml"
     path.write_text(SPEC)
     return path
@@ -144,6 +139,7 @@ def test_ddim_with_a_perfect_denoiser_returns_the_one_training_image(schedule, s
     assert sequence[-1] == 0 and len(set(sequence)) == steps and sequence == sorted(sequence, reverse=True)
 
 
+@pytest.mark.slow  # dlpipe.architectures.diffusion imports Keras
 def test_noise_schedules_fall_from_almost_all_signal_to_almost_none():
     from dlpipe.architectures.diffusion import noise_schedule, sampling_timesteps
 
@@ -159,12 +155,6 @@ def test_noise_schedules_fall_from_almost_all_signal_to_almost_none():
 
 
 # Tiny real runs ------------------------------------------------------------------------------
-
-
-def history(run: Path) -> dict[str, list[str]]:
-    header, *rows = (run / "history.csv").read_text().splitlines()
-    columns = header.split(",")
-    return {name: [row.split(",")[i] for row in rows] for i, name in enumerate(columns)}
 
 
 @pytest.fixture(scope="module")
@@ -243,22 +233,12 @@ def test_kill_9_mid_training_then_resume_matches_the_uninterrupted_run(spec, pla
     out = spec.parent / "killed"
     # Kill points in the train stage: every batch's end (13 an epoch) and every atomic write
     # (2 for a checkpoint); the 20th falls in epoch 2, after epoch 1's checkpoint.
-    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "DLPIPE_TEST_KILL_AT": "train:20"}
-    result = subprocess.run([sys.executable, "-m", "dlpipe.cli", "run", str(spec), "--out", str(out)],
-                            capture_output=True, text=True, env=environment, timeout=600)
-    assert result.returncode == -9, result.stderr[-2000:]
+    run_killed(spec, out, "train:20")
     assert json.loads((out / "checkpoints" / "last.json").read_text())["epoch"] == 1
     assert not (out / "metrics.json").exists()
 
-    # Resumed in a fresh process, as a user does after a crash.
-    result = subprocess.run([sys.executable, "-m", "dlpipe.cli", "run", str(spec), "--out", str(out), "--resume"],
-                            capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-                            timeout=600)
-    assert result.returncode == 0, result.stderr[-2000:]
+    resume_in_a_fresh_process(spec, out)
 
     record = json.loads((out / "run.json").read_text())
     assert record["status"] == "completed" and record["resumed_from_epoch"] == 1
-    assert (out / "metrics.json").read_bytes() == (plain / "metrics.json").read_bytes()
-    assert (out / "history.csv").read_bytes() == (plain / "history.csv").read_bytes()
-    generation = Path("evaluation", "generation.json")
-    assert (out / generation).read_bytes() == (plain / generation).read_bytes()
+    assert_same_bytes(out, plain, "metrics.json", "history.csv", Path("evaluation", "generation.json"))

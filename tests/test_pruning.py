@@ -6,14 +6,12 @@ metrics and the same masks."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from _killed import DIGITS_CNN, run_killed
 from dlpipe.errors import SpecError
 from dlpipe.spec import load_spec
 
@@ -163,16 +161,7 @@ version: 1
 name: prune-cnn
 task: classification
 seed: 3
-data:
-  source: {type: builtin, name: digits}
-  features: [{name: image, type: image}]
-  target: {name: label}
-  split: {train: 0.8, validation: 0.1, test: 0.1, stratify: true}
-prepare:
-  normalization: {image: {type: rescale, scale: 0.0625}}
-model:
-  type: cnn
-  blocks: [{filters: 8, convs: 1}]
+""" + DIGITS_CNN + """\
   head: {units: [16]}
 training:
   epochs: 3
@@ -248,10 +237,7 @@ def test_kill_during_pruning_then_resume_gives_the_same_metrics_and_masks(tmp_pa
     killed = tmp_path / "killed"
     # 13 steps an epoch (398 training rows / 32) and a few checkpoint writes after each:
     # kill point 40 falls inside epoch 3, halfway through the pruning schedule (epochs 2-4).
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "DLPIPE_TEST_KILL_AT": "train:40"}
-    result = subprocess.run([sys.executable, "-m", "dlpipe.cli", "run", str(spec), "--out", str(killed)],
-                            env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == -9, result.stderr[-2000:]
+    run_killed(spec, killed, "train:40")
     saved = checkpoints.read(killed / "checkpoints" / "last.npz")
     assert saved.epoch == 2 and not saved.finished
     mid = saved.record["callbacks"]["pruning"]["sparsity"]

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from _killed import DIGITS_CNN
 from dlpipe.errors import SpecError
 from dlpipe.spec import load_spec
 
@@ -21,16 +22,7 @@ version: 1
 name: qat-cnn
 task: classification
 seed: 3
-data:
-  source: {type: builtin, name: digits}
-  features: [{name: image, type: image}]
-  target: {name: label}
-  split: {train: 0.8, validation: 0.1, test: 0.1, stratify: true}
-prepare:
-  normalization: {image: {type: rescale, scale: 0.0625}}
-model:
-  type: cnn
-  blocks: [{filters: 8, convs: 1}]
+""" + DIGITS_CNN + """\
   global_pool: flatten
   head: {units: [16]}
 training:

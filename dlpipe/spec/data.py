@@ -409,7 +409,7 @@ class Data(StrictModel):
     """Input columns. Empty: every column except the target, numbers as numerical."""
     target: Target | None = None
     """The column to predict. Required for classification, regression and forecasting; optional for
-    embedding (it only scores the embedding) and generation (it makes the GAN class-conditional);
+    embedding (it only scores the embedding) and generation (it makes the GAN or diffusion model class-conditional);
     refused for detection (boxes and classes come from the source)."""
     targets: Annotated[list[Output], Field(min_length=1)] | None = None
     """Task multi_output: the outputs one model predicts from the same features, each a

@@ -76,9 +76,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     from dlpipe.data.prepare import prepare
     from dlpipe.explain.methods import permutation_importance
-    from dlpipe.explain.stage import Subject, explain_model
+    from dlpipe.explain.stage import Examples, Subject, explain_model
     from dlpipe.explanation import settings_of
-    from dlpipe.explain.stage import Examples
     from dlpipe.finished import open_run
 
     settings = (f"evaluation.explain={{methods: [permutation, shap], examples: {args.examples}, "

@@ -1,5 +1,6 @@
 """The evaluation stage, report.html and `dlpipe evaluate` on real runs of every template
-(2 epochs); the FID feature extractors on real saved models."""
+(2 epochs, or the shortened run tests/test_run_templates.py shares); the FID feature
+extractors on real saved models."""
 
 from __future__ import annotations
 
@@ -26,6 +27,10 @@ EPOCHS = "training.epochs=2"
 SHORTENED = {"compressed-image-classification": ["compression.pruning.schedule={begin_epoch: 1, end_epoch: 2}",
                                                  "compression.quantization_aware.start_epoch=1"],
              "image-transfer-learning": ["model.fine_tune.freeze_epochs=1"]}
+# Templates whose shortened run tests/test_run_templates.py makes anyway (tests/_runs.py):
+# those runs, not another (the text run's 3 epochs, the forecaster's 6, the detector's 10 on
+# 400 images).
+SHARED = {"text-classification": "text", "time-series-forecasting": "forecasting", "object-detection": "detection"}
 RUNS = [spec.stem for spec in SPECS]
 # `dlpipe evaluate` re-evaluates every run here (each task's `reevaluate` hook); a GAN's is
 # refused (tests/test_adversarial.py).
@@ -42,6 +47,10 @@ def run_of(tmp_path_factory):
     base = tmp_path_factory.mktemp("runs")
 
     def get(name: str) -> Path:
+        if name in SHARED:
+            import _runs
+
+            return getattr(_runs, SHARED[name])()
         if name not in done:
             done[name] = run_spec(ROOT / "specs" / f"{name}.yaml", overrides=[EPOCHS, *SHORTENED.get(name, [])],
                                   out=base / name)

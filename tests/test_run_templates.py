@@ -3,8 +3,8 @@
 The two foundation templates run in full (about 20 s each on 2 cores) and check the user
 contract: the accuracy targets, every run-directory file, byte-identical reruns, export
 parity. Every template (those two included) is in TEMPLATES below: copied with `dlpipe init`,
-run unchanged but for fewer epochs (--set), and its headline metric must beat a trivial
-baseline. A template without an entry fails tests/test_cli.py::test_every_template_has_a_run_template_entry
+run unchanged but for fewer epochs or samples (--set), and its headline metric must beat a
+trivial baseline. A template without an entry fails tests/test_cli.py::test_every_template_has_a_run_template_entry
 (a fast test: landing a template needs its entry).
 """
 
@@ -146,9 +146,10 @@ def test_same_spec_twice_gives_byte_identical_metrics(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def forecasting_run(tmp_path_factory) -> Path:
-    return run_cli(str(ROOT / "specs/time-series-forecasting.yaml"), "--set", "training.epochs=6",
-                   "--out", str(tmp_path_factory.mktemp("co2") / "run"))
+def forecasting_run() -> Path:
+    import _runs
+
+    return _runs.forecasting()  # 6 epochs; shared with tests/test_evaluation.py
 
 
 def test_time_series_forecasting_beats_the_last_value_forecast(forecasting_run):
@@ -159,9 +160,10 @@ def test_time_series_forecasting_beats_the_last_value_forecast(forecasting_run):
 
 
 @pytest.fixture(scope="module")
-def text_run(tmp_path_factory) -> Path:
-    return run_cli(str(ROOT / "specs/text-classification.yaml"), "--set", "training.epochs=3",
-                   "--out", str(tmp_path_factory.mktemp("reviews") / "run"))
+def text_run() -> Path:
+    import _runs
+
+    return _runs.text()  # 3 epochs; shared with tests/test_evaluation.py
 
 
 def test_text_classification_clearly_beats_the_majority_class(text_run):
@@ -191,9 +193,10 @@ def test_text_model_takes_raw_strings_and_its_vocabulary_is_from_training_rows(t
 
 
 @pytest.fixture(scope="module")
-def detection_run(tmp_path_factory) -> Path:
-    return run_cli(str(ROOT / "specs/object-detection.yaml"), "--set", "data.source.images=400",
-                   "--set", "training.epochs=10", "--out", str(tmp_path_factory.mktemp("shapes") / "run"))
+def detection_run() -> Path:
+    import _runs
+
+    return _runs.detection()  # 400 images, 10 epochs; shared with tests/test_evaluation.py
 
 
 def test_object_detection_finds_the_shapes(detection_run):
@@ -249,7 +252,7 @@ def nothing_found(run: Path) -> float:
 @dataclass(frozen=True)
 class Entry:
     run: str | tuple[str, ...]
-    """A fixture of this module (a full run), or the --set overrides of a shortened run."""
+    """A fixture of this module (a run it checks further), or the --set overrides of a shortened run."""
     metric: str
     baseline: Callable[[Path], float]
     higher_is_better: bool
@@ -270,10 +273,11 @@ TEMPLATES: dict[str, Entry] = {
     "tabular-regression": Entry(("training.epochs=40",), "mse", mean_mse, False, 1500.0),
     # Seen: kNN accuracy 0.97 in full; 0.96 after 12 epochs; the majority class is 0.10.
     "autoencoder-embeddings": Entry("embedding_run", "knn_accuracy", majority_accuracy, True, 0.7),
-    # The text and time-series runs are this module's fixtures (shared with their own tests).
+    # The text and time-series runs are this module's fixtures (shared with their own tests
+    # and tests/test_evaluation.py, tests/_runs.py).
     "text-classification": Entry("text_run", "accuracy", majority_accuracy, True, 0.2),
     "time-series-forecasting": Entry("forecasting_run", "mae", naive_mae, False, 0.1),
-    # The detection module fixture: 400 images, 10 epochs (seen: map_50 0.44). Finding
+    # The detection fixture: 400 images, 10 epochs (seen: map_50 0.44). Finding
     # nothing scores 0, and so does a detector before it learns (seen: 0.008 after 10
     # epochs of a smaller model on 32×32 images).
     "object-detection": Entry("detection_run", "map_50", nothing_found, True, 0.25),
@@ -281,9 +285,14 @@ TEMPLATES: dict[str, Entry] = {
     # Seen: cultivar accuracy 0.97 (alcohol r2 0.4) after 40 epochs; the majority class is 0.22.
     "multi-output": Entry(("training.epochs=40",), "cultivar/accuracy", majority_cultivar, True, 0.4),
     "image-generation-gan": Entry(("training.epochs=10", "training.progress=none"), "fid", first_fid, False, 50.0),
-    # Shortened: 6 epochs, FID at epochs 3 and 6 (the template's first evaluation is at 3).
-    "image-generation-diffusion": Entry(("training.epochs=6", "training.progress=none"), "fid", first_fid, False,
-                                        20.0),
+    # Shortened to the least that runs every stage and still learns: 2 epochs, FID after each
+    # on 100 samples, a 3-epoch feature classifier, 8 export samples verified, 5 timed calls
+    # (each sample is 20 U-Net calls). Seen: FID 148.7 → 104.9. The template's own numbers
+    # are benchmarks/'s (benchmarks/generation_fid.py).
+    "image-generation-diffusion": Entry(
+        ("training.epochs=2", "evaluation.generation.every=1", "evaluation.generation.samples=100",
+         "evaluation.generation.feature_extractor.epochs=3", "export.samples=8", "export.latency_calls=5",
+         "training.progress=none"), "fid", first_fid, False, 20.0),
     # In full (the `dlpipe init` copy carries the earlier run it starts from). Seen: accuracy
     # 0.90 from 20 labels per digit; the majority class is 0.20.
     "image-transfer-learning": Entry(("training.progress=none",), "accuracy", majority_accuracy, True, 0.5),
@@ -299,7 +308,7 @@ def embedding_run() -> Path:
 
 @pytest.fixture(scope="module")
 def template_run(request, tmp_path_factory):
-    """name → its run directory: a module fixture's full run, or a shortened run of the
+    """name → its run directory: a module fixture's run, or a shortened run of the
     `dlpipe init` copy, each made once for the module."""
     done: dict[str, Path] = {}
 
@@ -343,6 +352,7 @@ def test_every_export_is_scored_on_the_test_split(name, template_run):
     verification = json.loads((run / "export/verification.json").read_text())
     model_test = metrics(run)["test"]
     left_out = NOT_SCORED_PER_EXPORT.get(name, set())
+    calls = load_spec(run / "spec.yaml").export.latency_calls  # 50 unless the entry shortens it
     assert verification
     for key, entry in verification.items():
         assert entry["passed"], (key, entry)
@@ -352,7 +362,7 @@ def test_every_export_is_scored_on_the_test_split(name, template_run):
             sum(p.stat().st_size for p in exported.rglob("*") if p.is_file())
         assert entry["bytes"] == on_disk
         latency = entry["latency"]
-        assert latency["calls"] == 50 and latency["batch_size"] == 1
+        assert latency["calls"] == calls and latency["batch_size"] == 1
         assert 0 < latency["median_ms"] <= latency["p90_ms"] < 5000, latency
         if left_out is None:
             assert "test_metrics" not in entry and "FID" in entry["test_metrics_note"]

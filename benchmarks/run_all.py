@@ -48,11 +48,16 @@ def validate(quick: bool) -> list[tuple[str, str, str]]:
 
     results, _ = _run(validate_speed.main, ["--repeat", "3" if quick else "7"])
     rows = []
+    first = [label for label in results if label.startswith("first check")]
+    slowest = max(first, key=lambda label: results[label]["median"])
     for label, r in results.items():
-        if label.startswith(("`dlpipe validate specs/*.yaml`", "`dlpipe validate --no-cache specs/*.yaml`")):
-            rows.append((f"{label} ≤ {validate_speed.TARGET_SECONDS} s median, ≤ {validate_speed.TARGET_MB:.0f} MB",
-                         f"{r['median']:.3f} s, {r['rss_max']:.1f} MB",
-                         _met(r["median"] <= validate_speed.TARGET_SECONDS and r["rss_max"] <= validate_speed.TARGET_MB)))
+        if label == slowest:
+            label = f"slowest first check of one spec ({label.removeprefix('first check: ')})"
+        elif not label.startswith(("`dlpipe validate specs/*.yaml`", "`dlpipe validate --no-cache specs/*.yaml`")):
+            continue
+        rows.append((f"{label} ≤ {validate_speed.TARGET_SECONDS} s median, ≤ {validate_speed.TARGET_MB:.0f} MB",
+                     f"{r['median']:.3f} s (CPU {r['cpu']:.3f} s), {r['rss_max']:.1f} MB",
+                     _met(r["median"] <= validate_speed.TARGET_SECONDS and r["rss_max"] <= validate_speed.TARGET_MB)))
     return rows
 
 

@@ -1,6 +1,6 @@
 """`python -m dlpipe ...` is the `dlpipe` command."""
 
-from dlpipe.cli import main
+from dlpipe.cli import run
 
 if __name__ == "__main__":
-    main(prog_name="dlpipe")
+    run()

@@ -61,8 +61,7 @@ def activate(name: str, *, deterministic: bool = False) -> None:
             os.environ["XLA_FLAGS"] = f"{flags} --xla_gpu_deterministic_ops=true".strip()
     if name == "jax":
         _compilation_cache()
-    import keras  # noqa: F401
-
+    _import_keras_lean()
     _tensorflow_only_when_imported()
 
 
@@ -99,6 +98,145 @@ def _compilation_cache() -> None:
         os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(COMPILATION_CACHE_BYTES))
 
 
+DEFERRED = ("keras.wrappers", "keras.visualization", "keras.src.wrappers", "keras.src.visualization",
+            "keras._tf_keras.keras.wrappers", "keras._tf_keras.keras.visualization", "requests", "h5py")
+"""Modules that `import keras` loads only at their first use: the scikit-learn wrappers (they
+import scikit-learn, ~1.3 s CPU here), the image-gallery plots (matplotlib.pyplot, ~0.5 s),
+`requests` (for the RemoteMonitor callback) and h5py (for legacy .h5 files; `.keras` weights
+load it when saved or read). `keras.wrappers.SKLearnClassifier` still works: the module loads
+at that attribute."""
+
+SPLASH = "jax.experimental.pallas.ops.tpu.splash_attention"
+"""Keras' JAX backend imports TPU splash-attention kernels (Pallas, ~0.13 s CPU here) for its
+TPU flash attention; elsewhere it never calls them."""
+
+
+def _import_keras_lean() -> None:
+    """`import keras` on jax or torch without what its `__init__` imports for every backend
+    and a run does not use before its first training step (on this CPU `import keras` on jax
+    3.3 s → 1.4 s CPU):
+
+    - `DEFERRED` load at first use (`importlib.util.LazyLoader`);
+    - `SPLASH`'s two modules are imported at their first attribute use;
+    - pandas, which Keras imports only to accept DataFrames in `fit`, is taught to Keras when
+      something imports it (dlpipe hands Keras NumPy arrays; a CSV source imports pandas).
+
+    The hooks are removed once Keras is imported; `DLPIPE_LEAN_KERAS=0` imports Keras as
+    usual."""
+    if "keras" in sys.modules or os.environ.get("DLPIPE_LEAN_KERAS") == "0":
+        import keras  # noqa: F401
+
+        return
+    import importlib.util
+
+    deferring = _Deferring()
+    sys.meta_path.insert(0, deferring)
+    hide_pandas = "pandas" not in sys.modules and importlib.util.find_spec("pandas") is not None
+    if hide_pandas:
+        sys.modules["pandas"] = None  # `import pandas` raises ImportError while this is in place
+    stand_ins = {}
+    if os.environ.get("KERAS_BACKEND") == "jax":
+        import types
+
+        if SPLASH not in sys.modules:
+            splash = stand_ins[SPLASH] = types.ModuleType(SPLASH, "imported at first use (dlpipe.backend)")
+            for name in ("splash_attention_kernel", "splash_attention_mask"):
+                setattr(splash, name, _AtFirstUse(f"{SPLASH}.{name}"))
+        sys.modules.update(stand_ins)
+    try:
+        import keras  # noqa: F401
+    finally:
+        sys.meta_path.remove(deferring)
+        if hide_pandas and sys.modules.get("pandas", 0) is None:
+            del sys.modules["pandas"]
+        for name, stand_in in stand_ins.items():
+            if sys.modules.get(name) is stand_in:
+                del sys.modules[name]  # the next `import` of it imports the real module
+    if hide_pandas:
+        if "pandas" in sys.modules:  # imported meanwhile by another thread: tell Keras now
+            _teach_keras_pandas()
+        else:
+            sys.meta_path.insert(0, _PandasWatch())
+
+
+class _AtFirstUse:
+    """Stands for a module: imports it when one of its attributes is first asked for."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def __getattr__(self, attribute):
+        import importlib
+
+        return getattr(importlib.import_module(self._name), attribute)
+
+
+class _Deferring:
+    """Finds the `DEFERRED` modules (not yet imported) with a lazy loader, executed at first
+    attribute use."""
+
+    def find_spec(self, name, path, target=None):
+        if name not in DEFERRED:
+            return None
+        import importlib.util
+
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(name, path, target)
+            if spec is not None:
+                if spec.loader is not None:
+                    spec.loader = importlib.util.LazyLoader(spec.loader)
+                return spec
+        return None
+
+
+class _PandasWatch:
+    """Waits for the first `import pandas`; once pandas is loaded, tells Keras about it and
+    leaves `sys.meta_path`."""
+
+    def find_spec(self, name, path, target=None):
+        if name != "pandas":
+            return None
+        sys.meta_path.remove(self)
+        import importlib.util
+
+        spec = importlib.util.find_spec("pandas")
+        if spec is None or spec.loader is None:
+            return spec
+        spec.loader = _ThenTeach(spec.loader)
+        return spec
+
+
+class _ThenTeach:
+    """A loader that runs pandas' own, then `_teach_keras_pandas`."""
+
+    def __init__(self, loader):
+        self.loader = loader
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module):
+        self.loader.exec_module(module)
+        _teach_keras_pandas(module)
+
+    def __getattr__(self, name):  # get_resource_reader, is_package, ... as pandas' loader
+        return getattr(self.loader, name)
+
+
+def _teach_keras_pandas(pandas=None) -> None:
+    """What Keras' array adapter sets when pandas is importable at its own import."""
+    try:
+        from keras.src.trainers.data_adapters import array_slicing
+    except ImportError:
+        return
+    pandas = pandas if pandas is not None else sys.modules["pandas"]
+    if getattr(array_slicing, "pandas", 0) is None:
+        array_slicing.pandas = pandas
+        array_slicing.ARRAY_TYPES = tuple(array_slicing.ARRAY_TYPES) + (pandas.Series, pandas.DataFrame)
+
+
 def _tensorflow_only_when_imported() -> None:
     """Keras' lazy `tensorflow` module answers `available` by importing TensorFlow; on another
     backend make it answer whether TensorFlow is already imported (by a step that needs it)."""
@@ -127,3 +265,41 @@ def tensorflow_installed() -> bool:
     import importlib.util
 
     return "tensorflow" in sys.modules or importlib.util.find_spec("tensorflow") is not None
+
+
+def of_saved(path) -> str:
+    """The backend to load a saved model with: the backend of the run it belongs to (its
+    run.json, in `path` or up to two folders above it: a run, its export folder, one format's
+    folder or a file in them), if that backend's package is installed; else `KERAS_BACKEND`,
+    else tensorflow. `.keras` files carry no backend and load on any, so a JAX run is
+    evaluated, exported, predicted and served on JAX without importing TensorFlow."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    folder = Path(path).resolve()
+    folder = folder if folder.is_dir() else folder.parent
+    for candidate in (folder, *list(folder.parents)[:2]):
+        try:
+            record = json.loads((candidate / "run.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        name = record.get("backend") if isinstance(record, dict) else None
+        if name in BACKENDS and (name in sys.modules or importlib.util.find_spec(PACKAGE[name]) is not None):
+            return name
+        break
+    name = os.environ.get("KERAS_BACKEND", "tensorflow")
+    return name if name in BACKENDS else "tensorflow"
+
+
+def activate_for(path) -> str:
+    """Import Keras for a command that loads a saved model (`of_saved(path)`): on tensorflow
+    with its notices silenced, on another backend without TensorFlow. Returns the backend.
+    Keras already imported in this process (the Python API, a notebook) is used as it is."""
+    before = current()
+    if before is not None:
+        return before
+    name = of_saved(path)
+    activate(name)
+    return name
+

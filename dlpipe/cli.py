@@ -27,6 +27,10 @@ def _allow_imports(command):
              "lists. Repeatable. Without it a spec never imports anything outside Keras.")(command)
 
 
+_QUICK_EXIT = False
+"""Set by a command whose process may end without tearing the interpreter down (see `run`)."""
+
+
 class _Group(click.Group):
     """Turns user errors into one line and exit code 1; --debug keeps the traceback."""
 
@@ -85,11 +89,22 @@ def validate(specs: tuple[str, ...], overrides: tuple[str, ...], fmt: str, deep:
     Exit code 0 when all are valid, 1 otherwise. Nothing is trained or imported beyond
     the spec layer, so this is fast enough for an editor hook or a pre-commit check.
     """
+    import gc
     import json
 
+    global _QUICK_EXIT
     # One file at a time: a problem in a --set override is located at `--set`, not at
-    # the file, yet makes that file invalid.
-    found = {spec: _check(spec, overrides, cache=not no_cache) for spec in specs}
+    # the file, yet makes that file invalid. No cyclic garbage collection meanwhile: importing
+    # Pydantic and building the spec models makes many objects and no cycles worth freeing,
+    # and each collection walks them all again (about a tenth of a first check).
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        found = {spec: _check(spec, overrides, cache=not no_cache) for spec in specs}
+    finally:
+        if collecting:
+            gc.enable()
+    _QUICK_EXIT = not deep
     if deep:
         from dlpipe.backend_import import import_tensorflow
 
@@ -200,9 +215,9 @@ def export(run_dir: str, formats: tuple[str, ...], overrides: tuple[str, ...], a
     export/verification.json (each format's test metrics, bytes, gzip bytes and latency
     computed again with its own runtime), export/model_card.md and .json.
     """
-    from dlpipe.backend_import import import_tensorflow
+    from dlpipe.backend import activate_for
 
-    import_tensorflow()
+    activate_for(run_dir)  # a JAX run on JAX, without TensorFlow
     from dlpipe.finished import export_run
     from dlpipe.imports import allowed
 
@@ -250,9 +265,9 @@ def predict(model: str, input: str, out: str | None, batch_size: int, allow_unsa
            A forecaster takes its series (one row per step, as trained from) and
            forecasts the `horizon` steps after its end: columns forecast_1..H
     """
-    from dlpipe.backend_import import import_tensorflow
+    from dlpipe.backend import activate_for
 
-    import_tensorflow()
+    activate_for(model)  # a JAX run's model on JAX, without TensorFlow
     from dlpipe.prediction import predict_file
 
     count = predict_file(model, input, out, batch_size=batch_size, allow_unsafe=allow_unsafe,
@@ -288,9 +303,9 @@ def serve(model: str, host: str, port: int, name: str | None, max_batch: int, ma
     prediction is its record: class name and probabilities, or values. A bad request gets a
     400 with one line; concurrent requests are batched (needs `pip install 'dlpipe[serve]'`).
     """
-    from dlpipe.backend_import import import_tensorflow
+    from dlpipe.backend import activate_for
 
-    import_tensorflow()
+    activate_for(model)  # a JAX run's model on JAX, without TensorFlow
     from dlpipe.serving import serve as run_server
 
     run_server(model, host=host, port=port, name=name, max_batch=max_batch, max_wait_ms=max_wait_ms,
@@ -309,9 +324,9 @@ def evaluate(run_dir: str, data: str | None, allow_imports: tuple[str, ...]) -> 
     Prints the metrics, then the folder holding them (RUN_DIR/evaluations/<time>/, with
     metrics.json and report.html); the run's own metrics.json is left as it is.
     """
-    from dlpipe.backend_import import import_tensorflow
+    from dlpipe.backend import activate_for
 
-    import_tensorflow()
+    activate_for(run_dir)  # a JAX run on JAX, without TensorFlow
     from dlpipe.evaluation import evaluate_run
     from dlpipe.imports import allowed
 
@@ -444,5 +459,25 @@ def schema(out: str | None) -> None:
     click.echo(f"wrote {out}")
 
 
+def run() -> None:
+    """The `dlpipe` executable and `python -m dlpipe`: `main` in a process of its own."""
+    try:
+        main(prog_name="dlpipe")
+    except SystemExit as done:
+        if not _QUICK_EXIT:
+            raise
+        # A command that only checked specs: all it had to say is printed and every file it
+        # wrote is closed. Freeing Pydantic's and the spec models' objects one by one at
+        # interpreter exit took about a fifth of a first `dlpipe validate`
+        # (docs/benchmarks.md); os._exit skips that.
+        import os
+
+        if done.code is not None and not isinstance(done.code, int):
+            print(done.code, file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(done.code if isinstance(done.code, int) else (0 if done.code is None else 1))
+
+
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    run()

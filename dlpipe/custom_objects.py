@@ -14,7 +14,7 @@ writes in a fresh process.
 
 from __future__ import annotations
 
-import dlpipe.architectures.adapt  # noqa: F401  ResizeImage, ImagePreprocess (a backbone's input adaptation)
+import dlpipe.architectures.adapt  # noqa: F401  ResizeImage, ImagePreprocess, ScaleImage (a backbone's input adaptation)
 import dlpipe.architectures.centernet  # noqa: F401  DecodeDetections (a detector's decoding)
 import dlpipe.architectures.diffusion  # noqa: F401  TimestepEmbedding, DDIMSampler (a diffusion model's sampler)
 import dlpipe.architectures.layers  # noqa: F401  PositionEmbedding, ClassToken, ReconstructionLoss, Impute, ...

@@ -106,7 +106,8 @@ class Exporter(Entry):
 
 class Source(Entry):
     """split_files: it reads a file, so data.split.files may give one file per split.
-    streams: data.streaming can read it chunk by chunk, never holding it whole."""
+    streams: data.streaming can read it chunk by chunk (a folder: a batch of its files at a
+    time), never holding it whole."""
 
     __slots__ = ("split_files", "streams")
 
@@ -164,8 +165,8 @@ def _detections(bound: float) -> Mapping[str, float]:
     return MappingProxyType({"max_abs_diff": bound, "agreement": 1.0})
 
 
-_SEQUENTIAL_SCAN = ("its converter cannot turn the sequential scan's loop into builtin ops; with model.scan: "
-                    "parallel (the same outputs, no loop) it converts")
+_SEQUENTIAL_SCAN = ("its converter cannot turn the sequential scan's loop into builtin ops; with scan: parallel "
+                    "(the same outputs, no loop) it converts")
 
 _KERAS_OPTIMIZERS = {
     "adam": "keras.optimizers:Adam",
@@ -287,8 +288,8 @@ _TABLES: dict[str, dict[str, Entry]] = {
         "npy": Source("dlpipe.data.sources:load_npy", split_files=False, streams=False),
         "jsonl": Source("dlpipe.data.sources:load_jsonl", split_files=True, streams=True),
         "parquet": Source("dlpipe.data.sources:load_parquet", split_files=True, streams=True),
-        "image_folder": Source("dlpipe.data.sources:load_image_folder", split_files=False, streams=False),
-        "image_csv": Source("dlpipe.data.sources:load_image_csv", split_files=True, streams=False),
+        "image_folder": Source("dlpipe.data.sources:load_image_folder", split_files=False, streams=True),
+        "image_csv": Source("dlpipe.data.sources:load_image_csv", split_files=True, streams=True),
         "text_folder": Source("dlpipe.data.sources:load_text_folder", split_files=False, streams=False),
         "tfrecord": Source("dlpipe.data.sources:load_tfrecord", split_files=True, streams=False),
     },

@@ -23,6 +23,28 @@ def setup(run_dir, spec) -> dict:
     return environment
 
 
+def prepared_data(ctx, reused: bool):
+    """The data stage's work for the supervised pipelines: the prepared data loaded from the
+    stage cache when `reused`, else prepared from the spec and saved with data.json and
+    splits.json; the data's fingerprint goes into run.json either way. Call it inside the
+    run's `data` stage block; what a pipeline adds (labels.json, checks) follows it there."""
+    from dlpipe.rundir import atomic_write_json
+    from dlpipe.stagecache import load_data, save_data
+
+    run_dir = ctx.run_dir
+    if reused:
+        data = load_data(run_dir)
+    else:
+        from dlpipe.data.prepare import prepare
+
+        data = prepare(ctx.spec, ctx.base_dir, ctx.located)
+        save_data(run_dir, data)
+        atomic_write_json(run_dir.path("data.json"), data.describe())
+        write_splits(run_dir, data)
+    run_dir.update(data_fingerprint=data.fingerprint)
+    return data
+
+
 def write_splits(run_dir, data) -> None:
     """splits.json: which source rows (or files) each split holds (data/splits.py:
     split_record), so that anything else can be scored on the same rows. `data`: prepared

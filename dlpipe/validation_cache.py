@@ -37,7 +37,7 @@ _PACKAGE = Path(__file__).resolve().parent
 # (each task's facts, honoured keys and checks), plus:
 _PACKAGES = ("spec", "tasks")
 _ALSO = ("__init__.py", "version.py", "errors.py", "limits.py", "registry.py", "yamlbounds.py",
-         "validation_cache.py")  # its observations of the data files too
+         "validation_cache.py", "kerashub.py")  # its observations of the data files and packages too
 _code_hash: bytes | None = None
 
 
@@ -149,6 +149,12 @@ class Observations:
     def glob(self, pattern: str) -> list[str]:
         answer = _OBSERVE["glob"](pattern)
         self._keep("glob", pattern, answer)
+        return answer
+
+    def hub_presets(self) -> list[str] | None:
+        """The preset names KerasHub lists for its image classifiers (None: not installed)."""
+        answer = _OBSERVE["hub_presets"]("")
+        self._keep("hub_presets", "", answer)
         return answer
 
     def module(self, name: str) -> bool:
@@ -299,7 +305,14 @@ def _module(name: str) -> bool:
         return False
 
 
-_OBSERVE = {"module": _module, "stat": _stat, "first_line": _first_line, "parquet_footer": _parquet_footer,
+def _hub_presets(_: str):
+    from dlpipe.kerashub import image_preset_names
+
+    names = image_preset_names()
+    return None if names is None else list(names)
+
+
+_OBSERVE = {"module": _module, "hub_presets": _hub_presets, "stat": _stat, "first_line": _first_line, "parquet_footer": _parquet_footer,
             "zip_names": _zip_names, "keras_head": _keras_head, "small_json": _small_json, "listing": _listing,
             "glob": _glob}
 

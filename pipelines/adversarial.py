@@ -1,12 +1,8 @@
 """Generation with a GAN, read top to bottom.
 
-    data      read the image column, check it, split; the training split's value range
-    setup     import TensorFlow, seed everything, turn on op determinism
-    features  the network FID and the Inception Score read: a small classifier trained here
-              on the training split's labels, an earlier run's classifier, or InceptionV3;
-              saved as feature_extractor.keras (+ .json); the real images' features, and
-              fid_reference: FID of as many training images as are generated against the
-              held-out test images, with the same extractor — the floor of every FID here
+    data, setup, features  as in pipelines/generation_stages.py, which the diffusion pipeline
+              shares: the image column split; seeding; the feature extractor FID and the
+              Inception Score read, saved into the run; fid_reference, the floor of every FID
     build     generator and discriminator (scaling to and from −1..1 inside), their optimizers
     train     the adversarial model (its train_step: discriminator, then generator) trained by
               the shared `fit.train`: schedules on both optimizers, augmentation of the real
@@ -32,10 +28,8 @@ from __future__ import annotations
 
 import sys
 
-import numpy as np
-
 from dlpipe import stages
-from dlpipe.errors import DlpipeError
+from dlpipe.pipelines.generation_stages import data_setup_features, images_per_step, training_data
 from dlpipe.rundir import atomic_path, atomic_write_json, atomic_write_text
 
 
@@ -43,30 +37,10 @@ def run(ctx) -> None:
     spec, run_dir = ctx.spec, ctx.run_dir
     evaluation = spec.evaluation.generation
 
-    with run_dir.stage("data"):
-        from dlpipe.data.images import prepare_images
-
-        data = prepare_images(spec, ctx.base_dir, ctx.located)
-        atomic_write_json(run_dir.path("data.json"), data.describe())
-        stages.write_splits(run_dir, data.splits)
-        run_dir.update(data_fingerprint=data.fingerprint)
-        n_classes = len(data.class_names) if data.class_names else None
-        real = data.images["test"]
-
-    with run_dir.stage("setup"):
-        stages.setup(run_dir, spec)
-
-    count = evaluation.samples or len(real)  # generated images per evaluation
-    with run_dir.stage("features"):
-        from dlpipe.metrics.fid import Floor
-        from dlpipe.metrics.generative import inception_score
-
-        scorer, extractor_info = feature_extractor(spec, data, ctx)
-        floor = Floor.measure(scorer, run_dir.root, real, data.images["train"], count, spec.seed)
-        extractor_info.update(floor.described)
-        real_features = floor.real_features
-        if floor.real_probabilities is not None:
-            extractor_info["inception_score_real"] = inception_score(floor.real_probabilities)
+    prepared = data_setup_features(ctx)  # stages data, setup, features (pipelines/generation_stages.py)
+    data, n_classes, count, floor = prepared.data, prepared.n_classes, prepared.count, prepared.floor
+    scorer, extractor_info, real = prepared.scorer, prepared.extractor_info, prepared.real
+    real_features = floor.real_features
 
     with run_dir.stage("build"):
         from dlpipe.architectures import BuildProblem
@@ -105,7 +79,8 @@ def run(ctx) -> None:
         # Each step takes `discriminator_steps` full batches of real images, one per
         # discriminator update; a GAN trains on one device.
         history = train(model, spec, training_data(data), run_dir=run_dir, located=ctx.located,
-                        callbacks=ctx.callbacks, monitors=[monitor], batch_size=images_per_step(spec, data, ctx),
+                        callbacks=ctx.callbacks, monitors=[monitor], batch_size=images_per_step(
+                            spec, data, ctx, spec.training.batch_size * spec.training.adversarial.discriminator_steps),
                         drop_remainder=True, strategy="none")
         evaluations = results(history)
         atomic_write_text(run_dir.path("history.csv"), history_csv(history))
@@ -173,68 +148,3 @@ def deep_build(spec, base_dir, located):
     except BuildProblem as problem:
         raise located(problem.path, problem.message) from None
     return generator
-
-
-def feature_extractor(spec, data, ctx):
-    """(a Scorer: images → (features, probabilities or None), what it is, for generation.json)."""
-    from dlpipe.metrics.generative import run_extractor, train_classifier_extractor
-    from dlpipe.data.sources import resolve_path
-
-    options = spec.evaluation.generation.feature_extractor
-    if options.type == "classifier":
-        scorer, model = train_classifier_extractor(
-            data.images["train"], data.extractor_labels["train"], len(data.extractor_classes), low=data.low,
-            high=data.high, units=options.units, epochs=options.epochs, seed=spec.seed)
-        _, probabilities = scorer(data.images["test"])
-        accuracy = float(np.mean(probabilities.argmax(axis=1) == data.extractor_labels["test"]))
-        info = {"type": "classifier", "labels": options.labels, "classes": data.extractor_classes,
-                "layer": "features", "dimensions": options.units, "test_accuracy": accuracy}
-        print(f"[dlpipe] feature extractor: classifier of {options.labels!r}, test accuracy {accuracy:.3f}",
-              file=sys.stderr, flush=True)
-        return scorer, info
-    if options.type == "inception_v3":
-        from dlpipe.metrics.fid import inception_v3
-
-        weights = resolve_path(options.path, ctx.base_dir) if options.path else options.weights or "imagenet"
-        try:
-            scorer = inception_v3(weights, low=data.low, high=data.high, seed=spec.seed,
-                                  batch_size=options.batch_size)
-        except DlpipeError as err:
-            raise ctx.located(("evaluation", "generation", "feature_extractor", "path" if options.path else "weights"),
-                              str(err)) from None
-        return scorer, dict(scorer.info)
-    path = resolve_path(options.path, ctx.base_dir)
-    try:
-        scorer, model = run_extractor(path, options.layer, spec.allow_unsafe_deserialization)
-    except DlpipeError as err:
-        raise ctx.located(("evaluation", "generation", "feature_extractor", "path"), str(err)) from None
-    shape = tuple(model.inputs[0].shape[1:])
-    if shape != data.shape:
-        raise ctx.located(("evaluation", "generation", "feature_extractor", "path"),
-                          f"{path} takes images of shape {shape}; these are {data.shape}")
-    return scorer, {"type": "run", "path": str(path), "layer": options.layer or model.layers[-2].name}
-
-
-def training_data(data):
-    """The GAN's data as `fit.train` reads it: the training images as the discriminator's
-    `image` input (and their classes for a conditional GAN); no validation split."""
-    from dlpipe.architectures.gan import IMAGE
-    from dlpipe.data.prepared import FeatureInfo, PreparedData, Split
-
-    images = data.images["train"]
-    labels = None if data.labels is None else data.labels["train"].astype(np.int32)
-    empty = Split(x={IMAGE: images[:0]}, y=None if labels is None else labels[:0], rows=np.arange(0))
-    return PreparedData(features=[FeatureInfo(name=data.feature, input_name=IMAGE, type="image", shape=data.shape)],
-                        target=None, task="generation", class_names=data.class_names,
-                        splits={"train": Split(x={IMAGE: images}, y=labels, rows=np.arange(len(images))),
-                                "validation": empty},
-                        fingerprint=data.fingerprint, origin=data.origin)
-
-
-def images_per_step(spec, data, ctx) -> int:
-    """`discriminator_steps × batch_size`: one share per discriminator update."""
-    per_step = spec.training.batch_size * spec.training.adversarial.discriminator_steps
-    if len(data.images["train"]) < per_step:
-        raise ctx.located(("training", "batch_size"), f"the training split holds {len(data.images['train'])} "
-                          f"images, fewer than one step's {per_step} (batch_size × discriminator_steps)")
-    return per_step

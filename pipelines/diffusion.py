@@ -1,12 +1,8 @@
 """Generation with a diffusion model (`model: {type: diffusion}`), read top to bottom.
 
-    data      read the image column, check it, split; the training split's value range
-    setup     import TensorFlow, seed everything, turn on op determinism
-    features  the network FID and the Inception Score read, as for a GAN (pipelines/adversarial.py:
-              a small classifier trained here, an earlier run's classifier, or InceptionV3),
-              saved as feature_extractor.keras (+ .json); the real images' features, and
-              fid_reference: FID of as many training images as are generated against the
-              held-out test images — the floor of every FID here
+    data, setup, features  as in pipelines/generation_stages.py, which the GAN pipeline
+              shares: the image column split; seeding; the feature extractor FID and the
+              Inception Score read, saved into the run; fid_reference, the floor of every FID
     build     the denoiser U-Net, its moving-average copy, the DDIM sampler around that copy
     train     DDPM noise prediction (training/diffusion.py) trained by the shared `fit.train`:
               schedule, augmentation of the real images, shuffle buffer, TensorBoard,
@@ -31,6 +27,7 @@ from __future__ import annotations
 import sys
 
 from dlpipe import stages
+from dlpipe.pipelines.generation_stages import data_setup_features, images_per_step, training_data
 from dlpipe.rundir import atomic_path, atomic_write_json, atomic_write_text
 
 
@@ -38,35 +35,9 @@ def run(ctx) -> None:
     spec, run_dir = ctx.spec, ctx.run_dir
     evaluation = spec.evaluation.generation
 
-    with run_dir.stage("data"):
-        from dlpipe.data.images import prepare_images
-
-        data = prepare_images(spec, ctx.base_dir, ctx.located)
-        atomic_write_json(run_dir.path("data.json"), data.describe())
-        stages.write_splits(run_dir, data.splits)
-        run_dir.update(data_fingerprint=data.fingerprint)
-        n_classes = len(data.class_names) if data.class_names else None
-        real = data.images["test"]
-
-    with run_dir.stage("setup"):
-        stages.setup(run_dir, spec)
-
-    count = evaluation.samples or len(real)  # generated images per evaluation
-    with run_dir.stage("features"):
-        from dlpipe.metrics.fid import fid_reference, reference_images
-        from dlpipe.metrics.generative import inception_score
-        from dlpipe.pipelines.adversarial import feature_extractor
-
-        scorer, extractor_info = feature_extractor(spec, data, ctx)
-        extractor_info.update(scorer.save(run_dir.root))
-        real_features, real_probabilities = scorer(real)
-        if real_probabilities is not None:
-            extractor_info["inception_score_real"] = inception_score(real_probabilities)
-        references = reference_images(data.images["train"], count, spec.seed)
-        reference = {"fid_reference": fid_reference(scorer, real_features, references),
-                     "real_images": int(len(real)), "training_images": int(len(references))}
-        print(f"[dlpipe] fid_reference {reference['fid_reference']:.3f}: {len(references)} training images "
-              f"against the {len(real)} test images (the floor of FID at these counts)", file=sys.stderr, flush=True)
+    prepared = data_setup_features(ctx)  # stages data, setup, features (pipelines/generation_stages.py)
+    data, n_classes, count, floor = prepared.data, prepared.n_classes, prepared.count, prepared.floor
+    scorer, extractor_info, real = prepared.scorer, prepared.extractor_info, prepared.real
 
     with run_dir.stage("build"):
         from dlpipe.training.compile import make_optimizer
@@ -80,17 +51,14 @@ def run(ctx) -> None:
 
     with run_dir.stage("train"):
         from dlpipe.architectures.diffusion import fixed_noise, sample
-        from dlpipe.pipelines.adversarial import training_data
         from dlpipe.training.adversarial import Evaluations, history_csv, results
         from dlpipe.training.fit import train
 
         noise, labels = fixed_noise(max(count, evaluation.grid), data.shape, n_classes, spec.seed)
-        monitor = Evaluations(lambda z, y: sample(sampler, z, y), scorer, real_features, noise, labels,
+        monitor = Evaluations(lambda z, y: sample(sampler, z, y), scorer, floor.real_features, noise, labels,
                               count=count, every=evaluation.every, epochs=spec.training.epochs,
                               grid=evaluation.grid, plots=run_dir.path("plots"), class_names=data.class_names)
-        if len(data.images["train"]) < spec.training.batch_size:
-            raise ctx.located(("training", "batch_size"), f"the training split holds {len(data.images['train'])} "
-                              f"images, fewer than one batch of {spec.training.batch_size}")
+        images_per_step(spec, data, ctx)
         history = train(model, spec, training_data(data), run_dir=run_dir, located=ctx.located,
                         callbacks=ctx.callbacks, monitors=[monitor], drop_remainder=True, strategy="none")
         evaluations = results(history)
@@ -101,35 +69,23 @@ def run(ctx) -> None:
             model.ema.save(tmp)
 
     with run_dir.stage("evaluate"):
-        from dlpipe.metrics.fid import save_samples
-
         first, last = evaluations[0], evaluations[-1]
-        scores = {"fid": last["fid"], "fid_first": first["fid"], "fid_reference": reference["fid_reference"],
-                  "fid_samples": count, "fid_real_samples": int(len(real))}
-        if "inception_score" in last:
-            scores.update(inception_score=last["inception_score"], inception_score_first=first["inception_score"],
-                          inception_score_real=extractor_info["inception_score_real"])
-        wanted = spec.evaluation.metrics
-        scores = {name: value for name, value in scores.items()
-                  if name.removesuffix("_first") in wanted
-                  or name in ("fid_reference", "fid_samples", "fid_real_samples") and "fid" in wanted
-                  or name == "inception_score_real" and "inception_score" in wanted}
-        metrics = {"test": scores}
+        metrics = {"test": floor.scores(evaluations, spec.evaluation.metrics,
+                                        extractor_info.get("inception_score_real"))}
         atomic_write_json(run_dir.path("metrics.json"), metrics)
         atomic_write_json(run_dir.path("evaluation", "generation.json"),
                           {"real_images": int(len(real)), "generated_images": count,
                            "sampler": {"steps": spec.model.sampler.steps,
                                        "guidance": spec.model.sampler.guidance if n_classes else None},
-                           "feature_extractor": extractor_info, "fid_reference": reference,
+                           "feature_extractor": extractor_info, "fid_reference": floor.describe(),
                            "evaluations": evaluations})
         # The images the last evaluation scored, drawn again from the same noise (the
         # sampler has not changed since): what `python -m dlpipe.metrics.fid RUN` reads.
-        generated = sample(sampler, noise[:count], None if labels is None else labels[:count])
-        save_samples(run_dir.root, real, generated, references)
+        floor.save_samples(run_dir.root, sample(sampler, noise[:count], None if labels is None else labels[:count]))
         shown = (f"; Inception Score {first['inception_score']:.2f} → {last['inception_score']:.2f} "
                  f"(real images: {extractor_info['inception_score_real']:.2f})" if "inception_score" in last else "")
         print(f"[dlpipe] FID {first['fid']:.2f} (epoch {first['epoch']}) → {last['fid']:.2f} (epoch "
-              f"{last['epoch']}), real against real at the same counts: {reference['fid_reference']:.2f}"
+              f"{last['epoch']}), real against real at the same counts: {floor.value:.2f}"
               f"{shown}", file=sys.stderr, flush=True)
 
     with run_dir.stage("export"):
@@ -142,7 +98,7 @@ def run(ctx) -> None:
         from dlpipe.report import write_report
         from dlpipe.report.plots import fid_curve
 
-        fid_curve(evaluations, run_dir.path("plots", "fid.png"), reference["fid_reference"])
+        fid_curve(evaluations, run_dir.path("plots", "fid.png"), floor.value)
         write_report(run_dir.root, model=sampler)
 
 

@@ -25,8 +25,8 @@ import sys
 
 from dlpipe import stages
 from dlpipe.rundir import atomic_write_json
-from dlpipe.stagecache import (DATA_OUTPUTS, EVALUATION_OUTPUTS, EXPORT_OUTPUTS, MODEL_OUTPUTS, load_data, load_metrics,
-                               load_model, save_data, stage_keys)
+from dlpipe.stagecache import (DATA_OUTPUTS, EVALUATION_OUTPUTS, EXPORT_OUTPUTS, MODEL_OUTPUTS, load_metrics, load_model,
+                               stage_keys)
 
 
 def run(ctx) -> None:
@@ -35,16 +35,7 @@ def run(ctx) -> None:
     reuse = {"data": run_dir.reusable("data", keys["data"], DATA_OUTPUTS, reads=True)}
 
     with run_dir.stage("data", key=keys["data"], reused=reuse["data"], reads=True):
-        from dlpipe.data.prepare import prepare
-
-        if reuse["data"]:
-            data = load_data(run_dir)
-        else:
-            data = prepare(spec, ctx.base_dir, ctx.located)
-            save_data(run_dir, data)
-            atomic_write_json(run_dir.path("data.json"), data.describe())
-            stages.write_splits(run_dir, data)
-        run_dir.update(data_fingerprint=data.fingerprint)
+        data = stages.prepared_data(ctx, reuse["data"])
 
     keys = stage_keys(spec, ctx.base_dir, data.fingerprint)
     reuse.update(train=run_dir.reusable("train", keys["train"], MODEL_OUTPUTS),

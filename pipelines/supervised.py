@@ -29,7 +29,7 @@ import sys
 from dlpipe import stages
 from dlpipe.rundir import atomic_write_json
 from dlpipe.stagecache import (DATA_OUTPUTS, EVALUATION_OUTPUTS, EXPLAIN_OUTPUTS, EXPORT_OUTPUTS, MODEL_OUTPUTS,
-                               load_data, load_metrics, load_model, save_data, stage_keys)
+                               load_metrics, load_model, stage_keys)
 
 
 def run(ctx) -> None:
@@ -41,18 +41,9 @@ def run(ctx) -> None:
     reuse = {"data": run_dir.reusable("data", keys["data"], DATA_OUTPUTS, reads=True)}
 
     with run_dir.stage("data", key=keys["data"], reused=reuse["data"], reads=True):
-        from dlpipe.data.prepare import prepare
-
-        if reuse["data"]:
-            data = load_data(run_dir)
-        else:
-            data = prepare(spec, ctx.base_dir, ctx.located)
-            save_data(run_dir, data)
-            atomic_write_json(run_dir.path("data.json"), data.describe())
-            stages.write_splits(run_dir, data)
-            if data.class_names is not None:  # class names in index order: output i is labels[i]
-                atomic_write_json(run_dir.path("labels.json"), data.class_names)
-        run_dir.update(data_fingerprint=data.fingerprint)
+        data = stages.prepared_data(ctx, reuse["data"])
+        if not reuse["data"] and data.class_names is not None:  # class names in index order: output i is labels[i]
+            atomic_write_json(run_dir.path("labels.json"), data.class_names)
         n_classes = len(data.class_names) if data.class_names else None
         from dlpipe.spec.checks import check_metric_classes
 

@@ -1,9 +1,27 @@
 """Shared test set-up."""
 
+import os
 import time
 from pathlib import Path
 
 import pytest
+
+BACKENDS = ("tensorflow", "jax")
+
+
+def pytest_addoption(parser):
+    parser.addoption("--backend", choices=BACKENDS, default=os.environ.get("DLPIPE_TEST_BACKEND", "tensorflow"),
+                     help="The Keras backend of this session: tests/test_run_templates.py runs every template "
+                          "with `--set backend=NAME` (a template refused on it at validate time is skipped, its "
+                          "one line shown). Default: $DLPIPE_TEST_BACKEND, else tensorflow.")
+
+
+def pytest_configure(config):
+    """Keras picks its backend at its first import: set it before any test module imports it."""
+    backend = config.getoption("--backend")
+    os.environ["DLPIPE_TEST_BACKEND"] = backend
+    if backend != "tensorflow":
+        os.environ["KERAS_BACKEND"] = backend
 
 
 @pytest.fixture(scope="session", autouse=True)

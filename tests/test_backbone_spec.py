@@ -80,7 +80,7 @@ def test_a_backbone_needs_exactly_one_network_and_keys_that_fit_it(tmp_path):
     fake_run(tmp_path / "earlier")
     code, lines = validate(tmp_path, "head: {units: [8]}")
     assert code == 1 and lines == [":9:3: model: a backbone starts from a network: give application (a Keras "
-                                   "application) or from_run"]
+                                   "application), preset (a KerasHub preset) or from_run"]
     code, lines = validate(tmp_path, "application: ResNet50\n  from_run: earlier")
     assert code == 1 and lines == [":11:13: model.from_run: application and from_run cannot be combined; give "
                                    "one network to start from"]
@@ -152,3 +152,119 @@ def test_init_copies_the_earlier_run_a_template_starts_from(tmp_path):
         assert (tmp_path / "pretrained" / "digits-0-4" / name).is_file()
     result = CliRunner().invoke(main, ["validate", "--no-cache", str(tmp_path / "image-transfer-learning.yaml")])
     assert result.exit_code == 0, result.output
+
+
+def preset_folder(folder: Path, config: dict | None = None, tasks=("ImageClassifier",), converter=True) -> Path:
+    """The files of a preset as KerasHub's save_to_preset lays them out (contents as far as
+    validate reads them: the backbone's class, the tasks, the converter's presence)."""
+    import json
+
+    folder.mkdir()
+    config = config or {"module": "keras_hub.src.models.resnet.resnet_backbone", "class_name": "ResNetBackbone",
+                        "config": {}, "registered_name": "keras_hub>ResNetBackbone"}
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "metadata.json").write_text(json.dumps({"keras_hub_version": "0.32.0", "tasks": list(tasks)}))
+    if converter:
+        (folder / "image_converter.json").write_text("{}")
+    (folder / "model.weights.h5").write_bytes(b"")
+    return folder
+
+
+def test_a_preset_name_is_checked_against_keras_hubs_image_presets(tmp_path):
+    assert validate(tmp_path, "preset: resnet_50_imagenet\n  fine_tune: {freeze_epochs: 1}")[0] == 0
+    assert validate(tmp_path, "preset: kaggle://keras/resnetv1/keras/resnet_50_imagenet/3")[0] == 0
+    code, lines = validate(tmp_path, "preset: resnet_50_imagenett")
+    assert code == 1 and lines == [":10:11: model.preset: unknown KerasHub image preset 'resnet_50_imagenett'; did "
+                                   "you mean 'resnet_50_imagenet'? (a local preset folder is written as a path: "
+                                   "./NAME)"]
+    code, lines = validate(tmp_path, "preset: bert_base_en")  # a text model's preset is no image backbone
+    assert code == 1 and lines[0].startswith(":10:11: model.preset: unknown KerasHub image preset 'bert_base_en'")
+    code, lines = validate(tmp_path, "preset: resnet_50_imagenet\n  application: ResNet50")
+    assert code == 1 and lines == [":10:11: model.preset: application and preset cannot be combined; give "
+                                   "one network to start from"]
+
+
+def test_a_preset_folder_must_hold_an_image_classifiers_backbone(tmp_path):
+    preset_folder(tmp_path / "tiny")
+    assert validate(tmp_path, "preset: ./tiny\n  input_size: [16, 16]")[0] == 0
+    code, lines = validate(tmp_path, "preset: ./tiy")
+    assert code == 1 and lines == [f":10:11: model.preset: no such preset folder: {tmp_path / 'tiy'}; did you "
+                                   "mean 'tiny'?"]
+    (tmp_path / "empty").mkdir()
+    code, lines = validate(tmp_path, "preset: ./empty")
+    assert code == 1 and lines == [f":10:11: model.preset: {tmp_path / 'empty'} holds no KerasHub preset (no "
+                                   "readable config.json naming a backbone class); give a folder written by "
+                                   "save_to_preset, or a preset name"]
+    preset_folder(tmp_path / "bert", {"module": "keras_hub.src.models.bert.bert_backbone",
+                                      "class_name": "BertBackbone"}, tasks=("MaskedLM", "TextClassifier"))
+    code, lines = validate(tmp_path, "preset: ./bert")
+    assert code == 1 and lines == [f":10:11: model.preset: {tmp_path / 'bert'}: BertBackbone is not an image "
+                                   "classifier's backbone (its tasks: MaskedLM, TextClassifier); a backbone model "
+                                   "reads images"]
+    preset_folder(tmp_path / "keras", {"module": "keras.src.models.functional", "class_name": "Functional"})
+    code, lines = validate(tmp_path, "preset: ./keras")
+    assert code == 1 and lines[0].endswith("config.json names keras.src.models.functional.Functional, not a "
+                                           "KerasHub backbone")
+    preset_folder(tmp_path / "bare", converter=False)
+    code, lines = validate(tmp_path, "preset: ./bare")
+    assert code == 1 and "holds no image_converter.json" in lines[0]
+    code, lines = validate(tmp_path, "preset: ./tiny\n  weights: nowhere.weights.h5")
+    assert code == 1 and lines == [f":11:12: model.weights: no such file: {tmp_path / 'nowhere.weights.h5'}"]
+
+
+def test_a_preset_folder_is_a_path_a_preset_name_is_not(tmp_path):
+    from dlpipe.spec import load_spec
+    from dlpipe.spec.paths import resolved
+
+    preset_folder(tmp_path / "tiny")
+    for value, expected in (("./tiny", str(tmp_path / "tiny")), ("resnet_18_imagenet", "resnet_18_imagenet"),
+                            ("hf://keras/resnet_18", "hf://keras/resnet_18")):
+        validate(tmp_path, f"preset: {value}")
+        assert resolved(load_spec(tmp_path / "spec.yaml"), tmp_path).model.preset == expected
+
+
+def test_without_keras_hub_a_preset_is_refused_in_one_line_naming_the_extra(tmp_path):
+    """Validation asks whether keras_hub is installed (looked up, not imported): in a process
+    whose import system cannot find it, one line names the extra, whatever the preset."""
+    import subprocess
+    import sys
+
+    blocked = ("import sys\n"
+               "class NoHub:\n"
+               "    def find_spec(self, name, path=None, target=None):\n"
+               "        if name.split('.')[0] == 'keras_hub':\n"
+               "            raise ModuleNotFoundError(name)\n"
+               "sys.meta_path.insert(0, NoHub())\n"
+               "from dlpipe.cli import main\n"
+               "main()\n")
+    preset_folder(tmp_path / "tiny")
+    for value in ("resnet_50_imagenet", "./tiny"):
+        (tmp_path / "spec.yaml").write_text(SPEC.replace("MODEL", f"preset: {value}"))
+        done = subprocess.run([sys.executable, "-c", blocked, "validate", "--no-cache", str(tmp_path / "spec.yaml")],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert (done.stdout + done.stderr).strip() == (f"{tmp_path / 'spec.yaml'}:10:11: model.preset: KerasHub presets "
+                                                       "need the keras-hub package, which is not installed (pip "
+                                                       "install 'dlpipe[hub]')")
+
+
+def test_validating_a_preset_imports_neither_keras_hub_nor_tensorflow(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    preset_folder(tmp_path / "tiny")
+    specs = []
+    for i, value in enumerate(("resnet_50_imagenet", "resnet_50_imagenett", "./tiny")):
+        specs.append(tmp_path / f"spec{i}.yaml")
+        specs[-1].write_text(SPEC.replace("MODEL", f"preset: {value}"))
+    code = ("import json, sys\n"
+            "from dlpipe.cli import main\n"
+            "try:\n"
+            "    main(['validate', '--no-cache', *sys.argv[1:]])\n"
+            "except SystemExit as exit:\n"
+            "    heavy = sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras', 'keras_hub'})\n"
+            "    print(json.dumps([exit.code, heavy]))\n")
+    done = subprocess.run([sys.executable, "-c", code, *map(str, specs)], capture_output=True, text=True, timeout=60)
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == [1, []], done.stdout + done.stderr
+    assert "did you mean 'resnet_50_imagenet'?" in done.stdout + done.stderr

@@ -66,3 +66,11 @@ def test_gpu_benchmark_runs_tiny_on_this_cpu(tmp_path):
     assert (row["model"], row["backend"], row["precision"], row["jit_compile"]) == ("vit", "jax", "float32", True)
     assert row["samples_per_s"] > 0 and row["forward_gflops_per_example"] > 0 and row["parameters"] > 0
     assert row["mfu"] is None and "samples/s" in done.stdout
+
+
+def test_image_streaming_spec_is_valid(tmp_path):
+    import image_streaming
+
+    (tmp_path / "digits" / "0").mkdir(parents=True)
+    text = image_streaming.spec_text(10, tmp_path / "digits", 1)
+    assert check_text(str(tmp_path / "s.yaml"), text) == []

@@ -139,6 +139,24 @@ def test_validate_exit_codes_and_streams_in_a_real_process(tmp_path):
     assert len(bad.stderr.splitlines()) == 1 and "Traceback" not in bad.stderr
 
 
+def test_validate_ends_its_process_quickly_with_every_line_printed(tmp_path):
+    """`dlpipe validate` skips the interpreter's teardown (os._exit: no atexit handler runs),
+    after flushing what it printed, even into pipes; other commands end normally."""
+    probe = ("import atexit, sys; atexit.register(lambda: print('torn down', file=sys.stderr)); "
+             "sys.argv = ['dlpipe', *sys.argv[1:]]; from dlpipe.cli import run; run()")
+    broken = str(broken_copy(tmp_path))
+    checked = subprocess.run([sys.executable, "-c", probe, "validate", "--format", "json", "--no-cache",
+                              broken, *map(str, TEMPLATES)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 1 and checked.stderr == ""
+    assert [p["path"] for p in json.loads(checked.stdout)] == ["training.epochs"]
+    valid = subprocess.run([sys.executable, "-c", probe, "validate", "--no-cache", str(TEMPLATES[0])],
+                           cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert (valid.returncode, valid.stdout, valid.stderr) == (0, f"{TEMPLATES[0]}: valid\n", "")
+    listed = subprocess.run([sys.executable, "-c", probe, "templates"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60)
+    assert listed.returncode == 0 and listed.stderr == "torn down\n"
+
+
 # templates / init -------------------------------------------------------------------------
 
 

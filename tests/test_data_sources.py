@@ -4,6 +4,9 @@ tmp_path (nothing large is committed)."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -781,3 +784,27 @@ def test_every_file_source_records_what_it_read(tmp_path):
         features: [{name: text, type: categorical}]
         target: {name: label}
         split: {train: 0.5, validation: 0.0, test: 0.5}""")) == texts
+
+
+def test_builtin_datasets_are_read_from_the_cache_without_scikit_learn(tmp_path, monkeypatch):
+    """The first load reads scikit-learn and keeps the arrays; the next (a fresh process)
+    reads them back without importing scikit-learn, equal to scikit-learn's."""
+    from dlpipe.data.builtin import load_breast_cancer, load_digits
+
+    monkeypatch.setenv("DLPIPE_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("DLPIPE_DATASET_CACHE", raising=False)
+    tables = [load_breast_cancer(), load_digits()]  # from scikit-learn, kept
+    assert len(list((tmp_path / "datasets").glob("*.npz"))) == 2
+    code = ("import sys, numpy as np\nfrom dlpipe.data.builtin import load_breast_cancer, load_digits\n"
+            "for table in (load_breast_cancer(), load_digits()):\n"
+            f"    np.savez({str(tmp_path)!r} + f'/{{table.origin[8:]}}.npz', **table.columns)\n"
+            "    print(table.class_names)\n"
+            "print('sklearn' in sys.modules)\n")
+    again = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ))
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.splitlines() == [*(str(t.class_names) for t in tables), "False"]
+    for table in tables:
+        kept = np.load(tmp_path / f"{table.origin[8:]}.npz")  # the fresh process's, from the cache
+        assert list(kept.files) == list(table.columns)
+        for name, values in table.columns.items():
+            assert kept[name].dtype == values.dtype and np.array_equal(kept[name], values), name

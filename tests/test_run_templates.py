@@ -6,11 +6,16 @@ parity. Every template (those two included) is in TEMPLATES below: copied with `
 run unchanged but for fewer epochs or samples (--set), and its headline metric must beat a
 trivial baseline. A template without an entry fails tests/test_cli.py::test_every_template_has_a_run_template_entry
 (a fast test: landing a template needs its entry).
+
+`pytest tests/test_run_templates.py --backend jax` runs every template with `--set backend=jax`
+(tests/conftest.py); a template that `dlpipe validate` refuses on that backend must be refused
+in one line, at `backend`, and its tests are skipped showing that line.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,15 +32,32 @@ from dlpipe.spec import load_spec
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
+BACKEND = os.environ.get("DLPIPE_TEST_BACKEND", "tensorflow")
+"""The backend every run of this module trains on (`pytest --backend jax`: tests/conftest.py)."""
 CONTRACT_FILES = ["spec.yaml", "run.json", "metrics.json", "history.csv", "model.keras",
                   "export/verification.json", "export/keras/model.keras", "export/saved_model/saved_model.pb",
                   "report.html"]
 
 
-def run_cli(*args: str) -> Path:
-    result = CliRunner().invoke(main, ["run", *args])
+def run_cli(spec: str, *args: str) -> Path:
+    """`dlpipe run SPEC ARGS` on this session's backend."""
+    if BACKEND != "tensorflow":
+        skip_if_refused(spec)
+        args = ("--set", f"backend={BACKEND}", *args)
+    result = CliRunner().invoke(main, ["run", spec, *args])
     assert result.exit_code == 0, result.output
     return Path(result.stdout.strip().splitlines()[-1])
+
+
+def skip_if_refused(spec: str | Path) -> None:
+    """On a backend other than TensorFlow: a spec `dlpipe validate` refuses there is refused in
+    one line, at `backend` (the template needs TensorFlow), and the test is skipped with it."""
+    result = CliRunner().invoke(main, ["validate", "--no-cache", str(spec), "--set", f"backend={BACKEND}"])
+    if result.exit_code == 0:
+        return
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and f": backend: " in lines[0], lines
+    pytest.skip(f"refused on backend {BACKEND}: {lines[0]}")
 
 
 def init_and_run(name: str, folder: Path, *sets: str) -> Path:
@@ -82,7 +104,7 @@ def test_run_directory_holds_the_contract(which, request):
     assert all(s["status"] == "completed" and s["seconds"] >= 0 for s in record["stages"].values())
     assert record["deterministic"] is True and record["seed"] == 42
     assert record["data_fingerprint"].startswith("sha256:")
-    assert {"dlpipe", "python", "tensorflow", "keras"} <= set(record["versions"])
+    assert {"dlpipe", "python", BACKEND, "keras"} <= set(record["versions"]) and record["backend"] == BACKEND
     assert not list(run.glob("**/.*.tmp*")) and RunDir.lock_holder(run) is None
     # The resolved spec is complete and valid: loading it gives back the same spec.
     resolved = load_spec(run / "spec.yaml")
@@ -314,6 +336,8 @@ def template_run(request, tmp_path_factory):
 
     def get(name: str) -> Path:
         if name not in done:
+            if BACKEND != "tensorflow":
+                skip_if_refused(ROOT / "specs" / f"{name}.yaml")
             entry = TEMPLATES[name]
             if isinstance(entry.run, str):
                 done[name] = request.getfixturevalue(entry.run)

@@ -180,13 +180,45 @@ def test_tflite_and_onnx_are_refused_for_the_sequential_scan_with_the_way_out(tm
     result = CliRunner().invoke(main, ["validate", str(path)])
     assert result.exit_code == 1
     reason = ("cannot export a model of type ssm with scan sequential: its converter cannot turn the sequential "
-              "scan's loop into builtin ops; with model.scan: parallel (the same outputs, no loop) it converts; "
+              "scan's loop into builtin ops; with scan: parallel (the same outputs, no loop) it converts; "
               "use keras or saved_model")
     assert result.stderr.splitlines() == [f"{path}:11:40: export.formats[2]: tflite {reason}",
                                           f"{path}:11:48: export.formats[3]: onnx {reason}"]
     path.write_text(text.replace("{type: ssm}", "{type: ssm, scan: parallel}")
                     + "export: {formats: [keras, saved_model, tflite, onnx]}\n")
     assert CliRunner().invoke(main, ["validate", str(path)]).exit_code == 0
+
+
+def test_graph_nodes_that_a_format_cannot_convert_are_refused_at_validate(tmp_path):
+    # Measured: a graph MambaBlock with the sequential scan fails both converters, a graph LSTM
+    # fails TFLite's (ONNX converts it), as the ssm and rnn model types do.
+    path = tmp_path / "spec.yaml"
+    graph = """\
+  type: graph
+  nodes:
+    - {name: mamba, layer: MambaBlock, args: {state_size: 4}, inputs: [signal]}
+    - {name: rec, layer: LSTM, args: {units: 8, return_sequences: true}, inputs: [mamba]}
+    - {name: pool, layer: GlobalAveragePooling1D, inputs: [rec]}"""
+    text = SPEC.format(name="graph-export", feature="signal", feature_type="sequence", model=graph)
+    path.write_text(text + "export: {formats: [keras, saved_model, tflite, onnx]}\n")
+    result = CliRunner().invoke(main, ["validate", str(path)])
+    assert result.exit_code == 1
+    reason = ("cannot export the graph node 'mamba' (MambaBlock with scan sequential): its converter cannot turn "
+              "the sequential scan's loop into builtin ops; with scan: parallel (the same outputs, no loop) it "
+              "converts; use keras or saved_model")
+    assert result.stderr.splitlines() == [f"{path}:15:40: export.formats[2]: tflite {reason}",
+                                          f"{path}:15:48: export.formats[3]: onnx {reason}"]
+    path.write_text(text.replace("{state_size: 4}", "{state_size: 4, scan: parallel}")
+                    + "export: {formats: [keras, saved_model, tflite, onnx]}\n")
+    result = CliRunner().invoke(main, ["validate", str(path)])
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        f"{path}:15:40: export.formats[2]: tflite cannot export the graph node 'rec' (LSTM, a recurrent layer): "
+        "TensorFlow Lite's converter cannot turn the recurrent layers' loop into builtin ops; use keras or "
+        "saved_model or onnx"]
+    path.write_text(text.replace("{state_size: 4}", "{state_size: 4, scan: parallel}")
+                    + "export: {formats: [keras, saved_model, onnx]}\n")
+    assert CliRunner().invoke(main, ["validate", str(path)]).exit_code == 0, path.read_text()
 
 
 def test_a_parallel_scan_ssm_exports_to_every_format_and_each_verifies(tmp_path):

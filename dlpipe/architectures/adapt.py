@@ -64,3 +64,35 @@ class ImagePreprocess(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "mode": self.mode}
+
+
+@keras.saving.register_keras_serializable(package="dlpipe")
+class ScaleImage(keras.layers.Layer):
+    """`x * scale + offset`, each a number or one value per channel: a KerasHub preset's image
+    converter (its resizing is `ResizeImage`'s, which has no training mode)."""
+
+    def __init__(self, scale=None, offset=None, **kwargs):
+        super().__init__(**kwargs)
+        self.scale, self.offset = _plain(scale), _plain(offset)
+
+    def call(self, inputs):
+        x = ops.cast(inputs, self.compute_dtype)
+        if self.scale is not None:
+            x = x * ops.convert_to_tensor(np.array(self.scale, np.float32), x.dtype)
+        if self.offset is not None:
+            x = x + ops.convert_to_tensor(np.array(self.offset, np.float32), x.dtype)
+        return x
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale, "offset": self.offset}
+
+
+def _plain(value):
+    """A number or a list of numbers (a config JSON can hold), from a number, list or array."""
+    if value is None:
+        return None
+    array = np.asarray(value, dtype=np.float64)
+    return float(array) if array.ndim == 0 else [float(v) for v in array.reshape(-1)]

@@ -1,11 +1,11 @@
-"""A network trained before, its head removed: a Keras application or the body of an
-earlier dlpipe run (model type `backbone`).
+"""A network trained before, its head removed: a Keras application, a KerasHub preset's
+backbone or the body of an earlier dlpipe run (model type `backbone`).
 
 The raw image goes in (not the data's normalization: the network normalizes as it was
 trained to), is adapted inside the model — 1 ↔ 3 channels, bilinear resize, the
-application's own preprocessing — and passes through the network, a nested Keras model
-named `backbone` that dlpipe/training/finetune.py freezes and unfreezes. The head follows in
-assemble.py as for any architecture.
+application's own preprocessing or the preset's image converter — and passes through the
+network, a nested Keras model named `backbone` that dlpipe/training/finetune.py freezes and
+unfreezes. The head follows in assemble.py as for any architecture.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import keras
 
 from dlpipe import registry
 from dlpipe.architectures import BuildProblem
-from dlpipe.architectures.adapt import ImagePreprocess, ResizeImage
+from dlpipe.architectures.adapt import ImagePreprocess, ResizeImage, ScaleImage
 from dlpipe.architectures.inputs import Encoded, one_image
 from dlpipe.architectures.layers import ChannelConvert
 
@@ -33,6 +33,8 @@ def build(spec, encoded: Encoded) -> keras.KerasTensor:
     raw = encoded.raw[name]
     if spec.from_run is not None:
         return _from_run(spec, raw, name)
+    if spec.preset is not None:
+        return _preset(spec, raw, name)
     return _application(spec, raw, name)
 
 
@@ -67,6 +69,63 @@ def _application(spec, raw, name: str) -> keras.KerasTensor:
         raise BuildProblem(("model", "weights" if weights else "application"), text) from None
     backbone = keras.Model(network.inputs[0], network.outputs[0], name=NAME)
     return backbone(x)
+
+
+def _one_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _preset(spec, raw, name: str) -> keras.KerasTensor:
+    """A KerasHub preset's backbone, fed as its image converter would feed it: resized to
+    the converter's size (or the backbone's fixed one, or `input_size`), then `x * scale +
+    offset` — rebuilt from dlpipe's layers, since KerasHub's converter resizes with Keras's
+    Resizing layer, which runs in training mode. Its last feature map (or a transformer's
+    tokens) is pooled inside the nested model."""
+    where = ("model", "preset")
+    try:
+        import keras_hub
+    except ImportError as err:
+        raise BuildProblem(where, f"KerasHub presets need keras-hub ({_one_line(err)}); "
+                           "pip install 'dlpipe[hub]'") from None
+    try:
+        network = keras_hub.models.Backbone.from_preset(spec.preset, load_weights=spec.weights == "imagenet")
+        converter = keras_hub.layers.ImageConverter.from_preset(spec.preset)
+    except Exception as err:  # noqa: BLE001  a download, a folder or a config KerasHub refuses: one line
+        raise BuildProblem(where, f"cannot load KerasHub preset {spec.preset}: {_one_line(err)}") from None
+    if spec.weights not in ("imagenet", "random"):
+        try:
+            network.load_weights(spec.weights)
+        except Exception as err:  # noqa: BLE001
+            raise BuildProblem(("model", "weights"), f"cannot load {spec.weights} into {type(network).__name__}: "
+                               f"{_one_line(err)}") from None
+    if len(network.inputs) != 1 or len(network.inputs[0].shape) != 4 or len(network.outputs) != 1:
+        raise BuildProblem(where, f"{spec.preset}: {type(network).__name__} does not read one image and give one "
+                           "output; a backbone needs an image classifier's backbone")
+    _, height, width, channels = network.inputs[0].shape
+    fixed = (height, width) if height is not None and width is not None else None
+    if spec.input_size is not None and fixed is not None and tuple(spec.input_size) != fixed:
+        raise BuildProblem(("model", "input_size"), f"{type(network).__name__} of {spec.preset} reads "
+                           f"{fixed[0]}×{fixed[1]} images only; remove input_size (the image is resized to that)")
+    size = tuple(spec.input_size or fixed or converter.image_size or raw.shape[1:3])
+    x = _adapt(raw, name, size, channels or 3)
+    if converter.scale is not None or converter.offset is not None:
+        x = ScaleImage(converter.scale, converter.offset, name=f"{name}_preprocess")(x)
+    features = network.outputs[0]
+    rank = len(features.shape)
+    if rank in (3, 4):
+        pool = {("avg", 4): keras.layers.GlobalAveragePooling2D, ("max", 4): keras.layers.GlobalMaxPooling2D,
+                ("avg", 3): keras.layers.GlobalAveragePooling1D, ("max", 3): keras.layers.GlobalMaxPooling1D}
+        features = pool[(spec.pooling, rank)](name=f"{NAME}_pool")(features)
+    elif rank != 2:
+        raise BuildProblem(where, f"{spec.preset}: its backbone's output has shape {tuple(features.shape)}; "
+                           "expected a feature map, tokens or a vector")
+    backbone = keras.Model(network.inputs[0], features, name=NAME)
+    try:
+        return backbone(x)
+    except ValueError as err:  # a preset whose graph does not run at this size: one line
+        raise BuildProblem(("model", "input_size"), f"{spec.preset} does not run on {size[0]}×{size[1]} "
+                           f"images: {_one_line(err)}") from None
 
 
 def _from_run(spec, raw, name: str) -> keras.KerasTensor:

@@ -46,7 +46,19 @@ def quantize_kernel(kernel, per_channel: bool):
 
 
 class _InputQuantizer:
-    """The running range of a layer's input and its 8-bit fake quantization."""
+    """The running range of a layer's input and its 8-bit fake quantization; mixed in before
+    the Keras layer it quantizes (Dense, Conv2D), whose own build and config it extends."""
+
+    def __init__(self, *args, ema_decay: float = EMA_DECAY, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.ema_decay = ema_decay
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self._build_quantizer()
+
+    def get_config(self):
+        return {**super().get_config(), "ema_decay": self.ema_decay}
 
     def _build_quantizer(self):
         self.input_min = self.add_weight(name="input_min", shape=(), initializer="zeros", trainable=False)
@@ -90,14 +102,6 @@ class _InputQuantizer:
 class QuantizedDense(_InputQuantizer, keras.layers.Dense):
     """Dense with int8-simulated input and kernel (see the module docstring)."""
 
-    def __init__(self, *args, ema_decay: float = EMA_DECAY, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.ema_decay = ema_decay
-
-    def build(self, input_shape):
-        super().build(input_shape)
-        self._build_quantizer()
-
     def call(self, inputs, training=None):
         kernel = self._switch(quantize_kernel(self.kernel, per_channel=False), self.kernel)
         x = ops.matmul(self._quantize_input(inputs, training), kernel)
@@ -105,21 +109,10 @@ class QuantizedDense(_InputQuantizer, keras.layers.Dense):
             x = ops.add(x, self.bias)
         return self.activation(x) if self.activation is not None else x
 
-    def get_config(self):
-        return {**super().get_config(), "ema_decay": self.ema_decay}
-
 
 @keras.saving.register_keras_serializable(package="dlpipe")
 class QuantizedConv2D(_InputQuantizer, keras.layers.Conv2D):
     """Conv2D with int8-simulated input and kernel (one scale per output channel)."""
-
-    def __init__(self, *args, ema_decay: float = EMA_DECAY, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.ema_decay = ema_decay
-
-    def build(self, input_shape):
-        super().build(input_shape)
-        self._build_quantizer()
 
     def call(self, inputs, training=None):
         kernel = self._switch(quantize_kernel(self.kernel, per_channel=True), self.kernel)
@@ -128,9 +121,6 @@ class QuantizedConv2D(_InputQuantizer, keras.layers.Conv2D):
             shape = (1,) * 3 + (self.filters,) if self.data_format == "channels_last" else (1, self.filters, 1, 1)
             x = ops.add(x, ops.reshape(self.bias, shape))
         return self.activation(x) if self.activation is not None else x
-
-    def get_config(self):
-        return {**super().get_config(), "ema_decay": self.ema_decay}
 
 
 class QuantizeFrom(keras.callbacks.Callback):

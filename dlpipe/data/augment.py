@@ -33,7 +33,10 @@ def augmenter(spec, data):
     images = [n for n, k in kinds.items() if k == "image"]
     sequences = [n for n, k in kinds.items() if k == "sequence"]
     numbers = [n for n, k in kinds.items() if k == "numerical"]
-    value_range = {n: float(train[n].max() - train[n].min()) or 1.0 for n in images}
+    # A streamed image source holds a sample of the training images; its one pass measured
+    # the whole split's range (data/image_streaming.py).
+    value_range = {n: getattr(data, "extra", {}).get("value_range", {}).get(n) or float(train[n].max() - train[n].min()) or 1.0
+                   for n in images}
     std = {n: np.where(train[n].std(axis=tuple(range(train[n].ndim - 1))) == 0, 1.0,
                        train[n].std(axis=tuple(range(train[n].ndim - 1)))).astype(np.float32)
            for n in sequences + numbers}

@@ -2,9 +2,48 @@
 
 from __future__ import annotations
 
+import os
+from types import SimpleNamespace
+
 import numpy as np
 
 from dlpipe.data.table import Table
+
+_BUNCH_FIELDS = ("data", "target", "feature_names", "target_names", "images")
+
+
+def _sklearn(name: str):
+    """scikit-learn's `load_<name>()` as a namespace of its arrays, kept after the first call
+    as a NumPy archive under $DLPIPE_CACHE_DIR/datasets, keyed by scikit-learn's version.
+    `import sklearn.datasets` costs about 1.4 s CPU here (it imports most of scikit-learn and
+    SciPy) for a few kilobytes of numbers; a run that reads the archive skips it until a step
+    that trains a baseline needs scikit-learn. `DLPIPE_DATASET_CACHE=0` reads scikit-learn
+    every time."""
+    path = None
+    if os.environ.get("DLPIPE_DATASET_CACHE") != "0":
+        try:
+            from importlib.metadata import PackageNotFoundError, version
+
+            from dlpipe.validation_cache import cache_dir
+
+            path = cache_dir() / "datasets" / f"{name}-scikit-learn-{version('scikit-learn')}.npz"
+            with np.load(path, allow_pickle=False) as archive:
+                return SimpleNamespace(**{key: archive[key] for key in archive.files})
+        except (OSError, ValueError, KeyError, PackageNotFoundError):  # absent or unreadable: read it afresh
+            pass
+    import sklearn.datasets
+
+    bunch = getattr(sklearn.datasets, f"load_{name}")()
+    arrays = {key: np.asarray(bunch[key]) for key in _BUNCH_FIELDS if key in bunch}
+    if path is not None:
+        try:
+            from dlpipe.rundir import atomic_path
+
+            with atomic_path(path) as tmp:
+                np.savez(tmp, **arrays)
+        except Exception:  # noqa: BLE001 (an unwritable cache folder: read scikit-learn next time too)
+            pass
+    return SimpleNamespace(**arrays)
 
 
 def _frame(bunch, name: str, target: str = "target") -> Table:
@@ -16,39 +55,29 @@ def _frame(bunch, name: str, target: str = "target") -> Table:
 
 def load_digits() -> Table:
     """1,797 handwritten digits, 8×8 pixels valued 0..16, columns `image` and `label`."""
-    from sklearn.datasets import load_digits as sk_load
-
-    bunch = sk_load()
+    bunch = _sklearn("digits")
     images = bunch.images.astype(np.float32)[..., np.newaxis]  # (N, 8, 8, 1)
     return Table({"image": images, "label": bunch.target.astype(np.int64)}, origin="builtin:digits",
                   class_names={"label": [str(n) for n in bunch.target_names]})
 
 
 def load_iris() -> Table:
-    from sklearn.datasets import load_iris as sk_load
-
-    return _frame(sk_load(), "iris")
+    return _frame(_sklearn("iris"), "iris")
 
 
 def load_wine() -> Table:
-    from sklearn.datasets import load_wine as sk_load
-
-    return _frame(sk_load(), "wine")
+    return _frame(_sklearn("wine"), "wine")
 
 
 def load_breast_cancer() -> Table:
     """569 patients, 30 measurements; target 0 = malignant, 1 = benign."""
-    from sklearn.datasets import load_breast_cancer as sk_load
-
-    return _frame(sk_load(), "breast_cancer")
+    return _frame(_sklearn("breast_cancer"), "breast_cancer")
 
 
 def load_diabetes() -> Table:
     """442 patients, 10 baseline variables (already centred and scaled); target: disease
     progression after one year (a number)."""
-    from sklearn.datasets import load_diabetes as sk_load
-
-    bunch = sk_load()
+    bunch = _sklearn("diabetes")
     table = _frame(bunch, "diabetes")
     table.columns["target"] = table.columns["target"].astype(np.float32)
     return table

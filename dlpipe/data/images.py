@@ -1,9 +1,9 @@
 """The data of task generation: one image column, split; optionally a class per image
-(a conditional GAN) and the labels that train the feature extractor of FID.
+(a class-conditioned GAN or diffusion model) and the labels that train the feature extractor of FID.
 
 Images are checked (numbers, finite, one fixed shape) and kept in the data's own units; the
-value range of the training split (`low`, `high`) becomes the scaling layers inside the
-GAN's networks.
+value range of the training split (`low`, `high`) becomes the scaling to and from −1..1
+inside the model (a GAN's networks, a diffusion model's training step and sampler).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ class ImageData:
     images: dict[str, np.ndarray]
     """Per split (train, validation, test): N × H × W × C float32, the data's own units."""
     labels: dict[str, np.ndarray] | None
-    """Per split: class indices of `data.target` (a conditional GAN), else None."""
+    """Per split: class indices of `data.target` (a class-conditioned model), else None."""
     class_names: list[str] | None
     extractor_labels: dict[str, np.ndarray] | None
     """Per split: class indices of the feature extractor's label column (type classifier)."""
@@ -44,9 +44,9 @@ class ImageData:
     def describe(self) -> dict:
         return {"origin": self.origin, "fingerprint": self.fingerprint, "task": "generation",
                 "features": [{"name": self.feature, "type": "image", "shape": list(self.shape),
-                              "normalization": f"{self.low:g}..{self.high:g} → −1..1 (inside the GAN)",
+                              "normalization": f"{self.low:g}..{self.high:g} → −1..1 (inside the model)",
                               "value_range": [self.low, self.high]}],
-                "target": "none (unconditional)" if self.class_names is None else "class (conditional GAN)",
+                "target": "none (unconditional)" if self.class_names is None else "class (class-conditioned model)",
                 "class_names": self.class_names,
                 "split_sizes": {name: int(len(images)) for name, images in self.images.items()}}
 

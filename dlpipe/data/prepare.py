@@ -30,10 +30,13 @@ from dlpipe.spec.spec import Spec
 def prepare(spec: Spec, base_dir: Path, located) -> PreparedData:
     """`located(path, message)` builds a SpecError pointing at the spec's line for `path`."""
     if spec.data.streaming is not None:
+        from dlpipe.data.image_streaming import IMAGE_SOURCES, prepare_image_streaming
         from dlpipe.data.streaming import prepare_streaming
 
-        data = prepare_streaming(spec, base_dir, located)
-        data.extra["splits"] = split_record(data.origin, {name: s.rows for name, s in data.splits.items()})
+        streamed = prepare_image_streaming if spec.data.source.type in IMAGE_SOURCES else prepare_streaming
+        data = streamed(spec, base_dir, located)
+        if "splits" not in data.extra:  # an image folder's record names files (image_streaming.py)
+            data.extra["splits"] = split_record(data.origin, {name: s.rows for name, s in data.splits.items()})
         return data
     table, index = _load(spec, base_dir)
     if len(table) == 0:

@@ -229,7 +229,8 @@ class _Moments:
 
 
 def prepare_streaming(spec, base_dir: Path, located):
-    """One pass over the file's chunks → a PreparedData whose splits stream (see the module)."""
+    """One pass over the file's chunks → a PreparedData whose splits stream (see the module).
+    Image sources stream by file instead (image_streaming.py)."""
     import hashlib
 
     from dlpipe.data.prepared import FeatureInfo, PreparedData, input_names, normalizer, spec_sections

@@ -2,10 +2,10 @@
 
 `check_backend` is a pure function of the spec (it runs with the other checks in
 spec/checks.py): on a backend other than TensorFlow, the pieces that are TensorFlow inside
-the model or the input pipeline are refused in one line each — string features (StringLookup
-and TextVectorization run TensorFlow string ops inside the model), augmentation (tf.data
-ops), streaming (a tf.data reader), tf.distribute strategies, attributions (TensorFlow
-gradients).
+the model or the input pipeline are refused, all in one line at `backend` — string features
+(StringLookup and TextVectorization run TensorFlow string ops inside the model),
+augmentation (tf.data ops), streaming (a tf.data reader), tf.distribute strategies,
+compression, distillation, attributions (TensorFlow gradients).
 
 `check_environment` looks at which packages are installed (without importing them) through
 `validation_cache.Observations`, so a remembered `dlpipe validate` result is replayed only
@@ -30,35 +30,48 @@ INSTALL = {"jax": "pip install 'dlpipe[jax]'", "torch": "pip install torch", "te
 
 
 def check_backend(spec) -> Found:
+    """One line, at `backend`, naming every piece of the spec that runs on TensorFlow only
+    (so a template that needs TensorFlow says so once, however many features need it)."""
     backend = spec.backend
     if backend == "tensorflow":
         return
-    needs = f"needs backend: tensorflow (backend {backend} runs numerical, image, sequence and token features)"
-    for i, feature in enumerate(spec.data.features):
-        if feature.type in STRING_FEATURES:
-            yield (("data", "features", i, "type"), f"{feature.type} features map strings to ids with TensorFlow "
-                   f"string ops inside the model; this {needs}")
+    if backend == "torch":
+        yield (("backend",), "backend torch is not supported yet: no dlpipe run on PyTorch has been tested "
+               "(PyTorch is not installed where dlpipe is tested); use backend: jax or tensorflow")
+        return
+    needs = []
+    strings = [f"data.features[{i}] ({feature.type})" for i, feature in enumerate(spec.data.features)
+               if feature.type in STRING_FEATURES]
+    if strings:
+        needs.append(f"{_joined(strings)} map{'s' if len(strings) == 1 else ''} strings to ids with TensorFlow "
+                     f"string ops inside the model")
     if spec.prepare.augmentation:
-        yield (("prepare", "augmentation"), f"augmentation runs as TensorFlow ops in tf.data; it {needs}")
+        needs.append("prepare.augmentation runs as TensorFlow ops in tf.data")
     if spec.data.streaming is not None:
-        yield (("data", "streaming"), f"streaming reads files through tf.data; it {needs}")
+        needs.append("data.streaming reads files through tf.data")
     if spec.training.strategy in ("mirrored", "multi_worker"):
-        yield (("training", "strategy"), f"{spec.training.strategy} is a tf.distribute strategy; it {needs}")
+        needs.append(f"training.strategy {spec.training.strategy} is a tf.distribute strategy")
     if getattr(spec, "compression", None) is not None:
-        yield (("compression",), f"pruning and quantization-aware training are run and checked on TensorFlow only; "
-               f"they need backend: tensorflow")
+        needs.append("compression (pruning, quantization-aware training) is run and checked on TensorFlow only")
     if getattr(spec, "distillation", None) is not None:
-        yield (("distillation",), f"distillation is run and checked on TensorFlow only (its teacher runs inside "
-               f"tf.data with augmentation); it needs backend: tensorflow")
+        needs.append("distillation is run and checked on TensorFlow only (its teacher runs inside tf.data)")
     if getattr(spec.evaluation, "explain", None) is not None:
-        yield (("evaluation", "explain"), f"attributions take gradients with TensorFlow; they need backend: "
-               f"tensorflow")
+        needs.append("evaluation.explain takes gradients with TensorFlow")
+    if needs:
+        yield (("backend",), f"backend {backend} runs numerical, image, sequence and token features; this spec "
+               f"needs backend: tensorflow: {'; '.join(needs)}")
+
+
+def _joined(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
 
 
 def check_environment(spec, seen) -> Found:
     """The packages the spec's run needs, looked up (not imported) through `seen`
     (a validation_cache.Observations)."""
     backend = spec.backend
+    if backend == "torch":  # refused by check_backend
+        return
     if not seen.module(backend):
         default = " (the default)" if backend == "tensorflow" else ""
         other = "; or set backend: jax" if backend == "tensorflow" and seen.module("jax") else ""

@@ -102,17 +102,23 @@ def check_streaming(spec: Spec) -> Found:
         yield (path, f"streaming reads {', '.join(_sources('streams'))} files, not a {data.source.type} source")
     modes = [key for key in ("files", "time_column", "folds") if getattr(data.split, key) is not None]
     if modes:
-        yield (path, f"streaming splits rows by a seeded hash; it cannot be combined with data.split.{modes[0]}")
+        yield (path, f"streaming splits by seeded fractions (a hash of the row; for images, of the "
+               f"file list); it cannot be combined with data.split.{modes[0]}")
+    images = data.source.type in ("image_folder", "image_csv")  # streamed by file: data/image_streaming.py
     for i, feature in enumerate(data.features):
-        if feature.type not in ("numerical", "categorical"):
+        if images and (i > 0 or feature.type != "image"):
+            yield (("data", "features", i, "type"), f"streaming an {data.source.type} source reads one image "
+                   f"feature (the images) and the label, not {'a second feature' if i else feature.type}")
+        elif not images and feature.type not in ("numerical", "categorical"):
             yield (("data", "features", i, "type"), f"streaming reads numerical and categorical features, "
                    f"not {feature.type}")
     if spec.prepare.imputation:
         yield (("prepare", "imputation"), "imputation is not available with data.streaming")
     if spec.training.sample_weight is not None:
         yield (("training", "sample_weight"), "sample weights are not available with data.streaming")
-    if spec.prepare.augmentation:
-        yield (("prepare", "augmentation"), "augmentation is not available with data.streaming")
+    if spec.prepare.augmentation and not images:
+        yield (("prepare", "augmentation"), "augmentation is not available with data.streaming of a table "
+               "(it is of images: image_folder, image_csv)")
     if spec.training.strategy == "multi_worker":
         yield (("training", "strategy"), "multi_worker training does not read streamed data")
     target = data.target
@@ -366,20 +372,23 @@ def check_architecture(spec: Spec) -> Found:
 
 
 def check_backbone(spec: Spec) -> Found:
-    """A backbone starts from one network (an application or an earlier run), reads the
-    image as stored, and trains the way its fine-tune schedule says."""
+    """A backbone starts from one network (an application, a KerasHub preset or an earlier
+    run), reads the image as stored, and trains the way its fine-tune schedule says. A
+    preset is looked up in spec/datacheck.py, which sees the installed packages."""
     model = spec.model
     if model.type != "backbone":
         return
-    if model.application is None and model.from_run is None:
-        yield ("model",), "a backbone starts from a network: give application (a Keras application) or from_run"
-    elif model.application is not None and model.from_run is not None:
-        yield ("model", "from_run"), "application and from_run cannot be combined; give one network to start from"
+    given = [key for key in ("application", "preset", "from_run") if getattr(model, key) is not None]
+    if not given:
+        yield ("model",), ("a backbone starts from a network: give application (a Keras application), preset (a "
+                           "KerasHub preset) or from_run")
+    elif len(given) > 1:
+        yield ("model", given[-1]), (f"{' and '.join(given)} cannot be combined; give one network to start from")
     elif model.from_run is not None:
         for key, default in (("weights", "imagenet"), ("pooling", "avg")):
             if getattr(model, key) != default:
                 yield ("model", key), f"{key} belongs to an application; a run's body keeps its own weights and pooling"
-    elif model.input_size is not None:
+    elif model.application is not None and model.input_size is not None:
         smallest = registry.entry("application", model.application).min_size
         if min(model.input_size) < smallest:
             yield (("model", "input_size"), f"{model.application} needs images of at least {smallest}×{smallest}, "
@@ -425,6 +434,29 @@ def check_categorical(spec: Spec) -> Found:
                    f"{feature.name!r} is categorical: it is encoded ({feature.encoding}), not normalized")
 
 
+# Graph layers that are one of the model kinds an exporter may not convert (registry
+# Exporter.cannot_convert): Keras's recurrent layers are the `rnn` architecture's loop.
+_RECURRENT_LAYERS = frozenset({"SimpleRNN", "LSTM", "GRU", "ConvLSTM1D", "ConvLSTM2D"})
+
+
+def _model_kinds(model, cannot_convert) -> list[tuple[str, str]]:
+    """(kind, how to name it) for what the model is built of, in the terms of an exporter's
+    `cannot_convert`: the model type (or `type/scan` where only one scan converts), and for a
+    graph each node that is a recurrent layer or a MambaBlock."""
+    kind = getattr(model, "type", None)
+    if getattr(model, "scan", None):  # one choice of a type converts, the other not
+        kind = kind if kind in cannot_convert else f"{kind}/{model.scan}"
+    what = model.type if kind == model.type else f"{model.type} with scan {model.scan}"
+    kinds = [(kind, f"a model of type {what}")]
+    for node in getattr(model, "nodes", None) or ():
+        if node.layer in _RECURRENT_LAYERS:
+            kinds.append(("rnn", f"the graph node {node.name!r} ({node.layer}, a recurrent layer)"))
+        elif node.layer == "MambaBlock":
+            scan = node.args.get("scan", "sequential")
+            kinds.append((f"ssm/{scan}", f"the graph node {node.name!r} (MambaBlock with scan {scan})"))
+    return kinds
+
+
 def check_export(spec: Spec) -> Found:
     from dlpipe.spec.export import tolerance_problem
 
@@ -437,14 +469,15 @@ def check_export(spec: Spec) -> Found:
             yield (("export", "formats", i),
                    f"{fmt} cannot take the {unfit[0].type} feature {unfit[0].name!r}: its processing runs inside "
                    f"the model, which {fmt} cannot run; use {takes_all}")
-        kind = getattr(spec.model, "type", None)
-        if getattr(spec.model, "scan", None):  # one choice of a type converts, the other not
-            kind = kind if kind in exporters[fmt].cannot_convert else f"{kind}/{spec.model.scan}"
-        reason = exporters[fmt].cannot_convert.get(kind)
-        if reason and not unfit and fmt not in export.formats[:i]:
-            others = " or ".join(name for name, exporter in exporters.items() if kind not in exporter.cannot_convert)
-            what = spec.model.type if kind == spec.model.type else f"{spec.model.type} with scan {spec.model.scan}"
-            yield (("export", "formats", i), f"{fmt} cannot export a model of type {what}: {reason}; use {others}")
+        if unfit or fmt in export.formats[:i]:
+            continue
+        for kind, what in _model_kinds(spec.model, exporters[fmt].cannot_convert):
+            reason = exporters[fmt].cannot_convert.get(kind)
+            if reason:
+                others = " or ".join(name for name, exporter in exporters.items()
+                                     if kind not in exporter.cannot_convert)
+                yield (("export", "formats", i), f"{fmt} cannot export {what}: {reason}; use {others}")
+                break
     for field, values in (("formats", export.formats), ("quantization", export.tflite.quantization)):
         path = ("export", field) if field == "formats" else ("export", "tflite", field)
         for i, value in enumerate(values):

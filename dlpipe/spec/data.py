@@ -8,7 +8,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Field, field_validator
 
-from dlpipe.spec.base import Name, PositiveInt, StrictModel, Width
+from dlpipe.spec.base import ByType, Name, PositiveInt, StrictModel, Width
 from dlpipe.spec.detection import CocoSource, ShapesSource
 from dlpipe.spec.paths import FilePath, FolderPath, PatternPath
 
@@ -169,7 +169,7 @@ class Streaming(StrictModel):
 Source = Annotated[Union[BuiltinSource, CsvSource, NpzSource, ParquetSource, JsonlSource, NpySource,
                          ImageFolderSource, ImageCsvSource, TextFolderSource, TfrecordSource, ShapesSource,
                          CocoSource],
-                   Field(discriminator="type")]
+                   ByType()]
 
 
 class NumericalFeature(StrictModel):
@@ -291,7 +291,7 @@ class TokensFeature(StrictModel):
 
 Feature = Annotated[Union[NumericalFeature, ImageFeature, CategoricalFeature, OrdinalFeature, TextFeature,
                           SequenceFeature, TokensFeature],
-                    Field(discriminator="type")]
+                    ByType()]
 
 
 class Windows(StrictModel):
@@ -409,7 +409,7 @@ class Data(StrictModel):
     """Input columns. Empty: every column except the target, numbers as numerical."""
     target: Target | None = None
     """The column to predict. Required for classification, regression and forecasting; optional for
-    embedding (it only scores the embedding) and generation (it makes the GAN class-conditional);
+    embedding (it only scores the embedding) and generation (it makes the GAN or diffusion model class-conditional);
     refused for detection (boxes and classes come from the source)."""
     targets: Annotated[list[Output], Field(min_length=1)] | None = None
     """Task multi_output: the outputs one model predicts from the same features, each a
@@ -424,7 +424,10 @@ class Data(StrictModel):
     streaming: Streaming | bool | None = None
     """`true` (chunks of 100,000 rows) or `{chunk_rows: N}`. csv, jsonl, parquet: statistics in one pass over chunks, splits by a seeded hash of the
     row index (not stratified), training and evaluation from a generator over chunks; at most
-    chunk_rows rows of features are held at a time. Numerical features only."""
+    chunk_rows rows of features are held at a time. Numerical and categorical features only.
+    image_folder, image_csv: one image feature; the file list and labels are held, the pixels
+    decoded a batch at a time (at most min(chunk_rows, 1024) images at once), split as the
+    source read whole; augmentation allowed."""
 
     @field_validator("streaming")
     @classmethod

@@ -24,8 +24,8 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+from dlpipe import kerashub, tasks
 from dlpipe.errors import did_you_mean
-from dlpipe import tasks
 from dlpipe.spec.checks import FEATURE_TYPES, IMPUTED_TYPES, known_classes
 from dlpipe.spec.paths import absolute, path_values
 from dlpipe.validation_cache import Observations
@@ -41,6 +41,7 @@ def check_data(spec, base_dir: Path, seen: Observations) -> list[tuple[tuple, st
     found = list(_check_paths(spec, base_dir, seen, missing))
     found += list(_check_columns(spec, base_dir, seen, missing))
     found += list(_check_teacher(spec, base_dir, seen, missing))
+    found += list(_check_preset(spec, base_dir, seen))
     return found
 
 
@@ -51,6 +52,8 @@ def _check_paths(spec, base_dir: Path, seen: Observations, missing: set) -> Foun
             if not seen.glob(path):
                 missing.add(where)
                 yield where, f"no file matches {path}"
+            continue
+        if kind == "preset":  # _check_preset: KerasHub must be installed first
             continue
         if kind == "run":
             problem = _run_problem(path, seen)
@@ -85,6 +88,31 @@ def _run_problem(path: str, seen: Observations) -> str | None:
         return (f"{path} holds no dlpipe run (no {' or '.join(absent)}); name the --out folder of a "
                 "finished `dlpipe run`")
     return None
+
+
+def _check_preset(spec, base_dir: Path, seen: Observations) -> Found:
+    """A backbone's KerasHub preset: the package installed, a name among those KerasHub lists
+    for its image classifiers, a folder that holds an image classifier's backbone preset."""
+    preset = getattr(spec.model, "preset", None)
+    if spec.model.type != "backbone" or preset is None:
+        return
+    where = ("model", "preset")
+    if not seen.module(kerashub.PACKAGE):
+        yield where, (f"KerasHub presets need the keras-hub package, which is not installed "
+                      f"({kerashub.INSTALL})")
+    elif kerashub.is_folder(preset):
+        path = absolute(preset, base_dir)
+        problem = kerashub.folder_problem(path, seen)
+        if problem is not None and seen.stat(path) is None:
+            problem += _similar(path, seen)
+        if problem is not None:
+            yield where, problem
+    elif not kerashub.is_handle(preset):
+        names = seen.hub_presets()
+        if names and preset not in names:
+            hint = did_you_mean(preset, names) or "; see keras_hub.models.ImageClassifier.presets"
+            yield where, (f"unknown KerasHub image preset {preset!r}{hint} (a local preset folder is written as "
+                          "a path: ./NAME)")
 
 
 def _similar(path: str, seen: Observations) -> str:

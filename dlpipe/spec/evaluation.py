@@ -9,7 +9,7 @@ from pydantic import AfterValidator, Field, WithJsonSchema
 
 from dlpipe import registry
 from dlpipe.errors import did_you_mean
-from dlpipe.spec.base import PositiveInt, StrictModel, unknown_name
+from dlpipe.spec.base import ByType, PositiveInt, StrictModel, unknown_name
 from dlpipe.spec.paths import AnyPath, FilePath
 
 METRIC_NAMES = tuple(
@@ -29,8 +29,9 @@ Metric = Annotated[str, AfterValidator(_check_metric),
 
 
 class ClassifierFeatures(StrictModel):
-    """A small CNN classifier trained inside the pipeline, before the GAN, on the training
-    split's images and the labels in column `labels` (the GAN itself may ignore them). FID
+    """A small CNN classifier trained inside the pipeline, before the generative model (a GAN
+    or a diffusion model), on the training split's images and the labels in column `labels`
+    (the model itself may ignore them). FID
     compares its penultimate (dense) layer; the Inception Score reads its softmax. It is
     trained with the spec's seed, so FIDs of two runs with the same seed and data are comparable."""
 
@@ -80,11 +81,11 @@ class InceptionFeatures(StrictModel):
     """Images per forward pass of the extractor."""
 
 
-FeatureExtractor = Annotated[Union[ClassifierFeatures, RunFeatures, InceptionFeatures], Field(discriminator="type")]
+FeatureExtractor = Annotated[Union[ClassifierFeatures, RunFeatures, InceptionFeatures], ByType()]
 
 
 class GenerationEvaluation(StrictModel):
-    """FID and Inception Score of generated images during and after GAN training."""
+    """FID and Inception Score of generated images during and after training (a GAN or a diffusion model)."""
 
     every: Annotated[int, Field(gt=0)] = 5
     """Evaluate after every this many epochs (and after the last)."""

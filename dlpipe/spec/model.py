@@ -14,11 +14,11 @@ from pydantic import AfterValidator, Field, WithJsonSchema
 
 from dlpipe import registry
 from dlpipe.limits import WIDTH_MAX
-from dlpipe.spec.base import (Activation, Depth, Initializer, Name, PositiveInt, Probability, StrictModel, Width,
+from dlpipe.spec.base import (Activation, ByType, Depth, Initializer, Name, PositiveInt, Probability, StrictModel, Width,
                               did_you_mean, unknown_name)
 from dlpipe.spec.detection import CenterNet
 from dlpipe.spec.diffusion import Diffusion
-from dlpipe.spec.paths import PathKind, RunPath
+from dlpipe.spec.paths import PathKind, PresetPath, RunPath
 
 NonNegative = Annotated[float, Field(ge=0)]
 
@@ -524,8 +524,8 @@ class GANGraph(StrictModel):
     """Python modules whose layer classes nodes may use (`module.path:ClassName`)."""
 
 
-Generator = Annotated[Union[DCGANGenerator, GANGraph], Field(discriminator="type")]
-Discriminator = Annotated[Union[DCGANDiscriminator, GANGraph], Field(discriminator="type")]
+Generator = Annotated[Union[DCGANGenerator, GANGraph], ByType()]
+Discriminator = Annotated[Union[DCGANDiscriminator, GANGraph], ByType()]
 
 
 class GAN(StrictModel):
@@ -582,25 +582,37 @@ class Backbone(StrictModel):
     reads one image feature as stored (raw pixel values: an application expects 0..255):
     the model resizes it (`input_size`), converts 1 ↔ 3 channels and applies the
     network's own preprocessing inside itself, so exports and `dlpipe predict` take raw
-    images. Give `application` or `from_run`."""
+    images. Give `application`, `preset` or `from_run`."""
 
     type: Literal["backbone"]
     """Picks this architecture: a pretrained network with a new head."""
     application: Name("application") | None = None
     """A Keras application by its Keras name (MobileNetV3Small, EfficientNetB0, ResNet50,
     ...), built without its classifier."""
+    preset: PresetPath | None = None
+    """A KerasHub image classifier's backbone (needs the `hub` extra): a preset name KerasHub
+    lists (resnet_50_imagenet, mobilenet_v3_small_100_imagenet, efficientnet_b0_ra_imagenet,
+    vit_base_patch16_224_imagenet, ...; KerasHub downloads it once, which needs the network),
+    a `kaggle://` or `hf://` handle, or the path of a local preset folder (written with a
+    `/`, or beginning with `.` or `~`) as `save_to_preset` writes it, image_converter.json
+    included. The preset's image converter (its size, scale and offset) is rebuilt inside
+    the model."""
     weights: WeightsPath = "imagenet"
     """With `application`: `imagenet` (Keras downloads the file once into ~/.keras, which
     needs the network), `random` (no pretrained weights), or the path of a weights file of
-    the headless network (`.weights.h5`, as `model.save_weights` writes it)."""
+    the headless network (`.weights.h5`, as `model.save_weights` writes it). With `preset`:
+    `imagenet` takes the preset's own weights (whatever data they were trained on), `random`
+    its architecture alone, a path a `.weights.h5` file of its backbone."""
     from_run: RunPath | None = None
     """The folder of an earlier `dlpipe run` (its --out): its model up to the head — the
     input normalization and the architecture — becomes the backbone."""
     input_size: Annotated[list[Width], Field(min_length=2, max_length=2)] | None = None
     """Height and width the image is resized to before the backbone. Default: an
-    application takes the image's own size, a run's body its own input size."""
+    application takes the image's own size, a preset its image converter's size (or the
+    fixed size its backbone was built for), a run's body its own input size."""
     pooling: Literal["avg", "max"] = "avg"
-    """How an application's last feature map becomes a vector (a run's body keeps its own)."""
+    """How an application's or a preset's last feature map (or a vision transformer's tokens)
+    becomes a vector (a run's body keeps its own)."""
     fine_tune: FineTune = FineTune()
     """When the backbone is frozen and when it trains."""
     head: Head = Head()
@@ -609,4 +621,4 @@ class Backbone(StrictModel):
 
 Model = Annotated[Union[MLP, CNN, RNN, Transformer, SSM, ViT, Autoencoder, Graph, GAN, CenterNet, Backbone,
                         Diffusion],
-                  Field(discriminator="type")]
+                  ByType()]

@@ -25,13 +25,16 @@ from typing import Annotated
 
 from pydantic import BaseModel
 
+from dlpipe.kerashub import is_folder
+
 
 @dataclass(frozen=True)
 class PathKind:
     """What a path names: `file`, `folder`, `pattern` (a file or a glob of files), `any`
-    (a file or a folder) or `run` (a folder holding a finished dlpipe run). `words` are
-    values of the same key that name no path (`weights: imagenet`): never resolved or
-    looked for."""
+    (a file or a folder), `run` (a folder holding a finished dlpipe run) or `preset` (a
+    KerasHub preset folder; a value written without a path's `/`, `.` or `~` is a preset
+    name or handle instead: dlpipe/kerashub.py). `words` are values of the same key that
+    name no path (`weights: imagenet`): never resolved or looked for."""
 
     kind: str
     words: tuple[str, ...] = ()
@@ -42,6 +45,8 @@ FolderPath = Annotated[str, PathKind("folder")]
 PatternPath = Annotated[str, PathKind("pattern")]
 AnyPath = Annotated[str, PathKind("any")]
 RunPath = Annotated[str, PathKind("run")]
+PresetPath = Annotated[str, PathKind("preset")]
+"""A KerasHub preset: a folder's path, or a name or handle KerasHub resolves (no path)."""
 
 
 def _kind_in(annotation, metadata=(), within: str = "str") -> PathKind | None:
@@ -81,7 +86,7 @@ def path_values(model: BaseModel, at: tuple = ()) -> Iterator[tuple[tuple, str, 
         found = _field_kind(type(model), name, "dict" if isinstance(value, dict) else "str")
         kind = found.kind if found is not None else None
         if kind is not None and isinstance(value, str):
-            if value not in found.words:
+            if value not in found.words and (kind != "preset" or is_folder(value)):
                 yield where, value, kind
         elif kind is not None and isinstance(value, dict):
             for key, item in value.items():

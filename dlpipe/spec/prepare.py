@@ -8,7 +8,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Field
 
-from dlpipe.spec.base import PositiveFloat, PositiveInt, StrictModel
+from dlpipe.spec.base import ByType, PositiveFloat, PositiveInt, StrictModel
 
 Factor = Annotated[float, Field(gt=0, le=1)]
 
@@ -44,7 +44,7 @@ class NoNormalization(StrictModel):
 
 
 Normalizer = Annotated[
-    Union[ZScore, MinMax, Rescale, NoNormalization], Field(discriminator="type")
+    Union[ZScore, MinMax, Rescale, NoNormalization], ByType()
 ]
 
 
@@ -189,7 +189,7 @@ class Mixup(StrictModel):
 Augmentation = Annotated[
     Union[Flip, Rotation, Zoom, Translation, Contrast, Brightness, Crop, Noise, Jitter, Scaling,
           GaussianNoise, Mixup],
-    Field(discriminator="type"),
+    ByType(),
 ]
 
 IMAGE_AUGMENTATIONS = ("flip", "rotation", "zoom", "translation", "contrast", "brightness", "crop", "noise")

@@ -79,7 +79,8 @@ def _variant(model: type[BaseModel]) -> str | None:
 
 
 _PATH_TEXT = {"file": "a file's path", "folder": "a folder's path", "pattern": "a file's path or a glob",
-              "any": "a file's or folder's path", "run": "a dlpipe run folder's path"}
+              "any": "a file's or folder's path", "run": "a dlpipe run folder's path",
+              "preset": "a KerasHub preset's name, handle or folder path"}
 
 
 def _constraints(metadata) -> list[str]:

@@ -44,8 +44,9 @@ class Spec(StrictModel):
     (SavedModel, TFLite and ONNX export, TFRecord sources, `training.tensorboard: true`): data
     reaches the model as numpy batches, start-up is a few seconds shorter, and the train step is
     compiled by XLA. String features, augmentation, streaming, tf.distribute strategies and
-    attributions need `tensorflow`. `torch` takes the same path as `jax` (untested: PyTorch is
-    not installed where dlpipe is tested). A `.keras` file from any backend loads on any other."""
+    attributions need `tensorflow`. `torch` is refused by `dlpipe validate` for now: no run on
+    it has been tested (PyTorch is not installed where dlpipe is tested). A `.keras` file from any
+    backend loads on any other."""
     data: Data
     """Where the examples come from, which columns are features and target, and how they are
     split."""

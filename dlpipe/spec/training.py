@@ -11,7 +11,7 @@ from pydantic_core import PydanticCustomError
 
 from dlpipe import registry
 from dlpipe.limits import BATCH_SIZE_MAX, EPOCHS_MAX
-from dlpipe.spec.base import (Fraction, PositiveFloat, PositiveInt, Probability, StrictModel, _check_name,
+from dlpipe.spec.base import (ByType, Fraction, PositiveFloat, PositiveInt, Probability, StrictModel, _check_name,
                               did_you_mean)
 
 NonNegative = Annotated[float, Field(ge=0)]
@@ -216,7 +216,7 @@ class Muon(_Optimizer):
 
 Optimizer = Annotated[
     Union[Adam, AdamW, SGD, RMSprop, Adagrad, Adadelta, Adafactor, Adamax, Nadam, Ftrl, Lion, Lamb, Muon],
-    Field(discriminator="type"),
+    ByType(),
 ]
 
 
@@ -323,7 +323,7 @@ class ReduceOnPlateau(_Schedule):
 
 
 Schedule = Annotated[Union[Constant, Step, Piecewise, Exponential, Cosine, ReduceOnPlateau],
-                     Field(discriminator="type")]
+                     ByType()]
 
 _check_loss = _check_name("loss", "loss")
 

@@ -25,7 +25,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import AfterValidator, Field, WithJsonSchema
 
 from dlpipe import registry, tasks
-from dlpipe.spec.base import PositiveFloat, PositiveInt, StrictModel
+from dlpipe.spec.base import ByType, PositiveFloat, PositiveInt, StrictModel
 from dlpipe.spec.evaluation import _check_metric
 
 MAXIMIZED = registry.maximized()
@@ -142,7 +142,7 @@ class Choice(StrictModel):
     """The values to try, each one a complete value for the key."""
 
 
-Param = Annotated[Union[Uniform, LogUniform, Int, Choice], Field(discriminator="type")]
+Param = Annotated[Union[Uniform, LogUniform, Int, Choice], ByType()]
 
 
 class GridSampler(StrictModel):
@@ -170,7 +170,7 @@ class BayesianSampler(StrictModel):
     """Random trials before TPE starts to model the results."""
 
 
-Sampler = Annotated[Union[GridSampler, RandomSampler, BayesianSampler], Field(discriminator="type")]
+Sampler = Annotated[Union[GridSampler, RandomSampler, BayesianSampler], ByType()]
 
 
 class NoPruner(StrictModel):
@@ -204,7 +204,7 @@ class HyperbandPruner(StrictModel):
     """Keep 1 in `reduction_factor` trials at each rung."""
 
 
-Pruner = Annotated[Union[NoPruner, MedianPruner, HyperbandPruner], Field(discriminator="type")]
+Pruner = Annotated[Union[NoPruner, MedianPruner, HyperbandPruner], ByType()]
 
 
 class Tuning(StrictModel):

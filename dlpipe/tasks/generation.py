@@ -24,11 +24,11 @@ def check_generation(spec) -> Found:
                f"data.features lists {len(spec.data.features)} ({len(images)} of type image)")
     for i, feature in enumerate(spec.data.features):
         for key in ("size", "channels"):
-            if getattr(feature, key, None) is not None:  # the GAN draws and scores images as the data holds them
+            if getattr(feature, key, None) is not None:  # the model draws and scores images as the data holds them
                 yield (("data", "features", i, key), f"task generation learns images at the data's own {key}; "
                        f"remove {key}")
     for i, step in enumerate(spec.prepare.augmentation):
-        if step.type == "mixup":  # it blends labels and weights the loss: a GAN's real images have neither
+        if step.type == "mixup":  # it blends labels and weights the loss: real images have neither
             yield (("prepare", "augmentation", i, "type"), "mixup is not supported for task generation; "
                    "augment the real images with image steps (flip, rotation, zoom, ...)")
     if spec.training.schedule is not None and spec.training.schedule.type == "reduce_on_plateau":
@@ -104,11 +104,13 @@ TASK = Task(
               "training.class_weight": "class_weight is not supported for task generation",
               "training.sample_weight": "sample_weight is not supported for task generation",
               "prepare.normalization": "task generation scales images to −1..1 from the training split's "
-                                       "range itself (the generator's tanh range); remove prepare.normalization",
+                                       "range itself (a GAN's tanh range, a diffusion model's noising); "
+                                       "remove prepare.normalization",
               "data.target.multi_label": "task generation conditions on one class per image, not several",
               "training.loss": "task generation trains with its model's own loss (a GAN's adversarial losses, "
                                "a diffusion model's noise prediction); remove loss",
-              "training.strategy": "task generation trains the GAN on one device; remove strategy",
+              "training.strategy": "task generation trains its model (a GAN, a diffusion model) on one device; "
+                                   "remove strategy",
               "tuning": "dlpipe tune does not search task generation yet (its objectives are "
                         "validation metrics); remove tuning"},
     filled=("training.adversarial",),

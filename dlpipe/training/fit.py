@@ -119,8 +119,14 @@ def train(model, spec, data, *, run_dir=None, located=None, callbacks=None, moni
         else:  # data.streaming: the file is read again, chunk by chunk, each epoch
             if weights is not None:
                 raise StageError("train", "class weights are not available with data.streaming")
+            from dlpipe.data.augment import augmenter
+
+            augment = augmenter(spec, data)  # image streams only (spec/checks.py: check_streaming)
+            if augment is not None and wrap_augment is not None:
+                augment = wrap_augment(augment)
             train_ds = stream.training_dataset(batch_size=training.batch_size, first_epoch=first_epoch,
-                                               epochs=training.epochs, y_example=train_split.y[:1])
+                                               epochs=training.epochs, y_example=train_split.y[:1],
+                                               **({"augment": augment} if augment is not None else {}))
             val_ds = (validation.stream.evaluation_dataset(batch_size=training.batch_size,
                                                            y_example=train_split.y[:1]) if len(validation) else None)
         if not _on_tensorflow():

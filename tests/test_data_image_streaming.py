@@ -1,0 +1,167 @@
+"""Streaming image sources (`data.streaming` with image_folder or image_csv): the same splits,
+labels and statistics as the source read whole, at most a chunk of images decoded at once,
+each epoch's order a function of (seed, epoch), memory that does not grow with the files."""
+
+from __future__ import annotations
+
+import json
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dlpipe.errors import DataError
+from tests.test_data_sources import prepared, write_csv, write_images, write_spec
+
+
+def folder_spec(tmp_path, streaming: str = "\nstreaming: {chunk_rows: 7}", extra: str = "", more: str = "") -> Path:
+    data = ("source: {type: image_folder, path: images}\nfeatures: [{name: image, type: image}]\n"
+            f"target: {{name: label}}{more}{streaming}")
+    return write_spec(tmp_path, data, extra="prepare: {normalization: {image: {type: zscore}}}\n" + extra)
+
+
+def test_a_streamed_image_folder_prepares_as_the_folder_read_whole(tmp_path):
+    write_images(tmp_path / "images", {"cat": 12, "dog": 9, "owl": 10})
+    whole = prepared(folder_spec(tmp_path, streaming=""))
+    data = prepared(folder_spec(tmp_path))
+    assert data.class_names == whole.class_names == ["cat", "dog", "owl"]
+    for name in ("train", "validation", "test"):  # the same seeded, stratified split
+        assert np.array_equal(data.splits[name].rows, whole.splits[name].rows), name
+        assert np.array_equal(data.splits[name].y, whole.splits[name].y), name
+    assert data.extra["splits"] == whole.extra["splits"]  # files relative to the folder
+    feature, reference = data.features[0], whole.features[0]
+    assert feature.shape == reference.shape == (5, 6, 3)
+    np.testing.assert_allclose(feature.mean, reference.mean, rtol=1e-9)
+    np.testing.assert_allclose(feature.std, reference.std, rtol=1e-7)
+    # Only a sample is held; it is the split's first images, in file order.
+    np.testing.assert_array_equal(data.splits["test"].x["image"], whole.splits["test"].x["image"])
+    assert data.describe()["streaming"] == {"chunk_rows": 7, "chunks": 5, "peak_rows": 7}
+    # Reading a split again: each training image once an epoch, at most a chunk decoded at once.
+    stream = data.splits["train"].stream
+    seen, labels = [], []
+    for x, y in stream.batches(epoch=2, size=4):
+        assert len(y) <= 4
+        seen.append(x["image"])
+        labels.append(y)
+    train = whole.splits["train"]
+    order = stream.order(2)
+    np.testing.assert_array_equal(np.concatenate(seen), train.x["image"][order])
+    np.testing.assert_array_equal(np.concatenate(labels), train.y[order])
+    assert stream.reader.peak_rows == 7
+    # The order of an epoch is a function of (seed, epoch): the same again, another epoch another.
+    np.testing.assert_array_equal(stream.order(2), order)
+    assert not np.array_equal(stream.order(3), order)
+    assert sorted(stream.order(3).tolist()) == list(range(len(train)))
+
+
+def test_a_streamed_image_csv_prepares_as_the_csv_read_whole(tmp_path):
+    written = write_images(tmp_path / "pics", {"a": 8, "b": 8}, mode="RGB", seed=3)
+    paths = sorted(str(Path(p).relative_to(tmp_path)) for p in written)
+    write_csv(tmp_path / "index.csv", ["file", "kind"], [[p, Path(p).parent.name] for p in paths])
+    spec = """
+        source: {type: image_csv, path: index.csv, image_column: file, color_mode: grayscale}
+        features: [{name: file, type: image}]
+        target: {name: kind}
+        split: {train: 0.5, validation: 0.25, test: 0.25}"""
+    extra = "prepare: {normalization: {image: {type: minmax}}}\n"
+    whole = prepared(write_spec(tmp_path, spec, extra=extra))
+    data = prepared(write_spec(tmp_path, spec + "\n        streaming: true", extra=extra))
+    record, reference = data.extra["splits"], whole.extra["splits"]
+    assert record["unit"] == reference["unit"] == "row" and record["source"] == reference["source"]
+    for name, rows in reference["splits"].items():  # row numbers of the CSV
+        np.testing.assert_array_equal(record["splits"][name], rows)
+    assert data.features[0].shape == (5, 6, 1)
+    np.testing.assert_allclose(data.features[0].mean, whole.features[0].mean)
+    np.testing.assert_allclose(data.features[0].std, whole.features[0].std)
+    x, y = next(data.splits["test"].stream.batches())
+    np.testing.assert_array_equal(x["file"], whole.splits["test"].x["file"])
+    np.testing.assert_array_equal(y, whole.splits["test"].y)
+
+
+def test_a_streamed_folder_names_the_bad_image(tmp_path):
+    written = write_images(tmp_path / "images", {"cat": 10, "dog": 10})
+    bad = sorted(written)[13]
+    Path(bad).write_bytes(b"not a png")
+    with pytest.raises(DataError, match=rf"^{bad}: not an image$"):
+        prepared(folder_spec(tmp_path))
+    write_images(tmp_path / "images", {"dog": 10}, seed=1)
+    write_images(tmp_path / "other", {"dog": 1}, size=(4, 4))
+    (tmp_path / "other" / "dog" / "00.png").replace(tmp_path / "images" / "dog" / "03.png")
+    with pytest.raises(DataError, match=r"dog/03.png: image of 4×4 pixels, but .*cat/00.png has 6×5; "):
+        prepared(folder_spec(tmp_path))
+
+
+def test_streaming_image_sources_is_checked_in_the_spec(tmp_path):
+    from dlpipe.spec import check_text
+
+    write_images(tmp_path / "images", {"cat": 3, "dog": 3})
+    text = folder_spec(tmp_path, extra="").read_text()
+    assert check_text("s.yaml", text) == []
+    augmented = text.replace("prepare: {", "prepare: {augmentation: [{type: flip, mode: horizontal}], ")
+    assert check_text("s.yaml", augmented) == []
+    two = text.replace("features: [{name: image, type: image}]",
+                       "features: [{name: image, type: image}, {name: other, type: numerical}]")
+    assert any("reads one image feature (the images) and the label, not a second feature" in str(line)
+               for line in check_text("s.yaml", two))
+
+
+def test_memory_of_an_epoch_does_not_grow_with_the_files(tmp_path):
+    """Iterating an epoch of 40 or 400 files holds as much at its peak (a batch, not the files)."""
+    from dlpipe.data.image_streaming import ImageFiles, ImageStream
+
+    written = write_images(tmp_path / "images", {"a": 4}, size=(48, 48))
+    files = sorted(written)
+
+    def peak(n: int) -> int:
+        reader = ImageFiles([files[i % len(files)] for i in range(n)], "rgb", chunk=16)
+        reader.path = str(tmp_path / "images")
+        stream = ImageStream(reader, np.arange(n), np.zeros(n, np.int64), "image", seed=1, shuffle_buffer=32)
+        tracemalloc.start()
+        try:
+            for _ in stream.batches(epoch=0, size=16):
+                pass
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    small, large = peak(40), peak(400)
+    assert large <= 1.2 * small, (small, large)
+
+
+@pytest.mark.slow
+def test_a_streamed_image_run_resumes_exactly_and_trains(tmp_path):
+    """The training input of epochs [1, 2) equals the second epoch of [0, 2), augmentation
+    included (what exact resume needs); a whole run trains and writes the folder's split."""
+    from dlpipe.data.augment import augmenter
+    from dlpipe.runner import run_spec
+
+    write_images(tmp_path / "images", {"cat": 14, "dog": 14}, size=(8, 8))
+    extra = ("  augmentation: [{type: translation, factor: 0.2}, {type: noise, stddev: 0.05}]\n"
+             "training: {epochs: 2, batch_size: 8, progress: none}\nexport: {formats: [keras]}\n")
+    spec = folder_spec(tmp_path, extra="")
+    spec.write_text(spec.read_text().replace("prepare: {normalization: {image: {type: zscore}}}\n",
+                                             "prepare:\n  normalization: {image: {type: zscore}}\n" + extra)
+                    .replace("model: {type: mlp, units: [4]}", "model: {type: cnn, blocks: [{filters: 4, convs: 1}], "
+                             "global_pool: avg, head: {units: [8]}}"))
+    from dlpipe.spec import load_document
+
+    data = prepared(spec)
+    loaded, _ = load_document(spec)
+    augment = augmenter(loaded, data)
+    stream = data.splits["train"].stream
+    y = data.splits["train"].y[:1]
+    whole = list(stream.training_dataset(batch_size=8, first_epoch=0, epochs=2, y_example=y, augment=augment))
+    resumed = list(stream.training_dataset(batch_size=8, first_epoch=1, epochs=2, y_example=y, augment=augment))
+    per_epoch = -(-len(stream.index) // 8)
+    assert len(whole) == 2 * per_epoch and len(resumed) == per_epoch
+    for a, b in zip(whole[per_epoch:], resumed):
+        np.testing.assert_array_equal(a[0]["image"].numpy(), b[0]["image"].numpy())
+        np.testing.assert_array_equal(a[1].numpy(), b[1].numpy())
+    assert not np.array_equal(whole[0][0]["image"].numpy(), whole[per_epoch][0]["image"].numpy())
+    root = run_spec(spec, out=tmp_path / "run", command=["pytest"])
+    described = json.loads((root / "data.json").read_text())
+    assert described["streaming"]["peak_rows"] == 7
+    assert np.isfinite(json.loads((root / "metrics.json").read_text())["test"]["accuracy"])
+    names = json.loads((root / "splits.json").read_text())["splits"]["test"]
+    assert names and all(name.split("/")[0] in ("cat", "dog") for name in names)

@@ -84,29 +84,20 @@ def _cli_run(name: str, *sets: str) -> Path:
     return Path(result.stdout.strip().splitlines()[-1])
 
 
-# Three templates' shortened runs, each made once for tests/test_run_templates.py (their
-# metrics beat a baseline, their exports and reports) and tests/test_evaluation.py (their
-# report and `dlpipe evaluate`).
+SHORTENED = {
+    "text-classification": ("training.epochs=3",),  # seen: test accuracy 0.90
+    "time-series-forecasting": ("training.epochs=6",),  # seen: MAE 0.39 against the last value's 0.75
+    "object-detection": ("data.source.images=400", "training.epochs=10"),  # seen: map_50 0.44 (in full: 0.9)
+}
+"""Templates whose shortened runs (these --set overrides) tests/test_run_templates.py checks
+(their metrics against a baseline, their exports, their reports) and tests/test_evaluation.py
+too (their report and `dlpipe evaluate`): made once, by `template`."""
 
 
 @functools.cache
-def text() -> Path:
-    """The text-classification template for 3 epochs (seen: test accuracy 0.90)."""
-    return _cli_run("text-classification", "training.epochs=3")
-
-
-@functools.cache
-def forecasting() -> Path:
-    """The time-series-forecasting template for 6 epochs (seen: MAE 0.39 against the last
-    value's 0.75)."""
-    return _cli_run("time-series-forecasting", "training.epochs=6")
-
-
-@functools.cache
-def detection() -> Path:
-    """The object-detection template on 400 generated images instead of 2,000, for 10 epochs
-    (seen: map_50 0.44; the template's: 0.9)."""
-    return _cli_run("object-detection", "data.source.images=400", "training.epochs=10")
+def template(name: str) -> Path:
+    """The template `name` of SHORTENED, run with its overrides (on the template's backend)."""
+    return _cli_run(name, *SHORTENED[name])
 
 
 def _quick(spec: Path, name: str, overrides: list[str]) -> Path:

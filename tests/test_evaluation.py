@@ -27,10 +27,6 @@ EPOCHS = "training.epochs=2"
 SHORTENED = {"compressed-image-classification": ["compression.pruning.schedule={begin_epoch: 1, end_epoch: 2}",
                                                  "compression.quantization_aware.start_epoch=1"],
              "image-transfer-learning": ["model.fine_tune.freeze_epochs=1"]}
-# Templates whose shortened run tests/test_run_templates.py makes anyway (tests/_runs.py):
-# those runs, not another (the text run's 3 epochs, the forecaster's 6, the detector's 10 on
-# 400 images).
-SHARED = {"text-classification": "text", "time-series-forecasting": "forecasting", "object-detection": "detection"}
 RUNS = [spec.stem for spec in SPECS]
 # `dlpipe evaluate` re-evaluates every run here (each task's `reevaluate` hook); a GAN's is
 # refused (tests/test_adversarial.py).
@@ -47,10 +43,10 @@ def run_of(tmp_path_factory):
     base = tmp_path_factory.mktemp("runs")
 
     def get(name: str) -> Path:
-        if name in SHARED:
-            import _runs
+        import _runs
 
-            return getattr(_runs, SHARED[name])()
+        if name in _runs.SHORTENED:  # the run tests/test_run_templates.py checks too, made once
+            return _runs.template(name)
         if name not in done:
             done[name] = run_spec(ROOT / "specs" / f"{name}.yaml", overrides=[EPOCHS, *SHORTENED.get(name, [])],
                                   out=base / name)

@@ -60,6 +60,18 @@ def skip_if_refused(spec: str | Path) -> None:
     pytest.skip(f"refused on backend {BACKEND}: {lines[0]}")
 
 
+def shared_run(name: str, tmp_path_factory) -> Path:
+    """The shortened run of template `name` that tests/_runs.py makes once for this module and
+    tests/test_evaluation.py (its overrides: `_runs.SHORTENED`); on another backend, this
+    module's own run with the same overrides."""
+    import _runs
+
+    if BACKEND == "tensorflow":
+        return _runs.template(name)
+    sets = [arg for key in _runs.SHORTENED[name] for arg in ("--set", key)]
+    return run_cli(str(ROOT / "specs" / f"{name}.yaml"), *sets, "--out", str(tmp_path_factory.mktemp(name) / "run"))
+
+
 def init_and_run(name: str, folder: Path, *sets: str) -> Path:
     """`dlpipe init NAME FOLDER`, then `dlpipe run` of the copy: the shipped file, unchanged,
     runs from anywhere (each `--set KEY=VALUE` in `sets` only shortens it)."""
@@ -168,10 +180,8 @@ def test_same_spec_twice_gives_byte_identical_metrics(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def forecasting_run() -> Path:
-    import _runs
-
-    return _runs.forecasting()  # 6 epochs; shared with tests/test_evaluation.py
+def forecasting_run(tmp_path_factory) -> Path:
+    return shared_run("time-series-forecasting", tmp_path_factory)
 
 
 def test_time_series_forecasting_beats_the_last_value_forecast(forecasting_run):
@@ -182,10 +192,8 @@ def test_time_series_forecasting_beats_the_last_value_forecast(forecasting_run):
 
 
 @pytest.fixture(scope="module")
-def text_run() -> Path:
-    import _runs
-
-    return _runs.text()  # 3 epochs; shared with tests/test_evaluation.py
+def text_run(tmp_path_factory) -> Path:
+    return shared_run("text-classification", tmp_path_factory)
 
 
 def test_text_classification_clearly_beats_the_majority_class(text_run):
@@ -215,10 +223,8 @@ def test_text_model_takes_raw_strings_and_its_vocabulary_is_from_training_rows(t
 
 
 @pytest.fixture(scope="module")
-def detection_run() -> Path:
-    import _runs
-
-    return _runs.detection()  # 400 images, 10 epochs; shared with tests/test_evaluation.py
+def detection_run(tmp_path_factory) -> Path:
+    return shared_run("object-detection", tmp_path_factory)
 
 
 def test_object_detection_finds_the_shapes(detection_run):

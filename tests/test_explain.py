@@ -340,3 +340,48 @@ def test_a_linear_model_gets_its_exact_attributions():
                                [[1.5, 0.7], [-1.5, -2.0], [0.0, 0.0]], atol=1e-6)
     np.testing.assert_allclose(result.baseline_output, [0.3, 0.3, 0.3], atol=1e-6)
     assert result.met(1e-6).all() and (result.steps == 4).all()
+
+
+@pytest.mark.slow
+def test_shap_and_permutation_importance_agree_on_an_additive_model(tmp_path):
+    """f = Σ w_j z_j + b, twelve standard-normal features, no training: permutation
+    importance's expected squared-error increase is 2 w_j² (a feature's shuffled copy is
+    independent of it) and SHAP's mean |φ_j| is |w_j| E|z_j| (φ_j = w_j (z_j − the
+    background mean)), so both rank the features by |w_j|. The stage's two methods, on
+    their own rows (validation split; test rows and a training background), must agree:
+    Spearman ≥ 0.8 on permutation importance's top 10 (benchmarks/explain_agreement.py
+    measures the same on the tabular template)."""
+    pytest.importorskip("shap")
+    import keras
+    from scipy.stats import spearmanr
+
+    from dlpipe.data.prepared import Split
+    from dlpipe.explain.stage import Examples, Subject, explain_model
+    from dlpipe.spec.evaluation import Explain
+
+    weights = np.array([3.0, -2.5, 2.0, 1.6, -1.3, 1.0, 0.8, -0.6, 0.45, 0.3, 0.2, -0.1])
+    names = [f"x{j}" for j in range(len(weights))]
+    inputs = {name: keras.Input((1,), name=name) for name in names}
+    scaled = [keras.layers.Normalization(mean=0.0, variance=1.0, name=f"{name}_zscore")(inputs[name]) for name in names]
+    dense = keras.layers.Dense(1, name="out")
+    model = keras.Model(inputs, dense(keras.layers.Concatenate()(scaled)))
+    dense.set_weights([weights.reshape(-1, 1).astype(np.float32), np.array([0.5], dtype=np.float32)])
+    features = [{"name": name, "input": name, "type": "numerical"} for name in names]
+    rng = np.random.default_rng(3)
+
+    def split(rows: int) -> Split:
+        z = rng.normal(size=(rows, len(names))).astype(np.float32)
+        return Split({name: z[:, [j]] for j, name in enumerate(names)}, z @ weights + 0.1 * rng.normal(size=rows),
+                     np.arange(rows))
+
+    train, validation, test = split(100), split(300), split(40)
+    settings = Explain(methods=["permutation", "shap"], examples=40, repeats=10, background=20, rows=1)
+    explain_model(Subject(model, features, None, 7), settings,
+                  Examples(test.x, test.y, [f"test row {i}" for i in range(40)], "the test split"), validation,
+                  train, tmp_path, log=lambda line: None)
+    found = {m: {f["feature"]: f["importance"] for f in read(tmp_path, m)["global"]["features"]}
+             for m in ("permutation", "shap")}
+    top = sorted(names, key=lambda n: -found["permutation"][n])[:10]
+    assert top[:3] == ["x0", "x1", "x2"], found["permutation"]
+    agreement = spearmanr([found["permutation"][n] for n in top], [found["shap"][n] for n in top]).statistic
+    assert agreement >= 0.8, (agreement, found)

@@ -313,9 +313,10 @@ TEMPLATES: dict[str, Entry] = {
     # Seen: cultivar accuracy 0.97 (alcohol r2 0.4) after 40 epochs; the majority class is 0.22.
     "multi-output": Entry(("training.epochs=40",), "cultivar/accuracy", majority_cultivar, True, 0.4),
     "image-generation-gan": Entry(("training.epochs=10", "training.progress=none"), "fid", first_fid, False, 50.0),
-    # Shortened: 6 epochs, FID at epochs 3 and 6 (the template's first evaluation is at 3).
-    "image-generation-diffusion": Entry(("training.epochs=6", "training.progress=none"), "fid", first_fid, False,
-                                        20.0),
+    # Shortened: 10 epochs, FID at epochs 5 and 10. Seen: 37.8 → 24.2 (in full, 60 epochs:
+    # 36.5 → 3.8).
+    "image-generation-diffusion": Entry(("training.epochs=10", "training.progress=none"), "fid", first_fid, False,
+                                        10.0),
     # In full (the `dlpipe init` copy carries the earlier run it starts from). Seen: accuracy
     # 0.90 from 20 labels per digit; the majority class is 0.20.
     "image-transfer-learning": Entry(("training.progress=none",), "accuracy", majority_accuracy, True, 0.5),
@@ -385,9 +386,13 @@ def test_every_export_is_scored_on_the_test_split(name, template_run):
         on_disk = exported.stat().st_size if exported.is_file() else \
             sum(p.stat().st_size for p in exported.rglob("*") if p.is_file())
         assert entry["bytes"] == on_disk
-        latency = entry["latency"]
-        assert latency["calls"] == 50 and latency["batch_size"] == 1
-        assert 0 < latency["median_ms"] <= latency["p90_ms"] < 5000, latency
+        calls = yaml.safe_load((run / "spec.yaml").read_text())["export"]["latency_calls"]
+        if calls == 0:  # the diffusion template times none (an eager 25-step sampler call takes seconds)
+            assert "latency" not in entry, (key, entry)
+        else:
+            latency = entry["latency"]
+            assert latency["calls"] == calls == 50 and latency["batch_size"] == 1
+            assert 0 < latency["median_ms"] <= latency["p90_ms"] < 5000, latency
         if left_out is None:
             assert "test_metrics" not in entry and "FID" in entry["test_metrics_note"]
             continue

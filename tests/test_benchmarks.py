@@ -74,3 +74,24 @@ def test_image_streaming_spec_is_valid(tmp_path):
     (tmp_path / "digits" / "0").mkdir(parents=True)
     text = image_streaming.spec_text(10, tmp_path / "digits", 1)
     assert check_text(str(tmp_path / "s.yaml"), text) == []
+
+
+@pytest.mark.parametrize("argv", [[], ["--per-class", "20"], ["--dataset", "mnist"], ["--source", "mnist"],
+                                  ["--source-augment", "", "--augment", "[{type: zoom, factor: 0.1}]"]],
+                         ids=["animals", "animals-20", "mnist", "mnist-to-animals", "augment-both-sides"])
+def test_few_shot_transfer_specs_are_valid(tmp_path, argv):
+    """benchmarks/transfer_few_shot.py's source and scratch specs validate; the animals data is
+    an .npz like the one it writes (a few images per class)."""
+    import numpy as np
+
+    import transfer_few_shot
+
+    plan = transfer_few_shot.Plan(transfer_few_shot.arguments().parse_args(argv), tmp_path)
+    labels = np.repeat(np.arange(10), 3)
+    np.savez(tmp_path / "animals.npz", image=np.zeros((30, 28, 28, 1), np.uint8), label=labels)
+    assert check_text("source.yaml", plan.source_spec()) == []
+    for seed in (1, 2):
+        assert check_text("scratch.yaml", plan.few_shot_spec("scratch", seed)) == []
+    transfer = plan.few_shot_spec("transfer", 1, tmp_path / "no-run")
+    assert check_text("transfer.yaml", transfer) == []  # the folder is read when the run builds
+    assert f"from_run: {tmp_path / 'no-run'}" in transfer

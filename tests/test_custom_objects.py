@@ -59,6 +59,10 @@ MODELS = {
     "backbone_application": ("image-classification", ["model={type: backbone, application: MobileNetV2, "
                                                       "weights: random, input_size: [32, 32]}", "prepare.normalization={}"]),
     "backbone_from_run": ("image-transfer-learning", [f"model.from_run={ROOT / 'specs' / 'pretrained' / 'digits-0-4'}"]),
+    # A KerasHub preset folder the fixture writes (PRESET): its converter's size and per-channel
+    # scale and offset inside the model (ResizeImage, ScaleImage); KerasHub's own classes,
+    # which Keras imports by their module.
+    "backbone_preset": ("image-classification", ["model={type: backbone, preset: PRESET}", "prepare.normalization={}"]),
     "classifier_quantization_aware": ("image-classification", ["compression.quantization_aware={}",
                                                                "export.formats=[tflite]",
                                                                "export.tflite={quantization: [int8]}"]),
@@ -76,14 +80,28 @@ def saved(tmp_path_factory) -> dict[str, Path]:
     from dlpipe.spec import load_document
 
     folder = tmp_path_factory.mktemp("models")
+    preset = _tiny_preset(folder / "preset")
     files = {}
     for name, (template, overrides) in MODELS.items():
         path = (ROOT / "specs" / f"{template}.yaml").resolve()
-        spec, document = load_document(path, overrides)
+        spec, document = load_document(path, [o.replace("PRESET", str(preset)) for o in overrides])
         model = tasks.get(spec.task).hook("deep_build")(spec, path.parent, None)
         files[name] = folder / f"{name}.keras"
         model.save(files[name])
     return files
+
+
+def _tiny_preset(folder: Path) -> Path:
+    """A ResNet backbone preset with random weights and its image converter, as KerasHub saves them."""
+    import keras_hub
+
+    keras_hub.models.ResNetBackbone(
+        input_conv_filters=[64], input_conv_kernel_sizes=[3], stackwise_num_filters=[64], stackwise_num_blocks=[1],
+        stackwise_num_strides=[1], block_type="basic_block", use_pre_activation=False, image_shape=(None, None, 3),
+    ).save_to_preset(str(folder))
+    keras_hub.layers.ResNetImageConverter(image_size=(16, 16), scale=[0.2, 0.3, 0.4], offset=[-1.0, -1.5, -2.0]
+                                          ).save_to_preset(str(folder))
+    return folder
 
 
 def _dlpipe_classes(path: Path) -> set[str]:

@@ -421,12 +421,19 @@ def load_image(path: Path, entry: dict) -> np.ndarray:
 
 def decode_image(data: bytes, entry: dict, where: str) -> np.ndarray:
     """Encoded image bytes (PNG, JPEG, BMP, GIF) → the model's raw input: the input's
-    channels, size and training value range (see the module's docstring)."""
+    channels, size and training value range (see the module's docstring). With TensorFlow
+    imported (a model on the TensorFlow backend, a SavedModel) TensorFlow decodes and resizes;
+    on another backend without it, Pillow and NumPy do the same (`_decode_with_pillow`)."""
+    height, width, channels = entry["shape"]
+    _check_pixel_count(_Named(data, where))
+    if "tensorflow" not in sys.modules:
+        from dlpipe.backend import current
+
+        if current() not in (None, "tensorflow"):
+            return _decode_with_pillow(data, entry, where)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import tensorflow as tf
 
-    height, width, channels = entry["shape"]
-    _check_pixel_count(_Named(data, where))
     try:
         image = tf.io.decode_image(data, expand_animations=False)
     except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError):
@@ -445,6 +452,66 @@ def decode_image(data: bytes, entry: dict, where: str) -> np.ndarray:
                                 antialias=shrinking)
     low, high = entry.get("value_range") or (0.0, 1.0)
     return (low + image.numpy() * (high - low)).astype(np.float32)
+
+
+def _decode_with_pillow(data: bytes, entry: dict, where: str) -> np.ndarray:
+    """`decode_image` without TensorFlow: the first frame, alpha dropped, the channels
+    converted with the same luminance weights as `tf.image.rgb_to_grayscale`, and resized as
+    `tf.image.resize` does (`resize_area` when shrinking, half-pixel bilinear when enlarging);
+    tests/test_prediction.py compares the two."""
+    from PIL import Image, UnidentifiedImageError
+
+    height, width, channels = entry["shape"]
+    try:
+        with Image.open(io.BytesIO(data)) as opened:
+            opened.seek(0)
+            image = opened.convert("RGBA" if "transparency" in opened.info else "RGB") \
+                if opened.mode in ("P", "PA", "CMYK", "YCbCr", "HSV", "LAB") else opened.copy()
+    except (UnidentifiedImageError, OSError, ValueError, EOFError):
+        raise DataError(f"{where}: cannot decode as an image") from None
+    pixels = np.asarray(image.convert("L") if image.mode == "1" else image)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16 bits: their high byte, as TensorFlow's decode_image
+        pixels = (pixels.astype(np.int64) >> 8).clip(0, 255)
+    pixels = pixels.astype(np.float32).reshape(pixels.shape[0], pixels.shape[1], -1) / np.float32(255.0)
+    if pixels.shape[-1] in (2, 4):
+        pixels = pixels[..., :-1]  # drop alpha
+    if channels == 1 and pixels.shape[-1] == 3:
+        pixels = (pixels @ np.array([0.2989, 0.5870, 0.1140], np.float32))[..., np.newaxis]
+    elif channels == 3 and pixels.shape[-1] == 1:
+        pixels = np.repeat(pixels, 3, axis=-1)
+    if pixels.shape[:2] != (height, width):
+        shrinking = pixels.shape[0] >= height and pixels.shape[1] >= width
+        resize = _area_weights if shrinking else _bilinear_weights
+        rows, columns = resize(pixels.shape[0], height), resize(pixels.shape[1], width)
+        pixels = np.einsum("ij,jkc,lk->ilc", rows, pixels, columns).astype(np.float32)
+    low, high = entry.get("value_range") or (0.0, 1.0)
+    return (low + pixels * (high - low)).astype(np.float32)
+
+
+def _area_weights(size: int, out: int) -> np.ndarray:
+    """(out, size): each output pixel the mean of the input span it covers, partly covered
+    pixels by the fraction covered (TensorFlow's ResizeArea)."""
+    scale = size / out
+    weights = np.zeros((out, size), np.float64)
+    for i in range(out):
+        start, stop = i * scale, (i + 1) * scale
+        for j in range(int(np.floor(start)), min(int(np.ceil(stop)), size)):
+            weights[i, j] = min(j + 1.0, stop) - max(float(j), start)
+    return weights / scale
+
+
+def _bilinear_weights(size: int, out: int) -> np.ndarray:
+    """(out, size): linear interpolation at half-pixel centres, clamped at the edges
+    (TensorFlow's ResizeBilinear with half_pixel_centers)."""
+    scale = size / out
+    weights = np.zeros((out, size), np.float64)
+    for i in range(out):
+        at = (i + 0.5) * scale - 0.5
+        floor = np.floor(at)
+        lower, upper = max(int(floor), 0), min(int(np.ceil(at)), size - 1)
+        weights[i, lower] += 1.0 - (at - floor)
+        weights[i, upper] += at - floor
+    return weights
 
 
 class _Named(io.BytesIO):

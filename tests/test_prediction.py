@@ -242,3 +242,51 @@ def test_a_saved_model_on_its_own_takes_text_and_unknown_categories(tmp_path):
     assert max(abs(float(a["probability_yes"]) - float(b["probability_yes"])) for a, b in zip(served, trained)) <= 1e-5
     # The rule: a new basic customer churns, a long-standing pro one stays.
     assert [row["prediction"] for row in served][:2] == ["yes", "no"]
+
+
+def _encoded(array: np.ndarray, fmt: str, mode: str | None = None) -> bytes:
+    from PIL import Image
+
+    image = Image.fromarray(array, mode) if mode else Image.fromarray(array)
+    if fmt == "P":
+        image, fmt = image.convert("P", palette=Image.Palette.ADAPTIVE, colors=16), "PNG"
+    out = io.BytesIO()
+    image.save(out, format=fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+    return out.getvalue()
+
+
+@pytest.mark.slow
+def test_images_decode_and_resize_without_tensorflow_as_with_it():
+    """On a backend other than TensorFlow, image files are decoded by Pillow and resized by
+    NumPy: the same model inputs as TensorFlow's decode_image and resize (area when shrinking,
+    bilinear when enlarging), for grey, RGB, RGBA, 16-bit and palette PNGs, a BMP (within 1e-4 of
+    the 0..16 range) and a smooth JPEG (within 4 levels in 255: TensorFlow's and Pillow's JPEG
+    decoders use different IDCT and chroma upsampling settings)."""
+    import tensorflow  # noqa: F401  decode_image takes TensorFlow's path when it is imported
+    from PIL import Image
+
+    from dlpipe.prediction import _decode_with_pillow, decode_image
+
+    rng = np.random.default_rng(0)
+    images = {
+        "grey": _encoded(rng.integers(0, 256, (20, 30), dtype=np.uint8), "PNG"),
+        "rgb": _encoded(rng.integers(0, 256, (40, 25, 3), dtype=np.uint8), "PNG"),
+        "rgba": _encoded(rng.integers(0, 256, (17, 23, 4), dtype=np.uint8), "PNG"),
+        "16-bit": _encoded(rng.integers(0, 65536, (12, 9), dtype=np.uint16), "PNG"),
+        "palette": _encoded(rng.integers(0, 256, (14, 14, 3), dtype=np.uint8), "P"),
+        "jpeg": _encoded(np.asarray(Image.fromarray(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)).resize(
+            (31, 33), Image.Resampling.BICUBIC)), "JPEG"),  # a photo's smoothness, not noise
+        "bmp": _encoded(rng.integers(0, 256, (10, 12, 3), dtype=np.uint8), "BMP"),
+    }
+    shapes = [(8, 8, 1), (16, 16, 3), (50, 60, 3), (10, 70, 1), (7, 5, 3)]
+    for name, data in images.items():
+        for shape in shapes:
+            entry = {"shape": list(shape), "value_range": [0.0, 16.0]}
+            expected = decode_image(data, entry, name)
+            got = _decode_with_pillow(data, entry, name)
+            assert got.shape == expected.shape == shape and got.dtype == np.float32, (name, shape)
+            # The two JPEG decoders' IDCT and chroma upsampling settings differ.
+            tolerance = 4 * 16.0 / 255 if name == "jpeg" else 1e-4
+            np.testing.assert_allclose(got, expected, atol=tolerance, err_msg=f"{name} {shape}")
+    with pytest.raises(DataError, match="^nothing.png: cannot decode as an image$"):
+        _decode_with_pillow(b"not an image", {"shape": [8, 8, 1]}, "nothing.png")

@@ -75,7 +75,9 @@ TASK = Task(
              "training.precision", "training.jit_compile", "training.deterministic", "training.strategy",
              "evaluation.metrics", "evaluation.splits", "export.formats", "export.verify", "export.tolerance",
              "export.samples", "export.latency_calls", "tracking"),
-    refusals={"data.target": "task detection takes its boxes and classes from the source; remove target",
+    refusals={"backend": "task detection trains on TensorFlow only (its pipeline trains and exports through tf.data and TensorFlow ops); "
+                         "it needs backend: tensorflow (tasks classification and regression run on jax)",
+              "data.target": "task detection takes its boxes and classes from the source; remove target",
               "data.features": "task detection reads one image per example from the source; remove features",
               "prepare.normalization": "task detection scales pixels by 1/255 inside the model; remove this "
                                        "normalization",

@@ -95,7 +95,9 @@ TASK = Task(
              "training.precision", "training.jit_compile", "training.deterministic",
              "evaluation.metrics", "evaluation.generation", "export.formats", "export.verify", "export.tolerance",
              "export.samples", "export.latency_calls", "tracking"),
-    refusals={"training.checkpoints": "task generation keeps no best checkpoint (no loss measures progress; FID "
+    refusals={"backend": "task generation trains on TensorFlow only (its GAN and diffusion training steps are TensorFlow GradientTape loops); "
+                         "it needs backend: tensorflow (tasks classification and regression run on jax)",
+              "training.checkpoints": "task generation keeps no best checkpoint (no loss measures progress; FID "
                                       "does): it writes checkpoints/last.npz after every epoch; remove "
                                       "training.checkpoints",
               "training.early_stopping": "early stopping needs a validation loss; the losses of task generation "

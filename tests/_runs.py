@@ -71,6 +71,35 @@ def embedding() -> Path:
     return folder / "run"
 
 
+def _cli_run(name: str, *sets: str) -> Path:
+    """`dlpipe run specs/NAME.yaml --set ... --out DIR` through the CLI, in this process."""
+    from click.testing import CliRunner
+
+    from dlpipe.cli import main
+
+    out = _BASE / f"template-{name}" / "run"
+    result = CliRunner().invoke(main, ["run", str(ROOT / "specs" / f"{name}.yaml"),
+                                       *[arg for key in sets for arg in ("--set", key)], "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+SHORTENED = {
+    "text-classification": ("training.epochs=3",),  # seen: test accuracy 0.90
+    "time-series-forecasting": ("training.epochs=6",),  # seen: MAE 0.39 against the last value's 0.75
+    "object-detection": ("data.source.images=400", "training.epochs=10"),  # seen: map_50 0.44 (in full: 0.9)
+}
+"""Templates whose shortened runs (these --set overrides) tests/test_run_templates.py checks
+(their metrics against a baseline, their exports, their reports) and tests/test_evaluation.py
+too (their report and `dlpipe evaluate`): made once, by `template`."""
+
+
+@functools.cache
+def template(name: str) -> Path:
+    """The template `name` of SHORTENED, run with its overrides (on the template's backend)."""
+    return _cli_run(name, *SHORTENED[name])
+
+
 def _quick(spec: Path, name: str, overrides: list[str]) -> Path:
     """A short run exporting keras and saved_model only (no extras needed)."""
     from dlpipe.runner import run_spec

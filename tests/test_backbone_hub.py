@@ -155,3 +155,23 @@ def test_the_names_validate_reads_without_importing_are_the_names_keras_hub_list
     assert set(image_preset_names()) == set(keras_hub.models.ImageClassifier.presets)
     assert {"resnet_50_imagenet", "mobilenet_v3_small_100_imagenet", "efficientnet_b0_ra_imagenet",
             "vit_base_patch16_224_imagenet"} <= set(image_preset_names())
+
+
+def test_a_non_square_image_is_cropped_to_the_converters_aspect_as_keras_hub_crops_it():
+    """A converter with crop_to_aspect_ratio (KerasHub's default) takes the centred box of its
+    size's aspect ratio before resizing: the model's Cropping2D + ResizeImage equal it."""
+    import keras
+    import keras_hub
+
+    from dlpipe.architectures.adapt import ResizeImage
+    from dlpipe.architectures.backbone import aspect_crop
+
+    converter = keras_hub.layers.ImageConverter(image_size=(16, 12), crop_to_aspect_ratio=True)
+    images = np.random.default_rng(3).uniform(0, 255, size=(2, 9, 20, 3)).astype("float32")
+    for shape in ((9, 20), (20, 9), (12, 12), (16, 12)):
+        cropping = aspect_crop(*shape, (16, 12))
+        x = keras.Input((*shape, 3))
+        mine = keras.Model(x, ResizeImage(16, 12)(keras.layers.Cropping2D(cropping)(x)))
+        batch = np.ascontiguousarray(np.resize(images, (2, *shape, 3)))
+        assert np.allclose(keras.ops.convert_to_numpy(mine(batch)), keras.ops.convert_to_numpy(converter(batch)),
+                           atol=1e-4), shape

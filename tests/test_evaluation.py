@@ -1,5 +1,6 @@
 """The evaluation stage, report.html and `dlpipe evaluate` on real runs of every template
-(2 epochs); the FID feature extractors on real saved models."""
+(2 epochs, or the shortened run tests/test_run_templates.py shares); the FID feature
+extractors on real saved models."""
 
 from __future__ import annotations
 
@@ -42,6 +43,10 @@ def run_of(tmp_path_factory):
     base = tmp_path_factory.mktemp("runs")
 
     def get(name: str) -> Path:
+        import _runs
+
+        if name in _runs.SHORTENED:  # the run tests/test_run_templates.py checks too, made once
+            return _runs.template(name)
         if name not in done:
             done[name] = run_spec(ROOT / "specs" / f"{name}.yaml", overrides=[EPOCHS, *SHORTENED.get(name, [])],
                                   out=base / name)

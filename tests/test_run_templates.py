@@ -60,6 +60,18 @@ def skip_if_refused(spec: str | Path) -> None:
     pytest.skip(f"refused on backend {BACKEND}: {lines[0]}")
 
 
+def shared_run(name: str, tmp_path_factory) -> Path:
+    """The shortened run of template `name` that tests/_runs.py makes once for this module and
+    tests/test_evaluation.py (its overrides: `_runs.SHORTENED`); on another backend, this
+    module's own run with the same overrides."""
+    import _runs
+
+    if BACKEND == "tensorflow":
+        return _runs.template(name)
+    sets = [arg for key in _runs.SHORTENED[name] for arg in ("--set", key)]
+    return run_cli(str(ROOT / "specs" / f"{name}.yaml"), *sets, "--out", str(tmp_path_factory.mktemp(name) / "run"))
+
+
 def init_and_run(name: str, folder: Path, *sets: str) -> Path:
     """`dlpipe init NAME FOLDER`, then `dlpipe run` of the copy: the shipped file, unchanged,
     runs from anywhere (each `--set KEY=VALUE` in `sets` only shortens it)."""
@@ -169,8 +181,7 @@ def test_same_spec_twice_gives_byte_identical_metrics(tmp_path):
 
 @pytest.fixture(scope="module")
 def forecasting_run(tmp_path_factory) -> Path:
-    return run_cli(str(ROOT / "specs/time-series-forecasting.yaml"), "--set", "training.epochs=6",
-                   "--out", str(tmp_path_factory.mktemp("co2") / "run"))
+    return shared_run("time-series-forecasting", tmp_path_factory)
 
 
 def test_time_series_forecasting_beats_the_last_value_forecast(forecasting_run):
@@ -182,8 +193,7 @@ def test_time_series_forecasting_beats_the_last_value_forecast(forecasting_run):
 
 @pytest.fixture(scope="module")
 def text_run(tmp_path_factory) -> Path:
-    return run_cli(str(ROOT / "specs/text-classification.yaml"), "--set", "training.epochs=3",
-                   "--out", str(tmp_path_factory.mktemp("reviews") / "run"))
+    return shared_run("text-classification", tmp_path_factory)
 
 
 def test_text_classification_clearly_beats_the_majority_class(text_run):
@@ -214,8 +224,7 @@ def test_text_model_takes_raw_strings_and_its_vocabulary_is_from_training_rows(t
 
 @pytest.fixture(scope="module")
 def detection_run(tmp_path_factory) -> Path:
-    return run_cli(str(ROOT / "specs/object-detection.yaml"), "--set", "data.source.images=400",
-                   "--set", "training.epochs=10", "--out", str(tmp_path_factory.mktemp("shapes") / "run"))
+    return shared_run("object-detection", tmp_path_factory)
 
 
 def test_object_detection_finds_the_shapes(detection_run):
@@ -271,7 +280,7 @@ def nothing_found(run: Path) -> float:
 @dataclass(frozen=True)
 class Entry:
     run: str | tuple[str, ...]
-    """A fixture of this module (a full run), or the --set overrides of a shortened run."""
+    """A fixture of this module (a run it checks further), or the --set overrides of a shortened run."""
     metric: str
     baseline: Callable[[Path], float]
     higher_is_better: bool
@@ -292,10 +301,11 @@ TEMPLATES: dict[str, Entry] = {
     "tabular-regression": Entry(("training.epochs=40",), "mse", mean_mse, False, 1500.0),
     # Seen: kNN accuracy 0.97 in full; 0.96 after 12 epochs; the majority class is 0.10.
     "autoencoder-embeddings": Entry("embedding_run", "knn_accuracy", majority_accuracy, True, 0.7),
-    # The text and time-series runs are this module's fixtures (shared with their own tests).
+    # The text and time-series runs are this module's fixtures (shared with their own tests
+    # and tests/test_evaluation.py, tests/_runs.py).
     "text-classification": Entry("text_run", "accuracy", majority_accuracy, True, 0.2),
     "time-series-forecasting": Entry("forecasting_run", "mae", naive_mae, False, 0.1),
-    # The detection module fixture: 400 images, 10 epochs (seen: map_50 0.44). Finding
+    # The detection fixture: 400 images, 10 epochs (seen: map_50 0.44). Finding
     # nothing scores 0, and so does a detector before it learns (seen: 0.008 after 10
     # epochs of a smaller model on 32×32 images).
     "object-detection": Entry("detection_run", "map_50", nothing_found, True, 0.25),
@@ -322,7 +332,7 @@ def embedding_run() -> Path:
 
 @pytest.fixture(scope="module")
 def template_run(request, tmp_path_factory):
-    """name → its run directory: a module fixture's full run, or a shortened run of the
+    """name → its run directory: a module fixture's run, or a shortened run of the
     `dlpipe init` copy, each made once for the module."""
     done: dict[str, Path] = {}
 

@@ -404,3 +404,25 @@ def test_the_json_schema_describes_fields_with_their_docstrings(schema):
     assert "clipnorm" in _attribute_docstrings(Redeclared)
     # A model's own docstring describes the model.
     assert schema["$defs"]["EarlyStopping"]["description"].startswith("Stop when `monitor` has not improved")
+
+
+def test_a_spec_builds_only_the_union_members_it_names(tmp_path):
+    """`ByType` (spec/base.py): a first check builds the architecture and optimizer the spec
+    names, not the other members; a type no member has is worded from the whole union.
+    Fresh interpreters: this process may have built them all already."""
+    import subprocess
+    import sys
+
+    probe = ("import json, sys; from dlpipe.spec import check_files; from dlpipe.spec import model, training; "
+             "problems = check_files([sys.argv[1]]); "
+             "print(json.dumps([[p.message for p in problems], {c.__name__: c.__pydantic_complete__ for c in "
+             "(model.MLP, model.CNN, model.Transformer, training.Adam, training.SGD, training.Muon)}]))")
+    template = ROOT / "specs" / "tabular-classification.yaml"
+    found = subprocess.run([sys.executable, "-c", probe, str(template)], capture_output=True, text=True, check=True)
+    assert json.loads(found.stdout) == [[], {"MLP": True, "CNN": False, "Transformer": False, "Adam": True,
+                                             "SGD": False, "Muon": False}]
+    text = template.read_text(encoding="utf-8").replace("  type: mlp", "  type: mlpp", 1)
+    typo = tmp_path / "typo.yaml"  # a builtin source: no data path to resolve
+    typo.write_text(text, encoding="utf-8")
+    found = subprocess.run([sys.executable, "-c", probe, str(typo)], capture_output=True, text=True, check=True)
+    assert json.loads(found.stdout)[0] == ["unknown type 'mlpp'; did you mean 'mlp'?"]

@@ -77,9 +77,9 @@ def _one_line(err: Exception) -> str:
 
 
 def _preset(spec, raw, name: str) -> keras.KerasTensor:
-    """A KerasHub preset's backbone, fed as its image converter would feed it: resized to
-    the converter's size (or the backbone's fixed one, or `input_size`), then `x * scale +
-    offset` — rebuilt from dlpipe's layers, since KerasHub's converter resizes with Keras's
+    """A KerasHub preset's backbone, fed as its image converter would feed it: cropped to the
+    target's aspect ratio when the converter crops, resized to the converter's size (or the
+    backbone's fixed one, or `input_size`), then `x * scale + offset` — rebuilt from dlpipe's layers, since KerasHub's converter resizes with Keras's
     Resizing layer, which runs in training mode. Its last feature map (or a transformer's
     tokens) is pooled inside the nested model."""
     where = ("model", "preset")
@@ -108,7 +108,12 @@ def _preset(spec, raw, name: str) -> keras.KerasTensor:
         raise BuildProblem(("model", "input_size"), f"{type(network).__name__} of {spec.preset} reads "
                            f"{fixed[0]}×{fixed[1]} images only; remove input_size (the image is resized to that)")
     size = tuple(spec.input_size or fixed or converter.image_size or raw.shape[1:3])
-    x = _adapt(raw, name, size, channels or 3)
+    x = raw
+    if getattr(converter, "crop_to_aspect_ratio", False) and converter.image_size is not None:
+        cropping = aspect_crop(*raw.shape[1:3], size)
+        if cropping != ((0, 0), (0, 0)):
+            x = keras.layers.Cropping2D(cropping, name=f"{name}_crop")(x)
+    x = _adapt(x, name, size, channels or 3)
     if converter.scale is not None or converter.offset is not None:
         x = ScaleImage(converter.scale, converter.offset, name=f"{name}_preprocess")(x)
     features = network.outputs[0]
@@ -126,6 +131,17 @@ def _preset(spec, raw, name: str) -> keras.KerasTensor:
     except ValueError as err:  # a preset whose graph does not run at this size: one line
         raise BuildProblem(("model", "input_size"), f"{spec.preset} does not run on {size[0]}×{size[1]} "
                            f"images: {_one_line(err)}") from None
+
+
+def aspect_crop(height: int, width: int, size) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Cropping2D's ((top, bottom), (left, right)) for the centred crop a KerasHub converter
+    with `crop_to_aspect_ratio` takes of a height × width image before resizing it to `size`
+    (Keras's resize: the largest centred box of size's aspect ratio, integer sides)."""
+    target_height, target_width = size
+    crop_height = max(min(height, int(width * target_height / target_width)), 1)
+    crop_width = max(min(width, int(height * target_width / target_height)), 1)
+    top, left = int((height - crop_height) / 2), int((width - crop_width) / 2)
+    return (top, height - crop_height - top), (left, width - crop_width - left)
 
 
 def _from_run(spec, raw, name: str) -> keras.KerasTensor:

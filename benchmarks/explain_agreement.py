@@ -1,10 +1,10 @@
 """SHAP against permutation importance on the tabular template (issue #26's acceptance line).
 
-    python benchmarks/explain_agreement.py [--run RUN_DIR] [--repeats 50] [--examples 100]
-                                           [--background 50] [--shap-seeds 2]
+    python benchmarks/explain_agreement.py [--spec SPEC | --run RUN_DIR] [--repeats 50]
+                                           [--examples 100] [--background 50] [--shap-seeds 2]
 
-Trains specs/tabular-classification.yaml (breast cancer, 30 measurements; or reuses a
-trained run of it), explains it with the explain stage itself (methods permutation and
+Trains specs/tabular-classification.yaml (breast cancer, 30 measurements; `--spec` another
+tabular spec, e.g. specs/tabular-regression.yaml; or reuses a trained run with `--run`), explains it with the explain stage itself (methods permutation and
 shap, the given settings), and prints the Spearman rank correlation of the two methods'
 global importances:
 
@@ -62,7 +62,8 @@ def importance(document: dict) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", type=Path, help="a trained run of the tabular template (default: train one)")
+    parser.add_argument("--spec", type=Path, default=TEMPLATE, help="the spec to train (default: the tabular template)")
+    parser.add_argument("--run", type=Path, help="a trained run to explain instead (nothing is trained)")
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--examples", type=int, default=100)
     parser.add_argument("--background", type=int, default=50)
@@ -72,13 +73,12 @@ def main(argv: list[str] | None = None) -> dict:
     from dlpipe.runner import run_spec
 
     scratch = tempfile.TemporaryDirectory(prefix="dlpipe-explain-agreement-")
-    run = args.run or run_spec(TEMPLATE, out=Path(scratch.name) / "run", command=["benchmark"])
+    run = args.run or run_spec(args.spec, out=Path(scratch.name) / "run", command=["benchmark"])
 
     from dlpipe.data.prepare import prepare
     from dlpipe.explain.methods import permutation_importance
-    from dlpipe.explain.stage import Subject, explain_model
+    from dlpipe.explain.stage import Examples, Subject, explain_model
     from dlpipe.explanation import settings_of
-    from dlpipe.explain.stage import Examples
     from dlpipe.finished import open_run
 
     settings = (f"evaluation.explain={{methods: [permutation, shap], examples: {args.examples}, "
@@ -124,6 +124,9 @@ def main(argv: list[str] | None = None) -> dict:
     for label, r in rows.items():
         print(f"| {label} | {r['top']:.2f} | {r['other_top']:.2f} | {r['union']:.2f} ({r['union_size']}) | "
               f"{r['all']:.2f} |")
+    halves = first["permutation"]["halves"]["spearman"]
+    print(f"permutation.json's own check, its top 10 on the even vs the odd validation rows (same shuffles): "
+          f"{'n/a' if halves is None else f'{halves:.2f}'}")
     ranked = sorted(permutation, key=lambda n: -permutation[n])[:10]
     print("\npermutation's top 10 (importance, spread; SHAP mean |value| and its rank):")
     by_shap = sorted(shap, key=lambda n: -shap[n])

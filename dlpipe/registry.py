@@ -291,7 +291,7 @@ _TABLES: dict[str, dict[str, Entry]] = {
         "image_folder": Source("dlpipe.data.sources:load_image_folder", split_files=False, streams=True),
         "image_csv": Source("dlpipe.data.sources:load_image_csv", split_files=True, streams=True),
         "text_folder": Source("dlpipe.data.sources:load_text_folder", split_files=False, streams=False),
-        "tfrecord": Source("dlpipe.data.sources:load_tfrecord", split_files=True, streams=False),
+        "tfrecord": Source("dlpipe.data.sources:load_tfrecord", split_files=True, streams=True),
     },
     "architecture": {
         "mlp": Architecture("dlpipe.architectures.mlp:build", reads=(), single=False),

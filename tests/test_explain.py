@@ -103,6 +103,7 @@ class Section(HTMLParser):
     def __init__(self):
         super().__init__()
         self.figures, self.importance, self.local, self.tokens = [], {}, [], []
+        self.halves = None
         self._current = None
 
     def handle_starttag(self, tag, attrs):
@@ -116,6 +117,8 @@ class Section(HTMLParser):
             self.local.append(self._current)
         if tag == "tr" and "data-attribution" in a and self._current is not None:
             self._current["attributions"][a["data-feature"]] = float(a["data-attribution"])
+        if "data-halves" in a:
+            self.halves = float(a["data-halves"])
         if tag == "span" and "data-token" in a:
             self.tokens.append((a["data-token"], float(a["data-attribution"])))
 
@@ -199,10 +202,14 @@ def test_every_method_ranks_the_two_features_the_label_depends_on(tmp_path):
         assert example["sum"] == pytest.approx(example["output"] - example["baseline_output"], rel=0.011, abs=1e-5)
     permutation = documents["permutation"]["global"]["features"][0]
     assert permutation["spread"] > 0 and len(permutation["increases"]) == 5
+    halves = documents["permutation"]["halves"]  # all 10 features' order, on the even and the odd rows
+    assert halves["features"] == [f["feature"] for f in documents["permutation"]["global"]["features"]]
+    assert -1 <= halves["spearman"] <= 1
 
     # The report shows the chart and three local explanations per method, with the JSON's numbers.
     section = read_section(run / "report.html")
     assert "global-importance-chart" in section.figures
+    assert section.halves == halves["spearman"]
     for method, document in documents.items():
         for feature in document["global"]["features"]:
             assert section.importance[(method, feature["feature"])] == feature["importance"]
@@ -385,3 +392,6 @@ def test_shap_and_permutation_importance_agree_on_an_additive_model(tmp_path):
     assert top[:3] == ["x0", "x1", "x2"], found["permutation"]
     agreement = spearmanr([found["permutation"][n] for n in top], [found["shap"][n] for n in top]).statistic
     assert agreement >= 0.8, (agreement, found)
+    # On 300 rows of an additive model the order is the model's: the two halves of the rows agree.
+    halves = read(tmp_path, "permutation")["halves"]
+    assert halves["features"] == top and halves["spearman"] >= 0.8, halves

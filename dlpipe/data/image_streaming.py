@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dlpipe import progress, readlog
+from dlpipe import progress
 from dlpipe.data.streaming import SAMPLE_ROWS, StreamedSplit, _label_encoding, _raw_labels
 from dlpipe.data.table import Table
 from dlpipe.errors import DataError
@@ -120,6 +120,10 @@ class ImageStream:
             take = positions[start:start + size]
             x = {self.input_name: self.reader.read(self.index[take]).astype(np.float32)}
             yield x, (None if self.labels is None else self.labels[take])
+
+    def examples(self, positions: np.ndarray) -> dict[str, np.ndarray]:
+        """The images at `positions` of the split (a few: the report's misclassified ones)."""
+        return {self.input_name: self.reader.read(self.index[np.asarray(positions, np.int64)]).astype(np.float32)}
 
     def _signature(self, y_example):
         import tensorflow as tf
@@ -271,6 +275,9 @@ def prepare_image_streaming(spec, base_dir: Path, located):
     code = np.zeros(len(files), np.int8)
     code[index["validation"]], code[index["test"]] = 1, 2
     # The one pass: every image decoded once (checked, hashed); the training ones counted.
+    # The images are not put in the read log (a SHA-256 and a path held for each, ~0.7 KB an
+    # image, would grow with the folder): a streamed data stage is never reused (its data is
+    # not cached), and the pixels' hash in the fingerprint tells a later stage they changed.
     moments = _ChannelMoments()
     samples: dict[int, list[np.ndarray]] = {0: [], 1: [], 2: []}
     digest = hashlib.sha256()
@@ -278,8 +285,6 @@ def prepare_image_streaming(spec, base_dir: Path, located):
     with progress.task(f"reading {Path(origin).name}", total=len(files), unit="images") as step:
         for start in range(0, len(files), reader.chunk):
             part = np.arange(start, min(start + reader.chunk, len(files)))
-            for i in part.tolist():
-                readlog.opened(files[i])
             images = reader.read(part)
             chunks += 1
             codes = code[part]

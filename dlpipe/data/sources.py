@@ -595,7 +595,7 @@ def load_tfrecord(source, base_dir: Path) -> Table:
 def _tf_reason(err, features) -> str:
     text = str(getattr(err, "message", err))
     for name in features:
-        if f"'{name}'" in text or f"Feature: {name}" in text or f"key: {name}" in text:
+        if f"'{name}'" in text or f"Feature: {name}" in text or f"key: {name}" in text or f"Key: {name}." in text:
             if "is required but could not be found" in text:
                 return f"no feature {name!r}"
             return f"feature {name!r} does not match its declared dtype and shape"

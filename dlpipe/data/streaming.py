@@ -57,13 +57,16 @@ class ChunkReader:
 
     def __iter__(self):
         """(first row index, Table) per chunk; messages name the file's own row numbers."""
-        if self.path.is_dir():
-            raise DataError(f"{self.path}: is a directory, not a file")
-        if not self.path.is_file():
-            raise DataError(f"{self.path}: no such file")
-        readlog.named(self.source.path, self.base_dir)
-        readlog.opened(self.path)  # the data stage's pass is recorded; later passes read the same file
-        reader = {"csv": self._csv, "jsonl": self._jsonl, "parquet": self._parquet}[self.source.type]
+        if self.source.type == "tfrecord":  # a file or a glob of them, checked by the reader
+            reader = self._tfrecord
+        else:
+            if self.path.is_dir():
+                raise DataError(f"{self.path}: is a directory, not a file")
+            if not self.path.is_file():
+                raise DataError(f"{self.path}: no such file")
+            readlog.named(self.source.path, self.base_dir)
+            readlog.opened(self.path)  # the data stage's pass is recorded; later passes read the same file
+            reader = {"csv": self._csv, "jsonl": self._jsonl, "parquet": self._parquet}[self.source.type]
         start = 0
         for table in reader():
             self.chunks_read += 1
@@ -114,6 +117,55 @@ class ChunkReader:
         for batch in handle.iter_batches(batch_size=self.chunk_rows):
             yield arrow_table(pa.Table.from_batches([batch]), str(self.path), row_offset=1 + start)
             start += batch.num_rows
+
+
+    def _tfrecord(self):
+        """tf.train.Example records, `chunk_rows` parsed at a time (TensorFlow reads them: the
+        data stage imports it for this source only); a record that does not parse is named by
+        its file and number, as sources.load_tfrecord names it."""
+        from dlpipe.data.sources import _existing_file, _tf_reason
+
+        pattern = str(self.path)
+        files = readlog.glob(pattern) if any(c in self.source.path for c in "*?[") else [pattern]
+        if not files:
+            raise DataError(f"{pattern}: no file matches")
+        for file in files:
+            _existing_file(Path(file), "TFRecord file")
+            readlog.opened(file)
+        from dlpipe.backend_import import import_tensorflow
+
+        import_tensorflow()
+        import tensorflow as tf
+
+        kinds = {"float": tf.float32, "int": tf.int64, "string": tf.string}
+        features = self.source.features
+        spec = {name: tf.io.FixedLenFeature(feature.shape, kinds[feature.dtype]) for name, feature in features.items()}
+        compression = {"none": "", "gzip": "GZIP", "zlib": "ZLIB"}[self.source.compression]
+        for file in files:
+            start = 0
+            try:
+                for records in tf.data.TFRecordDataset(file, compression_type=compression).batch(self.chunk_rows):
+                    try:
+                        parsed = tf.io.parse_example(records, spec)
+                    except (tf.errors.InvalidArgumentError, ValueError):
+                        for number, record in enumerate(records.numpy(), start + 1):  # which one
+                            try:
+                                tf.io.parse_single_example(record, spec)
+                            except (tf.errors.InvalidArgumentError, ValueError) as err:
+                                raise DataError(f"{file}: record {number}: {_tf_reason(err, features)}") from None
+                        raise
+                    columns = {}
+                    for name, values in parsed.items():
+                        values = values.numpy()
+                        if features[name].dtype == "string":
+                            columns[name] = np.array([v.decode("utf-8") for v in values.reshape(-1)],
+                                                     dtype=object).reshape(values.shape)
+                        else:
+                            columns[name] = values.astype(np.float32 if values.dtype.kind == "f" else np.int64)
+                    yield Table(columns, origin=file, row_offset=1 + start)
+                    start += int(records.shape[0])
+            except tf.errors.DataLossError:
+                raise DataError(f"{file}: record {start + 1}: not a TFRecord file (corrupted record)") from None
 
 
 @dataclass
@@ -182,6 +234,67 @@ class Stream:
 
         parts = [predict(model, x) for x, _ in self.batches()]
         return np.concatenate(parts) if parts else np.zeros((0,))
+
+
+def rebatched(pieces, batch_size: int):
+    """(x, y) pieces of any size (a file's chunks, a folder's decoded files) → (x, y)
+    batches of `batch_size`, the last one shorter; holds a piece and a batch at most."""
+    held_x: dict[str, list[np.ndarray]] = {}
+    held_y: list[np.ndarray] = []
+    count = 0
+
+    def take(n):
+        nonlocal count
+        x = {name: np.concatenate(parts) for name, parts in held_x.items()}
+        y = np.concatenate(held_y)
+        for name in held_x:
+            held_x[name] = [x[name][n:]]
+        held_y[:] = [y[n:]]
+        count -= n
+        return {name: values[:n] for name, values in x.items()}, y[:n]
+
+    for x, y in pieces:
+        for name, values in x.items():
+            held_x.setdefault(name, []).append(values)
+        held_y.append(y)
+        count += len(y)
+        while count >= batch_size:
+            yield take(batch_size)
+    if count:
+        yield take(count)
+
+
+def numpy_batches(stream, *, batch_size: int, first_epoch: int, epochs: int):
+    """A streamed split's training batches as numpy (x, y), for the epochs [first_epoch,
+    epochs) back to back, each epoch's order the stream's own for (seed, epoch); what Keras
+    trains from on a backend other than TensorFlow (no tf.data)."""
+    for epoch in range(first_epoch, epochs):
+        yield from rebatched(stream.batches(epoch), batch_size)
+
+
+def keras_batches(stream, batch_size: int):
+    """A streamed split in order as a keras.utils.PyDataset (validation on a backend other
+    than TensorFlow: Keras reads it again every epoch, batch by batch, in order)."""
+    import keras
+
+    class SplitBatches(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__()
+            self._iterator, self._next = None, 0
+
+        def __len__(self):
+            return max(1, -(-stream.count // batch_size))
+
+        def __getitem__(self, i):
+            if self._iterator is None or i != self._next:  # a new pass (or a jump): read from the start
+                self._iterator, self._next = rebatched(stream.batches(), batch_size), 0
+                for _ in range(i):
+                    next(self._iterator)
+                    self._next += 1
+            self._next += 1
+            return next(self._iterator)
+
+    return SplitBatches()
 
 
 @dataclass
@@ -347,6 +460,10 @@ def _stream_features(spec, table: Table, target, located, input_names, mostly_nu
             declared.append(name)
     features = []
     for name, input_name in zip(declared, input_names(declared)):
+        if table.columns[name].ndim != 1:
+            path = ("data", "features", declared.index(name)) if spec.data.features else ("data",)
+            raise located(path, f"column {name!r} of {table.origin} holds {table.columns[name].shape[1:]} values per "
+                          "row; streaming a table reads one number or category per feature")
         info = FeatureInfo(name, input_name, kinds.get(name, "numerical"), (1,))
         if info.type == "categorical":
             feature = next(f for f in spec.data.features if f.name == name)

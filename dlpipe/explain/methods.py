@@ -4,6 +4,7 @@
                            completeness (the sum equals f(x) − f(baseline)) checked per example
     saliency               |gradient| and gradient × input at the example (images)
     permutation_importance loss increase when one feature's column is shuffled (labels needed)
+    rank_correlation       Spearman's, for how far two importance rankings agree
     shap_values            SHAP's kernel explainer on a background sample (the `explain` extra)
     deletion_check         accuracy after blanking the most attributed pixels vs random ones
 """
@@ -142,17 +143,46 @@ def permutation_importance(predict, x: dict[str, np.ndarray], y: np.ndarray, fea
                            kind: str, repeats: int, seed: int) -> dict[str, np.ndarray]:
     """Mean loss increase (and its standard deviation over `repeats` shuffles) when one
     feature's values are shuffled across the examples, the others kept. `predict(x)` gives
-    probabilities per class (`kind` classes) or values; `features`: (name, model input)."""
-    base = float(loss(kind, y, predict(x)).mean())
+    probabilities per class (`kind` classes) or values; `features`: (name, model input).
+    `halves`: each feature's mean increase on the even and on the odd positions alone (the
+    same shuffles), features × 2: how far the ranking is a property of the rows used."""
+    base_rows = loss(kind, y, predict(x))
+    base = float(base_rows.mean())
     increases = np.zeros((len(features), repeats))
+    halves = np.zeros((len(features), 2))
+    even = np.arange(len(y)) % 2 == 0
     for i, (_, input_name) in enumerate(features):
         rng = np.random.default_rng([seed, i])
         for r in range(repeats):
             shuffled = dict(x)
             shuffled[input_name] = x[input_name][rng.permutation(len(y))]
-            increases[i, r] = float(loss(kind, y, predict(shuffled)).mean()) - base
+            rows = loss(kind, y, predict(shuffled)) - base_rows
+            increases[i, r] = float(rows.mean())
+            halves[i] += [rows[even].mean(), rows[~even].mean() if (~even).any() else np.nan]
     return {"base_loss": base, "importance": increases.mean(axis=1), "spread": increases.std(axis=1),
-            "increases": increases}
+            "increases": increases, "halves": halves / repeats}
+
+
+def rank_correlation(a, b) -> float | None:
+    """Spearman's rank correlation (ties share their mean rank); None where it is undefined
+    (fewer than 3 values, or one side constant)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if len(a) < 3 or not (np.isfinite(a).all() and np.isfinite(b).all()):
+        return None
+
+    def ranks(v):
+        order = np.argsort(v, kind="stable")
+        ranked = np.empty(len(v))
+        ranked[order] = np.arange(len(v), dtype=np.float64)
+        for value in np.unique(v):  # ties: their mean rank
+            same = v == value
+            ranked[same] = ranked[same].mean()
+        return ranked
+
+    ra, rb = ranks(a), ranks(b)
+    if ra.std() == 0 or rb.std() == 0:
+        return None
+    return float(np.corrcoef(ra, rb)[0, 1])
 
 
 def shap_values(predict, x: dict[str, np.ndarray], background: dict[str, np.ndarray],

@@ -34,6 +34,9 @@ DELETION_FRACTION = 0.1
 """The deletion check blanks this fraction of each image's pixels."""
 GLOBAL_TOKENS = 20
 """Tokens listed in a text feature's global importance."""
+HALVES_TOP = 10
+"""Permutation importance: its top features whose order the two halves of the rows are
+compared on (Spearman), the reliability of that order."""
 
 
 def default_methods(features: list[dict]) -> list[str]:
@@ -400,7 +403,7 @@ def _tabular(subject: Subject) -> list[tuple[str, str]]:
 
 
 def _permutation(subject: Subject, validation, settings) -> dict:
-    from dlpipe.explain.methods import permutation_importance
+    from dlpipe.explain.methods import permutation_importance, rank_correlation
 
     if validation is None or validation.y is None or not len(validation):
         raise DlpipeError("permutation importance needs labeled validation examples; the run's validation split "
@@ -410,9 +413,13 @@ def _permutation(subject: Subject, validation, settings) -> dict:
                                     settings.repeats, subject.seed)
     names = [name for name, _ in _tabular(subject)]
     order = np.argsort(-result["importance"], kind="stable")
+    top = order[:HALVES_TOP]
+    halves = {"rows": "the even and the odd positions of the validation split, the same shuffles",
+              "features": [names[i] for i in top],
+              "spearman": rank_correlation(result["halves"][top, 0], result["halves"][top, 1])}
     return {"method": "permutation", "source": "validation split", "examples": int(len(validation)),
             "loss": "cross-entropy of the true class" if kind == "classes" else "squared error",
-            "base_loss": result["base_loss"], "repeats": settings.repeats,
+            "base_loss": result["base_loss"], "repeats": settings.repeats, "halves": halves,
             "global": {"features": [{"feature": names[i], "importance": float(result["importance"][i]),
                                      "spread": float(result["spread"][i]),
                                      "increases": [float(v) for v in result["increases"][i]]} for i in order],

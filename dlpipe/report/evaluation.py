@@ -72,6 +72,9 @@ def _plots(folder: Path, classes: bool, data, split_name: str, split, output: np
         # The most confident mistakes first: they say most about what the model learned.
         wrong = wrong[np.argsort(-proba[wrong, guess[wrong]], kind="stable")][:MISCLASSIFIED_SHOWN]
         captions = [f"{names[split.y[i]]} → {names[guess[i]]} ({proba[i, guess[i]]:.2f})" for i in wrong]
-        plots.image_grid(split.x[images[0].input_name][wrong], captions, folder / f"{prefix}misclassified.png",
+        stream = getattr(split, "stream", None)  # a streamed folder holds a sample: decode the ones shown
+        name = images[0].input_name
+        shown = split.x[name][wrong] if stream is None else stream.examples(wrong)[name]
+        plots.image_grid(shown, captions, folder / f"{prefix}misclassified.png",
                          f"Misclassified ({split_name}, {len(np.flatnonzero(guess != split.y))} of {len(split)}): "
                          "true → predicted (probability)")

@@ -166,8 +166,18 @@ def _checks(documents: dict[str, dict]) -> str:
     if permutation:
         lines.append(f"<li>Permutation importance: increase of the {escape(permutation['loss'])} on the "
                      f"{permutation['examples']} validation examples when a feature is shuffled, mean ± standard "
-                     f"deviation over {permutation['repeats']} shuffles.</li>")
+                     f"deviation over {permutation['repeats']} shuffles{_halves(permutation)}.</li>")
     return "<ul>" + "".join(lines) + "</ul>" if lines else ""
+
+
+def _halves(permutation: dict) -> str:
+    """How far the top features' order holds on half the rows (older files have no `halves`)."""
+    halves = permutation.get("halves")
+    if not halves or halves.get("spearman") is None:
+        return ""
+    return (f"; the even and the odd examples alone order its top {len(halves['features'])} alike at Spearman "
+            f"<span data-halves='{halves['spearman']!r}'>{_number(halves['spearman'])}</span> (near 1: the order is "
+            "the model's; near 0: a few examples make it)")
 
 
 def section(folder: Path, heading: str = "Explanations") -> str:

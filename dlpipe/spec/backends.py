@@ -4,9 +4,10 @@
 spec/checks.py): on a backend other than TensorFlow, the pieces that are TensorFlow inside
 the model or the input pipeline are refused, all in one line at `backend` — string features
 (StringLookup and TextVectorization run TensorFlow string ops inside the model),
-augmentation (tf.data ops), streaming (a tf.data reader), tf.distribute strategies,
-compression, distillation, attributions (TensorFlow gradients), a backbone's fine-tune
-schedule (Keras' optimizer on JAX cannot change which variables it updates).
+augmentation (tf.data ops), tf.distribute strategies, compression, distillation,
+attributions (TensorFlow gradients), a backbone's fine-tune schedule (Keras' optimizer on
+JAX cannot change which variables it updates). Streaming is not among them: on another
+backend a streamed split trains from numpy batches (data/streaming.py: numpy_batches).
 
 `check_environment` looks at which packages are installed (without importing them) through
 `validation_cache.Observations`, so a remembered `dlpipe validate` result is replayed only
@@ -48,8 +49,6 @@ def check_backend(spec) -> Found:
                      f"string ops inside the model")
     if spec.prepare.augmentation:
         needs.append("prepare.augmentation runs as TensorFlow ops in tf.data")
-    if spec.data.streaming is not None:
-        needs.append("data.streaming reads files through tf.data")
     if spec.training.strategy in ("mirrored", "multi_worker"):
         needs.append(f"training.strategy {spec.training.strategy} is a tf.distribute strategy")
     if getattr(spec, "compression", None) is not None:

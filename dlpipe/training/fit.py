@@ -103,14 +103,25 @@ def train(model, spec, data, *, run_dir=None, located=None, callbacks=None, moni
         validation = data.splits["validation"]
         stream = getattr(train_split, "stream", None)
         if not _on_tensorflow():  # JAX: numpy batches, nothing of TensorFlow (inputs.numpy_batches)
-            if stream is not None or spec.prepare.augmentation or kind != "none":
-                raise StageError("train", "data.streaming, prepare.augmentation and tf.distribute strategies "
+            if spec.prepare.augmentation or kind != "none":
+                raise StageError("train", "prepare.augmentation and tf.distribute strategies "
                                  "need backend: tensorflow")
             from dlpipe.training.inputs import numpy_batches
 
-            replica.fit(numpy_batches(**inputs, drop_remainder=drop_remainder),
-                        validation_data=(validation.x, validation.y) if len(validation) else None,
-                        validation_batch_size=training.batch_size, epochs=training.epochs,
+            if stream is None:
+                train_input = numpy_batches(**inputs, drop_remainder=drop_remainder)
+                val_input = (validation.x, validation.y) if len(validation) else None
+            else:  # data.streaming: the file (the folder's images) read again each epoch, as numpy
+                from dlpipe.data.streaming import keras_batches, numpy_batches as streamed_batches
+
+                if weights is not None:
+                    raise StageError("train", "class weights are not available with data.streaming")
+                train_input = streamed_batches(stream, batch_size=batch_size, first_epoch=first_epoch,
+                                               epochs=training.epochs)
+                val_input = keras_batches(validation.stream, training.batch_size) if len(validation) else None
+            replica.fit(train_input, validation_data=val_input,  # a PyDataset's batches are its own
+                        validation_batch_size=training.batch_size if stream is None else None,
+                        epochs=training.epochs,
                         initial_epoch=first_epoch, steps_per_epoch=steps, callbacks=run.callbacks,
                         shuffle=False, verbose=verbosity(training.progress))
         elif stream is None:

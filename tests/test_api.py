@@ -90,20 +90,14 @@ def test_dlpipe_run_in_a_fresh_python_gives_the_cli_numbers(tmp_path):
 
     frame = load_breast_cancer(as_frame=True).frame.drop(columns=["target"]).head(6)
     rows = [{k: float(v) for k, v in row.items()} for row in frame.to_dict("records")]
-    # The two processes run side by side (each is mostly single-threaded start-up).
-    processes = [subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                 for command in ([sys.executable, "-c", FRESH, str(TABULAR), str(tmp_path / "api"), json.dumps(rows)],
-                                 [sys.executable, "-m", "dlpipe", "run", str(TABULAR), "--set", "training.epochs=3",
-                                  "--out", str(tmp_path / "cli")])]
-    try:
-        (api_out, api_err), (cli_out, cli_err) = [process.communicate(timeout=600) for process in processes]
-    finally:
-        for process in processes:
-            process.kill()  # none left running after a timeout
-    assert processes[0].returncode == 0, api_err[-3000:]
-    api = json.loads(api_out.splitlines()[-1])
-    assert processes[1].returncode == 0, cli_err[-3000:]
-    assert cli_out.splitlines()[-1] == str(tmp_path / "cli")
+    done = subprocess.run([sys.executable, "-c", FRESH, str(TABULAR), str(tmp_path / "api"), json.dumps(rows)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    api = json.loads(done.stdout.splitlines()[-1])
+    cli = subprocess.run([sys.executable, "-m", "dlpipe", "run", str(TABULAR), "--set", "training.epochs=3",
+                          "--out", str(tmp_path / "cli")], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert cli.returncode == 0, cli.stderr[-3000:]
+    assert cli.stdout.splitlines()[-1] == str(tmp_path / "cli")
     assert api["status"] == "completed" and api["same"]
     assert api["metrics"] == json.loads((tmp_path / "cli" / "metrics.json").read_text())
     assert api["metrics"]["test"]["accuracy"] > 0.8

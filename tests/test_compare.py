@@ -91,22 +91,15 @@ def test_refusals_are_one_line(two, tmp_path):
 def test_two_runs_differing_in_the_learning_rate(tmp_path):
     """Real runs of the tabular template, 4 epochs, learning rates 1e-3 and 1e-2: the
     terminal shows the difference, the page both runs' curves, and Chromium shows the page."""
-    rates = ("0.001", "0.01")
-    runs = [tmp_path / f"lr-{rate}" for rate in rates]
-    # The two runs side by side (each process is mostly single-threaded start-up).
-    processes = [subprocess.Popen([sys.executable, "-m", "dlpipe", "run",
-                                   str(ROOT / "specs" / "tabular-classification.yaml"), "--set", "training.epochs=4",
-                                   "--set", f"training.optimizer.learning_rate={rate}",
-                                   "--set", "export.formats=[keras]", "--out", str(out)],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-                 for rate, out in zip(rates, runs)]
-    try:
-        errors = [process.communicate(timeout=600)[1] for process in processes]
-    finally:
-        for process in processes:
-            process.kill()  # none left running after a timeout
-    for process, error in zip(processes, errors):
-        assert process.returncode == 0, error[-2000:]
+    runs = []
+    for rate in ("0.001", "0.01"):
+        out = tmp_path / f"lr-{rate}"
+        done = subprocess.run([sys.executable, "-m", "dlpipe", "run", str(ROOT / "specs" / "tabular-classification.yaml"),
+                               "--set", "training.epochs=4", "--set", f"training.optimizer.learning_rate={rate}",
+                               "--set", "export.formats=[keras]", "--out", str(out)],
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        runs.append(out)
     page = tmp_path / "compare.html"
     result = CliRunner().invoke(main, ["compare", *map(str, runs), "--out", str(page)])
     assert result.exit_code == 0, result.output

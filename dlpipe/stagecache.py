@@ -193,12 +193,12 @@ def _encode(obj: Any, arrays: list) -> Any:
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         cls = type(obj)
         if not cls.__module__.startswith("dlpipe"):
-            raise NotCacheable(f"a {cls.__name__} from {cls.__module__}")
+            raise NotCacheable(f"it holds an object of type {cls.__name__} from {cls.__module__}")
         state = vars(obj) if hasattr(obj, "__dict__") else {f.name: getattr(obj, f.name)
                                                              for f in dataclasses.fields(obj)}
         return {"dataclass": f"{cls.__module__}:{cls.__qualname__}",
                 "fields": {k: _encode(v, arrays) for k, v in state.items()}}
-    raise NotCacheable(f"a {type(obj).__name__}")
+    raise NotCacheable(f"it holds an object of type {type(obj).__name__}")
 
 
 def _decode(tree: Any, arrays: list) -> Any:

@@ -247,7 +247,7 @@ def test_prepared_data_round_trips_exactly(spec_file, tmp_path):
     assert list(loaded.extra["order"]) == ["z", "a"]  # not sorted: dict order can be input order
     assert list(vars(loaded)) == list(vars(data))
 
-    assert stagecache.save({"x": Foreign(1)}, tmp_path / "other", "data") == "a Foreign from test_stagecache"
+    assert stagecache.save({"x": Foreign(1)}, tmp_path / "other", "data") == "it holds an object of type Foreign from test_stagecache"
     assert not (tmp_path / "other" / "data.json").exists()
 
 

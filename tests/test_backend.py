@@ -308,3 +308,72 @@ def test_a_jax_run_is_evaluated_exported_predicted_and_served_without_tensorflow
         status, answer = server.request("/v1/models/breast-cancer-mlp:predict", {"instances": rows})
         assert status == 200, answer
         assert_same(answer["predictions"], predicted)
+
+
+# A backbone's fine-tune schedule on JAX ---------------------------------------------------------
+
+FINE_TUNE_SETS = ("--set", "backend=jax", "--set", "training.progress=none", "--set", "evaluation.baselines=false")
+
+
+def _kill_at_checkpoint(tmp_path, later: Path, out: Path, epoch: int, kill_at: str, *extra: str) -> None:
+    """Run (or resume) `later` into `out`, killed by SIGKILL at `kill_at`; its last checkpoint
+    must then be `epoch`'s."""
+    killed = dlpipe_without_tensorflow("run", str(later), *FINE_TUNE_SETS, "--out", str(out), *extra,
+                                       env={"DLPIPE_TEST_KILL_AT": kill_at, "DLPIPE_CACHE_DIR": str(tmp_path / "cache")})
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    assert json.loads((out / "checkpoints/last.json").read_text())["epoch"] == epoch
+
+
+@pytest.mark.slow
+def test_fine_tune_on_jax_freezes_unfreezes_and_resumes_to_the_same_bits(tmp_path):
+    """tests/test_backbone.py's earlier run (digits 0–4) and fine-tune (digits 5–9, the body
+    frozen for 1 epoch of 4) on JAX without TensorFlow: history shows phase 0 → 1 and the
+    trainable parameters and rate change with it; after the frozen epoch every weight of the
+    body, batch-norm statistics included, is the earlier run's bit for bit; a run killed in
+    epoch 2, resumed, killed again in epoch 3 (after the unfreeze) and resumed again ends with
+    the uninterrupted run's weights and history."""
+    import csv
+
+    from test_backbone import EARLIER, LATER
+
+    from dlpipe.modelfile import load_keras_model
+    from dlpipe.training import checkpoints
+
+    cache = {"DLPIPE_CACHE_DIR": str(tmp_path / "cache")}
+    (tmp_path / "earlier.yaml").write_text(EARLIER)
+    (tmp_path / "later.yaml").write_text(LATER)
+    earlier = dlpipe_without_tensorflow("run", str(tmp_path / "earlier.yaml"), *FINE_TUNE_SETS,
+                                        "--out", str(tmp_path / "earlier"), env=cache)
+    assert earlier.returncode == 0, earlier.stderr[-3000:]
+    whole = dlpipe_without_tensorflow("run", str(tmp_path / "later.yaml"), *FINE_TUNE_SETS,
+                                      "--out", str(tmp_path / "whole"), env=cache)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    run = tmp_path / "whole"
+    record = json.loads((run / "run.json").read_text())
+    assert record["backend"] == "jax" and "tensorflow" not in record["versions"]
+    with open(run / "history.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["phase"] for row in rows] == ["0.0", "1.0", "1.0", "1.0"]
+    frozen, unfrozen = float(rows[0]["trainable_params"]), float(rows[1]["trainable_params"])
+    assert frozen == 16 * 5 + 5 and unfrozen > frozen + 1000  # the new output layer alone, then the body too
+    assert float(rows[0]["learning_rate"]) == pytest.approx(0.01) and float(rows[1]["learning_rate"]) == pytest.approx(0.001)
+    assert json.loads((run / "metrics.json").read_text())["test"]["accuracy"] > 0.4  # 5 classes: 0.2 by chance
+    assert json.loads((run / "export" / "verification.json").read_text())["keras"]["passed"] is True
+
+    # 28 batches an epoch (plus a kill point per checkpoint file written): 40 is in epoch 2.
+    out = tmp_path / "killed"
+    _kill_at_checkpoint(tmp_path, tmp_path / "later.yaml", out, 1, "train:40")
+    body = load_keras_model(tmp_path / "earlier" / "model.keras")
+    body_weights = [w for layer in body.layers if layer.name not in ("head_dense_0", "output")
+                    for w in layer.get_weights()]
+    saved = checkpoints.read(out / "checkpoints" / "last.npz").model
+    assert len(body_weights) >= 6  # two convolutions, one batch norm (4 weights)
+    for weights in body_weights:  # the frozen epoch left the body as the earlier run made it
+        assert any(w.shape == weights.shape and np.array_equal(w, weights) for w in saved), weights.shape
+    _kill_at_checkpoint(tmp_path, tmp_path / "later.yaml", out, 2, "train:40", "--resume")
+    resumed = dlpipe_without_tensorflow("run", str(tmp_path / "later.yaml"), *FINE_TUNE_SETS, "--out", str(out),
+                                        "--resume", env=cache)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert json.loads((out / "run.json").read_text())["weights_sha256"] == record["weights_sha256"]
+    assert (out / "history.csv").read_bytes() == (run / "history.csv").read_bytes()
+    assert (out / "metrics.json").read_bytes() == (run / "metrics.json").read_bytes()

@@ -5,8 +5,7 @@ spec/checks.py): on a backend other than TensorFlow, the pieces that are TensorF
 the model or the input pipeline are refused, all in one line at `backend` — string features
 (StringLookup and TextVectorization run TensorFlow string ops inside the model),
 augmentation (tf.data ops), tf.distribute strategies, compression, distillation,
-attributions (TensorFlow gradients), a backbone's fine-tune schedule (Keras' optimizer on
-JAX cannot change which variables it updates). Streaming is not among them: on another
+attributions (TensorFlow gradients). Streaming is not among them: on another
 backend a streamed split trains from numpy batches (data/streaming.py: numpy_batches).
 
 `check_environment` looks at which packages are installed (without importing them) through
@@ -57,9 +56,6 @@ def check_backend(spec) -> Found:
         needs.append("distillation is run and checked on TensorFlow only (its teacher runs inside tf.data)")
     if getattr(spec.evaluation, "explain", None) is not None:
         needs.append("evaluation.explain takes gradients with TensorFlow")
-    if getattr(spec.model, "fine_tune", None) is not None:
-        needs.append("model.fine_tune changes which weights train mid-run, and Keras' optimizer on JAX updates "
-                     "only the variable list it was built with")
     if needs:
         yield (("backend",), f"backend {backend} runs numerical, image, sequence and token features; this spec "
                f"needs backend: tensorflow: {'; '.join(needs)}")

@@ -29,6 +29,8 @@ def _allow_imports(command):
 
 _QUICK_EXIT = False
 """Set by a command whose process may end without tearing the interpreter down (see `run`)."""
+_OWN_PROCESS = False
+"""True in the `dlpipe` executable (`run` below), not when a test or a program calls `main`."""
 
 
 class _Group(click.Group):
@@ -159,8 +161,11 @@ def run(spec: str, overrides: tuple[str, ...], out: str | None, resume: bool, no
     export: no data preparation and no training); run.json tells which were reused.
     SIGINT/SIGTERM stop it with run.json `interrupted`; --resume continues.
     """
+    from dlpipe import collection
     from dlpipe.api import run as run_spec
 
+    if _OWN_PROCESS:
+        collection.pause()  # until Keras is imported (dlpipe/collection.py)
     finished = run_spec(spec, overrides, out, command=["dlpipe", *sys.argv[1:]], resume=resume, cache=not no_cache,
                         allow_imports=allow_imports)
     click.echo(str(finished.path))
@@ -461,6 +466,8 @@ def schema(out: str | None) -> None:
 
 def run() -> None:
     """The `dlpipe` executable and `python -m dlpipe`: `main` in a process of its own."""
+    global _OWN_PROCESS
+    _OWN_PROCESS = True
     try:
         main(prog_name="dlpipe")
     except SystemExit as done:

@@ -4,9 +4,10 @@
 spec/checks.py): on a backend other than TensorFlow, the pieces that are TensorFlow inside
 the model or the input pipeline are refused, all in one line at `backend` — string features
 (StringLookup and TextVectorization run TensorFlow string ops inside the model),
-augmentation (tf.data ops), tf.distribute strategies, compression, distillation,
-attributions (TensorFlow gradients). Streaming is not among them: on another
-backend a streamed split trains from numpy batches (data/streaming.py: numpy_batches).
+tf.distribute strategies, compression, distillation,
+attributions (TensorFlow gradients). Streaming and augmentation are not among them: on
+another backend a streamed split trains from numpy batches (data/streaming.py: numpy_batches),
+and augmentation changes them in NumPy (data/augment_numpy.py).
 
 `check_environment` looks at which packages are installed (without importing them) through
 `validation_cache.Observations`, so a remembered `dlpipe validate` result is replayed only
@@ -46,8 +47,6 @@ def check_backend(spec) -> Found:
     if strings:
         needs.append(f"{_joined(strings)} map{'s' if len(strings) == 1 else ''} strings to ids with TensorFlow "
                      f"string ops inside the model")
-    if spec.prepare.augmentation:
-        needs.append("prepare.augmentation runs as TensorFlow ops in tf.data")
     if spec.training.strategy in ("mirrored", "multi_worker"):
         needs.append(f"training.strategy {spec.training.strategy} is a tf.distribute strategy")
     if getattr(spec, "compression", None) is not None:

@@ -41,13 +41,11 @@ TASK = Task(
     training_metric="mae",
     objective="mae",
     commands=ALL_COMMANDS,
-    honours=(*EVERY_TASK, "data.source", "data.features", "data.target.name", "data.split.train",
+    honours=(*EVERY_TASK, "backend", "data.source", "data.features", "data.target.name", "data.split.train",
              "data.split.validation", "data.split.test", "data.split.stratify", "data.windows", "data.shuffle_buffer",
              "prepare.normalization", "prepare.augmentation", "model", *SUPERVISED_TRAINING, "evaluation.metrics",
              "evaluation.splits", "evaluation.baselines", *SUPERVISED_EXPORT, "tuning"),
-    refusals={"backend": "task forecasting trains on TensorFlow only (its pipeline feeds its windows through tf.data); "
-                         "it needs backend: tensorflow (tasks classification and regression run on jax)",
-              "training.sample_weight": "task forecasting has no per-example weights yet (its windows carry none); remove sample_weight",
+    refusals={"training.sample_weight": "task forecasting has no per-example weights yet (its windows carry none); remove sample_weight",
               "data.split.files": "task forecasting splits a series by time (the first split.train of the "
                                   "rows train); give train/validation/test fractions",
               "data.split.time_column": "task forecasting orders the series by data.windows.order_by; remove split.time_column",

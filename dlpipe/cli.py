@@ -31,6 +31,8 @@ _QUICK_EXIT = False
 """Set by a command whose process may end without tearing the interpreter down (see `run`)."""
 _OWN_PROCESS = False
 """True in the `dlpipe` executable (`run` below), not when a test or a program calls `main`."""
+_RUN_FINISHED = False
+"""Set when `dlpipe run` completed in the executable: `run` below ends the process quickly."""
 
 
 class _Group(click.Group):
@@ -169,6 +171,8 @@ def run(spec: str, overrides: tuple[str, ...], out: str | None, resume: bool, no
     finished = run_spec(spec, overrides, out, command=["dlpipe", *sys.argv[1:]], resume=resume, cache=not no_cache,
                         allow_imports=allow_imports)
     click.echo(str(finished.path))
+    global _RUN_FINISHED
+    _RUN_FINISHED = _OWN_PROCESS
 
 
 @main.command()
@@ -471,6 +475,8 @@ def run() -> None:
     try:
         main(prog_name="dlpipe")
     except SystemExit as done:
+        if _RUN_FINISHED and done.code in (None, 0):
+            _end_finished_run()
         if not _QUICK_EXIT:
             raise
         # A command that only checked specs: all it had to say is printed and every file it
@@ -484,6 +490,30 @@ def run() -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(done.code if isinstance(done.code, int) else (0 if done.code is None else 1))
+
+
+def _end_finished_run() -> None:
+    """A completed `dlpipe run`: every file of the run directory is written (atomically) and
+    closed, and the lock released. What is left to Python's own exit is freeing the objects of
+    Keras, JAX or TensorFlow, scikit-learn and matplotlib one by one (about 0.4-0.5 s of CPU
+    on this machine). So: wait for any non-daemon thread (as Python's exit does), run the
+    `atexit` handlers (logging's flush, weakref finalizers, the libraries' own), flush stdout
+    and stderr, and end the process with os._exit(0). Without CPython's `atexit._run_exitfuncs`
+    the process exits as usual."""
+    import atexit
+    import os
+    import threading
+
+    run_exit_functions = getattr(atexit, "_run_exitfuncs", None)
+    if run_exit_functions is None:
+        return
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
+    run_exit_functions()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":  # pragma: no cover

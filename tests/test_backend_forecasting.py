@@ -36,9 +36,9 @@ data:
   split: {{train: 0.6, validation: 0.15, test: 0.25}}
 model: {{type: rnn, cell: gru, units: [8]}}
 training:
-  epochs: 40
+  epochs: 20
   batch_size: 32
-  optimizer: {{type: adam, learning_rate: 0.01}}
+  optimizer: {{type: adam, learning_rate: 0.02}}
   progress: none
 evaluation: {{baselines: false}}
 export: {{formats: [keras], latency_calls: 0}}
@@ -74,7 +74,7 @@ def test_forecasting_trains_on_jax_as_on_tensorflow(runs):
         assert (runs / "jax" / name).read_bytes() == (runs / "tensorflow" / name).read_bytes(), name
     jax, tensorflow = (json.loads((runs / name / "metrics.json").read_text())["test"] for name in ("jax", "tensorflow"))
     assert jax["naive_mae"] == pytest.approx(tensorflow["naive_mae"], rel=1e-6)  # the same test windows
-    for metrics in (jax, tensorflow):  # seen: mae 0.21 on either, the last value 2.0
+    for metrics in (jax, tensorflow):  # seen: mae 0.27 (jax), 0.28 (tensorflow); the last value 1.96
         assert metrics["mae"] <= 0.2 * metrics["naive_mae"], metrics
     assert jax["mae"] == pytest.approx(tensorflow["mae"], rel=0.3), (jax, tensorflow)
     assert (runs / "jax" / "export" / "keras" / "model.keras").is_file()

@@ -459,6 +459,11 @@ for args in {commands!r}:
         main(args, standalone_mode=False)
     except SystemExit as err:
         assert not err.code, (args, err.code)
+import json, numpy as np
+from dlpipe.prediction import Predictor
+rows = [{{"image": image.tolist()}} for image in np.load({images!r})]  # what dlpipe serve answers with
+with open({served!r}, "w") as handle:
+    json.dump(Predictor.open({run!r}).predict(rows), handle)
 import keras
 assert keras.backend.backend() == "jax" and "tensorflow" not in sys.modules
 """
@@ -469,7 +474,8 @@ def test_a_jax_run_without_tensorflow_decodes_what_tensorflow_decodes_from_its_w
     """The tiny run on backend jax, in a process where TensorFlow cannot be imported: trained,
     evaluated, exported to .keras, then `dlpipe evaluate` and `dlpipe predict` on it. Its
     model.keras, loaded here on TensorFlow, decodes the detections the JAX run recorded, and
-    their mAP is the JAX run's."""
+    their mAP is the JAX run's; predict (image files) and the records `dlpipe serve` answers
+    with (Predictor, nested lists) give them too."""
     from PIL import Image
     from test_backend import without_tensorflow
 
@@ -487,7 +493,10 @@ def test_a_jax_run_without_tensorflow_decodes_what_tensorflow_decodes_from_its_w
     commands = [["run", str(ROOT / "specs" / "object-detection.yaml"), *sets, "--out", str(run)],
                 ["evaluate", str(run)],
                 ["predict", str(run), str(tmp_path / "images"), "--out", str(tmp_path / "found.jsonl")]]
-    result = without_tensorflow(JAX_RUN.format(commands=commands), env={"DLPIPE_CACHE_DIR": str(tmp_path / "cache")})
+    np.save(tmp_path / "images.npy", test.images[:4])
+    code = JAX_RUN.format(commands=commands, images=str(tmp_path / "images.npy"), run=str(run),
+                          served=str(tmp_path / "served.json"))
+    result = without_tensorflow(code, env={"DLPIPE_CACHE_DIR": str(tmp_path / "cache")})
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.loads((run / "run.json").read_text())
     assert record["backend"] == "jax" and "tensorflow" not in record["versions"]
@@ -516,6 +525,10 @@ def test_a_jax_run_without_tensorflow_decodes_what_tensorflow_decodes_from_its_w
     names = ["rectangle", "circle", "triangle"]
     found = [json.loads(line) for line in (tmp_path / "found.jsonl").read_text().splitlines()]
     assert [f["file"] for f in found] == [f"img{i}.png" for i in range(4)]
+    served = json.loads((tmp_path / "served.json").read_text())
+    for one, other in zip(served, found):
+        assert one["classes"] == other["classes"]
+        np.testing.assert_allclose(one["boxes"], other["boxes"], atol=1e-5)
     for predicted, theirs in zip(found, recorded):
         np.testing.assert_allclose(predicted["scores"], theirs["scores"], atol=1e-5)
         np.testing.assert_allclose(predicted["boxes"], theirs["boxes"], atol=1e-3)

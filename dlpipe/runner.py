@@ -172,9 +172,10 @@ def _check_backend(spec: Spec, document: Document) -> None:
 
 
 def _activate(spec: Spec) -> None:
-    from dlpipe import backend
+    from dlpipe import backend, collection
 
     backend.activate(spec.backend, deterministic=spec.training.deterministic is True)
+    collection.settle()  # `dlpipe run`: the imports are done; collect less often from here
 
 
 def _close(tracker, run_dir: RunDir, status: str, error: str | None = None) -> None:

@@ -43,6 +43,8 @@ def run(ctx) -> None:
     real_features = floor.real_features
 
     with run_dir.stage("build"):
+        import keras
+
         from dlpipe.architectures import BuildProblem
         from dlpipe.architectures.gan import IMAGE, LABEL, LATENT, build_discriminator, build_generator
         from dlpipe.training.adversarial import AdversarialModel
@@ -63,7 +65,7 @@ def run(ctx) -> None:
                                  label_smoothing=adversarial.label_smoothing, seed=spec.seed)
         model.compile(make_optimizer(spec.training.optimizer),
                       make_optimizer(adversarial.discriminator_optimizer or spec.training.optimizer),
-                      jit_compile=resolve_jit(spec.training.jit_compile, gpus()))
+                      jit_compile=resolve_jit(spec.training.jit_compile, gpus(), keras.backend.backend()))
         run_dir.update(parameters={"generator": int(generator.count_params()),
                                    "discriminator": int(discriminator.count_params())})
 

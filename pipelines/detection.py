@@ -192,10 +192,18 @@ def draw_test_detections(detector, spec, data, predicted, plots) -> None:
 
 def detect(detector, images: np.ndarray, decode, side: int, batch_size: int) -> list[dict]:
     """The detector's kept detections per image, boxes as x1, y1, x2, y2 in pixels."""
+    import keras
+
     from dlpipe.metrics.detection import kept_detections
 
+    compiled = keras.backend.backend() != "tensorflow"  # eager JAX compiles every op per shape: seconds
     out = []
     for start in range(0, len(images), batch_size):
-        batch = detector(images[start:start + batch_size].astype(np.float32), training=False)
+        chunk = images[start:start + batch_size].astype(np.float32)
+        if compiled:  # one XLA program for every batch: the last one is padded to the batch size
+            padded = np.concatenate([chunk, np.zeros((batch_size - len(chunk), *chunk.shape[1:]), np.float32)])
+            batch = {k: v[:len(chunk)] for k, v in detector.predict_on_batch(padded).items()}
+        else:
+            batch = detector(chunk, training=False)
         out += kept_detections({k: np.asarray(batch[k]) for k in ("boxes", "scores", "classes")}, decode, side)
     return out

@@ -40,13 +40,15 @@ def run(ctx) -> None:
     scorer, extractor_info, real = prepared.scorer, prepared.extractor_info, prepared.real
 
     with run_dir.stage("build"):
+        import keras
+
         from dlpipe.training.compile import make_optimizer
         from dlpipe.training.determinism import resolve_jit
         from dlpipe.training.fit import gpus
 
         model, denoiser, sampler = build(spec, data, n_classes, ctx.located)
-        model.compile(make_optimizer(spec.training.optimizer), jit_compile=resolve_jit(spec.training.jit_compile,
-                                                                                         gpus()))
+        jit = resolve_jit(spec.training.jit_compile, gpus(), keras.backend.backend())  # auto: always XLA on JAX
+        model.compile(make_optimizer(spec.training.optimizer), jit_compile=jit)
         run_dir.update(parameters={"denoiser": int(denoiser.count_params())})
 
     with run_dir.stage("train"):

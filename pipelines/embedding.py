@@ -2,7 +2,7 @@
 vector; its encoder is the product. Read top to bottom.
 
     data      read the source (labels optional), check every value, split, fit normalization on train
-    setup     import TensorFlow, seed everything, turn on op determinism
+    setup     import Keras on the spec's backend, seed everything, turn on op determinism
     build     inputs (normalization inside) → encoder → latent → decoder; compile with the
               mean squared reconstruction error
     train     fit on the normalized inputs as their own targets; checkpoints/ each epoch,

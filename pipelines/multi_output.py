@@ -2,11 +2,11 @@
 
     data      read the source, check every value, one label array per output of data.targets
               (classes or numbers), split, fit normalization on train
-    setup     import TensorFlow, seed everything, turn on op determinism
+    setup     import Keras on the spec's backend, seed everything, turn on op determinism
     build     inputs (normalization inside) → architecture (the shared body) → one head per
               output; compile with each output's loss and loss weight
-    train     fit on tf.data with a dict of labels; checkpoints/ each epoch, resumed from when
-              present; history.csv (loss, <output>_loss, <output>_accuracy / <output>_mae); model.keras
+    train     fit with a dict of labels (tf.data on TensorFlow, numpy batches on jax); checkpoints/
+              each epoch, resumed from when present; history.csv (loss, <output>_loss, <output>_accuracy / <output>_mae); model.keras
     evaluate  each output's metrics on validation and test → metrics.json as
               {split: {"<output>/<metric>": value}}, evaluation/<split>/<output>/, plots per
               output (plots/<output>_confusion_matrix.png, <output>_residuals.png); baselines

@@ -69,14 +69,16 @@ def test_string_features_on_jax_are_refused_in_one_line():
     assert "needs backend: tensorflow" in lines[0]
 
 
-def test_augmentation_streaming_and_strategies_on_jax_are_refused(tmp_path):
+def test_strategies_on_jax_are_refused_and_augmentation_is_not(tmp_path):
     spec = SPECS / "image-classification.yaml"
     code, lines = validate(str(spec), "--set", "backend=jax", "--set", "prepare.augmentation=[{type: flip}]",
-                           "--set", "training.strategy=mirrored")
+                           "--set", "training.strategy=mirrored", "--set", "evaluation.explain={}")
     assert code == 1 and len(lines) == 1, lines  # every reason in one line, at backend
     assert lines[0].startswith("--set:1:9: backend: ") and "needs backend: tensorflow" in lines[0], lines
-    assert "prepare.augmentation runs as TensorFlow ops in tf.data" in lines[0]
     assert "training.strategy mirrored is a tf.distribute strategy" in lines[0]
+    assert "evaluation.explain takes gradients with TensorFlow" in lines[0]
+    assert "augmentation" not in lines[0]  # NumPy changes the batches on jax (data/augment_numpy.py)
+    assert validate(str(spec), "--set", "backend=jax", "--set", "prepare.augmentation=[{type: flip}]")[0] == 0
 
 
 def test_torch_is_refused_in_one_line_until_a_run_on_it_is_tested():
@@ -87,8 +89,16 @@ def test_torch_is_refused_in_one_line_until_a_run_on_it_is_tested():
 
 
 def test_a_task_whose_pipeline_does_not_read_backend_refuses_it():
-    code, lines = validate(str(SPECS / "image-generation-gan.yaml"), "--set", "backend=jax")
-    assert code == 1 and len(lines) == 1 and "backend" in lines[0] and "generation" in lines[0], lines
+    from dlpipe import tasks
+    from dlpipe.spec import load_spec
+
+    refusing = [(path, load_spec(path).task) for path in sorted(SPECS.glob("*.yaml"))
+                if "backend" in tasks.get(load_spec(path).task).refusals]
+    if not refusing:
+        pytest.skip("every task's pipeline reads backend: none to refuse")
+    path, task = refusing[0]
+    code, lines = validate(str(path), "--set", "backend=jax")
+    assert code == 1 and len(lines) == 1 and "backend" in lines[0] and task in lines[0], lines
 
 
 def test_without_tensorflow_saved_model_is_refused_naming_the_package():
@@ -108,6 +118,18 @@ def test_without_tensorflow_saved_model_is_refused_naming_the_package():
     assert result.returncode == 1 and len(lines) == 1, lines
     assert ":backend" not in lines[0] and "backend tensorflow (the default) needs the tensorflow package" in lines[0]
     assert "set backend: jax" in lines[0]
+
+
+@pytest.mark.slow
+def test_deep_validate_builds_a_jax_spec_without_tensorflow():
+    """`dlpipe validate --deep` builds the model on the spec's backend: a jax spec is built
+    and summarized where TensorFlow cannot be imported (the digits CNN's 82,090 parameters, as
+    on TensorFlow)."""
+    spec = str(SPECS / "image-classification.yaml")
+    jax = ("--set", "backend=jax", "--set", "export.formats=[keras]")
+    result = dlpipe_without_tensorflow("validate", "--no-cache", "--deep", spec, *jax)
+    assert result.returncode == 0, result.stderr
+    assert "parameters: 82090 (trainable 82090" in result.stdout and result.stdout.endswith("valid\n"), result.stdout
 
 
 def test_a_remembered_result_is_not_replayed_once_tensorflow_is_gone(tmp_path):
@@ -308,3 +330,109 @@ def test_a_jax_run_is_evaluated_exported_predicted_and_served_without_tensorflow
         status, answer = server.request("/v1/models/breast-cancer-mlp:predict", {"instances": rows})
         assert status == 200, answer
         assert_same(answer["predictions"], predicted)
+
+
+# A backbone's fine-tune schedule on JAX ---------------------------------------------------------
+
+FINE_TUNE_SETS = ("--set", "backend=jax", "--set", "training.progress=none", "--set", "evaluation.baselines=false")
+
+
+def _kill_at_checkpoint(tmp_path, later: Path, out: Path, epoch: int, kill_at: str, *extra: str) -> None:
+    """Run (or resume) `later` into `out`, killed by SIGKILL at `kill_at`; its last checkpoint
+    must then be `epoch`'s."""
+    killed = dlpipe_without_tensorflow("run", str(later), *FINE_TUNE_SETS, "--out", str(out), *extra,
+                                       env={"DLPIPE_TEST_KILL_AT": kill_at, "DLPIPE_CACHE_DIR": str(tmp_path / "cache")})
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    assert json.loads((out / "checkpoints/last.json").read_text())["epoch"] == epoch
+
+
+@pytest.mark.slow
+def test_fine_tune_on_jax_freezes_unfreezes_and_resumes_to_the_same_bits(tmp_path):
+    """tests/test_backbone.py's earlier run (digits 0–4) and fine-tune (digits 5–9, the body
+    frozen for 1 epoch of 4) on JAX without TensorFlow: history shows phase 0 → 1 and the
+    trainable parameters and rate change with it; after the frozen epoch every weight of the
+    body, batch-norm statistics included, is the earlier run's bit for bit; a run killed in
+    epoch 2, resumed, killed again in epoch 3 (after the unfreeze) and resumed again ends with
+    the uninterrupted run's weights and history."""
+    import csv
+
+    from test_backbone import EARLIER, LATER
+
+    from dlpipe.modelfile import load_keras_model
+    from dlpipe.training import checkpoints
+
+    cache = {"DLPIPE_CACHE_DIR": str(tmp_path / "cache")}
+    (tmp_path / "earlier.yaml").write_text(EARLIER)
+    (tmp_path / "later.yaml").write_text(LATER)
+    earlier = dlpipe_without_tensorflow("run", str(tmp_path / "earlier.yaml"), *FINE_TUNE_SETS,
+                                        "--out", str(tmp_path / "earlier"), env=cache)
+    assert earlier.returncode == 0, earlier.stderr[-3000:]
+    whole = dlpipe_without_tensorflow("run", str(tmp_path / "later.yaml"), *FINE_TUNE_SETS,
+                                      "--out", str(tmp_path / "whole"), env=cache)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    run = tmp_path / "whole"
+    record = json.loads((run / "run.json").read_text())
+    assert record["backend"] == "jax" and "tensorflow" not in record["versions"]
+    with open(run / "history.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["phase"] for row in rows] == ["0.0", "1.0", "1.0", "1.0"]
+    frozen, unfrozen = float(rows[0]["trainable_params"]), float(rows[1]["trainable_params"])
+    assert frozen == 16 * 5 + 5 and unfrozen > frozen + 1000  # the new output layer alone, then the body too
+    assert float(rows[0]["learning_rate"]) == pytest.approx(0.01) and float(rows[1]["learning_rate"]) == pytest.approx(0.001)
+    assert json.loads((run / "metrics.json").read_text())["test"]["accuracy"] > 0.4  # 5 classes: 0.2 by chance
+    assert json.loads((run / "export" / "verification.json").read_text())["keras"]["passed"] is True
+
+    # 28 batches an epoch (plus a kill point per checkpoint file written): 40 is in epoch 2.
+    out = tmp_path / "killed"
+    _kill_at_checkpoint(tmp_path, tmp_path / "later.yaml", out, 1, "train:40")
+    body = load_keras_model(tmp_path / "earlier" / "model.keras")
+    body_weights = [w for layer in body.layers if layer.name not in ("head_dense_0", "output")
+                    for w in layer.get_weights()]
+    saved = checkpoints.read(out / "checkpoints" / "last.npz").model
+    assert len(body_weights) >= 6  # two convolutions, one batch norm (4 weights)
+    for weights in body_weights:  # the frozen epoch left the body as the earlier run made it
+        assert any(w.shape == weights.shape and np.array_equal(w, weights) for w in saved), weights.shape
+    _kill_at_checkpoint(tmp_path, tmp_path / "later.yaml", out, 2, "train:40", "--resume")
+    resumed = dlpipe_without_tensorflow("run", str(tmp_path / "later.yaml"), *FINE_TUNE_SETS, "--out", str(out),
+                                        "--resume", env=cache)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert json.loads((out / "run.json").read_text())["weights_sha256"] == record["weights_sha256"]
+    assert (out / "history.csv").read_bytes() == (run / "history.csv").read_bytes()
+    assert (out / "metrics.json").read_bytes() == (run / "metrics.json").read_bytes()
+
+
+# prepare.augmentation on JAX (NumPy: data/augment_numpy.py) -------------------------------------
+
+AUGMENTED_SETS = ("--set", "backend=jax", "--set", "export.formats=[keras]", "--set", "training.progress=none",
+                  "--set", "evaluation.baselines=false", "--set", "training.epochs=4")
+AUGMENTATION = ("--set", "prepare.augmentation=[{type: rotation, factor: 0.03}, {type: zoom, factor: 0.1}, "
+                "{type: translation, factor: 0.1}, {type: brightness, factor: 0.05}, {type: noise, stddev: 0.02}]")
+
+
+@pytest.mark.slow
+def test_augmented_images_train_on_jax_and_resume_to_the_same_bits(tmp_path):
+    """The digits CNN with five image augmentations on JAX without TensorFlow: it learns
+    (accuracy band), its first epoch's training loss is higher than an unaugmented run's
+    (harder batches: the changes reach training), and a run killed in epoch 2 resumes to the
+    uninterrupted run's weights (each batch's changes are seeded by seed, epoch and batch)."""
+    spec = str(SPECS / "image-classification.yaml")
+    cache = {"DLPIPE_CACHE_DIR": str(tmp_path / "cache")}
+    whole = dlpipe_without_tensorflow("run", spec, *AUGMENTED_SETS, *AUGMENTATION, "--out", str(tmp_path / "whole"),
+                                      env=cache)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    accuracy = json.loads((tmp_path / "whole/metrics.json").read_text())["test"]["accuracy"]
+    assert 0.6 <= accuracy, accuracy  # 10 classes; seen 0.83 after 4 epochs
+    checkpoints = {}
+    for name, augmentation in (("killed", AUGMENTATION), ("plain", ())):  # 23 batches an epoch: 30 is in epoch 2
+        killed = dlpipe_without_tensorflow("run", spec, *AUGMENTED_SETS, *augmentation, "--out", str(tmp_path / name),
+                                           env={"DLPIPE_TEST_KILL_AT": "train:30", **cache})
+        assert killed.returncode == -9, killed.stderr[-3000:]
+        checkpoints[name] = json.loads((tmp_path / name / "checkpoints/last.json").read_text())
+        assert checkpoints[name]["epoch"] == 1
+    assert checkpoints["killed"]["logs"]["loss"] > checkpoints["plain"]["logs"]["loss"] + 0.05, checkpoints
+    resumed = dlpipe_without_tensorflow("run", spec, *AUGMENTED_SETS, *AUGMENTATION, "--out", str(tmp_path / "killed"),
+                                        "--resume", env=cache)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a, b = (json.loads((tmp_path / name / "run.json").read_text()) for name in ("whole", "killed"))
+    assert b["resumed_from_epoch"] == 1 and a["weights_sha256"] == b["weights_sha256"]
+    assert (tmp_path / "whole/history.csv").read_text() == (tmp_path / "killed/history.csv").read_text()

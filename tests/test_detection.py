@@ -450,3 +450,86 @@ def test_evaluate_command_reproduces_the_runs_map(tiny_run, tmp_path):
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert result.stderr.strip() == (f"error: --data {tmp_path / 'rows.csv'}: task detection re-evaluates on the "
                                      "run's own splits (its images and boxes come from data.source); leave out --data")
+
+
+JAX_RUN = """
+from dlpipe.cli import main
+for args in {commands!r}:
+    try:
+        main(args, standalone_mode=False)
+    except SystemExit as err:
+        assert not err.code, (args, err.code)
+import json, numpy as np
+from dlpipe.prediction import Predictor
+rows = [{{"image": image.tolist()}} for image in np.load({images!r})]  # what dlpipe serve answers with
+with open({served!r}, "w") as handle:
+    json.dump(Predictor.open({run!r}).predict(rows), handle)
+import keras
+assert keras.backend.backend() == "jax" and "tensorflow" not in sys.modules
+"""
+
+
+@pytest.mark.slow
+def test_a_jax_run_without_tensorflow_decodes_what_tensorflow_decodes_from_its_weights(tmp_path):
+    """The tiny run on backend jax, in a process where TensorFlow cannot be imported: trained,
+    evaluated, exported to .keras, then `dlpipe evaluate` and `dlpipe predict` on it. Its
+    model.keras, loaded here on TensorFlow, decodes the detections the JAX run recorded, and
+    their mAP is the JAX run's; predict (image files) and the records `dlpipe serve` answers
+    with (Predictor, nested lists) give them too."""
+    from PIL import Image
+    from test_backend import without_tensorflow
+
+    from dlpipe.data.detection import prepare_detection
+    from dlpipe.metrics.detection import kept_detections, mean_average_precision
+    from dlpipe.modelfile import load_keras_model
+
+    sets = [*TINY, "--set", "backend=jax", "--set", "export.formats=[keras]", "--set", "training.progress=none"]
+    spec = load_spec(ROOT / "specs" / "object-detection.yaml", [s for s in sets if s != "--set"])
+    test = prepare_detection(spec, ROOT, located=None).splits["test"]
+    (tmp_path / "images").mkdir()
+    for i, image in enumerate(test.images[:4]):
+        Image.fromarray(image).save(tmp_path / "images" / f"img{i}.png")
+    run = tmp_path / "run"
+    commands = [["run", str(ROOT / "specs" / "object-detection.yaml"), *sets, "--out", str(run)],
+                ["evaluate", str(run)],
+                ["predict", str(run), str(tmp_path / "images"), "--out", str(tmp_path / "found.jsonl")]]
+    np.save(tmp_path / "images.npy", test.images[:4])
+    code = JAX_RUN.format(commands=commands, images=str(tmp_path / "images.npy"), run=str(run),
+                          served=str(tmp_path / "served.json"))
+    result = without_tensorflow(code, env={"DLPIPE_CACHE_DIR": str(tmp_path / "cache")})
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads((run / "run.json").read_text())
+    assert record["backend"] == "jax" and "tensorflow" not in record["versions"]
+    assert json.loads((run / "export/verification.json").read_text())["keras"]["passed"] is True
+    header, *rows = (run / "history.csv").read_text().splitlines()
+    losses = [float(row.split(",")[header.split(",").index("loss")]) for row in rows]
+    assert len(losses) == 3 and losses[-1] < losses[0], losses  # it learns
+
+    recorded = json.loads((run / "evaluation/test/detections.json").read_text())
+    assert [d["row"] for d in recorded] == test.rows.tolist()
+    detector = load_keras_model(run / "model.keras")  # on TensorFlow, this process
+    out = {k: np.asarray(v) for k, v in detector(test.images.astype(np.float32)).items()}
+    mine = kept_detections(out, spec.model.decode, 32)
+    confident = out["scores"] > 0.05  # near-ties below this may swap places between backends
+    assert confident.sum() >= len(test)
+    np.testing.assert_allclose(out["scores"], [d["scores"] for d in recorded], atol=1e-4)
+    np.testing.assert_allclose(out["boxes"][confident], np.array([d["boxes"] for d in recorded])[confident],
+                               atol=1e-3)
+    assert np.array_equal(out["classes"][confident], np.array([d["classes"] for d in recorded])[confident])
+    metrics = json.loads((run / "metrics.json").read_text())
+    ours = mean_average_precision(test.ground_truth(), mine)
+    assert abs(ours.map_50 - metrics["test"]["map_50"]) < 0.01 and abs(ours.map - metrics["test"]["map"]) < 0.01
+
+    evaluated = sorted((run / "evaluations").iterdir())[-1]  # dlpipe evaluate on JAX: the run's mAP again
+    assert json.loads((evaluated / "metrics.json").read_text()) == metrics
+    names = ["rectangle", "circle", "triangle"]
+    found = [json.loads(line) for line in (tmp_path / "found.jsonl").read_text().splitlines()]
+    assert [f["file"] for f in found] == [f"img{i}.png" for i in range(4)]
+    served = json.loads((tmp_path / "served.json").read_text())
+    for one, other in zip(served, found):
+        assert one["classes"] == other["classes"]
+        np.testing.assert_allclose(one["boxes"], other["boxes"], atol=1e-5)
+    for predicted, theirs in zip(found, recorded):
+        np.testing.assert_allclose(predicted["scores"], theirs["scores"], atol=1e-5)
+        np.testing.assert_allclose(predicted["boxes"], theirs["boxes"], atol=1e-3)
+        assert predicted["classes"] == [names[c] for c in theirs["classes"]]

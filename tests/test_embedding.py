@@ -146,3 +146,72 @@ def test_data_without_labels_trains_and_reports_reconstruction_only(tmp_path):
     result = CliRunner().invoke(main, ["predict", str(run), str(tmp_path / "rows.csv")])
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[0] == "embedding_0,embedding_1" and len(result.stdout.splitlines()) == 241
+
+
+@pytest.mark.slow
+def test_the_template_trains_on_jax_without_tensorflow_as_on_tensorflow(digits_run, splits, tmp_path):
+    """The template's shared TensorFlow run (12 epochs) again on JAX, in a process where
+    TensorFlow cannot be imported: run, `dlpipe evaluate` and `dlpipe predict` there; its
+    metrics are close to TensorFlow's (each backend shuffles in its own order), and its .keras
+    files, loaded here on TensorFlow, give back its metrics and its predictions."""
+    from test_backend import AFTER_TRAINING, without_tensorflow
+
+    from dlpipe.metrics.embedding import reconstruction_mse
+    from dlpipe.modelfile import load_keras_model
+
+    images = splits["test"].x["image"][:7]
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(json.dumps({"image": image[..., 0].tolist()}) + "\n" for image in images))
+    run = tmp_path / "run"
+    sets = ["backend=jax", "training.epochs=12", "export.formats=[keras]", "training.progress=none"]
+    commands = [["run", str(TEMPLATE), *[a for s in sets for a in ("--set", s)], "--out", str(run)],
+                ["evaluate", str(run)], ["predict", str(run), str(rows), "--out", str(tmp_path / "e.csv")]]
+    result = without_tensorflow(AFTER_TRAINING.format(commands=commands),
+                                env={"DLPIPE_CACHE_DIR": str(tmp_path / "cache")})
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads((run / "run.json").read_text())
+    assert record["status"] == "completed" and record["backend"] == "jax" and "tensorflow" not in record["versions"]
+    assert json.loads((run / "export/verification.json").read_text())["keras"]["passed"] is True
+
+    on_jax = json.loads((run / "metrics.json").read_text())["test"]
+    on_tensorflow = json.loads((digits_run / "metrics.json").read_text())["test"]
+    assert on_jax["knn_accuracy"] >= 0.85 and abs(on_jax["knn_accuracy"] - on_tensorflow["knn_accuracy"]) <= 0.04
+    ratio = on_jax["reconstruction_mse"] / on_tensorflow["reconstruction_mse"]
+    assert 0.75 <= ratio <= 1.33, (on_jax, on_tensorflow)
+    evaluated = dict(line.split("\t")[1:] for line in result.stdout.splitlines() if line.startswith("test\t"))
+    assert float(evaluated["knn_accuracy"]) == pytest.approx(on_jax["knn_accuracy"], abs=1e-6)
+
+    # The JAX run's files on TensorFlow (this process): the same reconstruction error and embeddings.
+    autoencoder = load_keras_model(run / "autoencoder.keras")
+    pixels = splits["test"].x["image"].reshape(len(splits["test"]), -1) / 16.0
+    rebuilt = np.asarray(autoencoder.predict(splits["test"].x, verbose=0))
+    assert reconstruction_mse(pixels, rebuilt) == pytest.approx(on_jax["reconstruction_mse"], rel=1e-4)
+    with open(tmp_path / "e.csv", newline="") as handle:
+        header, *body = list(csv.reader(handle))
+    assert header == [f"embedding_{i}" for i in range(16)] and len(body) == 7
+    encoder = load_keras_model(run / "export/keras/model.keras")
+    np.testing.assert_allclose(np.array(body, dtype=np.float64), encoder.predict({"image": images}, verbose=0),
+                               atol=1e-5)
+
+
+@pytest.mark.slow
+def test_a_conv_autoencoder_trains_on_the_error_over_every_pixel(splits, tmp_path):
+    """encoder: conv reconstructs an image (rows × columns × channels): the loss is each
+    example's mean over all of them (Keras' mean_squared_error averages the last axis only,
+    which example weights cannot multiply), and training brings it under the pixel means'."""
+    from dlpipe.training.losses import ReconstructionError
+
+    rng = np.random.default_rng(0)
+    y, p = rng.uniform(size=(2, 5, 8, 8, 1)).astype(np.float32)
+    weights = np.array([1, 1, 1, 1, 0], np.float32)
+    loss = float(ReconstructionError()(y, p, sample_weight=weights))
+    assert loss == pytest.approx(np.mean(((y - p) ** 2)[:4]) * 4 / 5, rel=1e-6)
+
+    run = run_cli(str(TEMPLATE), "--set", "model.encoder=conv", "--set", "model.filters=[8, 16]",
+                  "--set", "training.epochs=8", "--set", "export.formats=[keras]", "--set", "training.progress=none",
+                  "--out", str(tmp_path / "run"))
+    metrics = json.loads((run / "metrics.json").read_text())["test"]
+    train_pixels = splits["train"].x["image"] / 16.0
+    test_pixels = splits["test"].x["image"] / 16.0
+    assert metrics["reconstruction_mse"] < 0.6 * np.mean((test_pixels - train_pixels.mean(0)) ** 2)
+    assert metrics["knn_accuracy"] >= 0.85  # 0.79 after 3 epochs, 0.93 after 8 (seed 42)

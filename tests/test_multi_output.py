@@ -6,7 +6,9 @@ another task and data.target in this one. Slow: the template trains; each output
 in metrics.json equal scikit-learn's, computed here from the saved model's predictions on
 the test rows of splits.json against labels read from scikit-learn's own copy of the data;
 every export gives every output and verifies; `dlpipe predict` writes one column group per
-output; `dlpipe evaluate` writes the same numbers again.
+output; `dlpipe evaluate` writes the same numbers again; on backend jax, without TensorFlow,
+the template trains, is evaluated, exported and predicted, each output's test metrics close
+to the TensorFlow run's.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ def validate(tmp_path: Path, text: str, *sets: str):
 
 def test_the_template_and_a_plain_spec_validate(tmp_path):
     assert validate(tmp_path, TEMPLATE.read_text(encoding="utf-8"))[0] == 0
+    assert validate(tmp_path, TEMPLATE.read_text(encoding="utf-8"), "backend=jax") == (0, [f"{tmp_path / 'spec.yaml'}: valid"])
     code, lines = validate(tmp_path, SPEC)
     assert code == 0, lines
 
@@ -250,6 +253,64 @@ def test_evaluate_writes_the_runs_numbers_again(trained):
     for split in ("validation", "test"):
         assert again[split] == pytest.approx(first[split], rel=1e-6)
     assert again["baselines"] == first["baselines"]
+
+
+ON_JAX = """
+from dlpipe.cli import main
+for args in {commands!r}:
+    try:
+        main(args, standalone_mode=False)
+    except SystemExit as err:
+        assert not err.code, (args, err.code)
+import keras
+assert keras.backend.backend() == "jax" and "tensorflow" not in sys.modules
+"""
+
+
+@pytest.mark.slow
+def test_the_template_trains_on_jax_without_tensorflow_like_on_tensorflow(trained, tmp_path):
+    """backend: jax, in a process where TensorFlow cannot be imported: the template trains on
+    dict-of-targets numpy batches, is evaluated, exported (keras) and predicted; each output's
+    test metrics are close to the TensorFlow run's (same rows, same epochs; another shuffle
+    order and initialisation), and its .keras file gives the same outputs on TensorFlow."""
+    from sklearn.datasets import load_wine
+
+    from dlpipe.modelfile import load_keras_model
+    from test_backend import without_tensorflow
+
+    run, source, predicted = tmp_path / "run", tmp_path / "wines.csv", tmp_path / "predicted.csv"
+    rows = json.loads((trained / "splits.json").read_text())["splits"]["test"]
+    load_wine(as_frame=True).frame.drop(columns=["target", "alcohol"]).iloc[rows].to_csv(source, index=False)
+    sets = [a for s in ("backend=jax", "training.epochs=30", "export.formats=[keras]", "training.progress=none",
+                        "evaluation.baselines=false")  # baselines: backend-free, checked above (and seconds)
+            for a in ("--set", s)]
+    commands = [["run", str(TEMPLATE), *sets, "--out", str(run)], ["evaluate", str(run)],
+                ["export", str(run), "--format", "keras"], ["predict", str(run), str(source), "--out", str(predicted)]]
+    result = without_tensorflow(ON_JAX.format(commands=commands), env={"DLPIPE_CACHE_DIR": str(tmp_path / "cache")})
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads((run / "run.json").read_text())
+    assert record["status"] == "completed" and record["backend"] == "jax" and "tensorflow" not in record["versions"]
+    assert (run / "splits.json").read_text() == (trained / "splits.json").read_text()
+    on_jax, on_tensorflow = (json.loads((path / "metrics.json").read_text())["test"] for path in (run, trained))
+    assert set(on_jax) == set(on_tensorflow)
+    # Seen (30 epochs): accuracy 1.000 on both; alcohol MAE 0.388 on jax, 0.385 on TensorFlow.
+    assert on_jax["cultivar/accuracy"] >= 0.9 and abs(on_jax["cultivar/accuracy"] - on_tensorflow["cultivar/accuracy"]) <= 0.06
+    assert abs(on_jax["alcohol/mae"] - on_tensorflow["alcohol/mae"]) <= 0.1 and on_jax["alcohol/r2"] >= 0.3
+    (folder,) = (run / "evaluations").iterdir()  # dlpipe evaluate on jax: the run's numbers again
+    assert json.loads((folder / "metrics.json").read_text())["test"] == pytest.approx(on_jax, rel=1e-6)
+    verification = json.loads((run / "export/verification.json").read_text())
+    assert set(verification) == {"keras"} and verification["keras"]["passed"]
+    assert set(verification["keras"]["outputs"]) == {"cultivar", "alcohol"}
+    # The JAX run's model.keras on TensorFlow (this process) gives what dlpipe predict gave on JAX.
+    x, cultivar, _ = _wine_test_rows(run)
+    output = load_keras_model(run / "model.keras")(x, training=False)
+    with open(predicted, newline="") as handle:
+        table = list(csv.reader(handle))
+    assert table[0] == OUTPUT_COLUMNS and len(table) == len(rows) + 1
+    body = np.asarray([[float(v) for v in row[1:]] for row in table[1:]])
+    np.testing.assert_allclose(body[:, :3], np.asarray(output["cultivar"]), atol=1e-5)
+    np.testing.assert_allclose(body[:, 3], np.asarray(output["alcohol"]).reshape(-1), rtol=1e-5)
+    assert np.mean(body[:, :3].argmax(axis=1) == cultivar) == pytest.approx(on_jax["cultivar/accuracy"])
 
 
 def test_tune_objectives_name_an_outputs_metric_at_their_line(tmp_path):

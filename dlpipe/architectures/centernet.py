@@ -98,7 +98,15 @@ class DecodeDetections(keras.layers.Layer):
         pooled = ops.max_pool(heat, pool_size=self.peak_window, strides=1, padding="same")
         peaks = ops.where(ops.equal(heat, pooled), heat, ops.zeros_like(heat))
         batch = ops.shape(maps)[0]
-        scores, index = ops.top_k(ops.reshape(peaks, (batch, grid_h * grid_w * k)), k=self.max_detections)
+        flat = ops.reshape(peaks, (batch, grid_h * grid_w * k))
+        if keras.backend.backend() == "jax":
+            # jax.lax.top_k lowers to a StableHLO composite op that TensorFlow cannot load (a
+            # SavedModel exported from JAX fails when run); a stable sort picks the same cells,
+            # ties to the lower index as top_k does.
+            index = ops.argsort(-flat, axis=-1)[:, :self.max_detections]
+            scores = ops.take_along_axis(flat, index, axis=-1)
+        else:
+            scores, index = ops.top_k(flat, k=self.max_detections)
         classes = index % k
         cell = index // k
         row, col = cell // grid_w, cell % grid_w

@@ -69,7 +69,8 @@ class _InputQuantizer:
         self.quantizing = self.add_weight(name="quantizing", shape=(), initializer="ones", trainable=False)
 
     def _switch(self, quantized, plain):
-        return ops.where(ops.greater(self.quantizing, 0.0), quantized, plain)
+        # Tensors, not variables: JAX's where takes no Keras variable.
+        return ops.where(ops.greater(self.quantizing, 0.0), quantized, ops.convert_to_tensor(plain))
 
     # Dense and Conv2D save only their kernel and bias (by their quantization modes' lists);
     # Keras's base Layer saves and loads every variable the layer owns, the ranges included.
@@ -93,7 +94,7 @@ class _InputQuantizer:
             # network could not grow past its initial ranges.
             low, high = ops.minimum(self.input_min, low), ops.maximum(self.input_max, high)
         else:
-            low, high = self.input_min, self.input_max
+            low, high = ops.convert_to_tensor(self.input_min), ops.convert_to_tensor(self.input_max)
         high = ops.maximum(high, low + 1e-6)
         return self._switch(keras.quantizers.fake_quant_with_min_max_vars(inputs, low, high, num_bits=8), inputs)
 

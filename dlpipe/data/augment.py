@@ -9,12 +9,14 @@ so augmentation is never part of a model here.
 
 Scales are taken from the training split: image changes in units of the training images'
 value range, noise on numbers and sequences in units of each column's (channel's)
-standard deviation.
+standard deviation (`scales`). On a backend other than TensorFlow, dlpipe/data/augment_numpy.py
+makes the same changes in NumPy.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -28,19 +30,9 @@ def augmenter(spec, data):
         return None
     import tensorflow as tf
 
-    train = data.splits["train"].x
-    kinds = {f.input_name: f.type for f in data.features}
-    images = [n for n, k in kinds.items() if k == "image"]
-    sequences = [n for n, k in kinds.items() if k == "sequence"]
-    numbers = [n for n, k in kinds.items() if k == "numerical"]
-    # A streamed image source holds a sample of the training images; its one pass measured
-    # the whole split's range (data/image_streaming.py).
-    value_range = {n: getattr(data, "extra", {}).get("value_range", {}).get(n) or float(train[n].max() - train[n].min()) or 1.0
-                   for n in images}
-    std = {n: np.where(train[n].std(axis=tuple(range(train[n].ndim - 1))) == 0, 1.0,
-                       train[n].std(axis=tuple(range(train[n].ndim - 1)))).astype(np.float32)
-           for n in sequences + numbers}
-    forecasting = spec.data.windows is not None
+    found = scales(spec, data)
+    images, sequences, numbers = found.images, found.sequences, found.numbers
+    value_range, std, forecasting = found.value_range, found.std, found.forecasting
 
     def apply(x, y, weight, seed):
         x = dict(x)
@@ -66,6 +58,37 @@ def augmenter(spec, data):
         return x, y, weight
 
     return apply
+
+
+@dataclass
+class Scales:
+    """What the augmentation steps change and in which units, from the training split."""
+
+    images: list[str]
+    sequences: list[str]
+    numbers: list[str]
+    value_range: dict[str, float]
+    """Each image input's value range (of the training images)."""
+    std: dict[str, np.ndarray]
+    """Each sequence's (channel's) and number's standard deviation, 1 where it is 0."""
+    forecasting: bool
+
+
+def scales(spec, data) -> Scales:
+    """The inputs each kind of step changes and their scales (both augmenters use it)."""
+    train = data.splits["train"].x
+    kinds = {f.input_name: f.type for f in data.features}
+    images = [n for n, k in kinds.items() if k == "image"]
+    sequences = [n for n, k in kinds.items() if k == "sequence"]
+    numbers = [n for n, k in kinds.items() if k == "numerical"]
+    # A streamed image source holds a sample of the training images; its one pass measured
+    # the whole split's range (data/image_streaming.py).
+    value_range = {n: getattr(data, "extra", {}).get("value_range", {}).get(n) or float(train[n].max() - train[n].min()) or 1.0
+                   for n in images}
+    std = {n: np.where(train[n].std(axis=tuple(range(train[n].ndim - 1))) == 0, 1.0,
+                       train[n].std(axis=tuple(range(train[n].ndim - 1)))).astype(np.float32)
+           for n in sequences + numbers}
+    return Scales(images, sequences, numbers, value_range, std, spec.data.windows is not None)
 
 
 def _uniform(seed, shape, low, high):

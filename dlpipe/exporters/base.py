@@ -46,16 +46,24 @@ class ExportJob:
     """This very model already saved as a .keras file (the run's model.keras), or None. The
     keras format copies it rather than serializing the model again (a 30-input tabular
     model takes about 0.1 s to save)."""
-    _saved: dict[int, tuple[Any, Path]] = field(default_factory=dict, repr=False)
+    _saved: dict[tuple[int, bool], tuple[Any, Path]] = field(default_factory=dict, repr=False)
 
-    def saved_model(self, model) -> Path:
+    def saved_model(self, model, static: bool = False) -> Path:
         """`model` as a SavedModel in scratch space, exported once and shared by every format
-        made from it (saved_model, onnx, tflite): tracing is most of an export's time."""
-        if id(model) not in self._saved:
+        made from it (saved_model, onnx, tflite): tracing is most of an export's time.
+        `static` (JAX backend only; ignored on TensorFlow): the forward pass with the weights as
+        constants and no state written back, as TFLite needs — Keras' JAX export otherwise
+        writes every non-trainable variable back after each call, a dropout layer's uint32
+        seed among them, which TFLite cannot hold."""
+        import keras
+
+        static = static and keras.backend.backend() == "jax"
+        key = (id(model), static)
+        if key not in self._saved:
             path = Path(tempfile.mkdtemp(prefix="dlpipe-export-")) / "saved_model"
-            model.export(str(path), format="tf_saved_model", verbose=False)
-            self._saved[id(model)] = (model, path)  # holding the model keeps its id unique
-        return self._saved[id(model)][1]
+            model.export(str(path), format="tf_saved_model", verbose=False, **({"is_static": True} if static else {}))
+            self._saved[key] = (model, path)  # holding the model keeps its id unique
+        return self._saved[key][1]
 
     def cleanup(self) -> None:
         for _, path in self._saved.values():

@@ -25,7 +25,7 @@ def load(path: Path, *, allow_unsafe: bool = False):
     from dlpipe.modelfile import load_keras_model
 
     model = load_keras_model(path, allow_unsafe=allow_unsafe, opt_in="--allow-unsafe-deserialization")
-    return lambda inputs: predict(model, inputs)
+    return lambda inputs: predict(model, inputs, compiled=True)  # jitted on JAX (data/pipeline.py)
 
 
 FORMAT = ExportFormat("keras", write, load)

@@ -147,7 +147,7 @@ def export(subject: Subject, spec, export_dir: Path, *, formats: Sequence[str] |
         if problem:
             raise StageError("export", f"{format_path(problem[0])}: {problem[1]}")
     export_dir = Path(export_dir)
-    reference = predict(subject.model, subject.inputs)
+    reference = predict(subject.model, subject.inputs, compiled=True)
     job = ExportJob(options, subject.representative, subject.interface, keras_file=keras_file)
 
     results = {key: entry for key, entry in _previous(export_dir).items()

@@ -35,7 +35,7 @@ LOOKUP_FILE = "lookup.json"
 def write(model, directory: Path, job: ExportJob) -> list[Artifact]:
     inference, vocabularies = without_string_lookups(model)
     modes = list(job.options.tflite.quantization)
-    saved_model = job.saved_model(inference)
+    saved_model = job.saved_model(inference, static=True)
     files = {}
     for number, mode in enumerate(modes, 1):
         progress.note(f"converting {mode} ({number} of {len(modes)})")  # the export step's line

@@ -82,7 +82,7 @@ def evaluate(model, spec, data, out: Path, splits: Sequence[str],
         if not len(split):
             continue
         stream = getattr(split, "stream", None)  # data.streaming: features read again, chunk by chunk
-        output = predict(model, split.x) if stream is None else stream.predict(model)
+        output = predict(model, split.x, compiled=True) if stream is None else stream.predict(model)
         multi_label = spec.data.target.multi_label
         metrics[name] = scores(task, spec.evaluation.metrics, split.y, output, n_classes,
                                multi_label=multi_label, naive=split.naive)

@@ -4,10 +4,10 @@
 spec/checks.py): on a backend other than TensorFlow, the pieces that are TensorFlow inside
 the model or the input pipeline are refused, all in one line at `backend` — string features
 (StringLookup and TextVectorization run TensorFlow string ops inside the model),
-augmentation (tf.data ops), tf.distribute strategies, compression, distillation,
-attributions (TensorFlow gradients), a backbone's fine-tune schedule (Keras' optimizer on
-JAX cannot change which variables it updates). Streaming is not among them: on another
-backend a streamed split trains from numpy batches (data/streaming.py: numpy_batches).
+tf.distribute strategies,
+attributions (TensorFlow gradients). Streaming and augmentation are not among them: on
+another backend a streamed split trains from numpy batches (data/streaming.py: numpy_batches),
+and augmentation changes them in NumPy (data/augment_numpy.py).
 
 `check_environment` looks at which packages are installed (without importing them) through
 `validation_cache.Observations`, so a remembered `dlpipe validate` result is replayed only
@@ -47,19 +47,10 @@ def check_backend(spec) -> Found:
     if strings:
         needs.append(f"{_joined(strings)} map{'s' if len(strings) == 1 else ''} strings to ids with TensorFlow "
                      f"string ops inside the model")
-    if spec.prepare.augmentation:
-        needs.append("prepare.augmentation runs as TensorFlow ops in tf.data")
     if spec.training.strategy in ("mirrored", "multi_worker"):
         needs.append(f"training.strategy {spec.training.strategy} is a tf.distribute strategy")
-    if getattr(spec, "compression", None) is not None:
-        needs.append("compression (pruning, quantization-aware training) is run and checked on TensorFlow only")
-    if getattr(spec, "distillation", None) is not None:
-        needs.append("distillation is run and checked on TensorFlow only (its teacher runs inside tf.data)")
     if getattr(spec.evaluation, "explain", None) is not None:
         needs.append("evaluation.explain takes gradients with TensorFlow")
-    if getattr(spec.model, "fine_tune", None) is not None:
-        needs.append("model.fine_tune changes which weights train mid-run, and Keras' optimizer on JAX updates "
-                     "only the variable list it was built with")
     if needs:
         yield (("backend",), f"backend {backend} runs numerical, image, sequence and token features; this spec "
                f"needs backend: tensorflow: {'; '.join(needs)}")

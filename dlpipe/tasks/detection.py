@@ -67,7 +67,7 @@ TASK = Task(
     own_loss="the detector's own loss: heatmap focal loss + L1 on sizes and offsets",
     loss_factory="dlpipe.architectures.centernet:detection_loss",
     commands=frozenset({"evaluate", "export", "predict", "deep", "resume", "rerun"}),
-    honours=("version", "name", "description", "task", "seed", "allow_unsafe_deserialization", "data.source",
+    honours=("version", "name", "description", "task", "seed", "backend", "allow_unsafe_deserialization", "data.source",
              "data.split.train", "data.split.validation", "data.split.test", "data.split.stratify",
              "data.shuffle_buffer", "model",
              "training.epochs", "training.batch_size", "training.optimizer", "training.schedule",
@@ -75,9 +75,7 @@ TASK = Task(
              "training.precision", "training.jit_compile", "training.deterministic", "training.strategy",
              "evaluation.metrics", "evaluation.splits", "export.formats", "export.verify", "export.tolerance",
              "export.samples", "export.latency_calls", "tracking"),
-    refusals={"backend": "task detection trains on TensorFlow only (its pipeline trains and exports through tf.data and TensorFlow ops); "
-                         "it needs backend: tensorflow (tasks classification and regression run on jax)",
-              "data.target": "task detection takes its boxes and classes from the source; remove target",
+    refusals={"data.target": "task detection takes its boxes and classes from the source; remove target",
               "data.features": "task detection reads one image per example from the source; remove features",
               "prepare.normalization": "task detection scales pixels by 1/255 inside the model; remove this "
                                        "normalization",

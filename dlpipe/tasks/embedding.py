@@ -32,12 +32,11 @@ TASK = Task(
     training_metric="reconstruction_mse",
     objective="reconstruction_mse",
     commands=frozenset({"evaluate", "export", "predict", "tune", "deep", "resume"}),
-    honours=(*EVERY_TASK, *SUPERVISED_DATA, "data.target.name", "data.target.class_names", "data.target.on_unknown",
+    honours=(*EVERY_TASK, "backend", *SUPERVISED_DATA, "data.target.name", "data.target.class_names",
+             "data.target.on_unknown",
              "prepare", "model", *SUPERVISED_TRAINING, "evaluation.metrics", "evaluation.splits",
              "evaluation.knn_neighbors", *SUPERVISED_EXPORT, "tuning"),
-    refusals={"backend": "task embedding trains on TensorFlow only (its pipeline feeds its autoencoder through tf.data); "
-                         "it needs backend: tensorflow (tasks classification and regression run on jax)",
-              "model.head": "task embedding has no head: the encoder's latent vector is the output "
+    refusals={"model.head": "task embedding has no head: the encoder's latent vector is the output "
                             "(remove model.head, or use task classification for a head on the latent vector)",
               "model.reconstruction_weight": "task embedding trains on the reconstruction error alone; "
                                              "remove reconstruction_weight",

@@ -1,7 +1,8 @@
 """Task forecasting: the next `horizon` values of a series from the `lookback` before them.
 
 Pipeline: pipelines/supervised.py, on windows cut by dlpipe/data/windows.py. Each evaluation
-says whether the model beat the last-value forecast.
+says whether the model beat the last-value forecast. On `backend: jax` the same windows reach
+`fit` as numpy batches (training/inputs.py: numpy_batches), with no TensorFlow imported.
 """
 
 from __future__ import annotations
@@ -41,13 +42,11 @@ TASK = Task(
     training_metric="mae",
     objective="mae",
     commands=ALL_COMMANDS,
-    honours=(*EVERY_TASK, "data.source", "data.features", "data.target.name", "data.split.train",
+    honours=(*EVERY_TASK, "backend", "data.source", "data.features", "data.target.name", "data.split.train",
              "data.split.validation", "data.split.test", "data.split.stratify", "data.windows", "data.shuffle_buffer",
              "prepare.normalization", "prepare.augmentation", "model", *SUPERVISED_TRAINING, "evaluation.metrics",
              "evaluation.splits", "evaluation.baselines", *SUPERVISED_EXPORT, "tuning"),
-    refusals={"backend": "task forecasting trains on TensorFlow only (its pipeline feeds its windows through tf.data); "
-                         "it needs backend: tensorflow (tasks classification and regression run on jax)",
-              "training.sample_weight": "task forecasting has no per-example weights yet (its windows carry none); remove sample_weight",
+    refusals={"training.sample_weight": "task forecasting has no per-example weights yet (its windows carry none); remove sample_weight",
               "data.split.files": "task forecasting splits a series by time (the first split.train of the "
                                   "rows train); give train/validation/test fractions",
               "data.split.time_column": "task forecasting orders the series by data.windows.order_by; remove split.time_column",

@@ -87,7 +87,7 @@ TASK = Task(
     own_loss="a GAN trains with its own adversarial losses, a diffusion model with noise prediction",
     training_metric="fid",
     commands=frozenset({"export", "deep", "resume"}),
-    honours=("version", "name", "description", "task", "seed", "allow_unsafe_deserialization", "data.source",
+    honours=("version", "name", "description", "task", "seed", "backend", "allow_unsafe_deserialization", "data.source",
              "data.features", "data.target.name", "data.split.train", "data.split.validation", "data.split.test",
              "data.split.stratify", "data.shuffle_buffer", "prepare.augmentation", "model", "training.epochs",
              "training.batch_size", "training.optimizer", "training.schedule",
@@ -95,9 +95,7 @@ TASK = Task(
              "training.precision", "training.jit_compile", "training.deterministic",
              "evaluation.metrics", "evaluation.generation", "export.formats", "export.verify", "export.tolerance",
              "export.samples", "export.latency_calls", "tracking"),
-    refusals={"backend": "task generation trains on TensorFlow only (its GAN and diffusion training steps are TensorFlow GradientTape loops); "
-                         "it needs backend: tensorflow (tasks classification and regression run on jax)",
-              "training.checkpoints": "task generation keeps no best checkpoint (no loss measures progress; FID "
+    refusals={"training.checkpoints": "task generation keeps no best checkpoint (no loss measures progress; FID "
                                       "does): it writes checkpoints/last.npz after every epoch; remove "
                                       "training.checkpoints",
               "training.early_stopping": "early stopping needs a validation loss; the losses of task generation "

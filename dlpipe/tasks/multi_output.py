@@ -97,11 +97,9 @@ TASK = Task(
     own_loss="each output's loss, weighted by its loss_weight (data.targets)",
     scored=metric_names,
     commands=frozenset({"evaluate", "export", "predict", "tune", "resume", "rerun", "deep"}),
-    honours=(*EVERY_TASK, *SUPERVISED_DATA, "data.targets", "prepare.normalization", "prepare.imputation", "model",
+    honours=(*EVERY_TASK, "backend", *SUPERVISED_DATA, "data.targets", "prepare.normalization", "prepare.imputation", "model",
              *_TRAINING, "evaluation.splits", "evaluation.baselines", *SUPERVISED_EXPORT, "tuning"),
-    refusals={"backend": "task multi_output trains on TensorFlow only (its pipeline feeds several targets through tf.data); "
-                         "it needs backend: tensorflow (tasks classification and regression run on jax)",
-              "data.target": "task multi_output reads its targets from data.targets (one entry per output); "
+    refusals={"data.target": "task multi_output reads its targets from data.targets (one entry per output); "
                              "data.target does not apply",
               "training.loss": "task multi_output takes each output's loss from data.targets[].loss; "
                                "training.loss does not apply",

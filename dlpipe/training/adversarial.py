@@ -10,10 +10,11 @@ Each discriminator step takes its own share of the batch of real images: the inp
 pipeline serves `discriminator_steps × batch_size` images per step (as `x`, or `(x, labels,
 weights)` for a class-conditioned GAN; the weights are all 1 and unused).
 
-The gradient tapes are TensorFlow's (the backend dlpipe trains with); the networks
-themselves are plain Keras, built by the task's architecture (dlpipe/architectures/gan.py),
-which also names their inputs: the pipeline passes those names in, so that training knows
-no task's architecture.
+The step is written once for every backend (dlpipe/training/steps.py: gradient tapes on
+TensorFlow, `jax.value_and_grad` over Keras' stateless state on JAX, both optimizers' state
+carried through the jitted steps); the networks themselves are plain Keras, built by the
+task's architecture (dlpipe/architectures/gan.py), which also names their inputs: the
+pipeline passes those names in, so that training knows no task's architecture.
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ import keras
 import numpy as np
 from keras import ops
 
+from dlpipe.training.steps import SeveralOptimizers, train_step
 
-class AdversarialModel(keras.Model):
+
+class AdversarialModel(SeveralOptimizers, keras.Model):
     """`latent`, `label`: the generator's input names (latent vector, class); `image`,
     `label`: the discriminator's (an image, its class). The training data's `x` holds the
     real images under `image`."""
@@ -81,9 +84,10 @@ class AdversarialModel(keras.Model):
             {self.image_input: images}
         return self.discriminator(inputs, training=training)
 
-    def train_step(self, data):
-        import tensorflow as tf
+    def train_step(self, *args):
+        return train_step(self, self._step, *args)  # (data) on TensorFlow, (state, data) on JAX
 
+    def _step(self, data, step):
         x, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
         images = x[self.image_input] if isinstance(x, dict) else x
         steps = self.discriminator_steps
@@ -91,22 +95,25 @@ class AdversarialModel(keras.Model):
         label_parts = (ops.split(labels, steps) if steps > 1 else [labels]) if self.conditional else [None] * steps
         real_target = 1.0 - self.label_smoothing
         for real, real_labels in zip(image_parts, label_parts):
-            # Generated outside the tape: this step changes only the discriminator.
+            # Generated outside the gradient: this step changes only the discriminator.
             fake = self._generate(ops.shape(real)[0], real_labels, training=True)
-            with tf.GradientTape() as tape:
+
+            def discriminator_loss(real=real, real_labels=real_labels, fake=fake):
                 real_logits = self._score(real, real_labels, training=True)
                 fake_logits = self._score(fake, real_labels, training=True)
-                d_loss = (_bce(ops.full_like(real_logits, real_target), real_logits)
-                          + _bce(ops.zeros_like(fake_logits), fake_logits))
-            weights = self.discriminator.trainable_weights
-            self.discriminator_optimizer.apply_gradients(zip(tape.gradient(d_loss, weights), weights))
+                return (_bce(ops.full_like(real_logits, real_target), real_logits)
+                        + _bce(ops.zeros_like(fake_logits), fake_logits)), real_logits
+
+            d_loss, real_logits = step.minimize(self.discriminator_optimizer, self.discriminator.trainable_weights,
+                                                discriminator_loss)
         count = ops.shape(image_parts[-1])[0]
-        with tf.GradientTape() as tape:
+
+        def generator_loss():
             fake = self._generate(count, label_parts[-1], training=True)
             fake_logits = self._score(fake, label_parts[-1], training=True)
-            g_loss = _bce(ops.ones_like(fake_logits), fake_logits)
-        weights = self.generator.trainable_weights
-        self.generator_optimizer.apply_gradients(zip(tape.gradient(g_loss, weights), weights))
+            return _bce(ops.ones_like(fake_logits), fake_logits), fake_logits
+
+        g_loss, fake_logits = step.minimize(self.generator_optimizer, self.generator.trainable_weights, generator_loss)
         self.trackers["d_loss"].update_state(d_loss)
         self.trackers["g_loss"].update_state(g_loss)
         # The discriminator's mean belief that real and generated images are real.

@@ -77,9 +77,12 @@ def compile_model(model, spec, n_classes: int | None, located=None) -> None:
     if metric == "accuracy":
         metric = keras.metrics.BinaryAccuracy(name="accuracy") if n_classes == 2 or multi_label else \
             keras.metrics.SparseCategoricalAccuracy(name="accuracy")
-    elif metric == "reconstruction_mse":  # the loss itself, under the name metrics.json uses
-        metric = keras.metrics.MeanSquaredError(name="reconstruction_mse")
     loss = make_loss(task, spec.training.loss, n_classes, multi_label)
+    if metric == "reconstruction_mse":  # an autoencoder's: per example over all its values (a conv's image)
+        from dlpipe.training.losses import ReconstructionError, reconstruction_error
+
+        loss = ReconstructionError()
+        metric = keras.metrics.MeanMetricWrapper(reconstruction_error, name="reconstruction_mse")  # the loss
     if spec.distillation is not None:  # targets carry the teacher's outputs after the labels
         from dlpipe.training.distillation import Distillation, HardTargets
 

@@ -15,7 +15,8 @@ sampling and export use it. Its decay is min(decay, (1 + n)/(10 + n)) after n up
 denoisers, the update count and the noise's seed state are variables of this model, so
 checkpoints hold them and a resumed run continues exactly.
 
-The gradient tape is TensorFlow's (the backend dlpipe trains with); the networks are plain
+The step is written once for every backend (dlpipe/training/steps.py: a gradient tape on
+TensorFlow, `jax.value_and_grad` over Keras' stateless state on JAX); the networks are plain
 Keras, built by dlpipe/architectures/diffusion.py, whose input names the pipeline passes in.
 """
 
@@ -24,6 +25,8 @@ from __future__ import annotations
 import keras
 import numpy as np
 from keras import ops
+
+from dlpipe.training.steps import train_step
 
 
 class DiffusionModel(keras.Model):
@@ -45,7 +48,9 @@ class DiffusionModel(keras.Model):
         self.updates = keras.Variable(0.0, trainable=False, name="ema_updates")
         self.loss_tracker = keras.metrics.Mean(name="loss")
         for target, source in zip(self.ema.weights, self.denoiser.weights, strict=True):
-            target.assign(source)  # the average starts at the initial weights
+            # The average starts at the initial weights: a copy (on JAX, assigning a variable
+            # shares its buffer, which the jitted step would then be given twice).
+            target.assign(np.array(source.numpy()))
         self.built = True  # both denoisers are built; calling this model calls the trained one
 
     def compile(self, optimizer, jit_compile="auto"):
@@ -59,9 +64,10 @@ class DiffusionModel(keras.Model):
     def call(self, inputs, training=False):
         return self.denoiser(inputs, training=training)
 
-    def train_step(self, data):
-        import tensorflow as tf
+    def train_step(self, *args):
+        return train_step(self, self._step, *args)  # (data) on TensorFlow, (state, data) on JAX
 
+    def _step(self, data, step):
         x, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
         images = x[self.image_input] if isinstance(x, dict) else x
         x0 = (ops.cast(images, "float32") - (self.high + self.low) / 2) * (2 / (self.high - self.low))
@@ -74,11 +80,12 @@ class DiffusionModel(keras.Model):
         if self.n_classes:
             dropped = keras.random.uniform((batch,), seed=self.noise) < self.label_dropout
             inputs[self.label_input] = ops.where(dropped, self.n_classes, ops.cast(labels, "int32"))
-        with tf.GradientTape() as tape:
+
+        def loss():
             predicted = self.denoiser(inputs, training=True)
-            loss = ops.mean(ops.square(predicted - noise))
-        weights = self.denoiser.trainable_weights
-        self.optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights))
+            return ops.mean(ops.square(predicted - noise)), None
+
+        loss, _ = step.minimize(self.optimizer, self.denoiser.trainable_weights, loss)
         self.updates.assign_add(1.0)
         decay = ops.minimum(self.ema_decay, (1.0 + self.updates) / (10.0 + self.updates))
         for average, weight in zip(self.ema.weights, self.denoiser.weights):

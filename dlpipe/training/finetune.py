@@ -14,6 +14,13 @@ a checkpoint holds the same variables in both phases and `--resume` on either si
 unfreeze continues exactly. The callback switches the phase when an epoch begins (Keras
 retraces its train step then) and logs `phase` and `trainable_params` for history.csv.
 
+On JAX, Keras' train step hands the optimizer the values of the model's trainable variables
+(`stateless_apply`), which must be every variable the optimizer was built with. The
+optimizer there gets `_PhaseApply`: the update of just the variables that train now, inside
+a stateless scope — what the TensorFlow path does statefully (`optimizer.apply(grads,
+those variables)`): a frozen variable's moments and weight decay are left alone, and the
+optimizer's variables (so checkpoints) are the same in both phases.
+
 Found by name, not by import: training imports no architecture.
 """
 
@@ -47,8 +54,34 @@ def prepare(model, spec, steps_per_epoch: int) -> "FineTuneSchedule | None":
                                                       tune.learning_rate_factor))
         if not optimizer.built:
             optimizer.build(model.trainable_variables)
+        if keras.backend.backend() != "tensorflow":
+            inner = getattr(optimizer, "inner_optimizer", optimizer)  # a LossScaleOptimizer's own
+            inner.stateless_apply = _PhaseApply(inner, model)
     schedule.apply(model, schedule.phase(0))
     return schedule
+
+
+class _PhaseApply:
+    """`optimizer.stateless_apply` (JAX's train step) for the variables that train in the
+    current phase: the model's trainable variables when the step is traced (the schedule
+    traces it again at each phase change), a subset of those the optimizer was built with."""
+
+    def __init__(self, optimizer, model):
+        self.optimizer, self.model = optimizer, model
+        self.whole = type(optimizer).stateless_apply.__get__(optimizer)
+
+    def __call__(self, optimizer_variables, grads, trainable_values):
+        optimizer, variables = self.optimizer, self.model.trainable_variables
+        if len(variables) != len(trainable_values):
+            raise RuntimeError(f"the train step passed {len(trainable_values)} variables, the model trains "
+                               f"{len(variables)}")
+        if [id(v) for v in variables] == [id(v) for v in optimizer._trainable_variables]:
+            return self.whole(optimizer_variables, grads, trainable_values)
+        mapping = [*zip(variables, trainable_values), *zip(optimizer.variables, optimizer_variables)]
+        with keras.StatelessScope(state_mapping=mapping) as scope:
+            optimizer.apply(grads, variables)
+        return ([scope.get_current_value(v) for v in variables],
+                [scope.get_current_value(v) for v in optimizer.variables])
 
 
 def _backbone(model):

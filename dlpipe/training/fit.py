@@ -103,13 +103,20 @@ def train(model, spec, data, *, run_dir=None, located=None, callbacks=None, moni
         validation = data.splits["validation"]
         stream = getattr(train_split, "stream", None)
         if not _on_tensorflow():  # JAX: numpy batches, nothing of TensorFlow (inputs.numpy_batches)
-            if spec.prepare.augmentation or kind != "none":
-                raise StageError("train", "prepare.augmentation and tf.distribute strategies "
-                                 "need backend: tensorflow")
+            if kind != "none":
+                raise StageError("train", "tf.distribute strategies need backend: tensorflow")
+            from dlpipe.data.augment_numpy import augmented_batches, augmenter as numpy_augmenter
             from dlpipe.training.inputs import numpy_batches
 
+            augment = numpy_augmenter(spec, data)  # prepare.augmentation in NumPy, seeded by (seed, epoch, batch)
+            if augment is not None and wrap_augment is not None:  # a teacher on each augmented batch
+                augment = wrap_augment(augment)
             if stream is None:
                 train_input = numpy_batches(**inputs, drop_remainder=drop_remainder)
+                if augment is not None:
+                    train_input = augmented_batches(
+                        (numpy_batches(**{**inputs, "first_epoch": e, "epochs": e + 1}, drop_remainder=drop_remainder)
+                         for e in range(first_epoch, training.epochs)), augment, spec.seed, first_epoch)
                 val_input = (validation.x, validation.y) if len(validation) else None
             else:  # data.streaming: the file (the folder's images) read again each epoch, as numpy
                 from dlpipe.data.streaming import keras_batches, numpy_batches as streamed_batches
@@ -118,6 +125,10 @@ def train(model, spec, data, *, run_dir=None, located=None, callbacks=None, moni
                     raise StageError("train", "class weights are not available with data.streaming")
                 train_input = streamed_batches(stream, batch_size=batch_size, first_epoch=first_epoch,
                                                epochs=training.epochs)
+                if augment is not None:
+                    train_input = augmented_batches(
+                        (streamed_batches(stream, batch_size=batch_size, first_epoch=e, epochs=e + 1)
+                         for e in range(first_epoch, training.epochs)), augment, spec.seed, first_epoch)
                 val_input = keras_batches(validation.stream, training.batch_size) if len(validation) else None
             replica.fit(train_input, validation_data=val_input,  # a PyDataset's batches are its own
                         validation_batch_size=training.batch_size if stream is None else None,

@@ -152,14 +152,20 @@ def numpy_batches(x: dict[str, np.ndarray], y: np.ndarray | None, weights: np.nd
                   batch_size: int, seed: int, first_epoch: int, epochs: int, shuffle_buffer: int | None = None,
                   drop_remainder: bool = False):
     """`training_dataset` without TensorFlow: a generator of numpy batches (x, y, weight) —
-    (x,) without labels — for the epochs [first_epoch, epochs), back to back."""
-    examples = len(next(iter(x.values())))
+    (x,) without labels — for the epochs [first_epoch, epochs), back to back. `x` may also be
+    one array (a single-input model, as detection's images); `y` may be a dict of labels by
+    output (task multi_output), each batch's y then a dict too."""
+    examples = len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
     if y is not None:
-        weights = np.ones(len(y), np.float32) if weights is None else weights.astype(np.float32)
+        weights = np.ones(examples, np.float32) if weights is None else weights.astype(np.float32)
     for epoch in range(first_epoch, epochs):
         order = numpy_epoch_order(examples, seed, epoch, shuffle_buffer)
         stop = examples - examples % batch_size if drop_remainder else examples
         for start in range(0, stop, batch_size):
             index = order[start:start + batch_size]
-            batch = {name: values[index] for name, values in x.items()}
-            yield (batch,) if y is None else (batch, y[index], weights[index])
+            batch = {name: values[index] for name, values in x.items()} if isinstance(x, dict) else x[index]
+            if y is None:
+                yield (batch,)
+            else:
+                labels = {name: values[index] for name, values in y.items()} if isinstance(y, dict) else y[index]
+                yield (batch, labels, weights[index])

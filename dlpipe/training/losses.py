@@ -21,3 +21,23 @@ class OneHotLabels(keras.losses.Loss):
 
     def get_config(self):
         return {**super().get_config(), "loss": keras.losses.serialize(self.loss), "classes": self.classes}
+
+
+@keras.saving.register_keras_serializable(package="dlpipe")
+def reconstruction_error(y_true, y_pred):
+    """Each example's mean squared error over all its values — an image's rows, columns and
+    channels, where Keras' mean_squared_error averages the last axis only and leaves a map that
+    the example weights (one number an example) cannot multiply."""
+    y_true = keras.ops.cast(y_true, y_pred.dtype)
+    return keras.ops.mean(keras.ops.square(y_true - y_pred), axis=tuple(range(1, len(y_pred.shape))))
+
+
+@keras.saving.register_keras_serializable(package="dlpipe")
+class ReconstructionError(keras.losses.Loss):
+    """`reconstruction_error` as a loss: the batch's mean of its examples' errors (weighted)."""
+
+    def __init__(self, reduction="sum_over_batch_size", name="reconstruction_error", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+
+    def call(self, y_true, y_pred):
+        return reconstruction_error(y_true, y_pred)

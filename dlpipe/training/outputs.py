@@ -8,11 +8,10 @@ def compile_multi_output(model, spec, data) -> None:
     """Each output's loss (auto: binary or sparse categorical cross-entropy; mse) and weight,
     and a training metric per output (`<output>_accuracy`, `<output>_mae` in the history)."""
     import keras
-    import tensorflow as tf
 
     from dlpipe import tasks
     from dlpipe.training.compile import make_loss
-    from dlpipe.training.determinism import resolve_jit
+    from dlpipe.training.determinism import gpus, resolve_jit
     from dlpipe.tasks.multi_output import gives_classes
     from dlpipe.training.optimizers import make_optimizer
 
@@ -29,6 +28,6 @@ def compile_multi_output(model, spec, data) -> None:
         else:
             metric = keras.metrics.MeanAbsoluteError(name="mae")
         metrics[output.name] = [metric]
-    jit = resolve_jit(spec.training.jit_compile, tf.config.list_physical_devices("GPU"))
+    jit = resolve_jit(spec.training.jit_compile, gpus(), keras.backend.backend())
     model.compile(optimizer=make_optimizer(spec.training.optimizer), loss=losses, loss_weights=weights,
                   metrics=metrics, jit_compile=jit)

@@ -131,7 +131,16 @@ class Pruning(keras.callbacks.Callback):
     def _step(self) -> int:
         return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
 
+    def _sync(self) -> None:
+        """On JAX, Keras' fit carries the weights between steps outside the model's variables
+        (and empties those): put them back, so the kernels can be read and masked here; fit
+        reads them again before its next step. Nothing to do on TensorFlow."""
+        sync = getattr(self.model, "jax_state_sync", None)
+        if sync is not None:
+            sync()
+
     def on_train_batch_begin(self, batch, logs=None):
+        self._sync()
         step = self._step()
         target = polynomial_sparsity(step, self.settings, self.steps_per_epoch)
         if target <= self.sparsity:
@@ -147,6 +156,7 @@ class Pruning(keras.callbacks.Callback):
                       file=sys.stderr, flush=True)
 
     def on_train_batch_end(self, batch, logs=None):
+        self._sync()
         self._apply()
 
     def on_train_end(self, logs=None):

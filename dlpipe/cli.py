@@ -110,10 +110,9 @@ def validate(specs: tuple[str, ...], overrides: tuple[str, ...], fmt: str, deep:
             gc.enable()
     _QUICK_EXIT = not deep
     if deep:
-        from dlpipe.backend_import import import_tensorflow
+        from dlpipe.deepcheck import activate_backend, deep_check
 
-        import_tensorflow()
-        from dlpipe.deepcheck import deep_check
+        activate_backend([spec for spec in specs if not found[spec]], overrides)
 
         from dlpipe.imports import allowed
 

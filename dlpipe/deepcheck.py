@@ -35,6 +35,25 @@ def deep_check(paths: Sequence[str | Path], overrides: Sequence[str] = (),
     return problems
 
 
+def activate_backend(paths: Sequence[str | Path], overrides: Sequence[str] = ()) -> None:
+    """Import Keras on the backend of the first valid spec among `paths` (TensorFlow when none
+    is valid), as `dlpipe run` would: a spec on `backend: jax` is built without TensorFlow.
+    Keras takes one backend a process; a model's layers and shapes are the same on each, so
+    the other specs are built on that one."""
+    from dlpipe import backend
+    from dlpipe.spec import load_document
+
+    name = "tensorflow"
+    for path in paths:
+        try:
+            name = load_document(path, overrides)[0].backend
+        except SpecError:
+            continue
+        break
+    if backend.current() is None:
+        backend.activate(name)
+
+
 def build(spec, document, base_dir: Path):
     """The model `dlpipe run` would train, built by the task's pipeline (hook `deep_build`) from
     the spec and the data's shapes, its weights left unallocated (Keras defers creating a

@@ -99,7 +99,13 @@ class Teacher:
 
     def augment(self, augment):
         """The batch function for training: `augment` (the spec's augmentation), then the
-        teacher on the augmented inputs, whose outputs replace the stored ones in the targets."""
+        teacher on the augmented inputs, whose outputs replace the stored ones in the targets.
+        On TensorFlow a tf.data batch function; on another backend one on numpy batches
+        (`numpy_augment`: training/fit.py's numpy augmentation, data/augment_numpy.py)."""
+        import keras
+
+        if keras.backend.backend() != "tensorflow":
+            return self.numpy_augment(augment)
         import tensorflow as tf
 
         from dlpipe.data.pipeline import as_called
@@ -114,6 +120,19 @@ class Teacher:
             if order is not None:
                 soft = tf.gather(soft, order, axis=1)
             return x, tf.ensure_shape(tf.concat([y[:, :-width], soft], axis=1), y.shape), weight
+
+        return apply
+
+
+    def numpy_augment(self, augment):
+        """`augment` for numpy batches (x by name, y, weight, seed), then the teacher's outputs on
+        the augmented inputs in place of the stored ones (mixup's doubled batch included: the
+        teacher sees the blended inputs)."""
+
+        def apply(x, y, weight, seed):
+            x, y, weight = augment(x, y, weight, seed)
+            soft = self.outputs(x)
+            return x, np.concatenate([np.asarray(y, np.float32)[:, :-self.width], soft], axis=1), weight
 
         return apply
 

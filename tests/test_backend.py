@@ -120,6 +120,18 @@ def test_without_tensorflow_saved_model_is_refused_naming_the_package():
     assert "set backend: jax" in lines[0]
 
 
+@pytest.mark.slow
+def test_deep_validate_builds_a_jax_spec_without_tensorflow():
+    """`dlpipe validate --deep` builds the model on the spec's backend: a jax spec is built
+    and summarized where TensorFlow cannot be imported (the digits CNN's 82,090 parameters, as
+    on TensorFlow)."""
+    spec = str(SPECS / "image-classification.yaml")
+    jax = ("--set", "backend=jax", "--set", "export.formats=[keras]")
+    result = dlpipe_without_tensorflow("validate", "--no-cache", "--deep", spec, *jax)
+    assert result.returncode == 0, result.stderr
+    assert "parameters: 82090 (trainable 82090" in result.stdout and result.stdout.endswith("valid\n"), result.stdout
+
+
 def test_a_remembered_result_is_not_replayed_once_tensorflow_is_gone(tmp_path):
     """The cache keeps which packages validation looked up: a result remembered with
     TensorFlow installed is checked afresh without it."""

@@ -148,6 +148,34 @@ def test_the_teacher_runs_on_each_augmented_batch_in_the_student_s_class_order()
     assert not np.allclose(new_y.numpy()[:, 1:], stored, atol=1e-3)  # not the stored outputs
 
 
+def test_on_numpy_batches_the_teacher_runs_on_each_augmented_batch_in_the_student_s_class_order():
+    """The batch function training uses off TensorFlow (numpy augmentation, training/fit.py)."""
+    import keras
+
+    from dlpipe.distillation import Teacher
+    from dlpipe.training.distillation import pack
+
+    x_in = keras.Input(shape=(2,), name="x")
+    model = keras.Model(x_in, keras.layers.Dense(3, activation="softmax")(x_in))
+    model.set_weights([np.array([[1.0, -1.0, 0.5], [0.0, 2.0, -1.0]], np.float32), np.zeros(3, np.float32)])
+    teacher = Teacher(model=model, path=Path("t.keras"), inputs=["x"], order=[2, 0, 1], kind="softmax", width=3)
+    x = np.array([[0.1, 0.2], [1.0, -1.0], [0.5, 0.5]], np.float32)
+    stored = teacher.outputs({"x": x})
+    seen = []
+
+    def shift(x, y, weight, seed):  # an "augmentation" whose effect is known
+        seen.append(seed)
+        return {"x": x["x"] + 1.0}, y, weight
+
+    new_x, new_y, weight = teacher.numpy_augment(shift)({"x": x}, pack(np.array([2, 0, 1]), stored),
+                                                        np.ones(3, np.float32), (1, 0, 4))
+    assert seen == [(1, 0, 4)] and weight.tolist() == [1.0, 1.0, 1.0]
+    np.testing.assert_allclose(new_x["x"], x + 1.0)
+    np.testing.assert_array_equal(new_y[:, 0], [2, 0, 1])
+    np.testing.assert_allclose(new_y[:, 1:], model.predict(x + 1.0, verbose=0)[:, [2, 0, 1]], atol=1e-6)
+    assert not np.allclose(new_y[:, 1:], stored, atol=1e-3)  # not the stored outputs
+
+
 # Real students from a real teacher -----------------------------------------------------------
 
 

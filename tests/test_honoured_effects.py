@@ -530,6 +530,9 @@ UNOBSERVABLE: dict[str, str] = {
                "fresh processes (run.json backend jax, no TensorFlow imported)",
     "embedding:backend": "Keras picks its backend once per process; tests/test_embedding.py runs the "
                          "autoencoder-embeddings template on jax in a fresh process without TensorFlow",
+    "forecasting:backend": "Keras picks its backend once per process; tests/test_backend_forecasting.py "
+                           "trains a tiny series on jax in a fresh process without TensorFlow and compares it "
+                           "with the same spec on TensorFlow",
 }
 """Keys (and every key below them) whose effect a tiny run cannot show, and why."""
 

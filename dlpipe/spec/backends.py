@@ -4,7 +4,7 @@
 spec/checks.py): on a backend other than TensorFlow, the pieces that are TensorFlow inside
 the model or the input pipeline are refused, all in one line at `backend` — string features
 (StringLookup and TextVectorization run TensorFlow string ops inside the model),
-tf.distribute strategies, distillation,
+tf.distribute strategies,
 attributions (TensorFlow gradients). Streaming and augmentation are not among them: on
 another backend a streamed split trains from numpy batches (data/streaming.py: numpy_batches),
 and augmentation changes them in NumPy (data/augment_numpy.py).
@@ -49,8 +49,6 @@ def check_backend(spec) -> Found:
                      f"string ops inside the model")
     if spec.training.strategy in ("mirrored", "multi_worker"):
         needs.append(f"training.strategy {spec.training.strategy} is a tf.distribute strategy")
-    if getattr(spec, "distillation", None) is not None:
-        needs.append("distillation is run and checked on TensorFlow only (its teacher runs inside tf.data)")
     if getattr(spec.evaluation, "explain", None) is not None:
         needs.append("evaluation.explain takes gradients with TensorFlow")
     if needs:

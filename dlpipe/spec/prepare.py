@@ -65,7 +65,8 @@ class Imputer(StrictModel):
 
 # Augmentation: random changes to training batches only, drawn with stateless ops from a
 # seed derived from (spec seed, epoch, batch), so a run (and a resumed run) sees the same
-# batches every time. Applied in tf.data by dlpipe/data/augment.py, never part of the model
+# batches every time. Applied in tf.data by dlpipe/data/augment.py (in NumPy on backend jax:
+# dlpipe/data/augment_numpy.py), never part of the model
 # or an export (Keras's random layers stay active in a SavedModel: docs/architecture.md).
 
 
@@ -206,5 +207,6 @@ class Prepare(StrictModel):
     feature of that type; a feature's own name wins. Features matched by no key are
     left as they are."""
     augmentation: list[Augmentation] = []
-    """Random changes to training batches, applied in the listed order (in tf.data, on the
-    training split only; validation, test, model.keras and exports never see them)."""
+    """Random changes to training batches, applied in the listed order (in tf.data, or in
+    NumPy on backend jax; on the training split only; validation, test, model.keras and
+    exports never see them)."""

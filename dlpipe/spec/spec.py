@@ -43,7 +43,7 @@ class Spec(StrictModel):
     """The Keras backend the run trains on. `jax` imports no TensorFlow unless a step needs it
     (SavedModel, TFLite and ONNX export, TFRecord sources, `training.tensorboard: true`): data
     reaches the model as numpy batches, start-up is a few seconds shorter, and the train step is
-    compiled by XLA. String features, augmentation, streaming, tf.distribute strategies and
+    compiled by XLA. String features, tf.distribute strategies and
     attributions need `tensorflow`. `torch` is refused by `dlpipe validate` for now: no run on
     it has been tested (PyTorch is not installed where dlpipe is tested). A `.keras` file from any
     backend loads on any other."""

@@ -1,7 +1,8 @@
 """Task forecasting: the next `horizon` values of a series from the `lookback` before them.
 
 Pipeline: pipelines/supervised.py, on windows cut by dlpipe/data/windows.py. Each evaluation
-says whether the model beat the last-value forecast.
+says whether the model beat the last-value forecast. On `backend: jax` the same windows reach
+`fit` as numpy batches (training/inputs.py: numpy_batches), with no TensorFlow imported.
 """
 
 from __future__ import annotations

@@ -109,8 +109,8 @@ def train(model, spec, data, *, run_dir=None, located=None, callbacks=None, moni
             from dlpipe.training.inputs import numpy_batches
 
             augment = numpy_augmenter(spec, data)  # prepare.augmentation in NumPy, seeded by (seed, epoch, batch)
-            if augment is not None and wrap_augment is not None:
-                raise StageError("train", "a teacher on augmented batches needs backend: tensorflow")
+            if augment is not None and wrap_augment is not None:  # a teacher on each augmented batch
+                augment = wrap_augment(augment)
             if stream is None:
                 train_input = numpy_batches(**inputs, drop_remainder=drop_remainder)
                 if augment is not None:

@@ -5,6 +5,9 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 SPEC   ?= specs/image-classification.yaml
 PYTEST_ARGS ?=
+# Worker processes for `make test` (pytest-xdist; each test module runs whole on one worker, so
+# the runs a module shares are trained once per worker at most). 0: one process, in order.
+TEST_WORKERS ?= 2
 
 .PHONY: install run test test-fast bench bench-quick clean docs
 
@@ -19,8 +22,8 @@ install: $(BIN)/dlpipe
 run: install            ## train, evaluate and export the digits CNN on bundled data
 	$(BIN)/dlpipe run $(SPEC)
 
-test: install           ## the whole test suite (what CI runs)
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+test: install           ## the whole test suite (what CI runs), on $(TEST_WORKERS) worker processes
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-fast: install      ## seconds: no training, no TensorFlow
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)

@@ -2,7 +2,7 @@
 share, up to the model they build, and the training data both hand to `fit.train`:
 
     data      read the image column, check it, split; the training split's value range
-    setup     import TensorFlow, seed everything, turn on op determinism
+    setup     seed everything; on TensorFlow, turn on op determinism
     features  the network FID and the Inception Score read: a small classifier trained here
               on the training split's labels, an earlier run's classifier, or InceptionV3;
               saved as feature_extractor.keras (+ .json); the real images' features, and

@@ -88,17 +88,20 @@ def test_torch_is_refused_in_one_line_until_a_run_on_it_is_tested():
                                    "use backend: jax or tensorflow"], lines
 
 
-def test_a_task_whose_pipeline_does_not_read_backend_refuses_it():
+def test_every_task_honours_backend_and_each_template_validates_on_jax_or_says_why():
+    """Every task's pipeline reads `backend` (none refuses it), and every template validates
+    with backend jax except text-classification, refused in one line naming its string features."""
     from dlpipe import tasks
     from dlpipe.spec import load_spec
 
-    refusing = [(path, load_spec(path).task) for path in sorted(SPECS.glob("*.yaml"))
-                if "backend" in tasks.get(load_spec(path).task).refusals]
-    if not refusing:
-        pytest.skip("every task's pipeline reads backend: none to refuse")
-    path, task = refusing[0]
-    code, lines = validate(str(path), "--set", "backend=jax")
-    assert code == 1 and len(lines) == 1 and "backend" in lines[0] and task in lines[0], lines
+    for path in sorted(SPECS.glob("*.yaml")):
+        task = tasks.get(load_spec(path).task)
+        assert "backend" in task.honours and "backend" not in task.refusals, (path.name, task.name)
+        code, lines = validate(str(path), "--set", "backend=jax")
+        if path.stem == "text-classification":
+            assert code == 1 and len(lines) == 1 and "strings to ids" in lines[0], lines
+        else:
+            assert code == 0, (path.name, lines)
 
 
 def test_without_tensorflow_saved_model_is_refused_naming_the_package():

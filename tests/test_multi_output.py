@@ -22,6 +22,7 @@ import pytest
 from click.testing import CliRunner
 
 from dlpipe.cli import main
+from test_backend import AFTER_TRAINING
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "specs" / "multi-output.yaml"
@@ -255,18 +256,6 @@ def test_evaluate_writes_the_runs_numbers_again(trained):
     assert again["baselines"] == first["baselines"]
 
 
-ON_JAX = """
-from dlpipe.cli import main
-for args in {commands!r}:
-    try:
-        main(args, standalone_mode=False)
-    except SystemExit as err:
-        assert not err.code, (args, err.code)
-import keras
-assert keras.backend.backend() == "jax" and "tensorflow" not in sys.modules
-"""
-
-
 @pytest.mark.slow
 def test_the_template_trains_on_jax_without_tensorflow_like_on_tensorflow(trained, tmp_path):
     """backend: jax, in a process where TensorFlow cannot be imported: the template trains on
@@ -286,7 +275,7 @@ def test_the_template_trains_on_jax_without_tensorflow_like_on_tensorflow(traine
             for a in ("--set", s)]
     commands = [["run", str(TEMPLATE), *sets, "--out", str(run)], ["evaluate", str(run)],
                 ["export", str(run), "--format", "keras"], ["predict", str(run), str(source), "--out", str(predicted)]]
-    result = without_tensorflow(ON_JAX.format(commands=commands), env={"DLPIPE_CACHE_DIR": str(tmp_path / "cache")})
+    result = without_tensorflow(AFTER_TRAINING.format(commands=commands), env={"DLPIPE_CACHE_DIR": str(tmp_path / "cache")})
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.loads((run / "run.json").read_text())
     assert record["status"] == "completed" and record["backend"] == "jax" and "tensorflow" not in record["versions"]

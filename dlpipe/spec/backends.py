@@ -28,7 +28,7 @@ STRING_FEATURES = ("categorical", "ordinal", "text")
 TENSORFLOW_EXPORTS = ("saved_model", "tflite", "onnx")
 """Export formats written through TensorFlow (ONNX converts the SavedModel with tf2onnx)."""
 
-INSTALL = {"jax": "pip install 'dlpipe[jax]'", "torch": "pip install torch", "tensorflow": "pip install tensorflow"}
+INSTALL = {"jax": "pip install 'dlpipe[jax]'", "torch": "pip install 'dlpipe[torch]'", "tensorflow": "pip install tensorflow"}
 
 
 def check_backend(spec) -> Found:
@@ -36,10 +36,6 @@ def check_backend(spec) -> Found:
     (so a template that needs TensorFlow says so once, however many features need it)."""
     backend = spec.backend
     if backend == "tensorflow":
-        return
-    if backend == "torch":
-        yield (("backend",), "backend torch is not supported yet: no dlpipe run on PyTorch has been tested "
-               "(PyTorch is not installed where dlpipe is tested); use backend: jax or tensorflow")
         return
     needs = []
     strings = [f"data.features[{i}] ({feature.type})" for i, feature in enumerate(spec.data.features)
@@ -64,8 +60,6 @@ def check_environment(spec, seen) -> Found:
     """The packages the spec's run needs, looked up (not imported) through `seen`
     (a validation_cache.Observations)."""
     backend = spec.backend
-    if backend == "torch":  # refused by check_backend
-        return
     if not seen.module(backend):
         default = " (the default)" if backend == "tensorflow" else ""
         other = "; or set backend: jax" if backend == "tensorflow" and seen.module("jax") else ""

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-BACKENDS = ("tensorflow", "jax")
+BACKENDS = ("tensorflow", "jax", "torch")
 
 
 def pytest_addoption(parser):

@@ -97,7 +97,8 @@ def test_a_streamed_text_folder_prepares_as_the_folder_read_whole(tmp_path, sett
 @pytest.mark.slow
 def test_text_columns_of_a_table_stream_with_the_adapted_vocabulary(tmp_path):
     """A CSV with a text, a categorical and a numerical feature, read 16 rows at a time: the
-    text's vocabulary and TF-IDF weights equal adapt on the training rows (read by pandas)."""
+    text's vocabulary and TF-IDF weights equal adapt on the training rows (read by pandas);
+    the same rows in a TFRecord file stream to the same vocabulary."""
     import pandas as pd
 
     rng = np.random.default_rng(4)
@@ -125,6 +126,20 @@ def test_text_columns_of_a_table_stream_with_the_adapted_vocabulary(tmp_path):
     assert data.describe()["streaming"] == {"chunk_rows": 16, "chunks": 6, "peak_rows": 16}
     seen = np.concatenate([x["review"][:, 0] for x, _ in train.stream.batches(epoch=1)])
     assert sorted(seen.tolist()) == sorted(texts.tolist())
+    # The same rows as TFRecord (text as a bytes feature): the same split, vocabulary and weights.
+    import tensorflow as tf
+
+    with tf.io.TFRecordWriter(str(tmp_path / "rows.tfrecord")) as writer:
+        for text, kind, score, label in rows:
+            strings = {"review": text, "kind": kind, "label": label}
+            writer.write(tf.train.Example(features=tf.train.Features(feature={
+                **{k: tf.train.Feature(bytes_list=tf.train.BytesList(value=[v.encode()])) for k, v in strings.items()},
+                "score": tf.train.Feature(float_list=tf.train.FloatList(value=[score]))})).SerializeToString())
+    record = prepared(write_spec(tmp_path, spec.read_text().split("data:\n")[1].split("model:")[0].replace(
+        "{type: csv, path: rows.csv}", "{type: tfrecord, path: rows.tfrecord, features: {review: {dtype: string}, "
+        "kind: {dtype: string}, score: {dtype: float}, label: {dtype: string}}}")))
+    assert np.array_equal(record.splits["train"].rows, train.rows)
+    assert record.features[0].vocabulary == vocabulary and record.features[0].idf == idf
 
 
 def test_a_streamed_folder_names_a_file_that_is_not_utf8_and_an_empty_folder(tmp_path):

@@ -12,8 +12,9 @@ own counting (architectures/inputs.py: TextCounts), so they equal `adapt` on the
 training split. A folder of text files streams by file instead (text_streaming.py).
 
 Limits (refused with a located error, spec/checks.py and below): numerical, categorical and
-text features only, no imputation, no sample weights, no explicit split files, time order or folds; splits are
-not stratified (their sizes follow the fractions only approximately, by the hash).
+text features only, no imputation, no sample weights, no explicit split files, time order or
+folds; splits are not stratified (their sizes follow the fractions only approximately, by the
+hash).
 """
 
 from __future__ import annotations

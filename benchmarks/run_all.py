@@ -1,6 +1,6 @@
 """Every benchmark, one after the other, and one markdown summary table for docs/benchmarks.md.
 
-    python benchmarks/run_all.py [--quick] [--only validate,e2e,steady,scaling,startup]
+    python benchmarks/run_all.py [--quick] [--only validate,e2e,steady,scaling,startup,text_streaming]
 
 Each benchmark prints its own detailed table as it runs; the summary at the end gives each
 target with the measured median and whether it is met. --quick runs every benchmark with
@@ -113,11 +113,25 @@ def startup(quick: bool) -> list[tuple[str, str, str]]:
              f"import keras {result['import keras']:.2f} s)", "—")]
 
 
+def text_streaming(quick: bool) -> list[tuple[str, str, str]]:
+    import text_streaming as bench
+
+    result, _ = _run(bench.main, ["--rounds", "1" if quick else "3"])
+    table = result["table"]
+    return [("text folder streaming: peak RSS 10× → 100× texts ≤ 1.2×",
+             f"{result['rss_growth']:.2f}× ({table[10][1]:.0f} MB → {table[100][1]:.0f} MB)",
+             _met(result["rss_growth"] <= 1.2)),
+            ("text folder streaming: time ≤ 10.5× per 10× texts",
+             f"{result['time_per_10x']:.2f}× ({table[10][0]:.1f} s → {table[100][0]:.1f} s)",
+             _met(result["time_per_10x"] <= 10.5))]
+
+
 def _met(ok: bool) -> str:
     return "yes" if ok else "no"
 
 
-BENCHMARKS = {"validate": validate, "e2e": e2e, "steady": steady, "scaling": scaling, "startup": startup}
+BENCHMARKS = {"validate": validate, "e2e": e2e, "steady": steady, "scaling": scaling, "startup": startup,
+              "text_streaming": text_streaming}
 
 
 def main(argv: list[str] | None = None) -> None:

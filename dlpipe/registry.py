@@ -290,7 +290,7 @@ _TABLES: dict[str, dict[str, Entry]] = {
         "parquet": Source("dlpipe.data.sources:load_parquet", split_files=True, streams=True),
         "image_folder": Source("dlpipe.data.sources:load_image_folder", split_files=False, streams=True),
         "image_csv": Source("dlpipe.data.sources:load_image_csv", split_files=True, streams=True),
-        "text_folder": Source("dlpipe.data.sources:load_text_folder", split_files=False, streams=False),
+        "text_folder": Source("dlpipe.data.sources:load_text_folder", split_files=False, streams=True),
         "tfrecord": Source("dlpipe.data.sources:load_tfrecord", split_files=True, streams=True),
     },
     "architecture": {

@@ -86,6 +86,10 @@ def stage_keys(spec, base_dir: Path, data_fingerprint: str | None = None) -> dic
                     "training": dump.get("training"),
                     # Only specs that compress get this key: the others keep their cached stages.
                     **({"compression": dump["compression"]} if dump.get("compression") else {}),
+                    # Quantization-aware training takes its input ranges from the int8 export's
+                    # calibration draw (pipelines/supervised.py: calibrate_quantization).
+                    **({"calibration": dump["export"]["tflite"]["representative_samples"]}
+                       if (dump.get("compression") or {}).get("quantization_aware") else {}),
                     # A teacher retrained in place must train the student again.
                     **({"distillation": dump["distillation"], "teacher": teacher_fingerprint(
                         dump["distillation"]["teacher"], Path(base_dir))} if dump.get("distillation") else {})})

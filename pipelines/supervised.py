@@ -98,6 +98,7 @@ def run(ctx) -> None:
                             wrap_augment=teacher.augment if teacher is not None else None)
             if not ctx.chief:
                 return  # another worker of a multi-worker run: the chief evaluates, exports, writes
+            calibrate_quantization(model, spec, data, run_dir)
             stages.save_training(run_dir, history, {"model.keras": model})
 
     with run_dir.stage("evaluate", key=keys["evaluate"], reused=reuse["evaluate"]):
@@ -174,6 +175,22 @@ def build(spec, data, located):
 
         model = quantization_aware(model, spec.compression.quantization_aware.ema_decay)
     return model
+
+
+def calibrate_quantization(model, spec, data, run_dir) -> None:
+    """Quantization-aware training: the trained model's input ranges set to those the int8
+    TFLite export calibrates (the same seeded draw of training examples), so that its
+    metrics are the int8 file's; run.json's `quantization_aware` records them."""
+    if spec.compression is None or spec.compression.quantization_aware is None:
+        return
+    from dlpipe.architectures.quantization import calibrate
+    from dlpipe.exporters.stage import representative
+
+    examples = representative(spec, data)
+    ranges = calibrate(model, examples)
+    run_dir.update(quantization_aware={"start_epoch": spec.compression.quantization_aware.start_epoch,
+                                       "calibration_examples": len(next(iter(examples.values()))),
+                                       "input_ranges": ranges})
 
 
 def quantize_from(spec) -> list:

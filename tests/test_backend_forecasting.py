@@ -17,32 +17,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from test_backend import AFTER_TRAINING, dlpipe_without_tensorflow, without_tensorflow
 from test_predict_forecast import LOOKBACK, series, write_series
+from test_predict_forecast import SPEC as FORECASTER
 
 pytestmark = pytest.mark.slow
 
-SPEC = f"""\
-version: 1
-name: load-forecast
-task: forecasting
-seed: 3
-data:
-  source: {{type: csv, path: series.csv}}
-  target: {{name: load}}
-  features: [{{name: temp, type: numerical}}]
-  windows: {{lookback: {LOOKBACK}, horizon: 3, order_by: day}}
-  split: {{train: 0.6, validation: 0.15, test: 0.25}}
-model: {{type: rnn, cell: gru, units: [8]}}
-training:
-  epochs: 20
-  batch_size: 32
-  optimizer: {{type: adam, learning_rate: 0.02}}
-  progress: none
-evaluation: {{baselines: false}}
-export: {{formats: [keras], latency_calls: 0}}
-"""
+# tests/test_predict_forecast.py's forecaster, with its own split, a longer training that
+# learns (so the two backends' test errors compare) and a lighter evaluation and export.
+SPEC = {**yaml.safe_load(FORECASTER),
+        "training": {"epochs": 20, "batch_size": 32, "optimizer": {"type": "adam", "learning_rate": 0.02},
+                     "progress": "none"},
+        "evaluation": {"baselines": False},
+        "export": {"formats": ["keras"], "latency_calls": 0}}
+SPEC["data"] = {**SPEC["data"], "split": {"train": 0.6, "validation": 0.15, "test": 0.25}}
 # 96 training rows → 84 windows → 3 batches an epoch.
 JAX = ("--set", "backend=jax")
 
@@ -56,7 +46,7 @@ def runs(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("forecast-jax")
     days, values = series()
     write_series(folder / "series.csv", days, values)
-    (folder / "spec.yaml").write_text(SPEC, encoding="utf-8")
+    (folder / "spec.yaml").write_text(yaml.safe_dump(SPEC, sort_keys=False), encoding="utf-8")
     result = dlpipe_without_tensorflow("run", str(folder / "spec.yaml"), *JAX, "--out", str(folder / "jax"),
                                        env={"DLPIPE_CACHE_DIR": str(folder / "cache")})
     assert result.returncode == 0, result.stderr[-3000:]

@@ -68,6 +68,17 @@ def test_gpu_benchmark_runs_tiny_on_this_cpu(tmp_path):
     assert row["mfu"] is None and "samples/s" in done.stdout
 
 
+def test_text_streaming_spec_is_valid_and_its_folder_is_seeded(tmp_path):
+    import text_streaming
+
+    text = text_streaming.spec_text(10, tmp_path / "texts", 1)
+    assert check_text(str(tmp_path / "s.yaml"), text) == []
+    assert text_streaming.generate(tmp_path / "a", 1) == text_streaming.generate(tmp_path / "b", 1) == 1000
+    first = sorted((tmp_path / "a").rglob("*.txt"))
+    assert [p.read_text() for p in first] == [p.read_text() for p in sorted((tmp_path / "b").rglob("*.txt"))]
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [".complete", "arts", "science", "sport", "trade"]
+
+
 def test_image_streaming_spec_is_valid(tmp_path):
     import image_streaming
 

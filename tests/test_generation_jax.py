@@ -107,18 +107,20 @@ def test_a_jax_generator_draws_the_same_images_on_tensorflow(which, jax_runs):
     assert again["fid_reference"] == pytest.approx(recorded["fid_reference"], rel=1e-3)
 
 
-def test_a_jax_gan_killed_mid_training_resumes_to_the_same_bytes(jax_runs, tmp_path):
-    """Killed (SIGKILL) in epoch 2, after epoch 1's checkpoint, then resumed: both networks,
-    both optimizers (the discriminator's rides in the jitted step's state beside the
-    generator's) and the noise seeds continue exactly, so the weights, history.csv and
-    metrics.json equal the uninterrupted run's (the module's GAN run, same spec)."""
-    whole = jax_runs["gan"]
+@pytest.mark.parametrize("which", sorted(TINY))
+def test_a_jax_generator_killed_mid_training_resumes_to_the_same_bytes(which, jax_runs, tmp_path):
+    """Killed (SIGKILL) in epoch 2, after epoch 1's checkpoint, then resumed: the networks, the
+    optimizers (the GAN discriminator's rides in the jitted step's state beside the
+    generator's), the diffusion model's EMA weights and the noise seeds continue exactly, so
+    the weights, history.csv and metrics.json equal the uninterrupted run's (the module's run
+    of the same spec)."""
+    whole = jax_runs[which]
     cache = {"DLPIPE_CACHE_DIR": str(whole.parent / "cache")}  # its compiled steps, loaded here
     out = tmp_path / "killed"
-    killed = run_without_tensorflow("gan", out, env={"DLPIPE_TEST_KILL_AT": "train:30", **cache})  # 22 steps an epoch
+    killed = run_without_tensorflow(which, out, env={"DLPIPE_TEST_KILL_AT": "train:30", **cache})  # 22 steps an epoch
     assert killed.returncode == -9, killed.stderr[-3000:]
     assert json.loads((out / "checkpoints" / "last.json").read_text())["epoch"] == 1
-    resumed = run_without_tensorflow("gan", out, "--resume", env=cache)
+    resumed = run_without_tensorflow(which, out, "--resume", env=cache)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming from" in resumed.stderr
     a, b = (json.loads((run / "run.json").read_text()) for run in (whole, out))

@@ -324,10 +324,15 @@ TEMPLATES: dict[str, Entry] = {
 
 
 @pytest.fixture(scope="module")
-def embedding_run() -> Path:
+def embedding_run(tmp_path_factory) -> Path:
+    """The init copy, 12 epochs: on TensorFlow the run tests/test_embedding.py shares
+    (tests/_runs.py); on another backend, this module's own run of it."""
     import _runs
 
-    return _runs.embedding()  # the init copy, 12 epochs; shared with tests/test_embedding.py
+    if BACKEND == "tensorflow":
+        return _runs.embedding()
+    return init_and_run("autoencoder-embeddings", tmp_path_factory.mktemp("autoencoder-embeddings"),
+                        "training.epochs=12")
 
 
 @pytest.fixture(scope="module")

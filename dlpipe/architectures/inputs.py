@@ -167,19 +167,53 @@ def is_bag(feature) -> bool:
 def adapt_text(feature, texts: np.ndarray) -> None:
     """The feature's vocabulary from the training split's texts (most frequent first); for
     TF-IDF also each entry's inverse document frequency (`feature.idf`)."""
-    layer = _vectorizer(feature, vocabulary=None, max_tokens=feature.vocabulary_size)
-    import tensorflow as tf  # adapt runs on tf.data, whatever the backend of the model
-
     texts = np.asarray(texts, dtype=object).reshape(-1).astype(str)
     fill = _text_fill(feature)
     if fill is not None:  # the texts the model will see: missing ones imputed
         texts = np.where(texts == MISSING_TEXT, fill, texts)
-    layer.adapt(tf.constant(texts))
-    # A sequence reserves ids 0 (padding) and 1 (out of vocabulary); a bag only the latter.
-    reserved = 1 if is_bag(feature) else len(TEXT_RESERVED)
-    feature.vocabulary = [str(token) for token in layer.get_vocabulary()[reserved:]]
-    if feature.text.get("encoding") == "tfidf":
-        feature.idf = [float(w) for w in np.asarray(layer._lookup_layer.idf_weights_const)[reserved:]]
+    counts = TextCounts(feature)
+    counts.add(texts)
+    counts.finish()
+
+
+class TextCounts:
+    """A text feature's vocabulary counted a chunk of texts at a time (a streamed source:
+    data/streaming.py, data/text_streaming.py), equal to `adapt` on all of them at once.
+
+    The counting is the TextVectorization's own (`update_state`: its standardize, split and
+    n-grams, a count per token and, for TF-IDF, per document; `finalize_state`: sorted by
+    count, ties by the token, cut at `vocabulary_size`), which is what `adapt` runs on its
+    one batch. What is held is one count per distinct token (and n-gram), as adapt holds."""
+
+    def __init__(self, feature):
+        self.feature = feature
+        self.layer = None  # made at the first texts: a bad file found before them costs no TensorFlow import
+        self.texts = 0
+
+    def _layer(self):
+        if self.layer is None:
+            self.layer = _vectorizer(self.feature, vocabulary=None, max_tokens=self.feature.vocabulary_size)
+            self.layer.reset_state()
+        return self.layer
+
+    def add(self, texts) -> None:
+        """Count some texts (any number, in any chunks)."""
+        texts = np.asarray(texts, dtype=object).reshape(-1, 1).astype(str)
+        if len(texts):
+            import tensorflow as tf  # adapt runs on tf.data, whatever the backend of the model
+
+            self._layer().update_state(tf.constant(texts))
+            self.texts += len(texts)
+
+    def finish(self) -> None:
+        """Sets `feature.vocabulary` (and `feature.idf` for TF-IDF) from the texts counted."""
+        layer = self._layer()
+        layer.finalize_state()
+        # A sequence reserves ids 0 (padding) and 1 (out of vocabulary); a bag only the latter.
+        reserved = 1 if is_bag(self.feature) else len(TEXT_RESERVED)
+        self.feature.vocabulary = [str(token) for token in layer.get_vocabulary()[reserved:]]
+        if self.feature.text.get("encoding") == "tfidf":
+            self.feature.idf = [float(w) for w in np.asarray(layer._lookup_layer.idf_weights_const)[reserved:]]
 
 
 def _vectorizer(feature, vocabulary, max_tokens=None, name=None):

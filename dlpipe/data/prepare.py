@@ -18,7 +18,8 @@ from dlpipe.data.sources import load_source
 from dlpipe.data.splits import kfold_indices, split_indices, split_record, time_ordered_split
 from dlpipe.data.table import Table
 from dlpipe.data.prepared import (SPLITS, STRING_TYPES, FeatureInfo, PreparedData, Split,  # noqa: F401
-                                  _fingerprint, _fit_normalization, input_names, normalizer, spec_sections)
+                                  _fingerprint, _fit_normalization, input_names, normalizer, spec_sections,
+                                  text_settings)
 from dlpipe.data.values import (MISSING_TEXT, _check_categories, _check_numbers, _check_target,  # noqa: F401
                                _is_missing, _list, _mostly_numbers)
 from dlpipe.errors import DataError, DlpipeError
@@ -32,10 +33,13 @@ def prepare(spec: Spec, base_dir: Path, located) -> PreparedData:
     if spec.data.streaming is not None:
         from dlpipe.data.image_streaming import IMAGE_SOURCES, prepare_image_streaming
         from dlpipe.data.streaming import prepare_streaming
+        from dlpipe.data.text_streaming import prepare_text_streaming
 
-        streamed = prepare_image_streaming if spec.data.source.type in IMAGE_SOURCES else prepare_streaming
+        streamed = (prepare_image_streaming if spec.data.source.type in IMAGE_SOURCES else
+                    prepare_text_streaming if spec.data.source.type == "text_folder" else prepare_streaming)
         data = streamed(spec, base_dir, located)
-        if "splits" not in data.extra:  # an image folder's record names files (image_streaming.py)
+        _resolve_pretrained(spec, data.features, base_dir)
+        if "splits" not in data.extra:  # a folder's record names files (image_streaming.py, text_streaming.py)
             data.extra["splits"] = split_record(data.origin, {name: s.rows for name, s in data.splits.items()})
         return data
     table, index = _load(spec, base_dir)
@@ -224,12 +228,7 @@ def _resolve_features(spec: Spec, table: Table, target: str, located) -> list[Fe
             info.normalization, info.order = "none", list(declared_feature.order)
             _check_order(table, name, info.order, imputed=imputer is not None)
         if kind == "text":
-            info.normalization = "none"
-            info.text = {key: getattr(declared_feature, key) for key in ("standardize", "split", "ngrams",
-                                                                          "sequence_length", "encoding")}
-            info.shape = (1,)
-            info.vocabulary_size = declared_feature.vocabulary_size
-            info.embedding_dim = declared_feature.embedding_dim
+            text_settings(info, declared_feature)
         if kind == "image":
             info.size = tuple(declared_feature.size) if declared_feature and declared_feature.size else None
             info.channels = declared_feature.channels if declared_feature else None

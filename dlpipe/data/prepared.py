@@ -88,6 +88,16 @@ class FeatureInfo:
         return out
 
 
+def text_settings(info: FeatureInfo, declared) -> None:
+    """A text feature's TextVectorization settings, limits and embedding from its spec entry."""
+    info.normalization = "none"
+    info.text = {key: getattr(declared, key) for key in ("standardize", "split", "ngrams", "sequence_length",
+                                                         "encoding")}
+    info.shape = (1,)
+    info.vocabulary_size = declared.vocabulary_size
+    info.embedding_dim = declared.embedding_dim
+
+
 @dataclass
 class Split:
     x: dict[str, np.ndarray]

@@ -6,10 +6,15 @@ value per row) and accumulates the normalization statistics of the training rows
 validation and evaluation then read the file again, chunk by chunk, through a tf.data
 generator: at no time are more than `chunk_rows` rows of features held.
 
-Limits (refused with a located error, spec/checks.py and below): numerical and categorical
-features only,
-no imputation, no sample weights, no explicit split files, time order or folds; splits are
-not stratified (their sizes follow the fractions only approximately, by the hash).
+Text features (`type: text`) are read as they are; their vocabulary (and TF-IDF weights)
+are counted in the same pass, a chunk of training texts at a time, by the TextVectorization's
+own counting (architectures/inputs.py: TextCounts), so they equal `adapt` on the whole
+training split. A folder of text files streams by file instead (text_streaming.py).
+
+Limits (refused with a located error, spec/checks.py and below): numerical, categorical and
+text features only, no imputation, no sample weights, no explicit split files, time order or
+folds; splits are not stratified (their sizes follow the fractions only approximately, by the
+hash).
 """
 
 from __future__ import annotations
@@ -199,7 +204,7 @@ class Stream:
     def _signature(self, y_example):
         import tensorflow as tf
 
-        x = {f.input_name: tf.TensorSpec((None, 1), tf.string if f.type == "categorical" else tf.float32)
+        x = {f.input_name: tf.TensorSpec((None, 1), tf.string if f.type in ("categorical", "text") else tf.float32)
              for f in self.features}
         y = tf.TensorSpec((None,) + y_example.shape[1:], tf.as_dtype(y_example.dtype))
         return x, y
@@ -363,6 +368,7 @@ def prepare_streaming(spec, base_dir: Path, located):
     digest = hashlib.sha256()
     columns: list[str] | None = None
     seen: dict[str, set] = {}
+    counts: dict = {}
     for start, table in reader:
         if columns is None:
             columns = list(table.columns)
@@ -371,6 +377,7 @@ def prepare_streaming(spec, base_dir: Path, located):
                 raise located(("data", "target", "name"), f"no column {target!r} in {table.origin}{hint}")
             features = _stream_features(spec, table, target, located, input_names, _mostly_numbers, did_you_mean)
             moments = {f.name: _Moments() for f in features}
+            counts = _text_counts(features)
         elif list(table.columns) != columns:
             raise DataError(f"{table.at(0)}: the columns changed from {', '.join(columns)} to "
                             f"{', '.join(table.columns)}")
@@ -382,6 +389,8 @@ def prepare_streaming(spec, base_dir: Path, located):
             values = checked(table, feature)
             if feature.type == "categorical":
                 seen.setdefault(feature.name, set()).update(values[train].tolist())
+            elif feature.type == "text":
+                counts[feature.name].add(values[train])
             else:
                 moments[feature.name].add(values[train])
             for c in (0, 1, 2):
@@ -402,6 +411,9 @@ def prepare_streaming(spec, base_dir: Path, located):
         if feature.type == "categorical":
             if feature.vocabulary is None:
                 feature.vocabulary = sorted(seen.get(feature.name, set()))
+            continue
+        if feature.type == "text":
+            counts[feature.name].finish()
             continue
         norm = normalizer(spec, feature)
         feature.normalization = "none" if norm is None else norm.type
@@ -434,7 +446,7 @@ def prepare_streaming(spec, base_dir: Path, located):
 
 
 def _stream_features(spec, table: Table, target, located, input_names, mostly_numbers, did_you_mean):
-    from dlpipe.data.prepared import FeatureInfo
+    from dlpipe.data.prepared import FeatureInfo, text_settings
 
     kinds: dict[str, str] = {}
     if spec.data.features:
@@ -444,8 +456,8 @@ def _stream_features(spec, table: Table, target, located, input_names, mostly_nu
             if feature.name not in table.columns:
                 hint = did_you_mean(feature.name, table.columns) or f"; columns are: {', '.join(table.columns)}"
                 raise located(path + ("name",), f"no column {feature.name!r} in {table.origin}{hint}")
-            if feature.type not in ("numerical", "categorical"):
-                raise located(path + ("type",), f"streaming reads numerical and categorical features; "
+            if feature.type not in ("numerical", "categorical", "text"):
+                raise located(path + ("type",), f"streaming reads numerical, categorical and text features; "
                               f"{feature.name!r} is {feature.type}")
             declared.append(feature.name)
             kinds[feature.name] = feature.type
@@ -469,15 +481,26 @@ def _stream_features(spec, table: Table, target, located, input_names, mostly_nu
             feature = next(f for f in spec.data.features if f.name == name)
             info.vocabulary, info.encoding = feature.vocabulary, feature.encoding
             info.embedding_dim = feature.embedding_dim or (8 if feature.encoding == "embedding" else None)
+        elif info.type == "text":
+            text_settings(info, next(f for f in spec.data.features if f.name == name))
         features.append(info)
     return features
 
 
+def _text_counts(features) -> dict:
+    """A vocabulary counter per text feature (TensorFlow is imported only when there is one)."""
+    if not any(f.type == "text" for f in features):
+        return {}
+    from dlpipe.architectures.inputs import TextCounts
+
+    return {f.name: TextCounts(f) for f in features if f.type == "text"}
+
+
 def checked(table: Table, feature) -> np.ndarray:
-    """A chunk's column, every value checked: float32 numbers, or categories as text."""
+    """A chunk's column, every value checked: float32 numbers, or categories and texts as text."""
     from dlpipe.data.values import _check_categories, _check_numbers
 
-    if feature.type == "categorical":
+    if feature.type in ("categorical", "text"):
         _check_categories(table, feature.name)
         return table.columns[feature.name]
     _check_numbers(table, feature.name)

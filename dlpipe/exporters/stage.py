@@ -105,20 +105,31 @@ def export_model(model, spec, data, export_dir: Path, *, formats: Sequence[str] 
     from dlpipe.exporters.model_card import describe_interface
     from dlpipe.exporters.verify import compare_values
 
-    plain = strip(model)  # quantization-aware training: plain layers holding the int8-grid kernels
-    if plain is not model:
-        model, keras_file = plain, None  # model.keras holds the fake-quantizing layers
-
+    calibration = representative(spec, data)
     task = tasks.get(spec.task)
     if task.output == "embedding":  # the encoder alone: scored by its neighbours
         score, note = scoring.embedding(spec, data)
     else:
         score, note = scoring.supervised(spec, data), None
+    plain = strip(model)  # quantization-aware training: plain layers holding the int8-grid kernels
+    if plain is not model:
+        model, keras_file = plain, None  # model.keras holds the fake-quantizing layers
+        note = " ".join(filter(None, [note, quantized_note(calibration)]))
     subject = Subject(model=model, inputs=held_out(spec, data),
                       compare=lambda reference, exported: compare_values(reference, exported, task.has_classes),
                       interface=describe_interface(spec, data, model), data=data_summary(data),
-                      representative=representative(spec, data), score=score, score_note=note)
+                      representative=calibration, score=score, score_note=note)
     return export(subject, spec, export_dir, formats=formats, metrics=metrics, keras_file=keras_file)
+
+
+def quantized_note(calibration: dict[str, np.ndarray]) -> str:
+    """What each export of a quantization-aware run computes, beside the trained model."""
+    count = len(next(iter(calibration.values()))) if calibration else 0
+    return ("Quantization-aware training: the trained model's metrics (metrics.json) simulate int8 as "
+            "tflite/int8 computes: kernels on the int8 grid, each quantized layer's input rounded to 8 bits "
+            f"between the minimum and maximum that int8 calibration finds on the same {count} training "
+            "examples. The other exports hold the same int8-grid kernels but compute in float (inputs not "
+            "rounded), so their scores may differ from the trained model's.")
 
 
 def data_summary(data) -> dict:

@@ -105,12 +105,16 @@ def check_streaming(spec: Spec) -> Found:
         yield (path, f"streaming splits by seeded fractions (a hash of the row; for images, of the "
                f"file list); it cannot be combined with data.split.{modes[0]}")
     images = data.source.type in ("image_folder", "image_csv")  # streamed by file: data/image_streaming.py
+    texts = data.source.type == "text_folder"  # streamed by file: data/text_streaming.py
     for i, feature in enumerate(data.features):
         if images and (i > 0 or feature.type != "image"):
             yield (("data", "features", i, "type"), f"streaming an {data.source.type} source reads one image "
                    f"feature (the images) and the label, not {'a second feature' if i else feature.type}")
-        elif not images and feature.type not in ("numerical", "categorical"):
-            yield (("data", "features", i, "type"), f"streaming reads numerical and categorical features, "
+        elif texts and (i > 0 or feature.type != "text"):
+            yield (("data", "features", i, "type"), "streaming a text_folder source reads one text feature "
+                   f"(the texts) and the label, not {'a second feature' if i else feature.type}")
+        elif not images and not texts and feature.type not in ("numerical", "categorical", "text"):
+            yield (("data", "features", i, "type"), f"streaming reads numerical, categorical and text features, "
                    f"not {feature.type}")
     if spec.prepare.imputation:
         yield (("prepare", "imputation"), "imputation is not available with data.streaming")

@@ -424,10 +424,13 @@ class Data(StrictModel):
     streaming: Streaming | bool | None = None
     """`true` (chunks of 100,000 rows) or `{chunk_rows: N}`. csv, jsonl, parquet: statistics in one pass over chunks, splits by a seeded hash of the
     row index (not stratified), training and evaluation from a generator over chunks; at most
-    chunk_rows rows of features are held at a time. Numerical and categorical features only.
+    chunk_rows rows of features are held at a time. Numerical, categorical and text features
+    (a text's vocabulary counted in the same pass, equal to adapt on the training rows).
     image_folder, image_csv: one image feature; the file list and labels are held, the pixels
     decoded a batch at a time (at most min(chunk_rows, 1024) images at once), split as the
-    source read whole; augmentation allowed."""
+    source read whole; augmentation allowed. text_folder: one text feature, held as file
+    names (at most min(chunk_rows, 4096) texts read at once), split as the folder read whole.
+    Text runs on backend tensorflow."""
 
     @field_validator("streaming")
     @classmethod

@@ -81,7 +81,7 @@ class Flip(StrictModel):
 
 
 class Rotation(StrictModel):
-    """Images: rotate by an angle drawn from ±factor × 360° (nearest pixel, zeros outside)."""
+    """Images: rotate by an angle drawn from ±factor × 360° (bilinear interpolation, zeros outside)."""
 
     type: Literal["rotation"]
     """Picks this augmentation: random rotation."""

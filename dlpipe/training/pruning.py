@@ -64,24 +64,29 @@ def polynomial_sparsity(step: int, settings, steps_per_epoch: int) -> float:
 
 def magnitude_masks(kernels: list, sparsity: float, scope: str) -> list:
     """Masks zeroing the `sparsity` fraction of smallest-magnitude weights: of each kernel
-    (scope `layer`) or of all of them pooled (`global`). Ties go to the lower index (top_k's
-    order), so the masks are a function of the weights alone."""
-    groups = [[k] for k in kernels] if scope == "layer" else [list(kernels)]
+    (scope `layer`) or of all of them pooled (`global`). Ties go to the lower index (a stable
+    sort's order), so the masks are a function of the weights alone.
+
+    Computed in numpy on the host, in time linear in the weights (a partition finds the cut,
+    then the ties at the cut are taken in index order): every recomputation zeroes a different
+    count, and backend ops (top_k, scatter) would trace and compile anew for each count, which
+    on JAX cost more than the training steps between two recomputations."""
+    values = [np.abs(keras.ops.convert_to_numpy(k)).astype("float32") for k in kernels]
+    groups = [[v] for v in values] if scope == "layer" else [values]
     masks = []
     for group in groups:
-        flat = keras.ops.concatenate([keras.ops.reshape(keras.ops.abs(k), (-1,)) for k in group])
-        size = int(flat.shape[0])
-        count = int(round(sparsity * size))
-        keep = keras.ops.ones((size,), dtype="float32")
+        flat = np.concatenate([v.ravel() for v in group])
+        count = int(round(sparsity * flat.size))
+        keep = np.ones(flat.size, dtype="float32")
         if count > 0:
-            _, smallest = keras.ops.top_k(-keras.ops.cast(flat, "float32"), count)
-            keep = keras.ops.scatter_update(keep, keras.ops.expand_dims(smallest, -1),
-                                            keras.ops.zeros((count,), dtype="float32"))
+            cut = np.partition(flat, count - 1)[count - 1]
+            below = flat < cut
+            keep[below] = 0.0
+            keep[np.flatnonzero(flat == cut)[:count - int(below.sum())]] = 0.0
         offset = 0
-        for kernel in group:
-            n = int(np.prod(kernel.shape))
-            masks.append(keras.ops.reshape(keep[offset:offset + n], kernel.shape))
-            offset += n
+        for value in group:
+            masks.append(keras.ops.convert_to_tensor(keep[offset:offset + value.size].reshape(value.shape)))
+            offset += value.size
     return masks
 
 

@@ -1,12 +1,15 @@
 """Shared test set-up."""
 
 import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
 BACKENDS = ("tensorflow", "jax")
+_TEMP = pytest.StashKey[str]()
 
 
 def pytest_addoption(parser):
@@ -22,6 +25,29 @@ def pytest_configure(config):
     os.environ["DLPIPE_TEST_BACKEND"] = backend
     if backend != "tensorflow":
         os.environ["KERAS_BACKEND"] = backend
+    _session_temp(config)
+
+
+def _session_temp(config) -> None:
+    """Every file the suite's processes write through `tempfile` goes to one folder of this
+    session, removed at its end: TensorFlow's autograph writes each converted function as
+    /tmp/__autograph_generated_file*.py and deletes it only at a normal exit, so every run
+    a test kills, and every server it stops, used to leave its files behind. The xdist
+    workers and the `dlpipe` processes the tests start inherit the folder (TMPDIR); pytest's
+    own tmp_path folders stay where pytest keeps them (PYTEST_DEBUG_TEMPROOT)."""
+    if os.environ.get("DLPIPE_TEST_TEMP"):  # an xdist worker: its controller's folder
+        return
+    os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", tempfile.gettempdir())
+    folder = tempfile.mkdtemp(prefix="dlpipe-tests-")
+    os.environ["TMPDIR"] = os.environ["DLPIPE_TEST_TEMP"] = folder
+    tempfile.tempdir = folder
+    config.stash[_TEMP] = folder
+
+
+def pytest_unconfigure(config):
+    folder = config.stash.get(_TEMP, None)
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session", autouse=True)

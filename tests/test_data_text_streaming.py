@@ -124,8 +124,10 @@ def test_text_columns_of_a_table_stream_with_the_adapted_vocabulary(tmp_path):
     assert data.features[0].idf == idf
     assert data.features[1].vocabulary == ["x", "y"]
     assert data.describe()["streaming"] == {"chunk_rows": 16, "chunks": 6, "peak_rows": 16}
-    seen = np.concatenate([x["review"][:, 0] for x, _ in train.stream.batches(epoch=1)])
-    assert sorted(seen.tolist()) == sorted(texts.tolist())
+    pairs = [(text, int(label)) for x, y in train.stream.batches(epoch=1) for text, label in zip(x["review"][:, 0], y)]
+    classes = {name: i for i, name in enumerate(data.class_names)}
+    frame = pd.read_csv(tmp_path / "rows.csv").iloc[train.rows]
+    assert sorted(pairs) == sorted(zip(frame["review"], frame["label"].map(classes)))  # each text with its label
     # The same rows as TFRecord (text as a bytes feature): the same split, vocabulary and weights.
     import tensorflow as tf
 

@@ -63,6 +63,53 @@ def activate(name: str, *, deterministic: bool = False) -> None:
         _compilation_cache()
     _import_keras_lean()
     _tensorflow_only_when_imported()
+    if name == "torch":
+        _autograd_in_train_steps()
+
+
+def inference():
+    """A context in which a run's model calls keep no autograd graph: on torch, `torch.no_grad`
+    (Keras' torch backend records one for every eager call, which then cannot become a NumPy
+    array and costs time and memory), where the train step turns autograd back on
+    (`_autograd_in_train_steps`); elsewhere nothing. The runner runs the pipeline in it."""
+    import contextlib
+
+    if current() != "torch":
+        return contextlib.nullcontext()
+    import torch
+
+    return torch.no_grad()
+
+
+def _autograd_in_train_steps() -> None:
+    """Keras' torch trainer runs its train step with autograd as the caller left it; dlpipe's
+    pipelines run under `inference()`, so the train function (`fit`, `train_on_batch`, a GAN's
+    or diffusion model's own `train_step`) is wrapped to run with autograd on."""
+    import functools
+
+    import torch
+    from keras.src.backend.torch.trainer import TorchTrainer
+
+    make = TorchTrainer.make_train_function
+    if getattr(make, "_dlpipe_autograd", False):
+        return
+
+    @functools.wraps(make)
+    def make_train_function(self, force=False):
+        make(self, force)  # sets self.train_function
+        original = self.train_function
+        if original is not None and not getattr(original, "_dlpipe_autograd", False):
+
+            def with_autograd(data):
+                with torch.enable_grad():
+                    return original(data)
+
+            with_autograd._dlpipe_autograd = True
+            self.train_function = with_autograd
+        return self.train_function
+
+    make_train_function._dlpipe_autograd = True
+    TorchTrainer.make_train_function = make_train_function
 
 
 COMPILATION_CACHE_BYTES = 2 << 30

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from dlpipe import imports, tasks, testhooks
+from dlpipe import backend, imports, tasks, testhooks
 from dlpipe.errors import DlpipeError, Interrupted, SpecError
 from dlpipe.rundir import RunDir, atomic_write_text, write_error
 from dlpipe.spec import Spec, load_document, locate
@@ -123,7 +123,8 @@ def run_spec(spec_path: str | Path, *, overrides: Sequence[str] = (), out: str |
             logger = [tracker.callback()] if tracker is not None else []  # first: a pruned epoch is logged too
             context = Context(spec, document, run_dir, Path(base_dir or Path(spec_path).resolve().parent).resolve(),
                               callbacks=[*logger, *callbacks, *testhooks.callbacks()])
-            pipeline(context)
+            with backend.inference():  # on torch, autograd only inside train steps
+                pipeline(context)
         except KeyboardInterrupt as err:
             signal_name = getattr(err, "signal_name", "SIGINT")
             stage = run_dir.current_stage

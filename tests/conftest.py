@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-BACKENDS = ("tensorflow", "jax")
+BACKENDS = ("tensorflow", "jax", "torch")
 _TEMP = pytest.StashKey[str]()
 
 

@@ -81,13 +81,6 @@ def test_strategies_on_jax_are_refused_and_augmentation_is_not(tmp_path):
     assert validate(str(spec), "--set", "backend=jax", "--set", "prepare.augmentation=[{type: flip}]")[0] == 0
 
 
-def test_torch_is_refused_in_one_line_until_a_run_on_it_is_tested():
-    code, lines = validate(str(SPECS / "tabular-classification.yaml"), "--set", "backend=torch")
-    assert code == 1 and lines == ["--set:1:9: backend: backend torch is not supported yet: no dlpipe run on "
-                                   "PyTorch has been tested (PyTorch is not installed where dlpipe is tested); "
-                                   "use backend: jax or tensorflow"], lines
-
-
 def test_every_task_honours_backend_and_each_template_validates_on_jax_or_says_why():
     """Every task's pipeline reads `backend` (none refuses it), and every template validates
     with backend jax except text-classification, refused in one line naming its string features."""

@@ -42,8 +42,8 @@ def test_license_is_an_spdx_expression_and_the_extras_include_all():
     assert any(r.startswith("setuptools>=77") for r in PROJECT["build-system"]["requires"])
     extras = PROJECT["project"]["optional-dependencies"]
     inside_all = set(re.findall(r"[a-z]+", extras["all"][0].removeprefix("dlpipe")))
-    # gpu and jax are choices of a machine, bench serves benchmarks/ alone: not in all.
-    assert inside_all == set(extras) - {"all", "test", "gpu", "jax", "bench"}
+    # gpu, jax and torch are choices of a machine, bench serves benchmarks/ alone: not in all.
+    assert inside_all == set(extras) - {"all", "test", "gpu", "jax", "torch", "bench"}
     assert "dlpipe[all]" in extras["test"]
 
 

@@ -75,8 +75,14 @@ def as_called(model, x: dict):
 
 def _numpy(output):
     if isinstance(output, dict):
-        return {name: np.asarray(values) for name, values in output.items()}
-    return np.asarray(output)
+        return {name: _array(values) for name, values in output.items()}
+    return _array(output)
+
+
+def _array(values) -> np.ndarray:
+    """A backend tensor as a NumPy array (a torch tensor made with autograd on is detached)."""
+    detach = getattr(values, "detach", None)
+    return np.asarray(detach().cpu() if detach is not None else values)
 
 
 def to_tensors(x: dict[str, np.ndarray]) -> dict:

@@ -61,7 +61,13 @@ class ExportJob:
         key = (id(model), static)
         if key not in self._saved:
             path = Path(tempfile.mkdtemp(prefix="dlpipe-export-")) / "saved_model"
-            model.export(str(path), format="tf_saved_model", verbose=False, **({"is_static": True} if static else {}))
+            if keras.backend.backend() == "torch":  # Keras' torch export needs torch_xla: TensorFlow writes it
+                from dlpipe.exporters.tensorflow_process import export_saved_model
+
+                export_saved_model(model, path)
+            else:
+                model.export(str(path), format="tf_saved_model", verbose=False,
+                             **({"is_static": True} if static else {}))
             self._saved[key] = (model, path)  # holding the model keeps its id unique
         return self._saved[key][1]
 

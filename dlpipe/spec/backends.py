@@ -1,11 +1,11 @@
 """`backend:` checks: what a spec asks of its Keras backend, and what the environment holds.
 
 `check_backend` is a pure function of the spec (it runs with the other checks in
-spec/checks.py): on a backend other than TensorFlow, the pieces that are TensorFlow inside
-the model or the input pipeline are refused, all in one line at `backend` — string features
-(StringLookup and TextVectorization run TensorFlow string ops inside the model),
-tf.distribute strategies,
-attributions (TensorFlow gradients). Streaming and augmentation are not among them: on
+spec/checks.py): on a backend other than TensorFlow (jax, torch), the pieces that are
+TensorFlow inside the model or the input pipeline are refused, all in one line at `backend` —
+string features (StringLookup and TextVectorization run TensorFlow string ops inside the
+model), tf.distribute strategies, attributions (TensorFlow gradients); on torch also
+`training.jit_compile: true` (torch.compile, never seen to finish here). Streaming and augmentation are not among them: on
 another backend a streamed split trains from numpy batches (data/streaming.py: numpy_batches),
 and augmentation changes them in NumPy (data/augment_numpy.py).
 
@@ -28,7 +28,7 @@ STRING_FEATURES = ("categorical", "ordinal", "text")
 TENSORFLOW_EXPORTS = ("saved_model", "tflite", "onnx")
 """Export formats written through TensorFlow (ONNX converts the SavedModel with tf2onnx)."""
 
-INSTALL = {"jax": "pip install 'dlpipe[jax]'", "torch": "pip install torch", "tensorflow": "pip install tensorflow"}
+INSTALL = {"jax": "pip install 'dlpipe[jax]'", "torch": "pip install 'dlpipe[torch]'", "tensorflow": "pip install tensorflow"}
 
 
 def check_backend(spec) -> Found:
@@ -36,10 +36,6 @@ def check_backend(spec) -> Found:
     (so a template that needs TensorFlow says so once, however many features need it)."""
     backend = spec.backend
     if backend == "tensorflow":
-        return
-    if backend == "torch":
-        yield (("backend",), "backend torch is not supported yet: no dlpipe run on PyTorch has been tested "
-               "(PyTorch is not installed where dlpipe is tested); use backend: jax or tensorflow")
         return
     needs = []
     strings = [f"data.features[{i}] ({feature.type})" for i, feature in enumerate(spec.data.features)
@@ -54,6 +50,10 @@ def check_backend(spec) -> Found:
     if needs:
         yield (("backend",), f"backend {backend} runs numerical, image, sequence and token features; this spec "
                f"needs backend: tensorflow: {'; '.join(needs)}")
+    if backend == "torch" and spec.training.jit_compile is True:
+        yield (("training", "jit_compile"), "backend torch trains eagerly: jit_compile: true would compile each step "
+               "with torch.compile, which no dlpipe run has finished (on a 2-core CPU a 2-epoch tabular run was still "
+               "compiling after 5 minutes); set jit_compile to auto or false, or use backend: jax")
 
 
 def _joined(items: list[str]) -> str:
@@ -64,8 +64,6 @@ def check_environment(spec, seen) -> Found:
     """The packages the spec's run needs, looked up (not imported) through `seen`
     (a validation_cache.Observations)."""
     backend = spec.backend
-    if backend == "torch":  # refused by check_backend
-        return
     if not seen.module(backend):
         default = " (the default)" if backend == "tensorflow" else ""
         other = "; or set backend: jax" if backend == "tensorflow" and seen.module("jax") else ""

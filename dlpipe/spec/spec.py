@@ -43,10 +43,11 @@ class Spec(StrictModel):
     """The Keras backend the run trains on. `jax` imports no TensorFlow unless a step needs it
     (SavedModel, TFLite and ONNX export, TFRecord sources, `training.tensorboard: true`): data
     reaches the model as numpy batches, start-up is a few seconds shorter, and the train step is
-    compiled by XLA. String features, tf.distribute strategies and
-    attributions need `tensorflow`. `torch` is refused by `dlpipe validate` for now: no run on
-    it has been tested (PyTorch is not installed where dlpipe is tested). A `.keras` file from any
-    backend loads on any other."""
+    compiled by XLA. `torch` (Keras on PyTorch, eager steps) likewise imports no TensorFlow
+    unless a step needs it; its SavedModel (and the TFLite and ONNX files made from it) is
+    written by TensorFlow in a child process from the model's `.keras` file. On both, string
+    features, tf.distribute strategies and attributions need `tensorflow`; on torch also
+    `training.jit_compile: true`. A `.keras` file from any backend loads on any other."""
     data: Data
     """Where the examples come from, which columns are features and target, and how they are
     split."""

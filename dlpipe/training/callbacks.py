@@ -37,6 +37,28 @@ class LearningRateLog(keras.callbacks.Callback):
             logs["learning_rate"] = self._rate
 
 
+class TorchBatchSeed(keras.callbacks.Callback):
+    """torch: seeds torch's global generator before each training step from (seed, epoch,
+    step). Keras' torch backend draws an unseeded layer's randomness (a Dropout without `seed`)
+    from that generator, which no checkpoint holds, and torch's DataLoader takes a draw from it
+    whenever Keras starts iterating the input (once per run for a generator: in epoch 1 of a
+    run, in the first resumed epoch of a resumed one). Seeded per step, a run resumed after
+    epoch k draws what the uninterrupted run drew (JAX and TensorFlow keep it in the layers'
+    seed state, which checkpoints hold)."""
+
+    def __init__(self, seed: int):
+        super().__init__()
+        self.seed, self.epoch = seed, 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        import torch
+
+        torch.manual_seed(int(np.random.SeedSequence([self.seed, self.epoch, batch]).generate_state(1)[0]))
+
+
 class ReduceOnPlateau(keras.callbacks.Callback):
     """Lowers the optimizers' `PlateauRate`s when `schedule.monitor` has not improved for
     `schedule.patience` epochs (counted once the warmup is over): the one learning-rate

@@ -58,9 +58,12 @@ def configure(seed: int, training=None) -> dict:
 
 
 def _configure_without_tensorflow(seed: int, training=None) -> dict:
-    """`configure` on JAX (or PyTorch): one device, no tf.distribute. JAX on a CPU is
+    """`configure` on JAX or torch: one device, no tf.distribute. JAX on a CPU is
     deterministic as it is; on a GPU, determinism is XLA's `--xla_gpu_deterministic_ops`, which
-    dlpipe/backend.py sets before JAX starts when `training.deterministic` is true."""
+    dlpipe/backend.py sets before JAX starts when `training.deterministic` is true. torch on a
+    CPU is deterministic as it is (a run repeats its bits; unseeded randomness, a Dropout's,
+    is seeded per step: training/callbacks.py TorchBatchSeed); `training.deterministic: true`
+    turns on `torch.use_deterministic_algorithms`."""
     import keras
 
     backend = keras.backend.backend()
@@ -153,7 +156,9 @@ def resolve_deterministic(value, jit: bool) -> bool:
 
 def resolve_jit(value, gpus=None, backend: str = "tensorflow") -> bool:
     """`auto`: on TensorFlow, XLA on a GPU only (it was 2–3× slower than plain TensorFlow on
-    these CPUs); on JAX always (JAX runs every op through XLA: a compiled step is its fast path)."""
+    these CPUs); on JAX always (JAX runs every op through XLA: a compiled step is its fast path);
+    on torch never (`torch.compile` traces and compiles for each new shape, with a C++ compiler
+    on a CPU: `jit_compile: true` asks for it)."""
     if value == "auto":
-        return True if backend == "jax" else bool(gpus)
+        return {"jax": True, "torch": False}.get(backend, bool(gpus))
     return bool(value)

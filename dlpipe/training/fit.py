@@ -236,6 +236,8 @@ class _Callbacks:
     @classmethod
     def create(cls, spec, plateau_rates: list, directory: Path | None, log_dir: Path | None, *,
                has_validation: bool, monitors: list, extra: list, steps_per_epoch: int = 1) -> "_Callbacks":
+        import keras
+
         from dlpipe.training import callbacks as cb
 
         training = spec.training
@@ -273,7 +275,8 @@ class _Callbacks:
         # Order matters: the rate, the monitors' values and the stop decisions enter the logs
         # before they are recorded and checkpointed; extra (user) callbacks see the finished logs.
         # Pruning first: its masks are applied before anything sees or saves a step's weights.
-        ordered = [pruning, rate, plateau, guard, *monitors, early, recorder, checkpointer, board, *extra]
+        step_seed = cb.TorchBatchSeed(spec.seed) if keras.backend.backend() == "torch" else None
+        ordered = [step_seed, pruning, rate, plateau, guard, *monitors, early, recorder, checkpointer, board, *extra]
         return cls(rate, plateau, guard, recorder, early, checkpointer, pruning,
                    [c for c in ordered if c is not None])
 

@@ -11,7 +11,8 @@ update:
 
 `loss_fn()` returns (loss, aux); the optimizer applies the gradient of the loss with respect
 to `variables`. On TensorFlow (`Tape`) that is a gradient tape and `apply_gradients`, exactly
-what the step did before it was shared. On JAX (`Stateless`) the body runs inside a Keras
+what the step did before it was shared. On torch (`Autograd`) the body runs eagerly and
+changes variables in place as on TensorFlow; `torch.autograd.grad` gives the gradients. On JAX (`Stateless`) the body runs inside a Keras
 `StatelessScope` that maps every variable (the model's, the metrics', every optimizer's) to
 its value in `state`: assignments (a moving average, a counter, a random generator's seed
 state, a metric) are recorded in the scope instead of made; `minimize` takes the gradient with
@@ -33,10 +34,12 @@ from collections.abc import Callable
 
 
 def train_step(model, body: Callable, *args):
-    """`model.train_step(*args)` on the backend Keras runs: (data) on TensorFlow, (state, data)
-    on JAX, with `body(data, step)` → logs."""
+    """`model.train_step(*args)` on the backend Keras runs: (data) on TensorFlow and torch,
+    (state, data) on JAX, with `body(data, step)` → logs."""
     if len(args) == 1:
-        return body(args[0], Tape())
+        import keras
+
+        return body(args[0], Autograd() if keras.backend.backend() == "torch" else Tape())
     state, data = args
     return _stateless_step(model, body, state, data)
 
@@ -50,6 +53,22 @@ class Tape:
         with tf.GradientTape() as tape:
             loss, aux = loss_fn()
         optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return loss, aux
+
+
+class Autograd:
+    """torch: the body changes variables in place, as on TensorFlow; the gradients of the loss
+    with respect to `variables` alone come from `torch.autograd.grad` (no `.grad` fields are
+    written, so the other network's weights, which the loss also reaches, keep none), and the
+    optimizer applies them outside autograd, as Keras' torch trainer does."""
+
+    def minimize(self, optimizer, variables: list, loss_fn: Callable):
+        import torch
+
+        loss, aux = loss_fn()
+        grads = torch.autograd.grad(loss, [v.value for v in variables], allow_unused=True)
+        with torch.no_grad():
+            optimizer.apply(list(grads), variables)  # a None (an unused variable) is left out, as on TensorFlow
         return loss, aux
 
 

@@ -105,6 +105,8 @@ def test_a_quantization_aware_run_exports_plain_layers_and_an_int8_tflite_file(t
     assert verification["tflite/int8"]["passed"] and verification["tflite/int8"]["agreement"] >= 0.97
     assert verification["tflite/int8"]["test_metrics"]["accuracy"] >= 0.85
     assert_simulates_the_int8_file(out, trained)
+    report = (out / "report.html").read_text(encoding="utf-8")
+    assert "<h2>Quantization-aware training</h2>" in report and "3 quantized layers" in report
 
     # `dlpipe export RUN` scores the same files on the same split as the run's export stage.
     from dlpipe.finished import export_run

@@ -168,6 +168,22 @@ def _pruning_section(record: dict | None) -> str:
     return "<h2>Pruning</h2>" + text + _folded(f"{len(rows)} pruned kernels", len(rows), table)
 
 
+def _quantization_section(record: dict | None) -> str:
+    """compression.quantization_aware: what the metrics measure, and each simulated input range (run.json)."""
+    quantization = (record or {}).get("quantization_aware")
+    if not quantization:
+        return ""
+    rows = [[escape(name), format_number(low), format_number(high)]
+            for name, (low, high) in quantization["input_ranges"].items()]
+    text = (f"<p>Trained with int8 simulated from epoch {quantization['start_epoch']}. The metrics at the top are that "
+            "simulation: kernels on the int8 grid, each quantized layer's input rounded to 8 bits between the "
+            "minimum and maximum int8 calibration finds on the same "
+            f"{format_number(quantization['calibration_examples'])} training examples, as the int8 TFLite file "
+            "computes. Float exports hold the same kernels but do not round activations.</p>")
+    table = _table(["layer", "input min", "input max"], rows, numeric_from=1)
+    return "<h2>Quantization-aware training</h2>" + text + _folded(f"{len(rows)} quantized layers", len(rows), table)
+
+
 def _metrics_section(metrics: dict | None) -> str:
     if not metrics:
         return "<h2>Metrics</h2><p class='muted'>No metrics.json.</p>"
@@ -365,6 +381,7 @@ def write_report(run_root: Path | str, out: Path | str | None = None, *, model=N
         _data_section(_read_json(out / "data.json"), _read_json(run_root / "labels.json")),
         _model_section(summary),
         _pruning_section(record),
+        _quantization_section(record),
         _export_section(_read_json(run_root / "export" / "verification.json"), _read_json(run_root / "metrics.json")),
         _run_section(record),
         "</body></html>",

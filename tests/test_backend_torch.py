@@ -122,6 +122,80 @@ def test_without_tensorflow_a_torch_spec_refuses_saved_model_naming_the_package(
     assert "backend torch exports keras without it" in lines[0]
 
 
+# A model's own train step (training/steps.py) ----------------------------------------------------
+
+TWO_NETWORKS = '''
+import numpy as np, keras
+from dlpipe.training.steps import train_step
+
+class TwoNetworks(keras.Model):
+    """A GAN's step without randomness: the critic's update, then the generator's through it."""
+
+    def __init__(self):
+        super().__init__()
+        self.g = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, activation="tanh"), keras.layers.Dense(2)])
+        self.d = keras.Sequential([keras.Input((2,)), keras.layers.Dense(4, activation="relu"), keras.layers.Dense(1)])
+        rng = np.random.default_rng(0)
+        for variable in [*self.g.weights, *self.d.weights]:
+            variable.assign(rng.normal(0, 0.5, variable.shape).astype("float32"))
+        self.d_optimizer = keras.optimizers.Adam(0.05)
+        self.d_optimizer.build(self.d.trainable_variables)
+
+    def call(self, z):
+        return self.g(z)
+
+    def train_step(self, *args):
+        return train_step(self, self._step, *args)
+
+    def _step(self, data, step):
+        z, real = data
+        fake = self.g(z)  # outside the critic's gradient
+        softplus, mean = keras.ops.softplus, keras.ops.mean
+        d_loss, _ = step.minimize(self.d_optimizer, self.d.trainable_weights,
+                                  lambda: (mean(softplus(-self.d(real))) + mean(softplus(self.d(fake))), None))
+        g_loss, _ = step.minimize(self.optimizer, self.g.trainable_weights,
+                                  lambda: (mean(softplus(-self.d(self.g(z)))), None))
+        return {"d_loss": d_loss, "g_loss": g_loss}
+
+
+def trained():
+    rng = np.random.default_rng(1)
+    z, real = rng.normal(size=(64, 3)).astype("float32"), rng.normal(2, 1, (64, 2)).astype("float32")
+    model = TwoNetworks()
+    model.compile(optimizer=keras.optimizers.Adam(0.05), jit_compile=False)
+    history = model.fit(z, real, batch_size=16, epochs=3, shuffle=False, verbose=0).history
+    return [np.asarray(keras.ops.convert_to_numpy(v)) for v in model.weights], history
+'''
+
+
+@pytest.mark.slow
+def test_a_models_own_train_step_updates_on_torch_as_on_tensorflow(tmp_path):
+    """`steps.train_step` on torch (`Autograd`: torch.autograd.grad over the chosen network's
+    weights) makes the updates TensorFlow's gradient tapes make: a critic step, then a
+    generator step through the critic, 12 steps with two Adam optimizers, from the same
+    weights; every weight and each epoch's losses agree within 1e-5."""
+    require_torch()
+    out = str(tmp_path / "torch.npz")
+    code = ("from dlpipe import backend\nbackend.activate('torch')\n" + AFTER + TWO_NETWORKS
+            + "with backend.inference():  # as the runner trains\n    weights, history = trained()\n"
+            + f"np.savez({out!r}, *weights, d_loss=history['d_loss'], g_loss=history['g_loss'])\n")
+    result = python(code)
+    assert result.returncode == 0, result.stderr[-3000:]
+    import keras
+
+    assert keras.backend.backend() == "tensorflow"
+    scope = {}
+    exec(TWO_NETWORKS, scope)  # noqa: S102 (the same code, here on TensorFlow)
+    weights, history = scope["trained"]()
+    saved = np.load(out)
+    assert len(weights) == 8
+    for i, expected in enumerate(weights):
+        np.testing.assert_allclose(saved[f"arr_{i}"], expected, atol=1e-5)
+    np.testing.assert_allclose(saved["d_loss"], history["d_loss"], atol=1e-5)
+    np.testing.assert_allclose(saved["g_loss"], history["g_loss"], atol=1e-5)
+    assert not np.allclose(weights[0], np.random.default_rng(0).normal(0, 0.5, weights[0].shape))  # it trained
+
+
 # Training on torch ----------------------------------------------------------------------------------
 
 SHORT = ("--set", "backend=torch", "--set", "training.progress=none", "--set", "evaluation.baselines=false")

@@ -1,7 +1,7 @@
 """End to end: `dlpipe run` on the breast_cancer MLP against a hand-written Keras script
 doing the same work (benchmarks/handwritten_breast_cancer.py), measured in the same run.
 
-    python benchmarks/e2e.py [--runs 5] [--backend tensorflow|jax] [--ludwig PATH/TO/ludwig]
+    python benchmarks/e2e.py [--runs 5] [--backend tensorflow|jax|torch] [--ludwig PATH/TO/ludwig]
 
 Runs the two as whole processes in turn (A B, B A, A B, ...), after one warm-up each, and prints
 median wall and CPU seconds, peak RSS and the median of the per-pair ratios (dlpipe / hand-written).
@@ -11,6 +11,7 @@ Target (docs/benchmarks.md): ratio ≤ 1.05.
 only model.keras (dlpipe: `export.formats: [keras]`; the hand-written script, always on
 TensorFlow: `--keras-only`, no SavedModel), and each side's test accuracy is printed, with
 dlpipe's on TensorFlow from one more run (untimed) for the accuracy band. Target: ratio ≤ 0.5.
+`--backend torch`: the same on Keras' PyTorch backend (no target: its steps run eagerly).
 
 `--ludwig PATH`: Ludwig's `ludwig` executable (in a venv of its own) runs the same MLP as a
 third side in each round (`ludwig experiment`, config and CSV written by this script: 30
@@ -103,8 +104,8 @@ def _ludwig_accuracy(out: Path) -> float | None:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--backend", choices=["tensorflow", "jax"], default="tensorflow",
-                        help="dlpipe's backend; jax: both sides write only model.keras")
+    parser.add_argument("--backend", choices=["tensorflow", "jax", "torch"], default="tensorflow",
+                        help="dlpipe's backend; jax, torch: both sides write only model.keras")
     parser.add_argument("--dlpipe", default=str(BIN / "dlpipe"),
                         help="the dlpipe executable (default: beside this Python); another checkout's for a before/after")
     parser.add_argument("--ludwig", default=None, metavar="PATH",
@@ -114,8 +115,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.ludwig:
         ludwig_csv, ludwig_config = ludwig_inputs(scratch)
 
-    jax = args.backend == "jax"
-    keras_only = ["--set", "backend=jax", "--set", "export.formats=[keras]"] if jax else []
+    jax = args.backend != "tensorflow"  # jax or torch: keras only on both sides, TensorFlow's accuracy beside
+    keras_only = ["--set", f"backend={args.backend}", "--set", "export.formats=[keras]"] if jax else []
 
     def dlpipe(i: int, sets: list[str] = keras_only) -> list[str]:
         return [args.dlpipe, "run", str(HERE / "specs/breast-cancer-e2e.yaml"), *sets, "--out", str(scratch / f"d{i}")]

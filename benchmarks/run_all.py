@@ -1,6 +1,6 @@
 """Every benchmark, one after the other, and one markdown summary table for docs/benchmarks.md.
 
-    python benchmarks/run_all.py [--quick] [--only validate,e2e,steady,scaling,startup,text_streaming]
+    python benchmarks/run_all.py [--quick] [--only validate,e2e,steady,scaling,startup,image_streaming,text_streaming]
 
 Each benchmark prints its own detailed table as it runs; the summary at the end gives each
 target with the measured median and whether it is met. --quick runs every benchmark with
@@ -113,6 +113,18 @@ def startup(quick: bool) -> list[tuple[str, str, str]]:
              f"import keras {result['import keras']:.2f} s)", "—")]
 
 
+def image_streaming(quick: bool) -> list[tuple[str, str, str]]:
+    import image_streaming as bench
+
+    result, _ = _run(bench.main, ["--rounds", "1" if quick else "3"])
+    table = result["table"]
+    (wall_10, rss_10), (wall_100, rss_100) = table[10], table[100]
+    return [("image folder streaming: peak RSS 10× → 100× digits ≤ 1.2×",
+             f"{rss_100 / rss_10:.2f}× ({rss_10:.0f} MB → {rss_100:.0f} MB)", _met(rss_100 / rss_10 <= 1.2)),
+            ("image folder streaming: time ≤ 10.5× per 10× images",
+             f"{wall_100 / wall_10:.2f}× ({wall_10:.1f} s → {wall_100:.1f} s)", _met(wall_100 / wall_10 <= 10.5))]
+
+
 def text_streaming(quick: bool) -> list[tuple[str, str, str]]:
     import text_streaming as bench
 
@@ -131,7 +143,7 @@ def _met(ok: bool) -> str:
 
 
 BENCHMARKS = {"validate": validate, "e2e": e2e, "steady": steady, "scaling": scaling, "startup": startup,
-              "text_streaming": text_streaming}
+              "image_streaming": image_streaming, "text_streaming": text_streaming}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -122,6 +122,80 @@ def test_without_tensorflow_a_torch_spec_refuses_saved_model_naming_the_package(
     assert "backend torch exports keras without it" in lines[0]
 
 
+# A model's own train step (training/steps.py) ----------------------------------------------------
+
+TWO_NETWORKS = '''
+import numpy as np, keras
+from dlpipe.training.steps import train_step
+
+class TwoNetworks(keras.Model):
+    """A GAN's step without randomness: the critic's update, then the generator's through it."""
+
+    def __init__(self):
+        super().__init__()
+        self.g = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, activation="tanh"), keras.layers.Dense(2)])
+        self.d = keras.Sequential([keras.Input((2,)), keras.layers.Dense(4, activation="relu"), keras.layers.Dense(1)])
+        rng = np.random.default_rng(0)
+        for variable in [*self.g.weights, *self.d.weights]:
+            variable.assign(rng.normal(0, 0.5, variable.shape).astype("float32"))
+        self.d_optimizer = keras.optimizers.Adam(0.05)
+        self.d_optimizer.build(self.d.trainable_variables)
+
+    def call(self, z):
+        return self.g(z)
+
+    def train_step(self, *args):
+        return train_step(self, self._step, *args)
+
+    def _step(self, data, step):
+        z, real = data
+        fake = self.g(z)  # outside the critic's gradient
+        softplus, mean = keras.ops.softplus, keras.ops.mean
+        d_loss, _ = step.minimize(self.d_optimizer, self.d.trainable_weights,
+                                  lambda: (mean(softplus(-self.d(real))) + mean(softplus(self.d(fake))), None))
+        g_loss, _ = step.minimize(self.optimizer, self.g.trainable_weights,
+                                  lambda: (mean(softplus(-self.d(self.g(z)))), None))
+        return {"d_loss": d_loss, "g_loss": g_loss}
+
+
+def trained():
+    rng = np.random.default_rng(1)
+    z, real = rng.normal(size=(64, 3)).astype("float32"), rng.normal(2, 1, (64, 2)).astype("float32")
+    model = TwoNetworks()
+    model.compile(optimizer=keras.optimizers.Adam(0.05), jit_compile=False)
+    history = model.fit(z, real, batch_size=16, epochs=3, shuffle=False, verbose=0).history
+    return [np.asarray(keras.ops.convert_to_numpy(v)) for v in model.weights], history
+'''
+
+
+@pytest.mark.slow
+def test_a_models_own_train_step_updates_on_torch_as_on_tensorflow(tmp_path):
+    """`steps.train_step` on torch (`Autograd`: torch.autograd.grad over the chosen network's
+    weights) makes the updates TensorFlow's gradient tapes make: a critic step, then a
+    generator step through the critic, 12 steps with two Adam optimizers, from the same
+    weights; every weight and each epoch's losses agree within 1e-5."""
+    require_torch()
+    out = str(tmp_path / "torch.npz")
+    code = ("from dlpipe import backend\nbackend.activate('torch')\n" + AFTER + TWO_NETWORKS
+            + "with backend.inference():  # as the runner trains\n    weights, history = trained()\n"
+            + f"np.savez({out!r}, *weights, d_loss=history['d_loss'], g_loss=history['g_loss'])\n")
+    result = python(code)
+    assert result.returncode == 0, result.stderr[-3000:]
+    import keras
+
+    assert keras.backend.backend() == "tensorflow"
+    scope = {}
+    exec(TWO_NETWORKS, scope)  # noqa: S102 (the same code, here on TensorFlow)
+    weights, history = scope["trained"]()
+    saved = np.load(out)
+    assert len(weights) == 8
+    for i, expected in enumerate(weights):
+        np.testing.assert_allclose(saved[f"arr_{i}"], expected, atol=1e-5)
+    np.testing.assert_allclose(saved["d_loss"], history["d_loss"], atol=1e-5)
+    np.testing.assert_allclose(saved["g_loss"], history["g_loss"], atol=1e-5)
+    assert not np.allclose(weights[0], np.random.default_rng(0).normal(0, 0.5, weights[0].shape))  # it trained
+
+
 # Training on torch ----------------------------------------------------------------------------------
 
 SHORT = ("--set", "backend=torch", "--set", "training.progress=none", "--set", "evaluation.baselines=false")
@@ -145,7 +219,7 @@ def torch_runs(tmp_path_factory) -> dict[str, Path]:
     predict = (AFTER + "from dlpipe.modelfile import load_keras_model\n"
                f"model = load_keras_model({str(folder / 'image' / 'model.keras')!r})\n"
                f"x = np.load({str(folder / 'x.npy')!r})\n"
-               f"np.save({str(folder / 'image-torch.npy')!r}, model.predict({'image': x}, verbose=0))\n")
+               f"np.save({str(folder / 'image-torch.npy')!r}, model.predict({{'image': x}}, verbose=0))\n")
     image = dlpipe("run", *IMAGE, "--out", str(folder / "image"), then=predict)
     assert image.returncode == 0, image.stderr[-3000:]
     return {"tabular": folder / "tabular", "image": folder / "image", "folder": folder}
@@ -194,14 +268,30 @@ def test_a_torch_run_killed_mid_training_resumes_to_the_same_bits(torch_runs, tm
     """Killed (SIGKILL) in epoch 2 after epoch 1's checkpoint, then resumed, without TensorFlow:
     the weights and history equal the uninterrupted run's (the fixture's, made in another
     process: a torch run on a CPU repeats its bits; the Dropout draws of each step are seeded
-    from seed, epoch and step, dlpipe/training/callbacks.py TorchBatchSeed)."""
+    from seed, epoch and step, dlpipe/training/callbacks.py TorchBatchSeed). Then, in the same
+    process, `dlpipe evaluate` gives the run's test accuracy and `dlpipe predict` what the
+    model.keras gives on TensorFlow here."""
     args = (*TABULAR, "--set", "export.formats=[keras]", "--out", str(tmp_path / "killed"))
     killed = dlpipe("run", *args, env={"DLPIPE_TEST_KILL_AT": "train:20"})  # 13 batches an epoch
     assert killed.returncode == -9, killed.stderr[-3000:]
     assert json.loads((tmp_path / "killed/checkpoints/last.json").read_text())["epoch"] == 1
-    resumed = dlpipe("run", *args, "--resume")
+    from test_serve import assert_same, breast_cancer_rows
+
+    rows = breast_cancer_rows(20)
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    run = str(tmp_path / "killed")
+    after = (f"for args in {[['evaluate', run], ['predict', run, str(tmp_path / 'rows.jsonl'), '--out', str(tmp_path / 'p.jsonl')]]!r}:\n"
+             "    main(args, standalone_mode=False)\n" + AFTER)
+    resumed = dlpipe("run", *args, "--resume", then=after)  # then `dlpipe evaluate` and `predict`, still no TensorFlow
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming from" in resumed.stderr
+    evaluated = dict(line.split("\t")[1:] for line in resumed.stdout.splitlines() if line.startswith("test\t"))
+    trained = json.loads((tmp_path / "killed/metrics.json").read_text())["test"]
+    assert abs(float(evaluated["accuracy"]) - trained["accuracy"]) < 1e-6
+    from dlpipe.prediction import Predictor
+
+    predicted = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert_same(predicted, Predictor.open(tmp_path / "killed").predict(rows), tolerance=1e-5)  # TensorFlow, here
     whole = torch_runs["tabular"]
     a, b = (json.loads((run / "run.json").read_text()) for run in (whole, tmp_path / "killed"))
     assert b["resumed_from_epoch"] == 1 and a["weights_sha256"] == b["weights_sha256"]

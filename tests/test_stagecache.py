@@ -65,6 +65,18 @@ def test_each_section_changes_its_stage_and_those_after_it(spec_file):
     assert changed(base, keys(spec_file, "description=words")) == ["export"]
 
 
+def test_the_int8_calibration_draw_retrains_a_quantization_aware_model_only(spec_file):
+    """Quantization-aware training takes its input ranges from the int8 export's calibration
+    examples (pipelines/supervised.py: calibrate_quantization): their count is a train key."""
+    int8 = ("export.formats=[tflite]", "export.tflite.quantization=[int8]")
+    draw = "export.tflite.representative_samples=50"
+    plain = keys(spec_file, *int8)
+    assert changed(plain, keys(spec_file, *int8, draw)) == ["export"]
+    aware = keys(spec_file, *int8, "compression.quantization_aware={}")
+    assert changed(aware, keys(spec_file, *int8, "compression.quantization_aware={}", draw)) == [
+        "train", "evaluate", "export", "explain"]
+
+
 def test_the_later_keys_chain_on_the_prepared_data(spec_file):
     """The data key is decided before the data is read; train, evaluate and export chain
     on the prepared data's fingerprint, known after it."""

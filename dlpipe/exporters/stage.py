@@ -129,7 +129,8 @@ def quantized_note(calibration: dict[str, np.ndarray]) -> str:
             "tflite/int8 computes: kernels on the int8 grid, each quantized layer's input rounded to 8 bits "
             f"between the minimum and maximum that int8 calibration finds on the same {count} training "
             "examples. The other exports hold the same int8-grid kernels but compute in float (inputs not "
-            "rounded), so their scores may differ from the trained model's.")
+            "rounded), so their scores may differ from the trained model's. Verification compares every export "
+            "with that float model (the trained kernels in plain layers), not with the int8 simulation.")
 
 
 def data_summary(data) -> dict:

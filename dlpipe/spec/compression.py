@@ -64,7 +64,10 @@ class QuantizationAware(StrictModel):
     float (the input ranges are tracked already), so QAT fine-tunes a converged float model.
     Early stopping starts watching at this epoch. At most training.epochs."""
     ema_decay: Annotated[float, Field(gt=0, lt=1)] = 0.99
-    """How slowly each layer's running input range follows the batches' minimum and maximum."""
+    """How slowly each layer's running input range follows the batches' minimum and maximum in
+    training. After training each range is set to the one int8 calibration finds on the
+    export's `export.tflite.representative_samples` training examples, so the trained model's
+    metrics are those of the int8 file (run.json `quantization_aware` records the ranges)."""
 
 
 class Compression(StrictModel):

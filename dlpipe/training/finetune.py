@@ -54,7 +54,7 @@ def prepare(model, spec, steps_per_epoch: int) -> "FineTuneSchedule | None":
                                                       tune.learning_rate_factor))
         if not optimizer.built:
             optimizer.build(model.trainable_variables)
-        if keras.backend.backend() != "tensorflow":
+        if keras.backend.backend() == "jax":  # TensorFlow's and torch's steps apply to the phase's variables
             inner = getattr(optimizer, "inner_optimizer", optimizer)  # a LossScaleOptimizer's own
             inner.stateless_apply = _PhaseApply(inner, model)
     schedule.apply(model, schedule.phase(0))

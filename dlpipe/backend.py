@@ -348,5 +348,9 @@ def activate_for(path) -> str:
         return before
     name = of_saved(path)
     activate(name)
+    if name == "torch":  # these commands never train: no autograd graph for any call
+        import torch
+
+        torch.set_grad_enabled(False)
     return name
 

@@ -219,7 +219,7 @@ def torch_runs(tmp_path_factory) -> dict[str, Path]:
     predict = (AFTER + "from dlpipe.modelfile import load_keras_model\n"
                f"model = load_keras_model({str(folder / 'image' / 'model.keras')!r})\n"
                f"x = np.load({str(folder / 'x.npy')!r})\n"
-               f"np.save({str(folder / 'image-torch.npy')!r}, model.predict({'image': x}, verbose=0))\n")
+               f"np.save({str(folder / 'image-torch.npy')!r}, model.predict({{'image': x}}, verbose=0))\n")
     image = dlpipe("run", *IMAGE, "--out", str(folder / "image"), then=predict)
     assert image.returncode == 0, image.stderr[-3000:]
     return {"tabular": folder / "tabular", "image": folder / "image", "folder": folder}
@@ -268,14 +268,30 @@ def test_a_torch_run_killed_mid_training_resumes_to_the_same_bits(torch_runs, tm
     """Killed (SIGKILL) in epoch 2 after epoch 1's checkpoint, then resumed, without TensorFlow:
     the weights and history equal the uninterrupted run's (the fixture's, made in another
     process: a torch run on a CPU repeats its bits; the Dropout draws of each step are seeded
-    from seed, epoch and step, dlpipe/training/callbacks.py TorchBatchSeed)."""
+    from seed, epoch and step, dlpipe/training/callbacks.py TorchBatchSeed). Then, in the same
+    process, `dlpipe evaluate` gives the run's test accuracy and `dlpipe predict` what the
+    model.keras gives on TensorFlow here."""
     args = (*TABULAR, "--set", "export.formats=[keras]", "--out", str(tmp_path / "killed"))
     killed = dlpipe("run", *args, env={"DLPIPE_TEST_KILL_AT": "train:20"})  # 13 batches an epoch
     assert killed.returncode == -9, killed.stderr[-3000:]
     assert json.loads((tmp_path / "killed/checkpoints/last.json").read_text())["epoch"] == 1
-    resumed = dlpipe("run", *args, "--resume")
+    from test_serve import assert_same, breast_cancer_rows
+
+    rows = breast_cancer_rows(20)
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    run = str(tmp_path / "killed")
+    after = (f"for args in {[['evaluate', run], ['predict', run, str(tmp_path / 'rows.jsonl'), '--out', str(tmp_path / 'p.jsonl')]]!r}:\n"
+             "    main(args, standalone_mode=False)\n" + AFTER)
+    resumed = dlpipe("run", *args, "--resume", then=after)  # then `dlpipe evaluate` and `predict`, still no TensorFlow
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming from" in resumed.stderr
+    evaluated = dict(line.split("\t")[1:] for line in resumed.stdout.splitlines() if line.startswith("test\t"))
+    trained = json.loads((tmp_path / "killed/metrics.json").read_text())["test"]
+    assert abs(float(evaluated["accuracy"]) - trained["accuracy"]) < 1e-6
+    from dlpipe.prediction import Predictor
+
+    predicted = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert_same(predicted, Predictor.open(tmp_path / "killed").predict(rows), tolerance=1e-5)  # TensorFlow, here
     whole = torch_runs["tabular"]
     a, b = (json.loads((run / "run.json").read_text()) for run in (whole, tmp_path / "killed"))
     assert b["resumed_from_epoch"] == 1 and a["weights_sha256"] == b["weights_sha256"]

@@ -13,17 +13,16 @@ Targets (issue 24): peak RSS from 10× to 100× grows ≤ 1.2×, and time ≤ 10
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-BIN = Path(sys.executable).parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from folder_streaming import arguments, run_sizes, run_spec, summarize, write_folders  # noqa: E402
+
 DIGITS = 1797
 
 SPEC = """\
@@ -43,20 +42,12 @@ model:
   blocks: [{{filters: 16, convs: 1}}]
   global_pool: flatten
   head: {{units: [32]}}
-training:
-  epochs: {epochs}
-  batch_size: 256
-  optimizer: {{type: adam, learning_rate: 1.0e-3}}
-  progress: none
-evaluation:
-  metrics: [accuracy]
-export:
-  formats: [keras]
 """
 
 
 def spec_text(factor: int, folder: Path, epochs: int, streaming: str = "true") -> str:
-    return SPEC.format(factor=factor, path=folder, epochs=epochs, streaming=streaming)
+    """The spec of one size (`streaming: false`: the folder read whole)."""
+    return run_spec(SPEC, factor, folder, epochs, streaming, learning_rate="1.0e-3")
 
 
 def generate(folder: Path, factor: int, seed: int = 0) -> int:
@@ -88,63 +79,16 @@ def generate(folder: Path, factor: int, seed: int = 0) -> int:
     return count
 
 
-def timed(command: list[str]) -> tuple[float, float]:
-    """(wall seconds, peak RSS in MB) of one child process."""
-    begun = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    error = process.stderr.read().decode(errors="replace")
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - begun
-    process.stderr.close()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{' '.join(command)} failed:\n{error}")
-    return wall, usage.ru_maxrss / 1024
-
-
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--factors", default="10,100")
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("--root", type=Path, default=Path(tempfile.gettempdir()) / "dlpipe-image-streaming")
-    parser.add_argument("--no-warm-up", action="store_true")
-    args = parser.parse_args(argv)
+    args = arguments(__doc__.splitlines()[0], "dlpipe-image-streaming").parse_args(argv)
     factors = [int(f) for f in args.factors.split(",")]
-    specs = {}
-    for factor in factors:
-        folder = args.root / f"digits-{factor}x"
-        begun = time.perf_counter()
-        count = generate(folder, factor)
-        print(f"{folder}: {count:,} images ({time.perf_counter() - begun:.0f} s)", flush=True)
-        spec = args.root / f"digits-{factor}x.yaml"
-        spec.write_text(spec_text(factor, folder, args.epochs))
-        specs[factor] = spec
+    specs = write_folders(args, factors, "digits", "images", generate, spec_text)
     scratch = Path(tempfile.mkdtemp(prefix="dlpipe-image-streaming-runs-"))
-    results: dict[int, list[tuple[float, float]]] = {f: [] for f in factors}
     try:
-        if not args.no_warm_up:
-            timed([str(BIN / "dlpipe"), "run", str(specs[factors[0]]), "--out", str(scratch / "warm-up")])
-        for r in range(args.rounds):
-            for factor in factors:
-                out = scratch / f"run-{factor}-{r}"
-                load = os.getloadavg()[0]
-                results[factor].append(timed([str(BIN / "dlpipe"), "run", str(specs[factor]), "--out", str(out)]))
-                wall, rss = results[factor][-1]
-                print(f"round {r + 1}: {factor}× ({DIGITS * factor:,} images): {wall:.1f} s, {rss:.0f} MB "
-                      f"(load {load:.1f} → {os.getloadavg()[0]:.1f})", flush=True)
-                shutil.rmtree(out, ignore_errors=True)
+        results, _ = run_sizes(args, factors, specs, scratch, lambda factor: f"{DIGITS * factor:,} images")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    median = statistics.median
-    table = {f: (median(w for w, _ in v), median(m for _, m in v)) for f, v in results.items()}
-    print(f"\n{args.epochs} epoch(s), {args.rounds} round(s), load average {os.getloadavg()[0]:.2f}, "
-          f"cpu count {os.cpu_count()}")
-    print("\n| images | wall (s) | × time of previous | peak RSS (MB) | × RSS of previous |\n|---:|---:|---:|---:|---:|")
-    previous = None
-    for factor, (wall, rss) in table.items():
-        shown = ("—", "—") if previous is None else (f"{wall / previous[0]:.2f}", f"{rss / previous[1]:.2f}")
-        print(f"| {DIGITS * factor:,} | {wall:.1f} | {shown[0]} | {rss:.0f} | {shown[1]} |")
-        previous = (wall, rss)
+    table = summarize(args, results, f"{os.getloadavg()[0]:.2f}", "images", lambda factor: DIGITS * factor)
     return {"table": table}
 
 

@@ -15,19 +15,17 @@ from `os.wait4`. Targets (issue 24, the image line applied to text): peak RSS fr
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import shutil
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from image_streaming import BIN, timed  # noqa: E402  (the same child-process measurement)
+from folder_streaming import (BIN, arguments, run_sizes, run_spec, summarize,  # noqa: E402
+                              timed, write_folders)
 
 BASE = 1000
 TOPICS = ("arts", "science", "sport", "trade")
@@ -46,20 +44,12 @@ data:
 model:
   type: mlp
   units: [32]
-training:
-  epochs: {epochs}
-  batch_size: 256
-  optimizer: {{type: adam, learning_rate: 3.0e-3}}
-  progress: none
-evaluation:
-  metrics: [accuracy]
-export:
-  formats: [keras]
 """
 
 
 def spec_text(factor: int, folder: Path, epochs: int, streaming: str = "true") -> str:
-    return SPEC.format(factor=factor, path=folder, epochs=epochs, streaming=streaming)
+    """The spec of one size (`streaming: false`: the folder read whole)."""
+    return run_spec(SPEC, factor, folder, epochs, streaming, learning_rate="3.0e-3")
 
 
 def words(seed: int) -> tuple[list[str], dict[str, list[str]]]:
@@ -106,44 +96,19 @@ def generate(folder: Path, factor: int, seed: int = 0) -> int:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--factors", default="10,100")
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("--root", type=Path, default=Path(tempfile.gettempdir()) / "dlpipe-text-streaming")
-    parser.add_argument("--no-warm-up", action="store_true")
+    parser = arguments(__doc__.splitlines()[0], "dlpipe-text-streaming")
     parser.add_argument("--whole", action="store_true",
                         help="also one run of each folder read whole (streaming: false), for comparison")
     args = parser.parse_args(argv)
     factors = [int(f) for f in args.factors.split(",")]
-    specs = {}
-    for factor in factors:
-        folder = args.root / f"texts-{factor}x"
-        begun = time.perf_counter()
-        count = generate(folder, factor)
-        print(f"{folder}: {count:,} texts ({time.perf_counter() - begun:.0f} s)", flush=True)
-        spec = args.root / f"texts-{factor}x.yaml"
-        spec.write_text(spec_text(factor, folder, args.epochs))
-        specs[factor] = spec
-        if args.whole:
-            (args.root / f"texts-{factor}x-whole.yaml").write_text(spec_text(factor, folder, args.epochs, "false"))
+    specs = write_folders(args, factors, "texts", "texts", generate, spec_text)
+    for factor in factors if args.whole else ():
+        (args.root / f"texts-{factor}x-whole.yaml").write_text(spec_text(factor, args.root / f"texts-{factor}x",
+                                                                         args.epochs, "false"))
     scratch = Path(tempfile.mkdtemp(prefix="dlpipe-text-streaming-runs-"))
-    results: dict[int, list[tuple[float, float]]] = {f: [] for f in factors}
-    loads: list[float] = []
     whole: dict[int, tuple[float, float]] = {}
     try:
-        if not args.no_warm_up:
-            timed([str(BIN / "dlpipe"), "run", str(specs[factors[0]]), "--out", str(scratch / "warm-up")])
-        for r in range(args.rounds):
-            for factor in factors:
-                out = scratch / f"run-{factor}-{r}"
-                load = os.getloadavg()[0]
-                results[factor].append(timed([str(BIN / "dlpipe"), "run", str(specs[factor]), "--out", str(out)]))
-                wall, rss = results[factor][-1]
-                loads += [load, os.getloadavg()[0]]
-                print(f"round {r + 1}: {factor}× ({BASE * factor:,} texts): {wall:.1f} s, {rss:.0f} MB "
-                      f"(load {load:.1f} → {os.getloadavg()[0]:.1f})", flush=True)
-                shutil.rmtree(out, ignore_errors=True)
+        results, loads = run_sizes(args, factors, specs, scratch, lambda factor: f"{BASE * factor:,} texts")
         for factor in factors if args.whole else ():
             load = os.getloadavg()[0]
             wall, rss = timed([str(BIN / "dlpipe"), "run", str(args.root / f"texts-{factor}x-whole.yaml"), "--out",
@@ -154,16 +119,7 @@ def main(argv: list[str] | None = None) -> dict:
             shutil.rmtree(scratch / f"whole-{factor}", ignore_errors=True)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    median = statistics.median
-    table = {f: (median(w for w, _ in v), median(m for _, m in v)) for f, v in results.items()}
-    print(f"\n{args.epochs} epoch(s), {args.rounds} round(s), load average {min(loads):.1f}–{max(loads):.1f}, "
-          f"cpu count {os.cpu_count()}")
-    print("\n| texts | wall (s) | × time of previous | peak RSS (MB) | × RSS of previous |\n|---:|---:|---:|---:|---:|")
-    previous = None
-    for factor, (wall, rss) in table.items():
-        shown = ("—", "—") if previous is None else (f"{wall / previous[0]:.2f}", f"{rss / previous[1]:.2f}")
-        print(f"| {BASE * factor:,} | {wall:.1f} | {shown[0]} | {rss:.0f} | {shown[1]} |")
-        previous = (wall, rss)
+    table = summarize(args, results, f"{min(loads):.1f}–{max(loads):.1f}", "texts", lambda factor: BASE * factor)
     walls, peaks = [table[f][0] for f in factors], [table[f][1] for f in factors]
     per_10x = max((b / a) ** (1 / math.log10(y / x)) for a, b, x, y  # time growth per 10× data
                   in zip(walls, walls[1:], factors, factors[1:])) if len(factors) > 1 else None

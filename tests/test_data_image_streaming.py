@@ -5,13 +5,13 @@ each epoch's order a function of (seed, epoch), memory that does not grow with t
 from __future__ import annotations
 
 import json
-import tracemalloc
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from dlpipe.errors import DataError
+from tests._file_streams import assert_epoch_memory_flat, assert_resumes_exactly
 from tests.test_data_sources import prepared, write_csv, write_images, write_spec
 
 
@@ -113,20 +113,12 @@ def test_memory_of_an_epoch_does_not_grow_with_the_files(tmp_path):
     written = write_images(tmp_path / "images", {"a": 4}, size=(48, 48))
     files = sorted(written)
 
-    def peak(n: int) -> int:
+    def stream_of(n: int) -> ImageStream:
         reader = ImageFiles([files[i % len(files)] for i in range(n)], "rgb", chunk=16)
         reader.path = str(tmp_path / "images")
-        stream = ImageStream(reader, np.arange(n), np.zeros(n, np.int64), "image", seed=1, shuffle_buffer=32)
-        tracemalloc.start()
-        try:
-            for _ in stream.batches(epoch=0, size=16):
-                pass
-            return tracemalloc.get_traced_memory()[1]
-        finally:
-            tracemalloc.stop()
+        return ImageStream(reader, np.arange(n), np.zeros(n, np.int64), "image", seed=1, shuffle_buffer=32)
 
-    small, large = peak(40), peak(400)
-    assert large <= 1.2 * small, (small, large)
+    assert_epoch_memory_flat(stream_of)
 
 
 @pytest.mark.slow
@@ -148,17 +140,7 @@ def test_a_streamed_image_run_resumes_exactly_and_trains(tmp_path):
 
     data = prepared(spec)
     loaded, _ = load_document(spec)
-    augment = augmenter(loaded, data)
-    stream = data.splits["train"].stream
-    y = data.splits["train"].y[:1]
-    whole = list(stream.training_dataset(batch_size=8, first_epoch=0, epochs=2, y_example=y, augment=augment))
-    resumed = list(stream.training_dataset(batch_size=8, first_epoch=1, epochs=2, y_example=y, augment=augment))
-    per_epoch = -(-len(stream.index) // 8)
-    assert len(whole) == 2 * per_epoch and len(resumed) == per_epoch
-    for a, b in zip(whole[per_epoch:], resumed):
-        np.testing.assert_array_equal(a[0]["image"].numpy(), b[0]["image"].numpy())
-        np.testing.assert_array_equal(a[1].numpy(), b[1].numpy())
-    assert not np.array_equal(whole[0][0]["image"].numpy(), whole[per_epoch][0]["image"].numpy())
+    assert_resumes_exactly(data.splits["train"], "image", augment=augmenter(loaded, data))
     root = run_spec(spec, out=tmp_path / "run", command=["pytest"])
     described = json.loads((root / "data.json").read_text())
     assert described["streaming"]["peak_rows"] == 7

@@ -5,13 +5,13 @@ folder splits as it does read whole, at most a chunk of texts is held, bad files
 from __future__ import annotations
 
 import json
-import tracemalloc
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from dlpipe.errors import DataError
+from tests._file_streams import assert_epoch_memory_flat, assert_resumes_exactly
 from tests.test_data_sources import prepared, write_csv, write_spec
 
 WORDS = {"pos": ["good", "great", "fine", "nice", "lovely", "ok"],
@@ -190,19 +190,11 @@ def test_memory_of_an_epoch_does_not_grow_with_the_files(tmp_path):
     for path in files:
         Path(path).write_text("word " * 2000, encoding="utf-8")
 
-    def peak(n: int) -> int:
+    def stream_of(n: int) -> TextStream:
         reader = TextFiles([files[i % len(files)] for i in range(n)], chunk=16, path=str(tmp_path))
-        stream = TextStream(reader, np.arange(n), np.zeros(n, np.int64), "text", seed=1, shuffle_buffer=32)
-        tracemalloc.start()
-        try:
-            for _ in stream.batches(epoch=0, size=16):
-                pass
-            return tracemalloc.get_traced_memory()[1]
-        finally:
-            tracemalloc.stop()
+        return TextStream(reader, np.arange(n), np.zeros(n, np.int64), "text", seed=1, shuffle_buffer=32)
 
-    small, large = peak(40), peak(400)
-    assert large <= 1.2 * small, (small, large)
+    assert_epoch_memory_flat(stream_of)
 
 
 @pytest.mark.slow
@@ -221,16 +213,7 @@ def test_a_streamed_text_folder_trains_resumes_exactly_and_exports(tmp_path):
     spec.write_text(spec.read_text().replace("streaming: {chunk_rows: 7}", "streaming: {chunk_rows: 7}\n"
                                              "  shuffle_buffer: 10"))
     data = prepared(spec)
-    stream = data.splits["train"].stream
-    y = data.splits["train"].y[:1]
-    whole = list(stream.training_dataset(batch_size=8, first_epoch=0, epochs=2, y_example=y))
-    resumed = list(stream.training_dataset(batch_size=8, first_epoch=1, epochs=2, y_example=y))
-    per_epoch = -(-len(stream.index) // 8)
-    assert len(whole) == 2 * per_epoch and len(resumed) == per_epoch
-    for a, b in zip(whole[per_epoch:], resumed):
-        np.testing.assert_array_equal(a[0]["text"].numpy(), b[0]["text"].numpy())
-        np.testing.assert_array_equal(a[1].numpy(), b[1].numpy())
-    assert not np.array_equal(whole[0][0]["text"].numpy(), whole[per_epoch][0]["text"].numpy())
+    assert_resumes_exactly(data.splits["train"], "text")
 
     root = run_spec(spec, out=tmp_path / "run", command=["pytest"])
     assert json.loads((root / "data.json").read_text())["streaming"]["peak_rows"] == 7

@@ -25,9 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dlpipe import progress
-from dlpipe.data.streaming import SAMPLE_ROWS, StreamedSplit, _label_encoding, _raw_labels
-from dlpipe.data.table import Table
+from dlpipe.data.file_streaming import (OnePass, list_class_folders, split_files, streamed_data, streamed_splits,
+                                        target_column)
 from dlpipe.errors import DataError
 
 IMAGE_CHUNK = 1024
@@ -112,18 +111,21 @@ class ImageStream:
         return numpy_epoch_order(self.count, self.seed, int(epoch), self.shuffle_buffer)
 
     def batches(self, epoch: int | None = None, size: int | None = None):
-        """(x, y) of this split, `size` images at a time (at most the reader's chunk); with
+        """(x, y) of this split, `size` files at a time (at most the reader's chunk); with
         `epoch`, in that epoch's training order, else in file order."""
         size = min(size or self.reader.chunk, self.reader.chunk)
         positions = np.arange(self.count) if epoch is None else self.order(epoch)
         for start in range(0, self.count, size):
             take = positions[start:start + size]
-            x = {self.input_name: self.reader.read(self.index[take]).astype(np.float32)}
-            yield x, (None if self.labels is None else self.labels[take])
+            yield self._inputs(self.index[take]), (None if self.labels is None else self.labels[take])
 
     def examples(self, positions: np.ndarray) -> dict[str, np.ndarray]:
         """The images at `positions` of the split (a few: the report's misclassified ones)."""
-        return {self.input_name: self.reader.read(self.index[np.asarray(positions, np.int64)]).astype(np.float32)}
+        return self._inputs(self.index[np.asarray(positions, np.int64)])
+
+    def _inputs(self, files: np.ndarray) -> dict[str, np.ndarray]:
+        """The model's inputs for these files (indices into the reader's): the images as float32."""
+        return {self.input_name: self.reader.read(files).astype(np.float32)}
 
     def _signature(self, y_example):
         import tensorflow as tf
@@ -212,18 +214,13 @@ class _ChannelMoments:
 
 def _listing(spec, base_dir: Path, located):
     """(files, rows naming them or None, a table of the label columns, origin, feature name)."""
-    from dlpipe.data.sources import IMAGE_SUFFIXES, _class_folders, read_csv, resolve_path
+    from dlpipe.data.sources import IMAGE_SUFFIXES, read_csv, resolve_path
     from dlpipe.errors import did_you_mean
 
     source = spec.data.source
     if source.type == "image_folder":
         root = resolve_path(source.path, base_dir)
-        files, labels = [], []
-        for name, paths in _class_folders(root, IMAGE_SUFFIXES, "images"):
-            files += [str(p) for p in paths]
-            labels += [name] * len(paths)
-        table = Table({"label": np.array(labels, dtype=object)}, origin=str(root), row_offset=1)
-        table.row_files = files
+        files, table = list_class_folders(root, IMAGE_SUFFIXES, "images")
         return files, None, table, str(root), "image"
     path = resolve_path(source.path, base_dir)
     table = read_csv(path, source.delimiter)
@@ -243,8 +240,8 @@ def _listing(spec, base_dir: Path, located):
 
 def prepare_image_streaming(spec, base_dir: Path, located):
     """One pass over the images → a PreparedData whose splits stream (see the module)."""
-    from dlpipe.data.prepared import FeatureInfo, PreparedData, input_names, normalizer, spec_sections
-    from dlpipe.data.splits import split_indices, split_record
+    from dlpipe.data.prepared import FeatureInfo, input_names, normalizer, spec_sections
+    from dlpipe.data.splits import split_record
     from dlpipe.errors import did_you_mean
 
     data_spec = spec.data
@@ -255,46 +252,23 @@ def prepare_image_streaming(spec, base_dir: Path, located):
     if declared is not None and declared.name != column:
         raise located(("data", "features", 0, "name"),
                       f"no column {declared.name!r} in {origin}; the images are column {column!r}")
-    target = data_spec.target.name if data_spec.target is not None else None
-    if target is not None and target not in table.columns:
-        names = [column, *table.columns]
-        hint = did_you_mean(target, names) or f"; columns are: {', '.join(names)}"
-        raise located(("data", "target", "name"), f"no column {target!r} in {origin}{hint}")
+    target = target_column(spec, table, column, origin, located)
     reader = ImageFiles(files, data_spec.source.color_mode, min(data_spec.streaming.chunk_rows, IMAGE_CHUNK), where)
     reader.path = origin
-    encode = y_all = class_names = None
-    if target is not None:
-        encode, y_all, class_names = _label_encoding(spec, [_raw_labels(spec, table, target)], target, reader)
-    fractions = {"train": data_spec.split.train, "validation": data_spec.split.validation,
-                 "test": data_spec.split.test}
-    stratify = data_spec.split.stratify and y_all is not None and class_names is not None
-    index = split_indices(len(files), fractions, spec.seed, y_all if stratify else None)
-    for name in ("train", "test"):
-        if not len(index[name]):
-            raise located(("data", "split", name), f"the {name} split of {len(files)} images is empty")
-    code = np.zeros(len(files), np.int8)
-    code[index["validation"]], code[index["test"]] = 1, 2
+    y_all, class_names, index, code = split_files(spec, table, target, reader, "images", located)
     # The one pass: every image decoded once (checked, hashed); the training ones counted.
     # The images are not put in the read log (a SHA-256 and a path held for each, ~0.7 KB an
     # image, would grow with the folder): a streamed data stage is never reused (its data is
     # not cached), and the pixels' hash in the fingerprint tells a later stage they changed.
     moments = _ChannelMoments()
-    samples: dict[int, list[np.ndarray]] = {0: [], 1: [], 2: []}
     digest = hashlib.sha256()
-    chunks = 0
-    with progress.task(f"reading {Path(origin).name}", total=len(files), unit="images") as step:
-        for start in range(0, len(files), reader.chunk):
-            part = np.arange(start, min(start + reader.chunk, len(files)))
-            images = reader.read(part)
-            chunks += 1
-            codes = code[part]
-            moments.add(images[codes == 0])
-            for c in (0, 1, 2):
-                room = SAMPLE_ROWS - sum(len(s) for s in samples[c])
-                if room > 0:
-                    samples[c].append(images[codes == c][:room].astype(np.float32))
-            digest.update(images.tobytes())
-            step.advance(len(part))
+
+    def each(images: np.ndarray, codes: np.ndarray) -> None:
+        moments.add(images[codes == 0])
+        digest.update(images.tobytes())
+
+    one_pass = OnePass(reader, code)
+    one_pass.run(f"reading {Path(origin).name}", "images", each)
     for name in sorted(table.columns):
         digest.update(name.encode() + "\x1f".join(map(str, table.columns[name])).encode())
     digest.update("\x1f".join(Path(f).name for f in files).encode())
@@ -323,17 +297,9 @@ def prepare_image_streaming(spec, base_dir: Path, located):
 
     for key in sorted(unused - set(FEATURE_TYPES)):
         raise located(("prepare", "normalization", key), f"{key!r} is not a feature{did_you_mean(key, [column])}")
-    splits = {}
-    for name, c in (("train", 0), ("validation", 1), ("test", 2)):
-        rows = index[name]
-        labels = None if y_all is None else y_all[rows]
-        stream = ImageStream(reader, rows, labels, info.input_name, spec.seed,
-                             data_spec.shuffle_buffer if name == "train" else None)
-        sample = np.concatenate(samples[c]) if samples[c] else np.zeros((0, *shape), np.float32)
-        splits[name] = StreamedSplit({info.input_name: sample}, labels, rows, stream)
-    data = PreparedData(features=[info], target=target, task=spec.task, class_names=class_names, splits=splits,
-                        fingerprint="sha256:" + digest.hexdigest(), origin=origin)
-    data.extra["streaming"] = {"chunk_rows": reader.chunk, "chunks": chunks, "peak_rows": reader.peak_rows}
+    samples = one_pass.samples(np.zeros((0, *shape), np.float32))
+    splits = streamed_splits(spec, ImageStream, reader, index, y_all, info.input_name, samples)
+    data = streamed_data(spec, info, target, class_names, splits, digest, origin, reader, one_pass)
     data.extra["value_range"] = {info.input_name: float(np.max(moments.high) - np.min(moments.low))
                                  if moments.count else 1.0}
     data.extra["splits"] = split_record(origin, index, table if where is None else None)

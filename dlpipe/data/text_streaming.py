@@ -26,10 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from dlpipe import progress
+from dlpipe.data.file_streaming import (OnePass, list_class_folders, split_files, streamed_data, streamed_splits,
+                                        target_column)
 from dlpipe.data.image_streaming import ImageStream
-from dlpipe.data.streaming import SAMPLE_ROWS, StreamedSplit, _label_encoding, _raw_labels
-from dlpipe.data.table import Table
 from dlpipe.errors import DataError
 
 TEXT_CHUNK = 4096
@@ -72,19 +71,9 @@ class TextStream(ImageStream):
     """How to read one split's texts again, batch by batch: an ImageStream (the same
     per-epoch order, tf.data datasets and chunked predict) whose reader returns texts."""
 
-    def batches(self, epoch: int | None = None, size: int | None = None):
-        """(x, y) of this split, `size` texts at a time (at most the reader's chunk); with
-        `epoch`, in that epoch's training order, else in file order."""
-        size = min(size or self.reader.chunk, self.reader.chunk)
-        positions = np.arange(self.count) if epoch is None else self.order(epoch)
-        for start in range(0, self.count, size):
-            take = positions[start:start + size]
-            yield {self.input_name: self.reader.read(self.index[take])}, (None if self.labels is None
-                                                                          else self.labels[take])
-
-    def examples(self, positions: np.ndarray) -> dict[str, np.ndarray]:
-        """The texts at `positions` of the split (a few)."""
-        return {self.input_name: self.reader.read(self.index[np.asarray(positions, np.int64)])}
+    def _inputs(self, files: np.ndarray) -> dict[str, np.ndarray]:
+        """The model's inputs for these files (indices into the reader's): the texts, N × 1 str."""
+        return {self.input_name: self.reader.read(files)}
 
     def _signature(self, y_example):
         import tensorflow as tf
@@ -93,30 +82,15 @@ class TextStream(ImageStream):
         return x, tf.TensorSpec((None,) + y_example.shape[1:], tf.as_dtype(y_example.dtype))
 
 
-def _listing(root: Path) -> tuple[list[str], Table]:
-    """The folder's files (class by class, as the folder read whole lists them) and a table
-    of their labels."""
-    from dlpipe.data.sources import _class_folders
-
-    files, labels = [], []
-    for name, paths in _class_folders(root, TEXT_SUFFIXES, ".txt files"):
-        files += [str(p) for p in paths]
-        labels += [name] * len(paths)
-    table = Table({"label": np.array(labels, dtype=object)}, origin=str(root), row_offset=1)
-    table.row_files = files
-    return files, table
-
-
 def prepare_text_streaming(spec, base_dir: Path, located):
     """One pass over the text files → a PreparedData whose splits stream (see the module)."""
-    from dlpipe.data.prepared import FeatureInfo, PreparedData, input_names, spec_sections, text_settings
+    from dlpipe.data.prepared import FeatureInfo, input_names, spec_sections, text_settings
     from dlpipe.data.sources import resolve_path
-    from dlpipe.data.splits import split_indices, split_record
-    from dlpipe.errors import did_you_mean
+    from dlpipe.data.splits import split_record
 
     data_spec = spec.data
     root = resolve_path(data_spec.source.path, base_dir)
-    files, table = _listing(root)
+    files, table = list_class_folders(root, TEXT_SUFFIXES, ".txt files")
     origin = str(root)
     declared = data_spec.features[0] if data_spec.features else None
     if declared is None:  # a folder's texts are never inferred to be numbers (sources.py names the column `text`)
@@ -124,64 +98,35 @@ def prepare_text_streaming(spec, base_dir: Path, located):
     if declared.name != "text":
         raise located(("data", "features", 0, "name"), f"no column {declared.name!r} in {origin}; "
                       "the texts of a text_folder are column 'text'")
-    target = data_spec.target.name if data_spec.target is not None else None
-    if target is not None and target not in table.columns:
-        names = ["text", *table.columns]
-        hint = did_you_mean(target, names) or f"; columns are: {', '.join(names)}"
-        raise located(("data", "target", "name"), f"no column {target!r} in {origin}{hint}")
+    target = target_column(spec, table, "text", origin, located)
     reader = TextFiles(files, min(data_spec.streaming.chunk_rows, TEXT_CHUNK), origin)
-    y_all = class_names = None
-    if target is not None:
-        _, y_all, class_names = _label_encoding(spec, [_raw_labels(spec, table, target)], target, reader)
-    fractions = {"train": data_spec.split.train, "validation": data_spec.split.validation,
-                 "test": data_spec.split.test}
-    stratify = data_spec.split.stratify and y_all is not None and class_names is not None
-    index = split_indices(len(files), fractions, spec.seed, y_all if stratify else None)
-    for name in ("train", "test"):
-        if not len(index[name]):
-            raise located(("data", "split", name), f"the {name} split of {len(files)} texts is empty")
-    code = np.zeros(len(files), np.int8)
-    code[index["validation"]], code[index["test"]] = 1, 2
+    y_all, class_names, index, code = split_files(spec, table, target, reader, "texts", located)
     info = FeatureInfo("text", input_names(["text"])[0], "text", (1,))
     text_settings(info, declared)
     # The one pass: every file read once (checked, hashed); the training texts counted. The
     # files are not put in the read log (a hash and a path held for each would grow with the
     # folder): a streamed data stage is never reused, and the texts' hash is in the fingerprint.
-    samples: dict[int, list[np.ndarray]] = {0: [], 1: [], 2: []}
     digest = hashlib.sha256()
-    chunks = 0
-    with progress.task(f"reading {root.name}/", total=len(files), unit="texts") as step:
-        for start in range(0, len(files), reader.chunk):
-            part = np.arange(start, min(start + reader.chunk, len(files)))
-            texts = reader.read(part)
-            if not chunks:  # Keras (TensorFlow) imported once the first files are read and checked
-                from dlpipe.architectures.inputs import TextCounts
+    counts = None
 
-                counts = TextCounts(info)
-            chunks += 1
-            codes = code[part]
-            counts.add(texts[codes == 0])
-            for c in (0, 1, 2):
-                room = SAMPLE_ROWS - sum(len(s) for s in samples[c])
-                if room > 0:
-                    samples[c].append(texts[codes == c][:room])
-            for text in texts[:, 0]:
-                digest.update(text.encode("utf-8") + b"\x1e")
-            step.advance(len(part))
+    def each(texts: np.ndarray, codes: np.ndarray) -> None:
+        nonlocal counts
+        if counts is None:  # Keras (TensorFlow) imported once the first files are read and checked
+            from dlpipe.architectures.inputs import TextCounts
+
+            counts = TextCounts(info)
+        counts.add(texts[codes == 0])
+        for text in texts[:, 0]:
+            digest.update(text.encode("utf-8") + b"\x1e")
+
+    one_pass = OnePass(reader, code)
+    one_pass.run(f"reading {root.name}/", "texts", each)
     counts.finish()
     digest.update("\x1f".join(map(str, table.columns["label"])).encode())
     digest.update("\x1f".join(Path(f).name for f in files).encode())
     digest.update(spec_sections(spec))
-    splits = {}
-    for name, c in (("train", 0), ("validation", 1), ("test", 2)):
-        rows = index[name]
-        labels = None if y_all is None else y_all[rows]
-        stream = TextStream(reader, rows, labels, info.input_name, spec.seed,
-                            data_spec.shuffle_buffer if name == "train" else None)
-        sample = np.concatenate(samples[c]) if samples[c] else np.zeros((0, 1), dtype=object)
-        splits[name] = StreamedSplit({info.input_name: sample}, labels, rows, stream)
-    data = PreparedData(features=[info], target=target, task=spec.task, class_names=class_names, splits=splits,
-                        fingerprint="sha256:" + digest.hexdigest(), origin=origin)
-    data.extra["streaming"] = {"chunk_rows": reader.chunk, "chunks": chunks, "peak_rows": reader.peak_rows}
+    samples = one_pass.samples(np.zeros((0, 1), dtype=object))
+    splits = streamed_splits(spec, TextStream, reader, index, y_all, info.input_name, samples)
+    data = streamed_data(spec, info, target, class_names, splits, digest, origin, reader, one_pass)
     data.extra["splits"] = split_record(origin, index, table)
     return data

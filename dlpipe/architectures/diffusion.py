@@ -88,7 +88,9 @@ class TimestepEmbedding(keras.layers.Layer):
     def call(self, t):
         half = self.width // 2
         frequencies = np.exp(-math.log(10000.0) * np.arange(half) / max(half - 1, 1)).astype(np.float32)
-        angles = ops.cast(ops.reshape(t, (-1, 1)), "float32") * frequencies[None, :]
+        # A tensor, not a NumPy array, on the right: torch's tensor * ndarray goes through
+        # NumPy's deprecated __array_wrap__ (a warning per call).
+        angles = ops.cast(ops.reshape(t, (-1, 1)), "float32") * ops.convert_to_tensor(frequencies[None, :])
         return ops.concatenate([ops.sin(angles), ops.cos(angles)], axis=-1)
 
     def compute_output_shape(self, input_shape):

@@ -3,8 +3,9 @@ exactly, and their .keras files load on TensorFlow (and back); what JAX cannot r
 at validate time in one line.
 
 Each JAX run is a fresh process (Keras picks its backend once per process) started with
-TensorFlow made unimportable (`NO_TENSORFLOW`: an import hook that fails every `tensorflow`
-import, as on a machine without it): a run that imported TensorFlow anywhere would fail.
+TensorFlow looking uninstalled (`NO_TENSORFLOW`: every import finder answers "not found" for
+it, so `importlib.util.find_spec` says None and `import tensorflow` fails, as on a machine
+without it): a run that imported TensorFlow anywhere would fail.
 """
 
 from __future__ import annotations
@@ -26,11 +27,17 @@ SPECS = ROOT / "specs"
 
 NO_TENSORFLOW = """
 import sys
-class NoTensorFlow:
+class Hidden:
+    def __init__(self, finder):
+        self.finder = finder
     def find_spec(self, name, path=None, target=None):
         if name == "tensorflow" or name.startswith("tensorflow."):
-            raise ImportError("No module named 'tensorflow' (hidden by the test)")
-sys.meta_path.insert(0, NoTensorFlow())
+            return None
+        find = getattr(self.finder, "find_spec", None)
+        return find(name, path, target) if find is not None else None
+    def __getattr__(self, attribute):
+        return getattr(self.finder, attribute)
+sys.meta_path[:] = [Hidden(finder) for finder in sys.meta_path]
 """
 
 

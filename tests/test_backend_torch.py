@@ -4,9 +4,9 @@ file loaded here (this process runs on TensorFlow) gives the torch run's outputs
 SavedModel exported from a torch run (written by TensorFlow in a child process) gives them too.
 
 Each torch run is a fresh process (Keras picks its backend once per process). "Without
-TensorFlow" is a process in which TensorFlow looks uninstalled (`HIDE_TENSORFLOW`: every
-import finder answers "not found" for it, so `importlib.util.find_spec` says None, as torch's
-own start-up asks, and `import tensorflow` fails): a run that imported it anywhere would fail.
+TensorFlow" is a process in which TensorFlow looks uninstalled (test_backend.py's
+`NO_TENSORFLOW`: `importlib.util.find_spec` says None, as torch's own start-up asks, and
+`import tensorflow` fails): a run that imported it anywhere would fail.
 
 Without PyTorch installed these tests skip in one line (`pip install torch==2.13.0`, the CPU
 wheel where one is at hand); in CI (CI=true) they fail instead (tests/_system.py).
@@ -26,25 +26,11 @@ import pytest
 from click.testing import CliRunner
 
 from _system import require
+from test_backend import NO_TENSORFLOW
 from dlpipe.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
-
-HIDE_TENSORFLOW = """
-import sys
-class Hidden:
-    def __init__(self, finder):
-        self.finder = finder
-    def find_spec(self, name, path=None, target=None):
-        if name == "tensorflow" or name.startswith("tensorflow."):
-            return None
-        find = getattr(self.finder, "find_spec", None)
-        return find(name, path, target) if find is not None else None
-    def __getattr__(self, attribute):
-        return getattr(self.finder, attribute)
-sys.meta_path[:] = [Hidden(finder) for finder in sys.meta_path]
-"""
 
 AFTER = """
 import keras, numpy as np
@@ -63,7 +49,7 @@ def python(code: str, *, hide_tensorflow: bool = True, env: dict | None = None) 
     """Run Python `code` in a fresh process (TensorFlow hidden unless `hide_tensorflow` is false)."""
     environment = {**os.environ, **(env or {})}
     environment.pop("KERAS_BACKEND", None)
-    return subprocess.run([sys.executable, "-c", (HIDE_TENSORFLOW if hide_tensorflow else "import sys\n") + code],
+    return subprocess.run([sys.executable, "-c", (NO_TENSORFLOW if hide_tensorflow else "import sys\n") + code],
                           capture_output=True, text=True, env=environment, timeout=600)
 
 
